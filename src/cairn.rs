@@ -1,0 +1,213 @@
+//! The handle an application holds: a probed store, a node id, a clock, and a seeded random
+//! source, from which every feature is reached.
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Result;
+use crate::manifest::{Manifest, ManifestOptions, Manifests, Strategy};
+use crate::store::probe::Capabilities;
+use crate::store::{url, Key, Name, Store, StoreOptions};
+
+/// How the manifest strategy is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StrategyChoice {
+    /// Probe the store: etag CAS where `If-Match` works, else the version chain. Default.
+    #[default]
+    Probe,
+    /// Use this strategy without probing (for stores probed before, and for tests).
+    Fixed(Strategy),
+}
+
+/// Builds a [`Cairn`].
+#[derive(Debug)]
+pub struct CairnBuilder {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    node: Option<Name>,
+    clock: Arc<dyn Clock>,
+    seed: Option<u64>,
+    strategy: StrategyChoice,
+    store_options: StoreOptions,
+    manifest_options: ManifestOptions,
+}
+
+impl CairnBuilder {
+    /// Every key lives below this prefix of the store. Default: the store's root.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// This node's id, written into every manifest. Default: host name and process id.
+    pub fn node(mut self, node: impl Into<String>) -> Result<Self> {
+        self.node = Some(Name::new(node)?);
+        Ok(self)
+    }
+
+    /// The clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Seeds the random source (write ids, jitter), making runs reproducible.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// How to choose the manifest strategy.
+    pub fn strategy(mut self, choice: StrategyChoice) -> Self {
+        self.strategy = choice;
+        self
+    }
+
+    /// Store-layer tuning.
+    pub fn store_options(mut self, options: StoreOptions) -> Self {
+        self.store_options = options;
+        self
+    }
+
+    /// Manifest-layer tuning.
+    pub fn manifest_options(mut self, options: ManifestOptions) -> Self {
+        self.manifest_options = options;
+        self
+    }
+
+    /// Probes the store (unless a strategy is fixed) and returns the handle.
+    pub async fn build(self) -> Result<Cairn> {
+        let store = Store::new(self.store, &self.prefix, self.store_options)?;
+        let mut rng = match self.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_os_rng(),
+        };
+        let (strategy, capabilities) = match self.strategy {
+            StrategyChoice::Fixed(s) => (s, None),
+            StrategyChoice::Probe => {
+                let caps = store.probe(&mut rng).await?;
+                let s = if caps.replace_if_match {
+                    Strategy::EtagCas
+                } else {
+                    Strategy::VersionChain
+                };
+                (s, Some(caps))
+            }
+        };
+        let node = match self.node {
+            Some(n) => n,
+            None => default_node_id(),
+        };
+        let manifests = Manifests::new(
+            store,
+            node.to_string(),
+            self.clock,
+            rng,
+            strategy,
+            self.manifest_options,
+        );
+        Ok(Cairn {
+            manifests: Arc::new(manifests),
+            node,
+            capabilities,
+        })
+    }
+}
+
+/// A node's connection to the shared bucket.
+#[derive(Debug, Clone)]
+pub struct Cairn {
+    manifests: Arc<Manifests>,
+    node: Name,
+    capabilities: Option<Capabilities>,
+}
+
+impl Cairn {
+    /// Starts building a handle on an object store the application already holds.
+    pub fn builder(store: Arc<dyn ObjectStore>) -> CairnBuilder {
+        CairnBuilder {
+            store,
+            prefix: String::new(),
+            node: None,
+            clock: Arc::new(SystemClock),
+            seed: None,
+            strategy: StrategyChoice::Probe,
+            store_options: StoreOptions::default(),
+            manifest_options: ManifestOptions::default(),
+        }
+    }
+
+    /// Starts building a handle on the store a URL names (`s3://bucket/prefix`,
+    /// `file:///path`, `memory://`).
+    pub async fn open(store_url: &str) -> Result<CairnBuilder> {
+        let opened = url::open(store_url).await?;
+        Ok(Self::builder(opened.store).prefix(opened.prefix))
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &Name {
+        &self.node
+    }
+
+    /// The manifest strategy in force.
+    pub fn strategy(&self) -> Strategy {
+        self.manifests.strategy()
+    }
+
+    /// What the probe found (`None` when the strategy was fixed).
+    pub fn capabilities(&self) -> Option<&Capabilities> {
+        self.capabilities.as_ref()
+    }
+
+    /// The manifest layer, for features built on it.
+    pub fn manifests(&self) -> &Arc<Manifests> {
+        &self.manifests
+    }
+
+    /// The store layer.
+    pub fn store(&self) -> &Store {
+        self.manifests.store()
+    }
+
+    /// A handle on the manifest of `kind` at `base`.
+    pub fn manifest<T: Serialize + DeserializeOwned + Clone + Send + Sync>(
+        &self,
+        kind: &'static str,
+        base: Key,
+    ) -> Manifest<T> {
+        self.manifests.open(kind, base)
+    }
+}
+
+/// `<host>-<pid>`, reduced to the characters a name allows.
+pub fn default_node_id() -> Name {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "node".into());
+    let clean: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    let clean = if clean.is_empty() {
+        "node".into()
+    } else {
+        clean
+    };
+    Name::new(format!("{clean}-{}", std::process::id()))
+        .unwrap_or_else(|_| Name::new("node").expect("literal name is valid"))
+}

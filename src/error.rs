@@ -1,0 +1,142 @@
+//! The crate's one error type. Every variant says what happened and what the caller can do.
+//!
+//! Losing a race is never an error: it is an outcome (`Exists`, `Conflict`, `Busy`, …) of
+//! the operation that lost. Errors are for what the caller must handle differently.
+
+use std::time::Duration;
+
+/// Errors returned by cairn. `#[non_exhaustive]`: match the variants you handle and keep a
+/// catch-all arm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A name (lock, stream, topic, node, …) is not 1–128 characters of `A–Z a–z 0–9 . _ -`,
+    /// starts with a dot, or contains `..`. Nothing was sent to the store. Fix the name.
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+
+    /// A store URL or option could not be used. Nothing was sent to the store.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// A conditional write failed in flight and reading the object back failed too, so
+    /// cairn cannot say whether the write landed. Read the state again before acting on it.
+    #[error("outcome of the write to {key} is unknown: {reason}")]
+    Ambiguous {
+        /// The key written.
+        key: String,
+        /// The write's error and the read-back's error.
+        reason: String,
+    },
+
+    /// The store could not be reached or kept failing (timeouts, 5xx, connection errors).
+    /// Nothing was changed as far as cairn could verify. Retry later.
+    #[error("store unavailable during {operation} of {key}: {source}")]
+    Unavailable {
+        /// What cairn was doing: `read`, `create`, `replace`, `list`, `delete`.
+        operation: &'static str,
+        /// The key (or prefix) involved.
+        key: String,
+        /// The last error seen.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// The store refused the request for a reason retrying does not fix: permissions,
+    /// credentials, an unsupported operation.
+    #[error("store refused {operation} of {key}: {source}")]
+    Store {
+        /// What cairn was doing.
+        operation: &'static str,
+        /// The key (or prefix) involved.
+        key: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// The capability probe found that the store does not honour a precondition cairn
+    /// relies on. cairn refuses to coordinate through it; `check` names what failed.
+    #[error("store refused by the capability probe: {check} failed: {detail}")]
+    StoreRefused {
+        /// The probe step that failed, e.g. `create-if-absent twice`.
+        check: &'static str,
+        /// What the store did instead.
+        detail: String,
+    },
+
+    /// The strategy asked for needs an operation this store lacks (for example etag CAS on
+    /// the local filesystem). Use the version chain, or let the probe choose.
+    #[error("{store} does not support {operation}")]
+    Unsupported {
+        /// The missing operation.
+        operation: String,
+        /// The store that lacks it.
+        store: String,
+    },
+
+    /// An object under cairn's prefix does not parse as a manifest. It is left untouched;
+    /// an operator must repair or remove it.
+    #[error("{key} is not a valid cairn manifest: {reason}")]
+    Corrupt {
+        /// The object's key.
+        key: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A manifest was written by a newer cairn in a format this one does not read. It is left
+    /// untouched; upgrade this node.
+    #[error("{key} has manifest format {found}, this cairn reads up to {supported}: upgrade")]
+    UnsupportedFormat {
+        /// The object's key.
+        key: String,
+        /// Format version found.
+        found: u32,
+        /// Newest format this build reads.
+        supported: u32,
+    },
+
+    /// A manifest of another kind sits at this key (for example a stream where a lock was
+    /// expected). It is left untouched.
+    #[error("{key} holds a {found:?} manifest, expected {expected:?}")]
+    WrongKind {
+        /// The object's key.
+        key: String,
+        /// The kind the caller asked for.
+        expected: &'static str,
+        /// The kind stored.
+        found: String,
+    },
+
+    /// Compare-and-swap lost to other writers on every one of its bounded attempts.
+    #[error("{key}: gave up after {attempts} conflicting attempts")]
+    Contention {
+        /// The manifest's key.
+        key: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+
+    /// A wait ran out.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+
+    /// A value could not be encoded as JSON (a caller's type, never stored data).
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Shorthand for `Result<T, cairn::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

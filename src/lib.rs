@@ -1,0 +1,71 @@
+//! # cairn
+//!
+//! Coordinate a fleet of nodes through nothing but an S3-compatible bucket: no coordinator
+//! service, no leader, no extra database. Every decision is a conditional write
+//! (`If-None-Match: *` to create, `If-Match: <etag>` to replace) of a small JSON manifest,
+//! and every write is verified.
+//!
+//! ## Guarantees
+//!
+//! - **One winner.** Of racing writers of the same manifest version, exactly one succeeds;
+//!   the others get a conflict carrying the winner's version.
+//! - **Write-then-verify.** A write whose answer was lost, refused after a retry, or timed
+//!   out is resolved by reading the object back and comparing its unique `write_id`; when
+//!   that read fails too, the caller gets [`Error::Ambiguous`], never a guess.
+//! - **Bad data never spreads.** A manifest that does not parse, is of another kind, or has
+//!   a newer format is a typed error and is never overwritten.
+//! - **Probed, not assumed.** A store is probed before use; one that ignores preconditions
+//!   is refused ([`Error::StoreRefused`]), and a store without `If-Match` (the local
+//!   filesystem) runs on the version chain.
+//!
+//! ## Timing assumptions
+//!
+//! Safety rules run on each node's monotonic clock; wall-clock times written into
+//! manifests are informational and trusted only within a configured skew bound.
+//!
+//! ## Embedding
+//!
+//! An ingestor that already holds an `Arc<dyn ObjectStore>` hands it to cairn with a prefix
+//! and a node id:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> cairn::Result<()> {
+//! use std::sync::Arc;
+//! use cairn::manifest::{Change, Written};
+//! use cairn::store::keys::{self, Family};
+//!
+//! let store = Arc::new(object_store::memory::InMemory::new());
+//! let cairn = cairn::Cairn::builder(store).prefix("fleet").node("ingestor-1")?.build().await?;
+//!
+//! // A versioned document with compare-and-swap.
+//! let counter = cairn.manifest::<u64>("counter", keys::manifest(Family::Scratch, &cairn::Name::new("hits")?));
+//! let updated = counter.update(|cur| Change::Write(cur.map_or(0, |s| s.body) + 1)).await?;
+//! assert_eq!(updated.snapshot.unwrap().body, 1);
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod cairn;
+pub mod cli;
+pub mod clock;
+pub mod error;
+pub mod manifest;
+pub mod retry;
+pub mod store;
+
+pub use crate::cairn::{default_node_id, Cairn, CairnBuilder, StrategyChoice};
+pub use clock::{Clock, SystemClock, TestClock};
+pub use error::{Error, Result};
+pub use manifest::{Manifest, ManifestOptions, Snapshot, Strategy};
+pub use store::probe::Capabilities;
+pub use store::{Name, StoreOptions};
+
+/// Serializes a `Duration` as whole milliseconds.
+pub(crate) mod serde_duration_ms {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().min(u64::MAX as u128) as u64)
+    }
+}

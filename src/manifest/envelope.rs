@@ -1,0 +1,204 @@
+//! The manifest envelope: the JSON document every manifest version is stored as.
+//!
+//! ```json
+//! {"format":1,"kind":"lock","version":7,"write_id":"…","previous_write_id":"…",
+//!  "written_by":"node-a","written_at":"2026-11-22T10:00:00Z","body":{…}}
+//! ```
+//!
+//! Decoding checks, in this order: the bytes are JSON with a numeric `format` (else
+//! `Corrupt`); the format is one this build reads (else `UnsupportedFormat`); the `kind` is
+//! the one expected (else `WrongKind`); the header and body have the expected shapes (else
+//! `Corrupt`). A document that fails any check is reported and never overwritten.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::{Key, Object};
+
+/// The newest envelope format this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// One version of a manifest, as read or as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot<T> {
+    /// The manifest version: 1 for the first write, +1 for every transition. Never reused.
+    pub version: u64,
+    /// The unique id of the write that stored this version.
+    pub write_id: String,
+    /// The write id of the version this one replaced (`None` for version 1).
+    pub previous_write_id: Option<String>,
+    /// The node that wrote it.
+    pub written_by: String,
+    /// The writer's wall-clock time when it wrote it (informational: clocks may be skewed).
+    pub written_at: DateTime<Utc>,
+    /// The document.
+    pub body: T,
+    /// The store's etag of the object (etag CAS strategy), if known.
+    pub(crate) etag: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Out<'a, T> {
+    format: u32,
+    kind: &'a str,
+    version: u64,
+    write_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_write_id: Option<&'a str>,
+    written_by: &'a str,
+    written_at: DateTime<Utc>,
+    body: &'a T,
+}
+
+#[derive(Deserialize)]
+struct In {
+    version: u64,
+    write_id: String,
+    #[serde(default)]
+    previous_write_id: Option<String>,
+    written_by: String,
+    written_at: DateTime<Utc>,
+    body: serde_json::Value,
+}
+
+/// Encodes one version.
+pub(crate) fn encode<T: Serialize>(kind: &str, s: &Snapshot<T>) -> Result<bytes::Bytes> {
+    let out = Out {
+        format: FORMAT,
+        kind,
+        version: s.version,
+        write_id: &s.write_id,
+        previous_write_id: s.previous_write_id.as_deref(),
+        written_by: &s.written_by,
+        written_at: s.written_at,
+        body: &s.body,
+    };
+    serde_json::to_vec(&out)
+        .map(bytes::Bytes::from)
+        .map_err(|source| Error::Encode {
+            what: "manifest",
+            source,
+        })
+}
+
+/// Decodes one stored version, checking format, kind and shape.
+pub(crate) fn decode<T: DeserializeOwned>(kind: &'static str, obj: &Object) -> Result<Snapshot<T>> {
+    decode_bytes(kind, &obj.key, &obj.bytes).map(|mut s| {
+        s.etag = obj.etag.clone();
+        s
+    })
+}
+
+pub(crate) fn decode_bytes<T: DeserializeOwned>(
+    kind: &'static str,
+    key: &Key,
+    bytes: &[u8],
+) -> Result<Snapshot<T>> {
+    let corrupt = |reason: String| Error::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+    let format = value
+        .get("format")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| corrupt("no numeric \"format\" field".into()))?;
+    if format > u64::from(FORMAT) {
+        return Err(Error::UnsupportedFormat {
+            key: key.to_string(),
+            found: u32::try_from(format).unwrap_or(u32::MAX),
+            supported: FORMAT,
+        });
+    }
+    if format == 0 {
+        return Err(corrupt("format 0 is not a cairn format".into()));
+    }
+    match value.get("kind").and_then(serde_json::Value::as_str) {
+        Some(k) if k == kind => {}
+        Some(k) => {
+            return Err(Error::WrongKind {
+                key: key.to_string(),
+                expected: kind,
+                found: k.to_string(),
+            })
+        }
+        None => return Err(corrupt("no \"kind\" field".into())),
+    }
+    let header: In =
+        serde_json::from_value(value).map_err(|e| corrupt(format!("bad envelope: {e}")))?;
+    let body: T = serde_json::from_value(header.body)
+        .map_err(|e| corrupt(format!("bad {kind} body: {e}")))?;
+    Ok(Snapshot {
+        version: header.version,
+        write_id: header.write_id,
+        previous_write_id: header.previous_write_id,
+        written_by: header.written_by,
+        written_at: header.written_at,
+        body,
+        etag: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::keys;
+    use proptest::prelude::*;
+
+    fn key() -> Key {
+        keys::probe("t")
+    }
+
+    #[test]
+    fn round_trips() {
+        let s = Snapshot {
+            version: 3,
+            write_id: "w".into(),
+            previous_write_id: Some("p".into()),
+            written_by: "n".into(),
+            written_at: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap(),
+            body: serde_json::json!({"a": 1}),
+            etag: None,
+        };
+        let b = encode("k", &s).unwrap();
+        let back: Snapshot<serde_json::Value> = decode_bytes("k", &key(), &b).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn newer_format_and_other_kind_are_typed_errors() {
+        let newer = br#"{"format":2,"kind":"k","version":1}"#;
+        assert!(matches!(
+            decode_bytes::<serde_json::Value>("k", &key(), newer),
+            Err(Error::UnsupportedFormat { found: 2, .. })
+        ));
+        let other = br#"{"format":1,"kind":"stream","version":1}"#;
+        assert!(matches!(
+            decode_bytes::<serde_json::Value>("lock", &key(), other),
+            Err(Error::WrongKind { .. })
+        ));
+    }
+
+    proptest! {
+        // Whatever bytes storage hands back, decoding returns a value or a typed error and
+        // never panics.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_bytes::<serde_json::Value>("k", &key(), &bytes);
+        }
+
+        #[test]
+        fn decoding_mutated_manifests_never_panics(cut in 0usize..200, flip in 0usize..200, byte in any::<u8>()) {
+            let s = Snapshot { version: 9, write_id: "w".into(), previous_write_id: None,
+                written_by: "n".into(), written_at: DateTime::<Utc>::from_timestamp(0, 0).unwrap(),
+                body: serde_json::json!({"holder": "x", "n": [1, 2]}), etag: None };
+            let mut b = encode("k", &s).unwrap().to_vec();
+            if flip < b.len() { b[flip] = byte; }
+            b.truncate(cut.min(b.len()));
+            let _ = decode_bytes::<serde_json::Value>("k", &key(), &b);
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The manifest layer: a versioned JSON document with compare-and-swap.
+//!
+//! A [`Manifest`] is a handle on one named document (a lock, a stream, a turn, …). It loads
+//! the newest version, writes the next one conditionally, and offers
+//! [`Manifest::update`]: read, apply a closure, write, and on conflict try again with
+//! jittered backoff, up to a bounded number of attempts.
+//!
+//! Two strategies sit behind the one interface ([`Strategy`]), chosen from the store's
+//! probed capabilities:
+//!
+//! - **etag CAS**: one object, replaced with `If-Match: <etag>`. One request a transition.
+//! - **version chain**: one immutable object a version, written with create-if-absent, then
+//!   a listing verifies that no newer version exists (two requests a transition). It needs
+//!   only create-if-absent, so it runs on the local filesystem. Old versions are history;
+//!   garbage collection keeps the newest [`ManifestOptions::gc_keep`] and never deletes one
+//!   younger than [`ManifestOptions::gc_min_age`].
+//!
+//! Both strategies number versions from 1, +1 a transition; a version is never reused.
+
+mod chain;
+pub mod envelope;
+mod etag;
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::debug;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::retry::Backoff;
+use crate::store::{Key, Store, WriteId};
+pub use envelope::{Snapshot, FORMAT};
+
+/// How manifests are stored and replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// One object replaced with `If-Match`.
+    EtagCas,
+    /// One immutable object a version, created with `If-None-Match: *`.
+    VersionChain,
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Strategy::EtagCas => "etag-cas",
+            Strategy::VersionChain => "version-chain",
+        })
+    }
+}
+
+/// Tuning of compare-and-swap and of the version chain's garbage collection.
+#[derive(Debug, Clone)]
+pub struct ManifestOptions {
+    /// Attempts [`Manifest::update`] makes before [`Error::Contention`]. Default 64: with
+    /// jittered backoff, 16 writers hammering one manifest finish well within it.
+    pub max_attempts: u32,
+    /// First backoff envelope after a conflict. Default 10 ms (a few S3 round trips).
+    pub backoff_initial: Duration,
+    /// Largest backoff envelope. Default 1 s.
+    pub backoff_max: Duration,
+    /// Versions the chain keeps, newest first. Default 8.
+    pub gc_keep: usize,
+    /// The chain never deletes a version younger than this. Default 10 min: far longer than
+    /// any writer can stay stale and still have a write accepted (a lease's ttl is 30 s).
+    pub gc_min_age: Duration,
+    /// The chain collects garbage after every this many versions. Default 16.
+    pub gc_every: u64,
+}
+
+impl Default for ManifestOptions {
+    fn default() -> Self {
+        Self {
+            max_attempts: 64,
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(1),
+            gc_keep: 8,
+            gc_min_age: Duration::from_secs(600),
+            gc_every: 16,
+        }
+    }
+}
+
+/// Everything a manifest handle needs: the store, who we are, time, randomness, strategy.
+#[derive(Debug)]
+pub struct Manifests {
+    store: Store,
+    node: String,
+    clock: Arc<dyn Clock>,
+    rng: Mutex<StdRng>,
+    strategy: Strategy,
+    options: ManifestOptions,
+}
+
+impl Manifests {
+    /// Bundles the manifest layer's dependencies.
+    pub fn new(
+        store: Store,
+        node: String,
+        clock: Arc<dyn Clock>,
+        rng: StdRng,
+        strategy: Strategy,
+        options: ManifestOptions,
+    ) -> Self {
+        Self {
+            store,
+            node,
+            clock,
+            rng: Mutex::new(rng),
+            strategy,
+            options,
+        }
+    }
+
+    /// A handle on the manifest of `kind` at `base` (a key from [`crate::store::keys`]).
+    pub fn open<T>(self: &Arc<Self>, kind: &'static str, base: Key) -> Manifest<T> {
+        Manifest {
+            ctx: Arc::clone(self),
+            kind,
+            base,
+            _body: PhantomData,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The node id written into every manifest.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The strategy in force.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ManifestOptions {
+        &self.options
+    }
+
+    /// Runs `f` with the injected random source.
+    pub fn with_rng<R>(&self, f: impl FnOnce(&mut StdRng) -> R) -> R {
+        f(&mut self.rng.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn write_id(&self) -> WriteId {
+        self.with_rng(|r| WriteId::random(r))
+    }
+}
+
+/// Result of a conditional transition.
+#[derive(Debug)]
+#[must_use]
+pub enum Written<T> {
+    /// Our version is stored; here it is.
+    Written(Snapshot<T>),
+    /// Another writer got there first; here is the newest version seen (`None`: the
+    /// manifest is gone).
+    Conflict(Option<Snapshot<T>>),
+}
+
+/// Result of a conditional read.
+#[derive(Debug)]
+pub enum Revalidated<T> {
+    /// No newer version; nothing was transferred but the answer (a 304 or a listing).
+    Unchanged,
+    /// A newer version.
+    Changed(Snapshot<T>),
+    /// The manifest is gone.
+    Missing,
+}
+
+/// What an [`Manifest::update`] closure decides.
+#[derive(Debug)]
+pub enum Change<T> {
+    /// Write this as the next version.
+    Write(T),
+    /// Leave the manifest as it is.
+    Keep,
+}
+
+/// Result of [`Manifest::update`].
+#[derive(Debug)]
+pub struct Updated<T> {
+    /// The version now current: ours when `changed`, else the one the closure kept.
+    pub snapshot: Option<Snapshot<T>>,
+    /// Whether we wrote a version.
+    pub changed: bool,
+    /// Attempts taken (1 when uncontended).
+    pub attempts: u32,
+}
+
+/// A handle on one named, versioned document of type `T`.
+pub struct Manifest<T> {
+    ctx: Arc<Manifests>,
+    kind: &'static str,
+    base: Key,
+    _body: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Manifest<T> {
+    fn clone(&self) -> Self {
+        Self {
+            ctx: Arc::clone(&self.ctx),
+            kind: self.kind,
+            base: self.base.clone(),
+            _body: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Manifest<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manifest")
+            .field("kind", &self.kind)
+            .field("base", &self.base)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
+    /// The manifest's base key.
+    pub fn key(&self) -> &Key {
+        &self.base
+    }
+
+    /// The newest version, or `None` if the manifest was never written.
+    /// One request (etag CAS) or a listing and a read (version chain). Cancel-safe.
+    pub async fn load(&self) -> Result<Option<Snapshot<T>>> {
+        match self.ctx.strategy {
+            Strategy::EtagCas => etag::load(self).await,
+            Strategy::VersionChain => chain::load(self).await,
+        }
+    }
+
+    /// Writes `body` as the version after `current` (`None`: the first version), only if
+    /// `current` is still the newest. Verified by write-then-verify; losing is
+    /// [`Written::Conflict`], not an error. Not cancel-safe: a cancelled call may or may not
+    /// have written.
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %self.base, version))]
+    pub async fn write(&self, current: Option<&Snapshot<T>>, body: T) -> Result<Written<T>> {
+        let next = Snapshot {
+            version: current.map_or(1, |c| c.version + 1),
+            write_id: self.ctx.write_id().0,
+            previous_write_id: current.map(|c| c.write_id.clone()),
+            written_by: self.ctx.node.clone(),
+            written_at: self.ctx.clock.now(),
+            body,
+            etag: None,
+        };
+        tracing::Span::current().record("version", next.version);
+        match self.ctx.strategy {
+            Strategy::EtagCas => etag::write(self, current, next).await,
+            Strategy::VersionChain => chain::write(self, next).await,
+        }
+    }
+
+    /// Creates the first version; `Conflict` carries the existing one.
+    pub async fn create(&self, body: T) -> Result<Written<T>> {
+        self.write(None, body).await
+    }
+
+    /// Whether a version newer than `known` exists, without transferring it when not:
+    /// a conditional GET (etag CAS) or a listing (version chain). Cancel-safe.
+    pub async fn revalidate(&self, known: &Snapshot<T>) -> Result<Revalidated<T>> {
+        match self.ctx.strategy {
+            Strategy::EtagCas => etag::revalidate(self, known).await,
+            Strategy::VersionChain => chain::revalidate(self, known).await,
+        }
+    }
+
+    /// Read-modify-write with bounded retries: loads the newest version, asks `f` what to
+    /// write, writes it conditionally, and on conflict tries again with the newer version
+    /// after a jittered backoff. `f` may run several times. Fails with
+    /// [`Error::Contention`] after [`ManifestOptions::max_attempts`]. Not cancel-safe.
+    pub async fn update<F>(&self, mut f: F) -> Result<Updated<T>>
+    where
+        F: FnMut(Option<&Snapshot<T>>) -> Change<T>,
+    {
+        let opts = &self.ctx.options;
+        let mut backoff = Backoff::new(opts.backoff_initial, opts.backoff_max);
+        let mut current = self.load().await?;
+        for attempt in 1..=opts.max_attempts.max(1) {
+            let body = match f(current.as_ref()) {
+                Change::Keep => {
+                    return Ok(Updated {
+                        snapshot: current,
+                        changed: false,
+                        attempts: attempt,
+                    })
+                }
+                Change::Write(b) => b,
+            };
+            match self.write(current.as_ref(), body).await? {
+                Written::Written(s) => {
+                    return Ok(Updated {
+                        snapshot: Some(s),
+                        changed: true,
+                        attempts: attempt,
+                    })
+                }
+                Written::Conflict(latest) => {
+                    let delay = self.ctx.with_rng(|r| backoff.next_delay(r));
+                    debug!(key = %self.base, attempt, ?delay, "conflict; retrying");
+                    tokio::time::sleep(delay).await;
+                    current = match latest {
+                        Some(l) => Some(l),
+                        None => self.load().await?,
+                    };
+                }
+            }
+        }
+        Err(Error::Contention {
+            key: self.base.to_string(),
+            attempts: opts.max_attempts,
+        })
+    }
+
+    /// Deletes old versions of a version chain: keeps the newest
+    /// [`ManifestOptions::gc_keep`] and every version younger than
+    /// [`ManifestOptions::gc_min_age`]. A no-op under etag CAS. Returns how many were
+    /// deleted. Never touches the newest version, so it is safe to run at any time.
+    pub async fn collect_garbage(&self) -> Result<usize> {
+        match self.ctx.strategy {
+            Strategy::EtagCas => Ok(0),
+            Strategy::VersionChain => chain::collect_garbage(self).await,
+        }
+    }
+
+    /// Every stored version still kept, oldest first (version chain); the current one
+    /// (etag CAS).
+    pub async fn history(&self) -> Result<Vec<Snapshot<T>>> {
+        match self.ctx.strategy {
+            Strategy::EtagCas => Ok(self.load().await?.into_iter().collect()),
+            Strategy::VersionChain => chain::history(self).await,
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Adapts `aws-config`'s credential provider chain to object_store's `CredentialProvider`,
+//! refreshing before the credentials expire.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use object_store::aws::{AwsCredential, AwsCredentialProvider};
+use object_store::CredentialProvider;
+use tokio::sync::Mutex;
+
+/// Credentials are fetched again when fewer than this remain before they expire.
+const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
+
+/// The adapter. Its `Debug` output never includes a credential.
+struct AwsConfigCredentials {
+    provider: SharedCredentialsProvider,
+    cached: Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
+}
+
+impl std::fmt::Debug for AwsConfigCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsConfigCredentials")
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn adapt(provider: SharedCredentialsProvider) -> AwsCredentialProvider {
+    Arc::new(AwsConfigCredentials {
+        provider,
+        cached: Mutex::new(None),
+    })
+}
+
+fn fresh(expiry: Option<SystemTime>, now: SystemTime) -> bool {
+    match expiry {
+        None => true,
+        Some(at) => at
+            .duration_since(now)
+            .is_ok_and(|left| left > REFRESH_BEFORE_EXPIRY),
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialProvider for AwsConfigCredentials {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        let mut cached = self.cached.lock().await;
+        if let Some((cred, expiry)) = cached.as_ref() {
+            if fresh(*expiry, SystemTime::now()) {
+                return Ok(Arc::clone(cred));
+            }
+        }
+        let creds = self.provider.provide_credentials().await.map_err(|e| {
+            object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(e),
+            }
+        })?;
+        let cred = Arc::new(AwsCredential {
+            key_id: creds.access_key_id().to_string(),
+            secret_key: creds.secret_access_key().to_string(),
+            token: creds.session_token().map(str::to_string),
+        });
+        *cached = Some((Arc::clone(&cred), creds.expiry()));
+        Ok(cred)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_refreshed_five_minutes_before_expiry() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert!(fresh(None, now));
+        assert!(fresh(Some(now + Duration::from_secs(301)), now));
+        assert!(!fresh(Some(now + Duration::from_secs(299)), now));
+        assert!(!fresh(Some(now - Duration::from_secs(1)), now));
+    }
+
+    #[tokio::test]
+    async fn debug_output_never_shows_the_secret() {
+        let creds =
+            aws_credential_types::Credentials::from_keys("AKIDSECRETID", "VERYSECRET", None);
+        let p = adapt(SharedCredentialsProvider::new(creds));
+        let c = p.get_credential().await.unwrap();
+        assert_eq!(c.secret_key, "VERYSECRET");
+        let shown = format!("{p:?} {c:?}");
+        assert!(!shown.contains("VERYSECRET"), "{shown}");
+    }
+}

@@ -1,0 +1,423 @@
+//! `FaultStore`: an `ObjectStore` wrapper that counts every request and injects faults,
+//! filtered by operation and key, for reliability tests and request-count benchmarks.
+//!
+//! Faults model what a real network does to a conditional write: the server commits and the
+//! response is lost ([`Fault::CommitThenFail`]), the request never arrives
+//! ([`Fault::FailBeforeCommit`]), a synthetic status ([`Fault::Status`]: 409, 412, 500, 503),
+//! or a request that never answers ([`Fault::Hang`]). Probabilistic rules draw from a seeded
+//! generator, so a failing run is reproducible from its seed.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The kind of request a rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `put_opts` (create, replace, overwrite).
+    Put,
+    /// `get_opts`, including conditional GETs and HEADs.
+    Get,
+    /// Listing.
+    List,
+    /// Deleting.
+    Delete,
+}
+
+/// What to do to a matching request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward the request (it takes effect), then fail as if the response was lost.
+    CommitThenFail,
+    /// Fail without forwarding: the request never reached the server.
+    FailBeforeCommit,
+    /// Answer with this HTTP status without forwarding (409, 412, 500, 503, …).
+    Status(u16),
+    /// Never answer (the caller's timeout must fire). The request is not forwarded.
+    Hang,
+    /// Forward the request after this delay.
+    Delay(Duration),
+}
+
+/// A fault and the requests it applies to.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Which requests.
+    pub op: Op,
+    /// Only keys whose path contains this (empty: all keys).
+    pub key_contains: String,
+    /// What to do.
+    pub fault: Fault,
+    /// How many more times it fires (`None`: every time).
+    pub remaining: Option<u64>,
+    /// Probability that a matching request is hit, in `[0, 1]`.
+    pub probability: f64,
+}
+
+impl Rule {
+    /// A rule that fires on every matching request until removed.
+    pub fn always(op: Op, key_contains: impl Into<String>, fault: Fault) -> Self {
+        Self {
+            op,
+            key_contains: key_contains.into(),
+            fault,
+            remaining: None,
+            probability: 1.0,
+        }
+    }
+
+    /// A rule that fires on the next `n` matching requests.
+    pub fn times(op: Op, key_contains: impl Into<String>, fault: Fault, n: u64) -> Self {
+        Self {
+            remaining: Some(n),
+            ..Self::always(op, key_contains, fault)
+        }
+    }
+
+    /// The same rule, firing only with probability `p` (drawn from the store's seed).
+    pub fn with_probability(mut self, p: f64) -> Self {
+        self.probability = p;
+        self
+    }
+}
+
+/// Request counters. Read them with [`FaultStore::counts`].
+#[derive(Debug, Default)]
+struct Counters {
+    puts: AtomicU64,
+    gets: AtomicU64,
+    not_modified: AtomicU64,
+    body_bytes: AtomicU64,
+    lists: AtomicU64,
+    deletes: AtomicU64,
+    faults: AtomicU64,
+}
+
+/// A snapshot of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// PUT requests (every `put_opts`, including ones that failed).
+    pub puts: u64,
+    /// GET/HEAD requests.
+    pub gets: u64,
+    /// GETs answered 304 Not Modified.
+    pub not_modified: u64,
+    /// Body bytes returned by GETs.
+    pub body_bytes: u64,
+    /// LIST requests.
+    pub lists: u64,
+    /// DELETE requests.
+    pub deletes: u64,
+    /// Requests a fault was injected into.
+    pub faults: u64,
+}
+
+impl Counts {
+    /// All requests.
+    pub fn requests(&self) -> u64 {
+        self.puts + self.gets + self.lists + self.deletes
+    }
+
+    /// The requests made since `earlier`.
+    pub fn since(&self, earlier: &Counts) -> Counts {
+        Counts {
+            puts: self.puts - earlier.puts,
+            gets: self.gets - earlier.gets,
+            not_modified: self.not_modified - earlier.not_modified,
+            body_bytes: self.body_bytes - earlier.body_bytes,
+            lists: self.lists - earlier.lists,
+            deletes: self.deletes - earlier.deletes,
+            faults: self.faults - earlier.faults,
+        }
+    }
+}
+
+/// The counting, fault-injecting wrapper.
+pub struct FaultStore {
+    inner: Arc<dyn ObjectStore>,
+    shared: Arc<Shared>,
+}
+
+/// Rules, randomness and counters, shared with the streams the wrapper hands out.
+#[derive(Debug)]
+struct Shared {
+    rules: Mutex<Vec<Rule>>,
+    rng: Mutex<StdRng>,
+    counters: Counters,
+}
+
+impl fmt::Debug for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultStore({:?})", self.inner)
+    }
+}
+
+impl fmt::Display for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultStore({})", self.inner)
+    }
+}
+
+impl FaultStore {
+    /// Wraps `inner`; probabilistic rules draw from `seed`.
+    pub fn new(inner: Arc<dyn ObjectStore>, seed: u64) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared {
+                rules: Mutex::new(Vec::new()),
+                rng: Mutex::new(StdRng::seed_from_u64(seed)),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// Adds a rule. The first matching rule that fires decides a request's fate.
+    pub fn add(&self, rule: Rule) {
+        self.shared
+            .rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(rule);
+    }
+
+    /// Removes every rule.
+    pub fn clear(&self) {
+        self.shared
+            .rules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The counters now.
+    pub fn counts(&self) -> Counts {
+        let c = &self.shared.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        Counts {
+            puts: l(&c.puts),
+            gets: l(&c.gets),
+            not_modified: l(&c.not_modified),
+            body_bytes: l(&c.body_bytes),
+            lists: l(&c.lists),
+            deletes: l(&c.deletes),
+            faults: l(&c.faults),
+        }
+    }
+}
+
+impl Shared {
+    fn pick(&self, op: Op, path: &Path) -> Option<Fault> {
+        let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
+        let path = path.as_ref();
+        for rule in rules.iter_mut() {
+            if rule.op != op || !path.contains(&rule.key_contains) || rule.remaining == Some(0) {
+                continue;
+            }
+            if rule.probability < 1.0 {
+                let roll: f64 = self.rng.lock().unwrap_or_else(|e| e.into_inner()).random();
+                if roll >= rule.probability {
+                    continue;
+                }
+            }
+            if let Some(n) = rule.remaining.as_mut() {
+                *n -= 1;
+            }
+            self.counters.faults.fetch_add(1, Ordering::SeqCst);
+            return Some(rule.fault);
+        }
+        None
+    }
+
+    /// Applies the fault chosen for a request around `forward`.
+    async fn run<T>(
+        &self,
+        op: Op,
+        path: &Path,
+        forward: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match self.pick(op, path) {
+            None => forward.await,
+            Some(Fault::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                forward.await
+            }
+            Some(Fault::CommitThenFail) => {
+                let _ = forward.await;
+                Err(injected(
+                    path,
+                    op,
+                    "connection reset after the request was sent",
+                ))
+            }
+            Some(Fault::FailBeforeCommit) => Err(injected(path, op, "connection refused")),
+            Some(Fault::Hang) => {
+                tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+                Err(injected(path, op, "hung request finally dropped"))
+            }
+            Some(Fault::Status(status)) => Err(status_error(path, op, status)),
+        }
+    }
+}
+
+fn injected(path: &Path, op: Op, what: &str) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "FaultStore",
+        source: format!("injected fault on {op:?} {path}: {what}").into(),
+    }
+}
+
+/// The error object_store's S3 client reports for `status` on `op`.
+fn status_error(path: &Path, op: Op, status: u16) -> object_store::Error {
+    let p = path.to_string();
+    let source = format!("injected HTTP {status}").into();
+    match (op, status) {
+        (Op::Put, 409) => object_store::Error::AlreadyExists { path: p, source },
+        (_, 412) => object_store::Error::Precondition { path: p, source },
+        (_, 404) => object_store::Error::NotFound { path: p, source },
+        (_, 304) => object_store::Error::NotModified { path: p, source },
+        _ => object_store::Error::Generic {
+            store: "FaultStore",
+            source,
+        },
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.shared.counters.puts.fetch_add(1, Ordering::SeqCst);
+        self.shared
+            .run(
+                Op::Put,
+                location,
+                self.inner.put_opts(location, payload, opts),
+            )
+            .await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.shared.counters.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.shared.counters.gets.fetch_add(1, Ordering::SeqCst);
+        let head = options.head;
+        let r = self
+            .shared
+            .run(Op::Get, location, self.inner.get_opts(location, options))
+            .await;
+        match &r {
+            Ok(g) if !head => {
+                self.shared
+                    .counters
+                    .body_bytes
+                    .fetch_add(g.range.end - g.range.start, Ordering::SeqCst);
+            }
+            Err(object_store::Error::NotModified { .. }) => {
+                self.shared
+                    .counters
+                    .not_modified
+                    .fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+        r
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        let shared = Arc::clone(&self.shared);
+        let inner = Arc::clone(&self.inner);
+        locations
+            .then(move |p| {
+                let shared = Arc::clone(&shared);
+                let inner = Arc::clone(&inner);
+                async move {
+                    let p = p?;
+                    shared.counters.deletes.fetch_add(1, Ordering::SeqCst);
+                    let one = futures::stream::once(futures::future::ready(Ok(p.clone()))).boxed();
+                    shared
+                        .run(Op::Delete, &p, async {
+                            match inner.delete_stream(one).next().await {
+                                Some(r) => r,
+                                None => Ok(p.clone()),
+                            }
+                        })
+                        .await
+                }
+            })
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.shared.counters.lists.fetch_add(1, Ordering::SeqCst);
+        let at = prefix.cloned().unwrap_or_default();
+        match self.shared.pick(Op::List, &at) {
+            Some(f) if !matches!(f, Fault::Delay(_)) => {
+                futures::stream::once(futures::future::ready(Err(fault_error(&at, f)))).boxed()
+            }
+            _ => self.inner.list(prefix),
+        }
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.shared.counters.lists.fetch_add(1, Ordering::SeqCst);
+        let at = prefix.cloned().unwrap_or_default();
+        match self.shared.pick(Op::List, &at) {
+            Some(f) if !matches!(f, Fault::Delay(_)) => {
+                futures::stream::once(futures::future::ready(Err(fault_error(&at, f)))).boxed()
+            }
+            _ => self.inner.list_with_offset(prefix, offset),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.shared.counters.lists.fetch_add(1, Ordering::SeqCst);
+        let at = prefix.cloned().unwrap_or_default();
+        self.shared
+            .run(Op::List, &at, self.inner.list_with_delimiter(prefix))
+            .await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.shared.counters.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A list stream cannot sleep before it starts: a list fault is an immediate error (a delay
+/// is ignored).
+fn fault_error(path: &Path, fault: Fault) -> object_store::Error {
+    match fault {
+        Fault::Status(s) => status_error(path, Op::List, s),
+        _ => injected(path, Op::List, "list failed"),
+    }
+}

@@ -1,0 +1,162 @@
+//! Every key shape cairn writes, in one place. Keys are relative to the root prefix and are
+//! built only from validated [`Name`]s and numbers, so none can leave the prefix.
+//!
+//! ```text
+//! <root>/
+//!   _probe/<id>.json                           capability probe scratch objects
+//!   locks/<name>/manifest.json                 etag CAS strategy: the one manifest object
+//!   locks/<name>/v/<version:020>.json          version chain: one immutable object a version
+//!   streams/<name>/…                           (same two shapes)
+//!   turns/<name>/…
+//!   records/<namespace>/<key>/…
+//!   members/<node>/…
+//!   log/<topic>/<sequence:020>.json            event log entries (create-if-absent)
+//! ```
+
+use std::fmt;
+
+use super::name::Name;
+
+/// Width of zero-padded version and sequence numbers, so lexical order is numeric order.
+pub const NUMBER_WIDTH: usize = 20;
+
+/// A key relative to the store's root prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(String);
+
+impl Key {
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A key below this one.
+    fn child(&self, segment: &str) -> Key {
+        Key(format!("{}/{}", self.0, segment))
+    }
+
+    /// The last path segment.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The family a manifest belongs to; each is a top-level folder under the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Leases (`locks/`).
+    Lock,
+    /// Streams (`streams/`).
+    Stream,
+    /// Turns (`turns/`).
+    Turn,
+    /// Membership heartbeats (`members/`).
+    Member,
+    /// Test and benchmark manifests (`scratch/`).
+    Scratch,
+}
+
+impl Family {
+    /// The top-level folder of this family.
+    pub fn folder(self) -> Key {
+        Key(match self {
+            Family::Lock => "locks",
+            Family::Stream => "streams",
+            Family::Turn => "turns",
+            Family::Member => "members",
+            Family::Scratch => "scratch",
+        }
+        .to_string())
+    }
+}
+
+/// The base key of a named manifest of `family`.
+pub fn manifest(family: Family, name: &Name) -> Key {
+    family.folder().child(name.as_str())
+}
+
+/// The base key of a versioned record `namespace/key`.
+pub fn record(namespace: &Name, key: &Name) -> Key {
+    Key("records".into())
+        .child(namespace.as_str())
+        .child(key.as_str())
+}
+
+/// The folder holding one namespace's records.
+pub fn record_namespace(namespace: &Name) -> Key {
+    Key("records".into()).child(namespace.as_str())
+}
+
+/// The single object of a manifest under the etag CAS strategy.
+pub fn etag_object(base: &Key) -> Key {
+    base.child("manifest.json")
+}
+
+/// The folder of a manifest's versions under the version chain strategy.
+pub fn chain_folder(base: &Key) -> Key {
+    base.child("v")
+}
+
+/// The object of one version of a manifest under the version chain strategy.
+pub fn chain_version(base: &Key, version: u64) -> Key {
+    chain_folder(base).child(&numbered(version))
+}
+
+/// The folder of an event log topic.
+pub fn log_topic(topic: &Name) -> Key {
+    Key("log".into()).child(topic.as_str())
+}
+
+/// One entry of an event log topic.
+pub fn log_entry(topic: &Name, sequence: u64) -> Key {
+    log_topic(topic).child(&numbered(sequence))
+}
+
+/// A capability probe scratch object.
+pub fn probe(id: &str) -> Key {
+    Key("_probe".into()).child(&format!("{id}.json"))
+}
+
+/// `<number:020>.json`.
+fn numbered(n: u64) -> String {
+    format!("{n:0width$}.json", width = NUMBER_WIDTH)
+}
+
+/// Parses the number out of a `<number:020>.json` file name; `None` for anything else.
+pub fn parse_numbered(file_name: &str) -> Option<u64> {
+    let digits = file_name.strip_suffix(".json")?;
+    if digits.len() != NUMBER_WIDTH || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Re-creates a key from its string form as listed under the root. Only for keys that
+/// the store itself listed (they are already inside the prefix).
+pub(crate) fn from_listed(relative: String) -> Key {
+    Key(relative)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_keys_sort_numerically_and_round_trip() {
+        let n = Name::new("a").unwrap();
+        let base = manifest(Family::Lock, &n);
+        let k9 = chain_version(&base, 9);
+        let k10 = chain_version(&base, 10);
+        assert!(k9 < k10);
+        assert_eq!(parse_numbered(k10.file_name()), Some(10));
+        assert_eq!(parse_numbered("10.json"), None);
+        assert_eq!(parse_numbered("manifest.json"), None);
+        assert_eq!(k9.as_str(), "locks/a/v/00000000000000000009.json");
+    }
+}
