@@ -82,10 +82,16 @@ pub(super) async fn write<T: Serialize + DeserializeOwned + Clone>(
     let bytes = encode(m.kind, &next)?;
     let id = WriteId(next.write_id.clone());
     match m.ctx.store.create(&key, bytes, &id).await? {
-        CreateOutcome::Exists { current: Some(obj) } => {
-            return Ok(Written::Conflict(Some(decode(m.kind, &obj)?)))
+        // The version that beat us may itself be far behind the head: a writer that walked
+        // up one version per attempt would need as many attempts as it is behind. Load the
+        // head instead (a listing and a read).
+        CreateOutcome::Exists { current } => {
+            if let Some(obj) = current {
+                // Still check it: a corrupt object in our slot is reported, not skipped.
+                decode::<T>(m.kind, &obj)?;
+            }
+            return Ok(Written::Conflict(load(m).await?));
         }
-        CreateOutcome::Exists { current: None } => return Ok(Written::Conflict(load(m).await?)),
         CreateOutcome::Created { .. } => {}
     }
     // Verify: is there a newer version, and was it built on ours?

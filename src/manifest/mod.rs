@@ -159,7 +159,7 @@ impl Manifests {
     }
 
     fn write_id(&self) -> WriteId {
-        self.with_rng(|r| WriteId::random(r))
+        self.with_rng(WriteId::random)
     }
 }
 

@@ -83,8 +83,13 @@ mod tests {
 
     #[tokio::test]
     async fn debug_output_never_shows_the_secret() {
-        let creds =
-            aws_credential_types::Credentials::from_keys("AKIDSECRETID", "VERYSECRET", None);
+        let creds = aws_credential_types::Credentials::new(
+            "AKIDSECRETID",
+            "VERYSECRET",
+            None,
+            None,
+            "test",
+        );
         let p = adapt(SharedCredentialsProvider::new(creds));
         let c = p.get_credential().await.unwrap();
         assert_eq!(c.secret_key, "VERYSECRET");

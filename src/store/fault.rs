@@ -41,6 +41,10 @@ pub enum Op {
 pub enum Fault {
     /// Forward the request (it takes effect), then fail as if the response was lost.
     CommitThenFail,
+    /// Forward the request (it takes effect), then answer with this HTTP status, as when a
+    /// client retries a request whose first attempt landed (a retried conditional PUT gets
+    /// 412 from the server).
+    CommitThenStatus(u16),
     /// Fail without forwarding: the request never reached the server.
     FailBeforeCommit,
     /// Answer with this HTTP status without forwarding (409, 412, 500, 503, …).
@@ -260,6 +264,10 @@ impl Shared {
                     op,
                     "connection reset after the request was sent",
                 ))
+            }
+            Some(Fault::CommitThenStatus(status)) => {
+                let _ = forward.await;
+                Err(status_error(path, op, status))
             }
             Some(Fault::FailBeforeCommit) => Err(injected(path, op, "connection refused")),
             Some(Fault::Hang) => {

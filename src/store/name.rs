@@ -73,3 +73,41 @@ impl AsRef<str> for Name {
         &self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rejects_each_rule_with_its_reason() {
+        for (bad, why) in [
+            ("", "empty"),
+            (".hidden", "must not start with a dot"),
+            ("a..b", "must not contain '..'"),
+            ("a/b", "only A-Z a-z 0-9 . _ - are allowed"),
+            ("caf\u{e9}", "only A-Z a-z 0-9 . _ - are allowed"),
+        ] {
+            match Name::new(bad) {
+                Err(Error::InvalidName { reason, .. }) => assert_eq!(reason, why, "{bad:?}"),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+        assert!(Name::new("x".repeat(128)).is_ok());
+        assert!(Name::new("x".repeat(129)).is_err());
+        assert!(Name::new("node-1.eu_west").is_ok());
+    }
+
+    proptest! {
+        // Whatever string comes in, an accepted name is a single safe path segment.
+        #[test]
+        fn accepted_names_never_leave_their_segment(s in ".{0,140}") {
+            if let Ok(n) = Name::new(s.clone()) {
+                prop_assert!(!n.as_str().contains('/'));
+                prop_assert!(!n.as_str().contains(".."));
+                prop_assert!(!n.as_str().starts_with('.'));
+                prop_assert!((1..=MAX_NAME_LEN).contains(&n.as_str().len()));
+            }
+        }
+    }
+}

@@ -91,6 +91,7 @@ async fn open_s3(bucket: &str, prefix: &str) -> Result<Opened> {
             retry_timeout: Duration::from_secs(10),
             ..Default::default()
         })
+        // Set before `with_allow_http`: `with_client_options` replaces every client option.
         .with_client_options(ClientOptions::new().with_timeout(Duration::from_secs(10)));
     if let Some(endpoint) = endpoint {
         let http = endpoint.starts_with("http://");

@@ -1,0 +1,156 @@
+//! Shared test harness: the four backends, fresh namespaces, and handles on them.
+//!
+//! S3 backends are the servers `localstack/start.sh` runs (LocalStack on 127.0.0.1:4566,
+//! moto on 127.0.0.1:5000, bucket `cairn-test`). A test that needs one fails when the
+//! server does not answer, unless `CAIRN_SKIP_S3=1` says explicitly to skip.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn::manifest::Strategy;
+use cairn::{Cairn, ManifestOptions, StoreOptions, StrategyChoice};
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
+
+pub const BUCKET: &str = "cairn-test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Fs,
+    LocalStack,
+    Moto,
+}
+
+impl Backend {
+    pub fn endpoint(self) -> Option<String> {
+        let (var, default) = match self {
+            Backend::LocalStack => ("CAIRN_LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566"),
+            Backend::Moto => ("CAIRN_MOTO_ENDPOINT", "http://127.0.0.1:5000"),
+            _ => return None,
+        };
+        Some(std::env::var(var).unwrap_or_else(|_| default.to_string()))
+    }
+
+    /// The strategies this backend supports.
+    pub fn strategies(self) -> &'static [Strategy] {
+        match self {
+            Backend::Fs => &[Strategy::VersionChain],
+            _ => &[Strategy::EtagCas, Strategy::VersionChain],
+        }
+    }
+}
+
+/// A fresh, empty namespace on a backend: a raw object store and a prefix inside it.
+pub struct Namespace {
+    pub backend: Backend,
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// `true` when S3 tests are explicitly opted out of.
+pub fn s3_skipped() -> bool {
+    std::env::var("CAIRN_SKIP_S3").is_ok_and(|v| v == "1")
+}
+
+/// A fresh namespace, or `None` if S3 tests are explicitly skipped. Panics (the test fails)
+/// when an S3 server does not answer.
+pub async fn namespace(backend: Backend) -> Option<Namespace> {
+    let prefix = format!("t-{}", uuid::Uuid::new_v4());
+    let (store, dir): (Arc<dyn ObjectStore>, _) = match backend {
+        Backend::Memory => (Arc::new(InMemory::new()), None),
+        Backend::Fs => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            (
+                Arc::new(LocalFileSystem::new_with_prefix(dir.path()).expect("fs store")),
+                Some(dir),
+            )
+        }
+        Backend::LocalStack | Backend::Moto => {
+            if s3_skipped() {
+                eprintln!("CAIRN_SKIP_S3=1: skipping {backend:?}");
+                return None;
+            }
+            let endpoint = backend.endpoint().unwrap();
+            let s3 = s3_store(&endpoint);
+            // Reachability: a listing must answer.
+            use futures::StreamExt;
+            let mut l = s3.list(Some(&object_store::path::Path::from("reachability")));
+            if let Some(Err(e)) = l.next().await {
+                panic!(
+                    "{backend:?} at {endpoint} is not reachable ({e}). Start it with \
+                     localstack/start.sh, or set CAIRN_SKIP_S3=1 to skip S3 tests explicitly."
+                );
+            }
+            (s3, None)
+        }
+    };
+    Some(Namespace {
+        backend,
+        store,
+        prefix,
+        _dir: dir,
+    })
+}
+
+pub fn s3_store(endpoint: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        AmazonS3Builder::new()
+            .with_bucket_name(BUCKET)
+            .with_region("us-east-1")
+            .with_endpoint(endpoint)
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .with_virtual_hosted_style_request(false)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(10),
+                ..Default::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(true)
+                    .with_timeout(Duration::from_secs(10)),
+            )
+            .build()
+            .expect("s3 store"),
+    )
+}
+
+impl Namespace {
+    /// A handle for node `node` on this namespace, with a fixed strategy.
+    pub async fn cairn(&self, node: &str, strategy: Strategy) -> Cairn {
+        self.cairn_with(node, strategy, Arc::clone(&self.store), |b| b)
+            .await
+    }
+
+    /// A handle on `store` (this namespace's store, possibly wrapped), customised by `f`.
+    pub async fn cairn_with(
+        &self,
+        node: &str,
+        strategy: Strategy,
+        store: Arc<dyn ObjectStore>,
+        f: impl FnOnce(cairn::CairnBuilder) -> cairn::CairnBuilder,
+    ) -> Cairn {
+        let b = Cairn::builder(store)
+            .prefix(self.prefix.clone())
+            .node(node)
+            .unwrap()
+            .seed(seed_for(node))
+            .strategy(StrategyChoice::Fixed(strategy))
+            .store_options(StoreOptions::default())
+            .manifest_options(ManifestOptions::default());
+        f(b).build().await.expect("build cairn")
+    }
+}
+
+fn seed_for(node: &str) -> u64 {
+    node.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
