@@ -175,6 +175,11 @@ impl Cairn {
         self.manifests.store()
     }
 
+    /// The lock client, with these lease options.
+    pub fn locks(&self, options: crate::lease::LeaseOptions) -> Result<crate::lease::Locks> {
+        crate::lease::Locks::new(Arc::clone(&self.manifests), options)
+    }
+
     /// A handle on the manifest of `kind` at `base`.
     pub fn manifest<T: Serialize + DeserializeOwned + Clone + Send + Sync>(
         &self,

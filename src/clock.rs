@@ -52,6 +52,16 @@ impl TestClock {
         }
     }
 
+    /// A clock whose wall time was `wall_origin` at the monotonic instant `mono_origin`, so
+    /// that clocks made at different times share one timeline.
+    pub fn anchored(wall_origin: DateTime<Utc>, mono_origin: Instant) -> Self {
+        Self {
+            wall_origin,
+            mono_origin,
+            skew_ms: AtomicI64::new(0),
+        }
+    }
+
     /// Sets how far this clock's wall time is ahead (positive) or behind (negative).
     pub fn set_skew(&self, skew: chrono::Duration) {
         self.skew_ms

@@ -1,0 +1,419 @@
+//! Every lease timing rule on a paused tokio clock: no test here sleeps in real time.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn::lease::{Acquired, LeaseOptions, Locks, LossReason, StoredState};
+use cairn::manifest::Strategy;
+use cairn::store::fault::{Fault, FaultStore, Op, Rule};
+use cairn::{Cairn, FencingToken, Name, StrategyChoice, TestClock};
+use chrono::{DateTime, Utc};
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
+use rand::{Rng, SeedableRng};
+use tokio::time::{sleep, Instant};
+
+const TTL: Duration = Duration::from_secs(30);
+
+fn origin() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+thread_local! {
+    static START: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// The instant the test's first node was made: every node's wall clock counts from it.
+fn test_start() -> Instant {
+    START.with(|s| {
+        let t = s.get().unwrap_or_else(Instant::now);
+        s.set(Some(t));
+        t
+    })
+}
+
+struct Node {
+    locks: Locks,
+    clock: Arc<TestClock>,
+    faults: Arc<FaultStore>,
+}
+
+async fn node(shared: &Arc<dyn ObjectStore>, id: &str, strategy: Strategy) -> Node {
+    let faults = Arc::new(FaultStore::new(Arc::clone(shared), id.len() as u64));
+    let clock = Arc::new(TestClock::anchored(origin(), test_start()));
+    let cairn = Cairn::builder(faults.clone())
+        .node(id)
+        .unwrap()
+        .clock(clock.clone())
+        .seed(id.bytes().map(u64::from).sum())
+        .strategy(StrategyChoice::Fixed(strategy))
+        .build()
+        .await
+        .unwrap();
+    Node {
+        locks: cairn.locks(LeaseOptions::default()).unwrap(),
+        clock,
+        faults,
+    }
+}
+
+fn store() -> Arc<dyn ObjectStore> {
+    Arc::new(InMemory::new())
+}
+
+fn lock() -> Name {
+    Name::new("job").unwrap()
+}
+
+async fn acquire(n: &Node) -> cairn::Lease {
+    match n.locks.try_acquire(&lock()).await.unwrap() {
+        Acquired::Acquired(l) => l,
+        Acquired::Busy(b) => panic!("busy: {b:?}"),
+    }
+}
+
+async fn is_busy(n: &Node) -> bool {
+    match n.locks.try_acquire(&lock()).await.unwrap() {
+        Acquired::Acquired(l) => {
+            std::mem::forget(l);
+            false
+        }
+        Acquired::Busy(_) => true,
+    }
+}
+
+/// Cuts a node off from the store: every request fails before reaching it.
+fn partition(n: &Node) {
+    for op in [Op::Put, Op::Get, Op::List, Op::Delete] {
+        n.faults.add(Rule::always(op, "", Fault::FailBeforeCommit));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn holder_renews_every_third_of_the_ttl() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let lease = acquire(&a).await;
+    let puts = |n: &Node| n.faults.counts().puts;
+    assert_eq!(puts(&a), 1);
+    sleep(Duration::from_millis(9_900)).await;
+    assert_eq!(puts(&a), 1, "no renewal before ttl/3");
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(puts(&a), 2, "one renewal at ttl/3");
+    sleep(Duration::from_secs(20)).await;
+    assert_eq!(puts(&a), 4, "renewals at 10 s, 20 s, 30 s");
+    assert!(lease.is_held());
+    let info = a.locks.show(&lock()).await.unwrap().unwrap();
+    assert_eq!(info.version, 4);
+    assert_eq!(
+        info.fencing_token,
+        FencingToken(1),
+        "renewals keep the token"
+    );
+    lease.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn holder_gives_up_at_last_renewal_sent_plus_ttl_minus_margin() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let t0 = Instant::now();
+    let lease = acquire(&a).await;
+    // The renewal at 10 s succeeds; every later one gets a 500.
+    sleep(Duration::from_millis(10_500)).await;
+    a.faults.add(Rule::always(Op::Put, "", Fault::Status(500)));
+    let reason = lease.lost().await;
+    let at = Instant::now() - t0;
+    assert!(
+        matches!(reason, LossReason::Unavailable { .. }),
+        "{reason:?}"
+    );
+    // Deadline: 10 s (last successful renewal sent) + 30 s − 2 s.
+    assert_eq!(at, Duration::from_secs(38), "lost at {at:?}");
+    assert!(!lease.is_held());
+}
+
+#[tokio::test(start_paused = true)]
+async fn holder_with_no_successful_renewal_gives_up_at_acquire_plus_ttl_minus_margin() {
+    let s = store();
+    let a = node(&s, "a", Strategy::VersionChain).await;
+    let t0 = Instant::now();
+    let lease = acquire(&a).await;
+    a.faults.add(Rule::always(Op::Put, "", Fault::Hang));
+    lease.lost().await;
+    assert_eq!(Instant::now() - t0, Duration::from_secs(28));
+}
+
+#[tokio::test(start_paused = true)]
+async fn observer_takes_over_only_after_seeing_the_same_version_for_ttl_plus_margin() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let b = node(&s, "b", Strategy::EtagCas).await;
+    // b's wall clock is an hour behind, so only the observation rule can let it in.
+    b.clock.set_skew(chrono::Duration::hours(-1));
+    let lease = acquire(&a).await;
+    partition(&a);
+    sleep(Duration::from_secs(1)).await;
+    let first_seen = Instant::now();
+    assert!(is_busy(&b).await);
+    sleep(TTL + Duration::from_secs(2) - Duration::from_millis(1)).await;
+    assert!(
+        is_busy(&b).await,
+        "taken over before ttl + margin of observation"
+    );
+    assert!(!lease.is_held(), "holder must have stopped first");
+    assert!(matches!(
+        lease.loss_reason(),
+        Some(LossReason::Unavailable { .. })
+    ));
+    sleep(Duration::from_millis(1)).await;
+    let taken = acquire(&b).await;
+    assert_eq!(Instant::now() - first_seen, TTL + Duration::from_secs(2));
+    assert!(taken.fencing_token() > lease.fencing_token());
+}
+
+#[tokio::test(start_paused = true)]
+async fn observation_restarts_when_the_holder_renews() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let b = node(&s, "b", Strategy::EtagCas).await;
+    b.clock.set_skew(chrono::Duration::hours(-1));
+    let lease = acquire(&a).await;
+    // A healthy holder renews every 10 s, so b never sees one version for 32 s.
+    for _ in 0..20 {
+        assert!(is_busy(&b).await);
+        sleep(Duration::from_secs(5)).await;
+    }
+    assert!(lease.is_held());
+    lease.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_lease_is_taken_over_by_wall_clock_only_beyond_the_skew_bound() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let lease = acquire(&a).await; // expires_at = origin + 30 s
+    partition(&a);
+    // Fresh observers (no observation history) at 31.9 s: 30 > 31.9 − 2, still busy.
+    sleep(Duration::from_millis(31_900)).await;
+    let early = node(&s, "early", Strategy::EtagCas).await;
+    assert!(is_busy(&early).await, "taken over within the skew bound");
+    // At 32.1 s: 30 < 32.1 − 2, taken over at the first attempt.
+    sleep(Duration::from_millis(200)).await;
+    let late = node(&s, "late", Strategy::EtagCas).await;
+    let taken = acquire(&late).await;
+    assert!(!lease.is_held());
+    assert_eq!(taken.fencing_token(), FencingToken(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn skewed_observer_clock_within_the_bound_cannot_take_over_early() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let b = node(&s, "b", Strategy::EtagCas).await;
+    // b runs 2 s fast: exactly the tolerated skew.
+    b.clock.set_skew(chrono::Duration::seconds(2));
+    let lease = acquire(&a).await;
+    partition(&a);
+    sleep(Duration::from_millis(29_900)).await;
+    assert!(is_busy(&b).await);
+    assert!(!lease.is_held(), "holder stopped at 28 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn break_is_seen_by_the_holder_at_its_next_renewal() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let op = node(&s, "operator", Strategy::EtagCas).await;
+    let b = node(&s, "b", Strategy::EtagCas).await;
+    let t0 = Instant::now();
+    let lease = acquire(&a).await;
+    sleep(Duration::from_secs(3)).await;
+    let broken = op.locks.break_lock(&lock()).await.unwrap().unwrap();
+    assert_eq!(broken.state, cairn::lease::LockState::Broken);
+    let reason = lease.lost().await;
+    assert_eq!(
+        Instant::now() - t0,
+        Duration::from_secs(10),
+        "learned at the next renewal"
+    );
+    assert_eq!(
+        reason,
+        LossReason::TakenOver {
+            holder: "operator".into(),
+            version: 2
+        }
+    );
+    let next = acquire(&b).await;
+    assert!(next.fencing_token() > lease.fencing_token());
+    // Breaking a lock nobody holds changes nothing.
+    next.release().await.unwrap();
+    let v = op.locks.show(&lock()).await.unwrap().unwrap().version;
+    op.locks.break_lock(&lock()).await.unwrap();
+    assert_eq!(op.locks.show(&lock()).await.unwrap().unwrap().version, v);
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_writes_a_tombstone_and_never_deletes() {
+    for strategy in [Strategy::EtagCas, Strategy::VersionChain] {
+        let s = store();
+        let a = node(&s, "a", strategy).await;
+        let b = node(&s, "b", strategy).await;
+        let lease = acquire(&a).await;
+        let t1 = lease.fencing_token();
+        lease.release().await.unwrap();
+        let info = a.locks.show(&lock()).await.unwrap().unwrap();
+        assert_eq!(info.state, cairn::lease::LockState::Released);
+        let again = acquire(&b).await;
+        assert!(again.fencing_token() > t1);
+        again.release().await.unwrap();
+        assert_eq!(a.faults.counts().deletes + b.faults.counts().deletes, 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_lease_is_released_in_the_background() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let b = node(&s, "b", Strategy::EtagCas).await;
+    drop(acquire(&a).await);
+    sleep(Duration::from_millis(10)).await;
+    let info = a.locks.show(&lock()).await.unwrap().unwrap();
+    assert_eq!(info.state, cairn::lease::LockState::Released);
+    acquire(&b).await.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_acquire_gets_the_lock_soon_after_release_and_gives_up_after_its_wait() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let b = node(&s, "b", Strategy::EtagCas).await;
+    let lease = acquire(&a).await;
+    let t0 = Instant::now();
+    match b
+        .locks
+        .acquire(&lock(), Some(Duration::from_secs(5)))
+        .await
+        .unwrap()
+    {
+        Acquired::Busy(busy) => {
+            assert_eq!(busy.holder, "a");
+            assert_eq!(busy.fencing_token, FencingToken(1));
+        }
+        Acquired::Acquired(_) => panic!("acquired a held lock"),
+    }
+    assert_eq!(Instant::now() - t0, Duration::from_secs(5));
+    let waiter = tokio::spawn(async move {
+        let got = b.locks.acquire(&lock(), None).await.unwrap();
+        (Instant::now(), got)
+    });
+    sleep(Duration::from_secs(7)).await;
+    let released_at = Instant::now();
+    lease.release().await.unwrap();
+    let (at, got) = waiter.await.unwrap();
+    let Acquired::Acquired(l) = got else {
+        panic!("waiter did not acquire")
+    };
+    assert!(
+        at - released_at <= Duration::from_secs(10),
+        "polling must stay below the renew interval"
+    );
+    assert!(l.fencing_token() > FencingToken(1));
+}
+
+/// Holders whose renewals suffer random faults (lost answers, 500s, hangs) while two other
+/// nodes keep trying to take the lock: at no instant do two nodes consider themselves
+/// holders, and fencing tokens rise in acquisition order.
+#[tokio::test(start_paused = true)]
+async fn fault_injected_renewals_never_produce_two_holders() {
+    for strategy in [Strategy::EtagCas, Strategy::VersionChain] {
+        let s = store();
+        #[derive(Debug)]
+        struct Interval {
+            node: String,
+            token: FencingToken,
+            start: Instant,
+            end: Instant,
+        }
+        let log = Arc::new(Mutex::new(Vec::<Interval>::new()));
+        let mut tasks = Vec::new();
+        for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+            let n = node(&s, id, strategy).await;
+            for (fault, p) in [
+                (Fault::CommitThenFail, 0.15),
+                (Fault::Status(500), 0.15),
+                (Fault::Hang, 0.05),
+            ] {
+                n.faults
+                    .add(Rule::always(Op::Put, "", fault).with_probability(p));
+            }
+            let log = Arc::clone(&log);
+            tasks.push(tokio::spawn(async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(i as u64);
+                let end = Instant::now() + Duration::from_secs(1800);
+                while Instant::now() < end {
+                    let lease = match n
+                        .locks
+                        .acquire(&lock(), Some(Duration::from_secs(60)))
+                        .await
+                    {
+                        Ok(Acquired::Acquired(l)) => l,
+                        Ok(Acquired::Busy(_)) | Err(_) => continue,
+                    };
+                    let start = Instant::now();
+                    let hold = Duration::from_secs(rng.random_range(1..90));
+                    tokio::select! {
+                        _ = lease.lost() => {}
+                        _ = sleep(hold) => {}
+                    }
+                    // The critical section ends when the holder stops: at loss, or now.
+                    let end = Instant::now();
+                    log.lock().unwrap().push(Interval {
+                        node: id.to_string(),
+                        token: lease.fencing_token(),
+                        start,
+                        end,
+                    });
+                    let _ = lease.release().await;
+                    sleep(Duration::from_secs(rng.random_range(0..5))).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut log = std::mem::take(&mut *log.lock().unwrap());
+        log.sort_by_key(|i| i.start);
+        assert!(
+            log.len() > 20,
+            "{strategy}: too few acquisitions ({})",
+            log.len()
+        );
+        assert!(
+            log.iter()
+                .map(|i| i.node.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                == 3
+        );
+        for w in log.windows(2) {
+            assert!(
+                w[0].end <= w[1].start,
+                "{strategy}: overlapping holders: {:?} and {:?}",
+                w[0],
+                w[1]
+            );
+            assert!(
+                w[0].token < w[1].token,
+                "{strategy}: tokens must rise: {:?} {:?}",
+                w[0],
+                w[1]
+            );
+        }
+        // The stored lock is readable and sane at the end.
+        let n = node(&s, "checker", strategy).await;
+        let info = n.locks.show(&lock()).await.unwrap().unwrap();
+        assert!(info.fencing_token >= log.last().unwrap().token);
+        let _ = StoredState::Held;
+    }
+}
