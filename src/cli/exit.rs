@@ -6,13 +6,29 @@ pub const OK: i32 = 0;
 pub const FAILURE: i32 = 1;
 /// Bad command-line usage or configuration (clap's own code for usage errors).
 pub const USAGE: i32 = 2;
-/// The store was refused by the capability probe.
+/// The store was refused by the capability probe (EX_UNAVAILABLE).
 pub const STORE_REFUSED: i32 = 69;
+/// `lock show`: no such lock.
+pub const NOT_FOUND: i32 = 3;
+/// `lock run`: the lock could not be had within `--wait` (EX_TEMPFAIL).
+pub const LOCK_BUSY: i32 = 75;
+/// `lock run`: the lease was lost while the command ran; it was stopped.
+pub const LEASE_LOST: i32 = 76;
+/// `lock run`: the command could not be started.
+pub const CANNOT_RUN: i32 = 127;
+/// Interrupted (SIGINT) before the command started.
+pub const INTERRUPTED: i32 = 130;
 
 /// The exit-code table shown under `--help`.
 pub const HELP: &str = "\
 Exit codes:
-  0   success
-  1   failure (store unavailable, corrupt data, ...)
-  2   usage or configuration error
-  69  the store was refused by the capability probe";
+  0    success (lock run: COMMAND's own status is passed through)
+  1    failure (store unavailable, corrupt data, ...)
+  2    usage or configuration error
+  3    not found (lock show)
+  69   the store was refused by the capability probe
+  75   lock run: the lock is held by another node and --wait ran out
+  76   lock run: the lease was lost while COMMAND ran; COMMAND was stopped
+  127  lock run: COMMAND could not be started
+  130  interrupted before COMMAND started
+  128+N  COMMAND was killed by signal N";

@@ -2,35 +2,73 @@
 
 pub mod args;
 mod doctor;
+pub mod duration;
 pub mod exit;
+mod lock;
 
 use clap::Parser;
 
 use crate::error::Error;
+use crate::lease::LeaseOptions;
+use crate::manifest::Strategy;
 use crate::store::url;
-use args::{Cli, Command};
+use crate::{Cairn, Result, StrategyChoice};
+use args::{Cli, Command, Global, LockCommand, StrategyArg};
 
 /// Parses arguments, runs the command, and returns the process exit code.
 pub async fn main() -> i32 {
     let cli = Cli::parse();
-    let store = match cli
-        .global
-        .store
-        .clone()
-        .map(Ok)
-        .unwrap_or_else(url::default_url)
-    {
-        Ok(s) => s,
-        Err(e) => return report(&e),
-    };
-    let node = cli.global.node.as_deref();
-    let result = match cli.command {
-        Command::Doctor => doctor::run(&store, node, cli.global.json).await,
-    };
-    match result {
-        Ok(()) => exit::OK,
+    match dispatch(cli).await {
+        Ok(code) => code,
         Err(e) => report(&e),
     }
+}
+
+async fn dispatch(cli: Cli) -> Result<i32> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Doctor => {
+            doctor::run(&store_url(g)?, g.node.as_deref(), g.json).await?;
+            Ok(exit::OK)
+        }
+        Command::Lock { command } => {
+            let cairn = connect(g).await?;
+            match command {
+                LockCommand::Run {
+                    name,
+                    ttl,
+                    wait,
+                    grace,
+                    command,
+                } => lock::run(&cairn, name, *ttl, *wait, *grace, command, g.json).await,
+                LockCommand::Ls => lock::ls(&cairn.locks(LeaseOptions::default())?, g.json).await,
+                LockCommand::Show { name } => {
+                    lock::show(&cairn.locks(LeaseOptions::default())?, name, g.json).await
+                }
+                LockCommand::Break { name } => {
+                    lock::break_lock(&cairn.locks(LeaseOptions::default())?, name, g.json).await
+                }
+            }
+        }
+    }
+}
+
+fn store_url(g: &Global) -> Result<String> {
+    g.store.clone().map(Ok).unwrap_or_else(url::default_url)
+}
+
+/// Opens the store named by the global options, probing it unless `--strategy` says.
+async fn connect(g: &Global) -> Result<Cairn> {
+    let mut b = Cairn::open(&store_url(g)?).await?;
+    if let Some(n) = &g.node {
+        b = b.node(n)?;
+    }
+    b = b.strategy(match g.strategy {
+        StrategyArg::Auto => StrategyChoice::Probe,
+        StrategyArg::EtagCas => StrategyChoice::Fixed(Strategy::EtagCas),
+        StrategyArg::VersionChain => StrategyChoice::Fixed(Strategy::VersionChain),
+    });
+    b.build().await
 }
 
 /// Prints an error to stderr and picks its exit code.

@@ -1,0 +1,195 @@
+//! `cairn lock run|ls|show|break`.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::exit;
+use crate::lease::{Acquired, LeaseOptions, LockInfo, Locks};
+use crate::{Cairn, Name, Result};
+
+/// `cairn lock run`: acquire, run the command under the lease, release.
+pub async fn run(
+    cairn: &Cairn,
+    name: &str,
+    ttl: Duration,
+    wait: Option<Duration>,
+    grace: Duration,
+    command: &[String],
+    json: bool,
+) -> Result<i32> {
+    let name = Name::new(name)?;
+    let locks = cairn.locks(LeaseOptions::with_ttl(ttl))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_err)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_err)?;
+    let acquired = tokio::select! {
+        r = locks.acquire(&name, wait) => r?,
+        _ = sigint.recv() => return Ok(exit::INTERRUPTED),
+        _ = sigterm.recv() => return Ok(128 + libc::SIGTERM),
+    };
+    let lease = match acquired {
+        Acquired::Acquired(l) => l,
+        Acquired::Busy(b) => {
+            if json {
+                println!("{}", serde_json::json!({ "lock": name, "busy": b }));
+            }
+            eprintln!(
+                "cairn: lock {name} is held by {} (fencing token {}, expires {})",
+                b.holder, b.fencing_token, b.expires_at
+            );
+            return Ok(exit::LOCK_BUSY);
+        }
+    };
+    let token = lease.fencing_token();
+    let mut cmd = tokio::process::Command::new(&command[0]);
+    cmd.args(&command[1..])
+        .env("CAIRN_LOCK", name.as_str())
+        .env("CAIRN_NODE", cairn.node().as_str())
+        .env("CAIRN_FENCING_TOKEN", token.to_string());
+    // SAFETY: prctl is async-signal-safe; it makes the kernel kill COMMAND if cairn dies,
+    // so COMMAND never runs on without the lease being renewed.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cairn: cannot run {:?}: {e}", command[0]);
+            lease.release().await?;
+            return Ok(exit::CANNOT_RUN);
+        }
+    };
+    let pid = child.id().map(|p| p as libc::pid_t);
+    let send = |sig: libc::c_int| {
+        if let Some(pid) = pid {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(pid, sig) };
+        }
+    };
+    enum End {
+        Exited(std::io::Result<ExitStatus>),
+        Lost(crate::lease::LossReason),
+    }
+    let end = loop {
+        tokio::select! {
+            s = child.wait() => break End::Exited(s),
+            r = lease.lost() => break End::Lost(r),
+            _ = sigint.recv() => send(libc::SIGINT),
+            _ = sigterm.recv() => send(libc::SIGTERM),
+        }
+    };
+    match end {
+        End::Exited(status) => {
+            if let Err(e) = lease.release().await {
+                eprintln!("cairn: releasing lock {name} failed ({e}); it will expire");
+            }
+            Ok(match status {
+                Ok(s) => status_code(s),
+                Err(e) => {
+                    eprintln!("cairn: waiting for the command failed: {e}");
+                    exit::FAILURE
+                }
+            })
+        }
+        End::Lost(reason) => {
+            eprintln!("cairn: lost lock {name}: {reason}; stopping the command");
+            send(libc::SIGTERM);
+            tokio::select! {
+                _ = child.wait() => {}
+                _ = tokio::time::sleep(grace) => {
+                    send(libc::SIGKILL);
+                    let _ = child.wait().await;
+                }
+            }
+            Ok(exit::LEASE_LOST)
+        }
+    }
+}
+
+fn signal_err(e: std::io::Error) -> crate::Error {
+    crate::Error::Config(format!("cannot install signal handlers: {e}"))
+}
+
+/// A child's exit code, or 128 + the signal that killed it.
+fn status_code(s: ExitStatus) -> i32 {
+    s.code()
+        .or_else(|| s.signal().map(|n| 128 + n))
+        .unwrap_or(exit::FAILURE)
+}
+
+/// `cairn lock ls`.
+pub async fn ls(locks: &Locks, json: bool) -> Result<i32> {
+    let all = locks.list().await?;
+    if json {
+        println!("{}", serde_json::to_string(&all).unwrap_or_default());
+    } else {
+        println!(
+            "{:<24} {:<9} {:<24} {:>6} {:>8}  EXPIRES",
+            "NAME", "STATE", "HOLDER", "TOKEN", "VERSION"
+        );
+        for l in &all {
+            print_row(l);
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `cairn lock show NAME`.
+pub async fn show(locks: &Locks, name: &str, json: bool) -> Result<i32> {
+    match locks.show(&Name::new(name)?).await? {
+        Some(l) => {
+            print_one(&l, json);
+            Ok(exit::OK)
+        }
+        None => {
+            eprintln!("cairn: no lock named {name}");
+            Ok(exit::NOT_FOUND)
+        }
+    }
+}
+
+/// `cairn lock break NAME`.
+pub async fn break_lock(locks: &Locks, name: &str, json: bool) -> Result<i32> {
+    match locks.break_lock(&Name::new(name)?).await? {
+        Some(l) => {
+            print_one(&l, json);
+            Ok(exit::OK)
+        }
+        None => {
+            eprintln!("cairn: no lock named {name}");
+            Ok(exit::NOT_FOUND)
+        }
+    }
+}
+
+fn print_one(l: &LockInfo, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(l).unwrap_or_default());
+    } else {
+        println!("name:          {}", l.name);
+        println!("state:         {:?}", l.state);
+        println!("holder:        {}", l.holder);
+        println!("fencing token: {}", l.fencing_token);
+        println!("version:       {}", l.version);
+        println!("acquired at:   {}", l.acquired_at);
+        println!("renewed at:    {}", l.renewed_at);
+        println!("expires at:    {}", l.expires_at);
+    }
+}
+
+fn print_row(l: &LockInfo) {
+    println!(
+        "{:<24} {:<9} {:<24} {:>6} {:>8}  {}",
+        l.name,
+        format!("{:?}", l.state).to_lowercase(),
+        l.holder,
+        l.fencing_token,
+        l.version,
+        l.expires_at
+    );
+}
