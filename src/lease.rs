@@ -260,7 +260,12 @@ pub struct Locks {
     manifests: Arc<Manifests>,
     options: LeaseOptions,
     observations: Arc<Mutex<HashMap<String, Observation>>>,
+    /// The last version of each lock this client saw released or broken, so the next
+    /// acquire can write over it at once (one request) instead of reading it first.
+    free: Arc<Mutex<HashMap<String, Snapshot<LockRecord>>>>,
 }
+
+type FreeCache = Arc<Mutex<HashMap<String, Snapshot<LockRecord>>>>;
 
 enum Attempt {
     Acquired(Lease),
@@ -275,6 +280,7 @@ impl Locks {
             manifests,
             options,
             observations: Arc::new(Mutex::new(HashMap::new())),
+            free: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -293,7 +299,7 @@ impl Locks {
     /// hold the lock in the store until its ttl runs out).
     pub async fn try_acquire(&self, name: &Name) -> Result<Acquired> {
         let m = self.manifest(name);
-        let current = m.load().await?;
+        let current = self.current(name, &m).await?;
         Ok(match self.attempt(name, &m, current).await? {
             Attempt::Acquired(l) => Acquired::Acquired(l),
             Attempt::Busy(b, _) => Acquired::Busy(b),
@@ -307,7 +313,7 @@ impl Locks {
         let clock = self.manifests.clock();
         let start = clock.monotonic();
         let m = self.manifest(name);
-        let mut current = m.load().await?;
+        let mut current = self.current(name, &m).await?;
         let mut backoff = Backoff::new(self.options.poll_min, self.options.renew_interval);
         loop {
             let (busy, seen) = match self.attempt(name, &m, current).await? {
@@ -335,6 +341,23 @@ impl Locks {
                 Revalidated::Changed(s) => Some(s),
                 Revalidated::Missing => None,
             };
+        }
+    }
+
+    /// The version to start from: the one this client last saw free, else a fresh read.
+    async fn current(
+        &self,
+        name: &Name,
+        m: &Manifest<LockRecord>,
+    ) -> Result<Option<Snapshot<LockRecord>>> {
+        let cached = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name.as_str());
+        match cached {
+            Some(s) => Ok(Some(s)),
+            None => m.load().await,
         }
     }
 
@@ -433,6 +456,7 @@ impl Locks {
                         sent,
                         self.options.clone(),
                         Arc::clone(&self.manifests),
+                        Arc::clone(&self.free),
                     )));
                 }
                 Written::Conflict(latest) => {
@@ -567,6 +591,7 @@ pub struct Lease {
     task: Option<JoinHandle<()>>,
     manifest: Manifest<LockRecord>,
     manifests: Arc<Manifests>,
+    free: FreeCache,
 }
 
 impl Lease {
@@ -577,6 +602,7 @@ impl Lease {
         sent: Instant,
         options: LeaseOptions,
         manifests: Arc<Manifests>,
+        free: FreeCache,
     ) -> Self {
         let token = snapshot.body.fencing_token;
         let shared = Arc::new(Mutex::new(Shared {
@@ -606,6 +632,7 @@ impl Lease {
             task: Some(task),
             manifest,
             manifests,
+            free,
         }
     }
 
@@ -664,7 +691,14 @@ impl Lease {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        release_shared(&self.name, &self.manifest, &self.shared, &self.manifests).await
+        release_shared(
+            &self.name,
+            &self.manifest,
+            &self.shared,
+            &self.manifests,
+            &self.free,
+        )
+        .await
     }
 }
 
@@ -678,14 +712,15 @@ impl Drop for Lease {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let (name, m, shared, ms) = (
+            let (name, m, shared, ms, free) = (
                 self.name.clone(),
                 self.manifest.clone(),
                 Arc::clone(&self.shared),
                 Arc::clone(&self.manifests),
+                Arc::clone(&self.free),
             );
             rt.spawn(async move {
-                if let Err(e) = release_shared(&name, &m, &shared, &ms).await {
+                if let Err(e) = release_shared(&name, &m, &shared, &ms, &free).await {
                     warn!(lock = %name, error = %e, "release of a dropped lease failed; it will expire");
                 }
             });
@@ -699,6 +734,7 @@ async fn release_shared(
     m: &Manifest<LockRecord>,
     shared: &Mutex<Shared>,
     manifests: &Manifests,
+    free: &FreeCache,
 ) -> Result<()> {
     let mut snapshot = {
         let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -719,8 +755,11 @@ async fn release_shared(
             ..snapshot.body.clone()
         };
         match m.write(Some(&snapshot), record).await? {
-            Written::Written(_) => {
+            Written::Written(tombstone) => {
                 info!(lock = %name, fencing_token = %snapshot.body.fencing_token, "released");
+                free.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.to_string(), tombstone);
                 return Ok(());
             }
             // A renewal of ours that was cut short landed after all: release on top of it.
