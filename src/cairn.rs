@@ -180,6 +180,21 @@ impl Cairn {
         crate::lease::Locks::new(Arc::clone(&self.manifests), options)
     }
 
+    /// The streams client.
+    pub fn streams(&self) -> crate::stream::Streams {
+        crate::stream::Streams::new(Arc::clone(&self.manifests))
+    }
+
+    /// The versioned records client.
+    pub fn records(&self) -> crate::record::Records {
+        crate::record::Records::new(Arc::clone(&self.manifests))
+    }
+
+    /// The event log client.
+    pub fn event_log(&self) -> crate::log::EventLog {
+        crate::log::EventLog::new(Arc::clone(&self.manifests))
+    }
+
     /// A handle on the manifest of `kind` at `base`.
     pub fn manifest<T: Serialize + DeserializeOwned + Clone + Send + Sync>(
         &self,

@@ -38,6 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::chrono_duration;
 use crate::error::{Error, Result};
+use crate::log::Audit;
 use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
@@ -263,6 +264,8 @@ pub struct Locks {
     /// The last version of each lock this client saw released or broken, so the next
     /// acquire can write over it at once (one request) instead of reading it first.
     free: Arc<Mutex<HashMap<String, Snapshot<LockRecord>>>>,
+    /// Where lock transitions are recorded, when switched on.
+    audit: Option<Audit>,
 }
 
 type FreeCache = Arc<Mutex<HashMap<String, Snapshot<LockRecord>>>>;
@@ -281,7 +284,14 @@ impl Locks {
             options,
             observations: Arc::new(Mutex::new(HashMap::new())),
             free: Arc::new(Mutex::new(HashMap::new())),
+            audit: None,
         })
+    }
+
+    /// Records every acquire, takeover, release and break in an event log topic.
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// The options in force.
@@ -416,6 +426,7 @@ impl Locks {
         let clock = Arc::clone(self.manifests.clock());
         // A conflict with a release or a takeover's loser is worth a second look; bounded.
         for _ in 0..3 {
+            let mut taking_over_from = None;
             if let Some(s) = current
                 .as_ref()
                 .filter(|s| s.body.state == StoredState::Held)
@@ -431,6 +442,7 @@ impl Locks {
                     lock = %name, holder = %s.body.holder, version = s.version, observed, expired,
                     "taking over an unreleased lease"
                 );
+                taking_over_from = Some(s.body.holder.clone());
             }
             let session = self.manifests.with_rng(WriteId::random).0;
             let token = FencingToken(current.as_ref().map_or(1, |c| c.version + 1));
@@ -449,14 +461,24 @@ impl Locks {
             match m.write(current.as_ref(), record).await? {
                 Written::Written(s) => {
                     info!(lock = %name, fencing_token = %token, "acquired");
+                    if let Some(a) = &self.audit {
+                        let event = if taking_over_from.is_some() {
+                            "takeover"
+                        } else {
+                            "acquire"
+                        };
+                        a.record(serde_json::json!({
+                            "lock": name, "event": event, "holder": s.body.holder,
+                            "fencing_token": token, "previous_holder": taking_over_from,
+                        }))
+                        .await;
+                    }
                     return Ok(Attempt::Acquired(Lease::start(
+                        self,
                         name.clone(),
                         m.clone(),
                         s,
                         sent,
-                        self.options.clone(),
-                        Arc::clone(&self.manifests),
-                        Arc::clone(&self.free),
                     )));
                 }
                 Written::Conflict(latest) => {
@@ -530,6 +552,13 @@ impl Locks {
             .await?;
         if updated.changed {
             warn!(lock = %name, "lease broken by operator");
+            if let (Some(a), Some(s)) = (&self.audit, &updated.snapshot) {
+                a.record(serde_json::json!({
+                    "lock": name, "event": "break", "by": s.body.holder,
+                    "fencing_token": s.body.fencing_token, "version": s.version,
+                }))
+                .await;
+            }
         }
         let now = clock.now();
         Ok(updated.snapshot.map(|s| info_of(name.as_str(), &s, now)))
@@ -592,18 +621,21 @@ pub struct Lease {
     manifest: Manifest<LockRecord>,
     manifests: Arc<Manifests>,
     free: FreeCache,
+    audit: Option<Audit>,
 }
 
 impl Lease {
     fn start(
+        locks: &Locks,
         name: Name,
         manifest: Manifest<LockRecord>,
         snapshot: Snapshot<LockRecord>,
         sent: Instant,
-        options: LeaseOptions,
-        manifests: Arc<Manifests>,
-        free: FreeCache,
     ) -> Self {
+        let options = locks.options.clone();
+        let manifests = Arc::clone(&locks.manifests);
+        let free = Arc::clone(&locks.free);
+        let audit = locks.audit.clone();
         let token = snapshot.body.fencing_token;
         let shared = Arc::new(Mutex::new(Shared {
             deadline: sent + options.ttl - options.safety_margin,
@@ -633,6 +665,7 @@ impl Lease {
             manifest,
             manifests,
             free,
+            audit,
         }
     }
 
@@ -697,6 +730,7 @@ impl Lease {
             &self.shared,
             &self.manifests,
             &self.free,
+            self.audit.as_ref(),
         )
         .await
     }
@@ -712,15 +746,16 @@ impl Drop for Lease {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let (name, m, shared, ms, free) = (
+            let (name, m, shared, ms, free, audit) = (
                 self.name.clone(),
                 self.manifest.clone(),
                 Arc::clone(&self.shared),
                 Arc::clone(&self.manifests),
                 Arc::clone(&self.free),
+                self.audit.clone(),
             );
             rt.spawn(async move {
-                if let Err(e) = release_shared(&name, &m, &shared, &ms, &free).await {
+                if let Err(e) = release_shared(&name, &m, &shared, &ms, &free, audit.as_ref()).await {
                     warn!(lock = %name, error = %e, "release of a dropped lease failed; it will expire");
                 }
             });
@@ -735,6 +770,7 @@ async fn release_shared(
     shared: &Mutex<Shared>,
     manifests: &Manifests,
     free: &FreeCache,
+    audit: Option<&Audit>,
 ) -> Result<()> {
     let mut snapshot = {
         let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -757,6 +793,13 @@ async fn release_shared(
         match m.write(Some(&snapshot), record).await? {
             Written::Written(tombstone) => {
                 info!(lock = %name, fencing_token = %snapshot.body.fencing_token, "released");
+                if let Some(a) = audit {
+                    a.record(serde_json::json!({
+                        "lock": name, "event": "release", "holder": tombstone.body.holder,
+                        "fencing_token": tombstone.body.fencing_token,
+                    }))
+                    .await;
+                }
                 free.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(name.to_string(), tombstone);

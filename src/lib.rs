@@ -51,9 +51,12 @@ pub mod cli;
 pub mod clock;
 pub mod error;
 pub mod lease;
+pub mod log;
 pub mod manifest;
+pub mod record;
 pub mod retry;
 pub mod store;
+pub mod stream;
 
 pub use crate::cairn::{default_node_id, Cairn, CairnBuilder, StrategyChoice};
 pub use clock::{Clock, SystemClock, TestClock};

@@ -69,3 +69,193 @@ fn bad_store_url_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected s3://"));
 }
+
+fn run_ok(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = cairn(dir).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn stream_create_exits_0_when_equal_and_73_on_conflict_printing_the_stored_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert_eq!(
+        run_ok(d, &["stream", "create", "logs", "--metadata", r#"{"a":1}"#]).0,
+        0
+    );
+    assert_eq!(
+        run_ok(d, &["stream", "create", "logs", "--metadata", r#"{"a":1}"#]).0,
+        0
+    );
+    let (code, out) = run_ok(
+        d,
+        &[
+            "--json",
+            "stream",
+            "create",
+            "logs",
+            "--metadata",
+            r#"{"a":2}"#,
+        ],
+    );
+    assert_eq!(code, 73);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["outcome"], "conflict");
+    assert_eq!(v["stream"]["metadata"], serde_json::json!({"a": 1}));
+    let file = d.join("meta.json");
+    std::fs::write(&file, r#"{"a":3}"#).unwrap();
+    let at_file = format!("@{}", file.display());
+    assert_eq!(
+        run_ok(d, &["stream", "update", "logs", "--metadata", &at_file]).0,
+        0
+    );
+    let (_, shown) = run_ok(d, &["--json", "stream", "show", "logs"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&shown).unwrap()["metadata"]["a"],
+        3
+    );
+    assert_eq!(run_ok(d, &["stream", "show", "nope"]).0, 3);
+}
+
+#[test]
+fn records_reject_stale_versions_and_the_log_records_lock_transitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_, out) = run_ok(
+        d,
+        &[
+            "--json",
+            "record",
+            "put",
+            "agents",
+            "a1",
+            "--version",
+            "7",
+            "--value",
+            r#""connected""#,
+        ],
+    );
+    assert!(out.contains("applied"), "{out}");
+    let (_, out) = run_ok(
+        d,
+        &[
+            "--json",
+            "record",
+            "put",
+            "agents",
+            "a1",
+            "--version",
+            "6",
+            "--value",
+            r#""disconnected""#,
+        ],
+    );
+    assert!(out.contains("stale"), "{out}");
+    let (_, out) = run_ok(d, &["--json", "record", "get", "agents", "a1"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["value"],
+        "connected"
+    );
+    assert_eq!(
+        run_ok(
+            d,
+            &["--audit-topic", "locks", "lock", "run", "job", "--", "true"]
+        )
+        .0,
+        0
+    );
+    let (_, out) = run_ok(d, &["log", "tail", "locks"]);
+    let events: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["event"]["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(events, ["acquire", "release"]);
+}
+
+#[test]
+fn lock_run_passes_the_exit_status_and_reports_a_busy_lock_with_75() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, _) = run_ok(
+        d,
+        &[
+            "lock",
+            "run",
+            "x",
+            "--",
+            "sh",
+            "-c",
+            "test \"$CAIRN_LOCK\" = x && test \"$CAIRN_FENCING_TOKEN\" = 1 && exit 7",
+        ],
+    );
+    assert_eq!(code, 7);
+    let mut holder = cairn(d)
+        .args(["--node", "holder", "lock", "run", "x", "--", "sleep", "3"])
+        .spawn()
+        .unwrap();
+    // Wait until the holder has the lock, then try once.
+    let mut busy = None;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let out = cairn(d)
+            .args([
+                "--node", "other", "lock", "run", "x", "--wait", "0", "--", "true",
+            ])
+            .output()
+            .unwrap();
+        if out.status.code() == Some(75) {
+            busy = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            break;
+        }
+    }
+    let msg = busy.expect("the lock was never reported busy");
+    assert!(msg.contains("held by holder"), "{msg}");
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(
+        run_ok(d, &["lock", "run", "x", "--wait", "0", "--", "true"]).0,
+        0
+    );
+}
+
+#[test]
+fn lock_run_stops_the_command_and_exits_76_when_the_lease_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let marker = d.join("finished");
+    let script = format!(
+        "trap 'exit 0' TERM; sleep 30 & wait; touch {}",
+        marker.display()
+    );
+    let start = std::time::Instant::now();
+    let mut holder = cairn(d)
+        .args([
+            "--node", "holder", "lock", "run", "x", "--ttl", "3s", "--grace", "2s", "--", "sh",
+            "-c", &script,
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let (code, _) = run_ok(d, &["--node", "operator", "lock", "break", "x"]);
+    assert_eq!(code, 0);
+    let status = holder.wait().unwrap();
+    assert_eq!(status.code(), Some(76));
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(!marker.exists(), "the command ran on after losing the lock");
+    let (_, shown) = run_ok(d, &["--json", "lock", "show", "x"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&shown).unwrap()["state"],
+        "broken"
+    );
+}

@@ -34,6 +34,9 @@ pub struct Global {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Record lock transitions (and turn outcomes) in this event log topic.
+    #[arg(long, env = "CAIRN_AUDIT_TOPIC", global = true)]
+    pub audit_topic: Option<String>,
 }
 
 /// `--strategy` values.
@@ -58,6 +61,119 @@ pub enum Command {
         /// What to do with locks.
         #[command(subcommand)]
         command: LockCommand,
+    },
+    /// Streams any node can create; every racing creator ends with the same manifest.
+    Stream {
+        /// What to do with streams.
+        #[command(subcommand)]
+        command: StreamCommand,
+    },
+    /// Versioned records: a value only ever moves to a higher version.
+    Record {
+        /// What to do with records.
+        #[command(subcommand)]
+        command: RecordCommand,
+    },
+    /// The append-only event log.
+    Log {
+        /// What to do with the log.
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+}
+
+/// `cairn stream …`.
+#[derive(Debug, Subcommand)]
+pub enum StreamCommand {
+    /// Create stream NAME unless it exists. Exit 0 when created or when it exists with
+    /// equal metadata; exit 73 when it exists with different metadata (printed).
+    Create {
+        /// The stream's name.
+        name: String,
+        /// Metadata as JSON, or @FILE to read it from a file. Default: {}.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// List every stream (active and deleted).
+    Ls,
+    /// Show one stream.
+    Show {
+        /// The stream's name.
+        name: String,
+    },
+    /// Replace an active stream's metadata (compare-and-swap).
+    Update {
+        /// The stream's name.
+        name: String,
+        /// New metadata as JSON, or @FILE.
+        #[arg(long)]
+        metadata: String,
+    },
+    /// Delete a stream (writes a tombstone; creating it again starts a new incarnation).
+    Delete {
+        /// The stream's name.
+        name: String,
+    },
+    /// Print one JSON line per created, changed or deleted stream, until stopped.
+    Watch {
+        /// How often to poll (one listing plus a conditional GET per known stream).
+        #[arg(long, default_value = "5s", value_parser = duration::parse)]
+        interval: Duration,
+        /// Poll once, print what is there, and exit.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+/// `cairn record …`.
+#[derive(Debug, Subcommand)]
+pub enum RecordCommand {
+    /// Store VALUE at VERSION unless the stored version is equal or higher (then: stale,
+    /// exit 0, nothing written).
+    Put {
+        /// Namespace.
+        namespace: String,
+        /// Key.
+        key: String,
+        /// The value's version; must be higher than the stored one to apply.
+        #[arg(long)]
+        version: u64,
+        /// The value, as JSON.
+        #[arg(long)]
+        value: String,
+    },
+    /// Print the stored record (exit 3 if there is none).
+    Get {
+        /// Namespace.
+        namespace: String,
+        /// Key.
+        key: String,
+    },
+}
+
+/// `cairn log …`.
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Append a JSON event to TOPIC; prints its sequence number.
+    Append {
+        /// The topic.
+        topic: String,
+        /// The event, as JSON.
+        event: String,
+    },
+    /// Print TOPIC's entries as JSON lines, from sequence number --from.
+    Tail {
+        /// The topic.
+        topic: String,
+        /// First sequence number to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Keep printing new entries until stopped.
+        #[arg(long)]
+        follow: bool,
+        /// How often to poll with --follow.
+        #[arg(long, default_value = "1s", value_parser = duration::parse)]
+        interval: Duration,
     },
 }
 

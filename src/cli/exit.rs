@@ -10,6 +10,8 @@ pub const USAGE: i32 = 2;
 pub const STORE_REFUSED: i32 = 69;
 /// `lock show`: no such lock.
 pub const NOT_FOUND: i32 = 3;
+/// `stream create`: the stream exists with different metadata (EX_CANTCREAT).
+pub const STREAM_CONFLICT: i32 = 73;
 /// `lock run`: the lock could not be had within `--wait` (EX_TEMPFAIL).
 pub const LOCK_BUSY: i32 = 75;
 /// `lock run`: the lease was lost while the command ran; it was stopped.
@@ -25,8 +27,9 @@ Exit codes:
   0    success (lock run: COMMAND's own status is passed through)
   1    failure (store unavailable, corrupt data, ...)
   2    usage or configuration error
-  3    not found (lock show)
+  3    not found (lock show, stream show, record get, ...)
   69   the store was refused by the capability probe
+  73   stream create: the stream exists with different metadata
   75   lock run: the lock is held by another node and --wait ran out
   76   lock run: the lease was lost while COMMAND ran; COMMAND was stopped
   127  lock run: COMMAND could not be started

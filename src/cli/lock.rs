@@ -7,21 +7,20 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::exit;
-use crate::lease::{Acquired, LeaseOptions, LockInfo, Locks};
+use crate::lease::{Acquired, LockInfo, Locks};
 use crate::{Cairn, Name, Result};
 
 /// `cairn lock run`: acquire, run the command under the lease, release.
 pub async fn run(
     cairn: &Cairn,
+    locks: &Locks,
     name: &str,
-    ttl: Duration,
     wait: Option<Duration>,
     grace: Duration,
     command: &[String],
     json: bool,
 ) -> Result<i32> {
     let name = Name::new(name)?;
-    let locks = cairn.locks(LeaseOptions::with_ttl(ttl))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(signal_err)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(signal_err)?;
     let acquired = tokio::select! {

@@ -1,6 +1,7 @@
 //! The `cairn` command line: a thin layer over the library. `main.rs` only calls [`main`].
 
 pub mod args;
+mod data;
 mod doctor;
 pub mod duration;
 pub mod exit;
@@ -13,7 +14,9 @@ use crate::lease::LeaseOptions;
 use crate::manifest::Strategy;
 use crate::store::url;
 use crate::{Cairn, Result, StrategyChoice};
-use args::{Cli, Command, Global, LockCommand, StrategyArg};
+use args::{
+    Cli, Command, Global, LockCommand, LogCommand, RecordCommand, StrategyArg, StreamCommand,
+};
 
 /// Parses arguments, runs the command, and returns the process exit code.
 pub async fn main() -> i32 {
@@ -31,8 +34,60 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             doctor::run(&store_url(g)?, g.node.as_deref(), g.json).await?;
             Ok(exit::OK)
         }
+        Command::Stream { command } => {
+            let s = connect(g).await?.streams();
+            match command {
+                StreamCommand::Create { name, metadata } => {
+                    data::stream_create(&s, name, metadata.as_deref(), g.json).await
+                }
+                StreamCommand::Ls => data::stream_ls(&s, g.json).await,
+                StreamCommand::Show { name } => data::stream_show(&s, name, g.json).await,
+                StreamCommand::Update { name, metadata } => {
+                    data::stream_update(&s, name, metadata, g.json).await
+                }
+                StreamCommand::Delete { name } => data::stream_delete(&s, name, g.json).await,
+                StreamCommand::Watch { interval, once } => {
+                    data::stream_watch(&s, *interval, *once).await
+                }
+            }
+        }
+        Command::Record { command } => {
+            let r = connect(g).await?.records();
+            match command {
+                RecordCommand::Put {
+                    namespace,
+                    key,
+                    version,
+                    value,
+                } => data::record_put(&r, namespace, key, *version, value, g.json).await,
+                RecordCommand::Get { namespace, key } => {
+                    data::record_get(&r, namespace, key, g.json).await
+                }
+            }
+        }
+        Command::Log { command } => {
+            let l = connect(g).await?.event_log();
+            match command {
+                LogCommand::Append { topic, event } => {
+                    data::log_append(&l, topic, event, g.json).await
+                }
+                LogCommand::Tail {
+                    topic,
+                    from,
+                    follow,
+                    interval,
+                } => data::log_tail(&l, topic, *from, *follow, *interval).await,
+            }
+        }
         Command::Lock { command } => {
             let cairn = connect(g).await?;
+            let locks = |o: LeaseOptions| -> Result<crate::lease::Locks> {
+                let l = cairn.locks(o)?;
+                Ok(match audit(g)? {
+                    Some(topic) => l.with_audit(crate::log::Audit::new(cairn.event_log(), topic)),
+                    None => l,
+                })
+            };
             match command {
                 LockCommand::Run {
                     name,
@@ -40,17 +95,24 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     wait,
                     grace,
                     command,
-                } => lock::run(&cairn, name, *ttl, *wait, *grace, command, g.json).await,
-                LockCommand::Ls => lock::ls(&cairn.locks(LeaseOptions::default())?, g.json).await,
+                } => {
+                    let l = locks(LeaseOptions::with_ttl(*ttl))?;
+                    lock::run(&cairn, &l, name, *wait, *grace, command, g.json).await
+                }
+                LockCommand::Ls => lock::ls(&locks(LeaseOptions::default())?, g.json).await,
                 LockCommand::Show { name } => {
-                    lock::show(&cairn.locks(LeaseOptions::default())?, name, g.json).await
+                    lock::show(&locks(LeaseOptions::default())?, name, g.json).await
                 }
                 LockCommand::Break { name } => {
-                    lock::break_lock(&cairn.locks(LeaseOptions::default())?, name, g.json).await
+                    lock::break_lock(&locks(LeaseOptions::default())?, name, g.json).await
                 }
             }
         }
     }
+}
+
+fn audit(g: &Global) -> Result<Option<crate::Name>> {
+    g.audit_topic.as_deref().map(crate::Name::new).transpose()
 }
 
 fn store_url(g: &Global) -> Result<String> {

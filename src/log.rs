@@ -1,0 +1,225 @@
+//! The event log: an append-only log per topic, totally ordered by create-if-absent
+//! sequence numbers (`log/<topic>/<sequence:020>.json`).
+//!
+//! An append writes the entry after the newest one it knows of with create-if-absent. If
+//! that number is taken, it lists what came after and tries the next free one. Sequence
+//! numbers are only ever claimed one past an existing entry, so the log has no gaps, and a
+//! number is claimed once, so concurrent appenders never overwrite each other. An entry is
+//! written with a `write_id` and verified like every other write.
+//!
+//! Entries are never deleted by cairn: the log is an audit trail.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::debug;
+
+use crate::error::{Error, Result};
+use crate::manifest::envelope::{decode, encode};
+use crate::manifest::{Manifests, Snapshot};
+use crate::retry::Backoff;
+use crate::store::{keys, CreateOutcome, Name, WriteId};
+
+/// The envelope kind of log entries.
+pub const KIND: &str = "event";
+
+/// One entry of a topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The topic.
+    pub topic: String,
+    /// Its sequence number: 1, 2, 3, … with no gaps.
+    pub sequence: u64,
+    /// The node that appended it.
+    pub appended_by: String,
+    /// When (the appender's wall clock).
+    pub appended_at: DateTime<Utc>,
+    /// The event.
+    pub event: serde_json::Value,
+}
+
+/// The event log client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventLog {
+    manifests: Arc<Manifests>,
+    /// The newest sequence number this client knows of, per topic.
+    tails: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl EventLog {
+    /// An event log client.
+    pub fn new(manifests: Arc<Manifests>) -> Self {
+        Self {
+            manifests,
+            tails: Arc::default(),
+        }
+    }
+
+    /// Appends `event` to `topic` and returns its sequence number. One request when this
+    /// client knows the tail, else a listing first. Not cancel-safe: a cancelled append may
+    /// or may not have been written.
+    pub async fn append(&self, topic: &Name, event: serde_json::Value) -> Result<u64> {
+        let opts = self.manifests.options();
+        let mut backoff = Backoff::new(opts.backoff_initial, opts.backoff_max);
+        let known = self.tail_hint(topic);
+        let mut next = match known {
+            Some(t) => t + 1,
+            None => self.newest(topic, 0).await? + 1,
+        };
+        for _ in 0..opts.max_attempts.max(1) {
+            let s = Snapshot {
+                version: next,
+                write_id: self.manifests.with_rng(WriteId::random).0,
+                previous_write_id: None,
+                written_by: self.manifests.node().to_string(),
+                written_at: self.manifests.clock().now(),
+                body: event.clone(),
+                etag: None,
+            };
+            let key = keys::log_entry(topic, next);
+            match self
+                .manifests
+                .store()
+                .create(&key, encode(KIND, &s)?, &WriteId(s.write_id.clone()))
+                .await?
+            {
+                CreateOutcome::Created { .. } => {
+                    self.set_tail(topic, next);
+                    debug!(topic = %topic, sequence = next, "appended");
+                    return Ok(next);
+                }
+                CreateOutcome::Exists { .. } => {
+                    next = self.newest(topic, next).await? + 1;
+                    let delay = self.manifests.with_rng(|r| backoff.next_delay(r));
+                    tokio::time::sleep(delay / 4).await;
+                }
+            }
+        }
+        Err(Error::Contention {
+            key: keys::log_topic(topic).to_string(),
+            attempts: opts.max_attempts,
+        })
+    }
+
+    fn tail_hint(&self, topic: &Name) -> Option<u64> {
+        self.tails
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic.as_str())
+            .copied()
+    }
+
+    fn set_tail(&self, topic: &Name, seq: u64) {
+        let mut t = self.tails.lock().unwrap_or_else(|e| e.into_inner());
+        let e = t.entry(topic.to_string()).or_insert(0);
+        *e = (*e).max(seq);
+    }
+
+    /// The newest sequence number at or after `at_least` (listing only what comes after).
+    async fn newest(&self, topic: &Name, at_least: u64) -> Result<u64> {
+        let folder = keys::log_topic(topic);
+        let listed = if at_least == 0 {
+            self.manifests.store().list(&folder).await?
+        } else {
+            self.manifests
+                .store()
+                .list_after(&folder, &keys::log_entry(topic, at_least))
+                .await?
+        };
+        let newest = listed
+            .iter()
+            .filter_map(|l| keys::parse_numbered(l.key.file_name()))
+            .max()
+            .unwrap_or(at_least);
+        self.set_tail(topic, newest);
+        Ok(newest)
+    }
+
+    /// Entries of `topic` with sequence number ≥ `from`, in order, at most `limit`.
+    pub async fn read(&self, topic: &Name, from: u64, limit: usize) -> Result<Vec<Entry>> {
+        let folder = keys::log_topic(topic);
+        let store = self.manifests.store();
+        let listed = if from <= 1 {
+            store.list(&folder).await?
+        } else {
+            store
+                .list_after(&folder, &keys::log_entry(topic, from - 1))
+                .await?
+        };
+        let mut seqs: Vec<u64> = listed
+            .iter()
+            .filter_map(|l| keys::parse_numbered(l.key.file_name()))
+            .filter(|s| *s >= from)
+            .collect();
+        seqs.sort_unstable();
+        seqs.truncate(limit);
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let key = keys::log_entry(topic, seq);
+            let Some(obj) = store.read(&key).await? else {
+                return Err(Error::Corrupt {
+                    key: key.to_string(),
+                    reason: "listed but gone: log entries are never deleted".into(),
+                });
+            };
+            let s: Snapshot<serde_json::Value> = decode(KIND, &obj)?;
+            if s.version != seq {
+                return Err(Error::Corrupt {
+                    key: key.to_string(),
+                    reason: format!("holds sequence {} at the key of {seq}", s.version),
+                });
+            }
+            self.set_tail(topic, seq);
+            out.push(Entry {
+                topic: topic.to_string(),
+                sequence: seq,
+                appended_by: s.written_by,
+                appended_at: s.written_at,
+                event: s.body,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Waits for entries with sequence number ≥ `from`, polling every `interval` (one
+    /// listing a poll), and returns them as soon as there are any. Cancel-safe.
+    pub async fn wait_for(
+        &self,
+        topic: &Name,
+        from: u64,
+        interval: Duration,
+    ) -> Result<Vec<Entry>> {
+        loop {
+            let got = self.read(topic, from, 1000).await?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+/// Where a feature writes its audit trail: a log and a topic.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    log: EventLog,
+    topic: Name,
+}
+
+impl Audit {
+    /// Audit events go to `topic` of `log`.
+    pub fn new(log: EventLog, topic: Name) -> Self {
+        Self { log, topic }
+    }
+
+    /// Appends an audit event. Failures are logged, never returned: the audit trail must
+    /// not decide whether a lock or a turn works.
+    pub async fn record(&self, event: serde_json::Value) {
+        if let Err(e) = self.log.append(&self.topic, event).await {
+            tracing::warn!(topic = %self.topic, error = %e, "audit event not written");
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Versioned records: a value that only ever moves to a higher version, whatever order
+//! updates arrive in (the status race where "disconnected at version 6" must not overwrite
+//! "connected at version 7").
+//!
+//! A record is a manifest of kind `record` at `records/<namespace>/<key>/`. Its body holds
+//! the caller's version and value; [`Records::put_if_newer`] writes by compare-and-swap
+//! only when the given version is strictly higher than the stored one.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::manifest::{Change, Manifest, Manifests};
+use crate::store::{keys, Name};
+
+/// The manifest kind of records.
+pub const KIND: &str = "record";
+
+/// The stored body of a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The caller's version of the value.
+    pub version: u64,
+    /// The value.
+    pub value: serde_json::Value,
+    /// The node that wrote it.
+    #[serde(default)]
+    pub written_by: String,
+}
+
+/// The outcome of [`Records::put_if_newer`]. A stale update is an outcome, not an error.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+#[must_use]
+pub enum Put {
+    /// The value was stored at this version.
+    Applied {
+        /// The version now stored.
+        version: u64,
+    },
+    /// The stored version is equal or higher; nothing was written.
+    Stale {
+        /// The version stored.
+        stored_version: u64,
+    },
+}
+
+/// The records client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Records {
+    manifests: Arc<Manifests>,
+}
+
+impl Records {
+    /// A records client.
+    pub fn new(manifests: Arc<Manifests>) -> Self {
+        Self { manifests }
+    }
+
+    fn manifest(&self, namespace: &Name, key: &Name) -> Manifest<Record> {
+        self.manifests.open(KIND, keys::record(namespace, key))
+    }
+
+    /// Stores `value` at `version` only if `version` is strictly higher than the stored
+    /// one. One read and one write when uncontended; on a race the compare-and-swap is
+    /// retried against the newer record, so the highest version always ends up stored.
+    pub async fn put_if_newer(
+        &self,
+        namespace: &Name,
+        key: &Name,
+        version: u64,
+        value: serde_json::Value,
+    ) -> Result<Put> {
+        let node = self.manifests.node().to_string();
+        let mut stale = None;
+        let u = self
+            .manifest(namespace, key)
+            .update(|cur| match cur {
+                Some(s) if s.body.version >= version => {
+                    stale = Some(s.body.version);
+                    Change::Keep
+                }
+                _ => Change::Write(Record {
+                    version,
+                    value: value.clone(),
+                    written_by: node.clone(),
+                }),
+            })
+            .await?;
+        Ok(match (u.changed, stale) {
+            (true, _) => Put::Applied { version },
+            (false, Some(stored_version)) => Put::Stale { stored_version },
+            (false, None) => Put::Stale {
+                stored_version: version,
+            },
+        })
+    }
+
+    /// The stored record, or `None`.
+    pub async fn get(&self, namespace: &Name, key: &Name) -> Result<Option<Record>> {
+        Ok(self.manifest(namespace, key).load().await?.map(|s| s.body))
+    }
+
+    /// The keys of a namespace that hold records.
+    pub async fn keys(&self, namespace: &Name) -> Result<Vec<String>> {
+        self.manifests
+            .store()
+            .list_folders(&keys::record_namespace(namespace))
+            .await
+    }
+}

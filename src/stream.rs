@@ -1,0 +1,366 @@
+//! Streams that any ingestor can create, with no central node.
+//!
+//! A stream is a manifest of kind `stream` at `streams/<name>/` whose body carries the
+//! stream's metadata. Creating it is a create-if-absent: of racing creators exactly one
+//! writes, and every other reads back the winner's manifest, so all of them end holding the
+//! same one. A creator whose metadata differs gets [`Create::Conflict`] carrying the stored
+//! manifest; nothing is overwritten. Metadata evolves by compare-and-swap; delete is a
+//! tombstone, and creating a deleted name again starts a new incarnation at a higher version.
+//!
+//! Queriers follow streams with a [`Follower`]: a listing discovers names, and each known
+//! stream is revalidated with a conditional GET, so an unchanged stream costs a 304 and no
+//! body.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
+use crate::store::keys::{self, Family};
+use crate::store::Name;
+
+/// The manifest kind of streams.
+pub const KIND: &str = "stream";
+
+/// Whether a stream exists or was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamState {
+    /// The stream exists.
+    Active,
+    /// The stream was deleted (a tombstone).
+    Deleted,
+}
+
+/// The stored body of a stream manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamRecord {
+    /// Active or deleted.
+    pub state: StreamState,
+    /// 1 for the first creation, +1 each time a deleted name is created again.
+    pub incarnation: u64,
+    /// The stream's metadata (schema, partitioning, retention, …): opaque JSON to cairn.
+    pub metadata: serde_json::Value,
+    /// The node that created this incarnation.
+    pub created_by: String,
+    /// When (creator's wall clock).
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stream as read: its name, manifest version and record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamManifest {
+    /// The stream's name.
+    pub name: String,
+    /// The manifest version: raised by every change.
+    pub version: u64,
+    /// The node that wrote this version.
+    pub updated_by: String,
+    /// When it was written.
+    pub updated_at: DateTime<Utc>,
+    /// The record.
+    #[serde(flatten)]
+    pub record: StreamRecord,
+}
+
+impl StreamManifest {
+    fn of(name: &Name, s: &Snapshot<StreamRecord>) -> Self {
+        Self {
+            name: name.to_string(),
+            version: s.version,
+            updated_by: s.written_by.clone(),
+            updated_at: s.written_at,
+            record: s.body.clone(),
+        }
+    }
+}
+
+/// The outcome of [`Streams::create`].
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Create {
+    /// This call created the stream.
+    Created(StreamManifest),
+    /// The stream exists with equal metadata: the same outcome as creating it.
+    Exists(StreamManifest),
+    /// The stream exists with different metadata, shown here. Nothing was changed.
+    Conflict(StreamManifest),
+}
+
+impl Create {
+    /// The stored manifest, whichever the outcome.
+    pub fn manifest(&self) -> &StreamManifest {
+        match self {
+            Create::Created(m) | Create::Exists(m) | Create::Conflict(m) => m,
+        }
+    }
+}
+
+/// The streams client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    manifests: Arc<Manifests>,
+}
+
+impl Streams {
+    /// A streams client.
+    pub fn new(manifests: Arc<Manifests>) -> Self {
+        Self { manifests }
+    }
+
+    fn manifest(&self, name: &Name) -> Manifest<StreamRecord> {
+        self.manifests
+            .open(KIND, keys::manifest(Family::Stream, name))
+    }
+
+    fn record(&self, metadata: serde_json::Value, incarnation: u64) -> StreamRecord {
+        StreamRecord {
+            state: StreamState::Active,
+            incarnation,
+            metadata,
+            created_by: self.manifests.node().to_string(),
+            created_at: self.manifests.clock().now(),
+        }
+    }
+
+    /// Creates stream `name` with `metadata` unless it exists. One request for a new
+    /// stream. Not cancel-safe: a cancelled create may have created the stream.
+    pub async fn create(&self, name: &Name, metadata: serde_json::Value) -> Result<Create> {
+        let m = self.manifest(name);
+        let mut current = match m.create(self.record(metadata.clone(), 1)).await? {
+            Written::Written(s) => return Ok(Create::Created(StreamManifest::of(name, &s))),
+            Written::Conflict(c) => c,
+        };
+        for _ in 0..self.manifests.options().max_attempts.max(1) {
+            let Some(s) = current else {
+                // Gone between the conflict and the read-back: try the create again.
+                match m.create(self.record(metadata.clone(), 1)).await? {
+                    Written::Written(s) => {
+                        return Ok(Create::Created(StreamManifest::of(name, &s)))
+                    }
+                    Written::Conflict(c) => {
+                        current = c;
+                        continue;
+                    }
+                }
+            };
+            if s.body.state == StreamState::Active {
+                let found = StreamManifest::of(name, &s);
+                return Ok(if s.body.metadata == metadata {
+                    Create::Exists(found)
+                } else {
+                    Create::Conflict(found)
+                });
+            }
+            // Deleted: a new incarnation, at a higher version.
+            let next = self.record(metadata.clone(), s.body.incarnation + 1);
+            match m.write(Some(&s), next).await? {
+                Written::Written(w) => return Ok(Create::Created(StreamManifest::of(name, &w))),
+                Written::Conflict(c) => current = c,
+            }
+        }
+        Err(Error::Contention {
+            key: m.key().to_string(),
+            attempts: self.manifests.options().max_attempts,
+        })
+    }
+
+    /// Changes an active stream's metadata by compare-and-swap: `f` gets the current
+    /// metadata and returns the new one (`None`: no change). Returns the stream as it is now,
+    /// or `None` if it does not exist (or was deleted).
+    pub async fn update(
+        &self,
+        name: &Name,
+        mut f: impl FnMut(&serde_json::Value) -> Option<serde_json::Value>,
+    ) -> Result<Option<StreamManifest>> {
+        let updated = self
+            .manifest(name)
+            .update(|cur| match cur {
+                Some(s) if s.body.state == StreamState::Active => match f(&s.body.metadata) {
+                    Some(metadata) if metadata != s.body.metadata => Change::Write(StreamRecord {
+                        metadata,
+                        ..s.body.clone()
+                    }),
+                    _ => Change::Keep,
+                },
+                _ => Change::Keep,
+            })
+            .await?;
+        Ok(updated
+            .snapshot
+            .filter(|s| s.body.state == StreamState::Active)
+            .map(|s| StreamManifest::of(name, &s)))
+    }
+
+    /// Deletes a stream by writing a tombstone. Returns the tombstone, or `None` if the
+    /// stream did not exist or was already deleted.
+    pub async fn delete(&self, name: &Name) -> Result<Option<StreamManifest>> {
+        let updated = self
+            .manifest(name)
+            .update(|cur| match cur {
+                Some(s) if s.body.state == StreamState::Active => Change::Write(StreamRecord {
+                    state: StreamState::Deleted,
+                    ..s.body.clone()
+                }),
+                _ => Change::Keep,
+            })
+            .await?;
+        Ok(updated
+            .changed
+            .then_some(updated.snapshot)
+            .flatten()
+            .map(|s| StreamManifest::of(name, &s)))
+    }
+
+    /// The stream `name` (active or deleted), or `None` if it never existed.
+    pub async fn get(&self, name: &Name) -> Result<Option<StreamManifest>> {
+        Ok(self
+            .manifest(name)
+            .load()
+            .await?
+            .map(|s| StreamManifest::of(name, &s)))
+    }
+
+    /// Every stream, active and deleted, by name.
+    pub async fn list(&self) -> Result<Vec<StreamManifest>> {
+        let mut out = Vec::new();
+        for name in self.names().await? {
+            if let Some(s) = self.get(&name).await? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn names(&self) -> Result<Vec<Name>> {
+        Ok(self
+            .manifests
+            .store()
+            .list_folders(&Family::Stream.folder())
+            .await?
+            .into_iter()
+            .filter_map(|n| Name::new(n).ok())
+            .collect())
+    }
+
+    /// A follower starting from `cursor` (empty: report every stream as created).
+    pub fn follow(&self, cursor: Cursor) -> Follower {
+        Follower {
+            streams: self.clone(),
+            cursor,
+            known: BTreeMap::new(),
+        }
+    }
+}
+
+/// What a follower has reported, per stream. Serializable, so a querier can persist it and
+/// resume after a restart without seeing a change twice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Stream name → what was last reported of it.
+    pub streams: BTreeMap<String, Seen>,
+}
+
+/// The last reported state of one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// Manifest version.
+    pub version: u64,
+    /// Incarnation.
+    pub incarnation: u64,
+    /// Whether it was deleted.
+    pub deleted: bool,
+}
+
+/// A change a follower reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "change", rename_all = "lowercase")]
+pub enum StreamEvent {
+    /// A stream (or a new incarnation of a deleted one) appeared.
+    Created(StreamManifest),
+    /// An active stream's metadata changed.
+    Changed(StreamManifest),
+    /// A stream was deleted.
+    Deleted(StreamManifest),
+}
+
+impl StreamEvent {
+    /// The manifest the event carries.
+    pub fn manifest(&self) -> &StreamManifest {
+        match self {
+            StreamEvent::Created(m) | StreamEvent::Changed(m) | StreamEvent::Deleted(m) => m,
+        }
+    }
+}
+
+/// Follows streams incrementally. Each [`Follower::poll`] lists stream names once (to
+/// discover new ones) and revalidates every known stream conditionally: an unchanged
+/// stream costs a 304 and no body. Several changes to one stream between two polls are
+/// reported as one, at the newest version (as a Kubernetes informer coalesces); a stream's
+/// reported versions only ever rise, and none is reported twice, across restarts from a
+/// saved [`Cursor`].
+#[derive(Debug)]
+pub struct Follower {
+    streams: Streams,
+    cursor: Cursor,
+    known: BTreeMap<String, Snapshot<StreamRecord>>,
+}
+
+impl Follower {
+    /// The cursor to persist: everything reported so far.
+    pub fn cursor(&self) -> &Cursor {
+        &self.cursor
+    }
+
+    /// Reports what changed since the last poll (or since the cursor), in name order, each
+    /// stream at most once. Cancel-safe: a cancelled poll reports nothing and loses nothing.
+    pub async fn poll(&mut self) -> Result<Vec<StreamEvent>> {
+        let mut found = Vec::new();
+        for name in self.streams.names().await? {
+            let m = self.streams.manifest(&name);
+            let latest = match self.known.get(name.as_str()) {
+                Some(known) => match m.revalidate(known).await? {
+                    Revalidated::Changed(s) => s,
+                    Revalidated::Unchanged | Revalidated::Missing => continue,
+                },
+                None => match m.load().await? {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            found.push((name, latest));
+        }
+        // Only now, with every read done, change state: a cancelled poll changes nothing.
+        let mut events = Vec::new();
+        for (name, latest) in found {
+            let seen = self.cursor.streams.get(name.as_str()).copied();
+            if seen.is_none_or(|s| latest.version > s.version) {
+                let manifest = StreamManifest::of(&name, &latest);
+                let deleted = latest.body.state == StreamState::Deleted;
+                let was_live = seen.filter(|s| !s.deleted);
+                let event = match (deleted, was_live) {
+                    (true, None) => None, // created and deleted between polls
+                    (true, Some(_)) => Some(StreamEvent::Deleted(manifest)),
+                    (false, Some(s)) if s.incarnation == latest.body.incarnation => {
+                        Some(StreamEvent::Changed(manifest))
+                    }
+                    (false, _) => Some(StreamEvent::Created(manifest)),
+                };
+                events.extend(event);
+                self.cursor.streams.insert(
+                    name.to_string(),
+                    Seen {
+                        version: latest.version,
+                        incarnation: latest.body.incarnation,
+                        deleted,
+                    },
+                );
+            }
+            self.known.insert(name.to_string(), latest);
+        }
+        Ok(events)
+    }
+}
