@@ -190,6 +190,16 @@ impl Cairn {
         crate::record::Records::new(Arc::clone(&self.manifests))
     }
 
+    /// The turns client, with these options.
+    pub fn turns(&self, options: crate::turn::TurnOptions) -> crate::turn::Turns {
+        crate::turn::Turns::new(Arc::clone(&self.manifests), options)
+    }
+
+    /// The membership client, with these options.
+    pub fn membership(&self, options: crate::member::MemberOptions) -> crate::member::Membership {
+        crate::member::Membership::new(Arc::clone(&self.manifests), options)
+    }
+
     /// The event log client.
     pub fn event_log(&self) -> crate::log::EventLog {
         crate::log::EventLog::new(Arc::clone(&self.manifests))

@@ -123,6 +123,18 @@ pub enum Error {
         attempts: u32,
     },
 
+    /// Another process heartbeats under this node id. Nothing was merged or overwritten; give
+    /// one of the two processes another id (`--node`).
+    #[error("node id {node} is in use by another process (session {other_session}, started {other_started_at})")]
+    DuplicateNode {
+        /// The contested node id.
+        node: String,
+        /// The other process's heartbeat session.
+        other_session: String,
+        /// When the other process joined.
+        other_started_at: chrono::DateTime<chrono::Utc>,
+    },
+
     /// A wait ran out.
     #[error("timed out after {0:?}")]
     Timeout(Duration),

@@ -46,6 +46,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cache;
 mod cairn;
 pub mod cli;
 pub mod clock;
@@ -53,10 +54,12 @@ pub mod error;
 pub mod lease;
 pub mod log;
 pub mod manifest;
+pub mod member;
 pub mod record;
 pub mod retry;
 pub mod store;
 pub mod stream;
+pub mod turn;
 
 pub use crate::cairn::{default_node_id, Cairn, CairnBuilder, StrategyChoice};
 pub use clock::{Clock, SystemClock, TestClock};

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::{CacheOptions, ManifestCache, View};
 use crate::error::{Error, Result};
 use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::store::keys::{self, Family};
@@ -246,6 +247,14 @@ impl Streams {
             .collect())
     }
 
+    /// A cached view of the streams, for queriers that read the list often.
+    pub fn view(&self, options: CacheOptions) -> StreamView {
+        StreamView {
+            streams: self.clone(),
+            cache: ManifestCache::new(options, Arc::clone(self.manifests.clock())),
+        }
+    }
+
     /// A follower starting from `cursor` (empty: report every stream as created).
     pub fn follow(&self, cursor: Cursor) -> Follower {
         Follower {
@@ -253,6 +262,49 @@ impl Streams {
             cursor,
             known: BTreeMap::new(),
         }
+    }
+}
+
+/// Streams read through a [`ManifestCache`]: while fresh, listing them costs nothing; then
+/// one listing plus a conditional GET per stream (a 304 for each unchanged one). When the
+/// store is unreachable the last known list is served, marked stale, for up to the cache's
+/// stale-if-error time.
+#[derive(Debug)]
+pub struct StreamView {
+    streams: Streams,
+    cache: ManifestCache<StreamRecord>,
+}
+
+impl StreamView {
+    /// Every stream, active and deleted, by name. Cancel-safe.
+    pub async fn list(&self) -> Result<View<Vec<StreamManifest>>> {
+        let store = self.streams.manifests.store();
+        let names = self
+            .cache
+            .list_folders(store, &Family::Stream.folder())
+            .await?;
+        let mut stale = names.stale;
+        let mut out = Vec::new();
+        for name in names.items.into_iter().filter_map(|n| Name::new(n).ok()) {
+            let got = self.cache.get(&self.streams.manifest(&name)).await?;
+            stale |= got.stale;
+            out.extend(got.items.map(|s| StreamManifest::of(&name, &s)));
+        }
+        Ok(View { items: out, stale })
+    }
+
+    /// One stream (active or deleted); `None` if it never existed. Cancel-safe.
+    pub async fn get(&self, name: &Name) -> Result<View<Option<StreamManifest>>> {
+        let got = self.cache.get(&self.streams.manifest(name)).await?;
+        Ok(View {
+            items: got.items.map(|s| StreamManifest::of(name, &s)),
+            stale: got.stale,
+        })
+    }
+
+    /// The cache underneath (for its statistics).
+    pub fn cache(&self) -> &ManifestCache<StreamRecord> {
+        &self.cache
     }
 }
 

@@ -1,0 +1,666 @@
+//! Turns: a periodic job (expiry, compaction) that runs on exactly one node per window, with
+//! no configured master.
+//!
+//! A turn is a manifest of kind `turn` at `turns/<name>/`. Its body records the current turn
+//! number, the node holding it, when it started and, once done, when it finished and how
+//! (success or failure, duration, a small JSON result). Turn `n + 1` may be claimed once the
+//! window has passed since turn `n` started, give or take the jitter: a claim is a
+//! compare-and-swap on the version that holds turn `n`, so of all the nodes that try, exactly
+//! one gets each turn number. The others learn who won and sleep until the next due time.
+//!
+//! ## Timing
+//!
+//! - Turn `n + 1` is *due* at `started_at(n) + window`. A node may claim it from
+//!   `due − jitter`; a node in the [long-running loop](Turns::run_loop) wakes at
+//!   `due + offset`, with `offset` drawn uniformly from `[−jitter, +jitter]` afresh for each
+//!   turn, so nodes do not wake together and turns start `window ± jitter` apart. The first
+//!   node to wake wins, so with many nodes turns start nearer `window − jitter`.
+//! - The tolerance also serves cron: a one-shot invocation every `window` (the same period as
+//!   the window) finds the turn due even when the previous one started a few seconds later in
+//!   its minute.
+//! - A holder that dies mid-turn does not block anything: the next turn is due from when the
+//!   dead one *started*. The window is therefore also the longest a run may take before the
+//!   next one may start beside it.
+//! - Times are wall-clock times written by the claimer and compared with this node's wall
+//!   clock: a node whose clock runs `s` ahead claims up to `s` early. Exactly one claim per
+//!   turn number holds regardless of clocks; the spacing of turns relies on clocks within a
+//!   few seconds of each other (NTP).
+//!
+//! ## Cost
+//!
+//! Claiming a due turn is one conditional write (after a revalidating read in the loop: 1 or
+//! 2 requests); recording the outcome one more. A node that is not due makes no request until
+//! its wake time, and then one revalidation (a 304 when nothing changed).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::clock::chrono_duration;
+use crate::error::Result;
+use crate::log::Audit;
+use crate::manifest::{Manifest, Manifests, Revalidated, Snapshot, Written};
+use crate::retry::{jittered, Backoff};
+use crate::store::keys::{self, Family};
+use crate::store::{Name, WriteId};
+
+/// The manifest kind of turns.
+pub const KIND: &str = "turn";
+
+/// Largest JSON result, serialized, that a turn records (bigger ones are replaced by a note).
+pub const MAX_RESULT_BYTES: usize = 4096;
+
+/// How often a turn runs.
+#[derive(Debug, Clone)]
+pub struct TurnOptions {
+    /// Time from one turn's start to the next turn's due time. Default 300 s: the expiry
+    /// interval of the systems this was built for; at this window a fleet pays for about
+    /// 8,900 claims a month whatever its size.
+    pub window: Duration,
+    /// How far a node's wake time is moved, each way, from the due time. Default 30 s (10 %
+    /// of the window): enough to spread wake-ups so that one node usually claims alone,
+    /// and to let cron invocations with the window's period find the turn due.
+    pub jitter: Duration,
+}
+
+impl Default for TurnOptions {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(300),
+            jitter: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The job succeeded.
+    Success,
+    /// The job failed.
+    Failure,
+}
+
+/// The recorded outcome of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnOutcome {
+    /// Success or failure.
+    pub status: Status,
+    /// How long the job ran, in milliseconds.
+    pub duration_ms: u64,
+    /// A small JSON result (for example how many items were expired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The turn before the current one, as it was when the current one was claimed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviousTurn {
+    /// Its number.
+    pub turn: u64,
+    /// Who held it.
+    pub holder: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it finished; `None` if its holder never recorded an outcome (it died, or ran
+    /// past the window).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Its outcome.
+    pub outcome: Option<TurnOutcome>,
+}
+
+/// The stored body of a turn manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnRecord {
+    /// The current turn number: 1, 2, 3, …
+    pub turn: u64,
+    /// The node that claimed it.
+    pub holder: String,
+    /// Unique to this claim, so a holder recognizes its own claim.
+    pub session: String,
+    /// The claimer's window, in milliseconds.
+    pub window_ms: u64,
+    /// The claimer's jitter, in milliseconds.
+    pub jitter_ms: u64,
+    /// When the turn started (claimer's wall clock).
+    pub started_at: DateTime<Utc>,
+    /// When it finished, once it has.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Its outcome, once recorded.
+    pub outcome: Option<TurnOutcome>,
+    /// The turn before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousTurn>,
+}
+
+impl TurnRecord {
+    /// When the next turn is due (`started_at + window`, the claimer's window).
+    pub fn next_due_at(&self) -> DateTime<Utc> {
+        self.started_at + chrono::Duration::milliseconds(self.window_ms as i64)
+    }
+}
+
+/// A turn as read, for views.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TurnManifest {
+    /// The turn's name.
+    pub name: String,
+    /// The manifest version.
+    pub version: u64,
+    /// `running` (no outcome yet) or `finished`.
+    pub state: &'static str,
+    /// When the next turn is due.
+    pub next_due_at: DateTime<Utc>,
+    /// The record.
+    #[serde(flatten)]
+    pub record: TurnRecord,
+}
+
+impl TurnManifest {
+    fn of(name: &Name, s: &Snapshot<TurnRecord>) -> Self {
+        Self {
+            name: name.to_string(),
+            version: s.version,
+            state: if s.body.outcome.is_some() {
+                "finished"
+            } else {
+                "running"
+            },
+            next_due_at: s.body.next_due_at(),
+            record: s.body.clone(),
+        }
+    }
+}
+
+/// What this client has done with one turn name since it was made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TurnCounters {
+    /// Turns this client won and ran.
+    pub run: u64,
+    /// Times it looked and the turn was not due (or had already been taken).
+    pub skipped: u64,
+    /// Claims it wrote that another node's claim beat.
+    pub lost: u64,
+    /// Runs that failed.
+    pub failed: u64,
+    /// How long the last run took, in milliseconds.
+    pub last_duration_ms: Option<u64>,
+}
+
+/// The outcome of [`Turns::try_claim`].
+#[derive(Debug)]
+#[must_use]
+pub enum Claim {
+    /// This node holds the turn: run the job, then [`ClaimedTurn::finish`].
+    Won(Box<ClaimedTurn>),
+    /// The turn is not due yet; the earliest this node may claim it is `claimable_at`.
+    NotDue {
+        /// The turn as stored.
+        current: TurnManifest,
+        /// The earliest claim time (`next_due_at − jitter`).
+        claimable_at: DateTime<Utc>,
+    },
+    /// Another node claimed it first.
+    Lost {
+        /// The winner's turn.
+        current: TurnManifest,
+    },
+}
+
+/// A turn this node won. Record how it went with [`ClaimedTurn::finish`]; a claim dropped
+/// without finishing stays "running" until the next turn is claimed, as if the node died.
+#[derive(Debug)]
+pub struct ClaimedTurn {
+    name: Name,
+    manifest: Manifest<TurnRecord>,
+    snapshot: Snapshot<TurnRecord>,
+    started: tokio::time::Instant,
+    turns: Turns,
+}
+
+/// What [`ClaimedTurn::finish`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finished {
+    /// The outcome is stored with the turn.
+    Recorded(TurnManifest),
+    /// A later turn was claimed before this one finished (it ran past the window, or its
+    /// node stalled); the outcome could not be stored with the turn. It went to the audit
+    /// log, if one is configured.
+    Superseded(Option<TurnManifest>),
+}
+
+/// The job's own verdict: `Ok(result)` or `Err(reason)`.
+pub type JobResult = std::result::Result<Option<serde_json::Value>, String>;
+
+impl ClaimedTurn {
+    /// The turn number.
+    pub fn number(&self) -> u64 {
+        self.snapshot.body.turn
+    }
+
+    /// The turn's name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// When the turn started (wall clock).
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.snapshot.body.started_at
+    }
+
+    /// Records how the job went. One conditional write. Not cancel-safe.
+    pub async fn finish(self, result: JobResult) -> Result<Finished> {
+        Ok(self.finish_inner(result).await?.0)
+    }
+
+    /// [`ClaimedTurn::finish`], also returning the stored version when ours is current.
+    async fn finish_inner(
+        self,
+        result: JobResult,
+    ) -> Result<(Finished, Option<Snapshot<TurnRecord>>)> {
+        let clock = self.turns.manifests.clock();
+        let duration = clock.monotonic().saturating_duration_since(self.started);
+        let duration_ms = duration.as_millis().min(u64::MAX as u128) as u64;
+        let outcome = match result {
+            Ok(r) => TurnOutcome {
+                status: Status::Success,
+                duration_ms,
+                result: r.map(bounded),
+                error: None,
+            },
+            Err(e) => TurnOutcome {
+                status: Status::Failure,
+                duration_ms,
+                result: None,
+                error: Some(e.chars().take(MAX_RESULT_BYTES).collect()),
+            },
+        };
+        self.turns.count(&self.name, |c| {
+            c.run += 1;
+            c.failed += u64::from(outcome.status == Status::Failure);
+            c.last_duration_ms = Some(duration_ms);
+        });
+        let body = TurnRecord {
+            finished_at: Some(clock.now()),
+            outcome: Some(outcome.clone()),
+            ..self.snapshot.body.clone()
+        };
+        let turn = self.number();
+        let (finished, latest) = match self.manifest.write(Some(&self.snapshot), body).await? {
+            Written::Written(s) => {
+                info!(turn = %self.name, number = turn, status = ?outcome.status, duration_ms, "turn finished");
+                (
+                    Finished::Recorded(TurnManifest::of(&self.name, &s)),
+                    Some(s),
+                )
+            }
+            Written::Conflict(latest) => {
+                warn!(turn = %self.name, number = turn, "a later turn started before this one finished; outcome not stored with the turn");
+                let view = latest.as_ref().map(|s| TurnManifest::of(&self.name, s));
+                (Finished::Superseded(view), latest)
+            }
+        };
+        if let Some(a) = &self.turns.audit {
+            a.record(serde_json::json!({
+                "turn": self.name, "event": "finish", "number": turn,
+                "holder": self.snapshot.body.holder, "outcome": outcome,
+                "stored": matches!(finished, Finished::Recorded(_)),
+            }))
+            .await;
+        }
+        Ok((finished, latest))
+    }
+}
+
+/// Replaces a result too large to store with a note saying so.
+fn bounded(v: serde_json::Value) -> serde_json::Value {
+    let len = serde_json::to_vec(&v).map_or(usize::MAX, |b| b.len());
+    if len <= MAX_RESULT_BYTES {
+        v
+    } else {
+        serde_json::json!({ "truncated": format!("result of {len} bytes exceeds {MAX_RESULT_BYTES}") })
+    }
+}
+
+/// The turns client. Cheap to clone; clones share counters.
+#[derive(Debug, Clone)]
+pub struct Turns {
+    manifests: Arc<Manifests>,
+    options: TurnOptions,
+    counters: Arc<Mutex<HashMap<String, TurnCounters>>>,
+    audit: Option<Audit>,
+}
+
+impl Turns {
+    /// A turns client with these options.
+    pub fn new(manifests: Arc<Manifests>, options: TurnOptions) -> Self {
+        Self {
+            manifests,
+            options,
+            counters: Arc::default(),
+            audit: None,
+        }
+    }
+
+    /// Records turn starts and outcomes in an event log topic.
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &TurnOptions {
+        &self.options
+    }
+
+    fn manifest(&self, name: &Name) -> Manifest<TurnRecord> {
+        self.manifests
+            .open(KIND, keys::manifest(Family::Turn, name))
+    }
+
+    fn count(&self, name: &Name, f: impl FnOnce(&mut TurnCounters)) {
+        let mut all = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        f(all.entry(name.to_string()).or_default());
+    }
+
+    /// This client's counters for `name`.
+    pub fn counters(&self, name: &Name) -> TurnCounters {
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name.as_str())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The earliest time this node may claim the turn after `current`.
+    fn claimable_at(&self, current: &TurnRecord) -> DateTime<Utc> {
+        current.started_at + chrono_duration(self.options.window)
+            - chrono_duration(self.options.jitter)
+    }
+
+    /// One-shot: claims the turn if it is due. Two requests when due (a read and the
+    /// claim), one when not; the first turn ever is a single create. Not cancel-safe: a
+    /// cancelled claim may have been written, and then counts as a turn whose holder died.
+    pub async fn try_claim(&self, name: &Name) -> Result<Claim> {
+        let current = self.manifest(name).load().await?;
+        Ok(match self.claim_after(name, current).await? {
+            Attempt::Won(t) => Claim::Won(Box::new(t)),
+            Attempt::NotDue(s, claimable_at) => Claim::NotDue {
+                current: TurnManifest::of(name, &s),
+                claimable_at,
+            },
+            Attempt::Lost(s) => Claim::Lost {
+                current: TurnManifest::of(name, &s),
+            },
+        })
+    }
+
+    /// Claims the turn after `current` if due (no read).
+    async fn claim_after(
+        &self,
+        name: &Name,
+        current: Option<Snapshot<TurnRecord>>,
+    ) -> Result<Attempt> {
+        let clock = self.manifests.clock();
+        if let Some(c) = current {
+            let claimable_at = self.claimable_at(&c.body);
+            if clock.now() < claimable_at {
+                self.count(name, |c| c.skipped += 1);
+                return Ok(Attempt::NotDue(c, claimable_at));
+            }
+            return self.claim(name, Some(c)).await;
+        }
+        self.claim(name, None).await
+    }
+
+    /// Writes the claim of the turn after `current`.
+    async fn claim(&self, name: &Name, current: Option<Snapshot<TurnRecord>>) -> Result<Attempt> {
+        let clock = self.manifests.clock();
+        let record = TurnRecord {
+            turn: current.as_ref().map_or(1, |c| c.body.turn + 1),
+            holder: self.manifests.node().to_string(),
+            session: self.manifests.with_rng(WriteId::random).0,
+            window_ms: self.options.window.as_millis() as u64,
+            jitter_ms: self.options.jitter.as_millis() as u64,
+            started_at: clock.now(),
+            finished_at: None,
+            outcome: None,
+            previous: current.as_ref().map(|c| PreviousTurn {
+                turn: c.body.turn,
+                holder: c.body.holder.clone(),
+                started_at: c.body.started_at,
+                finished_at: c.body.finished_at,
+                outcome: c.body.outcome.clone(),
+            }),
+        };
+        let started = clock.monotonic();
+        let m = self.manifest(name);
+        match m.write(current.as_ref(), record).await? {
+            Written::Written(s) => {
+                if let Some(p) = s.body.previous.as_ref().filter(|p| p.outcome.is_none()) {
+                    warn!(turn = %name, number = p.turn, holder = %p.holder, "previous turn never recorded an outcome");
+                }
+                info!(turn = %name, number = s.body.turn, "claimed turn");
+                if let Some(a) = &self.audit {
+                    a.record(serde_json::json!({
+                        "turn": name, "event": "start", "number": s.body.turn,
+                        "holder": s.body.holder,
+                    }))
+                    .await;
+                }
+                Ok(Attempt::Won(ClaimedTurn {
+                    name: name.clone(),
+                    manifest: m,
+                    snapshot: s,
+                    started,
+                    turns: self.clone(),
+                }))
+            }
+            Written::Conflict(latest) => {
+                self.count(name, |c| c.lost += 1);
+                let latest = match latest {
+                    Some(l) => l,
+                    None => match m.load().await? {
+                        Some(l) => l,
+                        None => return Box::pin(self.claim(name, None)).await,
+                    },
+                };
+                debug!(turn = %name, number = latest.body.turn, holder = %latest.body.holder, "lost the claim");
+                Ok(Attempt::Lost(latest))
+            }
+        }
+    }
+
+    /// One-shot: claims the turn if due, runs `job`, records its outcome. Returns what
+    /// happened; `None` for the job's result when this node did not run it.
+    pub async fn run_once<F, Fut>(&self, name: &Name, job: F) -> Result<RunOnce>
+    where
+        F: FnOnce(u64) -> Fut,
+        Fut: Future<Output = JobResult>,
+    {
+        match self.try_claim(name).await? {
+            Claim::Won(t) => {
+                let t = *t;
+                let number = t.number();
+                let result = job(number).await;
+                Ok(RunOnce::Ran {
+                    number,
+                    finished: t.finish(result).await?,
+                })
+            }
+            Claim::NotDue {
+                current,
+                claimable_at,
+            } => Ok(RunOnce::NotDue {
+                current,
+                claimable_at,
+            }),
+            Claim::Lost { current } => Ok(RunOnce::Lost { current }),
+        }
+    }
+
+    /// The long-running mode: loops until `stop` is cancelled, sleeping until the next due
+    /// time (plus this node's jitter) without polling, then revalidating the turn and
+    /// claiming it if nobody else has. `job` runs for every turn this node wins, with the
+    /// turn number. Store errors are logged and retried with backoff; the loop never ends on
+    /// its own. Cancel-safe at any await: cancelling mid-job leaves the turn unfinished,
+    /// which blocks nothing.
+    pub async fn run_loop<F, Fut>(&self, name: &Name, mut job: F, stop: CancellationToken)
+    where
+        F: FnMut(u64) -> Fut,
+        Fut: Future<Output = JobResult>,
+    {
+        let opts = self.manifests.options();
+        let mut backoff = Backoff::new(opts.backoff_initial, Duration::from_secs(30));
+        let mut known: Option<Snapshot<TurnRecord>> = None;
+        let mut loaded = false;
+        while !stop.is_cancelled() {
+            let step = self.loop_step(name, &mut known, &mut loaded, &mut job, &stop);
+            match step.await {
+                Ok(()) => backoff = Backoff::new(opts.backoff_initial, Duration::from_secs(30)),
+                Err(e) => {
+                    let delay = self.manifests.with_rng(|r| backoff.next_delay(r));
+                    warn!(turn = %name, error = %e, ?delay, "turn loop: store error; retrying");
+                    loaded = false;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn loop_step<F, Fut>(
+        &self,
+        name: &Name,
+        known: &mut Option<Snapshot<TurnRecord>>,
+        loaded: &mut bool,
+        job: &mut F,
+        stop: &CancellationToken,
+    ) -> Result<()>
+    where
+        F: FnMut(u64) -> Fut,
+        Fut: Future<Output = JobResult>,
+    {
+        let m = self.manifest(name);
+        if !*loaded {
+            *known = m.load().await?;
+            *loaded = true;
+        }
+        if let Some(k) = known.as_ref() {
+            // Sleep until this node's wake time for the next turn, with no request between.
+            let offset = self
+                .manifests
+                .with_rng(|r| jittered(self.options.jitter, self.options.jitter, r));
+            let wake =
+                k.body.started_at + chrono_duration(self.options.window) + chrono_duration(offset)
+                    - chrono_duration(self.options.jitter);
+            let wait = (wake - self.manifests.clock().now())
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            debug!(turn = %name, number = k.body.turn, ?wait, "sleeping until the next turn");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return Ok(()),
+            }
+            // Has anyone claimed it meanwhile? A 304 when not.
+            match m.revalidate(k).await? {
+                Revalidated::Unchanged => {}
+                Revalidated::Changed(s) => {
+                    self.count(name, |c| c.skipped += 1);
+                    *known = Some(s);
+                    return Ok(());
+                }
+                Revalidated::Missing => *known = None,
+            }
+        }
+        match self.claim_after(name, known.take()).await? {
+            Attempt::Won(t) => {
+                let number = t.number();
+                *known = Some(t.snapshot.clone());
+                let result = tokio::select! {
+                    r = job(number) => r,
+                    _ = stop.cancelled() => return Ok(()),
+                };
+                let (_, latest) = t.finish_inner(result).await?;
+                match latest {
+                    Some(l) => *known = Some(l),
+                    None => *loaded = false,
+                }
+            }
+            // Woken a moment early (clock granularity): the next pass sleeps the rest.
+            Attempt::NotDue(s, _) => *known = Some(s),
+            Attempt::Lost(s) => *known = Some(s),
+        }
+        Ok(())
+    }
+
+    /// The turn `name`, or `None` if it never ran.
+    pub async fn get(&self, name: &Name) -> Result<Option<TurnManifest>> {
+        Ok(self
+            .manifest(name)
+            .load()
+            .await?
+            .map(|s| TurnManifest::of(name, &s)))
+    }
+
+    /// Every turn, by name.
+    pub async fn list(&self) -> Result<Vec<TurnManifest>> {
+        let mut out = Vec::new();
+        let names = self
+            .manifests
+            .store()
+            .list_folders(&Family::Turn.folder())
+            .await?;
+        for n in names.into_iter().filter_map(|n| Name::new(n).ok()) {
+            if let Some(t) = self.get(&n).await? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// [`Claim`] with the snapshots the loop keeps.
+enum Attempt {
+    Won(ClaimedTurn),
+    NotDue(Snapshot<TurnRecord>, DateTime<Utc>),
+    Lost(Snapshot<TurnRecord>),
+}
+
+/// The outcome of [`Turns::run_once`].
+#[derive(Debug)]
+#[must_use]
+pub enum RunOnce {
+    /// This node won turn `number` and ran the job.
+    Ran {
+        /// The turn number.
+        number: u64,
+        /// Whether the outcome was stored.
+        finished: Finished,
+    },
+    /// Not due; see [`Claim::NotDue`].
+    NotDue {
+        /// The turn as stored.
+        current: TurnManifest,
+        /// The earliest claim time.
+        claimable_at: DateTime<Utc>,
+    },
+    /// Another node won.
+    Lost {
+        /// The winner's turn.
+        current: TurnManifest,
+    },
+}

@@ -1,0 +1,382 @@
+//! Turns on a paused tokio clock: exactly one run per window among many nodes that are
+//! killed and restarted at random, and the one-shot rules, counters and costs.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn::manifest::Strategy;
+use cairn::store::fault::{Fault, FaultStore, Op, Rule};
+use cairn::turn::{Claim, Finished, RunOnce, Status, TurnOptions, Turns};
+use cairn::{Cairn, Name, StrategyChoice, TestClock};
+use chrono::{DateTime, Utc};
+use common::Backend;
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
+use rand::{Rng, SeedableRng};
+use tokio::time::{sleep, Instant};
+use tokio_util::sync::CancellationToken;
+
+const WINDOW: Duration = Duration::from_secs(300);
+const JITTER: Duration = Duration::from_secs(30);
+const GET_DELAY: Duration = Duration::from_secs(1);
+const PUT_DELAY: Duration = Duration::from_secs(3);
+/// How much request latency can move a job's start against its turn's recorded start.
+const SLACK: Duration = Duration::from_secs(6);
+
+fn origin() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+fn name() -> Name {
+    Name::new("expiry").unwrap()
+}
+
+async fn turns_on(
+    store: Arc<dyn ObjectStore>,
+    node: &str,
+    seed: u64,
+    start: Instant,
+    strategy: Strategy,
+) -> (Turns, Arc<FaultStore>) {
+    let faults = Arc::new(FaultStore::new(store, seed));
+    let cairn = Cairn::builder(faults.clone())
+        .node(node)
+        .unwrap()
+        .clock(Arc::new(TestClock::anchored(origin(), start)))
+        .seed(seed)
+        .strategy(StrategyChoice::Fixed(strategy))
+        .build()
+        .await
+        .unwrap();
+    let turns = cairn.turns(TurnOptions {
+        window: WINDOW,
+        jitter: JITTER,
+    });
+    (turns, faults)
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    turn: u64,
+    node: String,
+    at: Instant,
+}
+
+/// 32 nodes run the long-running loop over a store with slow requests; a chaos task kills
+/// nodes (aborting them mid-job, mid-request or mid-sleep, like a crash) and restarts them,
+/// always leaving one alive. The job logs each run. A checker proves every turn number ran
+/// exactly once, in order, and that consecutive turns started `window ± jitter` apart
+/// (within the request latency): never early, never a window missed.
+#[tokio::test(start_paused = true)]
+async fn thirty_two_nodes_run_exactly_one_job_per_window_through_kills_and_restarts() {
+    const NODES: usize = 32;
+    const WINDOWS: usize = 200;
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let runs: Arc<Mutex<Vec<Run>>> = Arc::default();
+    let spawn = |i: usize, generation: u64| {
+        let store = Arc::clone(&store);
+        let runs = Arc::clone(&runs);
+        tokio::spawn(async move {
+            let node = format!("node-{i}");
+            let seed = (i as u64) << 20 | generation;
+            let (turns, faults) = turns_on(store, &node, seed, start, Strategy::EtagCas).await;
+            // Slow requests, so that nodes waking close together really race; and some
+            // claims whose success answer is lost (the server's 412 to a retried PUT),
+            // which write-then-verify must still count as won.
+            faults.add(Rule::always(Op::Get, "", Fault::Delay(GET_DELAY)));
+            faults.add(Rule::always(Op::Put, "", Fault::Delay(PUT_DELAY)));
+            faults.add(
+                Rule::always(Op::Put, "", Fault::CommitThenStatus(412)).with_probability(0.05),
+            );
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            turns
+                .run_loop(
+                    &name(),
+                    |turn| {
+                        runs.lock().unwrap().push(Run {
+                            turn,
+                            node: node.clone(),
+                            at: Instant::now(),
+                        });
+                        let work = Duration::from_secs(rng.random_range(1..120));
+                        async move {
+                            sleep(work).await;
+                            Ok(Some(serde_json::json!({ "expired": turn })))
+                        }
+                    },
+                    CancellationToken::new(),
+                )
+                .await
+        })
+    };
+    let mut nodes: Vec<Option<tokio::task::JoinHandle<()>>> =
+        (0..NODES).map(|i| Some(spawn(i, 0))).collect();
+    let mut restart_at: Vec<Option<Instant>> = vec![None; NODES];
+    let mut chaos = rand::rngs::StdRng::seed_from_u64(7);
+    let mut kills = 0;
+    let mut generation = 0;
+    while runs.lock().unwrap().len() < WINDOWS {
+        sleep(Duration::from_secs(chaos.random_range(20..400))).await;
+        let now = Instant::now();
+        for i in 0..NODES {
+            if restart_at[i].is_some_and(|t| t <= now) {
+                generation += 1;
+                nodes[i] = Some(spawn(i, generation));
+                restart_at[i] = None;
+            }
+        }
+        // Kill a few at once, sometimes most of the fleet, but never the last one alive.
+        let most = if chaos.random_bool(0.1) { 30 } else { 3 };
+        let victims = chaos.random_range(1..=most);
+        for _ in 0..victims {
+            let alive: Vec<usize> = (0..NODES).filter(|i| nodes[*i].is_some()).collect();
+            if alive.len() <= 1 {
+                break;
+            }
+            let v = alive[chaos.random_range(0..alive.len())];
+            nodes[v].take().unwrap().abort();
+            restart_at[v] = Some(now + Duration::from_secs(chaos.random_range(10..1500)));
+            kills += 1;
+        }
+        assert!(
+            now - start < WINDOW * (WINDOWS as u32 + 20),
+            "only {} runs after {:?}",
+            runs.lock().unwrap().len(),
+            now - start
+        );
+    }
+    for n in nodes.into_iter().flatten() {
+        n.abort();
+    }
+    let runs = runs.lock().unwrap().clone();
+    assert!(kills > 100, "the chaos must kill often; killed {kills}");
+    for (i, r) in runs.iter().enumerate() {
+        assert_eq!(
+            r.turn,
+            i as u64 + 1,
+            "turn numbers must run once each, in order: {:?}",
+            &runs[i.saturating_sub(2)..(i + 1)]
+        );
+    }
+    for w in runs.windows(2) {
+        let gap = w[1].at - w[0].at;
+        assert!(
+            gap + SLACK >= WINDOW - JITTER,
+            "turn {} started {gap:?} after turn {}: early",
+            w[1].turn,
+            w[0].turn
+        );
+        assert!(
+            gap <= WINDOW + JITTER + SLACK,
+            "turn {} started {gap:?} after turn {}: a window was missed",
+            w[1].turn,
+            w[0].turn
+        );
+    }
+    let holders: std::collections::HashSet<&str> = runs.iter().map(|r| r.node.as_str()).collect();
+    assert!(holders.len() > 10, "turns spread over nodes: {holders:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let (a, fa) = turns_on(Arc::clone(&store), "a", 1, start, Strategy::EtagCas).await;
+    let (b, _) = turns_on(Arc::clone(&store), "b", 2, start, Strategy::EtagCas).await;
+
+    // The first turn ever: a read that finds nothing, and one create.
+    let before = fa.counts();
+    let Claim::Won(t) = a.try_claim(&name()).await.unwrap() else {
+        panic!("the first claim must win");
+    };
+    assert_eq!(t.number(), 1);
+    assert_eq!(fa.counts().since(&before).puts, 1);
+    assert!(matches!(
+        t.finish(Ok(Some(serde_json::json!({"expired": 12}))))
+            .await
+            .unwrap(),
+        Finished::Recorded(_)
+    ));
+
+    // Not due: one read, no write.
+    sleep(Duration::from_secs(100)).await;
+    let before = fa.counts();
+    match a.try_claim(&name()).await.unwrap() {
+        Claim::NotDue {
+            current,
+            claimable_at,
+        } => {
+            assert_eq!(current.record.turn, 1);
+            assert_eq!(
+                claimable_at,
+                current.record.started_at + chrono::Duration::seconds(270)
+            );
+            let outcome = current.record.outcome.unwrap();
+            assert_eq!(outcome.status, Status::Success);
+            assert_eq!(outcome.result.unwrap()["expired"], 12);
+        }
+        other => panic!("not due yet: {other:?}"),
+    }
+    let c = fa.counts().since(&before);
+    assert_eq!((c.gets, c.puts), (1, 0));
+
+    // Due from window − jitter: a read and the claim, two requests.
+    sleep(Duration::from_secs(170)).await;
+    let before = fa.counts();
+    let RunOnce::Ran { number, .. } = a.run_once(&name(), |_| async { Ok(None) }).await.unwrap()
+    else {
+        panic!("due at 270 s");
+    };
+    assert_eq!(number, 2);
+    let c = fa.counts().since(&before);
+    assert_eq!(c.gets + c.puts, 3, "read, claim, record: {c:?}");
+
+    // b is not due either; counters say so.
+    assert!(matches!(
+        b.run_once(&name(), |_| async { Ok(None) }).await.unwrap(),
+        RunOnce::NotDue { .. }
+    ));
+    let counters = a.counters(&name());
+    assert_eq!((counters.run, counters.skipped, counters.lost), (2, 1, 0));
+    assert_eq!(b.counters(&name()).skipped, 1);
+}
+
+async fn racing_one_shot_claims_have_one_winner(backend: Backend, strategy: Strategy) {
+    let Some(ns) = common::namespace(backend).await else {
+        return;
+    };
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        let c = ns.cairn(&format!("n{i}"), strategy).await;
+        clients.push(c.turns(TurnOptions {
+            window: Duration::from_millis(200),
+            jitter: Duration::ZERO,
+        }));
+    }
+    let mut seen = Vec::new();
+    for round in 0..4 {
+        let tasks: Vec<_> = clients
+            .iter()
+            .cloned()
+            .map(|t| {
+                tokio::spawn(async move {
+                    t.run_once(&name(), |n| async move { Ok(Some(n.into())) })
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for t in tasks {
+            if let RunOnce::Ran { number, .. } = t.await.unwrap() {
+                won.push(number);
+            }
+        }
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: exactly one winner, got {won:?}"
+        );
+        seen.extend(won);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(seen, vec![1, 2, 3, 4]);
+    let lost: u64 = clients.iter().map(|t| t.counters(&name()).lost).sum();
+    assert!(lost > 0, "the racers must have lost claims");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_one_shot_claims_have_one_winner_on_memory() {
+    for s in [Strategy::EtagCas, Strategy::VersionChain] {
+        racing_one_shot_claims_have_one_winner(Backend::Memory, s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_one_shot_claims_have_one_winner_on_the_local_filesystem() {
+    racing_one_shot_claims_have_one_winner(Backend::Fs, Strategy::VersionChain).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_one_shot_claims_have_one_winner_on_localstack() {
+    racing_one_shot_claims_have_one_winner(Backend::LocalStack, Strategy::EtagCas).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_that_dies_mid_turn_blocks_nothing_and_a_late_finish_is_superseded() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let (a, _) = turns_on(Arc::clone(&store), "a", 1, start, Strategy::EtagCas).await;
+    let (b, _) = turns_on(Arc::clone(&store), "b", 2, start, Strategy::EtagCas).await;
+    let Claim::Won(stuck) = a.try_claim(&name()).await.unwrap() else {
+        panic!("first claim");
+    };
+    sleep(WINDOW - JITTER).await;
+    let Claim::Won(next) = b.try_claim(&name()).await.unwrap() else {
+        panic!("the dead holder's turn must not block the next window");
+    };
+    assert_eq!(next.number(), 2);
+    // The stuck holder comes back and tries to record: a later turn exists.
+    match stuck.finish(Err("took too long".into())).await.unwrap() {
+        Finished::Superseded(Some(t)) => assert_eq!(t.record.turn, 2),
+        other => panic!("must be superseded: {other:?}"),
+    }
+    let Finished::Recorded(t) = next.finish(Err("disk full".into())).await.unwrap() else {
+        panic!("b's outcome is stored");
+    };
+    let prev = t.record.previous.unwrap();
+    assert_eq!((prev.turn, prev.holder.as_str()), (1, "a"));
+    assert!(prev.outcome.is_none(), "turn 1 never recorded an outcome");
+    assert_eq!(t.record.outcome.unwrap().status, Status::Failure);
+    assert_eq!(b.counters(&name()).failed, 1);
+    assert_eq!(a.counters(&name()).failed, 1, "a's own run still counts");
+}
+
+/// A looping node that is not due makes no request until its wake time.
+#[tokio::test(start_paused = true)]
+async fn a_looping_node_makes_no_request_until_the_turn_is_due() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let (a, _) = turns_on(Arc::clone(&store), "a", 1, start, Strategy::EtagCas).await;
+    let (b, fb) = turns_on(Arc::clone(&store), "b", 2, start, Strategy::EtagCas).await;
+    assert!(matches!(
+        a.run_once(&name(), |_| async { Ok(None) }).await.unwrap(),
+        RunOnce::Ran { number: 1, .. }
+    ));
+    let stop = CancellationToken::new();
+    let ran: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let r = Arc::clone(&ran);
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            b.run_loop(
+                &name(),
+                |n| {
+                    r.lock().unwrap().push(n);
+                    async { Ok(None) }
+                },
+                stop,
+            )
+            .await
+        }
+    });
+    sleep(Duration::from_secs(1)).await;
+    let after_load = fb.counts();
+    assert_eq!(
+        after_load.requests(),
+        1,
+        "one load at start: {after_load:?}"
+    );
+    sleep(WINDOW - JITTER - Duration::from_secs(2)).await;
+    assert_eq!(fb.counts().requests(), 1, "no polling before the wake time");
+    sleep(JITTER * 2 + Duration::from_secs(2)).await;
+    assert_eq!(*ran.lock().unwrap(), vec![2]);
+    let c = fb.counts().since(&after_load);
+    // A 304 revalidation, the claim and the outcome.
+    assert_eq!((c.not_modified, c.puts), (1, 2), "{c:?}");
+    stop.cancel();
+    task.await.unwrap();
+}
