@@ -1,0 +1,328 @@
+//! Membership and cached views on a paused tokio clock: health transitions, the adaptive
+//! timeout under injected latency, duplicate node ids, and the cache's 304s, stale-if-error
+//! and LRU bound (requests counted by the fault-injecting wrapper).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn::cache::CacheOptions;
+use cairn::manifest::Strategy;
+use cairn::member::{Health, HeartbeatEnd, MemberOptions, MemberStatus, Membership};
+use cairn::store::fault::{Fault, FaultStore, Op, Rule};
+use cairn::{Cairn, Error, Name, StrategyChoice, TestClock};
+use chrono::{DateTime, Utc};
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
+use tokio::time::{sleep, Instant};
+
+fn origin() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+struct Node {
+    cairn: Cairn,
+    faults: Arc<FaultStore>,
+}
+
+async fn node(store: &Arc<dyn ObjectStore>, id: &str, seed: u64, start: Instant) -> Node {
+    let faults = Arc::new(FaultStore::new(Arc::clone(store), seed));
+    let cairn = Cairn::builder(faults.clone())
+        .node(id)
+        .unwrap()
+        .clock(Arc::new(TestClock::anchored(origin(), start)))
+        .seed(seed)
+        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
+        .build()
+        .await
+        .unwrap();
+    Node { cairn, faults }
+}
+
+fn members(n: &Node) -> Membership {
+    n.cairn.membership(MemberOptions::default())
+}
+
+async fn status(viewer: &Membership, id: &str) -> MemberStatus {
+    viewer
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.node == id)
+        .unwrap_or_else(|| panic!("{id} not listed"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_goes_online_suspect_offline_and_online_again() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let a = node(&store, "a", 1, start).await;
+    let viewer = members(&node(&store, "viewer", 2, start).await);
+
+    let hb = members(&a).join().await.unwrap();
+    sleep(Duration::from_millis(5_000)).await; // heartbeats at 2 s and 4 s
+    let s = status(&viewer, "a").await;
+    assert_eq!((s.health, s.record.beats), (Health::Online, 3));
+    assert_eq!(s.timeout_ms, 6_000, "base: three 2 s intervals, no latency");
+    drop(hb); // crashes: no more heartbeats, not marked left
+
+    sleep(Duration::from_millis(5_500)).await; // last heartbeat 6.5 s ago
+    assert_eq!(status(&viewer, "a").await.health, Health::Suspect);
+    sleep(Duration::from_millis(6_000)).await; // 12.5 s ago
+    let s = status(&viewer, "a").await;
+    assert_eq!((s.health, s.left), (Health::Offline, false));
+
+    // Restarted: the old record is offline, so it is taken over at once.
+    let hb = members(&a).join().await.unwrap();
+    assert_eq!(status(&viewer, "a").await.health, Health::Online);
+    hb.leave().await.unwrap();
+    let s = status(&viewer, "a").await;
+    assert_eq!((s.health, s.left), (Health::Offline, true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timeout_grows_with_heartbeat_write_latency_and_shrinks_back() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let slow = node(&store, "slow", 1, start).await;
+    let fast = node(&store, "fast", 2, start).await;
+    let viewer = members(&node(&store, "viewer", 3, start).await);
+    slow.faults.add(Rule::always(
+        Op::Put,
+        "members",
+        Fault::Delay(Duration::from_millis(1_500)),
+    ));
+    let hb_slow = members(&slow).join().await.unwrap();
+    let hb_fast = members(&fast).join().await.unwrap();
+    sleep(Duration::from_secs(60)).await;
+    let s = status(&viewer, "slow").await;
+    let f = status(&viewer, "fast").await;
+    assert!(
+        s.timeout_ms > 8_500 && s.timeout_ms <= 9_000,
+        "6 s + 2 × ~1.5 s: {}",
+        s.timeout_ms
+    );
+    assert_eq!(f.timeout_ms, 6_000);
+
+    // Both stop; 7.5 s after their last heartbeats the slow writer is still online (its
+    // heartbeats are known to take 1.5 s to land), the fast one is suspect.
+    let last_slow = hb_slow.last().body.heartbeat_at;
+    let last_fast = hb_fast.last().body.heartbeat_at;
+    drop(hb_slow);
+    drop(hb_fast);
+    let clock = TestClock::anchored(origin(), start);
+    use cairn::Clock;
+    let wait = |last: DateTime<Utc>| {
+        (last + chrono::Duration::milliseconds(7_500) - clock.now())
+            .to_std()
+            .unwrap_or_default()
+    };
+    sleep(wait(last_slow)).await;
+    assert_eq!(status(&viewer, "slow").await.health, Health::Online);
+    sleep(wait(last_fast)).await;
+    assert_eq!(status(&viewer, "fast").await.health, Health::Suspect);
+
+    // Latency gone: the moving average, and the timeout, come back down.
+    slow.faults.clear();
+    let hb = members(&slow).join().await.unwrap();
+    sleep(Duration::from_secs(60)).await;
+    assert!(hb.write_latency() < Duration::from_millis(50));
+    assert_eq!(status(&viewer, "slow").await.timeout_ms, 6_000);
+    hb.leave().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_processes_claiming_one_node_id_are_reported_not_merged() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let first = node(&store, "ingest-1", 1, start).await;
+    let second = node(&store, "ingest-1", 2, start).await;
+    let hb1 = members(&first).join().await.unwrap();
+    sleep(Duration::from_secs(3)).await;
+
+    // The second process watches the record for a timeout, sees it written, and refuses.
+    match members(&second).join().await {
+        Err(Error::DuplicateNode {
+            node,
+            other_session,
+            ..
+        }) => {
+            assert_eq!(node, "ingest-1");
+            assert_eq!(other_session, hb1.last().body.session);
+        }
+        other => panic!("must be a duplicate: {other:?}"),
+    }
+
+    // The first stalls (its writes fail) long enough to look dead; the second takes over.
+    first
+        .faults
+        .add(Rule::always(Op::Put, "members", Fault::Status(503)));
+    sleep(Duration::from_secs(13)).await;
+    let hb2 = members(&second).join().await.unwrap();
+    first.faults.clear();
+    // The first's next heartbeat conflicts with another session: it stops and says why.
+    let end = tokio::time::timeout(Duration::from_secs(5), hb1.ended())
+        .await
+        .expect("the first must notice");
+    match end {
+        HeartbeatEnd::Duplicate { other_session, .. } => {
+            assert_eq!(other_session, hb2.last().body.session)
+        }
+        other => panic!("{other:?}"),
+    }
+    // The record is the second's, untouched by the first.
+    sleep(Duration::from_secs(4)).await;
+    let viewer = members(&first);
+    let s = status(&viewer, "ingest-1").await;
+    assert_eq!(s.record.session, hb2.last().body.session);
+    assert_eq!(s.health, Health::Online);
+    hb1.leave().await.unwrap();
+    hb2.leave().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_membership_view_is_fresh_for_one_interval_then_revalidates_with_304s() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let a = node(&store, "a", 1, start).await;
+    let v = node(&store, "viewer", 2, start).await;
+    let hb = members(&a).join().await.unwrap();
+    let options = CacheOptions::for_membership(Duration::from_secs(2));
+    assert_eq!(options.fresh, Duration::from_secs(2));
+    let view = members(&v).view(options);
+    let first = view.list().await.unwrap();
+    assert_eq!(first.items[0].health, Health::Online);
+    let before = v.faults.counts();
+    sleep(Duration::from_millis(1_000)).await;
+    let again = view.list().await.unwrap();
+    assert_eq!(
+        v.faults.counts().since(&before).requests(),
+        0,
+        "fresh: no request"
+    );
+    assert_eq!(again.items[0].record.beats, first.items[0].record.beats);
+    sleep(Duration::from_millis(1_500)).await; // a heartbeat landed at 2 s
+    let later = view.list().await.unwrap();
+    assert_eq!(later.items[0].record.beats, first.items[0].record.beats + 1);
+    assert!(!later.stale);
+    hb.leave().await.unwrap();
+}
+
+async fn create_streams(n: &Node, count: usize) -> Vec<Name> {
+    let streams = n.cairn.streams();
+    let mut names = Vec::new();
+    for i in 0..count {
+        let name = Name::new(format!("s{i:03}")).unwrap();
+        let _ = streams
+            .create(&name, serde_json::json!({ "i": i }))
+            .await
+            .unwrap();
+        names.push(name);
+    }
+    names
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revalidated_stream_list_transfers_no_body() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let w = node(&store, "writer", 1, start).await;
+    let q = node(&store, "querier", 2, start).await;
+    create_streams(&w, 10).await;
+    let view = q.cairn.streams().view(CacheOptions::for_streams());
+
+    let before = q.faults.counts();
+    let first = view.list().await.unwrap();
+    assert_eq!(first.items.len(), 10);
+    let c = q.faults.counts().since(&before);
+    assert_eq!((c.lists, c.gets, c.not_modified), (1, 10, 0));
+
+    sleep(Duration::from_secs(31)).await;
+    let before = q.faults.counts();
+    let second = view.list().await.unwrap();
+    assert_eq!(second.items, first.items);
+    let c = q.faults.counts().since(&before);
+    assert_eq!((c.lists, c.gets, c.not_modified), (1, 10, 10));
+    assert_eq!(c.body_bytes, 0, "304s carry no body");
+    assert_eq!(view.cache().stats().revalidated, 10);
+
+    // One stream changes: only it is transferred.
+    let changed = Name::new("s004").unwrap();
+    w.cairn
+        .streams()
+        .update(&changed, |_| Some(serde_json::json!({ "i": 4, "v": 2 })))
+        .await
+        .unwrap();
+    sleep(Duration::from_secs(31)).await;
+    let before = q.faults.counts();
+    let third = view.list().await.unwrap();
+    let c = q.faults.counts().since(&before);
+    assert_eq!(c.not_modified, 9);
+    assert!(c.body_bytes > 0);
+    assert_eq!(third.items[4].record.metadata["v"], 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_store_is_served_stale_and_flagged_until_the_stale_limit() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let w = node(&store, "writer", 1, start).await;
+    let q = node(&store, "querier", 2, start).await;
+    create_streams(&w, 3).await;
+    let view = q.cairn.streams().view(CacheOptions::for_streams());
+    let fresh = view.list().await.unwrap();
+    assert!(!fresh.stale);
+
+    for op in [Op::Get, Op::List] {
+        q.faults.add(Rule::always(op, "", Fault::Status(503)));
+    }
+    sleep(Duration::from_secs(60)).await;
+    let stale = view.list().await.unwrap();
+    assert!(stale.stale, "served from memory and flagged");
+    assert_eq!(stale.items, fresh.items);
+    assert!(view.cache().stats().stale > 0);
+
+    // Past fresh + stale-if-error (30 s + 5 min): an error, not silently old data.
+    sleep(Duration::from_secs(300)).await;
+    match view.list().await {
+        Err(Error::Unavailable { .. }) => {}
+        other => panic!("too old to serve: {other:?}"),
+    }
+
+    // The store is back: fresh again.
+    q.faults.clear();
+    let back = view.list().await.unwrap();
+    assert!(!back.stale);
+    assert_eq!(back.items, fresh.items);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cache_holds_at_most_its_capacity_and_evicts_the_least_recently_used() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let w = node(&store, "writer", 1, start).await;
+    let q = node(&store, "querier", 2, start).await;
+    let names = create_streams(&w, 50).await;
+    let view = q.cairn.streams().view(CacheOptions {
+        capacity: 8,
+        ..CacheOptions::for_streams()
+    });
+    for n in &names {
+        assert!(view.get(n).await.unwrap().items.is_some());
+        assert!(view.cache().len() <= 8);
+    }
+    assert_eq!(view.cache().len(), 8);
+    assert_eq!(view.cache().stats().evicted, 42);
+
+    // Touch s042 so that s043 is now the least recently used, then add one more.
+    let before = q.faults.counts();
+    view.get(&names[42]).await.unwrap();
+    assert_eq!(q.faults.counts().since(&before).requests(), 0, "a hit");
+    view.get(&names[0]).await.unwrap(); // evicted earlier: fetched again, evicts s043
+    assert_eq!(q.faults.counts().since(&before).gets, 1);
+    let before = q.faults.counts();
+    view.get(&names[42]).await.unwrap();
+    assert_eq!(q.faults.counts().since(&before).requests(), 0, "kept");
+    view.get(&names[43]).await.unwrap();
+    assert_eq!(q.faults.counts().since(&before).gets, 1, "evicted");
+}
