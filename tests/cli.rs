@@ -259,3 +259,115 @@ fn lock_run_stops_the_command_and_exits_76_when_the_lease_is_broken() {
         "broken"
     );
 }
+
+#[test]
+fn turn_run_runs_once_per_window_records_the_outcome_and_skips_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let job = format!(
+        r#"echo "$CAIRN_TURN" >> {m}; echo '{{"expired": 7}}' > "$CAIRN_TURN_RESULT""#,
+        m = marker.display()
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec!["turn", "run", "expiry", "--every", "1h", "--node", "n1"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", &job]);
+        run_ok(dir.path(), &args)
+    };
+    let (code, _) = run(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1\n");
+
+    // Not due: nothing runs, exit 0, and the answer says when it is due.
+    let (code, out) = run(&["--json"]);
+    assert_eq!(code, 0);
+    let skip: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(skip["ran"], false);
+    assert_eq!(skip["reason"], "not-due");
+    assert!(skip["current"]["next_due_at"].is_string());
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1\n");
+
+    let (code, out) = run_ok(dir.path(), &["turn", "show", "expiry", "--json"]);
+    assert_eq!(code, 0);
+    let t: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(t["turn"], 1);
+    assert_eq!(t["holder"], "n1");
+    assert_eq!(t["outcome"]["status"], "success");
+    assert_eq!(t["outcome"]["result"]["expired"], 7);
+
+    // Due at once with a zero window: a failing command's status is passed through and
+    // recorded as a failure.
+    let (code, _) = run_ok(
+        dir.path(),
+        &[
+            "turn", "run", "expiry", "--every", "0s", "--jitter", "0s", "--", "sh", "-c", "exit 4",
+        ],
+    );
+    assert_eq!(code, 4);
+    let (_, out) = run_ok(dir.path(), &["turn", "ls", "--json"]);
+    let all: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(all[0]["turn"], 2);
+    assert_eq!(all[0]["outcome"]["status"], "failure");
+    assert_eq!(all[0]["previous"]["outcome"]["status"], "success");
+    assert_eq!(run_ok(dir.path(), &["turn", "show", "nope"]).0, 3);
+}
+
+#[test]
+fn node_heartbeat_shows_online_leaves_on_sigterm_and_refuses_a_duplicate_id_with_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hb = cairn(dir.path())
+        .args([
+            "node",
+            "heartbeat",
+            "--node",
+            "ingest-1",
+            "--interval",
+            "500ms",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let listed = |dir: &std::path::Path| -> serde_json::Value {
+        let (code, out) = run_ok(dir, &["node", "ls", "--json"]);
+        assert_eq!(code, 0);
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let mut online = false;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let l = listed(dir.path());
+        if l.get(0).is_some_and(|m| m["health"] == "online") {
+            online = true;
+            break;
+        }
+    }
+    assert!(online, "the node must show online");
+
+    // A second process under the same id watches the record, sees it written, refuses.
+    let dup = cairn(dir.path())
+        .args([
+            "node",
+            "heartbeat",
+            "--node",
+            "ingest-1",
+            "--interval",
+            "500ms",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        dup.status.code(),
+        Some(78),
+        "{}",
+        String::from_utf8_lossy(&dup.stderr)
+    );
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("in use by another process"));
+
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(hb.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(hb.wait().unwrap().success());
+    let l = listed(dir.path());
+    assert_eq!(l[0]["node"], "ingest-1");
+    assert_eq!(l[0]["health"], "offline");
+    assert_eq!(l[0]["left"], true);
+}

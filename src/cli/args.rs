@@ -74,12 +74,74 @@ pub enum Command {
         #[command(subcommand)]
         command: RecordCommand,
     },
+    /// Turns: a periodic job that runs on exactly one node per window.
+    Turn {
+        /// What to do with turns.
+        #[command(subcommand)]
+        command: TurnCommand,
+    },
+    /// Membership: heartbeats and who is online.
+    Node {
+        /// What to do with nodes.
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
     /// The append-only event log.
     Log {
         /// What to do with the log.
         #[command(subcommand)]
         command: LogCommand,
     },
+}
+
+/// `cairn turn …`.
+#[derive(Debug, Subcommand)]
+pub enum TurnCommand {
+    /// Run COMMAND if this invocation wins turn NAME: once --every has passed since the last
+    /// turn started (give or take --jitter) and no other node claimed it first. COMMAND sees
+    /// CAIRN_TURN (the turn number), CAIRN_TURN_NAME, CAIRN_NODE and CAIRN_TURN_RESULT (a
+    /// file path: JSON written there is recorded as the turn's result). Exits with
+    /// COMMAND's status; when not due or another node won, prints when the next turn is due
+    /// and exits 0 without running anything.
+    Run {
+        /// The turn's name.
+        name: String,
+        /// The window: time from one turn's start to the next turn's due time.
+        #[arg(long, default_value = "300s", value_parser = duration::parse)]
+        every: Duration,
+        /// How far each node's wake-up moves, each way, from the due time; a one-shot run
+        /// finds the turn due from (due - jitter).
+        #[arg(long, default_value = "30s", value_parser = duration::parse)]
+        jitter: Duration,
+        /// Keep running: sleep until each next due time (no polling in between) and run
+        /// COMMAND whenever this node wins, until stopped with Ctrl-C or SIGTERM.
+        #[arg(long = "loop")]
+        keep_running: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+    /// List every turn: number, holder, state, last outcome and next due time.
+    Ls,
+    /// Show one turn.
+    Show {
+        /// The turn's name.
+        name: String,
+    },
+}
+
+/// `cairn node …`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Join: heartbeat this node's record every --interval until stopped (Ctrl-C, SIGTERM),
+    /// then mark it left. Exits 78 if another process heartbeats under the same node id.
+    Heartbeat {
+        /// Time between heartbeats.
+        #[arg(long, default_value = "2s", value_parser = duration::parse)]
+        interval: Duration,
+    },
+    /// List every node as online, suspect or offline, with its heartbeat age and timeout.
+    Ls,
 }
 
 /// `cairn stream …`.

@@ -16,7 +16,9 @@ pub const STREAM_CONFLICT: i32 = 73;
 pub const LOCK_BUSY: i32 = 75;
 /// `lock run`: the lease was lost while the command ran; it was stopped.
 pub const LEASE_LOST: i32 = 76;
-/// `lock run`: the command could not be started.
+/// `node heartbeat`: another process heartbeats under this node id (EX_CONFIG).
+pub const DUPLICATE_NODE: i32 = 78;
+/// `lock run`, `turn run`: the command could not be started.
 pub const CANNOT_RUN: i32 = 127;
 /// Interrupted (SIGINT) before the command started.
 pub const INTERRUPTED: i32 = 130;
@@ -24,7 +26,8 @@ pub const INTERRUPTED: i32 = 130;
 /// The exit-code table shown under `--help`.
 pub const HELP: &str = "\
 Exit codes:
-  0    success (lock run: COMMAND's own status is passed through)
+  0    success (lock run, turn run: COMMAND's own status is passed through;
+       turn run: also when the turn was not due or another node won it)
   1    failure (store unavailable, corrupt data, ...)
   2    usage or configuration error
   3    not found (lock show, stream show, record get, ...)
@@ -32,6 +35,7 @@ Exit codes:
   73   stream create: the stream exists with different metadata
   75   lock run: the lock is held by another node and --wait ran out
   76   lock run: the lease was lost while COMMAND ran; COMMAND was stopped
-  127  lock run: COMMAND could not be started
+  78   node heartbeat: another process heartbeats under this node id
+  127  lock run, turn run: COMMAND could not be started
   130  interrupted before COMMAND started
   128+N  COMMAND was killed by signal N";

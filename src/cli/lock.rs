@@ -1,11 +1,9 @@
 //! `cairn lock run|ls|show|break`.
 
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
-
+use super::child::{self, Signals};
 use super::exit;
 use crate::lease::{Acquired, LockInfo, Locks};
 use crate::{Cairn, Name, Result};
@@ -21,12 +19,10 @@ pub async fn run(
     json: bool,
 ) -> Result<i32> {
     let name = Name::new(name)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_err)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_err)?;
+    let mut signals = Signals::install()?;
     let acquired = tokio::select! {
         r = locks.acquire(&name, wait) => r?,
-        _ = sigint.recv() => return Ok(exit::INTERRUPTED),
-        _ = sigterm.recv() => return Ok(128 + libc::SIGTERM),
+        sig = signals.recv() => return Ok(128 + sig),
     };
     let lease = match acquired {
         Acquired::Acquired(l) => l,
@@ -41,33 +37,17 @@ pub async fn run(
             return Ok(exit::LOCK_BUSY);
         }
     };
-    let token = lease.fencing_token();
-    let mut cmd = tokio::process::Command::new(&command[0]);
-    cmd.args(&command[1..])
-        .env("CAIRN_LOCK", name.as_str())
-        .env("CAIRN_NODE", cairn.node().as_str())
-        .env("CAIRN_FENCING_TOKEN", token.to_string());
-    // SAFETY: prctl is async-signal-safe; it makes the kernel kill COMMAND if cairn dies,
-    // so COMMAND never runs on without the lease being renewed.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = match cmd.spawn() {
+    let env = [
+        ("CAIRN_LOCK", name.to_string()),
+        ("CAIRN_NODE", cairn.node().to_string()),
+        ("CAIRN_FENCING_TOKEN", lease.fencing_token().to_string()),
+    ];
+    let mut child = match child::spawn(command, &env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cairn: cannot run {:?}: {e}", command[0]);
             lease.release().await?;
             return Ok(exit::CANNOT_RUN);
-        }
-    };
-    let pid = child.id().map(|p| p as libc::pid_t);
-    let send = |sig: libc::c_int| {
-        if let Some(pid) = pid {
-            // SAFETY: plain kill(2) on our own child's pid.
-            unsafe { libc::kill(pid, sig) };
         }
     };
     enum End {
@@ -78,8 +58,7 @@ pub async fn run(
         tokio::select! {
             s = child.wait() => break End::Exited(s),
             r = lease.lost() => break End::Lost(r),
-            _ = sigint.recv() => send(libc::SIGINT),
-            _ = sigterm.recv() => send(libc::SIGTERM),
+            sig = signals.recv() => child.signal(sig),
         }
     };
     match end {
@@ -88,7 +67,7 @@ pub async fn run(
                 eprintln!("cairn: releasing lock {name} failed ({e}); it will expire");
             }
             Ok(match status {
-                Ok(s) => status_code(s),
+                Ok(s) => child::status_code(s),
                 Err(e) => {
                     eprintln!("cairn: waiting for the command failed: {e}");
                     exit::FAILURE
@@ -97,28 +76,17 @@ pub async fn run(
         }
         End::Lost(reason) => {
             eprintln!("cairn: lost lock {name}: {reason}; stopping the command");
-            send(libc::SIGTERM);
+            child.signal(libc::SIGTERM);
             tokio::select! {
                 _ = child.wait() => {}
                 _ = tokio::time::sleep(grace) => {
-                    send(libc::SIGKILL);
+                    child.signal(libc::SIGKILL);
                     let _ = child.wait().await;
                 }
             }
             Ok(exit::LEASE_LOST)
         }
     }
-}
-
-fn signal_err(e: std::io::Error) -> crate::Error {
-    crate::Error::Config(format!("cannot install signal handlers: {e}"))
-}
-
-/// A child's exit code, or 128 + the signal that killed it.
-fn status_code(s: ExitStatus) -> i32 {
-    s.code()
-        .or_else(|| s.signal().map(|n| 128 + n))
-        .unwrap_or(exit::FAILURE)
 }
 
 /// `cairn lock ls`.

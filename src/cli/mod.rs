@@ -1,11 +1,14 @@
 //! The `cairn` command line: a thin layer over the library. `main.rs` only calls [`main`].
 
 pub mod args;
+mod child;
 mod data;
 mod doctor;
 pub mod duration;
 pub mod exit;
 mod lock;
+mod node;
+mod turn;
 
 use clap::Parser;
 
@@ -15,7 +18,8 @@ use crate::manifest::Strategy;
 use crate::store::url;
 use crate::{Cairn, Result, StrategyChoice};
 use args::{
-    Cli, Command, Global, LockCommand, LogCommand, RecordCommand, StrategyArg, StreamCommand,
+    Cli, Command, Global, LockCommand, LogCommand, NodeCommand, RecordCommand, StrategyArg,
+    StreamCommand, TurnCommand,
 };
 
 /// Parses arguments, runs the command, and returns the process exit code.
@@ -77,6 +81,48 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     follow,
                     interval,
                 } => data::log_tail(&l, topic, *from, *follow, *interval).await,
+            }
+        }
+        Command::Turn { command } => {
+            let cairn = connect(g).await?;
+            let turns = |o: crate::turn::TurnOptions| -> Result<crate::turn::Turns> {
+                let t = cairn.turns(o);
+                Ok(match audit(g)? {
+                    Some(topic) => t.with_audit(crate::log::Audit::new(cairn.event_log(), topic)),
+                    None => t,
+                })
+            };
+            match command {
+                TurnCommand::Run {
+                    name,
+                    every,
+                    jitter,
+                    keep_running,
+                    command,
+                } => {
+                    let t = turns(crate::turn::TurnOptions {
+                        window: *every,
+                        jitter: *jitter,
+                    })?;
+                    turn::run(&t, cairn.node(), name, *keep_running, command, g.json).await
+                }
+                TurnCommand::Ls => turn::ls(&turns(Default::default())?, g.json).await,
+                TurnCommand::Show { name } => {
+                    turn::show(&turns(Default::default())?, name, g.json).await
+                }
+            }
+        }
+        Command::Node { command } => {
+            let cairn = connect(g).await?;
+            match command {
+                NodeCommand::Heartbeat { interval } => {
+                    let m = cairn.membership(crate::member::MemberOptions {
+                        interval: *interval,
+                        ..Default::default()
+                    });
+                    node::heartbeat(&m, g.json).await
+                }
+                NodeCommand::Ls => node::ls(&cairn.membership(Default::default()), g.json).await,
             }
         }
         Command::Lock { command } => {
@@ -143,6 +189,7 @@ fn report(e: &Error) -> i32 {
     }
     match e {
         Error::StoreRefused { .. } => exit::STORE_REFUSED,
+        Error::DuplicateNode { .. } => exit::DUPLICATE_NODE,
         Error::Config(_) | Error::InvalidName { .. } => exit::USAGE,
         _ => exit::FAILURE,
     }

@@ -1,0 +1,300 @@
+//! `cairn turn run|ls|show`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use super::child::{self, Signals};
+use super::exit;
+use crate::turn::{Claim, Finished, JobResult, TurnManifest, Turns};
+use crate::{Name, Result};
+
+/// `cairn turn run`: one-shot, or `--loop`.
+pub async fn run(
+    turns: &Turns,
+    node: &Name,
+    name: &str,
+    keep_running: bool,
+    command: &[String],
+    json: bool,
+) -> Result<i32> {
+    let name = Name::new(name)?;
+    if keep_running {
+        return run_loop(turns, node, &name, command).await;
+    }
+    let mut signals = Signals::install()?;
+    let claim = tokio::select! {
+        c = turns.try_claim(&name) => c?,
+        sig = signals.recv() => return Ok(128 + sig),
+    };
+    let turn = match claim {
+        Claim::Won(t) => t,
+        Claim::NotDue {
+            current,
+            claimable_at,
+        } => {
+            report_skip(&current, "not-due", Some(claimable_at), json);
+            return Ok(exit::OK);
+        }
+        Claim::Lost { current } => {
+            report_skip(&current, "lost", None, json);
+            return Ok(exit::OK);
+        }
+    };
+    let number = turn.number();
+    let result_file = result_path(&name, number);
+    let env = job_env(&name, node, number, &result_file);
+    let mut job = match child::spawn(command, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cairn: cannot run {:?}: {e}", command[0]);
+            let _ = turn.finish(Err(format!("cannot run: {e}"))).await?;
+            return Ok(exit::CANNOT_RUN);
+        }
+    };
+    let status = loop {
+        tokio::select! {
+            s = job.wait() => break s,
+            sig = signals.recv() => job.signal(sig),
+        }
+    };
+    let code = match status {
+        Ok(s) => child::status_code(s),
+        Err(e) => {
+            eprintln!("cairn: waiting for the command failed: {e}");
+            exit::FAILURE
+        }
+    };
+    let finished = turn.finish(verdict(code, &result_file)).await?;
+    report_finish(&name, number, &finished, json);
+    Ok(code)
+}
+
+/// The environment COMMAND sees.
+fn job_env(
+    name: &Name,
+    node: &Name,
+    number: u64,
+    result_file: &std::path::Path,
+) -> [(&'static str, String); 4] {
+    [
+        ("CAIRN_TURN", number.to_string()),
+        ("CAIRN_TURN_NAME", name.to_string()),
+        ("CAIRN_NODE", node.to_string()),
+        ("CAIRN_TURN_RESULT", result_file.display().to_string()),
+    ]
+}
+
+fn result_path(name: &Name, number: u64) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "cairn-turn-{name}-{number}-{}.json",
+        std::process::id()
+    ))
+}
+
+/// The job's verdict from COMMAND's exit code and the JSON it left in the result file.
+fn verdict(code: i32, result_file: &std::path::Path) -> JobResult {
+    let result = match std::fs::read(result_file) {
+        Ok(bytes) => {
+            let _ = std::fs::remove_file(result_file);
+            match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    eprintln!("cairn: ignoring CAIRN_TURN_RESULT: not JSON ({e})");
+                    None
+                }
+            }
+        }
+        Err(_) => None,
+    };
+    if code == 0 {
+        Ok(result)
+    } else {
+        Err(format!("exit status {code}"))
+    }
+}
+
+/// `--loop`: run COMMAND for every turn this node wins, until SIGINT or SIGTERM. A signal
+/// while COMMAND runs is forwarded to it, and cairn stops once it has exited and its
+/// outcome is recorded.
+async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -> Result<i32> {
+    let mut signals = Signals::install()?;
+    let stop = CancellationToken::new();
+    // COMMAND's pid while it runs, and whether a stop was asked for.
+    let running: Arc<Mutex<(Option<libc::pid_t>, bool)>> = Arc::default();
+    let watcher = {
+        let (stop, running) = (stop.clone(), Arc::clone(&running));
+        tokio::spawn(async move {
+            loop {
+                let sig = signals.recv().await;
+                let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+                r.1 = true;
+                match r.0 {
+                    Some(pid) => child::send(Some(pid), sig),
+                    None => stop.cancel(),
+                }
+            }
+        })
+    };
+    let job = |number: u64| {
+        let (stop, running) = (stop.clone(), Arc::clone(&running));
+        let result_file = result_path(name, number);
+        let env = job_env(name, node, number, &result_file);
+        async move {
+            let set = |pid| running.lock().unwrap_or_else(|e| e.into_inner()).0 = pid;
+            let outcome = match child::spawn(command, &env) {
+                Ok(mut c) => {
+                    set(c.pid());
+                    let code = match c.wait().await {
+                        Ok(s) => child::status_code(s),
+                        Err(_) => exit::FAILURE,
+                    };
+                    set(None);
+                    eprintln!("cairn: turn {name} {number}: COMMAND exited {code}");
+                    verdict(code, &result_file)
+                }
+                Err(e) => {
+                    eprintln!("cairn: cannot run {:?}: {e}", command[0]);
+                    Err(format!("cannot run: {e}"))
+                }
+            };
+            if running.lock().unwrap_or_else(|e| e.into_inner()).1 {
+                stop.cancel();
+            }
+            outcome
+        }
+    };
+    turns.run_loop(name, job, stop.clone()).await;
+    watcher.abort();
+    let c = turns.counters(name);
+    eprintln!(
+        "cairn: turn {name}: ran {}, skipped {}, lost {}, failed {}",
+        c.run, c.skipped, c.lost, c.failed
+    );
+    Ok(exit::OK)
+}
+
+fn report_skip(
+    current: &TurnManifest,
+    reason: &str,
+    claimable_at: Option<chrono::DateTime<chrono::Utc>>,
+    json: bool,
+) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "turn": current.name, "ran": false, "reason": reason,
+                "claimable_at": claimable_at, "current": current,
+            })
+        );
+        return;
+    }
+    let r = &current.record;
+    match reason {
+        "lost" => println!(
+            "turn {}: {} won turn {}; next due at {}",
+            current.name, r.holder, r.turn, current.next_due_at
+        ),
+        _ => println!(
+            "turn {}: not due; turn {} started at {} by {} ({}); next due at {}{}",
+            current.name,
+            r.turn,
+            r.started_at,
+            r.holder,
+            current.state,
+            current.next_due_at,
+            claimable_at.map_or(String::new(), |c| format!(" (claimable from {c})"))
+        ),
+    }
+}
+
+fn report_finish(name: &Name, number: u64, finished: &Finished, json: bool) {
+    let (stored, current) = match finished {
+        Finished::Recorded(t) => (true, Some(t)),
+        Finished::Superseded(t) => (false, t.as_ref()),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "turn": name, "ran": true, "number": number, "stored": stored, "current": current,
+            })
+        );
+    } else if !stored {
+        eprintln!(
+            "cairn: turn {name} {number} ran past the window: a later turn started before it \
+             finished, so its outcome is not stored with the turn"
+        );
+    }
+}
+
+/// `cairn turn ls`.
+pub async fn ls(turns: &Turns, json: bool) -> Result<i32> {
+    let all = turns.list().await?;
+    if json {
+        println!("{}", serde_json::to_string(&all).unwrap_or_default());
+    } else {
+        println!(
+            "{:<24} {:>6} {:<9} {:<24} {:<8} NEXT DUE",
+            "NAME", "TURN", "STATE", "HOLDER", "OUTCOME"
+        );
+        for t in &all {
+            let outcome = t.record.outcome.as_ref().map_or("-".to_string(), |o| {
+                format!("{:?}", o.status).to_lowercase()
+            });
+            println!(
+                "{:<24} {:>6} {:<9} {:<24} {:<8} {}",
+                t.name, t.record.turn, t.state, t.record.holder, outcome, t.next_due_at
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `cairn turn show NAME`.
+pub async fn show(turns: &Turns, name: &str, json: bool) -> Result<i32> {
+    let Some(t) = turns.get(&Name::new(name)?).await? else {
+        eprintln!("cairn: no turn named {name}");
+        return Ok(exit::NOT_FOUND);
+    };
+    if json {
+        println!("{}", serde_json::to_string(&t).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    let r = &t.record;
+    println!("name:        {}", t.name);
+    println!("turn:        {}", r.turn);
+    println!("state:       {}", t.state);
+    println!("holder:      {}", r.holder);
+    println!("started at:  {}", r.started_at);
+    if let Some(f) = r.finished_at {
+        println!("finished at: {f}");
+    }
+    if let Some(o) = &r.outcome {
+        println!(
+            "outcome:     {} in {} ms",
+            format!("{:?}", o.status).to_lowercase(),
+            o.duration_ms
+        );
+        if let Some(res) = &o.result {
+            println!("result:      {res}");
+        }
+        if let Some(e) = &o.error {
+            println!("error:       {e}");
+        }
+    }
+    println!("window:      {} ms ± {} ms", r.window_ms, r.jitter_ms);
+    println!("next due at: {}", t.next_due_at);
+    if let Some(p) = &r.previous {
+        let how = p
+            .outcome
+            .as_ref()
+            .map_or("never finished".to_string(), |o| {
+                format!("{:?}", o.status).to_lowercase()
+            });
+        println!("previous:    turn {} by {} ({how})", p.turn, p.holder);
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,154 @@
+//! Many processes run `cairn turn run` against LocalStack over several short windows: six
+//! in shell loops of one-shot invocations (as cron would), two in `--loop` mode. Every run
+//! logs start and end with its turn number; a checker proves each turn number ran exactly
+//! once, in order, never overlapping, and never before its window.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{s3_skipped, Backend};
+
+const EVERY_SECS: f64 = 2.0;
+const JITTER_SECS: f64 = 0.5;
+
+#[derive(Debug, Clone)]
+struct Line {
+    what: String,
+    turn: u64,
+    node: String,
+    at_ns: u128,
+}
+
+fn parse_log(path: &Path) -> Vec<Line> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines: Vec<Line> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 4, "malformed log line {l:?}");
+            Line {
+                what: f[0].to_string(),
+                turn: f[1].parse().unwrap(),
+                node: f[2].to_string(),
+                at_ns: f[3].parse().unwrap(),
+            }
+        })
+        .collect();
+    lines.sort_by_key(|l| l.at_ns);
+    lines
+}
+
+fn worker(store: &str, node: &str, log: &Path, script: &str) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("sh");
+    c.arg("-c")
+        .arg(script)
+        .env("CAIRN_BIN", env!("CARGO_BIN_EXE_cairn"))
+        .env("CAIRN_STORE", store)
+        .env("CAIRN_NODE", node)
+        .env("LOG", log)
+        .env("AWS_ENDPOINT_URL", Backend::LocalStack.endpoint().unwrap())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("CAIRN_STRATEGY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_taking_turns_run_each_turn_number_exactly_once() {
+    if s3_skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs.log");
+    let store = format!(
+        "s3://{}/turn-procs-{}",
+        common::BUCKET,
+        uuid::Uuid::new_v4()
+    );
+    let job = r#"echo "start $CAIRN_TURN $CAIRN_NODE $(date +%s%N)" >> "$LOG"; sleep 0.3; echo "end $CAIRN_TURN $CAIRN_NODE $(date +%s%N)" >> "$LOG""#;
+    let run_for_secs = 16;
+    let mut one_shots = Vec::new();
+    for w in 0..6 {
+        let script = format!(
+            r#"end=$(( $(date +%s) + {run_for_secs} ))
+               while [ "$(date +%s)" -lt "$end" ]; do
+                 "$CAIRN_BIN" turn run sweep --every {EVERY_SECS}s --jitter {JITTER_SECS}s -- sh -c '{job}' || {{ echo "worker {w} failed: $?" >&2; exit 1; }}
+                 sleep 0.{w}
+               done"#
+        );
+        one_shots.push(
+            worker(&store, &format!("cron-{w}"), &log, &script)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let mut loopers = Vec::new();
+    for w in 0..2 {
+        let script = format!(
+            r#"exec "$CAIRN_BIN" turn run sweep --loop --every {EVERY_SECS}s --jitter {JITTER_SECS}s -- sh -c '{job}'"#
+        );
+        loopers.push(
+            worker(&store, &format!("loop-{w}"), &log, &script)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for mut c in one_shots {
+        let status = tokio::time::timeout(Duration::from_secs(120), c.wait())
+            .await
+            .expect("one-shot workers finish")
+            .unwrap();
+        assert!(status.success(), "a one-shot worker failed: {status:?}");
+    }
+    for c in &loopers {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(c.id().unwrap() as libc::pid_t, libc::SIGTERM) };
+    }
+    for mut c in loopers {
+        let status = tokio::time::timeout(Duration::from_secs(30), c.wait())
+            .await
+            .expect("--loop workers stop on SIGTERM")
+            .unwrap();
+        assert!(status.success(), "a --loop worker failed: {status:?}");
+    }
+
+    let lines = parse_log(&log);
+    let starts: Vec<&Line> = lines.iter().filter(|l| l.what == "start").collect();
+    assert!(starts.len() >= 5, "too few turns ran: {lines:#?}");
+    // Runs never overlap: start and end alternate, with the same turn and node.
+    for pair in lines.chunks(2) {
+        let [s, e] = pair else {
+            panic!("unpaired line {pair:?}")
+        };
+        assert_eq!(
+            (s.what.as_str(), e.what.as_str()),
+            ("start", "end"),
+            "overlap: {pair:?}"
+        );
+        assert_eq!((s.turn, &s.node), (e.turn, &e.node), "overlap: {pair:?}");
+    }
+    // Each turn number exactly once, in order, with no gaps.
+    for (i, s) in starts.iter().enumerate() {
+        assert_eq!(s.turn, i as u64 + 1, "turn numbers: {starts:#?}");
+    }
+    // Never before the window minus the jitter (a little slack for process start-up).
+    for w in starts.windows(2) {
+        let gap = (w[1].at_ns - w[0].at_ns) as f64 / 1e9;
+        assert!(
+            gap >= EVERY_SECS - JITTER_SECS - 0.25,
+            "turn {} started {gap:.2}s after turn {}",
+            w[1].turn,
+            w[0].turn
+        );
+    }
+    let nodes: std::collections::HashSet<&str> = starts.iter().map(|s| s.node.as_str()).collect();
+    assert!(nodes.len() >= 2, "turns spread over processes: {nodes:?}");
+}
