@@ -10,10 +10,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cairn::cache::CacheOptions;
 use cairn::lease::{Acquired, LeaseOptions};
 use cairn::manifest::{Change, Strategy, Written};
 use cairn::store::fault::{Counts, FaultStore};
 use cairn::store::keys::{self, Family};
+use cairn::turn::{Claim, ClaimedTurn, TurnOptions};
 use cairn::{Cairn, Name, StrategyChoice};
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path;
@@ -340,6 +342,100 @@ async fn cairn_ops(b: &mut Bench, prefix: &str, strategy: Strategy) {
             }
         },
         |_| release(held.clone()),
+    )
+    .await;
+    turn_and_view_ops(b, &c, strategy, raw_write).await;
+}
+
+/// Turns (one-shot claims, outcomes, the not-due check) and a cached view's revalidation.
+async fn turn_and_view_ops(b: &mut Bench, c: &Cairn, strategy: Strategy, raw_write: &str) {
+    let due = c.turns(TurnOptions {
+        window: Duration::ZERO,
+        jitter: Duration::ZERO,
+    });
+    let turn = Name::new("sweep").unwrap();
+    let claimed: Arc<tokio::sync::Mutex<Option<ClaimedTurn>>> = Arc::default();
+    let (t2, n2, c2) = (due.clone(), turn.clone(), claimed.clone());
+    b.measure(
+        &format!("[{strategy}] turn claim, due (read + claim)"),
+        Some(raw_write),
+        move |_| {
+            let (t, n, c) = (t2.clone(), n2.clone(), c2.clone());
+            async move {
+                let Claim::Won(w) = t.try_claim(&n).await.unwrap() else {
+                    panic!("a zero window is always due")
+                };
+                *c.lock().await = Some(*w);
+            }
+        },
+    )
+    .await;
+    let (t2, n2, c2, c3) = (due.clone(), turn.clone(), claimed.clone(), claimed.clone());
+    b.measure_after(
+        &format!("[{strategy}] turn finish (record outcome)"),
+        Some(raw_write),
+        move |_| {
+            let (t, n, c) = (t2.clone(), n2.clone(), c2.clone());
+            async move {
+                if let Claim::Won(w) = t.try_claim(&n).await.unwrap() {
+                    *c.lock().await = Some(*w);
+                }
+            }
+        },
+        move |_| {
+            let c = c3.clone();
+            async move {
+                let w = c.lock().await.take().expect("claimed in setup");
+                w.finish(Ok(None)).await.unwrap();
+            }
+        },
+    )
+    .await;
+    let not_due = c.turns(TurnOptions::default());
+    b.measure(
+        &format!("[{strategy}] turn check, not due"),
+        Some("raw get"),
+        |_| {
+            let (t, n) = (not_due.clone(), turn.clone());
+            async move {
+                assert!(matches!(
+                    t.try_claim(&n).await.unwrap(),
+                    Claim::NotDue { .. }
+                ));
+            }
+        },
+    )
+    .await;
+    let streams = c.streams();
+    let s = Name::new("clicks").unwrap();
+    let _ = streams.create(&s, serde_json::json!({})).await.unwrap();
+    let view = streams.view(CacheOptions {
+        fresh: Duration::ZERO,
+        ..CacheOptions::for_streams()
+    });
+    view.get(&s).await.unwrap();
+    b.measure(
+        &format!("[{strategy}] cached view get, expired (revalidate)"),
+        Some("raw conditional get (304)"),
+        |_| {
+            let (v, s) = (&view, s.clone());
+            async move {
+                assert!(v.get(&s).await.unwrap().items.is_some());
+            }
+        },
+    )
+    .await;
+    let fresh = streams.view(CacheOptions::for_streams());
+    fresh.get(&s).await.unwrap();
+    b.measure(
+        &format!("[{strategy}] cached view get, fresh"),
+        None,
+        |_| {
+            let (v, s) = (&fresh, s.clone());
+            async move {
+                assert!(v.get(&s).await.unwrap().items.is_some());
+            }
+        },
     )
     .await;
 }

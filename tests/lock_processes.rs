@@ -5,40 +5,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{s3_skipped, Backend};
+use common::{parse_log, s3_skipped, Backend, LogLine};
 
 const TTL_SECS: f64 = 4.0;
-
-#[derive(Debug, Clone)]
-struct Line {
-    what: String,
-    token: u64,
-    node: String,
-    at_ns: u128,
-}
-
-fn parse_log(path: &Path) -> Vec<Line> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines: Vec<Line> = text
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            assert_eq!(f.len(), 4, "malformed log line {l:?}");
-            Line {
-                what: f[0].to_string(),
-                token: f[1].parse().unwrap(),
-                node: f[2].to_string(),
-                at_ns: f[3].parse().unwrap(),
-            }
-        })
-        .collect();
-    lines.sort_by_key(|l| l.at_ns);
-    lines
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_processes_never_overlap_and_killed_holders_are_taken_over_after_the_ttl() {
@@ -95,7 +67,7 @@ async fn many_processes_never_overlap_and_killed_holders_are_taken_over_after_th
     }
 
     let lines = parse_log(&log);
-    let enters: Vec<&Line> = lines.iter().filter(|l| l.what == "enter").collect();
+    let enters: Vec<&LogLine> = lines.iter().filter(|l| l.what == "enter").collect();
     assert_eq!(enters.len(), workers * 3, "{lines:#?}");
     assert_eq!(lines.iter().filter(|l| l.what == "killed").count(), 2);
     // Critical sections alternate enter / (exit | killed) with the same token and node:
@@ -110,14 +82,14 @@ async fn many_processes_never_overlap_and_killed_holders_are_taken_over_after_th
             "overlap: {pair:?}"
         );
         assert_eq!(
-            (enter.token, &enter.node),
-            (leave.token, &leave.node),
+            (enter.number, &enter.node),
+            (leave.number, &leave.node),
             "overlap: {pair:?}"
         );
     }
     // Tokens strictly rise in enter order.
     for w in enters.windows(2) {
-        assert!(w[0].token < w[1].token, "tokens must rise: {w:?}");
+        assert!(w[0].number < w[1].number, "tokens must rise: {w:?}");
     }
     // After a killed holder, the next holder entered only once the ttl had run out.
     for (i, l) in lines.iter().enumerate() {
@@ -134,6 +106,6 @@ async fn many_processes_never_overlap_and_killed_holders_are_taken_over_after_th
             "lock of killed holder {} taken over after only {gap:.2}s",
             l.node
         );
-        assert!(next.token > l.token);
+        assert!(next.number > l.number);
     }
 }

@@ -5,43 +5,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{s3_skipped, Backend};
+use common::{parse_log, s3_skipped, Backend, LogLine};
 
 const EVERY_SECS: f64 = 2.0;
 const JITTER_SECS: f64 = 0.5;
 
-#[derive(Debug, Clone)]
-struct Line {
-    what: String,
-    turn: u64,
-    node: String,
-    at_ns: u128,
-}
-
-fn parse_log(path: &Path) -> Vec<Line> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut lines: Vec<Line> = text
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            assert_eq!(f.len(), 4, "malformed log line {l:?}");
-            Line {
-                what: f[0].to_string(),
-                turn: f[1].parse().unwrap(),
-                node: f[2].to_string(),
-                at_ns: f[3].parse().unwrap(),
-            }
-        })
-        .collect();
-    lines.sort_by_key(|l| l.at_ns);
-    lines
-}
-
-fn worker(store: &str, node: &str, log: &Path, script: &str) -> tokio::process::Command {
+fn worker(store: &str, node: &str, log: &std::path::Path, script: &str) -> tokio::process::Command {
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c")
         .arg(script)
@@ -121,7 +93,7 @@ async fn processes_taking_turns_run_each_turn_number_exactly_once() {
     }
 
     let lines = parse_log(&log);
-    let starts: Vec<&Line> = lines.iter().filter(|l| l.what == "start").collect();
+    let starts: Vec<&LogLine> = lines.iter().filter(|l| l.what == "start").collect();
     assert!(starts.len() >= 5, "too few turns ran: {lines:#?}");
     // Runs never overlap: start and end alternate, with the same turn and node.
     for pair in lines.chunks(2) {
@@ -133,11 +105,15 @@ async fn processes_taking_turns_run_each_turn_number_exactly_once() {
             ("start", "end"),
             "overlap: {pair:?}"
         );
-        assert_eq!((s.turn, &s.node), (e.turn, &e.node), "overlap: {pair:?}");
+        assert_eq!(
+            (s.number, &s.node),
+            (e.number, &e.node),
+            "overlap: {pair:?}"
+        );
     }
     // Each turn number exactly once, in order, with no gaps.
     for (i, s) in starts.iter().enumerate() {
-        assert_eq!(s.turn, i as u64 + 1, "turn numbers: {starts:#?}");
+        assert_eq!(s.number, i as u64 + 1, "turn numbers: {starts:#?}");
     }
     // Never before the window minus the jitter (a little slack for process start-up).
     for w in starts.windows(2) {
@@ -145,8 +121,8 @@ async fn processes_taking_turns_run_each_turn_number_exactly_once() {
         assert!(
             gap >= EVERY_SECS - JITTER_SECS - 0.25,
             "turn {} started {gap:.2}s after turn {}",
-            w[1].turn,
-            w[0].turn
+            w[1].number,
+            w[0].number
         );
     }
     let nodes: std::collections::HashSet<&str> = starts.iter().map(|s| s.node.as_str()).collect();

@@ -154,3 +154,33 @@ fn seed_for(node: &str) -> u64 {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     })
 }
+
+/// One line of a log that test jobs write: `WHAT NUMBER NODE NANOSECONDS`.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub what: String,
+    /// A fencing token or a turn number.
+    pub number: u64,
+    pub node: String,
+    pub at_ns: u128,
+}
+
+/// Reads such a log (missing: empty), sorted by time.
+pub fn parse_log(path: &std::path::Path) -> Vec<LogLine> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines: Vec<LogLine> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f.len(), 4, "malformed log line {l:?}");
+            LogLine {
+                what: f[0].to_string(),
+                number: f[1].parse().expect("a number"),
+                node: f[2].to_string(),
+                at_ns: f[3].parse().expect("nanoseconds"),
+            }
+        })
+        .collect();
+    lines.sort_by_key(|l| l.at_ns);
+    lines
+}
