@@ -2,6 +2,8 @@
 //! timeout under injected latency, duplicate node ids, and the cache's 304s, stale-if-error
 //! and LRU bound (requests counted by the fault-injecting wrapper).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -325,4 +327,65 @@ async fn the_cache_holds_at_most_its_capacity_and_evicts_the_least_recently_used
     assert_eq!(q.faults.counts().since(&before).requests(), 0, "kept");
     view.get(&names[43]).await.unwrap();
     assert_eq!(q.faults.counts().since(&before).gets, 1, "evicted");
+}
+
+/// The same protocol against a real S3 server, in real time: heartbeats, a leave, and a
+/// cached stream view whose revalidation LocalStack answers with 304s and no body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_and_cached_views_work_against_localstack() {
+    let Some(ns) = common::namespace(common::Backend::LocalStack).await else {
+        return;
+    };
+    let options = MemberOptions {
+        interval: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let mut beats = Vec::new();
+    for i in 0..3 {
+        let c = ns.cairn(&format!("node-{i}"), Strategy::EtagCas).await;
+        beats.push(c.membership(options.clone()).join().await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let faults = Arc::new(FaultStore::new(Arc::clone(&ns.store), 9));
+    let viewer = ns
+        .cairn_with("viewer", Strategy::EtagCas, faults.clone(), |b| b)
+        .await;
+    let all = viewer.membership(options.clone()).list().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|m| m.health == Health::Online), "{all:#?}");
+    assert!(all.iter().all(|m| m.record.beats >= 3), "{all:#?}");
+    let left = beats.pop().unwrap();
+    left.leave().await.unwrap();
+    let all = viewer.membership(options).list().await.unwrap();
+    let n2 = all.iter().find(|m| m.node == "node-2").unwrap();
+    assert_eq!((n2.health, n2.left), (Health::Offline, true));
+    for b in beats {
+        b.leave().await.unwrap();
+    }
+
+    let writer = ns.cairn("writer", Strategy::EtagCas).await;
+    for i in 0..5 {
+        let _ = writer
+            .streams()
+            .create(
+                &Name::new(format!("s{i}")).unwrap(),
+                serde_json::json!({ "i": i }),
+            )
+            .await
+            .unwrap();
+    }
+    let view = viewer.streams().view(CacheOptions {
+        fresh: Duration::ZERO,
+        ..CacheOptions::for_streams()
+    });
+    let first = view.list().await.unwrap();
+    assert_eq!(first.items.len(), 5);
+    let before = faults.counts();
+    let again = view.list().await.unwrap();
+    assert_eq!(again.items, first.items);
+    let c = faults.counts().since(&before);
+    assert_eq!(
+        (c.lists, c.gets, c.not_modified, c.body_bytes),
+        (1, 5, 5, 0)
+    );
 }

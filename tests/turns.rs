@@ -380,3 +380,40 @@ async fn a_looping_node_makes_no_request_until_the_turn_is_due() {
     stop.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn turn_starts_and_outcomes_go_to_the_audit_log_when_switched_on() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let cairn = Cairn::builder(store)
+        .node("auditor")
+        .unwrap()
+        .clock(Arc::new(TestClock::anchored(origin(), Instant::now())))
+        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
+        .build()
+        .await
+        .unwrap();
+    let topic = Name::new("audit").unwrap();
+    let turns = cairn
+        .turns(TurnOptions::default())
+        .with_audit(cairn::log::Audit::new(cairn.event_log(), topic.clone()));
+    let ran = turns
+        .run_once(&name(), |_| async {
+            Ok(Some(serde_json::json!({"expired": 3})))
+        })
+        .await
+        .unwrap();
+    assert!(matches!(ran, RunOnce::Ran { number: 1, .. }));
+    let entries = cairn.event_log().read(&topic, 1, 10).await.unwrap();
+    let events: Vec<(&str, u64)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e.event["event"].as_str().unwrap(),
+                e.event["number"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(events, [("start", 1), ("finish", 1)]);
+    assert_eq!(entries[1].event["outcome"]["result"]["expired"], 3);
+    assert_eq!(entries[1].event["stored"], true);
+}
