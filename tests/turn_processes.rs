@@ -115,7 +115,8 @@ async fn processes_taking_turns_run_each_turn_number_exactly_once() {
     for (i, s) in starts.iter().enumerate() {
         assert_eq!(s.number, i as u64 + 1, "turn numbers: {starts:#?}");
     }
-    // Never before the window minus the jitter (half a second of slack for request latency and process start-up on a loaded machine).
+    // Never before the window minus the jitter (half a second of slack for request latency
+    // and process start-up on a loaded machine).
     for w in starts.windows(2) {
         let gap = (w[1].at_ns - w[0].at_ns) as f64 / 1e9;
         assert!(
