@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{parse_log, s3_skipped, Backend, LogLine};
+use common::{parse_log, s3_skipped, LogLine};
 
 const TTL_SECS: f64 = 4.0;
 
@@ -21,7 +20,6 @@ async fn many_processes_never_overlap_and_killed_holders_are_taken_over_after_th
     let log = dir.path().join("critical.log");
     let prefix = format!("procs-{}", uuid::Uuid::new_v4());
     let store = format!("s3://{}/{prefix}", common::BUCKET);
-    let endpoint = Backend::LocalStack.endpoint().unwrap();
     // Each worker runs three critical sections. Workers 0 and 3 kill their own cairn with
     // SIGKILL in their second round, after logging their exit: the lease stays held in the
     // store with nobody renewing it.
@@ -38,22 +36,7 @@ async fn many_processes_never_overlap_and_killed_holders_are_taken_over_after_th
                  if [ $code -ne 0 ] && [ $code -ne 137 ]; then echo "worker {w} round $round exit $code" >&2; exit 1; fi
                done"#
         );
-        let child = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .env("CAIRN_BIN", env!("CARGO_BIN_EXE_cairn"))
-            .env("CAIRN_STORE", &store)
-            .env("CAIRN_NODE", format!("worker-{w}"))
-            .env("LOG", &log)
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("CAIRN_STRATEGY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
+        let child = common::cairn_worker(&store, &format!("worker-{w}"), &log, &script)
             .spawn()
             .unwrap();
         children.push(child);

@@ -5,33 +5,12 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{parse_log, s3_skipped, Backend, LogLine};
+use common::{parse_log, s3_skipped, LogLine};
 
 const EVERY_SECS: f64 = 2.0;
 const JITTER_SECS: f64 = 0.5;
-
-fn worker(store: &str, node: &str, log: &std::path::Path, script: &str) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new("sh");
-    c.arg("-c")
-        .arg(script)
-        .env("CAIRN_BIN", env!("CARGO_BIN_EXE_cairn"))
-        .env("CAIRN_STORE", store)
-        .env("CAIRN_NODE", node)
-        .env("LOG", log)
-        .env("AWS_ENDPOINT_URL", Backend::LocalStack.endpoint().unwrap())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("CAIRN_STRATEGY")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    c
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn processes_taking_turns_run_each_turn_number_exactly_once() {
@@ -57,7 +36,7 @@ async fn processes_taking_turns_run_each_turn_number_exactly_once() {
                done"#
         );
         one_shots.push(
-            worker(&store, &format!("cron-{w}"), &log, &script)
+            common::cairn_worker(&store, &format!("cron-{w}"), &log, &script)
                 .spawn()
                 .unwrap(),
         );
@@ -68,7 +47,7 @@ async fn processes_taking_turns_run_each_turn_number_exactly_once() {
             r#"exec "$CAIRN_BIN" turn run sweep --loop --every {EVERY_SECS}s --jitter {JITTER_SECS}s -- sh -c '{job}'"#
         );
         loopers.push(
-            worker(&store, &format!("loop-{w}"), &log, &script)
+            common::cairn_worker(&store, &format!("loop-{w}"), &log, &script)
                 .spawn()
                 .unwrap(),
         );

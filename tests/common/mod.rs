@@ -184,3 +184,30 @@ pub fn parse_log(path: &std::path::Path) -> Vec<LogLine> {
     lines.sort_by_key(|l| l.at_ns);
     lines
 }
+
+/// A `sh -c SCRIPT` worker that runs the cairn binary (`$CAIRN_BIN`) against LocalStack as
+/// node `node`, appending to `$LOG`.
+pub fn cairn_worker(
+    store: &str,
+    node: &str,
+    log: &std::path::Path,
+    script: &str,
+) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("sh");
+    c.arg("-c")
+        .arg(script)
+        .env("CAIRN_BIN", env!("CARGO_BIN_EXE_cairn"))
+        .env("CAIRN_STORE", store)
+        .env("CAIRN_NODE", node)
+        .env("LOG", log)
+        .env("AWS_ENDPOINT_URL", Backend::LocalStack.endpoint().unwrap())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("CAIRN_STRATEGY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    c
+}
