@@ -20,7 +20,8 @@ use tokio::time::Instant;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, Revalidated, Snapshot};
-use crate::store::{Key, Store};
+use crate::store::keys::Family;
+use crate::store::{Key, Name, Store};
 
 /// How long entries stay fresh, how long they may be served stale, and how many are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,6 +294,26 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 "cache key {key} holds a listing, not a manifest"
             ))),
         }
+    }
+
+    /// Every existing manifest of `family`, in name order, each opened with `open`: the
+    /// listing and each manifest read through the cache; `stale` when any part of it was
+    /// served stale. Cancel-safe.
+    pub async fn get_family(
+        &self,
+        store: &Store,
+        family: Family,
+        open: impl Fn(&Name) -> Manifest<T>,
+    ) -> Result<View<Vec<(Name, Snapshot<T>)>>> {
+        let names = self.list_folders(store, &family.folder()).await?;
+        let mut stale = names.stale;
+        let mut out = Vec::new();
+        for name in names.items.into_iter().filter_map(|n| Name::new(n).ok()) {
+            let got = self.get(&open(&name)).await?;
+            stale |= got.stale;
+            out.extend(got.items.map(|s| (name, s)));
+        }
+        Ok(View { items: out, stale })
     }
 
     /// The names of the folders under `folder` (the streams, the members, …), and whether

@@ -509,14 +509,8 @@ impl Locks {
     /// Every lock under the prefix, by name. Locks whose manifest cannot be read are
     /// reported as errors, not skipped.
     pub async fn list(&self) -> Result<Vec<LockInfo>> {
-        let folders = self
-            .manifests
-            .store()
-            .list_folders(&Family::Lock.folder())
-            .await?;
         let mut out = Vec::new();
-        for f in folders {
-            let Ok(name) = Name::new(f) else { continue };
+        for name in self.manifests.names(Family::Lock).await? {
             if let Some(i) = self.show(&name).await? {
                 out.push(i);
             }

@@ -192,14 +192,10 @@ impl Membership {
 
     /// Every node that ever joined, classified now. One listing and one read per node.
     pub async fn list(&self) -> Result<Vec<MemberStatus>> {
-        let names = self
-            .manifests
-            .store()
-            .list_folders(&Family::Member.folder())
-            .await?;
+        let names = self.manifests.names(Family::Member).await?;
         let now = self.manifests.clock().now();
         let mut out = Vec::new();
-        for n in names.into_iter().filter_map(|n| Name::new(n).ok()) {
+        for n in names {
             if let Some(s) = self.manifest(&n).load().await? {
                 out.push(self.classify(n.as_str(), &s, now));
             }
@@ -487,19 +483,19 @@ impl MemberView {
     /// Every node, classified now; `stale` when some of it could not be revalidated.
     pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
         let ms = &self.membership;
-        let names = self
+        let all = self
             .cache
-            .list_folders(ms.manifests.store(), &Family::Member.folder())
+            .get_family(ms.manifests.store(), Family::Member, |n| ms.manifest(n))
             .await?;
-        let mut stale = names.stale;
-        let mut out = Vec::new();
-        for n in names.items.into_iter().filter_map(|n| Name::new(n).ok()) {
-            let got = self.cache.get(&ms.manifest(&n)).await?;
-            stale |= got.stale;
-            let now = ms.manifests.clock().now();
-            out.extend(got.items.map(|s| ms.classify(n.as_str(), &s, now)));
-        }
-        Ok(View { items: out, stale })
+        let now = ms.manifests.clock().now();
+        Ok(View {
+            items: all
+                .items
+                .iter()
+                .map(|(n, s)| ms.classify(n.as_str(), s, now))
+                .collect(),
+            stale: all.stale,
+        })
     }
 
     /// The cache underneath (for its statistics).

@@ -228,23 +228,12 @@ impl Streams {
     /// Every stream, active and deleted, by name.
     pub async fn list(&self) -> Result<Vec<StreamManifest>> {
         let mut out = Vec::new();
-        for name in self.names().await? {
+        for name in self.manifests.names(Family::Stream).await? {
             if let Some(s) = self.get(&name).await? {
                 out.push(s);
             }
         }
         Ok(out)
-    }
-
-    async fn names(&self) -> Result<Vec<Name>> {
-        Ok(self
-            .manifests
-            .store()
-            .list_folders(&Family::Stream.folder())
-            .await?
-            .into_iter()
-            .filter_map(|n| Name::new(n).ok())
-            .collect())
     }
 
     /// A cached view of the streams, for queriers that read the list often.
@@ -278,19 +267,19 @@ pub struct StreamView {
 impl StreamView {
     /// Every stream, active and deleted, by name. Cancel-safe.
     pub async fn list(&self) -> Result<View<Vec<StreamManifest>>> {
-        let store = self.streams.manifests.store();
-        let names = self
+        let s = &self.streams;
+        let all = self
             .cache
-            .list_folders(store, &Family::Stream.folder())
+            .get_family(s.manifests.store(), Family::Stream, |n| s.manifest(n))
             .await?;
-        let mut stale = names.stale;
-        let mut out = Vec::new();
-        for name in names.items.into_iter().filter_map(|n| Name::new(n).ok()) {
-            let got = self.cache.get(&self.streams.manifest(&name)).await?;
-            stale |= got.stale;
-            out.extend(got.items.map(|s| StreamManifest::of(&name, &s)));
-        }
-        Ok(View { items: out, stale })
+        Ok(View {
+            items: all
+                .items
+                .iter()
+                .map(|(name, snap)| StreamManifest::of(name, snap))
+                .collect(),
+            stale: all.stale,
+        })
     }
 
     /// One stream (active or deleted); `None` if it never existed. Cancel-safe.
@@ -371,7 +360,7 @@ impl Follower {
     /// stream at most once. Cancel-safe: a cancelled poll reports nothing and loses nothing.
     pub async fn poll(&mut self) -> Result<Vec<StreamEvent>> {
         let mut found = Vec::new();
-        for name in self.streams.names().await? {
+        for name in self.streams.manifests.names(Family::Stream).await? {
             let m = self.streams.manifest(&name);
             let latest = match self.known.get(name.as_str()) {
                 Some(known) => match m.revalidate(known).await? {

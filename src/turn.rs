@@ -88,6 +88,16 @@ pub enum Status {
     Failure,
 }
 
+impl std::fmt::Display for Status {
+    /// As stored: `success` or `failure`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Success => "success",
+            Status::Failure => "failure",
+        })
+    }
+}
+
 /// The recorded outcome of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnOutcome {
@@ -412,16 +422,14 @@ impl Turns {
         name: &Name,
         current: Option<Snapshot<TurnRecord>>,
     ) -> Result<Attempt> {
-        let clock = self.manifests.clock();
-        if let Some(c) = current {
+        if let Some(c) = &current {
             let claimable_at = self.claimable_at(&c.body);
-            if clock.now() < claimable_at {
+            if self.manifests.clock().now() < claimable_at {
                 self.count(name, |c| c.skipped += 1);
-                return Ok(Attempt::NotDue(c, claimable_at));
+                return Ok(Attempt::NotDue(c.clone(), claimable_at));
             }
-            return self.claim(name, Some(c)).await;
         }
-        self.claim(name, None).await
+        self.claim(name, current).await
     }
 
     /// Writes the claim of the turn after `current`.
@@ -482,8 +490,8 @@ impl Turns {
         }
     }
 
-    /// One-shot: claims the turn if due, runs `job`, records its outcome. Returns what
-    /// happened; `None` for the job's result when this node did not run it.
+    /// One-shot: claims the turn if due, runs `job` with the turn number, records its
+    /// outcome, and says what happened: ran, not due, or lost to another node.
     pub async fn run_once<F, Fut>(&self, name: &Name, job: F) -> Result<RunOnce>
     where
         F: FnOnce(u64) -> Fut,
@@ -561,12 +569,10 @@ impl Turns {
         }
         if let Some(k) = known.as_ref() {
             // Sleep until this node's wake time for the next turn, with no request between.
-            let offset = self
+            let after = self
                 .manifests
-                .with_rng(|r| jittered(self.options.jitter, self.options.jitter, r));
-            let wake =
-                k.body.started_at + chrono_duration(self.options.window) + chrono_duration(offset)
-                    - chrono_duration(self.options.jitter);
+                .with_rng(|r| jittered(self.options.window, self.options.jitter, r));
+            let wake = k.body.started_at + chrono_duration(after);
             let wait = (wake - self.manifests.clock().now())
                 .to_std()
                 .unwrap_or(Duration::ZERO);
@@ -619,12 +625,7 @@ impl Turns {
     /// Every turn, by name.
     pub async fn list(&self) -> Result<Vec<TurnManifest>> {
         let mut out = Vec::new();
-        let names = self
-            .manifests
-            .store()
-            .list_folders(&Family::Turn.folder())
-            .await?;
-        for n in names.into_iter().filter_map(|n| Name::new(n).ok()) {
+        for n in self.manifests.names(Family::Turn).await? {
             if let Some(t) = self.get(&n).await? {
                 out.push(t);
             }

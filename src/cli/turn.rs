@@ -34,11 +34,11 @@ pub async fn run(
             current,
             claimable_at,
         } => {
-            report_skip(&current, "not-due", Some(claimable_at), json);
+            report_skip(&current, Some(claimable_at), json);
             return Ok(exit::OK);
         }
         Claim::Lost { current } => {
-            report_skip(&current, "lost", None, json);
+            report_skip(&current, None, json);
             return Ok(exit::OK);
         }
     };
@@ -175,12 +175,18 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
     Ok(exit::OK)
 }
 
+/// Reports a turn this invocation did not run: not due (`claimable_at` says from when), or
+/// won by another node (`None`).
 fn report_skip(
     current: &TurnManifest,
-    reason: &str,
     claimable_at: Option<chrono::DateTime<chrono::Utc>>,
     json: bool,
 ) {
+    let reason = if claimable_at.is_some() {
+        "not-due"
+    } else {
+        "lost"
+    };
     if json {
         println!(
             "{}",
@@ -192,20 +198,14 @@ fn report_skip(
         return;
     }
     let r = &current.record;
-    match reason {
-        "lost" => println!(
+    match claimable_at {
+        None => println!(
             "turn {}: {} won turn {}; next due at {}",
             current.name, r.holder, r.turn, current.next_due_at
         ),
-        _ => println!(
-            "turn {}: not due; turn {} started at {} by {} ({}); next due at {}{}",
-            current.name,
-            r.turn,
-            r.started_at,
-            r.holder,
-            current.state,
-            current.next_due_at,
-            claimable_at.map_or(String::new(), |c| format!(" (claimable from {c})"))
+        Some(c) => println!(
+            "turn {}: not due; turn {} started at {} by {} ({}); next due at {} (claimable from {c})",
+            current.name, r.turn, r.started_at, r.holder, current.state, current.next_due_at,
         ),
     }
 }
@@ -241,9 +241,11 @@ pub async fn ls(turns: &Turns, json: bool) -> Result<i32> {
             "NAME", "TURN", "STATE", "HOLDER", "OUTCOME"
         );
         for t in &all {
-            let outcome = t.record.outcome.as_ref().map_or("-".to_string(), |o| {
-                format!("{:?}", o.status).to_lowercase()
-            });
+            let outcome = t
+                .record
+                .outcome
+                .as_ref()
+                .map_or("-".to_string(), |o| o.status.to_string());
             println!(
                 "{:<24} {:>6} {:<9} {:<24} {:<8} {}",
                 t.name, t.record.turn, t.state, t.record.holder, outcome, t.next_due_at
@@ -273,11 +275,7 @@ pub async fn show(turns: &Turns, name: &str, json: bool) -> Result<i32> {
         println!("finished at: {f}");
     }
     if let Some(o) = &r.outcome {
-        println!(
-            "outcome:     {} in {} ms",
-            format!("{:?}", o.status).to_lowercase(),
-            o.duration_ms
-        );
+        println!("outcome:     {} in {} ms", o.status, o.duration_ms);
         if let Some(res) = &o.result {
             println!("result:      {res}");
         }
@@ -291,9 +289,7 @@ pub async fn show(turns: &Turns, name: &str, json: bool) -> Result<i32> {
         let how = p
             .outcome
             .as_ref()
-            .map_or("never finished".to_string(), |o| {
-                format!("{:?}", o.status).to_lowercase()
-            });
+            .map_or("never finished".to_string(), |o| o.status.to_string());
         println!("previous:    turn {} by {} ({how})", p.turn, p.holder);
     }
     Ok(exit::OK)

@@ -33,7 +33,8 @@ use tracing::debug;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
-use crate::store::{Key, Store, WriteId};
+use crate::store::keys::Family;
+use crate::store::{Key, Name, Store, WriteId};
 pub use envelope::{Snapshot, FORMAT};
 
 /// How manifests are stored and replaced.
@@ -126,6 +127,18 @@ impl Manifests {
             base,
             _body: PhantomData,
         }
+    }
+
+    /// The names of every manifest of `family` (the locks, streams, turns, members), in
+    /// name order: one listing. Folders whose names cairn would not accept are skipped.
+    pub async fn names(&self, family: Family) -> Result<Vec<Name>> {
+        Ok(self
+            .store
+            .list_folders(&family.folder())
+            .await?
+            .into_iter()
+            .filter_map(|n| Name::new(n).ok())
+            .collect())
     }
 
     /// The store.
