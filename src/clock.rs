@@ -78,7 +78,71 @@ impl Clock for TestClock {
     }
 }
 
-/// Converts a std duration to chrono's, saturating instead of failing.
+/// Converts a std duration to chrono's, saturating instead of failing. Never add the result
+/// to a timestamp with `+`: use [`add`] / [`sub`], which cannot panic.
 pub(crate) fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// `t + d`, or `None` past the end of chrono's range. Never panics.
+pub fn add(t: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
+    t.checked_add_signed(chrono::Duration::from_std(d).ok()?)
+}
+
+/// `t - d`, or `None` before the start of chrono's range. Never panics.
+pub fn sub(t: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
+    t.checked_sub_signed(chrono::Duration::from_std(d).ok()?)
+}
+
+/// `t + d`, saturating at chrono's bounds: for comparisons ("is it past t + d?") where a
+/// far-future result simply means "not yet". Never panics.
+pub fn add_saturating(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    add(t, d).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `t - d`, saturating at chrono's bounds. Never panics.
+pub fn sub_saturating(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    sub(t, d).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// How long from `from` until `to` (zero when `to` is not later). Never panics.
+pub fn until(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+    to.signed_duration_since(from)
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+}
+
+/// A duration stored in milliseconds, range-checked before use: values above `max` are
+/// reported as [`crate::Error::Corrupt`] naming `key` and `field`, never wrapped or trusted.
+pub fn stored_ms(
+    key: &impl std::fmt::Display,
+    field: &str,
+    ms: u64,
+    max: Duration,
+) -> crate::Result<Duration> {
+    let d = Duration::from_millis(ms);
+    if d > max {
+        return Err(crate::Error::Corrupt {
+            key: key.to_string(),
+            reason: format!(
+                "{field} of {ms} ms exceeds the largest allowed, {} ms",
+                max.as_millis()
+            ),
+        });
+    }
+    Ok(d)
+}
+
+/// The number after `n` (a version, fencing token, turn number, sequence number), or
+/// [`crate::Error::Exhausted`] at the end of the range: numbers never wrap.
+pub fn next_number(key: &impl std::fmt::Display, what: &'static str, n: u64) -> crate::Result<u64> {
+    n.checked_add(1).ok_or_else(|| crate::Error::Exhausted {
+        key: key.to_string(),
+        what,
+    })
+}
+
+/// Whole milliseconds of `d`, saturating at `u64::MAX`. Never panics.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -135,6 +135,17 @@ pub enum Error {
         other_started_at: chrono::DateTime<chrono::Utc>,
     },
 
+    /// A number (version, fencing token, turn number, log sequence) reached the end of its
+    /// range. Numbers never wrap or go backwards, so the operation fails instead; an
+    /// operator must retire the object (for example give the lock a new name).
+    #[error("{key}: {what} is at the end of its range (u64::MAX); refusing to wrap")]
+    Exhausted {
+        /// The object's key.
+        key: String,
+        /// Which number: `version`, `turn`, `sequence`, ….
+        what: &'static str,
+    },
+
     /// A wait ran out.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
