@@ -10,18 +10,25 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestOptions, Manifests, Strategy};
 use crate::store::probe::Capabilities;
-use crate::store::{url, Key, Name, Store, StoreOptions};
+use crate::store::protocol::ProtocolRecord;
+use crate::store::{url, Key, Name, Store, StoreOptions, WriteId};
 
-/// How the manifest strategy is chosen.
+/// How the manifest strategy is chosen. Either way the prefix's protocol record
+/// ([`crate::store::protocol`]) has the last word: the strategy is a property of the prefix,
+/// fixed by the first node, never of one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StrategyChoice {
-    /// Probe the store: etag CAS where `If-Match` works, else the version chain. Default.
+    /// Use the strategy the prefix's protocol record names; where there is no record yet,
+    /// probe the store (etag CAS where `If-Match` works, else the version chain) and record
+    /// the choice. Default.
     #[default]
     Probe,
-    /// Use this strategy without probing (for stores probed before, and for tests).
+    /// Require this strategy: refused with [`crate::Error::ProtocolMismatch`] when the
+    /// prefix records another one; where there is no record yet, the store is probed and
+    /// must support it (else [`crate::Error::StoreRefused`]), then it is recorded.
     Fixed(Strategy),
 }
 
@@ -81,29 +88,48 @@ impl CairnBuilder {
         self
     }
 
-    /// Probes the store (unless a strategy is fixed) and returns the handle.
+    /// Reads the prefix's protocol record (one GET) and returns the handle. Where there is
+    /// no record yet, probes the store and creates it first.
     pub async fn build(self) -> Result<Cairn> {
         let store = Store::new(self.store, &self.prefix, self.store_options)?;
         let mut rng = match self.seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
         };
-        let (strategy, capabilities) = match self.strategy {
-            StrategyChoice::Fixed(s) => (s, None),
-            StrategyChoice::Probe => {
-                let caps = store.probe(&mut rng).await?;
-                let s = if caps.replace_if_match {
-                    Strategy::EtagCas
-                } else {
-                    Strategy::VersionChain
-                };
-                (s, Some(caps))
-            }
-        };
         let node = match self.node {
             Some(n) => n,
             None => default_node_id(),
         };
+        let configured = match self.strategy {
+            StrategyChoice::Fixed(s) => Some(s),
+            StrategyChoice::Probe => None,
+        };
+        let (protocol, capabilities) = match store.read_protocol().await? {
+            Some(p) => (p, None),
+            None => {
+                let caps = store.probe(&mut rng).await?;
+                let wanted = configured.unwrap_or_else(|| Strategy::for_capabilities(&caps));
+                let id = WriteId::random(&mut rng);
+                let mine =
+                    ProtocolRecord::new(wanted, node.as_str(), self.clock.now(), Some(&caps), id);
+                (store.create_protocol(&mine).await?, Some(caps))
+            }
+        };
+        let strategy = protocol.admit(configured)?;
+        if let Some(caps) = capabilities.as_ref().filter(|c| !strategy.supported_by(c)) {
+            return Err(Error::StoreRefused {
+                check: "protocol record",
+                detail: format!(
+                    "this prefix uses {strategy} but this store does not support it ({})",
+                    caps.checks
+                        .iter()
+                        .filter(|c| !c.passed)
+                        .map(|c| format!("{}: {}", c.name, c.detail))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            });
+        }
         let manifests = Manifests::new(
             store,
             node.to_string(),
@@ -116,6 +142,7 @@ impl CairnBuilder {
             manifests: Arc::new(manifests),
             node,
             capabilities,
+            protocol,
         })
     }
 }
@@ -126,6 +153,7 @@ pub struct Cairn {
     manifests: Arc<Manifests>,
     node: Name,
     capabilities: Option<Capabilities>,
+    protocol: ProtocolRecord,
 }
 
 impl Cairn {
@@ -160,9 +188,15 @@ impl Cairn {
         self.manifests.strategy()
     }
 
-    /// What the probe found (`None` when the strategy was fixed).
+    /// What this handle's probe found (`None` when the prefix's protocol record already
+    /// existed, so no probe was needed).
     pub fn capabilities(&self) -> Option<&Capabilities> {
         self.capabilities.as_ref()
+    }
+
+    /// The prefix's protocol record this handle obeys.
+    pub fn protocol(&self) -> &ProtocolRecord {
+        &self.protocol
     }
 
     /// The manifest layer, for features built on it.

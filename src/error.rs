@@ -80,6 +80,24 @@ pub enum Error {
         store: String,
     },
 
+    /// This prefix coordinates with another manifest strategy than the one this node was
+    /// configured with. Two strategies never serve one prefix (they keep manifests under
+    /// different keys, so each would see the other's locks as free). Nothing was written.
+    /// Drop the explicit strategy (`--strategy auto`) or use the recorded one.
+    #[error("this prefix coordinates with the {recorded} protocol (recorded in {key} by {recorded_by} at {recorded_at}); this node is configured for {configured}: use --strategy auto or {recorded}")]
+    ProtocolMismatch {
+        /// The protocol record's key.
+        key: String,
+        /// The strategy the prefix uses.
+        recorded: crate::store::protocol::Strategy,
+        /// The strategy this node was configured with.
+        configured: crate::store::protocol::Strategy,
+        /// The node that created the record.
+        recorded_by: String,
+        /// When.
+        recorded_at: chrono::DateTime<chrono::Utc>,
+    },
+
     /// An object under cairn's prefix does not parse as a manifest. It is left untouched;
     /// an operator must repair or remove it.
     #[error("{key} is not a valid cairn manifest: {reason}")]
@@ -144,6 +162,17 @@ pub enum Error {
         key: String,
         /// Which number: `version`, `turn`, `sequence`, ….
         what: &'static str,
+    },
+
+    /// A held lease was lost (taken over, broken by an operator, or given up when renewals
+    /// failed until the holder's deadline). Work done under it may have overlapped another
+    /// holder's; its fencing token is stale.
+    #[error("lock {lock}: lease lost: {reason}")]
+    LeaseLost {
+        /// The lock's name.
+        lock: String,
+        /// Why.
+        reason: crate::lease::LossReason,
     },
 
     /// A wait ran out.

@@ -237,18 +237,18 @@ fn lock_run_stops_the_command_and_exits_76_when_the_lease_is_broken() {
     let start = std::time::Instant::now();
     let mut holder = cairn(d)
         .args([
-            "--node", "holder", "lock", "run", "x", "--ttl", "3s", "--grace", "2s", "--", "sh",
+            "--node", "holder", "lock", "run", "x", "--ttl", "6s", "--grace", "2s", "--", "sh",
             "-c", &script,
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    wait_until_held(d, "x");
     let (code, _) = run_ok(d, &["--node", "operator", "lock", "break", "x"]);
     assert_eq!(code, 0);
     let status = holder.wait().unwrap();
     assert_eq!(status.code(), Some(76));
     assert!(
-        start.elapsed() < std::time::Duration::from_secs(10),
+        start.elapsed() < std::time::Duration::from_secs(20),
         "took {:?}",
         start.elapsed()
     );
@@ -370,4 +370,21 @@ fn node_heartbeat_shows_online_leaves_on_sigterm_and_refuses_a_duplicate_id_with
     assert_eq!(l[0]["node"], "ingest-1");
     assert_eq!(l[0]["health"], "offline");
     assert_eq!(l[0]["left"], true);
+}
+
+/// Polls `lock show` until `name` is held (bounded: the holder is a process starting up).
+fn wait_until_held(d: &std::path::Path, name: &str) {
+    for _ in 0..200 {
+        let out = cairn(d)
+            .args(["--json", "lock", "show", name])
+            .output()
+            .unwrap();
+        if out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["state"] == "held"
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("lock {name} was never held");
 }

@@ -9,6 +9,7 @@ use crate::{Cairn, Result};
 struct Report<'a> {
     store: &'a str,
     strategy: String,
+    protocol: &'a crate::store::protocol::ProtocolRecord,
     capabilities: &'a Capabilities,
 }
 
@@ -19,13 +20,22 @@ pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
         builder = builder.node(n)?;
     }
     let cairn = builder.build().await?;
-    let caps = cairn
-        .capabilities()
-        .expect("a probed handle has capabilities");
+    // Always a fresh probe: the protocol record spares coordinating commands the probe,
+    // but doctor is where an operator checks the store as it is now.
+    let fresh;
+    let caps = match cairn.capabilities() {
+        Some(c) => c,
+        None => {
+            fresh = cairn.store().probe(&mut rand::rng()).await?;
+            &fresh
+        }
+    };
+    let p = cairn.protocol();
     if json {
         let r = Report {
             store: url,
             strategy: cairn.strategy().to_string(),
+            protocol: p,
             capabilities: caps,
         };
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -36,7 +46,16 @@ pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
         let mark = if c.passed { "ok  " } else { "no  " };
         println!("  {mark} {:<32} {}", c.name, c.detail);
     }
-    println!("strategy:   {}", cairn.strategy());
+    println!(
+        "strategy:   {} (this prefix's protocol, recorded by {} at {})",
+        cairn.strategy(),
+        p.created_by,
+        p.created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    if !cairn.strategy().supported_by(caps) {
+        println!("warning:    this store no longer supports the recorded protocol");
+    }
     println!(
         "round trip: {:.1} ms (median of the probe's requests)",
         caps.round_trip.as_secs_f64() * 1e3

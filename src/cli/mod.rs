@@ -142,7 +142,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     grace,
                     command,
                 } => {
-                    let l = locks(LeaseOptions::with_ttl(*ttl))?;
+                    // The holder gives up early enough for COMMAND's grace to run out before
+                    // any other node may take over.
+                    let l = locks(LeaseOptions::with_ttl(*ttl).with_stop_grace(*grace))?;
                     lock::run(&cairn, &l, name, *wait, *grace, command, g.json).await
                 }
                 LockCommand::Ls => lock::ls(&locks(LeaseOptions::default())?, g.json).await,
@@ -190,7 +192,9 @@ fn report(e: &Error) -> i32 {
     match e {
         Error::StoreRefused { .. } => exit::STORE_REFUSED,
         Error::DuplicateNode { .. } => exit::DUPLICATE_NODE,
-        Error::Config(_) | Error::InvalidName { .. } => exit::USAGE,
+        Error::Config(_) | Error::InvalidName { .. } | Error::ProtocolMismatch { .. } => {
+            exit::USAGE
+        }
         _ => exit::FAILURE,
     }
 }

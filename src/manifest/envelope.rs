@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::store::{Key, Object};
 
-/// The newest envelope format this build writes and reads.
-pub const FORMAT: u32 = 1;
+/// The newest envelope format this build writes and reads: cairn's one format version,
+/// also written into the prefix's protocol record.
+pub const FORMAT: u32 = crate::store::protocol::FORMAT;
 
 /// One version of a manifest, as read or as written.
 #[derive(Debug, Clone, PartialEq)]

@@ -37,24 +37,7 @@ use crate::store::keys::Family;
 use crate::store::{Key, Name, Store, WriteId};
 pub use envelope::{Snapshot, FORMAT};
 
-/// How manifests are stored and replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// One object replaced with `If-Match`.
-    EtagCas,
-    /// One immutable object a version, created with `If-None-Match: *`.
-    VersionChain,
-}
-
-impl std::fmt::Display for Strategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Strategy::EtagCas => "etag-cas",
-            Strategy::VersionChain => "version-chain",
-        })
-    }
-}
+pub use crate::store::protocol::Strategy;
 
 /// Tuning of compare-and-swap and of the version chain's garbage collection.
 #[derive(Debug, Clone)]

@@ -21,6 +21,7 @@ pub mod fault;
 pub mod keys;
 pub mod name;
 pub mod probe;
+pub mod protocol;
 pub mod url;
 
 mod aws;
