@@ -109,6 +109,8 @@ impl CairnBuilder {
             None => {
                 let caps = store.probe(&mut rng).await?;
                 let wanted = configured.unwrap_or_else(|| Strategy::for_capabilities(&caps));
+                // Never record a protocol the store cannot run.
+                refuse_unsupported(wanted, &caps, "this node is configured for")?;
                 let id = WriteId::random(&mut rng);
                 let mine =
                     ProtocolRecord::new(wanted, node.as_str(), self.clock.now(), Some(&caps), id);
@@ -116,19 +118,9 @@ impl CairnBuilder {
             }
         };
         let strategy = protocol.admit(configured)?;
-        if let Some(caps) = capabilities.as_ref().filter(|c| !strategy.supported_by(c)) {
-            return Err(Error::StoreRefused {
-                check: "protocol record",
-                detail: format!(
-                    "this prefix uses {strategy} but this store does not support it ({})",
-                    caps.checks
-                        .iter()
-                        .filter(|c| !c.passed)
-                        .map(|c| format!("{}: {}", c.name, c.detail))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            });
+        if let Some(caps) = &capabilities {
+            // Another node recorded first, from its own probe: this store must run it too.
+            refuse_unsupported(strategy, caps, "this prefix uses")?;
         }
         let manifests = Manifests::new(
             store,
@@ -145,6 +137,26 @@ impl CairnBuilder {
             protocol,
         })
     }
+}
+
+/// [`Error::StoreRefused`] unless a store with `caps` can run `strategy`.
+fn refuse_unsupported(strategy: Strategy, caps: &Capabilities, why: &str) -> Result<()> {
+    if strategy.supported_by(caps) {
+        return Ok(());
+    }
+    let failed: Vec<String> = caps
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    Err(Error::StoreRefused {
+        check: "protocol record",
+        detail: format!(
+            "{why} {strategy} but this store does not support it ({})",
+            failed.join("; ")
+        ),
+    })
 }
 
 /// A node's connection to the shared bucket.
