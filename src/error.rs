@@ -175,6 +175,23 @@ pub enum Error {
         reason: crate::lease::LossReason,
     },
 
+    /// A turn's window and jitter are stored with the turn; this client asked for others.
+    /// It claimed nothing. Use the stored values, or change them for every node with
+    /// `cairn turn configure` / [`crate::turn::Turns::reconfigure`].
+    #[error("turn {turn} runs every {stored_window:?} ± {stored_jitter:?} (stored with the turn); this node asked for {asked_window:?} ± {asked_jitter:?}: drop --every/--jitter, or change the turn for every node with `cairn turn configure {turn} --every … --jitter …`")]
+    TurnMismatch {
+        /// The turn's name.
+        turn: String,
+        /// The stored window.
+        stored_window: Duration,
+        /// The stored jitter.
+        stored_jitter: Duration,
+        /// The window this client asked for.
+        asked_window: Duration,
+        /// The jitter this client asked for.
+        asked_jitter: Duration,
+    },
+
     /// A wait ran out.
     #[error("timed out after {0:?}")]
     Timeout(Duration),

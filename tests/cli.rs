@@ -295,14 +295,54 @@ fn turn_run_runs_once_per_window_records_the_outcome_and_skips_with_exit_0() {
     assert_eq!(t["outcome"]["status"], "success");
     assert_eq!(t["outcome"]["result"]["expired"], 7);
 
-    // Due at once with a zero window: a failing command's status is passed through and
-    // recorded as a failure.
+    // The window is the turn's: a node asking for another one is told so and runs nothing.
     let (code, _) = run_ok(
         dir.path(),
         &[
-            "turn", "run", "expiry", "--every", "0s", "--jitter", "0s", "--", "sh", "-c", "exit 4",
+            "turn", "run", "expiry", "--every", "1s", "--", "sh", "-c", "exit 4",
         ],
     );
+    assert_eq!(code, 2, "a caller with another window must not run");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1\n");
+    // Zero and absurd windows are refused before any request, naming the range.
+    let out = cairn(dir.path())
+        .args(["turn", "run", "expiry", "--every", "0s", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allowed from 1s to 366d"));
+    // An explicit reconfiguration changes it for every node.
+    let (code, out) = run_ok(
+        dir.path(),
+        &[
+            "turn",
+            "configure",
+            "expiry",
+            "--every",
+            "1s",
+            "--jitter",
+            "0s",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0);
+    let t: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(t["window_ms"], 1000);
+    assert_eq!(t["turn"], 1);
+    // Due a second after turn 1 started: a failing command's status is passed through and
+    // recorded as a failure. (Polled: the turn becomes due on the wall clock.)
+    let mut code = 0;
+    for _ in 0..100 {
+        code = run_ok(
+            dir.path(),
+            &["turn", "run", "expiry", "--", "sh", "-c", "exit 4"],
+        )
+        .0;
+        if code != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(code, 4);
     let (_, out) = run_ok(dir.path(), &["turn", "ls", "--json"]);
     let all: serde_json::Value = serde_json::from_str(out.trim()).unwrap();

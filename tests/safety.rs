@@ -13,7 +13,7 @@ use cairn::store::keys;
 use cairn::{Cairn, Error, Name, StrategyChoice};
 use common::{namespace, s3_skipped, Backend, Namespace};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 
 async fn build(ns: &Namespace, node: &str, choice: StrategyChoice) -> cairn::Result<Cairn> {
     Cairn::builder(Arc::clone(&ns.store))

@@ -100,13 +100,18 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     keep_running,
                     command,
                 } => {
-                    let t = turns(crate::turn::TurnOptions {
-                        window: *every,
-                        jitter: *jitter,
-                    })?;
+                    let t = turns(turn::options(*every, *jitter))?;
                     turn::run(&t, cairn.node(), name, *keep_running, command, g.json).await
                 }
                 TurnCommand::Ls => turn::ls(&turns(Default::default())?, g.json).await,
+                TurnCommand::Configure {
+                    name,
+                    every,
+                    jitter,
+                } => {
+                    turn::configure(&turns(Default::default())?, name, *every, *jitter, g.json)
+                        .await
+                }
                 TurnCommand::Show { name } => {
                     turn::show(&turns(Default::default())?, name, g.json).await
                 }
@@ -192,9 +197,10 @@ fn report(e: &Error) -> i32 {
     match e {
         Error::StoreRefused { .. } => exit::STORE_REFUSED,
         Error::DuplicateNode { .. } => exit::DUPLICATE_NODE,
-        Error::Config(_) | Error::InvalidName { .. } | Error::ProtocolMismatch { .. } => {
-            exit::USAGE
-        }
+        Error::Config(_)
+        | Error::InvalidName { .. }
+        | Error::ProtocolMismatch { .. }
+        | Error::TurnMismatch { .. } => exit::USAGE,
         _ => exit::FAILURE,
     }
 }
