@@ -43,9 +43,19 @@ pub struct CairnBuilder {
     strategy: StrategyChoice,
     store_options: StoreOptions,
     manifest_options: ManifestOptions,
+    observer: bool,
 }
 
 impl CairnBuilder {
+    /// A handle that only looks (listing, showing, diagnosing): it never creates the
+    /// prefix's protocol record, so an observer can never decide the protocol for the
+    /// fleet. Where there is no record yet, it uses the configured strategy, or probes
+    /// the store for itself alone.
+    pub fn observer(mut self) -> Self {
+        self.observer = true;
+        self
+    }
+
     /// Every key lives below this prefix of the store. Default: the store's root.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -104,8 +114,17 @@ impl CairnBuilder {
             StrategyChoice::Fixed(s) => Some(s),
             StrategyChoice::Probe => None,
         };
-        let (protocol, capabilities) = match store.read_protocol().await? {
-            Some(p) => (p, None),
+        let (strategy, protocol, capabilities) = match store.read_protocol().await? {
+            Some(p) => (p.admit(configured)?, Some(p), None),
+            // An observer never decides the protocol: it looks with the configured
+            // strategy, or with what its own probe suggests, and records nothing.
+            None if self.observer => match configured {
+                Some(s) => (s, None, None),
+                None => {
+                    let caps = store.probe(&mut rng).await?;
+                    (Strategy::for_capabilities(&caps), None, Some(caps))
+                }
+            },
             None => {
                 let caps = store.probe(&mut rng).await?;
                 let wanted = configured.unwrap_or_else(|| Strategy::for_capabilities(&caps));
@@ -114,14 +133,14 @@ impl CairnBuilder {
                 let id = WriteId::random(&mut rng);
                 let mine =
                     ProtocolRecord::new(wanted, node.as_str(), self.clock.now(), Some(&caps), id);
-                (store.create_protocol(&mine).await?, Some(caps))
+                let p = store.create_protocol(&mine).await?;
+                let s = p.admit(configured)?;
+                // Another node may have recorded first, from its own probe: this store must
+                // run that protocol too.
+                refuse_unsupported(s, &caps, "this prefix uses")?;
+                (s, Some(p), Some(caps))
             }
         };
-        let strategy = protocol.admit(configured)?;
-        if let Some(caps) = &capabilities {
-            // Another node recorded first, from its own probe: this store must run it too.
-            refuse_unsupported(strategy, caps, "this prefix uses")?;
-        }
         let manifests = Manifests::new(
             store,
             node.to_string(),
@@ -165,7 +184,7 @@ pub struct Cairn {
     manifests: Arc<Manifests>,
     node: Name,
     capabilities: Option<Capabilities>,
-    protocol: ProtocolRecord,
+    protocol: Option<ProtocolRecord>,
 }
 
 impl Cairn {
@@ -180,6 +199,7 @@ impl Cairn {
             strategy: StrategyChoice::Probe,
             store_options: StoreOptions::default(),
             manifest_options: ManifestOptions::default(),
+            observer: false,
         }
     }
 
@@ -206,9 +226,10 @@ impl Cairn {
         self.capabilities.as_ref()
     }
 
-    /// The prefix's protocol record this handle obeys.
-    pub fn protocol(&self) -> &ProtocolRecord {
-        &self.protocol
+    /// The prefix's protocol record this handle obeys (`None` only for an
+    /// [observer](CairnBuilder::observer) on a prefix that has none yet).
+    pub fn protocol(&self) -> Option<&ProtocolRecord> {
+        self.protocol.as_ref()
     }
 
     /// The manifest layer, for features built on it.

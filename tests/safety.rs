@@ -268,3 +268,200 @@ fn cli_etag_cas_on_the_local_filesystem_is_refused_up_front() {
     assert_eq!(out.status.code(), Some(69), "{err}");
     assert!(err.contains("does not support"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Numbers read from the bucket: planted turn and lock records never panic, wrap or hang.
+// ---------------------------------------------------------------------------------------
+
+/// Writes `body` as version `version` of the `kind` manifest at `base` (etag CAS layout),
+/// as a foreign or corrupt writer would.
+async fn plant(
+    ns: &Namespace,
+    kind: &str,
+    base: &keys::Key,
+    version: u64,
+    body: serde_json::Value,
+) {
+    let doc = serde_json::json!({
+        "format": 1, "kind": kind, "version": version, "write_id": "planted",
+        "written_by": "planter", "written_at": "2026-01-01T00:00:00Z", "body": body,
+    });
+    let path = Path::from(format!("{}/{}", ns.prefix, keys::etag_object(base)));
+    ns.store
+        .put(&path, PutPayload::from(serde_json::to_vec(&doc).unwrap()))
+        .await
+        .unwrap();
+}
+
+fn turn_body(window_ms: u64, jitter_ms: u64, started_at: &str) -> serde_json::Value {
+    serde_json::json!({
+        "turn": 3, "holder": "planter", "session": "s", "window_ms": window_ms,
+        "jitter_ms": jitter_ms, "started_at": started_at, "finished_at": null, "outcome": null,
+    })
+}
+
+#[tokio::test]
+async fn planted_turn_timings_are_corrupt_errors_not_panics_or_always_due() {
+    let huge_start = "+262142-12-31T23:59:59Z";
+    for (window_ms, jitter_ms, started_at) in [
+        (u64::MAX, 0, "2026-01-01T00:00:00Z"), // wrapped to -1 ms: always due
+        (i64::MAX as u64 - 1, 0, "2026-01-01T00:00:00Z"), // chrono's + panicked
+        (300_000, 30_000, huge_start),         // started_at near chrono's maximum
+        (1_000, 900, "2026-01-01T00:00:00Z"),  // jitter above half the window
+        (0, 0, "2026-01-01T00:00:00Z"),        // zero window
+    ] {
+        let ns = namespace(Backend::Memory).await.unwrap();
+        let c = build(&ns, "n", StrategyChoice::Probe).await.unwrap();
+        let name = Name::new("expiry").unwrap();
+        let base = keys::manifest(keys::Family::Turn, &name);
+        plant(
+            &ns,
+            "turn",
+            &base,
+            5,
+            turn_body(window_ms, jitter_ms, started_at),
+        )
+        .await;
+        let turns = c.turns(cairn::turn::TurnOptions {
+            adopt_stored: true,
+            ..Default::default()
+        });
+        let what = format!("window {window_ms} jitter {jitter_ms} started {started_at}");
+        assert!(
+            matches!(turns.get(&name).await, Err(Error::Corrupt { .. })),
+            "{what}"
+        );
+        assert!(
+            matches!(turns.list().await, Err(Error::Corrupt { .. })),
+            "{what}"
+        );
+        match turns.try_claim(&name).await {
+            Err(Error::Corrupt { key, .. }) => assert!(key.contains("expiry"), "{key}"),
+            other => panic!("{what}: expected Corrupt, got {other:?}"),
+        }
+        // Nothing was overwritten.
+        let path = Path::from(format!("{}/{}", ns.prefix, keys::etag_object(&base)));
+        let kept = ns.store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert!(String::from_utf8_lossy(&kept).contains("planted"));
+    }
+}
+
+#[tokio::test]
+async fn a_turn_at_the_last_number_fails_typed_instead_of_wrapping() {
+    let ns = namespace(Backend::Memory).await.unwrap();
+    let c = build(&ns, "n", StrategyChoice::Probe).await.unwrap();
+    let name = Name::new("expiry").unwrap();
+    let base = keys::manifest(keys::Family::Turn, &name);
+    let mut body = turn_body(1_000, 0, "2026-01-01T00:00:00Z");
+    body["turn"] = u64::MAX.into();
+    plant(&ns, "turn", &base, 5, body).await;
+    let turns = c.turns(cairn::turn::TurnOptions {
+        adopt_stored: true,
+        ..Default::default()
+    });
+    assert!(matches!(
+        turns.try_claim(&name).await,
+        Err(Error::Exhausted { .. })
+    ));
+}
+
+fn lock_body(ttl_ms: u64, expires_at: &str) -> serde_json::Value {
+    serde_json::json!({
+        "state": "held", "holder": "planter", "session": "s", "fencing_token": 4,
+        "ttl_ms": ttl_ms, "acquired_at": "2026-01-01T00:00:00Z",
+        "renewed_at": "2026-01-01T00:00:00Z", "expires_at": expires_at,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn planted_lock_times_never_panic_and_far_future_leases_just_stay_busy() {
+    let ns = namespace(Backend::Memory).await.unwrap();
+    let c = build(&ns, "n", StrategyChoice::Probe).await.unwrap();
+    let locks = c.locks(LeaseOptions::default()).unwrap();
+    let name = Name::new("job").unwrap();
+    let base = keys::manifest(keys::Family::Lock, &name);
+    // An expiry near chrono's maximum: busy, and a bounded wait returns Busy, no panic.
+    plant(
+        &ns,
+        "lock",
+        &base,
+        4,
+        lock_body(30_000, "+262142-12-31T23:59:59Z"),
+    )
+    .await;
+    assert!(matches!(
+        locks.try_acquire(&name).await.unwrap(),
+        Acquired::Busy(_)
+    ));
+    let waited = locks
+        .acquire(&name, Some(std::time::Duration::from_secs(2)))
+        .await
+        .unwrap();
+    assert!(matches!(waited, Acquired::Busy(_)));
+    assert!(locks.list().await.is_ok());
+    // A ttl no lease may have: corrupt, named, not a wait of 584 million years.
+    plant(
+        &ns,
+        "lock",
+        &base,
+        4,
+        lock_body(u64::MAX, "2026-01-01T00:00:00Z"),
+    )
+    .await;
+    match locks
+        .acquire(&name, Some(std::time::Duration::from_secs(2)))
+        .await
+    {
+        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("ttl_ms"), "{reason}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_lock_at_the_last_version_refuses_instead_of_handing_out_token_0() {
+    let ns = namespace(Backend::Memory).await.unwrap();
+    let c = build(&ns, "n", StrategyChoice::Probe).await.unwrap();
+    let locks = c.locks(LeaseOptions::default()).unwrap();
+    let name = Name::new("job").unwrap();
+    let base = keys::manifest(keys::Family::Lock, &name);
+    let mut body = lock_body(30_000, "2026-01-01T00:00:00Z");
+    body["state"] = "released".into();
+    plant(&ns, "lock", &base, u64::MAX, body).await;
+    assert!(matches!(
+        locks.try_acquire(&name).await,
+        Err(Error::Exhausted { .. })
+    ));
+}
+
+#[test]
+fn cli_turn_views_on_a_planted_window_exit_1_with_the_key_not_101() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", dir.path().display());
+    // Create the turn through cairn, then corrupt its window as a foreign writer would.
+    let ok = cli(&store, "n")
+        .args(["turn", "run", "y", "--every", "1h", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let v = dir.path().join("turns/y/v/00000000000000000002.json");
+    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&v).unwrap()).unwrap();
+    doc["body"]["window_ms"] = u64::MAX.into();
+    std::fs::write(&v, serde_json::to_vec(&doc).unwrap()).unwrap();
+    for args in [
+        &["turn", "ls"][..],
+        &["turn", "show", "y"],
+        &["turn", "run", "y", "--", "true"],
+    ] {
+        let out = cli(&store, "n").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("turns/y") && err.contains("window_ms"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -9,13 +9,13 @@ use crate::{Cairn, Result};
 struct Report<'a> {
     store: &'a str,
     strategy: String,
-    protocol: &'a crate::store::protocol::ProtocolRecord,
+    protocol: Option<&'a crate::store::protocol::ProtocolRecord>,
     capabilities: &'a Capabilities,
 }
 
 /// Probes the store at `url` and prints what it found.
 pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
-    let mut builder = Cairn::open(url).await?;
+    let mut builder = Cairn::open(url).await?.observer();
     if let Some(n) = node {
         builder = builder.node(n)?;
     }
@@ -46,13 +46,19 @@ pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
         let mark = if c.passed { "ok  " } else { "no  " };
         println!("  {mark} {:<32} {}", c.name, c.detail);
     }
-    println!(
-        "strategy:   {} (this prefix's protocol, recorded by {} at {})",
-        cairn.strategy(),
-        p.created_by,
-        p.created_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    );
+    match p {
+        Some(p) => println!(
+            "strategy:   {} (this prefix's protocol, recorded by {} at {})",
+            cairn.strategy(),
+            p.created_by,
+            p.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ),
+        None => println!(
+            "strategy:   {} (no protocol recorded yet: the first coordinating command records it)",
+            cairn.strategy()
+        ),
+    }
     if !cairn.strategy().supported_by(caps) {
         println!("warning:    this store no longer supports the recorded protocol");
     }

@@ -8,6 +8,7 @@ pub mod duration;
 pub mod exit;
 mod lock;
 mod node;
+mod preflight;
 mod turn;
 
 use clap::Parser;
@@ -32,7 +33,9 @@ pub async fn main() -> i32 {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
+    let observer = preflight::check(&cli)?;
     let g = &cli.global;
+    let connect = |g| connect(g, observer);
     match &cli.command {
         Command::Doctor => {
             doctor::run(&store_url(g)?, g.node.as_deref(), g.json).await?;
@@ -172,9 +175,13 @@ fn store_url(g: &Global) -> Result<String> {
     g.store.clone().map(Ok).unwrap_or_else(url::default_url)
 }
 
-/// Opens the store named by the global options, probing it unless `--strategy` says.
-async fn connect(g: &Global) -> Result<Cairn> {
+/// Opens the store named by the global options and reads its protocol record (probing and
+/// recording it first where there is none, unless the command only looks).
+async fn connect(g: &Global, observer: bool) -> Result<Cairn> {
     let mut b = Cairn::open(&store_url(g)?).await?;
+    if observer {
+        b = b.observer();
+    }
     if let Some(n) = &g.node {
         b = b.node(n)?;
     }
