@@ -103,7 +103,9 @@ async fn plant(
 
 fn exhausted(r: Result<impl std::fmt::Debug, Error>, what: &str, context: &str) {
     match r {
-        Err(Error::Exhausted { what: w, .. }) if w == what => {}
+        // A lock's next version is its next fencing token: either name is the same number.
+        Err(Error::Exhausted { what: w, .. })
+            if w == what || (what == "version" && w == "fencing token") => {}
         other => panic!("{context}: expected Exhausted {{ what: {what:?} }}, got {other:?}"),
     }
 }
@@ -227,7 +229,6 @@ async fn should_hand_out_the_last_fencing_token_once_then_refuse_to_wrap() {
 /// lease.rs computes the token itself (`c.version + 1` in `Locks::attempt`) and overflows
 /// before the manifest layer is reached, so this needs the lease change too.
 #[tokio::test]
-#[ignore = "needs lease.rs to compute the fencing token with checked arithmetic (Locks::attempt)"]
 async fn should_fail_exhausted_not_hand_out_token_zero_when_acquiring_a_lock_at_the_last_version() {
     for (ns, strategy) in each_backend().await {
         let ctx = format!("{:?}/{strategy}", ns.backend);
@@ -759,6 +760,8 @@ async fn should_report_corrupt_and_not_read_the_body_of_an_oversize_manifest() {
             understate: false,
         });
         let c = ns.cairn_with("querier", strategy, counting, |b| b).await;
+        // Building read the prefix's protocol record through the counting store.
+        pulled.store(0, Ordering::SeqCst);
         let s = c.streams();
         match s.get(&n("huge")).await {
             Err(Error::Corrupt { key: k, reason }) => {
@@ -813,6 +816,8 @@ async fn should_stop_reading_at_the_limit_when_a_store_understates_the_size() {
             .cairn_with("reader", strategy, lying, |b| b)
             .await
             .event_log();
+        // Building read the prefix's protocol record through the lying store.
+        pulled.store(0, Ordering::SeqCst);
         match log.read(&n("audit"), 1, 10).await {
             Err(Error::Corrupt { reason, .. }) => {
                 assert!(
@@ -832,8 +837,8 @@ async fn should_stop_reading_at_the_limit_when_a_store_understates_the_size() {
 
 #[tokio::test]
 async fn should_refuse_a_value_over_the_limit_before_any_request() {
-    let ns = namespace(Backend::Memory).await.unwrap();
     for &strategy in Backend::Memory.strategies() {
+        let ns = namespace(Backend::Memory).await.unwrap();
         let faults = Arc::new(FaultStore::new(Arc::clone(&ns.store), 1));
         let c = ns
             .cairn_with("writer", strategy, faults.clone(), |b| b)
@@ -899,7 +904,7 @@ async fn cli_log_tail_follow_stops_at_the_end_of_the_sequence_range_instead_of_s
     plant_fs(dir.path(), &log_key("audit", MAX), entry(MAX)).await;
     let out = run_bounded(cli(
         dir.path(),
-        &["log", "tail", "audit", "--follow", "--interval", "10ms"],
+        &["log", "tail", "audit", "--follow", "--interval", "100ms"],
     ))
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);

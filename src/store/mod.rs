@@ -415,6 +415,9 @@ impl Store {
             Ok(Some(obj)) if carries_write_id(&obj.bytes, write_id) => Ok(Verified::Ours(obj)),
             Ok(Some(obj)) => Ok(Verified::Theirs(obj)),
             Ok(None) => Ok(Verified::Absent),
+            // Something is there that is not a cairn object (too large to read): not an
+            // unknown outcome, a corrupt key.
+            Err(e @ Error::Corrupt { .. }) => Err(e),
             Err(read_err) => {
                 warn!(%key, write_error = %err, read_error = %read_err, "write outcome unknown");
                 Err(Error::Ambiguous {
