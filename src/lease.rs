@@ -817,8 +817,12 @@ impl Drop for Lease {
         if let Some(t) = self.task.take() {
             t.abort();
         }
-        if self.lock_shared().released {
-            return;
+        {
+            // Released already, or lost: nothing of ours to release.
+            let sh = self.lock_shared();
+            if sh.released || sh.lost.is_some() {
+                return;
+            }
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let (name, m, shared, ms, free, audit) = (

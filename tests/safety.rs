@@ -465,3 +465,69 @@ fn cli_turn_views_on_a_planted_window_exit_1_with_the_key_not_101() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The holder stops first: a broken holder whose COMMAND traps SIGTERM is dead before the
+// next holder starts.
+// ---------------------------------------------------------------------------------------
+
+fn stamps(log: &std::path::Path, who: &str) -> Vec<u128> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix(who)?.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_broken_holder_that_ignores_sigterm_is_dead_before_the_next_holder_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}/store", dir.path().display());
+    let log = dir.path().join("log");
+    let writer = |who: &str| {
+        format!(
+            "trap '' TERM; while true; do echo \"{who} $(date +%s%N)\" >> {log}; sleep 0.05; done",
+            log = log.display()
+        )
+    };
+    let mut a = cli(&store, "a")
+        .args(["lock", "run", "job", "--ttl", "6s", "--grace", "2s", "--", "sh", "-c"])
+        .arg(writer("A"))
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if !stamps(&log, "A").is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(!stamps(&log, "A").is_empty(), "A never ran");
+    let mut b = cli(&store, "b")
+        .args(["lock", "run", "job", "--ttl", "6s", "--grace", "2s", "--wait", "60s", "--"])
+        .args(["sh", "-c", &format!("echo \"B $(date +%s%N)\" >> {}", log.display())])
+        .spawn()
+        .unwrap();
+    let broke = cli(&store, "operator")
+        .args(["lock", "break", "job"])
+        .output()
+        .unwrap();
+    assert!(broke.status.success(), "{}", String::from_utf8_lossy(&broke.stderr));
+    let a_status = a.wait().unwrap();
+    assert_eq!(a_status.code(), Some(76), "the broken holder exits 76");
+    assert!(b.wait().unwrap().success());
+    let (last_a, first_b) = (
+        *stamps(&log, "A").iter().max().unwrap(),
+        *stamps(&log, "B").iter().min().expect("B ran"),
+    );
+    assert!(
+        last_a < first_b,
+        "A wrote {} ms after B started",
+        (last_a - first_b) / 1_000_000
+    );
+    let shown = cli(&store, "viewer")
+        .args(["--json", "lock", "show", "job"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(v["holder"], "b", "{v}");
+}
