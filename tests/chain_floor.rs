@@ -450,3 +450,41 @@ async fn should_collect_oldest_first_and_stop_at_the_first_young_version() {
         .collect();
     assert_eq!(kept, (5..=20).collect::<Vec<_>>());
 }
+
+/// A fast writer does not list its chain every `gc_every` versions while everything is too
+/// young to collect: a pass that stopped at a young version waits until it is old enough.
+#[tokio::test(start_paused = true)]
+async fn should_not_list_for_collection_while_every_version_is_too_young() {
+    let store = Arc::new(StoreClock::new(Arc::new(InMemory::new())));
+    let a = Node::new(
+        store.clone(),
+        "fast",
+        ManifestOptions {
+            gc_every: 4,
+            ..options()
+        },
+    )
+    .await;
+    let m = a.manifest("busy");
+    let mut cur = write_ok(&m, None, 0).await;
+    for i in 1..=12 {
+        cur = write_ok(&m, Some(&cur), i).await;
+    }
+    // Version 12's pass found versions 1–4 too young and noted when they will not be.
+    let before = a.counts();
+    for i in 13..=40 {
+        cur = write_ok(&m, Some(&cur), i).await;
+    }
+    let d = a.counts().since(&before);
+    assert_eq!((d.puts, d.lists, d.deletes), (28, 0, 0), "{d:?}");
+    tokio::time::advance(MIN_AGE + Duration::from_secs(1)).await;
+    let before = a.counts();
+    for i in 41..=44 {
+        cur = write_ok(&m, Some(&cur), i).await;
+    }
+    let d = a.counts().since(&before);
+    // The first write verifies (its knowledge is now older than half of gc_min_age);
+    // version 44's pass lists once and deletes every version but the newest 8.
+    assert_eq!((d.lists, d.deletes), (2, 36), "{d:?}");
+    assert_eq!(cur.version, 45);
+}

@@ -77,7 +77,7 @@ const CACHED_HEADS: usize = 4096;
 /// What this client last knew of each manifest's newest version, and when: the source of
 /// the listing-free paths. Shared by every handle of one [`super::Manifests`].
 #[derive(Debug, Default)]
-pub(super) struct Heads(Mutex<HashMap<Key, Head>>);
+pub(super) struct Heads(Mutex<HashMap<Key, Head>>, Mutex<HashMap<Key, Instant>>);
 
 #[derive(Debug, Clone)]
 struct Head {
@@ -134,6 +134,22 @@ impl Heads {
                 object: None,
             },
         );
+    }
+
+    /// Whether collection may find something to delete in `base` at `now`: not before the
+    /// oldest version its last pass kept for its age is old enough. Only saves listings;
+    /// safety never depends on it.
+    fn collection_due(&self, base: &Key, now: Instant) -> bool {
+        let due = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        due.get(base).is_none_or(|&at| now >= at)
+    }
+
+    fn collect_after(&self, base: &Key, at: Instant) {
+        let mut due = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        if due.len() >= CACHED_HEADS {
+            due.clear();
+        }
+        due.insert(base.clone(), at);
     }
 
     fn forget(&self, base: &Key) {
@@ -389,7 +405,7 @@ pub(super) async fn write<T: Serialize + DeserializeOwned + Clone>(
         }
     }
     let every = m.ctx.options.gc_every.max(1);
-    if next.version % every == 0 {
+    if next.version % every == 0 && m.ctx.heads.collection_due(&m.base, now(m)) {
         if let Err(e) = collect_garbage(m).await {
             debug!(key = %m.base, error = %e, "garbage collection failed; will try again later");
         }
@@ -441,14 +457,18 @@ pub(super) async fn revalidate<T: DeserializeOwned>(
 /// node's clock and the newest `last_modified` listed (the store's own clock, so a node
 /// whose clock runs ahead does not delete early). It stops at the first version too young,
 /// so what is left is a contiguous run up to the head.
+///
+/// When it stops at a version too young, it notes when that version will be old enough
+/// (versions above it are younger still, orphans aside), and [`write`] starts no pass
+/// before: a fast writer lists its chain about once per `gc_min_age`, not every
+/// `gc_every` versions.
 pub(super) async fn collect_garbage<T>(m: &Manifest<T>) -> Result<usize> {
     let opts = &m.ctx.options;
+    let started = now(m);
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
     let all = versions(&listed)?;
     let keep = opts.gc_keep.max(1);
-    if all.len() <= keep {
-        return Ok(0);
-    }
+    let candidates = &all[..all.len().saturating_sub(keep)];
     let store_now = all
         .iter()
         .map(|(_, l)| l.last_modified)
@@ -456,14 +476,23 @@ pub(super) async fn collect_garbage<T>(m: &Manifest<T>) -> Result<usize> {
         .unwrap_or_default();
     let cutoff = sub_saturating(m.ctx.clock.now().min(store_now), opts.gc_min_age);
     let mut deleted = 0;
-    for (_, l) in &all[..all.len() - keep] {
+    // Nothing kept for its age: the versions kept by count may be old, so the next pass is
+    // due as soon as writes push them out of the newest `gc_keep`.
+    let mut wait = Duration::ZERO;
+    for (_, l) in candidates {
         if l.last_modified > cutoff {
+            wait = (l.last_modified - cutoff)
+                .to_std()
+                .unwrap_or(opts.gc_min_age);
             break;
         }
         // One at a time, in order: a version is deleted only after every older one.
         m.ctx.store.delete(&l.key).await?;
         deleted += 1;
     }
+    m.ctx
+        .heads
+        .collect_after(&m.base, started + wait.min(opts.gc_min_age));
     debug!(key = %m.base, deleted, "collected old versions");
     Ok(deleted)
 }
