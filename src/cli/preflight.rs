@@ -32,7 +32,7 @@ pub fn check(cli: &Cli) -> Result<bool> {
     }
     let name = |n: &str| Name::new(n).map(|_| ());
     Ok(match &cli.command {
-        Command::Doctor => true,
+        Command::Doctor | Command::Bench(_) => true,
         Command::Lock { command } => match command {
             LockCommand::Run {
                 name: n,
