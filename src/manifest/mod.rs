@@ -207,7 +207,8 @@ pub enum Written<T> {
 /// Result of a conditional read.
 #[derive(Debug)]
 pub enum Revalidated<T> {
-    /// No newer version; nothing was transferred but the answer (a 304 or a listing).
+    /// No newer version; nothing was transferred but the answer (a 304, a 404 for the next
+    /// version of a chain, or a listing).
     Unchanged,
     /// A newer version.
     Changed(Snapshot<T>),
