@@ -52,6 +52,11 @@ async fn main() {
                         .expect("--contention-for-ms N"),
                 )
             }
+            "--hold-ms" => {
+                options.hold = Duration::from_millis(
+                    it.next().and_then(|n| n.parse().ok()).expect("--hold-ms N"),
+                )
+            }
             b => backends.push(b.to_string()),
         }
     }

@@ -13,9 +13,10 @@
 //!
 //! **Contention**: N nodes (each its own [`Cairn`] handle and request counter, at the
 //! default [`LeaseOptions`]) take turns on one lock until the time is up. A node acquires
-//! (waiting), releases at once, and then waits in the harness (no request) until another
-//! node has acquired before competing again, so every acquisition after the first is a
-//! handover to a waiting node. Reported: handovers per second, requests per handover,
+//! (waiting, with the lock's own polling), holds the lock for [`BenchOptions::hold`],
+//! releases it, and then stays out (in the harness, making no request) until another node
+//! has acquired, so with more than one node every acquisition after the first is a handover
+//! to a node that was waiting. Reported: handovers per second, requests per handover,
 //! wasted requests (every request but one write to acquire and one to release) per waiting
 //! node per second, and the latency from a release being sent to the next acquisition.
 
@@ -46,9 +47,12 @@ pub struct BenchOptions {
     pub ops: usize,
     /// How many nodes compete for one lock, one run each. Default 1, 4, 16, 64.
     pub nodes: Vec<usize>,
-    /// How long each contention run lasts. Default 5 s: waiters poll every 250 ms to 10 s,
-    /// so a run sees many handovers and every waiter's backoff.
+    /// How long each contention run lasts. Default 5 s: waiters poll every 125 ms to 10 s,
+    /// so a run sees many handovers and the waiters' backoff.
     pub contention_for: Duration,
+    /// How long a contending node holds the lock. Default 100 ms: longer than a few
+    /// requests, so the nodes that were out see it held and wait by polling.
+    pub hold: Duration,
     /// The strategies to measure; empty: every one the store supports.
     pub strategies: Vec<Strategy>,
 }
@@ -59,6 +63,7 @@ impl Default for BenchOptions {
             ops: 100,
             nodes: vec![1, 4, 16, 64],
             contention_for: Duration::from_secs(5),
+            hold: Duration::from_millis(100),
             strategies: Vec::new(),
         }
     }
@@ -332,6 +337,7 @@ async fn run_in(
                     s,
                     n.max(1),
                     options.contention_for,
+                    options.hold,
                     progress,
                 )
                 .await?,
@@ -892,6 +898,7 @@ async fn contend(
     strategy: Strategy,
     nodes: usize,
     time: Duration,
+    hold: Duration,
     progress: &dyn Progress,
 ) -> Result<ContentionRow> {
     progress.phase(
@@ -923,7 +930,7 @@ async fn contend(
     for locks in handles {
         let (race, lock) = (Arc::clone(&race), lock.clone());
         tasks.push(tokio::spawn(async move {
-            compete(locks, lock, race, nodes, deadline).await
+            compete(locks, lock, race, nodes, hold, deadline).await
         }));
     }
     // Progress while the nodes compete.
@@ -966,13 +973,14 @@ async fn contend(
     })
 }
 
-/// One node: acquire (waiting until the deadline), release at once, and then, with other
-/// nodes about, wait in the harness until one of them has acquired before competing again.
+/// One node: acquire (waiting until the deadline), hold, release, and then, with other
+/// nodes about, stay out until one of them has acquired before competing again.
 async fn compete(
     locks: crate::Locks,
     lock: Name,
     race: Arc<Race>,
     nodes: usize,
+    hold: Duration,
     deadline: Instant,
 ) -> Result<()> {
     loop {
@@ -1001,6 +1009,7 @@ async fn compete(
                 .unwrap_or_else(|e| e.into_inner())
                 .push(acquired_at.saturating_duration_since(r));
         }
+        tokio::time::sleep(hold).await;
         *race.released_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         lease.release().await?;
         if nodes > 1 {

@@ -111,6 +111,9 @@ pub struct BenchArgs {
     /// How long each contention run lasts (100ms to 1h).
     #[arg(long, default_value = "5s", value_parser = duration::interval)]
     pub contention_for: Duration,
+    /// How long each contending node holds the lock before releasing it (0 to 1h).
+    #[arg(long, default_value = "100ms", value_parser = duration::grace)]
+    pub hold: Duration,
 }
 
 /// `cairn turn …`.

@@ -32,6 +32,7 @@ pub async fn run(store_url: &str, strategy: StrategyArg, a: &BenchArgs, json: bo
         ops: usize::try_from(a.ops).unwrap_or(usize::MAX),
         nodes: a.nodes.iter().map(|&n| usize::from(n)).collect(),
         contention_for: a.contention_for,
+        hold: a.hold,
         strategies: match strategy {
             StrategyArg::Auto => Vec::new(),
             StrategyArg::EtagCas => vec![Strategy::EtagCas],
