@@ -8,8 +8,8 @@
 //!
 //! **Per operation**: requests per operation (counted by [`FaultStore`]), latency p50, p90
 //! and p99, and the *floor*: the raw object_store calls the protocol needs for it (an etag-CAS
-//! write: one `If-Match` PUT; a version-chain revalidation: one GET answered 404), measured
-//! in the same run, with the ratio of the operation's p50 to the floor's.
+//! write: one `If-Match` PUT; a version-chain revalidation: one GET answered 404), timed
+//! right before each iteration of the operation, with the ratio of the medians.
 //!
 //! **Contention**: N nodes (each its own [`Cairn`] handle and request counter, at the
 //! default [`LeaseOptions`]) take turns on one lock until the time is up. A node acquires
@@ -124,7 +124,8 @@ pub struct Row {
     pub floor: Vec<String>,
     /// How many requests the floor is.
     pub floor_requests: usize,
-    /// The sum of the floor calls' medians, in milliseconds.
+    /// The median of the floor calls, timed together right before each iteration of the
+    /// operation, in milliseconds.
     pub floor_p50_ms: Option<f64>,
     /// This operation's median over the floor's.
     pub ratio: Option<f64>,
@@ -303,6 +304,7 @@ async fn run_in(
 ) -> Result<Report> {
     let mut b = Bench {
         counted: Arc::new(FaultStore::new(Arc::clone(&store), 0)),
+        raw_calls: None,
         raw: Vec::new(),
         rows: Vec::new(),
         iterations: options.ops.max(1),
@@ -366,6 +368,7 @@ async fn delete_below(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<()> 
 
 struct Bench<'a> {
     counted: Arc<FaultStore>,
+    raw_calls: Option<Arc<Raw>>,
     raw: Vec<Row>,
     rows: Vec<Row>,
     iterations: usize,
@@ -373,7 +376,9 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// Runs `setup` (not timed, not counted) and then `f`, `iterations` times.
+    /// Runs `setup` (not timed, not counted), then the `floor` calls (timed together, not
+    /// counted), then `f`, `iterations` times. Timing the floor right before the operation,
+    /// iteration by iteration, keeps the ratio honest on a machine whose speed drifts.
     async fn measure<S, SFut, F, Fut>(
         &mut self,
         op: &str,
@@ -392,11 +397,24 @@ impl Bench<'_> {
             Some(s) => format!("[{s}] {op}"),
             None => op.to_string(),
         };
+        // A floor made of calls this store lacks (If-Match on the filesystem) has no figure.
+        let raw = self
+            .raw_calls
+            .clone()
+            .filter(|r| !floor.is_empty() && floor.iter().all(|f| r.has(f)));
         self.progress.phase(&name, self.iterations as u64);
         let mut requests = 0;
         let mut times = Vec::with_capacity(self.iterations);
+        let mut floor_times = Vec::with_capacity(self.iterations);
         for i in 0..self.iterations {
             setup(i).await?;
+            if let Some(raw) = &raw {
+                let t = Instant::now();
+                for call in floor {
+                    raw.call(call).await?;
+                }
+                floor_times.push(t.elapsed());
+            }
             let before: Counts = self.counted.counts();
             let t = Instant::now();
             f(i).await?;
@@ -409,16 +427,7 @@ impl Bench<'_> {
             p90_ms: 0.0,
             p99_ms: 0.0,
         });
-        // A floor made of calls this store lacks (If-Match on the filesystem) has no figure.
-        let floor_p50: Option<f64> = floor
-            .iter()
-            .map(|f| {
-                self.raw
-                    .iter()
-                    .find(|r| r.operation == *f)
-                    .map(|r| r.latency.p50_ms)
-            })
-            .sum();
+        let floor_p50 = Latency::of(floor_times).map(|l| l.p50_ms);
         let row = Row {
             operation: op.to_string(),
             strategy: strategy.map(|s| s.to_string()),
@@ -426,10 +435,8 @@ impl Bench<'_> {
             latency,
             floor: floor.iter().map(|s| s.to_string()).collect(),
             floor_requests: floor.len(),
-            floor_p50_ms: floor_p50.filter(|_| !floor.is_empty()),
-            ratio: floor_p50
-                .filter(|_| !floor.is_empty())
-                .map(|f| latency.p50_ms / f.max(1e-6)),
+            floor_p50_ms: floor_p50,
+            ratio: floor_p50.map(|f| latency.p50_ms / f.max(1e-6)),
         };
         match strategy {
             None => self.raw.push(row),
@@ -443,125 +450,135 @@ async fn none(_: usize) -> Result<()> {
     Ok(())
 }
 
-async fn raw_ops(b: &mut Bench<'_>, prefix: &str) -> Result<()> {
-    let store: Arc<dyn ObjectStore> = b.counted.clone();
-    let body = PutPayload::from_static(br#"{"write_id":"x","body":{"holder":"node-1"}}"#);
-    let p = |i: usize| Path::from(format!("{prefix}/raw/{i}"));
-    let (s, bd) = (store.clone(), body.clone());
-    b.measure(RAW_CREATE, None, &[], none, |i| {
-        let (s, bd) = (s.clone(), bd.clone());
-        async move {
-            s.put_opts(&p(i), bd, PutOptions::from(PutMode::Create))
+/// The raw object_store calls, on objects of their own below the scratch prefix.
+struct Raw {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    body: PutPayload,
+    /// The object replaced with If-Match, read, and read conditionally.
+    one: Path,
+    etag: Mutex<Option<String>>,
+    supports_update: bool,
+    next: AtomicU64,
+}
+
+impl Raw {
+    async fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Self> {
+        let body = PutPayload::from_static(br#"{"write_id":"x","body":{"holder":"node-1"}}"#);
+        let one = Path::from(format!("{prefix}/raw/replaced"));
+        let mut etag = store
+            .put_opts(&one, body.clone(), PutMode::Create.into())
+            .await?
+            .e_tag;
+        let supports_update = store
+            .put_opts(
+                &one,
+                body.clone(),
+                PutMode::Update(UpdateVersion {
+                    e_tag: etag.clone(),
+                    version: None,
+                })
+                .into(),
+            )
+            .await
+            .map(|r| etag = r.e_tag)
+            .is_ok();
+        for i in 0..3 {
+            let p = Path::from(format!("{prefix}/raw/small/{i}"));
+            store
+                .put_opts(&p, body.clone(), PutOptions::default())
                 .await?;
-            Ok(())
         }
-    })
-    .await?;
-    let one = Path::from(format!("{prefix}/raw/replaced"));
-    let mut etag = store
-        .put_opts(&one, body.clone(), PutMode::Create.into())
-        .await?
-        .e_tag;
-    let supports_update = store
-        .put_opts(
-            &one,
-            body.clone(),
-            PutMode::Update(UpdateVersion {
-                e_tag: etag.clone(),
-                version: None,
-            })
-            .into(),
-        )
-        .await
-        .map(|r| etag = r.e_tag)
-        .is_ok();
-    if supports_update {
-        let etag = Arc::new(Mutex::new(etag));
-        let (s, one2) = (store.clone(), one.clone());
-        b.measure(RAW_REPLACE, None, &[], none, |_| {
-            let (s, one, bd, etag) = (s.clone(), one2.clone(), bd.clone(), etag.clone());
-            async move {
-                let cur = etag.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let r = s
-                    .put_opts(
-                        &one,
-                        bd,
-                        PutMode::Update(UpdateVersion {
-                            e_tag: cur,
-                            version: None,
-                        })
-                        .into(),
-                    )
-                    .await?;
-                *etag.lock().unwrap_or_else(|e| e.into_inner()) = r.e_tag;
-                Ok(())
-            }
+        Ok(Self {
+            store,
+            prefix: prefix.to_string(),
+            body,
+            one,
+            etag: Mutex::new(etag),
+            supports_update,
+            next: AtomicU64::new(0),
         })
-        .await?;
     }
-    let (s, one2) = (store.clone(), one.clone());
-    b.measure(RAW_GET, None, &[], none, |_| {
-        let (s, one) = (s.clone(), one2.clone());
-        async move {
-            s.get_opts(&one, GetOptions::default())
-                .await?
-                .bytes()
-                .await?;
-            Ok(())
-        }
-    })
-    .await?;
-    let s2 = store.clone();
-    b.measure(RAW_GET_ABSENT, None, &[], none, |i| {
-        let s = s2.clone();
-        let absent = Path::from(format!("{prefix}/raw/absent/{i}"));
-        async move {
-            match s.get_opts(&absent, GetOptions::default()).await {
-                Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(e.into()),
-                Ok(_) => unexpected("an absent key was found"),
-            }
-        }
-    })
-    .await?;
-    let etag = store
-        .get_opts(&one, GetOptions::default())
-        .await?
-        .meta
-        .e_tag;
-    let (s, one2) = (store.clone(), one.clone());
-    b.measure(RAW_GET_304, None, &[], none, |_| {
-        let (s, one, etag) = (s.clone(), one2.clone(), etag.clone());
-        async move {
-            match s
-                .get_opts(&one, GetOptions::new().with_if_none_match(etag))
-                .await
-            {
-                Err(object_store::Error::NotModified { .. }) => Ok(()),
-                Err(e) => Err(e.into()),
-                // A store without conditional GET answers 200: still one request.
-                Ok(_) => Ok(()),
-            }
-        }
-    })
-    .await?;
-    let (s, pre) = (store.clone(), Path::from(format!("{prefix}/raw/small")));
-    for i in 0..3 {
-        s.put_opts(
-            &pre.clone().join(format!("{i}")),
-            body.clone(),
-            PutOptions::default(),
-        )
-        .await?;
+
+    fn has(&self, call: &str) -> bool {
+        call != RAW_REPLACE || self.supports_update
     }
-    b.measure(RAW_LIST, None, &[], none, |_| {
-        let (s, pre) = (s.clone(), pre.clone());
-        async move {
-            s.list(Some(&pre)).try_collect::<Vec<_>>().await?;
-            Ok(())
+
+    fn etag(&self) -> Option<String> {
+        self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn call(&self, call: &str) -> Result<()> {
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        let s = &self.store;
+        match call {
+            RAW_CREATE => {
+                let p = Path::from(format!("{}/raw/created/{n}", self.prefix));
+                s.put_opts(&p, self.body.clone(), PutMode::Create.into())
+                    .await?;
+            }
+            RAW_REPLACE => {
+                let mode = PutMode::Update(UpdateVersion {
+                    e_tag: self.etag(),
+                    version: None,
+                });
+                let r = s
+                    .put_opts(&self.one, self.body.clone(), mode.into())
+                    .await?;
+                *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = r.e_tag;
+            }
+            RAW_GET => {
+                s.get_opts(&self.one, GetOptions::default())
+                    .await?
+                    .bytes()
+                    .await?;
+            }
+            RAW_GET_ABSENT => {
+                let p = Path::from(format!("{}/raw/absent/{n}", self.prefix));
+                match s.get_opts(&p, GetOptions::default()).await {
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                    Ok(_) => return unexpected("an absent key was found"),
+                }
+            }
+            RAW_GET_304 => {
+                let opts = GetOptions::new().with_if_none_match(self.etag());
+                match s.get_opts(&self.one, opts).await {
+                    // A store without conditional GET answers 200: still one request.
+                    Ok(_) | Err(object_store::Error::NotModified { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            RAW_LIST => {
+                let p = Path::from(format!("{}/raw/small", self.prefix));
+                s.list(Some(&p)).try_collect::<Vec<_>>().await?;
+            }
+            other => return unexpected(format!("no raw call {other:?}")),
         }
-    })
-    .await?;
+        Ok(())
+    }
+}
+
+async fn raw_ops(b: &mut Bench<'_>, prefix: &str) -> Result<()> {
+    let raw = Arc::new(Raw::new(b.counted.clone(), prefix).await?);
+    b.raw_calls = Some(Arc::clone(&raw));
+    for call in [
+        RAW_CREATE,
+        RAW_REPLACE,
+        RAW_GET,
+        RAW_GET_ABSENT,
+        RAW_GET_304,
+        RAW_LIST,
+    ] {
+        if raw.has(call) {
+            let r = Arc::clone(&raw);
+            b.measure(call, None, &[], none, |_| {
+                let r = Arc::clone(&r);
+                async move { r.call(call).await }
+            })
+            .await?;
+        }
+    }
     Ok(())
 }
 
