@@ -42,13 +42,13 @@ use crate::{Cairn, Name, StrategyChoice};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Iterations of each operation. Default 100: on S3-like stores (a few ms a request)
-    /// the operations take about 20 s a strategy.
+    /// Iterations of each operation. Default 50: on an S3-like store at a few ms a request
+    /// the operations (each timed with its floor) take about 10 s a strategy.
     pub ops: usize,
     /// How many nodes compete for one lock, one run each. Default 1, 4, 16, 64.
     pub nodes: Vec<usize>,
-    /// How long each contention run lasts. Default 5 s: waiters poll every 125 ms to 10 s,
-    /// so a run sees many handovers and the waiters' backoff.
+    /// How long each contention run lasts. Default 3 s: at a handover every 100 ms or so,
+    /// a run sees dozens, and the waiters' polling (every 125 ms at first, backing off).
     pub contention_for: Duration,
     /// How long a contending node holds the lock. Default 100 ms: longer than a few
     /// requests, so the nodes that were out see it held and wait by polling.
@@ -60,9 +60,9 @@ pub struct BenchOptions {
 impl Default for BenchOptions {
     fn default() -> Self {
         Self {
-            ops: 100,
+            ops: 50,
             nodes: vec![1, 4, 16, 64],
-            contention_for: Duration::from_secs(5),
+            contention_for: Duration::from_secs(3),
             hold: Duration::from_millis(100),
             strategies: Vec::new(),
         }

@@ -362,7 +362,12 @@ pub(super) async fn write<T: Serialize + DeserializeOwned + Clone>(
         CreateOutcome::Exists { current } => {
             if let Some(obj) = current {
                 // Still check it: a corrupt object in our slot is reported, not skipped.
-                decode::<T>(m.kind, &obj)?;
+                let theirs = decode::<T>(m.kind, &obj)?;
+                // On fresh knowledge the winner's version is the one legitimate incarnation
+                // of our number: the head is it or above it, one listing away.
+                if fresh && theirs.version == next.version {
+                    return Ok(Written::Conflict(newest_from(m, theirs, obj).await?));
+                }
             }
             return Ok(Written::Conflict(load(m).await?));
         }
