@@ -1,5 +1,6 @@
 //! The conformance suite: the same checks over every backend (in-memory, local filesystem,
-//! LocalStack, moto) and both manifest strategies wherever the backend supports them.
+//! LocalStack, moto, Ceph RGW) and both manifest strategies wherever the backend supports
+//! them.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use cairn::manifest::{Change, Revalidated, Strategy, Written};
 use cairn::store::fault::{Fault, FaultStore, Op, Rule};
 use cairn::store::keys::{self, Family};
+use cairn::store::IfMatchForm;
 use cairn::{Error, ManifestOptions, Name, StoreOptions};
 use common::{namespace, Backend, Namespace};
 use object_store::path::Path;
@@ -45,11 +47,14 @@ async fn probe_picks_the_right_strategy(ns: Namespace) {
         .expect("probe passes");
     let caps = c.capabilities().unwrap();
     assert!(caps.create_if_absent);
-    let expected = match ns.backend {
-        Backend::Fs => Strategy::VersionChain,
-        _ => Strategy::EtagCas,
+    let (expected, form) = match ns.backend {
+        Backend::Fs => (Strategy::VersionChain, None),
+        // RGW 16 answers 412 to the quoted etag it reported, and compares the bare one.
+        Backend::Rgw => (Strategy::EtagCas, Some(IfMatchForm::Unquoted)),
+        _ => (Strategy::EtagCas, Some(IfMatchForm::AsReported)),
     };
     assert_eq!(c.strategy(), expected, "{caps:?}");
+    assert_eq!(caps.if_match_form, form, "{caps:?}");
 }
 
 /// N creators race to create one manifest: exactly one wins, every loser sees the winner.
@@ -499,6 +504,7 @@ per_backend!(Memory, memory);
 per_backend!(Fs, fs);
 per_backend!(LocalStack, localstack);
 per_backend!(Moto, moto);
+per_backend!(Rgw, rgw);
 
 per_strategy!(Memory, EtagCas, memory_etag_cas);
 per_strategy!(Memory, VersionChain, memory_version_chain);
@@ -507,6 +513,9 @@ per_strategy!(LocalStack, EtagCas, localstack_etag_cas);
 per_strategy!(LocalStack, VersionChain, localstack_version_chain);
 per_strategy!(Moto, EtagCas, moto_etag_cas);
 per_strategy!(Moto, VersionChain, moto_version_chain);
+// On RGW the etag CAS rows run with the If-Match form the probe found (the bare etag).
+per_strategy!(Rgw, EtagCas, rgw_etag_cas);
+per_strategy!(Rgw, VersionChain, rgw_version_chain);
 
 // 16 writers × 50 increments must end at exactly 800 on the backends whose conditional
 // writes are atomic. moto's check-and-write is not atomic under load, so it is not used as
@@ -535,6 +544,12 @@ counter_800!(
     LocalStack,
     VersionChain,
     localstack_version_chain_counter_of_16_writers_ends_at_800
+);
+counter_800!(Rgw, EtagCas, rgw_etag_cas_counter_of_16_writers_ends_at_800);
+counter_800!(
+    Rgw,
+    VersionChain,
+    rgw_version_chain_counter_of_16_writers_ends_at_800
 );
 
 /// The fs backend refuses etag CAS with a typed error rather than pretending.

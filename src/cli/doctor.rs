@@ -9,6 +9,8 @@ use crate::{Cairn, Result};
 struct Report<'a> {
     store: &'a str,
     strategy: String,
+    /// Why that strategy, in a sentence.
+    reason: String,
     capabilities: &'a Capabilities,
 }
 
@@ -26,6 +28,7 @@ pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
         let r = Report {
             store: url,
             strategy: cairn.strategy().to_string(),
+            reason: caps.reason(),
             capabilities: caps,
         };
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -37,6 +40,7 @@ pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
         println!("  {mark} {:<32} {}", c.name, c.detail);
     }
     println!("strategy:   {}", cairn.strategy());
+    println!("because:    {}", caps.reason());
     println!(
         "round trip: {:.1} ms (median of the probe's requests)",
         caps.round_trip.as_secs_f64() * 1e3

@@ -16,6 +16,11 @@
 //! - the object is as before: the write did not land, and is sent again, with the same
 //!   `write_id`, up to [`StoreOptions::write_attempts`] times;
 //! - the read-back fails too: [`Error::Ambiguous`], never a guess.
+//!
+//! One answer is not a lost race: a replace refused with 412 while the read-back shows the
+//! object still at the very etag that was sent. The store did not accept `If-Match` in the
+//! form it was written ([`IfMatchForm`]); sending it again cannot help, so `replace` says so
+//! at once with [`Error::Unsupported`], and the probe tries the other forms.
 
 pub mod fault;
 pub mod keys;
@@ -25,6 +30,8 @@ pub mod url;
 
 mod aws;
 
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +42,7 @@ use object_store::path::Path;
 use object_store::{
     GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
@@ -105,6 +112,84 @@ pub enum ReplaceOutcome {
     },
 }
 
+/// How [`Store::replace`] writes the expected etag into `If-Match`.
+///
+/// RFC 9110 writes an entity tag in quotes, S3 reports etags that way (`"9b2c…"`), and
+/// cairn sends the etag exactly as the store reported it. Some servers compare `If-Match`
+/// with another form: Ceph RGW 16 answers 412 to the quoted form of the very etag it
+/// reported, and accepts the bare value. The capability probe tries the other forms only
+/// after the reported one was refused that way, and sets the one that works on the store
+/// only once a stale etag in that form has been refused too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IfMatchForm {
+    /// The etag exactly as the store reported it. Default.
+    #[default]
+    AsReported,
+    /// Without its surrounding double quotes.
+    Unquoted,
+    /// In double quotes (added when the store reported it bare).
+    Quoted,
+}
+
+impl IfMatchForm {
+    const ALL: [IfMatchForm; 3] = [Self::AsReported, Self::Unquoted, Self::Quoted];
+
+    /// `etag` written in this form.
+    pub fn apply(self, etag: &str) -> Cow<'_, str> {
+        let quoted = etag.len() >= 2 && etag.starts_with('"') && etag.ends_with('"');
+        match self {
+            Self::AsReported => Cow::Borrowed(etag),
+            Self::Unquoted if quoted => Cow::Borrowed(&etag[1..etag.len() - 1]),
+            Self::Unquoted => Cow::Borrowed(etag),
+            Self::Quoted if quoted => Cow::Borrowed(etag),
+            Self::Quoted => Cow::Owned(format!("\"{etag}\"")),
+        }
+    }
+
+    /// The forms other than the reported one that write `etag` differently, in the order
+    /// worth trying.
+    pub fn alternatives(etag: &str) -> impl Iterator<Item = IfMatchForm> + '_ {
+        Self::ALL[1..]
+            .iter()
+            .copied()
+            .filter(move |f| f.apply(etag) != etag)
+    }
+
+    /// A few words for reports: "as reported", "unquoted", "quoted".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::AsReported => "as reported",
+            Self::Unquoted => "unquoted",
+            Self::Quoted => "quoted",
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    fn from_u8(v: u8) -> Self {
+        Self::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(Self::AsReported)
+    }
+}
+
+/// Outcome of one replace sent with a given [`IfMatchForm`].
+#[derive(Debug)]
+pub(crate) enum ReplaceAttempt {
+    /// The store decided: replaced, or a conflict with another writer.
+    Decided(ReplaceOutcome),
+    /// 412, yet the object is still at the etag that was sent: the store does not accept
+    /// `If-Match` in this form. Nothing was written.
+    FormRefused {
+        /// The `If-Match` value that was refused.
+        sent: String,
+    },
+}
+
 /// Outcome of a conditional GET.
 #[derive(Debug)]
 pub enum ReadIfChanged {
@@ -154,6 +239,9 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     root: Path,
     options: StoreOptions,
+    /// The [`IfMatchForm`] in force, shared by clones: the probe sets it on the store that
+    /// the manifest layer then uses.
+    if_match: Arc<AtomicU8>,
 }
 
 /// What a read-back found, relative to the write it verifies.
@@ -183,6 +271,7 @@ impl Store {
             inner,
             root,
             options,
+            if_match: Arc::new(AtomicU8::new(IfMatchForm::AsReported.to_u8())),
         })
     }
 
@@ -199,6 +288,18 @@ impl Store {
     /// The options in force.
     pub fn options(&self) -> &StoreOptions {
         &self.options
+    }
+
+    /// The form in which [`Store::replace`] sends the expected etag in `If-Match`.
+    pub fn if_match_form(&self) -> IfMatchForm {
+        IfMatchForm::from_u8(self.if_match.load(Ordering::Relaxed))
+    }
+
+    /// Sets the form in which [`Store::replace`] sends the expected etag, for this store and
+    /// its clones. The probe sets it when it finds one; set it by hand only to the form a
+    /// probe of the same store found (with a fixed strategy, no probe runs).
+    pub fn set_if_match_form(&self, form: IfMatchForm) {
+        self.if_match.store(form.to_u8(), Ordering::Relaxed);
     }
 
     fn path(&self, key: &Key) -> Path {
@@ -316,7 +417,11 @@ impl Store {
         Err(exhausted("create", key, last_err))
     }
 
-    /// Replaces `key` with `body` only if its etag is still `etag` (`If-Match`).
+    /// Replaces `key` with `body` only if its etag is still `etag` (`If-Match`, in the
+    /// store's [`IfMatchForm`]).
+    ///
+    /// A store that answers 412 while the object is still at `etag` does not accept
+    /// `If-Match` in that form: [`Error::Unsupported`], at once, not retried.
     pub async fn replace(
         &self,
         key: &Key,
@@ -324,11 +429,37 @@ impl Store {
         write_id: &WriteId,
         etag: &str,
     ) -> Result<ReplaceOutcome> {
+        match self
+            .replace_as(key, body, write_id, etag, self.if_match_form())
+            .await?
+        {
+            ReplaceAttempt::Decided(outcome) => Ok(outcome),
+            ReplaceAttempt::FormRefused { sent } => Err(Error::Unsupported {
+                operation: format!(
+                    "If-Match with the etag the store reported ({etag}): it answered 412 \
+                     Precondition Failed to `If-Match: {sent}` while the object was still at \
+                     that etag"
+                ),
+                store: self.inner.to_string(),
+            }),
+        }
+    }
+
+    /// [`Store::replace`] with `etag` written in `form`.
+    pub(crate) async fn replace_as(
+        &self,
+        key: &Key,
+        body: Bytes,
+        write_id: &WriteId,
+        etag: &str,
+        form: IfMatchForm,
+    ) -> Result<ReplaceAttempt> {
         let path = self.path(key);
+        let sent = form.apply(etag).into_owned();
         let mut last_err = None;
         for attempt in 1..=self.options.write_attempts.max(1) {
             let opts = PutOptions::from(PutMode::Update(UpdateVersion {
-                e_tag: Some(etag.to_string()),
+                e_tag: Some(sent.clone()),
                 version: None,
             }));
             let err = match self
@@ -338,19 +469,31 @@ impl Store {
                 )
                 .await
             {
-                Ok(r) => return Ok(ReplaceOutcome::Replaced { etag: r.e_tag }),
+                Ok(r) => {
+                    return Ok(ReplaceAttempt::Decided(ReplaceOutcome::Replaced {
+                        etag: r.e_tag,
+                    }))
+                }
                 Err(e) if is_permanent(&e) => return Err(classify("replace", key, e)),
                 Err(e) => e,
             };
+            let decided = |o| Ok(ReplaceAttempt::Decided(o));
             match self.verify(key, write_id, &err).await? {
                 Verified::Ours(obj) => {
                     debug!(%key, attempt, error = %err, "replace landed despite an unclear answer");
-                    return Ok(ReplaceOutcome::Replaced { etag: obj.etag });
+                    return decided(ReplaceOutcome::Replaced { etag: obj.etag });
                 }
                 Verified::Theirs(obj) if obj.etag.as_deref() != Some(etag) => {
-                    return Ok(ReplaceOutcome::Conflict { current: Some(obj) })
+                    return decided(ReplaceOutcome::Conflict { current: Some(obj) })
                 }
-                Verified::Absent => return Ok(ReplaceOutcome::Conflict { current: None }),
+                Verified::Absent => return decided(ReplaceOutcome::Conflict { current: None }),
+                Verified::Theirs(_) if matches!(err, object_store::Error::Precondition { .. }) => {
+                    // The precondition failed, yet the object is at the etag we sent: the
+                    // store did not match our `If-Match` value to its own etag. Sending the
+                    // same again gets the same answer.
+                    debug!(%key, %sent, "412 while the object is still at the etag sent");
+                    return Ok(ReplaceAttempt::FormRefused { sent });
+                }
                 Verified::Theirs(_) => {
                     debug!(%key, attempt, error = %err, "replace did not land; sending again");
                 }

@@ -1,14 +1,16 @@
-//! Shared test harness: the four backends, fresh namespaces, and handles on them.
+//! Shared test harness: the five backends, fresh namespaces, and handles on them.
 //!
 //! S3 backends are the servers `localstack/start.sh` runs (LocalStack on 127.0.0.1:4566,
-//! moto on 127.0.0.1:5000, bucket `cairn-test`). A test that needs one fails when the
-//! server does not answer, unless `CAIRN_SKIP_S3=1` says explicitly to skip.
+//! moto on 127.0.0.1:5000, Ceph RGW on 127.0.0.1:7480, bucket `cairn-test`). A test that
+//! needs one fails when the server does not answer, unless `CAIRN_SKIP_S3=1` says explicitly
+//! to skip.
 #![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn::manifest::Strategy;
+use cairn::store::IfMatchForm;
 use cairn::{Cairn, ManifestOptions, StoreOptions, StrategyChoice};
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
@@ -23,6 +25,8 @@ pub enum Backend {
     Fs,
     LocalStack,
     Moto,
+    /// Ceph RGW 16 (Debian's `radosgw`): honours `If-Match` only with the etag unquoted.
+    Rgw,
 }
 
 impl Backend {
@@ -30,6 +34,7 @@ impl Backend {
         let (var, default) = match self {
             Backend::LocalStack => ("CAIRN_LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566"),
             Backend::Moto => ("CAIRN_MOTO_ENDPOINT", "http://127.0.0.1:5000"),
+            Backend::Rgw => ("CAIRN_RGW_ENDPOINT", "http://127.0.0.1:7480"),
             _ => return None,
         };
         Some(std::env::var(var).unwrap_or_else(|_| default.to_string()))
@@ -49,6 +54,9 @@ pub struct Namespace {
     pub backend: Backend,
     pub store: Arc<dyn ObjectStore>,
     pub prefix: String,
+    /// The `If-Match` form the probe found on this backend; handles with a fixed strategy
+    /// use it, as an embedder who probed the store before would.
+    pub if_match_form: IfMatchForm,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -70,7 +78,7 @@ pub async fn namespace(backend: Backend) -> Option<Namespace> {
                 Some(dir),
             )
         }
-        Backend::LocalStack | Backend::Moto => {
+        Backend::LocalStack | Backend::Moto | Backend::Rgw => {
             if s3_skipped() {
                 eprintln!("CAIRN_SKIP_S3=1: skipping {backend:?}");
                 return None;
@@ -89,10 +97,20 @@ pub async fn namespace(backend: Backend) -> Option<Namespace> {
             (s3, None)
         }
     };
+    // Probed beside the namespace, not in it, so the namespace starts empty.
+    let probed = Cairn::builder(Arc::clone(&store))
+        .prefix(format!("{prefix}-probe"))
+        .node("harness")
+        .unwrap()
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("probing {backend:?}: {e}"));
+    let if_match_form = probed.store().if_match_form();
     Some(Namespace {
         backend,
         store,
         prefix,
+        if_match_form,
         _dir: dir,
     })
 }
@@ -145,7 +163,11 @@ impl Namespace {
             .strategy(StrategyChoice::Fixed(strategy))
             .store_options(StoreOptions::default())
             .manifest_options(ManifestOptions::default());
-        f(b).build().await.expect("build cairn")
+        let c = f(b).build().await.expect("build cairn");
+        if c.capabilities().is_none() {
+            c.store().set_if_match_form(self.if_match_form);
+        }
+        c
     }
 }
 
@@ -193,6 +215,20 @@ pub fn cairn_worker(
     log: &std::path::Path,
     script: &str,
 ) -> tokio::process::Command {
+    cairn_worker_on(Backend::LocalStack, store, node, log, script)
+}
+
+/// [`cairn_worker`] against the S3 server `backend`.
+pub fn cairn_worker_on(
+    backend: Backend,
+    store: &str,
+    node: &str,
+    log: &std::path::Path,
+    script: &str,
+) -> tokio::process::Command {
+    let endpoint = backend
+        .endpoint()
+        .unwrap_or_else(|| panic!("{backend:?} is not an S3 server"));
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c")
         .arg(script)
@@ -200,7 +236,7 @@ pub fn cairn_worker(
         .env("CAIRN_STORE", store)
         .env("CAIRN_NODE", node)
         .env("LOG", log)
-        .env("AWS_ENDPOINT_URL", Backend::LocalStack.endpoint().unwrap())
+        .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
