@@ -1,6 +1,7 @@
 //! The capability probe concludes: on a store that refuses `If-Match` in the form the etag
 //! was reported, it finds a form the store honours or falls back to the version chain, says
-//! why, and still refuses a store that ignores a precondition.
+//! why, and still refuses a store that ignores a precondition. A handle that did not probe
+//! (a fixed strategy) finds the form at its first replace, under the same checks.
 //!
 //! Most checks run on an in-memory store behind a wrapper that reports quoted etags but
 //! compares `If-Match` with the bare value, as Ceph RGW 16 does. The last ones run on the
@@ -166,23 +167,88 @@ fn if_match_forms_write_the_etag_quoted_or_bare() {
 }
 
 #[tokio::test]
-async fn a_replace_refused_in_its_form_is_unsupported_at_once_not_retried() {
-    let counted = Arc::new(FaultStore::new(PickyEtags::new(Picky::BareOnly), 1));
+async fn a_replace_refused_in_every_form_is_unsupported_at_once_and_searched_once() {
+    let counted = Arc::new(FaultStore::new(PickyEtags::new(Picky::NoForm), 1));
     let store = Store::new(counted.clone(), "p", StoreOptions::default()).unwrap();
     let mut rng = rand::rng();
     let key = scratch("refused");
     let etag = created(&store, &key, &mut rng).await;
-    let before = counted.counts();
+    for round in 0..2 {
+        let before = counted.counts();
+        let id = WriteId::random(&mut rng);
+        match store.replace(&key, body(&id, 1), &id, &etag).await {
+            Err(Error::Unsupported { operation, .. }) => {
+                assert!(operation.contains("412"), "{operation}");
+                assert!(operation.contains(&etag), "{operation}");
+            }
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+        let cost = counted.counts().since(&before);
+        let expected = if round == 0 {
+            // The refused PUT and its read-back; then, on a scratch key, a create and the
+            // bare form refused with its read-back, and the scratch object deleted.
+            (3, 2, 1)
+        } else {
+            // Searched once already: the refused PUT and its read-back only.
+            (1, 1, 0)
+        };
+        assert_eq!(
+            (cost.puts, cost.gets, cost.deletes),
+            expected,
+            "round {round}"
+        );
+    }
+    assert_eq!(store.if_match_form(), IfMatchForm::AsReported);
+    let stored = store.read(&key).await.unwrap().unwrap();
+    assert_eq!(
+        stored.etag.as_deref(),
+        Some(etag.as_str()),
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn a_replace_refused_in_its_form_finds_the_honoured_one_and_keeps_it() {
+    let counted = Arc::new(FaultStore::new(PickyEtags::new(Picky::BareOnly), 1));
+    let store = Store::new(counted.clone(), "p", StoreOptions::default()).unwrap();
+    let mut rng = rand::rng();
+    let key = scratch("found");
+    let mut etag = created(&store, &key, &mut rng).await;
+    for round in 0..2 {
+        let before = counted.counts();
+        let id = WriteId::random(&mut rng);
+        match store.replace(&key, body(&id, 1), &id, &etag).await.unwrap() {
+            ReplaceOutcome::Replaced { etag: Some(e) } => etag = e,
+            other => panic!("round {round}: expected a replace, got {other:?}"),
+        }
+        let cost = counted.counts().since(&before);
+        let puts = if round == 0 {
+            // Refused; on a scratch key: create, bare current etag, bare stale etag; again.
+            5
+        } else {
+            1
+        };
+        assert_eq!(cost.puts, puts, "round {round}: {cost:?}");
+        assert_eq!(store.if_match_form(), IfMatchForm::Unquoted);
+    }
+}
+
+#[tokio::test]
+async fn a_replace_refuses_a_store_that_ignores_if_match_in_the_form_it_accepts() {
+    let store = Store::new(
+        PickyEtags::new(Picky::BareIgnored),
+        "p",
+        StoreOptions::default(),
+    )
+    .unwrap();
+    let mut rng = rand::rng();
+    let key = scratch("ignored");
+    let etag = created(&store, &key, &mut rng).await;
     let id = WriteId::random(&mut rng);
     match store.replace(&key, body(&id, 1), &id, &etag).await {
-        Err(Error::Unsupported { operation, .. }) => {
-            assert!(operation.contains("412"), "{operation}");
-            assert!(operation.contains(&etag), "{operation}");
-        }
-        other => panic!("expected Unsupported, got {other:?}"),
+        Err(Error::StoreRefused { check, .. }) => assert_eq!(check, "replace with stale etag"),
+        other => panic!("expected StoreRefused, got {other:?}"),
     }
-    let cost = counted.counts().since(&before);
-    assert_eq!((cost.puts, cost.gets), (1, 1), "one PUT and its read-back");
     let stored = store.read(&key).await.unwrap().unwrap();
     assert_eq!(
         stored.etag.as_deref(),
@@ -326,7 +392,7 @@ async fn the_probe_refuses_a_store_that_ignores_if_match_in_the_form_it_accepts(
 // ---------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn on_rgw_a_replace_with_the_quoted_etag_is_unsupported_at_once() {
+async fn on_rgw_a_store_that_did_not_probe_finds_the_bare_etag_at_its_first_replace() {
     let Some(ns) = common::namespace(Backend::Rgw).await else {
         return;
     };
@@ -334,22 +400,32 @@ async fn on_rgw_a_replace_with_the_quoted_etag_is_unsupported_at_once() {
     let store = Store::new(counted.clone(), &ns.prefix, StoreOptions::default()).unwrap();
     assert_eq!(store.if_match_form(), IfMatchForm::AsReported);
     let mut rng = rand::rng();
-    let key = scratch("quoted");
-    let etag = created(&store, &key, &mut rng).await;
-    assert!(etag.starts_with('"'), "RGW reports quoted etags: {etag}");
+    let key = scratch("first-replace");
+    let stale = created(&store, &key, &mut rng).await;
+    assert!(stale.starts_with('"'), "RGW reports quoted etags: {stale}");
     let before = counted.counts();
     let id = WriteId::random(&mut rng);
-    let r = store.replace(&key, body(&id, 1), &id, &etag).await;
-    assert!(matches!(r, Err(Error::Unsupported { .. })), "{r:?}");
-    let cost = counted.counts().since(&before);
-    assert_eq!((cost.puts, cost.gets), (1, 1), "not retried");
-    // Bare, the same etag replaces; and the now stale one conflicts.
-    store.set_if_match_form(IfMatchForm::Unquoted);
-    let r = store.replace(&key, body(&id, 1), &id, &etag).await.unwrap();
+    let r = store
+        .replace(&key, body(&id, 1), &id, &stale)
+        .await
+        .unwrap();
     assert!(matches!(r, ReplaceOutcome::Replaced { .. }), "{r:?}");
-    let late = WriteId::random(&mut rng);
-    let r = store.replace(&key, body(&late, 2), &late, &etag).await;
-    assert!(matches!(r, Ok(ReplaceOutcome::Conflict { .. })), "{r:?}");
+    let cost = counted.counts().since(&before);
+    assert_eq!(
+        cost.puts, 5,
+        "refused, scratch create, bare current, bare stale, again"
+    );
+    assert_eq!(store.if_match_form(), IfMatchForm::Unquoted);
+    // The stale etag conflicts, in the form found and as reported.
+    for form in [IfMatchForm::Unquoted, IfMatchForm::AsReported] {
+        store.set_if_match_form(form);
+        let late = WriteId::random(&mut rng);
+        let r = store.replace(&key, body(&late, 2), &late, &stale).await;
+        assert!(
+            matches!(r, Ok(ReplaceOutcome::Conflict { .. })),
+            "{form:?}: {r:?}"
+        );
+    }
 }
 
 fn cairn_on_rgw(args: &[&str]) -> std::process::Output {
@@ -357,6 +433,7 @@ fn cairn_on_rgw(args: &[&str]) -> std::process::Output {
         .args(args)
         .env_remove("CAIRN_STORE")
         .env_remove("CAIRN_STRATEGY")
+        .env_remove("CAIRN_NODE")
         .env("AWS_ENDPOINT_URL", Backend::Rgw.endpoint().unwrap())
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -395,4 +472,33 @@ fn doctor_on_rgw_concludes_names_the_strategy_and_says_why() {
         text.contains("because:    If-Match is honoured with the etag unquoted"),
         "{text}"
     );
+}
+
+#[test]
+fn on_rgw_lock_run_with_etag_cas_fixed_acquires_and_releases() {
+    if s3_skipped() {
+        return;
+    }
+    // No probe runs: the first replace (the release) finds the bare form by itself.
+    let store = format!("s3://{}/fixed-{}", common::BUCKET, uuid::Uuid::new_v4());
+    for round in 0..2 {
+        let out = cairn_on_rgw(&[
+            "--strategy",
+            "etag-cas",
+            "--store",
+            &store,
+            "lock",
+            "run",
+            "fixed",
+            "--wait",
+            "0s",
+            "--",
+            "true",
+        ]);
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -19,8 +19,10 @@
 //!
 //! One answer is not a lost race: a replace refused with 412 while the read-back shows the
 //! object still at the very etag that was sent. The store did not accept `If-Match` in the
-//! form it was written ([`IfMatchForm`]); sending it again cannot help, so `replace` says so
-//! at once with [`Error::Unsupported`], and the probe tries the other forms.
+//! form it was written ([`IfMatchForm`]), and sending the same again cannot help. `replace`
+//! looks once (per store) for a form the store honours, checked on a scratch key as the probe
+//! checks it, and sends the write again in that form; where there is none, it fails at once
+//! with [`Error::Unsupported`].
 
 pub mod fault;
 pub mod keys;
@@ -242,6 +244,8 @@ pub struct Store {
     /// The [`IfMatchForm`] in force, shared by clones: the probe sets it on the store that
     /// the manifest layer then uses.
     if_match: Arc<AtomicU8>,
+    /// Whether `replace` has looked for another form yet; held while it looks.
+    form_search: Arc<tokio::sync::Mutex<bool>>,
 }
 
 /// What a read-back found, relative to the write it verifies.
@@ -272,6 +276,7 @@ impl Store {
             root,
             options,
             if_match: Arc::new(AtomicU8::new(IfMatchForm::AsReported.to_u8())),
+            form_search: Arc::new(tokio::sync::Mutex::new(false)),
         })
     }
 
@@ -421,7 +426,11 @@ impl Store {
     /// store's [`IfMatchForm`]).
     ///
     /// A store that answers 412 while the object is still at `etag` does not accept
-    /// `If-Match` in that form: [`Error::Unsupported`], at once, not retried.
+    /// `If-Match` in that form. The first time, `replace` looks for a form it honours on a
+    /// scratch key (create, replace with the current etag, replace with a stale one: a few
+    /// requests, once per store) and sends the write again in it; a store that ignores a
+    /// stale etag in that form is [`Error::StoreRefused`]. Where no form is honoured:
+    /// [`Error::Unsupported`], at once, not retried.
     pub async fn replace(
         &self,
         key: &Key,
@@ -429,20 +438,61 @@ impl Store {
         write_id: &WriteId,
         etag: &str,
     ) -> Result<ReplaceOutcome> {
-        match self
-            .replace_as(key, body, write_id, etag, self.if_match_form())
+        let form = self.if_match_form();
+        let mut refused = match self
+            .replace_as(key, body.clone(), write_id, etag, form)
             .await?
         {
-            ReplaceAttempt::Decided(outcome) => Ok(outcome),
-            ReplaceAttempt::FormRefused { sent } => Err(Error::Unsupported {
-                operation: format!(
-                    "If-Match with the etag the store reported ({etag}): it answered 412 \
-                     Precondition Failed to `If-Match: {sent}` while the object was still at \
-                     that etag"
-                ),
-                store: self.inner.to_string(),
-            }),
+            ReplaceAttempt::Decided(outcome) => return Ok(outcome),
+            ReplaceAttempt::FormRefused { sent } => vec![sent],
+        };
+        // Nothing was written, so the same write can go again in a form the store honours.
+        if let Some(other) = self.find_if_match_form(form, write_id).await? {
+            match self.replace_as(key, body, write_id, etag, other).await? {
+                ReplaceAttempt::Decided(outcome) => return Ok(outcome),
+                ReplaceAttempt::FormRefused { sent } => refused.push(sent),
+            }
         }
+        Err(Error::Unsupported {
+            operation: format!(
+                "If-Match with the etag the store reported ({etag}): it answered 412 \
+                 Precondition Failed to {} while the object was still at that etag",
+                quoted_list(&refused)
+            ),
+            store: self.inner.to_string(),
+        })
+    }
+
+    /// A form other than `refused` in which the store honours `If-Match`: the one another
+    /// task found meanwhile, or the one a search on a scratch key finds (only the first time
+    /// for this store and its clones). Sets it on the store.
+    async fn find_if_match_form(
+        &self,
+        refused: IfMatchForm,
+        write_id: &WriteId,
+    ) -> Result<Option<IfMatchForm>> {
+        let mut searched = self.form_search.lock().await;
+        let now = self.if_match_form();
+        if now != refused {
+            return Ok(Some(now));
+        }
+        if *searched {
+            return Ok(None);
+        }
+        debug!(
+            refused = refused.describe(),
+            "If-Match refused in this form; looking for one the store honours"
+        );
+        let found = self.search_if_match_form(refused, write_id).await?;
+        *searched = true;
+        if let Some(form) = found {
+            debug!(
+                form = form.describe(),
+                "the store honours If-Match in this form"
+            );
+            self.set_if_match_form(form);
+        }
+        Ok(found)
     }
 
     /// [`Store::replace`] with `etag` written in `form`.
@@ -583,6 +633,16 @@ impl Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(classify("delete", key, e)),
         }
+    }
+}
+
+/// `If-Match: a`, `If-Match: b` and `If-Match: c`.
+fn quoted_list(values: &[String]) -> String {
+    let items: Vec<String> = values.iter().map(|v| format!("`If-Match: {v}`")).collect();
+    match items.as_slice() {
+        [] => "no If-Match".into(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 

@@ -8,7 +8,8 @@
 //!    while the object is still at that etag does not accept the form, and the other forms
 //!    ([`IfMatchForm`]) are tried in turn. If none is honoured, the version chain is used;
 //! 4. replace with a stale etag, in the form that worked, fails (else: refused). Only then is
-//!    that form set on the store;
+//!    that form set on the store (a handle that did not probe runs steps 1, 3 and 4 on a
+//!    scratch key of its own at its first replace refused that way: [`Store::replace`]);
 //! 5. a conditional GET with the current etag answers "unchanged" (else: revalidation falls
 //!    back to full reads).
 //!
@@ -21,7 +22,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::{
-    keys, CreateOutcome, IfMatchForm, ReadIfChanged, ReplaceAttempt, ReplaceOutcome, Store, WriteId,
+    keys, quoted_list, CreateOutcome, IfMatchForm, ReadIfChanged, ReplaceAttempt, ReplaceOutcome,
+    Store, WriteId,
 };
 use crate::error::{Error, Result};
 
@@ -141,53 +143,27 @@ impl Store {
         });
 
         // 3 & 4: replace with the current etag, then with the stale one.
-        let mut if_match_form = None;
-        match first_etag.as_deref() {
-            None => checks.push(Check {
-                name: REPLACE_CURRENT,
-                passed: false,
-                detail: "the store reports no etags".into(),
-            }),
-            Some(etag) => {
-                let (check, form) = self.probe_replace(key, etag, rng, &mut times).await?;
-                checks.push(check);
-                if let Some(form) = form {
-                    let stale = WriteId::random(rng);
-                    match self
-                        .replace_as(key, probe_body(&stale), &stale, etag, form)
-                        .await?
-                    {
-                        ReplaceAttempt::Decided(ReplaceOutcome::Conflict { .. }) => {
-                            checks.push(Check {
-                                name: REPLACE_STALE,
-                                passed: true,
-                                detail: "refused".into(),
-                            });
-                            self.set_if_match_form(form);
-                            if_match_form = Some(form);
-                        }
-                        ReplaceAttempt::Decided(ReplaceOutcome::Replaced { .. }) => {
-                            return Err(Error::StoreRefused {
-                                check: REPLACE_STALE,
-                                detail: format!(
-                                    "a replace with a stale etag ({}) succeeded: the store \
-                                     ignores If-Match",
-                                    form.apply(etag)
-                                ),
-                            })
-                        }
-                        ReplaceAttempt::FormRefused { .. } => {
-                            return Err(Error::StoreRefused {
-                                check: REPLACE_STALE,
-                                detail: "after a replace the object still had its old etag: \
-                                         etags do not tell versions apart"
-                                    .into(),
-                            })
-                        }
-                    }
-                }
+        let if_match_form = match first_etag.as_deref() {
+            None => {
+                checks.push(Check {
+                    name: REPLACE_CURRENT,
+                    passed: false,
+                    detail: "the store reports no etags".into(),
+                });
+                None
             }
-        }
+            Some(etag) => {
+                let mut ids = || WriteId::random(rng);
+                let (found, form) = self
+                    .probe_if_match(key, etag, None, &mut ids, &mut times)
+                    .await?;
+                checks.extend(found);
+                if let Some(form) = form {
+                    self.set_if_match_form(form);
+                }
+                form
+            }
+        };
         let replace_if_match = if_match_form.is_some();
 
         // 5: conditional GET.
@@ -222,20 +198,70 @@ impl Store {
         })
     }
 
-    /// Step 3: replaces the fresh object at `etag`, sending the etag as reported and then,
-    /// while the store answers 412 with the object still at `etag`, in each other form.
-    /// Returns the check and the form that was honoured (`None`: the version chain).
+    /// Steps 3 and 4 on `key`, whose object is at `etag`: finds a form in which the store
+    /// honours `If-Match` with the current etag (trying none that equals `skip`), then checks
+    /// that it refuses the stale etag in that form. Returns the checks and the form (`None`:
+    /// no form is honoured, the version chain it is).
+    async fn probe_if_match(
+        &self,
+        key: &keys::Key,
+        etag: &str,
+        skip: Option<IfMatchForm>,
+        ids: &mut impl FnMut() -> WriteId,
+        times: &mut Vec<Duration>,
+    ) -> Result<(Vec<Check>, Option<IfMatchForm>)> {
+        let (check, form) = self.probe_replace(key, etag, skip, ids, times).await?;
+        let mut checks = vec![check];
+        let Some(form) = form else {
+            return Ok((checks, None));
+        };
+        let stale = ids();
+        match self
+            .replace_as(key, probe_body(&stale), &stale, etag, form)
+            .await?
+        {
+            ReplaceAttempt::Decided(ReplaceOutcome::Conflict { .. }) => {
+                checks.push(Check {
+                    name: REPLACE_STALE,
+                    passed: true,
+                    detail: "refused".into(),
+                });
+                Ok((checks, Some(form)))
+            }
+            ReplaceAttempt::Decided(ReplaceOutcome::Replaced { .. }) => Err(Error::StoreRefused {
+                check: REPLACE_STALE,
+                detail: format!(
+                    "a replace with a stale etag (If-Match: {}) succeeded: the store ignores \
+                     If-Match",
+                    form.apply(etag)
+                ),
+            }),
+            ReplaceAttempt::FormRefused { .. } => Err(Error::StoreRefused {
+                check: REPLACE_STALE,
+                detail: "after a replace the object still had its old etag: etags do not tell \
+                         versions apart"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Step 3: replaces the object at `etag`, sending the etag as reported and then, while
+    /// the store answers 412 with the object still at `etag`, in each other form (none equal
+    /// to `skip`). Returns the check and the form that was honoured.
     async fn probe_replace(
         &self,
         key: &keys::Key,
         etag: &str,
-        rng: &mut impl rand::Rng,
+        skip: Option<IfMatchForm>,
+        ids: &mut impl FnMut() -> WriteId,
         times: &mut Vec<Duration>,
     ) -> Result<(Check, Option<IfMatchForm>)> {
         let mut refused: Vec<String> = Vec::new();
-        let forms = std::iter::once(IfMatchForm::AsReported).chain(IfMatchForm::alternatives(etag));
+        let forms = std::iter::once(IfMatchForm::AsReported)
+            .chain(IfMatchForm::alternatives(etag))
+            .filter(|f| Some(*f) != skip);
         for form in forms {
-            let id = WriteId::random(rng);
+            let id = ids();
             let t = Instant::now();
             match self.replace_as(key, probe_body(&id), &id, etag, form).await {
                 Ok(ReplaceAttempt::Decided(ReplaceOutcome::Replaced { .. })) => {
@@ -289,19 +315,38 @@ impl Store {
         };
         Ok((check, None))
     }
+
+    /// Steps 1, 3 and 4 of the probe on a scratch key of their own, for
+    /// [`Store::replace`] after the store refused `If-Match` in the form `refused`: a form
+    /// it honours (and refuses a stale etag in), if any. The scratch write ids derive from
+    /// `seed`, itself unique. The scratch object is deleted afterwards.
+    pub(super) async fn search_if_match_form(
+        &self,
+        refused: IfMatchForm,
+        seed: &WriteId,
+    ) -> Result<Option<IfMatchForm>> {
+        let mut n = 0u32;
+        let mut ids = || {
+            n += 1;
+            WriteId(format!("{}-if-match-{n}", seed.0))
+        };
+        let first = ids();
+        let key = keys::probe(&first.0);
+        let result = match self.create(&key, probe_body(&first), &first).await {
+            Ok(CreateOutcome::Created { etag: Some(etag) }) => self
+                .probe_if_match(&key, &etag, Some(refused), &mut ids, &mut Vec::new())
+                .await
+                .map(|(_, form)| form),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        };
+        // Best effort: a scratch object left behind harms nothing.
+        let _ = self.delete(&key).await;
+        result
+    }
 }
 
 /// The scratch object's body: a JSON object with the write id, as every cairn object has.
 fn probe_body(id: &WriteId) -> Bytes {
     Bytes::from(format!(r#"{{"probe":true,"write_id":"{}"}}"#, id.0))
-}
-
-/// `If-Match: a`, `If-Match: b` and `If-Match: c`.
-fn quoted_list(values: &[String]) -> String {
-    let items: Vec<String> = values.iter().map(|v| format!("`If-Match: {v}`")).collect();
-    match items.as_slice() {
-        [] => "no If-Match".into(),
-        [one] => one.clone(),
-        [init @ .., last] => format!("{} and {last}", init.join(", ")),
-    }
 }

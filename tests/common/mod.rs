@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn::manifest::Strategy;
-use cairn::store::IfMatchForm;
 use cairn::{Cairn, ManifestOptions, StoreOptions, StrategyChoice};
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
@@ -25,7 +24,8 @@ pub enum Backend {
     Fs,
     LocalStack,
     Moto,
-    /// Ceph RGW 16 (Debian's `radosgw`): honours `If-Match` only with the etag unquoted.
+    /// Ceph RGW 16 (Debian's `radosgw`): honours `If-Match` only with the etag unquoted,
+    /// which the probe (or, with a fixed strategy, the first replace) finds.
     Rgw,
 }
 
@@ -54,9 +54,6 @@ pub struct Namespace {
     pub backend: Backend,
     pub store: Arc<dyn ObjectStore>,
     pub prefix: String,
-    /// The `If-Match` form the probe found on this backend; handles with a fixed strategy
-    /// use it, as an embedder who probed the store before would.
-    pub if_match_form: IfMatchForm,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -97,20 +94,10 @@ pub async fn namespace(backend: Backend) -> Option<Namespace> {
             (s3, None)
         }
     };
-    // Probed beside the namespace, not in it, so the namespace starts empty.
-    let probed = Cairn::builder(Arc::clone(&store))
-        .prefix(format!("{prefix}-probe"))
-        .node("harness")
-        .unwrap()
-        .build()
-        .await
-        .unwrap_or_else(|e| panic!("probing {backend:?}: {e}"));
-    let if_match_form = probed.store().if_match_form();
     Some(Namespace {
         backend,
         store,
         prefix,
-        if_match_form,
         _dir: dir,
     })
 }
@@ -163,11 +150,7 @@ impl Namespace {
             .strategy(StrategyChoice::Fixed(strategy))
             .store_options(StoreOptions::default())
             .manifest_options(ManifestOptions::default());
-        let c = f(b).build().await.expect("build cairn");
-        if c.capabilities().is_none() {
-            c.store().set_if_match_form(self.if_match_form);
-        }
-        c
+        f(b).build().await.expect("build cairn")
     }
 }
 
