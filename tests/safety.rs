@@ -491,7 +491,9 @@ fn a_broken_holder_that_ignores_sigterm_is_dead_before_the_next_holder_starts() 
         )
     };
     let mut a = cli(&store, "a")
-        .args(["lock", "run", "job", "--ttl", "6s", "--grace", "2s", "--", "sh", "-c"])
+        .args([
+            "lock", "run", "job", "--ttl", "6s", "--grace", "2s", "--", "sh", "-c",
+        ])
         .arg(writer("A"))
         .spawn()
         .unwrap();
@@ -503,15 +505,25 @@ fn a_broken_holder_that_ignores_sigterm_is_dead_before_the_next_holder_starts() 
     }
     assert!(!stamps(&log, "A").is_empty(), "A never ran");
     let mut b = cli(&store, "b")
-        .args(["lock", "run", "job", "--ttl", "6s", "--grace", "2s", "--wait", "60s", "--"])
-        .args(["sh", "-c", &format!("echo \"B $(date +%s%N)\" >> {}", log.display())])
+        .args([
+            "lock", "run", "job", "--ttl", "6s", "--grace", "2s", "--wait", "60s", "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            &format!("echo \"B $(date +%s%N)\" >> {}", log.display()),
+        ])
         .spawn()
         .unwrap();
     let broke = cli(&store, "operator")
         .args(["lock", "break", "job"])
         .output()
         .unwrap();
-    assert!(broke.status.success(), "{}", String::from_utf8_lossy(&broke.stderr));
+    assert!(
+        broke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&broke.stderr)
+    );
     let a_status = a.wait().unwrap();
     assert_eq!(a_status.code(), Some(76), "the broken holder exits 76");
     assert!(b.wait().unwrap().success());
