@@ -15,8 +15,18 @@
 //! # Timing rules (see [`LeaseOptions`] for the defaults and their reasons)
 //!
 //! - **Holder stops first.** The holder treats its lease as lost at
-//!   `last successful renewal sent + ttl − safety_margin`, measured on its own monotonic
-//!   clock, even if it cannot reach the store to find out.
+//!   `last successful renewal sent + ttl − safety_margin − stop_grace`, measured on its own
+//!   monotonic clock, even if it cannot reach the store to find out. `stop_grace` is the
+//!   time its work needs to stop once told (for `cairn lock run`, the SIGTERM→SIGKILL
+//!   grace), so the work has stopped by `sent + ttl − safety_margin`: before either takeover
+//!   rule below can fire, since an observer's first sight of a version comes after it was
+//!   sent, and `expires_at` was computed from a wall-clock reading taken before sending.
+//!   Options that leave no room for a renewal in that budget are refused
+//!   ([`LeaseOptions::validate`]).
+//! - **A break is a revocation, not a takeover.** [`Locks::break_lock`] writes a version
+//!   marked broken that keeps the holder, session and expiry. The holder learns at its next
+//!   renewal ([`LossReason::Broken`]) and stops; other nodes treat a broken lease like a held
+//!   one, so they acquire only once it can no longer be in use.
 //! - **Takeover without trusting clocks.** Another node takes over an unreleased lease only
 //!   when it has itself observed the same version unchanged for `ttl + takeover_margin` on
 //!   its monotonic clock, or when the holder's written `expires_at` is older than
