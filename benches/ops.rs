@@ -349,9 +349,19 @@ async fn cairn_ops(b: &mut Bench, prefix: &str, strategy: Strategy) {
 
 /// Turns (one-shot claims, outcomes, the not-due check) and a cached view's revalidation.
 async fn turn_and_view_ops(b: &mut Bench, c: &Cairn, strategy: Strategy, raw_write: &str) {
-    let due = c.turns(TurnOptions {
-        window: Duration::ZERO,
+    // A handle whose wall clock leaps a day at every reading: every turn is due at once.
+    let leaping = Cairn::builder(Arc::clone(c.store().object_store()))
+        .prefix(c.store().root().to_string())
+        .node("bench")
+        .unwrap()
+        .clock(Arc::new(Leaping::default()))
+        .build()
+        .await
+        .unwrap();
+    let due = leaping.turns(TurnOptions {
+        window: Duration::from_secs(1),
         jitter: Duration::ZERO,
+        adopt_stored: false,
     });
     let turn = Name::new("sweep").unwrap();
     let claimed: Arc<tokio::sync::Mutex<Option<ClaimedTurn>>> = Arc::default();
@@ -363,7 +373,7 @@ async fn turn_and_view_ops(b: &mut Bench, c: &Cairn, strategy: Strategy, raw_wri
             let (t, n, c) = (t2.clone(), n2.clone(), c2.clone());
             async move {
                 let Claim::Won(w) = t.try_claim(&n).await.unwrap() else {
-                    panic!("a zero window is always due")
+                    panic!("a leaping clock finds every turn due")
                 };
                 *c.lock().await = Some(*w);
             }
@@ -391,7 +401,10 @@ async fn turn_and_view_ops(b: &mut Bench, c: &Cairn, strategy: Strategy, raw_wri
         },
     )
     .await;
-    let not_due = c.turns(TurnOptions::default());
+    let not_due = c.turns(TurnOptions {
+        adopt_stored: true,
+        ..TurnOptions::default()
+    });
     b.measure(
         &format!("[{strategy}] turn check, not due"),
         Some("raw get"),
@@ -513,5 +526,16 @@ async fn main() {
             cairn_ops(&mut b, &format!("{prefix}/{s}"), s).await;
         }
         b.print(&backend);
+    }
+}
+
+/// A wall clock a day further on at every reading.
+#[derive(Debug, Default)]
+struct Leaping(std::sync::atomic::AtomicI64);
+
+impl cairn::Clock for Leaping {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        chrono::Utc::now() + chrono::Duration::days(n + 1)
     }
 }

@@ -236,7 +236,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     /// Serves `value` stale if it is within the stale-if-error bound, else returns `e`.
     fn stale_or(&self, e: Error, value: Value<T>, validated: Instant) -> Result<Value<T>> {
         let age = self.clock.monotonic().saturating_duration_since(validated);
-        if unreachable(&e) && age <= self.options.fresh + self.options.stale_if_error {
+        let limit = self
+            .options
+            .fresh
+            .saturating_add(self.options.stale_if_error);
+        if unreachable(&e) && age <= limit {
             tracing::warn!(error = %e, ?age, "store unreachable; serving a stale cache entry");
             self.lock().stats.stale += 1;
             Ok(value)

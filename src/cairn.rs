@@ -10,18 +10,25 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestOptions, Manifests, Strategy};
 use crate::store::probe::Capabilities;
-use crate::store::{url, Key, Name, Store, StoreOptions};
+use crate::store::protocol::ProtocolRecord;
+use crate::store::{url, Key, Name, Store, StoreOptions, WriteId};
 
-/// How the manifest strategy is chosen.
+/// How the manifest strategy is chosen. Either way the prefix's protocol record
+/// ([`crate::store::protocol`]) has the last word: the strategy is a property of the prefix,
+/// fixed by the first node, never of one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StrategyChoice {
-    /// Probe the store: etag CAS where `If-Match` works, else the version chain. Default.
+    /// Use the strategy the prefix's protocol record names; where there is no record yet,
+    /// probe the store (etag CAS where `If-Match` works, else the version chain) and record
+    /// the choice. Default.
     #[default]
     Probe,
-    /// Use this strategy without probing (for stores probed before, and for tests).
+    /// Require this strategy: refused with [`crate::Error::ProtocolMismatch`] when the
+    /// prefix records another one; where there is no record yet, the store is probed and
+    /// must support it (else [`crate::Error::StoreRefused`]), then it is recorded.
     Fixed(Strategy),
 }
 
@@ -36,9 +43,19 @@ pub struct CairnBuilder {
     strategy: StrategyChoice,
     store_options: StoreOptions,
     manifest_options: ManifestOptions,
+    observer: bool,
 }
 
 impl CairnBuilder {
+    /// A handle that only looks (listing, showing, diagnosing): it never creates the
+    /// prefix's protocol record, so an observer can never decide the protocol for the
+    /// fleet. Where there is no record yet, it uses the configured strategy, or probes
+    /// the store for itself alone.
+    pub fn observer(mut self) -> Self {
+        self.observer = true;
+        self
+    }
+
     /// Every key lives below this prefix of the store. Default: the store's root.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -81,28 +98,48 @@ impl CairnBuilder {
         self
     }
 
-    /// Probes the store (unless a strategy is fixed) and returns the handle.
+    /// Reads the prefix's protocol record (one GET) and returns the handle. Where there is
+    /// no record yet, probes the store and creates it first.
     pub async fn build(self) -> Result<Cairn> {
         let store = Store::new(self.store, &self.prefix, self.store_options)?;
         let mut rng = match self.seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
         };
-        let (strategy, capabilities) = match self.strategy {
-            StrategyChoice::Fixed(s) => (s, None),
-            StrategyChoice::Probe => {
-                let caps = store.probe(&mut rng).await?;
-                let s = if caps.replace_if_match {
-                    Strategy::EtagCas
-                } else {
-                    Strategy::VersionChain
-                };
-                (s, Some(caps))
-            }
-        };
         let node = match self.node {
             Some(n) => n,
             None => default_node_id(),
+        };
+        let configured = match self.strategy {
+            StrategyChoice::Fixed(s) => Some(s),
+            StrategyChoice::Probe => None,
+        };
+        let (strategy, protocol, capabilities) = match store.read_protocol().await? {
+            Some(p) => (p.admit(configured)?, Some(p), None),
+            // An observer never decides the protocol: it looks with the configured
+            // strategy, or with what its own probe suggests, and records nothing.
+            None if self.observer => match configured {
+                Some(s) => (s, None, None),
+                None => {
+                    let caps = store.probe(&mut rng).await?;
+                    (Strategy::for_capabilities(&caps), None, Some(caps))
+                }
+            },
+            None => {
+                let caps = store.probe(&mut rng).await?;
+                let wanted = configured.unwrap_or_else(|| Strategy::for_capabilities(&caps));
+                // Never record a protocol the store cannot run.
+                refuse_unsupported(wanted, &caps, "this node is configured for")?;
+                let id = WriteId::random(&mut rng);
+                let mine =
+                    ProtocolRecord::new(wanted, node.as_str(), self.clock.now(), Some(&caps), id);
+                let p = store.create_protocol(&mine).await?;
+                let s = p.admit(configured)?;
+                // Another node may have recorded first, from its own probe: this store must
+                // run that protocol too.
+                refuse_unsupported(s, &caps, "this prefix uses")?;
+                (s, Some(p), Some(caps))
+            }
         };
         let manifests = Manifests::new(
             store,
@@ -116,8 +153,29 @@ impl CairnBuilder {
             manifests: Arc::new(manifests),
             node,
             capabilities,
+            protocol,
         })
     }
+}
+
+/// [`Error::StoreRefused`] unless a store with `caps` can run `strategy`.
+fn refuse_unsupported(strategy: Strategy, caps: &Capabilities, why: &str) -> Result<()> {
+    if strategy.supported_by(caps) {
+        return Ok(());
+    }
+    let failed: Vec<String> = caps
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    Err(Error::StoreRefused {
+        check: "protocol record",
+        detail: format!(
+            "{why} {strategy} but this store does not support it ({})",
+            failed.join("; ")
+        ),
+    })
 }
 
 /// A node's connection to the shared bucket.
@@ -126,6 +184,7 @@ pub struct Cairn {
     manifests: Arc<Manifests>,
     node: Name,
     capabilities: Option<Capabilities>,
+    protocol: Option<ProtocolRecord>,
 }
 
 impl Cairn {
@@ -140,6 +199,7 @@ impl Cairn {
             strategy: StrategyChoice::Probe,
             store_options: StoreOptions::default(),
             manifest_options: ManifestOptions::default(),
+            observer: false,
         }
     }
 
@@ -160,9 +220,16 @@ impl Cairn {
         self.manifests.strategy()
     }
 
-    /// What the probe found (`None` when the strategy was fixed).
+    /// What this handle's probe found (`None` when the prefix's protocol record already
+    /// existed, so no probe was needed).
     pub fn capabilities(&self) -> Option<&Capabilities> {
         self.capabilities.as_ref()
+    }
+
+    /// The prefix's protocol record this handle obeys (`None` only for an
+    /// [observer](CairnBuilder::observer) on a prefix that has none yet).
+    pub fn protocol(&self) -> Option<&ProtocolRecord> {
+        self.protocol.as_ref()
     }
 
     /// The manifest layer, for features built on it.

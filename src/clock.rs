@@ -72,16 +72,12 @@ impl TestClock {
 impl Clock for TestClock {
     fn now(&self) -> DateTime<Utc> {
         let elapsed = Instant::now().saturating_duration_since(self.mono_origin);
-        self.wall_origin
-            + chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::MAX)
-            + chrono::Duration::milliseconds(self.skew_ms.load(Ordering::SeqCst))
+        let t = add_saturating(self.wall_origin, elapsed);
+        t.checked_add_signed(chrono::Duration::milliseconds(
+            self.skew_ms.load(Ordering::SeqCst),
+        ))
+        .unwrap_or(t)
     }
-}
-
-/// Converts a std duration to chrono's, saturating instead of failing. Never add the result
-/// to a timestamp with `+`: use [`add`] / [`sub`], which cannot panic.
-pub(crate) fn chrono_duration(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 /// `t + d`, or `None` past the end of chrono's range. Never panics.

@@ -80,6 +80,24 @@ pub enum Error {
         store: String,
     },
 
+    /// This prefix coordinates with another manifest strategy than the one this node was
+    /// configured with. Two strategies never serve one prefix (they keep manifests under
+    /// different keys, so each would see the other's locks as free). Nothing was written.
+    /// Drop the explicit strategy (`--strategy auto`) or use the recorded one.
+    #[error("this prefix coordinates with the {recorded} protocol (recorded in {key} by {recorded_by} at {recorded_at}); this node is configured for {configured}: use --strategy auto or {recorded}")]
+    ProtocolMismatch {
+        /// The protocol record's key.
+        key: String,
+        /// The strategy the prefix uses.
+        recorded: crate::store::protocol::Strategy,
+        /// The strategy this node was configured with.
+        configured: crate::store::protocol::Strategy,
+        /// The node that created the record.
+        recorded_by: String,
+        /// When.
+        recorded_at: chrono::DateTime<chrono::Utc>,
+    },
+
     /// An object under cairn's prefix does not parse as a manifest. It is left untouched;
     /// an operator must repair or remove it.
     #[error("{key} is not a valid cairn manifest: {reason}")]
@@ -144,6 +162,34 @@ pub enum Error {
         key: String,
         /// Which number: `version`, `turn`, `sequence`, ….
         what: &'static str,
+    },
+
+    /// A held lease was lost (taken over, broken by an operator, or given up when renewals
+    /// failed until the holder's deadline). Work done under it may have overlapped another
+    /// holder's; its fencing token is stale.
+    #[error("lock {lock}: lease lost: {reason}")]
+    LeaseLost {
+        /// The lock's name.
+        lock: String,
+        /// Why.
+        reason: crate::lease::LossReason,
+    },
+
+    /// A turn's window and jitter are stored with the turn; this client asked for others.
+    /// It claimed nothing. Use the stored values, or change them for every node with
+    /// `cairn turn configure` / [`crate::turn::Turns::reconfigure`].
+    #[error("turn {turn} runs every {stored_window:?} ± {stored_jitter:?} (stored with the turn); this node asked for {asked_window:?} ± {asked_jitter:?}: drop --every/--jitter, or change the turn for every node with `cairn turn configure {turn} --every … --jitter …`")]
+    TurnMismatch {
+        /// The turn's name.
+        turn: String,
+        /// The stored window.
+        stored_window: Duration,
+        /// The stored jitter.
+        stored_jitter: Duration,
+        /// The window this client asked for.
+        asked_window: Duration,
+        /// The jitter this client asked for.
+        asked_jitter: Duration,
     },
 
     /// A wait ran out.

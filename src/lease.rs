@@ -15,8 +15,18 @@
 //! # Timing rules (see [`LeaseOptions`] for the defaults and their reasons)
 //!
 //! - **Holder stops first.** The holder treats its lease as lost at
-//!   `last successful renewal sent + ttl − safety_margin`, measured on its own monotonic
-//!   clock, even if it cannot reach the store to find out.
+//!   `last successful renewal sent + ttl − safety_margin − stop_grace`, measured on its own
+//!   monotonic clock, even if it cannot reach the store to find out. `stop_grace` is the
+//!   time its work needs to stop once told (for `cairn lock run`, the SIGTERM→SIGKILL
+//!   grace), so the work has stopped by `sent + ttl − safety_margin`: before either takeover
+//!   rule below can fire, since an observer's first sight of a version comes after it was
+//!   sent, and `expires_at` was computed from a wall-clock reading taken before sending.
+//!   Options that leave no room for a renewal in that budget are refused
+//!   ([`LeaseOptions::validate`]).
+//! - **A break is a revocation, not a takeover.** [`Locks::break_lock`] writes a version
+//!   marked broken that keeps the holder, session and expiry. The holder learns at its next
+//!   renewal ([`LossReason::Broken`]) and stops; other nodes treat a broken lease like a held
+//!   one, so they acquire only once it can no longer be in use.
 //! - **Takeover without trusting clocks.** Another node takes over an unreleased lease only
 //!   when it has itself observed the same version unchanged for `ttl + takeover_margin` on
 //!   its monotonic clock, or when the holder's written `expires_at` is older than
@@ -36,7 +46,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::clock::chrono_duration;
+use crate::clock;
 use crate::error::{Error, Result};
 use crate::log::Audit;
 use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
@@ -89,9 +99,22 @@ pub struct LockRecord {
     pub acquired_at: DateTime<Utc>,
     /// When it was last renewed (holder's wall clock).
     pub renewed_at: DateTime<Utc>,
-    /// `renewed_at + ttl` (holder's wall clock).
+    /// `renewed_at + ttl` (holder's wall clock). A break keeps the broken lease's value:
+    /// the lock stays blocked until that lease can no longer be in use.
     pub expires_at: DateTime<Utc>,
+    /// The operator (node id) who broke this lease, when `state` is broken. `holder` and
+    /// `session` still name the broken holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken_by: Option<String>,
+    /// When the lease was broken (the breaker's wall clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<DateTime<Utc>>,
 }
+
+/// The longest ttl a lease may have (one day), and the largest stored `ttl_ms` a reader
+/// accepts: a lease that outlives a day is a configuration error, and a larger stored value
+/// is corrupt data, never a reason to wait forever or to overflow.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Lease timing. Every value is configurable; the defaults and their reasons:
 #[derive(Debug, Clone)]
@@ -116,8 +139,19 @@ pub struct LeaseOptions {
     pub max_clock_skew: Duration,
     /// Shortest pause between polls while waiting to acquire. Default 250 ms.
     pub poll_min: Duration,
+    /// Longest pause between polls while waiting to acquire. Default 1 s (or `ttl / 3` when
+    /// that is shorter): a waiter learns of a release within about a second. Each poll is a
+    /// conditional GET (a 304 with no body while nothing changes): one waiter costs at most
+    /// 3,600 GETs an hour, about $0.0014 at S3 list prices.
+    pub poll_max: Duration,
     /// Pause after a failed renewal before the next attempt. Default 1 s.
     pub retry_interval: Duration,
+    /// How long the holder needs to stop its work once it gives the lease up (for `cairn
+    /// lock run`, the grace between SIGTERM and SIGKILL). The holder gives up this much
+    /// earlier, at `last renewal sent + ttl − safety_margin − stop_grace`, so its work has
+    /// stopped before any other node may take over. Default 0 (an embedder that stops at
+    /// once when [`Lease::lost`] fires).
+    pub stop_grace: Duration,
 }
 
 impl Default for LeaseOptions {
@@ -138,19 +172,52 @@ impl LeaseOptions {
             takeover_margin: margin,
             max_clock_skew: Duration::from_secs(2),
             poll_min: Duration::from_millis(250).min(ttl / 10),
+            poll_max: Duration::from_secs(1).min(ttl / 3),
             retry_interval: Duration::from_secs(1).min(ttl / 10),
+            stop_grace: Duration::ZERO,
         }
     }
 
-    fn validate(&self) -> Result<()> {
-        if self.ttl <= self.safety_margin {
-            return Err(Error::Config(
-                "lease ttl must exceed the safety margin".into(),
-            ));
+    /// These options with [`LeaseOptions::stop_grace`] set.
+    pub fn with_stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
+        self
+    }
+
+    /// How long after a renewal is sent the holder keeps counting the lease as its own:
+    /// `ttl − safety_margin − stop_grace` (validated positive).
+    fn hold_for(&self) -> Duration {
+        self.ttl
+            .saturating_sub(self.safety_margin)
+            .saturating_sub(self.stop_grace)
+    }
+
+    /// Checks the options before any request: a ttl within (0, [`MAX_TTL`]], and room in
+    /// it for a renewal, the safety margin and the stop grace.
+    pub fn validate(&self) -> Result<()> {
+        if self.ttl.is_zero() || self.ttl > MAX_TTL {
+            return Err(Error::Config(format!(
+                "lease ttl {:?} is out of range: it must be above 0 and at most {}h",
+                self.ttl,
+                MAX_TTL.as_secs() / 3600
+            )));
         }
-        if self.renew_interval.is_zero() || self.renew_interval >= self.ttl - self.safety_margin {
+        let hold = self.hold_for();
+        if self.renew_interval.is_zero() || self.renew_interval >= hold {
+            return Err(Error::Config(format!(
+                "lease ttl {:?} leaves no room to renew: the holder renews every {:?} and must give \
+                 up {:?} (safety margin) + {:?} (stop grace) before the ttl runs out; use a ttl \
+                 above {:?} or a shorter grace",
+                self.ttl,
+                self.renew_interval,
+                self.safety_margin,
+                self.stop_grace,
+                (self.safety_margin + self.stop_grace).saturating_mul(3) / 2 + self.safety_margin
+            )));
+        }
+        if self.max_clock_skew > MAX_TTL || self.takeover_margin > MAX_TTL {
             return Err(Error::Config(
-                "lease renew interval must be positive and shorter than ttl - safety margin".into(),
+                "lease clock skew and takeover margin must be at most a day".into(),
             ));
         }
         Ok(())
@@ -168,6 +235,14 @@ pub enum LossReason {
         /// The version that ended ours.
         version: u64,
     },
+    /// An operator broke the lease (`cairn lock break`). The lock stays blocked for other
+    /// nodes until this lease could no longer be in use.
+    Broken {
+        /// The operator (node id) who broke it.
+        by: String,
+        /// The version that ended ours.
+        version: u64,
+    },
     /// Renewals failed until the holder's local deadline passed. Another node may take
     /// over after its own waits.
     Unavailable {
@@ -181,6 +256,9 @@ impl std::fmt::Display for LossReason {
         match self {
             LossReason::TakenOver { holder, version } => {
                 write!(f, "taken over by {holder} (version {version})")
+            }
+            LossReason::Broken { by, version } => {
+                write!(f, "broken by {by} (version {version})")
             }
             LossReason::Unavailable { error } => {
                 write!(f, "renewals failed until the deadline: {error}")
@@ -231,6 +309,9 @@ pub struct LockInfo {
     pub renewed_at: DateTime<Utc>,
     /// When it expires unless renewed.
     pub expires_at: DateTime<Utc>,
+    /// Who broke the lease, when it was broken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_by: Option<String>,
 }
 
 /// The state of a listed lock, as this node's wall clock sees it.
@@ -324,7 +405,7 @@ impl Locks {
         let start = clock.monotonic();
         let m = self.manifest(name);
         let mut current = self.current(name, &m).await?;
-        let mut backoff = Backoff::new(self.options.poll_min, self.options.renew_interval);
+        let mut backoff = Backoff::new(self.options.poll_min, self.options.poll_max);
         loop {
             let (busy, seen) = match self.attempt(name, &m, current).await? {
                 Attempt::Acquired(l) => return Ok(Acquired::Acquired(l)),
@@ -374,21 +455,26 @@ impl Locks {
     /// How long until this node may take over the lease in `s`, by either rule.
     fn until_takeover(&self, name: &Name, s: &Snapshot<LockRecord>) -> Duration {
         let clock = self.manifests.clock();
+        let wait = self.takeover_wait(name, &s.body).unwrap_or(MAX_TTL);
         let by_observation = self
             .observed_since(name, s)
-            .map(|since| {
-                (since + self.takeover_wait(&s.body)).saturating_duration_since(clock.monotonic())
-            })
-            .unwrap_or(Duration::MAX);
-        let by_expiry = (s.body.expires_at + chrono_duration(self.options.max_clock_skew)
-            - clock.now())
-        .to_std()
-        .unwrap_or(Duration::ZERO);
+            .and_then(|since| since.checked_add(wait))
+            .map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(clock.monotonic())
+            });
+        let by_expiry = clock::until(
+            clock.now(),
+            clock::add_saturating(s.body.expires_at, self.options.max_clock_skew),
+        );
         by_observation.min(by_expiry)
     }
 
-    fn takeover_wait(&self, r: &LockRecord) -> Duration {
-        Duration::from_millis(r.ttl_ms) + self.options.takeover_margin
+    /// How long an observer must see a version unchanged before taking it over: the stored
+    /// ttl (range-checked: above [`MAX_TTL`] is corrupt) plus our margin.
+    fn takeover_wait(&self, name: &Name, r: &LockRecord) -> Result<Duration> {
+        let key = keys::manifest(Family::Lock, name);
+        let ttl = clock::stored_ms(&key, "ttl_ms", r.ttl_ms, MAX_TTL)?;
+        Ok(ttl.saturating_add(self.options.takeover_margin))
     }
 
     fn observed_since(&self, name: &Name, s: &Snapshot<LockRecord>) -> Option<Instant> {
@@ -427,14 +513,17 @@ impl Locks {
         // A conflict with a release or a takeover's loser is worth a second look; bounded.
         for _ in 0..3 {
             let mut taking_over_from = None;
+            // A held lease, and a broken one (its holder may still be at work until it next
+            // renews), block until one of the takeover rules allows it.
             if let Some(s) = current
                 .as_ref()
-                .filter(|s| s.body.state == StoredState::Held)
+                .filter(|s| s.body.state != StoredState::Released)
             {
                 let since = self.observe(name, s);
-                let observed = clock.monotonic() - since >= self.takeover_wait(&s.body);
-                let expired =
-                    s.body.expires_at < clock.now() - chrono_duration(self.options.max_clock_skew);
+                let wait = self.takeover_wait(name, &s.body)?;
+                let observed = clock.monotonic().saturating_duration_since(since) >= wait;
+                let expired = s.body.expires_at
+                    < clock::sub_saturating(clock.now(), self.options.max_clock_skew);
                 if !observed && !expired {
                     return Ok(Attempt::Busy(busy(s), s.clone()));
                 }
@@ -445,17 +534,22 @@ impl Locks {
                 taking_over_from = Some(s.body.holder.clone());
             }
             let session = self.manifests.with_rng(WriteId::random).0;
-            let token = FencingToken(current.as_ref().map_or(1, |c| c.version + 1));
+            let token = FencingToken(match current.as_ref() {
+                Some(c) => clock::next_number(m.key(), "fencing token", c.version)?,
+                None => 1,
+            });
             let now = clock.now();
             let record = LockRecord {
                 state: StoredState::Held,
                 holder: self.manifests.node().to_string(),
                 session: session.clone(),
                 fencing_token: token,
-                ttl_ms: self.options.ttl.as_millis() as u64,
+                ttl_ms: clock::millis(self.options.ttl),
                 acquired_at: now,
                 renewed_at: now,
-                expires_at: now + chrono_duration(self.options.ttl),
+                expires_at: clock::add_saturating(now, self.options.ttl),
+                broken_by: None,
+                broken_at: None,
             };
             let sent = clock.monotonic();
             match m.write(current.as_ref(), record).await? {
@@ -518,10 +612,13 @@ impl Locks {
         Ok(out)
     }
 
-    /// An operator's break: ends the current lease by writing a version marked broken. The
-    /// old holder learns at its next renewal that it was taken over. Returns the lock as it
-    /// is now, or `None` if it was never taken. Breaking a lock that is not held changes
-    /// nothing.
+    /// An operator's break: ends the current lease by writing a version marked broken,
+    /// which keeps the broken holder, its session and its expiry, and names the operator.
+    /// The holder learns at its next renewal ([`LossReason::Broken`]) and stops. Other
+    /// nodes still wait as for a held lease (until the broken lease's expiry, or its ttl
+    /// observed), so the broken holder has stopped before anyone else acquires: a break
+    /// never makes two holders. Returns the lock as it is now, or `None` if it was never
+    /// taken. Breaking a lock that is not held changes nothing.
     pub async fn break_lock(&self, name: &Name) -> Result<Option<LockInfo>> {
         let clock = Arc::clone(self.manifests.clock());
         let node = self.manifests.node().to_string();
@@ -532,13 +629,9 @@ impl Locks {
                     let now = clock.now();
                     Change::Write(LockRecord {
                         state: StoredState::Broken,
-                        holder: node.clone(),
-                        session: String::new(),
-                        fencing_token: s.body.fencing_token,
-                        ttl_ms: 0,
-                        acquired_at: s.body.acquired_at,
-                        renewed_at: now,
-                        expires_at: now,
+                        broken_by: Some(node.clone()),
+                        broken_at: Some(now),
+                        ..s.body.clone()
                     })
                 }
                 _ => Change::Keep,
@@ -548,7 +641,8 @@ impl Locks {
             warn!(lock = %name, "lease broken by operator");
             if let (Some(a), Some(s)) = (&self.audit, &updated.snapshot) {
                 a.record(serde_json::json!({
-                    "lock": name, "event": "break", "by": s.body.holder,
+                    "lock": name, "event": "break", "by": s.body.broken_by,
+                    "holder": s.body.holder,
                     "fencing_token": s.body.fencing_token, "version": s.version,
                 }))
                 .await;
@@ -584,6 +678,7 @@ fn info_of(name: &str, s: &Snapshot<LockRecord>, now: DateTime<Utc>) -> LockInfo
         acquired_at: s.body.acquired_at,
         renewed_at: s.body.renewed_at,
         expires_at: s.body.expires_at,
+        broken_by: s.body.broken_by.clone(),
     }
 }
 
@@ -632,7 +727,7 @@ impl Lease {
         let audit = locks.audit.clone();
         let token = snapshot.body.fencing_token;
         let shared = Arc::new(Mutex::new(Shared {
-            deadline: sent + options.ttl - options.safety_margin,
+            deadline: sent + options.hold_for(),
             snapshot,
             lost: None,
             released: false,
@@ -710,9 +805,11 @@ impl Lease {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stops renewing and writes a released tombstone (never a delete). Releasing a lease
-    /// that was already lost does nothing. Not cancel-safe: a cancelled release leaves the
-    /// lease to expire.
+    /// Stops renewing and writes a released tombstone (never a delete). A lease that was
+    /// lost (taken over, broken, or given up at its deadline), before or at the release,
+    /// returns [`Error::LeaseLost`] with the reason and writes nothing: the caller's work
+    /// may have overlapped another holder's, and it must know. Not cancel-safe: a cancelled
+    /// release leaves the lease to expire.
     pub async fn release(mut self) -> Result<()> {
         self.stop.cancel();
         if let Some(t) = self.task.take() {
@@ -736,8 +833,12 @@ impl Drop for Lease {
         if let Some(t) = self.task.take() {
             t.abort();
         }
-        if self.lock_shared().released {
-            return;
+        {
+            // Released already, or lost: nothing of ours to release.
+            let sh = self.lock_shared();
+            if sh.released || sh.lost.is_some() {
+                return;
+            }
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let (name, m, shared, ms, free, audit) = (
@@ -768,11 +869,16 @@ async fn release_shared(
 ) -> Result<()> {
     let mut snapshot = {
         let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-        if s.released || matches!(s.lost, Some(LossReason::TakenOver { .. })) {
-            s.released = true;
+        if s.released {
             return Ok(());
         }
         s.released = true;
+        if let Some(reason) = s.lost.clone() {
+            return Err(Error::LeaseLost {
+                lock: name.to_string(),
+                reason,
+            });
+        }
         s.snapshot.clone()
     };
     let session = snapshot.body.session.clone();
@@ -805,9 +911,14 @@ async fn release_shared(
             {
                 snapshot = cur;
             }
-            Written::Conflict(_) => {
-                debug!(lock = %name, "lease was taken over before release; nothing to release");
-                return Ok(());
+            Written::Conflict(cur) => {
+                let reason = loss_by(cur.as_ref(), &session);
+                warn!(lock = %name, %reason, "lease was lost before its release");
+                shared.lock().unwrap_or_else(|e| e.into_inner()).lost = Some(reason.clone());
+                return Err(Error::LeaseLost {
+                    lock: name.to_string(),
+                    reason,
+                });
             }
         }
     }
@@ -815,6 +926,30 @@ async fn release_shared(
         key: m.key().to_string(),
         attempts: 3,
     })
+}
+
+/// Why our lease (session `ours`) ended, from the version that beat our write.
+fn loss_by(cur: Option<&Snapshot<LockRecord>>, ours: &str) -> LossReason {
+    match cur {
+        Some(c) if c.body.state == StoredState::Broken && c.body.session == ours => {
+            LossReason::Broken {
+                by: c
+                    .body
+                    .broken_by
+                    .clone()
+                    .unwrap_or_else(|| "an operator".into()),
+                version: c.version,
+            }
+        }
+        Some(c) => LossReason::TakenOver {
+            holder: c.body.holder.clone(),
+            version: c.version,
+        },
+        None => LossReason::TakenOver {
+            holder: "<deleted>".into(),
+            version: 0,
+        },
+    }
 }
 
 /// The renewal task: renews every `renew_interval` after the last successful renewal was
@@ -854,7 +989,7 @@ async fn keep_alive(
         let now = clock.now();
         let record = LockRecord {
             renewed_at: now,
-            expires_at: now + chrono_duration(options.ttl),
+            expires_at: clock::add_saturating(now, options.ttl),
             ..snapshot.body.clone()
         };
         let sent = clock.monotonic();
@@ -871,7 +1006,7 @@ async fn keep_alive(
                 debug!(lock = %name, version = s.version, "renewed");
                 let mut sh = lock();
                 sh.snapshot = s;
-                sh.deadline = sent + options.ttl - options.safety_margin;
+                sh.deadline = sent + options.hold_for();
                 last_sent = sent;
                 next = last_sent + options.renew_interval;
             }
@@ -886,10 +1021,7 @@ async fn keep_alive(
                 next = clock.monotonic();
             }
             Ok(Written::Conflict(cur)) => {
-                let (holder, version) = cur
-                    .map(|c| (c.body.holder, c.version))
-                    .unwrap_or_else(|| ("<deleted>".into(), 0));
-                lose(LossReason::TakenOver { holder, version });
+                lose(loss_by(cur.as_ref(), &snapshot.body.session));
                 return;
             }
             Err(e) => {

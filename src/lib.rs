@@ -17,6 +17,15 @@
 //! - **Probed, not assumed.** A store is probed before use; one that ignores preconditions
 //!   is refused ([`Error::StoreRefused`]), and a store without `If-Match` (the local
 //!   filesystem) runs on the version chain.
+//! - **One protocol per prefix.** The first node records the strategy in the prefix's
+//!   protocol record ([`store::protocol`]); every other node obeys it, and one configured
+//!   otherwise is refused ([`Error::ProtocolMismatch`]).
+//! - **Holder stops first.** A holder gives its lease up early enough for its work to stop
+//!   ([`LeaseOptions::stop_grace`]) before any other node may take over; an operator's break
+//!   keeps the lock blocked until then.
+//! - **Numbers never wrap; stored data never panics.** Counters at the end of their range
+//!   fail with [`Error::Exhausted`]; stored durations and timestamps are range-checked
+//!   ([`Error::Corrupt`]); reads are bounded ([`store::MAX_OBJECT_BYTES`]).
 //!
 //! ## Timing assumptions
 //!

@@ -8,6 +8,9 @@
 //! written with a `write_id` and verified like every other write.
 //!
 //! Entries are never deleted by cairn: the log is an audit trail.
+//!
+//! Sequence numbers never wrap: once an entry at `u64::MAX` exists, appending fails at once
+//! with [`Error::Exhausted`] (no create is attempted); retire the topic for a new one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,9 +20,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
+use crate::clock::next_number;
 use crate::error::{Error, Result};
 use crate::manifest::envelope::{decode, encode};
-use crate::manifest::{Manifests, Snapshot};
+use crate::manifest::{listed_number, Manifests, Snapshot};
 use crate::retry::Backoff;
 use crate::store::{keys, CreateOutcome, Name, WriteId};
 
@@ -59,15 +63,18 @@ impl EventLog {
     }
 
     /// Appends `event` to `topic` and returns its sequence number. One request when this
-    /// client knows the tail, else a listing first. Not cancel-safe: a cancelled append may
-    /// or may not have been written.
+    /// client knows the tail, else a listing first. Fails with [`Error::Exhausted`], without
+    /// writing, when the newest entry is at `u64::MAX`, and with [`Error::Encode`], before
+    /// any request, when the entry would exceed [`crate::store::MAX_OBJECT_BYTES`]. Not
+    /// cancel-safe: a cancelled append may or may not have been written.
     pub async fn append(&self, topic: &Name, event: serde_json::Value) -> Result<u64> {
         let opts = self.manifests.options();
         let mut backoff = Backoff::new(opts.backoff_initial, opts.backoff_max);
-        let known = self.tail_hint(topic);
-        let mut next = match known {
-            Some(t) => t + 1,
-            None => self.newest(topic, 0).await? + 1,
+        let folder = keys::log_topic(topic);
+        let after = |newest: u64| next_number(&folder, "sequence", newest);
+        let mut next = match self.tail_hint(topic) {
+            Some(t) => after(t)?,
+            None => after(self.newest(topic, 0).await?)?,
         };
         for _ in 0..opts.max_attempts.max(1) {
             let s = Snapshot {
@@ -92,7 +99,7 @@ impl EventLog {
                     return Ok(next);
                 }
                 CreateOutcome::Exists { .. } => {
-                    next = self.newest(topic, next).await? + 1;
+                    next = after(self.newest(topic, next).await?)?;
                     let delay = self.manifests.with_rng(|r| backoff.next_delay(r));
                     tokio::time::sleep(delay / 4).await;
                 }
@@ -129,11 +136,10 @@ impl EventLog {
                 .list_after(&folder, &keys::log_entry(topic, at_least))
                 .await?
         };
-        let newest = listed
-            .iter()
-            .filter_map(|l| keys::parse_numbered(l.key.file_name()))
-            .max()
-            .unwrap_or(at_least);
+        let mut newest = at_least;
+        for l in &listed {
+            newest = newest.max(listed_number(&l.key)?.unwrap_or(0));
+        }
         self.set_tail(topic, newest);
         Ok(newest)
     }
@@ -149,11 +155,10 @@ impl EventLog {
                 .list_after(&folder, &keys::log_entry(topic, from - 1))
                 .await?
         };
-        let mut seqs: Vec<u64> = listed
-            .iter()
-            .filter_map(|l| keys::parse_numbered(l.key.file_name()))
-            .filter(|s| *s >= from)
-            .collect();
+        let mut seqs = Vec::with_capacity(listed.len());
+        for l in &listed {
+            seqs.extend(listed_number(&l.key)?.filter(|s| *s >= from));
+        }
         seqs.sort_unstable();
         seqs.truncate(limit);
         let mut out = Vec::with_capacity(seqs.len());

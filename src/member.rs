@@ -17,6 +17,20 @@
 //! Ages compare the writer's wall clock with the viewer's: skew between them adds to the
 //! age, and the 6 s base absorbs the sub-second skew NTP keeps.
 //!
+//! ## Stored durations are bounded
+//!
+//! A record's `interval_ms` and `write_latency_ms` come from another process (or a bug, or an
+//! operator's hand) and are never trusted as they are: the interval must be at most
+//! [`MAX_INTERVAL`] and the latency average between 0 and [`MAX_WRITE_LATENCY`].
+//!
+//! - **Views** ([`Membership::list`], [`Membership::classify`], [`MemberView`]) clamp an
+//!   out-of-range value to its bound (and log a warning): one bad record must not take the
+//!   whole fleet's view down, and clamping an oversized value can only make a node look
+//!   *less* alive than the value claims, never online forever.
+//! - **Joining** ([`Membership::join`]) refuses a record it would have to wait on or take
+//!   over with [`Error::Corrupt`], at once: it never sleeps on a duration it has not checked,
+//!   and never overwrites a record it cannot interpret.
+//!
 //! ## Cost
 //!
 //! One PUT per node per interval: at 2 s, about 1.3 million PUTs, ≈ $6.5, per node per month.
@@ -33,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cache::{CacheOptions, ManifestCache, View};
+use crate::clock::{millis, stored_ms, until};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::store::keys::{self, Family};
@@ -41,11 +56,23 @@ use crate::store::{Name, WriteId};
 /// The manifest kind of member records.
 pub const KIND: &str = "member";
 
+/// Longest heartbeat interval cairn writes or trusts in a record: 1 hour. A node heartbeating
+/// less often is not usefully "online" (others would call it online for three hours after it
+/// died), and at an hour a heartbeat costs well under a cent a month; anything longer in a
+/// stored record is a bug or tampering.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Largest heartbeat write-latency average trusted in a record: 1 hour. A single write is
+/// bounded by the store's request timeout (10 s by default) times its attempts; an average
+/// above an hour cannot come from real writes.
+pub const MAX_WRITE_LATENCY: Duration = Duration::from_secs(3600);
+
 /// Heartbeat and classification settings.
 #[derive(Debug, Clone)]
 pub struct MemberOptions {
     /// How often a node heartbeats. Default 2 s: a dead node is noticed within seconds, at
-    /// ≈ $6.5 per node per month on S3 prices; raise it to pay less.
+    /// ≈ $6.5 per node per month on S3 prices; raise it to pay less. Must be positive and at
+    /// most [`MAX_INTERVAL`].
     pub interval: Duration,
     /// The timeout before latency is added. `None` (the default): three of the node's own
     /// heartbeat intervals, so two lost heartbeats in a row do not make a node suspect.
@@ -82,15 +109,16 @@ pub struct MemberRecord {
     pub state: Presence,
     /// Unique to one run of the node, so two processes under one id tell each other apart.
     pub session: String,
-    /// The node's heartbeat interval, in milliseconds.
+    /// The node's heartbeat interval, in milliseconds (at most [`MAX_INTERVAL`]).
     pub interval_ms: u64,
     /// When this run joined.
     pub started_at: DateTime<Utc>,
     /// When this heartbeat was sent (the node's wall clock).
     pub heartbeat_at: DateTime<Utc>,
-    /// Heartbeats written by this run.
+    /// Heartbeats written by this run (saturating at `u64::MAX`: a display counter).
     pub beats: u64,
-    /// Moving average of this node's heartbeat write latency, in milliseconds.
+    /// Moving average of this node's heartbeat write latency, in milliseconds (between 0 and
+    /// [`MAX_WRITE_LATENCY`]).
     pub write_latency_ms: f64,
 }
 
@@ -150,29 +178,37 @@ impl Membership {
     }
 
     /// The timeout for a node with this record: base (default three of its intervals) plus
-    /// twice its average write latency.
+    /// twice its average write latency, with both stored durations clamped to their bounds
+    /// ([`MAX_INTERVAL`], [`MAX_WRITE_LATENCY`]).
     pub fn timeout(&self, r: &MemberRecord) -> Duration {
+        let (interval, latency) = clamped(r);
+        self.timeout_of(interval, latency)
+    }
+
+    fn timeout_of(&self, interval: Duration, latency: Duration) -> Duration {
         let base = self
             .options
             .base_timeout
-            .unwrap_or(Duration::from_millis(r.interval_ms.saturating_mul(3)));
-        let latency = Duration::from_secs_f64((r.write_latency_ms.max(0.0) / 1000.0).min(1e9));
-        base + 2 * latency
+            .unwrap_or(interval.saturating_mul(3));
+        base.saturating_add(latency.saturating_mul(2))
     }
 
-    /// Classifies a record as seen at wall time `now`.
+    /// Classifies a record as seen at wall time `now`. Never panics, whatever the record
+    /// holds: out-of-range durations are clamped (see the module docs), and a heartbeat
+    /// time later than `now` counts as age zero.
     pub fn classify(
         &self,
         node: &str,
         s: &Snapshot<MemberRecord>,
         now: DateTime<Utc>,
     ) -> MemberStatus {
-        let age = (now - s.body.heartbeat_at)
-            .to_std()
-            .unwrap_or(Duration::ZERO);
+        let age = until(s.body.heartbeat_at, now);
+        if let Err(e) = checked(&format_args!("{}/{node}", Family::Member.folder()), &s.body) {
+            warn!(error = %e, "member record out of range; classifying it with clamped values");
+        }
         let timeout = self.timeout(&s.body);
         let left = s.body.state == Presence::Left;
-        let health = if left || age > 2 * timeout {
+        let health = if left || age > timeout.saturating_mul(2) {
             Health::Offline
         } else if age > timeout {
             Health::Suspect
@@ -183,8 +219,8 @@ impl Membership {
             node: node.to_string(),
             health,
             left,
-            age_ms: age.as_millis().min(u64::MAX as u128) as u64,
-            timeout_ms: timeout.as_millis().min(u64::MAX as u128) as u64,
+            age_ms: millis(age),
+            timeout_ms: millis(timeout),
             version: s.version,
             record: s.body.clone(),
         }
@@ -215,17 +251,26 @@ impl Membership {
     /// until [`Heartbeater::leave`]. If the record shows another process heartbeating under
     /// this id, watches it for one timeout first: if it is still being written, fails with
     /// [`Error::DuplicateNode`]; if not (a crashed earlier run), takes the record over.
-    /// Not cancel-safe.
+    /// A stored record whose durations are out of range is [`Error::Corrupt`], at once (it is
+    /// neither waited on nor overwritten); an interval option that is zero or above
+    /// [`MAX_INTERVAL`] is [`Error::Config`]. Not cancel-safe.
     pub async fn join(&self) -> Result<Heartbeater> {
+        let interval = self.options.interval;
+        if interval.is_zero() || interval > MAX_INTERVAL {
+            return Err(Error::Config(format!(
+                "heartbeat interval {interval:?} must be positive and at most {MAX_INTERVAL:?}"
+            )));
+        }
         let node = Name::new(self.manifests.node())?;
         let m = self.manifest(&node);
         let clock = self.manifests.clock();
         let session = self.manifests.with_rng(WriteId::random).0;
         let mut current = m.load().await?;
         if let Some(c) = current.clone() {
+            let (other_interval, other_latency) = checked(m.key(), &c.body)?;
             let status = self.classify(node.as_str(), &c, clock.now());
             if c.body.state == Presence::Alive && status.health != Health::Offline {
-                let watch = self.timeout(&c.body);
+                let watch = self.timeout_of(other_interval, other_latency);
                 info!(node = %node, other = %c.body.session, ?watch, "another session's record is recent; watching it before joining");
                 tokio::time::sleep(watch).await;
                 match m.revalidate(&c).await? {
@@ -244,7 +289,7 @@ impl Membership {
         let record = MemberRecord {
             state: Presence::Alive,
             session: session.clone(),
-            interval_ms: self.options.interval.as_millis() as u64,
+            interval_ms: millis(interval),
             started_at: now,
             heartbeat_at: now,
             beats: 1,
@@ -286,6 +331,32 @@ impl Membership {
             task: Some(task),
         })
     }
+}
+
+/// A record's stored durations, range-checked: [`Error::Corrupt`] naming `key` when the
+/// interval is above [`MAX_INTERVAL`] or the latency average is not between 0 and
+/// [`MAX_WRITE_LATENCY`].
+fn checked(key: &impl std::fmt::Display, r: &MemberRecord) -> Result<(Duration, Duration)> {
+    let interval = stored_ms(key, "interval_ms", r.interval_ms, MAX_INTERVAL)?;
+    let ms = r.write_latency_ms;
+    let max_ms = MAX_WRITE_LATENCY.as_secs_f64() * 1000.0;
+    if !(0.0..=max_ms).contains(&ms) {
+        return Err(Error::Corrupt {
+            key: key.to_string(),
+            reason: format!("write_latency_ms of {ms} is not between 0 and {max_ms} ms"),
+        });
+    }
+    Ok((interval, Duration::from_secs_f64(ms / 1000.0)))
+}
+
+/// A record's stored durations clamped to their bounds, for views: a NaN or negative latency
+/// counts as zero.
+fn clamped(r: &MemberRecord) -> (Duration, Duration) {
+    let interval = Duration::from_millis(r.interval_ms).min(MAX_INTERVAL);
+    let secs = (r.write_latency_ms / 1000.0).clamp(0.0, MAX_WRITE_LATENCY.as_secs_f64());
+    // `clamp` passes NaN through; `try_from` turns it into zero.
+    let latency = Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO);
+    (interval, latency)
 }
 
 fn duplicate(node: &Name, other: &MemberRecord) -> Error {
@@ -341,7 +412,7 @@ impl Heartbeater {
 
     /// The moving average of heartbeat write latency so far.
     pub fn write_latency(&self) -> Duration {
-        Duration::from_secs_f64(self.lock().latency_ms.max(0.0) / 1000.0)
+        Duration::try_from_secs_f64(self.lock().latency_ms / 1000.0).unwrap_or(Duration::ZERO)
     }
 
     /// The last heartbeat stored.
@@ -429,7 +500,12 @@ async fn beat(
         };
         let body = MemberRecord {
             heartbeat_at: clock.now(),
-            beats: current.body.beats + 1,
+            // Saturating, not checked: `beats` is a display counter, not an identity or an
+            // order (the manifest version is). At one beat a second it cannot reach the end
+            // in 500 billion years, so only a planted value gets there, and heartbeats must
+            // not stop over a statistic.
+            beats: current.body.beats.saturating_add(1),
+            interval_ms: millis(interval),
             write_latency_ms: avg,
             ..current.body.clone()
         };

@@ -65,6 +65,8 @@ impl Records {
     /// Stores `value` at `version` only if `version` is strictly higher than the stored
     /// one. One read and one write when uncontended; on a race the compare-and-swap is
     /// retried against the newer record, so the highest version always ends up stored.
+    /// `version` is only compared, never incremented, so any `u64` is valid; the record's
+    /// manifest version is what cannot wrap ([`crate::Error::Exhausted`] at `u64::MAX`).
     pub async fn put_if_newer(
         &self,
         namespace: &Name,

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{CacheOptions, ManifestCache, View};
+use crate::clock::next_number;
 use crate::error::{Error, Result};
 use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::store::keys::{self, Family};
@@ -41,7 +42,7 @@ pub enum StreamState {
 pub struct StreamRecord {
     /// Active or deleted.
     pub state: StreamState,
-    /// 1 for the first creation, +1 each time a deleted name is created again.
+    /// 1 for the first creation, +1 each time a deleted name is created again; never wraps.
     pub incarnation: u64,
     /// The stream's metadata (schema, partitioning, retention, …): opaque JSON to cairn.
     pub metadata: serde_json::Value,
@@ -128,7 +129,10 @@ impl Streams {
     }
 
     /// Creates stream `name` with `metadata` unless it exists. One request for a new
-    /// stream. Not cancel-safe: a cancelled create may have created the stream.
+    /// stream. Re-creating a deleted stream whose version or incarnation is at `u64::MAX`
+    /// fails with [`Error::Exhausted`]; metadata too large to store fails with
+    /// [`Error::Encode`] before any request. Not cancel-safe: a cancelled create may have
+    /// created the stream.
     pub async fn create(&self, name: &Name, metadata: serde_json::Value) -> Result<Create> {
         let m = self.manifest(name);
         let mut current = match m.create(self.record(metadata.clone(), 1)).await? {
@@ -156,8 +160,9 @@ impl Streams {
                     Create::Conflict(found)
                 });
             }
-            // Deleted: a new incarnation, at a higher version.
-            let next = self.record(metadata.clone(), s.body.incarnation + 1);
+            // Deleted: a new incarnation, at a higher version. Neither number wraps.
+            let incarnation = next_number(m.key(), "incarnation", s.body.incarnation)?;
+            let next = self.record(metadata.clone(), incarnation);
             match m.write(Some(&s), next).await? {
                 Written::Written(w) => return Ok(Create::Created(StreamManifest::of(name, &w))),
                 Written::Conflict(c) => current = c,

@@ -42,10 +42,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::clock::chrono_duration;
-use crate::error::Result;
+use crate::clock;
+use crate::error::{Error, Result};
 use crate::log::Audit;
-use crate::manifest::{Manifest, Manifests, Revalidated, Snapshot, Written};
+use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
 use crate::store::{Name, WriteId};
@@ -56,7 +56,14 @@ pub const KIND: &str = "turn";
 /// Largest JSON result, serialized, that a turn records (bigger ones are replaced by a note).
 pub const MAX_RESULT_BYTES: usize = 4096;
 
-/// How often a turn runs.
+/// The longest window a turn may have (366 days), and the largest stored `window_ms` a
+/// reader accepts; a larger stored value is corrupt data, never a reason to overflow.
+pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// How often a turn runs. The window and jitter belong to the turn: they are stored when the
+/// turn is first created and change only by [`Turns::reconfigure`]. A client whose options
+/// disagree with the stored ones is told so ([`crate::Error::TurnMismatch`]) and claims
+/// nothing, unless it asked to adopt them ([`TurnOptions::adopt_stored`]).
 #[derive(Debug, Clone)]
 pub struct TurnOptions {
     /// Time from one turn's start to the next turn's due time. Default 300 s: the expiry
@@ -67,6 +74,37 @@ pub struct TurnOptions {
     /// of the window): enough to spread wake-ups so that one node usually claims alone,
     /// and to let cron invocations with the window's period find the turn due.
     pub jitter: Duration,
+    /// Follow the window and jitter stored with the turn when they differ from these
+    /// (which are then used only to create the turn). Default `false`: a mismatch is an
+    /// error, so that no node runs a turn on a schedule of its own.
+    pub adopt_stored: bool,
+}
+
+impl TurnOptions {
+    /// Checks the options before any request: a window above 0 and at most
+    /// [`MAX_WINDOW`], and a jitter of at most half the window (so that consecutive turns
+    /// start at least half a window apart).
+    pub fn validate(&self) -> Result<()> {
+        check_timing(self.window, self.jitter).map_err(Error::Config)
+    }
+}
+
+/// The rule shared by options and stored records: `0 < window ≤ MAX_WINDOW`,
+/// `jitter ≤ window / 2`.
+fn check_timing(window: Duration, jitter: Duration) -> std::result::Result<(), String> {
+    if window.is_zero() || window > MAX_WINDOW {
+        return Err(format!(
+            "turn window {window:?} is out of range: it must be above 0 and at most 366 days"
+        ));
+    }
+    if jitter > window / 2 {
+        return Err(format!(
+            "turn jitter {jitter:?} is more than half the window {window:?}: turns would \
+             overlap; use a jitter of at most {:?}",
+            window / 2
+        ));
+    }
+    Ok(())
 }
 
 impl Default for TurnOptions {
@@ -74,6 +112,7 @@ impl Default for TurnOptions {
         Self {
             window: Duration::from_secs(300),
             jitter: Duration::from_secs(30),
+            adopt_stored: false,
         }
     }
 }
@@ -138,9 +177,10 @@ pub struct TurnRecord {
     pub holder: String,
     /// Unique to this claim, so a holder recognizes its own claim.
     pub session: String,
-    /// The claimer's window, in milliseconds.
+    /// The turn's window, in milliseconds (set when the turn was created, changed only by
+    /// [`Turns::reconfigure`]).
     pub window_ms: u64,
-    /// The claimer's jitter, in milliseconds.
+    /// The turn's jitter, in milliseconds.
     pub jitter_ms: u64,
     /// When the turn started (claimer's wall clock).
     pub started_at: DateTime<Utc>,
@@ -153,10 +193,45 @@ pub struct TurnRecord {
     pub previous: Option<PreviousTurn>,
 }
 
+/// A stored turn's timing, range-checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// The turn's window.
+    pub window: Duration,
+    /// The turn's jitter.
+    pub jitter: Duration,
+    /// When the next turn is due (`started_at + window`).
+    pub next_due_at: DateTime<Utc>,
+    /// The earliest a node may claim it (`next_due_at − jitter`).
+    pub claimable_at: DateTime<Utc>,
+}
+
 impl TurnRecord {
-    /// When the next turn is due (`started_at + window`, the claimer's window).
-    pub fn next_due_at(&self) -> DateTime<Utc> {
-        self.started_at + chrono::Duration::milliseconds(self.window_ms as i64)
+    /// The stored window, jitter and due times, checked: a window or jitter out of range,
+    /// or a due time past the end of time, is [`Error::Corrupt`] naming `key`. Never
+    /// panics, whatever was stored.
+    pub fn timing(&self, key: &impl std::fmt::Display) -> Result<Timing> {
+        let window = clock::stored_ms(key, "window_ms", self.window_ms, MAX_WINDOW)?;
+        let jitter = clock::stored_ms(key, "jitter_ms", self.jitter_ms, MAX_WINDOW)?;
+        let corrupt = |reason: String| Error::Corrupt {
+            key: key.to_string(),
+            reason,
+        };
+        check_timing(window, jitter).map_err(corrupt)?;
+        let next_due_at = clock::add(self.started_at, window).ok_or_else(|| {
+            corrupt(format!(
+                "started_at {} + window is past the end of time",
+                self.started_at
+            ))
+        })?;
+        let claimable_at = clock::sub(next_due_at, jitter)
+            .ok_or_else(|| corrupt("due time − jitter is before the start of time".into()))?;
+        Ok(Timing {
+            window,
+            jitter,
+            next_due_at,
+            claimable_at,
+        })
     }
 }
 
@@ -177,8 +252,9 @@ pub struct TurnManifest {
 }
 
 impl TurnManifest {
-    fn of(name: &Name, s: &Snapshot<TurnRecord>) -> Self {
-        Self {
+    fn of(name: &Name, s: &Snapshot<TurnRecord>) -> Result<Self> {
+        let timing = s.body.timing(&keys::manifest(Family::Turn, name))?;
+        Ok(Self {
             name: name.to_string(),
             version: s.version,
             state: if s.body.outcome.is_some() {
@@ -186,9 +262,9 @@ impl TurnManifest {
             } else {
                 "running"
             },
-            next_due_at: s.body.next_due_at(),
+            next_due_at: timing.next_due_at,
             record: s.body.clone(),
-        }
+        })
     }
 }
 
@@ -280,7 +356,7 @@ impl ClaimedTurn {
     ) -> Result<(Finished, Option<Snapshot<TurnRecord>>)> {
         let clock = self.turns.manifests.clock();
         let duration = clock.monotonic().saturating_duration_since(self.started);
-        let duration_ms = duration.as_millis().min(u64::MAX as u128) as u64;
+        let duration_ms = clock::millis(duration);
         let outcome = match result {
             Ok(r) => TurnOutcome {
                 status: Status::Success,
@@ -300,23 +376,42 @@ impl ClaimedTurn {
             c.failed += u64::from(outcome.status == Status::Failure);
             c.last_duration_ms = Some(duration_ms);
         });
-        let body = TurnRecord {
-            finished_at: Some(clock.now()),
-            outcome: Some(outcome.clone()),
-            ..self.snapshot.body.clone()
-        };
         let turn = self.number();
-        let (finished, latest) = match self.manifest.write(Some(&self.snapshot), body).await? {
+        let finished_at = clock.now();
+        let mut ours = self.snapshot.clone();
+        // Our claim may have been rewritten since (a reconfiguration keeps the turn, its
+        // holder and its session): record the outcome on the newest version of our own turn.
+        let written = loop {
+            let body = TurnRecord {
+                finished_at: Some(finished_at),
+                outcome: Some(outcome.clone()),
+                ..ours.body.clone()
+            };
+            match self.manifest.write(Some(&ours), body).await? {
+                Written::Conflict(Some(l))
+                    if l.body.session == ours.body.session
+                        && l.body.turn == turn
+                        && l.body.outcome.is_none() =>
+                {
+                    ours = l;
+                }
+                w => break w,
+            }
+        };
+        let (finished, latest) = match written {
             Written::Written(s) => {
                 info!(turn = %self.name, number = turn, status = ?outcome.status, duration_ms, "turn finished");
                 (
-                    Finished::Recorded(TurnManifest::of(&self.name, &s)),
+                    Finished::Recorded(TurnManifest::of(&self.name, &s)?),
                     Some(s),
                 )
             }
             Written::Conflict(latest) => {
                 warn!(turn = %self.name, number = turn, "a later turn started before this one finished; outcome not stored with the turn");
-                let view = latest.as_ref().map(|s| TurnManifest::of(&self.name, s));
+                let view = latest
+                    .as_ref()
+                    .map(|s| TurnManifest::of(&self.name, s))
+                    .transpose()?;
                 (Finished::Superseded(view), latest)
             }
         };
@@ -393,25 +488,38 @@ impl Turns {
             .unwrap_or_default()
     }
 
-    /// The earliest time this node may claim the turn after `current`.
-    fn claimable_at(&self, current: &TurnRecord) -> DateTime<Utc> {
-        current.started_at + chrono_duration(self.options.window)
-            - chrono_duration(self.options.jitter)
+    /// The stored timing of `current`, after checking that this client agrees with it
+    /// (or adopts it).
+    fn timing(&self, name: &Name, current: &TurnRecord) -> Result<Timing> {
+        let key = keys::manifest(Family::Turn, name);
+        let t = current.timing(&key)?;
+        let o = &self.options;
+        if !o.adopt_stored && (t.window != o.window || t.jitter != o.jitter) {
+            return Err(Error::TurnMismatch {
+                turn: name.to_string(),
+                stored_window: t.window,
+                stored_jitter: t.jitter,
+                asked_window: o.window,
+                asked_jitter: o.jitter,
+            });
+        }
+        Ok(t)
     }
 
     /// One-shot: claims the turn if it is due. Two requests when due (a read and the
     /// claim), one when not; the first turn ever is a single create. Not cancel-safe: a
     /// cancelled claim may have been written, and then counts as a turn whose holder died.
     pub async fn try_claim(&self, name: &Name) -> Result<Claim> {
+        self.options.validate()?;
         let current = self.manifest(name).load().await?;
         Ok(match self.claim_after(name, current).await? {
             Attempt::Won(t) => Claim::Won(Box::new(t)),
             Attempt::NotDue(s, claimable_at) => Claim::NotDue {
-                current: TurnManifest::of(name, &s),
+                current: TurnManifest::of(name, &s)?,
                 claimable_at,
             },
             Attempt::Lost(s) => Claim::Lost {
-                current: TurnManifest::of(name, &s),
+                current: TurnManifest::of(name, &s)?,
             },
         })
     }
@@ -423,7 +531,7 @@ impl Turns {
         current: Option<Snapshot<TurnRecord>>,
     ) -> Result<Attempt> {
         if let Some(c) = &current {
-            let claimable_at = self.claimable_at(&c.body);
+            let claimable_at = self.timing(name, &c.body)?.claimable_at;
             if self.manifests.clock().now() < claimable_at {
                 self.count(name, |c| c.skipped += 1);
                 return Ok(Attempt::NotDue(c.clone(), claimable_at));
@@ -435,12 +543,26 @@ impl Turns {
     /// Writes the claim of the turn after `current`.
     async fn claim(&self, name: &Name, current: Option<Snapshot<TurnRecord>>) -> Result<Attempt> {
         let clock = self.manifests.clock();
+        let m = self.manifest(name);
+        // The turn keeps its own window and jitter; a new turn takes this client's.
+        let (turn, window_ms, jitter_ms) = match current.as_ref() {
+            Some(c) => (
+                clock::next_number(m.key(), "turn number", c.body.turn)?,
+                c.body.window_ms,
+                c.body.jitter_ms,
+            ),
+            None => (
+                1,
+                clock::millis(self.options.window),
+                clock::millis(self.options.jitter),
+            ),
+        };
         let record = TurnRecord {
-            turn: current.as_ref().map_or(1, |c| c.body.turn + 1),
+            turn,
             holder: self.manifests.node().to_string(),
             session: self.manifests.with_rng(WriteId::random).0,
-            window_ms: self.options.window.as_millis() as u64,
-            jitter_ms: self.options.jitter.as_millis() as u64,
+            window_ms,
+            jitter_ms,
             started_at: clock.now(),
             finished_at: None,
             outcome: None,
@@ -453,7 +575,6 @@ impl Turns {
             }),
         };
         let started = clock.monotonic();
-        let m = self.manifest(name);
         match m.write(current.as_ref(), record).await? {
             Written::Written(s) => {
                 if let Some(p) = s.body.previous.as_ref().filter(|p| p.outcome.is_none()) {
@@ -521,15 +642,23 @@ impl Turns {
     /// The long-running mode: loops until `stop` is cancelled, sleeping until the next due
     /// time (plus this node's jitter) without polling, then revalidating the turn and
     /// claiming it if nobody else has. `job` runs for every turn this node wins, with the
-    /// turn number. Store errors are logged and retried with backoff; the loop never ends on
-    /// its own. Cancel-safe at any await: cancelling mid-job leaves the turn unfinished,
-    /// which blocks nothing.
-    pub async fn run_loop<F, Fut>(&self, name: &Name, mut job: F, stop: CancellationToken)
+    /// turn number. Store errors are logged and retried with backoff; the loop ends on its
+    /// own only for an error that retrying cannot fix (invalid options, a window that
+    /// disagrees with the turn's, corrupt or newer stored data, an exhausted turn number),
+    /// which it returns. Cancel-safe at any await: cancelling mid-job leaves the turn
+    /// unfinished, which blocks nothing.
+    pub async fn run_loop<F, Fut>(
+        &self,
+        name: &Name,
+        mut job: F,
+        stop: CancellationToken,
+    ) -> Result<()>
     where
         F: FnMut(u64) -> Fut,
         Fut: Future<Output = JobResult>,
     {
         let opts = self.manifests.options();
+        self.options.validate()?;
         let mut backoff = Backoff::new(opts.backoff_initial, Duration::from_secs(30));
         let mut known: Option<Snapshot<TurnRecord>> = None;
         let mut loaded = false;
@@ -537,6 +666,14 @@ impl Turns {
             let step = self.loop_step(name, &mut known, &mut loaded, &mut job, &stop);
             match step.await {
                 Ok(()) => backoff = Backoff::new(opts.backoff_initial, Duration::from_secs(30)),
+                Err(
+                    e @ (Error::Config(_)
+                    | Error::TurnMismatch { .. }
+                    | Error::Corrupt { .. }
+                    | Error::UnsupportedFormat { .. }
+                    | Error::WrongKind { .. }
+                    | Error::Exhausted { .. }),
+                ) => return Err(e),
                 Err(e) => {
                     let delay = self.manifests.with_rng(|r| backoff.next_delay(r));
                     warn!(turn = %name, error = %e, ?delay, "turn loop: store error; retrying");
@@ -548,6 +685,7 @@ impl Turns {
                 }
             }
         }
+        Ok(())
     }
 
     async fn loop_step<F, Fut>(
@@ -569,13 +707,10 @@ impl Turns {
         }
         if let Some(k) = known.as_ref() {
             // Sleep until this node's wake time for the next turn, with no request between.
-            let after = self
-                .manifests
-                .with_rng(|r| jittered(self.options.window, self.options.jitter, r));
-            let wake = k.body.started_at + chrono_duration(after);
-            let wait = (wake - self.manifests.clock().now())
-                .to_std()
-                .unwrap_or(Duration::ZERO);
+            let t = self.timing(name, &k.body)?;
+            let after = self.manifests.with_rng(|r| jittered(t.window, t.jitter, r));
+            let wake = clock::add_saturating(k.body.started_at, after);
+            let wait = clock::until(self.manifests.clock().now(), wake);
             debug!(turn = %name, number = k.body.turn, ?wait, "sleeping until the next turn");
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -615,11 +750,45 @@ impl Turns {
 
     /// The turn `name`, or `None` if it never ran.
     pub async fn get(&self, name: &Name) -> Result<Option<TurnManifest>> {
-        Ok(self
-            .manifest(name)
+        self.manifest(name)
             .load()
             .await?
-            .map(|s| TurnManifest::of(name, &s)))
+            .map(|s| TurnManifest::of(name, &s))
+            .transpose()
+    }
+
+    /// Changes the window and jitter stored with turn `name` (an explicit reconfiguration:
+    /// every node follows it from its next claim). The current turn keeps its number and
+    /// holder. Returns the turn as stored now, or `None` if it never ran. Checked before
+    /// any request.
+    pub async fn reconfigure(
+        &self,
+        name: &Name,
+        window: Duration,
+        jitter: Duration,
+    ) -> Result<Option<TurnManifest>> {
+        check_timing(window, jitter).map_err(Error::Config)?;
+        let (window_ms, jitter_ms) = (clock::millis(window), clock::millis(jitter));
+        let updated = self
+            .manifest(name)
+            .update(|cur| match cur {
+                Some(s) if s.body.window_ms != window_ms || s.body.jitter_ms != jitter_ms => {
+                    Change::Write(TurnRecord {
+                        window_ms,
+                        jitter_ms,
+                        ..s.body.clone()
+                    })
+                }
+                _ => Change::Keep,
+            })
+            .await?;
+        if updated.changed {
+            info!(turn = %name, ?window, ?jitter, "turn reconfigured");
+        }
+        updated
+            .snapshot
+            .map(|s| TurnManifest::of(name, &s))
+            .transpose()
     }
 
     /// Every turn, by name.

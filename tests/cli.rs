@@ -237,18 +237,18 @@ fn lock_run_stops_the_command_and_exits_76_when_the_lease_is_broken() {
     let start = std::time::Instant::now();
     let mut holder = cairn(d)
         .args([
-            "--node", "holder", "lock", "run", "x", "--ttl", "3s", "--grace", "2s", "--", "sh",
+            "--node", "holder", "lock", "run", "x", "--ttl", "6s", "--grace", "2s", "--", "sh",
             "-c", &script,
         ])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    wait_until_held(d, "x");
     let (code, _) = run_ok(d, &["--node", "operator", "lock", "break", "x"]);
     assert_eq!(code, 0);
     let status = holder.wait().unwrap();
     assert_eq!(status.code(), Some(76));
     assert!(
-        start.elapsed() < std::time::Duration::from_secs(10),
+        start.elapsed() < std::time::Duration::from_secs(20),
         "took {:?}",
         start.elapsed()
     );
@@ -295,14 +295,54 @@ fn turn_run_runs_once_per_window_records_the_outcome_and_skips_with_exit_0() {
     assert_eq!(t["outcome"]["status"], "success");
     assert_eq!(t["outcome"]["result"]["expired"], 7);
 
-    // Due at once with a zero window: a failing command's status is passed through and
-    // recorded as a failure.
+    // The window is the turn's: a node asking for another one is told so and runs nothing.
     let (code, _) = run_ok(
         dir.path(),
         &[
-            "turn", "run", "expiry", "--every", "0s", "--jitter", "0s", "--", "sh", "-c", "exit 4",
+            "turn", "run", "expiry", "--every", "1s", "--", "sh", "-c", "exit 4",
         ],
     );
+    assert_eq!(code, 2, "a caller with another window must not run");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1\n");
+    // Zero and absurd windows are refused before any request, naming the range.
+    let out = cairn(dir.path())
+        .args(["turn", "run", "expiry", "--every", "0s", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("allowed from 1s to 366d"));
+    // An explicit reconfiguration changes it for every node.
+    let (code, out) = run_ok(
+        dir.path(),
+        &[
+            "turn",
+            "configure",
+            "expiry",
+            "--every",
+            "1s",
+            "--jitter",
+            "0s",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0);
+    let t: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(t["window_ms"], 1000);
+    assert_eq!(t["turn"], 1);
+    // Due a second after turn 1 started: a failing command's status is passed through and
+    // recorded as a failure. (Polled: the turn becomes due on the wall clock.)
+    let mut code = 0;
+    for _ in 0..100 {
+        code = run_ok(
+            dir.path(),
+            &["turn", "run", "expiry", "--", "sh", "-c", "exit 4"],
+        )
+        .0;
+        if code != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(code, 4);
     let (_, out) = run_ok(dir.path(), &["turn", "ls", "--json"]);
     let all: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -370,4 +410,21 @@ fn node_heartbeat_shows_online_leaves_on_sigterm_and_refuses_a_duplicate_id_with
     assert_eq!(l[0]["node"], "ingest-1");
     assert_eq!(l[0]["health"], "offline");
     assert_eq!(l[0]["left"], true);
+}
+
+/// Polls `lock show` until `name` is held (bounded: the holder is a process starting up).
+fn wait_until_held(d: &std::path::Path, name: &str) {
+    for _ in 0..200 {
+        let out = cairn(d)
+            .args(["--json", "lock", "show", name])
+            .output()
+            .unwrap();
+        if out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["state"] == "held"
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("lock {name} was never held");
 }

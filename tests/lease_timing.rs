@@ -39,6 +39,13 @@ struct Node {
 }
 
 async fn node(shared: &Arc<dyn ObjectStore>, id: &str, strategy: Strategy) -> Node {
+    // The prefix's protocol record (and the probe that precedes it) is written before the
+    // node's counting store sees a request, so counts below are the lease's alone.
+    Cairn::builder(Arc::clone(shared))
+        .strategy(StrategyChoice::Fixed(strategy))
+        .build()
+        .await
+        .unwrap();
     let faults = Arc::new(FaultStore::new(Arc::clone(shared), id.len() as u64));
     let clock = Arc::new(TestClock::anchored(origin(), test_start()));
     let cairn = Cairn::builder(faults.clone())
@@ -221,7 +228,7 @@ async fn skewed_observer_clock_within_the_bound_cannot_take_over_early() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn break_is_seen_by_the_holder_at_its_next_renewal() {
+async fn break_is_seen_by_the_holder_at_its_next_renewal_and_blocks_others_until_it_stopped() {
     let s = store();
     let a = node(&s, "a", Strategy::EtagCas).await;
     let op = node(&s, "operator", Strategy::EtagCas).await;
@@ -231,6 +238,14 @@ async fn break_is_seen_by_the_holder_at_its_next_renewal() {
     sleep(Duration::from_secs(3)).await;
     let broken = op.locks.break_lock(&lock()).await.unwrap().unwrap();
     assert_eq!(broken.state, cairn::lease::LockState::Broken);
+    // The record keeps the broken holder and names who broke it.
+    assert_eq!(broken.holder, "a");
+    assert_eq!(broken.broken_by.as_deref(), Some("operator"));
+    // Nobody may acquire while the broken holder may still be at work.
+    assert!(
+        is_busy(&b).await,
+        "a break must not let another node in at once"
+    );
     let reason = lease.lost().await;
     assert_eq!(
         Instant::now() - t0,
@@ -239,18 +254,66 @@ async fn break_is_seen_by_the_holder_at_its_next_renewal() {
     );
     assert_eq!(
         reason,
-        LossReason::TakenOver {
-            holder: "operator".into(),
+        LossReason::Broken {
+            by: "operator".into(),
             version: 2
         }
     );
-    let next = acquire(&b).await;
-    assert!(next.fencing_token() > lease.fencing_token());
+    // Its release reports the loss instead of pretending all went well.
+    let token = lease.fencing_token();
+    assert!(matches!(
+        lease.release().await,
+        Err(cairn::Error::LeaseLost {
+            reason: LossReason::Broken { .. },
+            ..
+        })
+    ));
+    let next = match b.locks.acquire(&lock(), None).await.unwrap() {
+        Acquired::Acquired(l) => l,
+        Acquired::Busy(x) => panic!("busy: {x:?}"),
+    };
+    assert!(
+        Instant::now() - t0 >= Duration::from_secs(28),
+        "b acquired at {:?}, before the broken holder's deadline (28 s)",
+        Instant::now() - t0
+    );
+    assert!(next.fencing_token() > token);
     // Breaking a lock nobody holds changes nothing.
     next.release().await.unwrap();
     let v = op.locks.show(&lock()).await.unwrap().unwrap().version;
     op.locks.break_lock(&lock()).await.unwrap();
     assert_eq!(op.locks.show(&lock()).await.unwrap().unwrap().version, v);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_with_a_stop_grace_gives_up_that_much_earlier() {
+    let s = store();
+    let c = Cairn::builder(Arc::clone(&s))
+        .node("g")
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let opts = LeaseOptions::default().with_stop_grace(Duration::from_secs(10));
+    let locks = c.locks(opts).unwrap();
+    let t0 = Instant::now();
+    let lease = match locks.try_acquire(&lock()).await.unwrap() {
+        Acquired::Acquired(l) => l,
+        Acquired::Busy(b) => panic!("busy: {b:?}"),
+    };
+    assert_eq!(lease.deadline() - t0, Duration::from_secs(30 - 2 - 10));
+    // A grace that leaves no room to renew is refused before any request.
+    let bad =
+        LeaseOptions::with_ttl(Duration::from_secs(12)).with_stop_grace(Duration::from_secs(10));
+    let err = c.locks(bad).unwrap_err();
+    assert!(err.to_string().contains("no room to renew"), "{err}");
+    assert!(c.locks(LeaseOptions::with_ttl(Duration::ZERO)).is_err());
+    assert!(c
+        .locks(LeaseOptions::with_ttl(Duration::from_secs(
+            3_000_000_000 * 3600
+        )))
+        .is_err());
+    lease.release().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -416,4 +479,30 @@ async fn fault_injected_renewals_never_produce_two_holders() {
         assert!(info.fencing_token >= log.last().unwrap().token);
         let _ = StoredState::Held;
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_learns_of_a_release_within_about_a_second() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let b = node(&s, "b", Strategy::EtagCas).await;
+    let lease = acquire(&a).await;
+    let waiter = tokio::spawn(async move {
+        let got = b.locks.acquire(&lock(), None).await.unwrap();
+        (Instant::now(), got, b)
+    });
+    sleep(Duration::from_secs(26)).await;
+    lease.release().await.unwrap();
+    let released = Instant::now();
+    let (at, got, b) = waiter.await.unwrap();
+    assert!(matches!(got, Acquired::Acquired(_)));
+    assert!(
+        at - released <= Duration::from_millis(1_100),
+        "waited {:?} after the release",
+        at - released
+    );
+    // About one request a second while waiting (26 s): no more than ~2 a second, no polling
+    // storm.
+    let c = b.faults.counts();
+    assert!(c.requests() <= 2 * 27 + 4, "{c:?}");
 }

@@ -106,13 +106,17 @@ pub enum TurnCommand {
     Run {
         /// The turn's name.
         name: String,
-        /// The window: time from one turn's start to the next turn's due time.
-        #[arg(long, default_value = "300s", value_parser = duration::parse)]
-        every: Duration,
+        /// The window: time from one turn's start to the next turn's due time (1s to 366d).
+        /// It belongs to the turn: used when the turn is first created, and then a node
+        /// asking for another window is refused (exit 2). Default: the turn's stored window,
+        /// or 300s for a new turn. Change it with `cairn turn configure`.
+        #[arg(long, value_parser = duration::window)]
+        every: Option<Duration>,
         /// How far each node's wake-up moves, each way, from the due time; a one-shot run
-        /// finds the turn due from (due - jitter).
-        #[arg(long, default_value = "30s", value_parser = duration::parse)]
-        jitter: Duration,
+        /// finds the turn due from (due - jitter). At most half the window. Default: the
+        /// turn's stored jitter, or min(30s, window/10) for a new turn.
+        #[arg(long, value_parser = duration::jitter)]
+        jitter: Option<Duration>,
         /// Keep running: sleep until each next due time (no polling in between) and run
         /// COMMAND whenever this node wins, until stopped with Ctrl-C or SIGTERM.
         #[arg(long = "loop")]
@@ -123,6 +127,17 @@ pub enum TurnCommand {
     },
     /// List every turn: number, holder, state, last outcome and next due time.
     Ls,
+    /// Change a turn's window and jitter for every node (from each node's next claim).
+    Configure {
+        /// The turn's name.
+        name: String,
+        /// The new window (1s to 366d).
+        #[arg(long, value_parser = duration::window)]
+        every: Duration,
+        /// The new jitter (at most half the window). Default: min(30s, window/10).
+        #[arg(long, value_parser = duration::jitter)]
+        jitter: Option<Duration>,
+    },
     /// Show one turn.
     Show {
         /// The turn's name.
@@ -136,8 +151,8 @@ pub enum NodeCommand {
     /// Join: heartbeat this node's record every --interval until stopped (Ctrl-C, SIGTERM),
     /// then mark it left. Exits 78 if another process heartbeats under the same node id.
     Heartbeat {
-        /// Time between heartbeats.
-        #[arg(long, default_value = "2s", value_parser = duration::parse)]
+        /// Time between heartbeats (100ms to 1h).
+        #[arg(long, default_value = "2s", value_parser = duration::interval)]
         interval: Duration,
     },
     /// List every node as online, suspect or offline, with its heartbeat age and timeout.
@@ -178,8 +193,8 @@ pub enum StreamCommand {
     },
     /// Print one JSON line per created, changed or deleted stream, until stopped.
     Watch {
-        /// How often to poll (one listing plus a conditional GET per known stream).
-        #[arg(long, default_value = "5s", value_parser = duration::parse)]
+        /// How often to poll (one listing plus a conditional GET per known stream; 100ms to 1h).
+        #[arg(long, default_value = "5s", value_parser = duration::interval)]
         interval: Duration,
         /// Poll once, print what is there, and exit.
         #[arg(long)]
@@ -233,8 +248,8 @@ pub enum LogCommand {
         /// Keep printing new entries until stopped.
         #[arg(long)]
         follow: bool,
-        /// How often to poll with --follow.
-        #[arg(long, default_value = "1s", value_parser = duration::parse)]
+        /// How often to poll with --follow (100ms to 1h).
+        #[arg(long, default_value = "1s", value_parser = duration::interval)]
         interval: Duration,
     },
 }
@@ -248,14 +263,17 @@ pub enum LockCommand {
     Run {
         /// The lock's name.
         name: String,
-        /// Lease time-to-live; renewed every ttl/3.
-        #[arg(long, default_value = "30s", value_parser = duration::parse)]
+        /// Lease time-to-live (1s to 24h); renewed every ttl/3.
+        #[arg(long, default_value = "30s", value_parser = duration::ttl)]
         ttl: Duration,
         /// How long to wait for the lock (0: try once). Default: wait without limit.
-        #[arg(long, value_parser = duration::parse)]
+        #[arg(long, value_parser = duration::wait)]
         wait: Option<Duration>,
-        /// After a lost lease, how long COMMAND has between SIGTERM and SIGKILL.
-        #[arg(long, default_value = "10s", value_parser = duration::parse)]
+        /// After a lost lease, how long COMMAND has between SIGTERM and SIGKILL (0 to 1h).
+        /// The holder gives the lease up this much before its deadline, so COMMAND is dead
+        /// before any other node may take over; so the grace must fit in the ttl with a
+        /// renewal: ttl/3 < ttl - grace - margin (refused otherwise, exit 2).
+        #[arg(long, default_value = "10s", value_parser = duration::grace)]
         grace: Duration,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, num_args = 1..)]

@@ -3,9 +3,11 @@
 use std::time::Duration;
 
 use super::exit;
+use crate::clock::next_number;
 use crate::error::Error;
 use crate::log::EventLog;
 use crate::record::Records;
+use crate::store::keys;
 use crate::stream::{Create, Cursor, StreamManifest, Streams};
 use crate::{Name, Result};
 
@@ -183,7 +185,9 @@ pub async fn log_append(l: &EventLog, topic: &str, event: &str, json: bool) -> R
     Ok(exit::OK)
 }
 
-/// `log tail`.
+/// `log tail`. With `--follow`, an entry at sequence `u64::MAX` is the last there can ever
+/// be: after printing it, following ends with [`Error::Exhausted`] instead of wrapping to the
+/// start and printing the log again.
 pub async fn log_tail(
     l: &EventLog,
     topic: &str,
@@ -204,10 +208,12 @@ pub async fn log_tail(
         };
         for e in &entries {
             println!("{}", serde_json::to_string(e).unwrap_or_default());
-            next = e.sequence + 1;
         }
         if !follow {
             return Ok(exit::OK);
+        }
+        if let Some(last) = entries.last() {
+            next = next_number(&keys::log_topic(&topic), "sequence", last.sequence)?;
         }
     }
 }

@@ -3,31 +3,41 @@
 use serde::Serialize;
 
 use crate::store::probe::Capabilities;
-use crate::{Cairn, Result};
+use crate::{Cairn, Result, Strategy};
 
 #[derive(Serialize)]
 struct Report<'a> {
     store: &'a str,
     strategy: String,
-    /// Why that strategy, in a sentence.
+    protocol: Option<&'a crate::store::protocol::ProtocolRecord>,
+    /// What the probe found about If-Match, and so which strategy it picks, in a sentence.
     reason: String,
     capabilities: &'a Capabilities,
 }
 
 /// Probes the store at `url` and prints what it found.
 pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
-    let mut builder = Cairn::open(url).await?;
+    let mut builder = Cairn::open(url).await?.observer();
     if let Some(n) = node {
         builder = builder.node(n)?;
     }
     let cairn = builder.build().await?;
-    let caps = cairn
-        .capabilities()
-        .expect("a probed handle has capabilities");
+    // Always a fresh probe: the protocol record spares coordinating commands the probe,
+    // but doctor is where an operator checks the store as it is now.
+    let fresh;
+    let caps = match cairn.capabilities() {
+        Some(c) => c,
+        None => {
+            fresh = cairn.store().probe(&mut rand::rng()).await?;
+            &fresh
+        }
+    };
+    let p = cairn.protocol();
     if json {
         let r = Report {
             store: url,
             strategy: cairn.strategy().to_string(),
+            protocol: p,
             reason: caps.reason(),
             capabilities: caps,
         };
@@ -39,8 +49,28 @@ pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
         let mark = if c.passed { "ok  " } else { "no  " };
         println!("  {mark} {:<32} {}", c.name, c.detail);
     }
-    println!("strategy:   {}", cairn.strategy());
-    println!("because:    {}", caps.reason());
+    match p {
+        Some(p) => println!(
+            "strategy:   {} (this prefix's protocol, recorded by {} at {})",
+            cairn.strategy(),
+            p.created_by,
+            p.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ),
+        None => println!(
+            "strategy:   {} (no protocol recorded yet: the first coordinating command records it)",
+            cairn.strategy()
+        ),
+    }
+    if !cairn.strategy().supported_by(caps) {
+        println!("warning:    this store no longer supports the recorded protocol");
+    }
+    let probed = Strategy::for_capabilities(caps);
+    if probed == cairn.strategy() {
+        println!("because:    {}", caps.reason());
+    } else {
+        println!("probe:      {} ({probed} for a new prefix)", caps.reason());
+    }
     println!(
         "round trip: {:.1} ms (median of the probe's requests)",
         caps.round_trip.as_secs_f64() * 1e3

@@ -20,9 +20,75 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+        "d" => 86400.0,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
+            ))
+        }
     };
     Duration::try_from_secs_f64(n * scale).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// A parser for durations in `[min, max]`, whose error names the range.
+fn ranged(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = parse(s)?;
+    if d < min || d > max {
+        return Err(format!(
+            "{s:?} is out of range: allowed from {} to {}",
+            show(min),
+            show(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// A duration as the user would write it back: `500ms`, `30s`, `5m`, `24h`, `366d`.
+pub fn show(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0".into(),
+        ms if ms % 86_400_000 == 0 && ms > 86_400_000 => format!("{}d", ms / 86_400_000),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+const SEC: Duration = Duration::from_secs(1);
+const HOUR: Duration = Duration::from_secs(3600);
+const YEAR: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// `lock run --ttl`: 1 s (a renewal must fit in a third of it) to 24 h.
+pub fn ttl(s: &str) -> Result<Duration, String> {
+    ranged(s, SEC, crate::lease::MAX_TTL)
+}
+
+/// `lock run --grace`: 0 to 1 h (and it must fit in the ttl, checked with it).
+pub fn grace(s: &str) -> Result<Duration, String> {
+    ranged(s, Duration::ZERO, HOUR)
+}
+
+/// `lock run --wait`: 0 (try once) to 366 days.
+pub fn wait(s: &str) -> Result<Duration, String> {
+    ranged(s, Duration::ZERO, YEAR)
+}
+
+/// `turn run --every`: 1 s to 366 days.
+pub fn window(s: &str) -> Result<Duration, String> {
+    ranged(s, SEC, crate::turn::MAX_WINDOW)
+}
+
+/// `turn run --jitter`: 0 to 183 days (and at most half the window, checked with it).
+pub fn jitter(s: &str) -> Result<Duration, String> {
+    ranged(s, Duration::ZERO, crate::turn::MAX_WINDOW / 2)
+}
+
+/// Heartbeat and polling intervals: 100 ms to 1 h.
+pub fn interval(s: &str) -> Result<Duration, String> {
+    ranged(s, 100 * MS, HOUR)
 }
 
 #[cfg(test)]
@@ -40,5 +106,20 @@ mod tests {
         for bad in ["", "30", "s", "3x", "-1s", "1..2s"] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_with_the_allowed_range() {
+        assert_eq!(
+            ttl("0").unwrap_err(),
+            "\"0\" is out of range: allowed from 1s to 24h"
+        );
+        assert!(ttl("3000000000h").unwrap_err().contains("out of range"));
+        assert!(interval("0s").unwrap_err().contains("from 100ms to 1h"));
+        assert!(window("0").is_err());
+        assert!(window("3000000000h").is_err());
+        assert_eq!(window("300s").unwrap(), Duration::from_secs(300));
+        assert_eq!(show(Duration::from_secs(90)), "90s");
+        assert_eq!(show(Duration::from_secs(7200)), "2h");
     }
 }

@@ -29,12 +29,14 @@ Exit codes:
   0    success (lock run, turn run: COMMAND's own status is passed through;
        turn run: also when the turn was not due or another node won it)
   1    failure (store unavailable, corrupt data, ...)
-  2    usage or configuration error
+  2    usage or configuration error (also: --strategy disagrees with the
+       prefix's protocol record, --every/--jitter with the turn's)
   3    not found (lock show, stream show, record get, ...)
   69   the store was refused by the capability probe
   73   stream create: the stream exists with different metadata
   75   lock run: the lock is held by another node and --wait ran out
-  76   lock run: the lease was lost while COMMAND ran; COMMAND was stopped
+  76   lock run: the lease was lost (taken over, broken, renewals failed)
+       while COMMAND ran, or found lost at release; COMMAND was stopped
   78   node heartbeat: another process heartbeats under this node id
   127  lock run, turn run: COMMAND could not be started
   130  interrupted before COMMAND started

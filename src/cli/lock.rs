@@ -63,8 +63,17 @@ pub async fn run(
     };
     match end {
         End::Exited(status) => {
-            if let Err(e) = lease.release().await {
-                eprintln!("cairn: releasing lock {name} failed ({e}); it will expire");
+            match lease.release().await {
+                Ok(()) => {}
+                // The command finished, but not under the lock: say so, and fail as a lost
+                // lease does, whatever the command's own status.
+                Err(e @ crate::Error::LeaseLost { .. }) => {
+                    eprintln!(
+                        "cairn: {e}; the command's work may have overlapped another holder's"
+                    );
+                    return Ok(exit::LEASE_LOST);
+                }
+                Err(e) => eprintln!("cairn: releasing lock {name} failed ({e}); it will expire"),
             }
             Ok(match status {
                 Ok(s) => child::status_code(s),
@@ -146,6 +155,9 @@ fn print_one(l: &LockInfo, json: bool) {
         println!("acquired at:   {}", l.acquired_at);
         println!("renewed at:    {}", l.renewed_at);
         println!("expires at:    {}", l.expires_at);
+        if let Some(by) = &l.broken_by {
+            println!("broken by:     {by}");
+        }
     }
 }
 

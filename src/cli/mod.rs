@@ -8,6 +8,7 @@ pub mod duration;
 pub mod exit;
 mod lock;
 mod node;
+mod preflight;
 mod turn;
 
 use clap::Parser;
@@ -32,7 +33,9 @@ pub async fn main() -> i32 {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
+    let observer = preflight::check(&cli)?;
     let g = &cli.global;
+    let connect = |g| connect(g, observer);
     match &cli.command {
         Command::Doctor => {
             doctor::run(&store_url(g)?, g.node.as_deref(), g.json).await?;
@@ -100,13 +103,18 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     keep_running,
                     command,
                 } => {
-                    let t = turns(crate::turn::TurnOptions {
-                        window: *every,
-                        jitter: *jitter,
-                    })?;
+                    let t = turns(turn::options(*every, *jitter))?;
                     turn::run(&t, cairn.node(), name, *keep_running, command, g.json).await
                 }
                 TurnCommand::Ls => turn::ls(&turns(Default::default())?, g.json).await,
+                TurnCommand::Configure {
+                    name,
+                    every,
+                    jitter,
+                } => {
+                    turn::configure(&turns(Default::default())?, name, *every, *jitter, g.json)
+                        .await
+                }
                 TurnCommand::Show { name } => {
                     turn::show(&turns(Default::default())?, name, g.json).await
                 }
@@ -142,7 +150,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     grace,
                     command,
                 } => {
-                    let l = locks(LeaseOptions::with_ttl(*ttl))?;
+                    // The holder gives up early enough for COMMAND's grace to run out before
+                    // any other node may take over.
+                    let l = locks(LeaseOptions::with_ttl(*ttl).with_stop_grace(*grace))?;
                     lock::run(&cairn, &l, name, *wait, *grace, command, g.json).await
                 }
                 LockCommand::Ls => lock::ls(&locks(LeaseOptions::default())?, g.json).await,
@@ -165,9 +175,13 @@ fn store_url(g: &Global) -> Result<String> {
     g.store.clone().map(Ok).unwrap_or_else(url::default_url)
 }
 
-/// Opens the store named by the global options, probing it unless `--strategy` says.
-async fn connect(g: &Global) -> Result<Cairn> {
+/// Opens the store named by the global options and reads its protocol record (probing and
+/// recording it first where there is none, unless the command only looks).
+async fn connect(g: &Global, observer: bool) -> Result<Cairn> {
     let mut b = Cairn::open(&store_url(g)?).await?;
+    if observer {
+        b = b.observer();
+    }
     if let Some(n) = &g.node {
         b = b.node(n)?;
     }
@@ -190,7 +204,10 @@ fn report(e: &Error) -> i32 {
     match e {
         Error::StoreRefused { .. } => exit::STORE_REFUSED,
         Error::DuplicateNode { .. } => exit::DUPLICATE_NODE,
-        Error::Config(_) | Error::InvalidName { .. } => exit::USAGE,
+        Error::Config(_)
+        | Error::InvalidName { .. }
+        | Error::ProtocolMismatch { .. }
+        | Error::TurnMismatch { .. } => exit::USAGE,
         _ => exit::FAILURE,
     }
 }

@@ -1,13 +1,14 @@
-//! `cairn turn run|ls|show`.
+//! `cairn turn run|ls|show|configure`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::child::{self, Signals};
 use super::exit;
-use crate::turn::{Claim, Finished, JobResult, TurnManifest, Turns};
+use crate::turn::{Claim, Finished, JobResult, TurnManifest, TurnOptions, Turns};
 use crate::{Name, Result};
 
 /// `cairn turn run`: one-shot, or `--loop`.
@@ -165,8 +166,9 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
             outcome
         }
     };
-    turns.run_loop(name, job, stop.clone()).await;
+    let ended = turns.run_loop(name, job, stop.clone()).await;
     watcher.abort();
+    ended?;
     let c = turns.counters(name);
     eprintln!(
         "cairn: turn {name}: ran {}, skipped {}, lost {}, failed {}",
@@ -261,9 +263,15 @@ pub async fn show(turns: &Turns, name: &str, json: bool) -> Result<i32> {
         eprintln!("cairn: no turn named {name}");
         return Ok(exit::NOT_FOUND);
     };
+    print_turn(&t, json);
+    Ok(exit::OK)
+}
+
+/// Prints one turn, as JSON or as labelled lines.
+fn print_turn(t: &TurnManifest, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(&t).unwrap_or_default());
-        return Ok(exit::OK);
+        println!("{}", serde_json::to_string(t).unwrap_or_default());
+        return;
     }
     let r = &t.record;
     println!("name:        {}", t.name);
@@ -283,7 +291,11 @@ pub async fn show(turns: &Turns, name: &str, json: bool) -> Result<i32> {
             println!("error:       {e}");
         }
     }
-    println!("window:      {} ms ± {} ms", r.window_ms, r.jitter_ms);
+    println!(
+        "window:      {} ± {}",
+        super::duration::show(std::time::Duration::from_millis(r.window_ms)),
+        super::duration::show(std::time::Duration::from_millis(r.jitter_ms))
+    );
     println!("next due at: {}", t.next_due_at);
     if let Some(p) = &r.previous {
         let how = p
@@ -292,5 +304,42 @@ pub async fn show(turns: &Turns, name: &str, json: bool) -> Result<i32> {
             .map_or("never finished".to_string(), |o| o.status.to_string());
         println!("previous:    turn {} by {} ({how})", p.turn, p.holder);
     }
-    Ok(exit::OK)
+}
+
+/// The options `turn run` claims with: the turn's stored window and jitter unless
+/// `--every` or `--jitter` was given; then those, and a mismatch with the turn is an error.
+pub fn options(every: Option<Duration>, jitter: Option<Duration>) -> TurnOptions {
+    let d = TurnOptions::default();
+    let window = every.unwrap_or(d.window);
+    TurnOptions {
+        window,
+        jitter: jitter.unwrap_or_else(|| default_jitter(window)),
+        adopt_stored: every.is_none() && jitter.is_none(),
+    }
+}
+
+/// min(30 s, window / 10): the default jitter for a window.
+pub fn default_jitter(window: Duration) -> Duration {
+    TurnOptions::default().jitter.min(window / 10)
+}
+
+/// `cairn turn configure NAME --every W [--jitter J]`.
+pub async fn configure(
+    turns: &Turns,
+    name: &str,
+    every: Duration,
+    jitter: Option<Duration>,
+    json: bool,
+) -> Result<i32> {
+    let jitter = jitter.unwrap_or_else(|| default_jitter(every));
+    match turns.reconfigure(&Name::new(name)?, every, jitter).await? {
+        Some(t) => {
+            print_turn(&t, json);
+            Ok(exit::OK)
+        }
+        None => {
+            eprintln!("cairn: no turn named {name}: `turn run {name} --every …` creates it");
+            Ok(exit::NOT_FOUND)
+        }
+    }
 }

@@ -15,19 +15,22 @@ use serde::Serialize;
 use tracing::{debug, warn};
 
 use super::envelope::{decode, encode};
-use super::{Manifest, Revalidated, Snapshot, Written};
-use crate::clock::chrono_duration;
+use super::{listed_number, Manifest, Revalidated, Snapshot, Written};
+use crate::clock::sub_saturating;
 use crate::error::{Error, Result};
 use crate::store::{keys, CreateOutcome, Listed, WriteId};
 
-/// Version numbers stored, ascending, from a listing of the chain folder.
-fn versions(listed: &[Listed]) -> Vec<(u64, &Listed)> {
-    let mut v: Vec<_> = listed
-        .iter()
-        .filter_map(|l| keys::parse_numbered(l.key.file_name()).map(|n| (n, l)))
-        .collect();
+/// Version numbers stored, ascending, from a listing of the chain folder. A version key
+/// whose number is above `u64::MAX` is [`Error::Corrupt`].
+fn versions(listed: &[Listed]) -> Result<Vec<(u64, &Listed)>> {
+    let mut v = Vec::with_capacity(listed.len());
+    for l in listed {
+        if let Some(n) = listed_number(&l.key)? {
+            v.push((n, l));
+        }
+    }
     v.sort_by_key(|(n, _)| *n);
-    v
+    Ok(v)
 }
 
 pub(super) async fn load<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Option<Snapshot<T>>> {
@@ -36,7 +39,7 @@ pub(super) async fn load<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Option<
     // which it does only to versions with newer ones: list again.
     for _ in 0..3 {
         let listed = m.ctx.store.list(&folder).await?;
-        let Some(&(head, _)) = versions(&listed).last() else {
+        let Some(&(head, _)) = versions(&listed)?.last() else {
             return Ok(None);
         };
         if let Some(s) = read_version(m, head).await? {
@@ -100,9 +103,10 @@ pub(super) async fn write<T: Serialize + DeserializeOwned + Clone>(
         .store
         .list_after(&keys::chain_folder(&m.base), &key)
         .await?;
-    if let Some(&(after, _)) = versions(&newer).first() {
+    if let Some(&(after, _)) = versions(&newer)?.first() {
         let successor = read_version(m, after).await?;
-        let built_on_ours = after == next.version + 1
+        // `after` is above our version, so ours is below u64::MAX; checked all the same.
+        let built_on_ours = next.version.checked_add(1) == Some(after)
             && successor
                 .as_ref()
                 .is_some_and(|s| s.previous_write_id.as_deref() == Some(next.write_id.as_str()));
@@ -128,7 +132,7 @@ pub(super) async fn revalidate<T: DeserializeOwned>(
     let folder = keys::chain_folder(&m.base);
     let after = keys::chain_version(&m.base, known.version);
     let newer = m.ctx.store.list_after(&folder, &after).await?;
-    if versions(&newer).is_empty() {
+    if versions(&newer)?.is_empty() {
         return Ok(Revalidated::Unchanged);
     }
     Ok(match load(m).await? {
@@ -140,12 +144,12 @@ pub(super) async fn revalidate<T: DeserializeOwned>(
 pub(super) async fn collect_garbage<T>(m: &Manifest<T>) -> Result<usize> {
     let opts = &m.ctx.options;
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
-    let all = versions(&listed);
+    let all = versions(&listed)?;
     let keep = opts.gc_keep.max(1);
     if all.len() <= keep {
         return Ok(0);
     }
-    let cutoff = m.ctx.clock.now() - chrono_duration(opts.gc_min_age);
+    let cutoff = sub_saturating(m.ctx.clock.now(), opts.gc_min_age);
     let mut deleted = 0;
     for (_, l) in &all[..all.len() - keep] {
         if l.last_modified < cutoff {
@@ -160,7 +164,7 @@ pub(super) async fn collect_garbage<T>(m: &Manifest<T>) -> Result<usize> {
 pub(super) async fn history<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Vec<Snapshot<T>>> {
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
     let mut out = Vec::new();
-    for (n, _) in versions(&listed) {
+    for (n, _) in versions(&listed)? {
         if let Some(s) = read_version(m, n).await? {
             out.push(s);
         }

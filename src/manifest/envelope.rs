@@ -15,10 +15,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::{Key, Object};
+use crate::store::{Key, Object, MAX_OBJECT_BYTES};
 
-/// The newest envelope format this build writes and reads.
-pub const FORMAT: u32 = 1;
+/// The newest envelope format this build writes and reads: cairn's one format version,
+/// also written into the prefix's protocol record.
+pub const FORMAT: u32 = crate::store::protocol::FORMAT;
 
 /// One version of a manifest, as read or as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,7 +64,9 @@ struct In {
     body: serde_json::Value,
 }
 
-/// Encodes one version.
+/// Encodes one version. A document larger than [`MAX_OBJECT_BYTES`] (a caller's oversized
+/// value: stream metadata, a record value, a log event) is refused with [`Error::Encode`]
+/// before any request: no reader would accept it.
 pub(crate) fn encode<T: Serialize>(kind: &str, s: &Snapshot<T>) -> Result<bytes::Bytes> {
     let out = Out {
         format: FORMAT,
@@ -75,12 +78,21 @@ pub(crate) fn encode<T: Serialize>(kind: &str, s: &Snapshot<T>) -> Result<bytes:
         written_at: s.written_at,
         body: &s.body,
     };
-    serde_json::to_vec(&out)
-        .map(bytes::Bytes::from)
-        .map_err(|source| Error::Encode {
+    let bytes = serde_json::to_vec(&out).map_err(|source| Error::Encode {
+        what: "manifest",
+        source,
+    })?;
+    if u64::try_from(bytes.len()).map_or(true, |n| n > MAX_OBJECT_BYTES) {
+        return Err(Error::Encode {
             what: "manifest",
-            source,
-        })
+            source: serde::ser::Error::custom(format!(
+                "{kind} of {} bytes exceeds the 1 MiB limit for a cairn manifest \
+                 (MAX_OBJECT_BYTES = {MAX_OBJECT_BYTES})",
+                bytes.len()
+            )),
+        });
+    }
+    Ok(bytes::Bytes::from(bytes))
 }
 
 /// Decodes one stored version, checking format, kind and shape.
@@ -180,6 +192,27 @@ mod tests {
             decode_bytes::<serde_json::Value>("lock", &key(), other),
             Err(Error::WrongKind { .. })
         ));
+    }
+
+    #[test]
+    fn a_document_over_the_limit_is_refused() {
+        let s = |len: usize| Snapshot {
+            version: 1,
+            write_id: "w".into(),
+            previous_write_id: None,
+            written_by: "n".into(),
+            written_at: DateTime::<Utc>::from_timestamp(0, 0).unwrap(),
+            body: "x".repeat(len),
+            etag: None,
+        };
+        let limit = usize::try_from(MAX_OBJECT_BYTES).unwrap();
+        assert!(encode("k", &s(limit - 1024)).is_ok());
+        match encode("k", &s(limit)) {
+            Err(Error::Encode { source, .. }) => {
+                assert!(source.to_string().contains("exceeds the 1 MiB limit"))
+            }
+            other => panic!("expected Encode, got {other:?}"),
+        }
     }
 
     proptest! {

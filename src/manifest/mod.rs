@@ -15,7 +15,9 @@
 //!   garbage collection keeps the newest [`ManifestOptions::gc_keep`] and never deletes one
 //!   younger than [`ManifestOptions::gc_min_age`].
 //!
-//! Both strategies number versions from 1, +1 a transition; a version is never reused.
+//! Both strategies number versions from 1, +1 a transition; a version is never reused, and
+//! never wraps: a manifest at version `u64::MAX` can be read but not written again
+//! ([`Error::Exhausted`]; retire it under a new name).
 
 mod chain;
 pub mod envelope;
@@ -30,31 +32,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::debug;
 
-use crate::clock::Clock;
+use crate::clock::{next_number, Clock};
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use crate::store::keys::Family;
 use crate::store::{Key, Name, Store, WriteId};
 pub use envelope::{Snapshot, FORMAT};
 
-/// How manifests are stored and replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// One object replaced with `If-Match`.
-    EtagCas,
-    /// One immutable object a version, created with `If-None-Match: *`.
-    VersionChain,
-}
-
-impl std::fmt::Display for Strategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Strategy::EtagCas => "etag-cas",
-            Strategy::VersionChain => "version-chain",
-        })
-    }
-}
+pub use crate::store::protocol::Strategy;
 
 /// Tuning of compare-and-swap and of the version chain's garbage collection.
 #[derive(Debug, Clone)]
@@ -176,6 +161,26 @@ impl Manifests {
     }
 }
 
+/// The number in a listed `<number:020>.json` key (a chain version, a log sequence): `None`
+/// for a key of another shape, [`Error::Corrupt`] for twenty digits above `u64::MAX`, which
+/// cairn never writes and cannot order, so it is reported instead of skipped.
+pub(crate) fn listed_number(key: &Key) -> Result<Option<u64>> {
+    let name = key.file_name();
+    if let Some(n) = crate::store::keys::parse_numbered(name) {
+        return Ok(Some(n));
+    }
+    let digits = name.strip_suffix(".json").unwrap_or("");
+    if digits.len() == crate::store::keys::NUMBER_WIDTH
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(Error::Corrupt {
+            key: key.to_string(),
+            reason: format!("number {digits} in the key is above u64::MAX"),
+        });
+    }
+    Ok(None)
+}
+
 /// Result of a conditional transition.
 #[derive(Debug)]
 #[must_use]
@@ -263,12 +268,17 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
 
     /// Writes `body` as the version after `current` (`None`: the first version), only if
     /// `current` is still the newest. Verified by write-then-verify; losing is
-    /// [`Written::Conflict`], not an error. Not cancel-safe: a cancelled call may or may not
-    /// have written.
+    /// [`Written::Conflict`], not an error. When `current` is at version `u64::MAX` there is
+    /// no next version: [`Error::Exhausted`], before any request. Not cancel-safe: a
+    /// cancelled call may or may not have written.
     #[tracing::instrument(level = "debug", skip_all, fields(key = %self.base, version))]
     pub async fn write(&self, current: Option<&Snapshot<T>>, body: T) -> Result<Written<T>> {
+        let version = match current {
+            None => 1,
+            Some(c) => next_number(&self.base, "version", c.version)?,
+        };
         let next = Snapshot {
-            version: current.map_or(1, |c| c.version + 1),
+            version,
             write_id: self.ctx.write_id().0,
             previous_write_id: current.map(|c| c.write_id.clone()),
             written_by: self.ctx.node.clone(),
@@ -300,7 +310,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// Read-modify-write with bounded retries: loads the newest version, asks `f` what to
     /// write, writes it conditionally, and on conflict tries again with the newer version
     /// after a jittered backoff. `f` may run several times. Fails with
-    /// [`Error::Contention`] after [`ManifestOptions::max_attempts`]. Not cancel-safe.
+    /// [`Error::Contention`] after [`ManifestOptions::max_attempts`], and at once with
+    /// [`Error::Exhausted`] when `f` asks to write after version `u64::MAX`. Not cancel-safe.
     pub async fn update<F>(&self, mut f: F) -> Result<Updated<T>>
     where
         F: FnMut(Option<&Snapshot<T>>) -> Change<T>,

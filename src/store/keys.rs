@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <root>/
+//!   _cairn/protocol.json                       the prefix's protocol record (strategy, format)
 //!   _probe/<id>.json                           capability probe scratch objects
 //!   locks/<name>/manifest.json                 etag CAS strategy: the one manifest object
 //!   locks/<name>/v/<version:020>.json          version chain: one immutable object a version
@@ -116,6 +117,11 @@ pub fn log_topic(topic: &Name) -> Key {
 /// One entry of an event log topic.
 pub fn log_entry(topic: &Name, sequence: u64) -> Key {
     log_topic(topic).child(&numbered(sequence))
+}
+
+/// The prefix's protocol record (see [`crate::store::protocol`]).
+pub fn protocol() -> Key {
+    Key("_cairn/protocol.json".into())
 }
 
 /// A capability probe scratch object.

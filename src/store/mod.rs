@@ -28,6 +28,7 @@ pub mod fault;
 pub mod keys;
 pub mod name;
 pub mod probe;
+pub mod protocol;
 pub mod url;
 
 mod aws;
@@ -50,6 +51,20 @@ use tracing::{debug, warn};
 use crate::error::{Error, Result};
 pub use keys::Key;
 pub use name::Name;
+
+/// The largest object cairn reads or writes: 1 MiB.
+///
+/// Everything cairn stores is a small JSON manifest: a lock, turn or member record is a few
+/// hundred bytes, a turn's result is capped at 4 KiB ([`crate::turn::MAX_RESULT_BYTES`]),
+/// and stream metadata, record values and log events are descriptions, not payloads. 1 MiB
+/// leaves three orders of magnitude of room for those, and bounds what one read can cost in
+/// memory and transfer whatever sits at a key.
+///
+/// A larger object at a cairn key is [`Error::Corrupt`]: its size is checked against the
+/// GET response's metadata before any of the body is read (the body is dropped unread), and
+/// again while reading, in case a server understates it. It is never overwritten. A larger
+/// value is refused before any request ([`Error::Encode`]).
+pub const MAX_OBJECT_BYTES: u64 = 1 << 20;
 
 /// A unique id written into every object cairn writes; the read-back after an unclear
 /// outcome compares it to decide whose write is stored.
@@ -340,41 +355,70 @@ impl Store {
         }
     }
 
-    /// Reads an object; `None` when absent.
+    /// Reads an object; `None` when absent. An object larger than [`MAX_OBJECT_BYTES`] is
+    /// [`Error::Corrupt`], and its body is not read.
     pub async fn read(&self, key: &Key) -> Result<Option<Object>> {
         match self.get(key, GetOptions::default()).await {
-            Ok(obj) => Ok(Some(obj)),
+            Ok(Got::Object(obj)) => Ok(Some(obj)),
+            Ok(Got::TooLarge(size)) => Err(too_large(key, size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(classify("read", key, e)),
         }
     }
 
     /// Reads an object only if its etag is no longer `etag` (conditional GET,
-    /// `If-None-Match`). An unchanged object costs a 304 and no body.
+    /// `If-None-Match`). An unchanged object costs a 304 and no body. An object larger than
+    /// [`MAX_OBJECT_BYTES`] is [`Error::Corrupt`], and its body is not read.
     pub async fn read_if_changed(&self, key: &Key, etag: &str) -> Result<ReadIfChanged> {
         let opts = GetOptions::new().with_if_none_match(Some(etag));
         match self.get(key, opts).await {
-            Ok(obj) if obj.etag.as_deref() == Some(etag) => Ok(ReadIfChanged::Unchanged),
-            Ok(obj) => Ok(ReadIfChanged::Changed(obj)),
+            Ok(Got::Object(obj)) if obj.etag.as_deref() == Some(etag) => {
+                Ok(ReadIfChanged::Unchanged)
+            }
+            Ok(Got::Object(obj)) => Ok(ReadIfChanged::Changed(obj)),
+            Ok(Got::TooLarge(size)) => Err(too_large(key, size)),
             Err(object_store::Error::NotModified { .. }) => Ok(ReadIfChanged::Unchanged),
             Err(object_store::Error::NotFound { .. }) => Ok(ReadIfChanged::Missing),
             Err(e) => Err(classify("read", key, e)),
         }
     }
 
-    async fn get(&self, key: &Key, opts: GetOptions) -> object_store::Result<Object> {
+    /// One GET, reading at most [`MAX_OBJECT_BYTES`] of body: a response whose metadata says
+    /// more is dropped unread, and a body that turns out longer than the metadata said is
+    /// abandoned as soon as it passes the limit.
+    async fn get(&self, key: &Key, opts: GetOptions) -> object_store::Result<Got> {
         let path = self.path(key);
         self.timed(async {
             let r = self.inner.get_opts(&path, opts).await?;
+            let claimed = r.meta.size.max(r.range.end.saturating_sub(r.range.start));
+            if claimed > MAX_OBJECT_BYTES {
+                return Ok(Got::TooLarge(Size::Exactly(claimed)));
+            }
             let etag = r.meta.e_tag.clone();
             let last_modified = r.meta.last_modified;
-            let bytes = r.bytes().await?;
-            Ok(Object {
+            let bytes = match r.payload {
+                // A local file reads exactly the range its own metadata gave, checked above.
+                #[cfg(not(target_arch = "wasm32"))]
+                object_store::GetResultPayload::File(..) => r.bytes().await?,
+                object_store::GetResultPayload::Stream(_) => {
+                    let mut body = Vec::with_capacity(usize::try_from(claimed).unwrap_or(0));
+                    let mut stream = r.into_stream();
+                    while let Some(chunk) = stream.try_next().await? {
+                        let len = body.len().saturating_add(chunk.len());
+                        if u64::try_from(len).map_or(true, |l| l > MAX_OBJECT_BYTES) {
+                            return Ok(Got::TooLarge(Size::AtLeast(len)));
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
+                    Bytes::from(body)
+                }
+            };
+            Ok(Got::Object(Object {
                 key: key.clone(),
                 bytes,
                 etag,
                 last_modified,
-            })
+            }))
         })
         .await
     }
@@ -564,6 +608,9 @@ impl Store {
             Ok(Some(obj)) if carries_write_id(&obj.bytes, write_id) => Ok(Verified::Ours(obj)),
             Ok(Some(obj)) => Ok(Verified::Theirs(obj)),
             Ok(None) => Ok(Verified::Absent),
+            // Something is there that is not a cairn object (too large to read): not an
+            // unknown outcome, a corrupt key.
+            Err(e @ Error::Corrupt { .. }) => Err(e),
             Err(read_err) => {
                 warn!(%key, write_error = %err, read_error = %read_err, "write outcome unknown");
                 Err(Error::Ambiguous {
@@ -643,6 +690,34 @@ fn quoted_list(values: &[String]) -> String {
         [] => "no If-Match".into(),
         [one] => one.clone(),
         [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// What a bounded GET found.
+enum Got {
+    Object(Object),
+    TooLarge(Size),
+}
+
+/// How large an oversize object is: as its metadata said, or as far as it was read.
+enum Size {
+    Exactly(u64),
+    AtLeast(usize),
+}
+
+fn too_large(key: &Key, size: Size) -> Error {
+    let reason = match size {
+        Size::Exactly(n) => {
+            format!("object of {n} bytes exceeds the 1 MiB limit for a cairn manifest; not read")
+        }
+        Size::AtLeast(n) => format!(
+            "object of at least {n} bytes (its metadata said less) exceeds the 1 MiB limit for \
+             a cairn manifest; reading stopped there"
+        ),
+    };
+    Error::Corrupt {
+        key: key.to_string(),
+        reason,
     }
 }
 

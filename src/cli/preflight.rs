@@ -1,0 +1,124 @@
+//! Everything that can be checked without the store is checked before the first request:
+//! names, JSON arguments, durations that must fit together, the store URL's scheme. A
+//! mistake costs no request and no probe.
+
+use super::args::{
+    Cli, Command, LockCommand, LogCommand, NodeCommand, RecordCommand, StreamCommand, TurnCommand,
+};
+use super::data::json_arg;
+use crate::error::{Error, Result};
+use crate::lease::LeaseOptions;
+use crate::Name;
+
+/// Checks the whole command line locally. Returns whether the command only looks (lists,
+/// shows, watches): such a command never records the prefix's protocol.
+pub fn check(cli: &Cli) -> Result<bool> {
+    let g = &cli.global;
+    if let Some(url) = &g.store {
+        if !["s3://", "file://", "memory:"]
+            .iter()
+            .any(|p| url.starts_with(p))
+        {
+            return Err(Error::Config(format!(
+                "{url:?} is not a store URL: expected s3://bucket/prefix, file:///path or memory://"
+            )));
+        }
+    }
+    if let Some(n) = &g.node {
+        Name::new(n)?;
+    }
+    if let Some(t) = &g.audit_topic {
+        Name::new(t)?;
+    }
+    let name = |n: &str| Name::new(n).map(|_| ());
+    Ok(match &cli.command {
+        Command::Doctor => true,
+        Command::Lock { command } => match command {
+            LockCommand::Run {
+                name: n,
+                ttl,
+                grace,
+                ..
+            } => {
+                name(n)?;
+                LeaseOptions::with_ttl(*ttl)
+                    .with_stop_grace(*grace)
+                    .validate()?;
+                false
+            }
+            LockCommand::Ls => true,
+            LockCommand::Show { name: n } => name(n).map(|_| true)?,
+            LockCommand::Break { name: n } => name(n).map(|_| false)?,
+        },
+        Command::Stream { command } => match command {
+            StreamCommand::Create { name: n, metadata } => {
+                name(n)?;
+                if let Some(m) = metadata {
+                    json_arg("--metadata", m)?;
+                }
+                false
+            }
+            StreamCommand::Update { name: n, metadata } => {
+                name(n)?;
+                json_arg("--metadata", metadata)?;
+                false
+            }
+            StreamCommand::Delete { name: n } => name(n).map(|_| false)?,
+            StreamCommand::Show { name: n } => name(n).map(|_| true)?,
+            StreamCommand::Ls | StreamCommand::Watch { .. } => true,
+        },
+        Command::Record { command } => match command {
+            RecordCommand::Put {
+                namespace,
+                key,
+                value,
+                ..
+            } => {
+                name(namespace)?;
+                name(key)?;
+                json_arg("--value", value)?;
+                false
+            }
+            RecordCommand::Get { namespace, key } => {
+                name(namespace)?;
+                name(key)?;
+                true
+            }
+        },
+        Command::Log { command } => match command {
+            LogCommand::Append { topic, event } => {
+                name(topic)?;
+                json_arg("the event", event)?;
+                false
+            }
+            LogCommand::Tail { topic, .. } => name(topic).map(|_| true)?,
+        },
+        Command::Turn { command } => match command {
+            TurnCommand::Run {
+                name: n,
+                every,
+                jitter,
+                ..
+            } => {
+                name(n)?;
+                super::turn::options(*every, *jitter).validate()?;
+                false
+            }
+            TurnCommand::Configure {
+                name: n,
+                every,
+                jitter,
+            } => {
+                name(n)?;
+                super::turn::options(Some(*every), *jitter).validate()?;
+                false
+            }
+            TurnCommand::Ls => true,
+            TurnCommand::Show { name: n } => name(n).map(|_| true)?,
+        },
+        Command::Node { command } => match command {
+            NodeCommand::Heartbeat { .. } => false,
+            NodeCommand::Ls => true,
+        },
+    })
+}

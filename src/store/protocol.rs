@@ -1,0 +1,251 @@
+//! One protocol per prefix: the record that fixes, once and for every node, how a prefix
+//! coordinates.
+//!
+//! # Why
+//!
+//! The two manifest strategies keep a manifest under different keys (`…/manifest.json`
+//! under etag CAS, `…/v/<version>.json` under the version chain). Two nodes on one prefix
+//! with different strategies would each see the other's lock as absent and both acquire
+//! it. So the strategy is not a per-node setting: it is a property of the prefix, written
+//! once into `<root>/_cairn/protocol.json` with create-if-absent (the first node decides for
+//! all, from its capability probe) and read by every node before it coordinates.
+//!
+//! # Rules
+//!
+//! - No record: the node probes the store, picks the strategy (or checks that the one it
+//!   was configured with is one the store supports), and creates the record. Of racing
+//!   creators exactly one wins; the others read the winner's record and obey it.
+//! - A record: the node adopts its strategy without probing (one GET). A node configured
+//!   with another strategy refuses with [`Error::ProtocolMismatch`]; a node whose own probe
+//!   (when it made one) shows the store cannot do what the record says refuses with
+//!   [`Error::StoreRefused`].
+//! - A record of a newer format is [`Error::UnsupportedFormat`]; one that does not parse is
+//!   [`Error::Corrupt`]. Neither is ever overwritten: an operator must look.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::probe::Capabilities;
+use super::{keys, CreateOutcome, Key, Store, WriteId};
+use crate::error::{Error, Result};
+
+/// cairn's on-storage format version: written into the protocol record and into every
+/// manifest envelope. A node refuses a prefix or a manifest of a newer format.
+pub const FORMAT: u32 = 1;
+
+/// The `kind` of the protocol record.
+const KIND: &str = "protocol";
+
+/// How manifests are stored and replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// One object replaced with `If-Match`.
+    EtagCas,
+    /// One immutable object a version, created with `If-None-Match: *`.
+    VersionChain,
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Strategy::EtagCas => "etag-cas",
+            Strategy::VersionChain => "version-chain",
+        })
+    }
+}
+
+impl Strategy {
+    /// The strategy a store with these capabilities runs best: etag CAS where `If-Match`
+    /// is honoured, else the version chain.
+    pub fn for_capabilities(caps: &Capabilities) -> Strategy {
+        if caps.replace_if_match {
+            Strategy::EtagCas
+        } else {
+            Strategy::VersionChain
+        }
+    }
+
+    /// Whether a store with these capabilities can run this strategy.
+    pub fn supported_by(self, caps: &Capabilities) -> bool {
+        match self {
+            Strategy::EtagCas => caps.create_if_absent && caps.replace_if_match,
+            Strategy::VersionChain => caps.create_if_absent,
+        }
+    }
+}
+
+/// The prefix's protocol record (`<root>/_cairn/protocol.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProtocolRecord {
+    /// cairn's format version ([`FORMAT`]) when the record was written.
+    pub format: u32,
+    /// Always `"protocol"`.
+    pub kind: String,
+    /// The manifest strategy every node on this prefix uses.
+    pub strategy: Strategy,
+    /// The unique id of the write that created the record.
+    pub write_id: String,
+    /// The node that created it.
+    pub created_by: String,
+    /// When (that node's wall clock).
+    pub created_at: DateTime<Utc>,
+    /// The cairn version that created it.
+    pub cairn_version: String,
+    /// What that node's capability probe found (informational).
+    #[serde(default)]
+    pub capabilities: Option<serde_json::Value>,
+}
+
+impl ProtocolRecord {
+    /// A record fixing `strategy`, written by `node` at `now` after a probe found `caps`.
+    pub fn new(
+        strategy: Strategy,
+        node: &str,
+        now: DateTime<Utc>,
+        caps: Option<&Capabilities>,
+        write_id: WriteId,
+    ) -> Self {
+        Self {
+            format: FORMAT,
+            kind: KIND.into(),
+            strategy,
+            write_id: write_id.0,
+            created_by: node.into(),
+            created_at: now,
+            cairn_version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: caps.and_then(|c| serde_json::to_value(c).ok()),
+        }
+    }
+
+    /// Checks that a node configured with `configured` (`None`: adopt whatever is recorded)
+    /// may coordinate on this prefix; returns the strategy to use.
+    pub fn admit(&self, configured: Option<Strategy>) -> Result<Strategy> {
+        match configured {
+            Some(c) if c != self.strategy => Err(Error::ProtocolMismatch {
+                key: keys::protocol().to_string(),
+                recorded: self.strategy,
+                configured: c,
+                recorded_by: self.created_by.clone(),
+                recorded_at: self.created_at,
+            }),
+            _ => Ok(self.strategy),
+        }
+    }
+}
+
+/// Decodes a stored protocol record: format first (a newer one is refused, not guessed at),
+/// then kind, then shape. Never panics.
+pub fn decode(key: &Key, bytes: &[u8]) -> Result<ProtocolRecord> {
+    let corrupt = |reason: String| Error::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+    let format = value
+        .get("format")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| corrupt("no numeric \"format\" field".into()))?;
+    if format > u64::from(FORMAT) {
+        return Err(Error::UnsupportedFormat {
+            key: key.to_string(),
+            found: u32::try_from(format).unwrap_or(u32::MAX),
+            supported: FORMAT,
+        });
+    }
+    match value.get("kind").and_then(serde_json::Value::as_str) {
+        Some(KIND) => {}
+        Some(other) => {
+            return Err(Error::WrongKind {
+                key: key.to_string(),
+                expected: KIND,
+                found: other.to_string(),
+            })
+        }
+        None => return Err(corrupt("no \"kind\" field".into())),
+    }
+    serde_json::from_value(value).map_err(|e| corrupt(format!("bad protocol record: {e}")))
+}
+
+impl Store {
+    /// The prefix's protocol record, if one was written. One GET.
+    pub async fn read_protocol(&self) -> Result<Option<ProtocolRecord>> {
+        let key = keys::protocol();
+        match self.read(&key).await? {
+            Some(obj) => decode(&key, &obj.bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates the protocol record unless one exists, and returns the record in force:
+    /// ours, or the one another node wrote first. One request when ours wins.
+    pub async fn create_protocol(&self, record: &ProtocolRecord) -> Result<ProtocolRecord> {
+        let key = keys::protocol();
+        let bytes = serde_json::to_vec(record).map_err(|source| Error::Encode {
+            what: "protocol record",
+            source,
+        })?;
+        let id = WriteId(record.write_id.clone());
+        match self.create(&key, Bytes::from(bytes), &id).await? {
+            CreateOutcome::Created { .. } => Ok(record.clone()),
+            CreateOutcome::Exists { current: Some(obj) } => decode(&key, &obj.bytes),
+            CreateOutcome::Exists { current: None } => match self.read_protocol().await? {
+                Some(r) => Ok(r),
+                None => Err(Error::Unavailable {
+                    operation: "create",
+                    key: key.to_string(),
+                    source: object_store::Error::Generic {
+                        store: "cairn",
+                        source: "the protocol record was reported to exist but cannot be read"
+                            .into(),
+                    },
+                }),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_admits_its_own_strategy_and_auto_and_refuses_another() {
+        let r = ProtocolRecord::new(
+            Strategy::VersionChain,
+            "a",
+            DateTime::<Utc>::from_timestamp(0, 0).unwrap(),
+            None,
+            WriteId("w".into()),
+        );
+        assert_eq!(r.admit(None).unwrap(), Strategy::VersionChain);
+        assert_eq!(
+            r.admit(Some(Strategy::VersionChain)).unwrap(),
+            Strategy::VersionChain
+        );
+        assert!(matches!(
+            r.admit(Some(Strategy::EtagCas)),
+            Err(Error::ProtocolMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn newer_foreign_and_garbage_records_are_typed_errors() {
+        let k = keys::protocol();
+        assert!(matches!(
+            decode(&k, br#"{"format":99,"kind":"protocol"}"#),
+            Err(Error::UnsupportedFormat { found: 99, .. })
+        ));
+        assert!(matches!(
+            decode(&k, br#"{"format":1,"kind":"lock"}"#),
+            Err(Error::WrongKind { .. })
+        ));
+        assert!(matches!(
+            decode(&k, br#"{"format":1,"kind":"protocol","strategy":"paxos"}"#),
+            Err(Error::Corrupt { .. })
+        ));
+        assert!(matches!(decode(&k, b"\xff"), Err(Error::Corrupt { .. })));
+    }
+}
