@@ -540,18 +540,18 @@ counter_800!(
 /// The fs backend refuses etag CAS with a typed error rather than pretending.
 #[tokio::test]
 async fn fs_refuses_etag_cas_with_a_typed_error() {
+    // Refused when the handle is built, before anything is recorded or written: a node can
+    // no longer acquire on etag CAS and then fail to renew or release.
     let ns = namespace(Backend::Fs).await.unwrap();
-    let m = ns
-        .cairn("n", Strategy::EtagCas)
-        .await
-        .manifest::<u8>(KIND, base("x"));
-    let Written::Written(v1) = m.create(1).await.unwrap() else {
-        panic!()
-    };
-    let cur = m.load().await.unwrap();
-    assert_eq!(cur.as_ref().map(|s| s.version), Some(v1.version));
-    assert!(matches!(
-        m.write(cur.as_ref(), 2).await,
-        Err(Error::Unsupported { .. })
-    ));
+    let built = cairn::Cairn::builder(Arc::clone(&ns.store))
+        .prefix(ns.prefix.clone())
+        .node("n")
+        .unwrap()
+        .strategy(cairn::StrategyChoice::Fixed(Strategy::EtagCas))
+        .build()
+        .await;
+    assert!(
+        matches!(built, Err(Error::StoreRefused { .. })),
+        "{built:?}"
+    );
 }
