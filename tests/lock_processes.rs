@@ -41,7 +41,7 @@ async fn many_processes_on(backend: Backend) {
         let script = format!(
             r#"for round in 1 2 3; do
                  if [ "$round" = 2 ] && {{ [ {w} = 0 ] || [ {w} = 3 ]; }}; then body='{killer}'; else body='{normal}'; fi
-                 "$CAIRN_BIN" lock run crit --ttl {TTL_SECS}s --wait 120s -- sh -c "$body"
+                 "$CAIRN_BIN" lock run crit --ttl {TTL_SECS}s --grace 1s --wait 120s -- sh -c "$body"
                  code=$?
                  if [ $code -ne 0 ] && [ $code -ne 137 ]; then echo "worker {w} round $round exit $code" >&2; exit 1; fi
                done"#
