@@ -49,7 +49,7 @@ install_ceph() {
   local sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
   export DEBIAN_FRONTEND=noninteractive
-  local apt=("${sudo[@]}" apt-get -q -o DPkg::Lock::Timeout=300)
+  local apt=(timeout 900 "${sudo[@]}" apt-get -q -o DPkg::Lock::Timeout=300)
   local try
   for try in 1 2 3; do
     if "${apt[@]}" update >"$CAIRN_TEST_HOME/apt.log" 2>&1 &&
