@@ -8,7 +8,9 @@ use super::exit;
 use crate::lease::{Acquired, LockInfo, Locks};
 use crate::{Cairn, Name, Result};
 
-/// `cairn lock run`: acquire, run the command under the lease, release.
+/// `cairn lock run`: acquire, run the command under the lease, release. The command's
+/// whole process group is gone before the lock is released or cairn exits 76 (see
+/// [`child`]).
 pub async fn run(
     cairn: &Cairn,
     locks: &Locks,
@@ -63,6 +65,8 @@ pub async fn run(
     };
     match end {
         End::Exited(status) => {
+            // Whatever COMMAND left running stops before the lock goes.
+            child.finish(grace).await;
             if let Err(e) = lease.release().await {
                 eprintln!("cairn: releasing lock {name} failed ({e}); it will expire");
             }
@@ -76,14 +80,7 @@ pub async fn run(
         }
         End::Lost(reason) => {
             eprintln!("cairn: lost lock {name}: {reason}; stopping the command");
-            child.signal(libc::SIGTERM);
-            tokio::select! {
-                _ = child.wait() => {}
-                _ = tokio::time::sleep(grace) => {
-                    child.signal(libc::SIGKILL);
-                    let _ = child.wait().await;
-                }
-            }
+            child.stop(grace).await;
             Ok(exit::LEASE_LOST)
         }
     }

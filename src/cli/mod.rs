@@ -12,6 +12,8 @@ mod turn;
 
 use clap::Parser;
 
+pub use child::guard_if_asked;
+
 use crate::error::Error;
 use crate::lease::LeaseOptions;
 use crate::manifest::Strategy;
