@@ -336,3 +336,107 @@ while :; do sleep 1; done
     );
     assert_eq!(env.lock_json("L")["state"], "released");
 }
+
+/// A pseudo-terminal: the test holds the master side; cairn gets the slave side as its
+/// controlling terminal, in a session of its own whose foreground group is cairn's.
+struct Pty {
+    master: std::fs::File,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Pty {
+    /// Opens a pty and sets `command` up to run on it.
+    fn attach(command: &mut Command) -> Pty {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the usual posix_openpt sequence; every descriptor is checked and owned.
+        let (master, slave) = unsafe {
+            let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+            let master = std::fs::File::from_raw_fd(m);
+            assert_eq!(libc::grantpt(m), 0);
+            assert_eq!(libc::unlockpt(m), 0);
+            let mut name = [0 as libc::c_char; 128];
+            assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
+            let s = libc::open(
+                name.as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            );
+            assert!(
+                s >= 0,
+                "open pty slave: {}",
+                std::io::Error::last_os_error()
+            );
+            (master, OwnedFd::from_raw_fd(s))
+        };
+        command
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave);
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        // Drain the terminal's output (kept for failure messages) so no writer blocks.
+        let output = std::sync::Arc::<std::sync::Mutex<Vec<u8>>>::default();
+        let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut reader, &mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Pty { master, output }
+    }
+
+    /// Types `bytes` on the terminal.
+    fn type_in(&mut self, bytes: &[u8]) {
+        std::io::Write::write_all(&mut self.master, bytes).unwrap();
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+}
+
+#[test]
+fn a_command_run_from_a_terminal_can_read_from_it() {
+    // COMMAND's group has the terminal, as a shell's job would; a background group that
+    // reads from it would be stopped by SIGTTIN.
+    let env = Env::new();
+    let got = env.path("got");
+    let job = format!("read x; echo \"got $x\" > {}", got.display());
+    let mut command = env.cairn("holder", &["lock", "run", "L", "--", "sh", "-c", &job]);
+    let mut pty = Pty::attach(&mut command);
+    let mut cairn = Cairn::spawn(command);
+    pty.type_in(b"hello\n");
+    let status = cairn.wait_exit();
+    assert_eq!(status.code(), Some(0), "terminal:\n{}", pty.output());
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), "got hello\n");
+    assert_eq!(env.lock_json("L")["state"], "released");
+}
+
+#[test]
+fn ctrl_c_on_the_terminal_ends_the_whole_group() {
+    // A non-interactive shell's background job ignores SIGINT: it is the SIGTERM cairn
+    // sends what COMMAND left running that ends it.
+    let env = Env::new();
+    let pid_file = env.path("pid");
+    let grandchild = env.script("grandchild.sh", GRANDCHILD);
+    let job = format!("sh {grandchild} {} & wait", pid_file.display());
+    let mut command = env.cairn("holder", &["lock", "run", "L", "--", "sh", "-c", &job]);
+    let mut pty = Pty::attach(&mut command);
+    let mut cairn = Cairn::spawn(command);
+    let g = Proc::from_pid_file(&pid_file, &mut cairn);
+    pty.type_in(&[0x03]);
+    let status = cairn.wait_exit();
+    assert_eq!(status.code(), Some(130), "terminal:\n{}", pty.output());
+    assert!(g.is_gone(), "the grandchild outlived cairn");
+    assert!(env.path("pid.term").exists(), "no SIGTERM for the leftover");
+    assert_eq!(env.lock_json("L")["state"], "released");
+}

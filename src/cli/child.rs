@@ -29,10 +29,24 @@
 //! cairn knows when the group is gone even where PID 1 reaps nothing (many containers),
 //! and leaves no zombies behind.
 //!
-//! What this cannot catch: a process that leaves the group itself (`setsid`, `setpgid`, a
-//! daemon's double fork) no longer gets cairn's signals and is not killed when cairn dies.
-//! COMMAND does not get the terminal: its group is a background group, so a COMMAND that
-//! reads from the terminal is stopped (SIGTTIN); Ctrl-C still reaches it through cairn.
+//! # The terminal
+//!
+//! A background group that reads from its terminal is stopped (SIGTTIN). So when cairn's
+//! stdin is a terminal whose foreground group is cairn's, a one-shot run
+//! ([`Terminal::Share`]) hands the terminal to COMMAND's group, as a shell does for a job:
+//! COMMAND can read from it, and Ctrl-C goes straight to the group. When COMMAND is stopped
+//! by Ctrl-Z (or SIGTTIN, SIGTTOU), cairn takes the terminal back and stops itself, so the
+//! shell sees its job stopped; continued in the foreground (`fg`), it hands the terminal
+//! back and continues the group. Where nobody does job control, the kernel ignores the stop
+//! and COMMAND simply continues. Once the group is gone, cairn takes the terminal back.
+//! cairn ignores SIGTTOU meanwhile, so it can still print; COMMAND gets the disposition
+//! cairn started with. `turn run --loop` keeps the terminal ([`Terminal::Keep`]): there,
+//! Ctrl-C must reach cairn, to stop the loop.
+//!
+//! # Limits
+//!
+//! A process that leaves the group itself (`setsid`, `setpgid`, a daemon's double fork) no
+//! longer gets cairn's signals and is not killed when cairn dies.
 
 use std::fs::File;
 use std::io::{BufRead, Write};
@@ -40,7 +54,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -61,11 +75,22 @@ const POLL: Duration = Duration::from_millis(20);
 /// (an unresponsive NFS mount) takes longer; it can no longer run any code of its own.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
+/// Whether COMMAND may have cairn's terminal (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminal {
+    /// When cairn is in the terminal's foreground, hand the terminal to COMMAND's group.
+    Share,
+    /// Keep it: Ctrl-C reaches cairn, which forwards it to the group.
+    Keep,
+}
+
 /// A running COMMAND and its process group.
 #[derive(Debug)]
 pub struct Child {
     leader: tokio::process::Child,
     group: Group,
+    /// COMMAND's group was handed the terminal on stdin.
+    tty: bool,
     /// The leader's status, once reaped.
     status: Option<ExitStatus>,
     /// The leader was reaped (with or without a status).
@@ -103,7 +128,11 @@ impl Group {
 /// Starts `command` with `env` added to cairn's environment, in a process group of its
 /// own, watched by a guard that kills the group if cairn dies (see the module docs).
 /// Fails, and starts nothing, if the guard cannot be started.
-pub fn spawn(command: &[String], env: &[(&str, String)]) -> std::io::Result<Child> {
+pub fn spawn(
+    command: &[String],
+    env: &[(&str, String)],
+    terminal: Terminal,
+) -> std::io::Result<Child> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| std::io::Error::other("no command given"))?;
@@ -118,17 +147,25 @@ pub fn spawn(command: &[String], env: &[(&str, String)]) -> std::io::Result<Chil
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let guard_fd = guard.pipe.as_raw_fd();
+    let guard_fd = guard.pipe.as_ref().map_or(-1, |p| p.as_raw_fd());
     let cairn_pid = std::process::id() as libc::pid_t;
+    let tty = terminal == Terminal::Share && in_foreground();
+    if tty {
+        ignore_ttou();
+    }
+    let ttou = TTOU_BEFORE.get().copied();
     // SAFETY: `enter_group` makes only async-signal-safe calls and does not allocate.
     unsafe {
-        cmd.pre_exec(move || enter_group(guard_fd, cairn_pid));
+        cmd.pre_exec(move || enter_group(guard_fd, cairn_pid, tty, ttou));
     }
     let leader = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             // std has reaped the child that failed to exec; its group is gone.
             guard.disarm();
+            if tty {
+                take_terminal_from(None);
+            }
             return Err(e);
         }
     };
@@ -143,6 +180,7 @@ pub fn spawn(command: &[String], env: &[(&str, String)]) -> std::io::Result<Chil
             terminated: Arc::default(),
             gone: Arc::default(),
         },
+        tty,
         status: None,
         reaped: false,
         guard,
@@ -151,8 +189,14 @@ pub fn spawn(command: &[String], env: &[(&str, String)]) -> std::io::Result<Chil
 }
 
 /// Runs in COMMAND's process between fork and exec: its own group, the group id to the
-/// guard, and death with cairn. Only async-signal-safe calls, no allocation.
-fn enter_group(guard_fd: RawFd, cairn_pid: libc::pid_t) -> std::io::Result<()> {
+/// guard, death with cairn, the terminal if `tty`, and SIGTTOU's disposition from before
+/// cairn changed it (`ttou`). Only async-signal-safe calls, no allocation.
+fn enter_group(
+    guard_fd: RawFd,
+    cairn_pid: libc::pid_t,
+    tty: bool,
+    ttou: Option<libc::sighandler_t>,
+) -> std::io::Result<()> {
     // SAFETY: plain syscalls on this process and on the inherited pipe.
     unsafe {
         if libc::setpgid(0, 0) != 0 {
@@ -174,8 +218,48 @@ fn enter_group(guard_fd: RawFd, cairn_pid: libc::pid_t) -> std::io::Result<()> {
         if libc::getppid() != cairn_pid {
             return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
         }
+        if tty {
+            // Before exec, so COMMAND never reads from a terminal it does not have. Should
+            // it fail, COMMAND runs without the terminal.
+            libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+        }
+        if let Some(h) = ttou {
+            libc::signal(libc::SIGTTOU, h);
+        }
     }
     Ok(())
+}
+
+/// SIGTTOU's disposition before cairn first ignored it.
+static TTOU_BEFORE: OnceLock<libc::sighandler_t> = OnceLock::new();
+
+/// Ignores SIGTTOU from now on, so that cairn, once its terminal belongs to COMMAND's
+/// group, can still write to it and take it back.
+fn ignore_ttou() {
+    // SAFETY: sets a disposition; cairn has no SIGTTOU handler to lose.
+    TTOU_BEFORE.get_or_init(|| unsafe { libc::signal(libc::SIGTTOU, libc::SIG_IGN) });
+}
+
+/// Whether stdin is a terminal whose foreground process group is cairn's.
+fn in_foreground() -> bool {
+    // SAFETY: queries only.
+    unsafe {
+        libc::isatty(libc::STDIN_FILENO) == 1
+            && libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp()
+    }
+}
+
+/// Makes cairn's group the foreground group of the terminal on stdin again, if group
+/// `from` has it (any group, for `None`): never takes it from a shell that took it first.
+fn take_terminal_from(from: Option<libc::pid_t>) {
+    // SAFETY: terminal ioctls on stdin; SIGTTOU is ignored (see `ignore_ttou`).
+    unsafe {
+        let fg = libc::tcgetpgrp(libc::STDIN_FILENO);
+        if fg > 0 && from.is_none_or(|g| g == fg) {
+            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
+        }
+    }
 }
 
 /// `pid` in decimal followed by a newline, in `buf`, without allocating.
@@ -222,9 +306,47 @@ impl Child {
                 }
                 Some(()) = self.sigchld.recv() => {
                     reap_orphans(self.group.pgid, Some(self.group.pgid));
+                    self.follow_stop();
                 }
             }
         }
+    }
+
+    /// With the terminal handed to COMMAND's group: if COMMAND was stopped by its terminal
+    /// (Ctrl-Z, SIGTTIN, SIGTTOU), takes the terminal back and stops cairn too, so that the
+    /// shell sees its job stopped; once continued, hands the terminal back if cairn is in
+    /// the foreground again (`fg`) and continues the group.
+    fn follow_stop(&mut self) {
+        if !self.tty {
+            return;
+        }
+        let pgid = self.group.pgid;
+        // SAFETY: waitid fills `info`; WSTOPPED alone consumes only a stop report, which
+        // tokio (waiting for exits) never asks for.
+        let signal = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let flags = libc::WSTOPPED | libc::WNOHANG;
+            if libc::waitid(libc::P_PID, pgid as libc::id_t, &mut info, flags) != 0
+                || info.si_pid() != pgid
+                || info.si_code != libc::CLD_STOPPED
+            {
+                return;
+            }
+            info.si_status()
+        };
+        if ![libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&signal) {
+            return; // Stopped on purpose (SIGSTOP): left stopped.
+        }
+        take_terminal_from(Some(pgid));
+        // SAFETY: stops this thread's process until SIGCONT; the kernel discards the signal
+        // when no shell could continue cairn (an orphaned process group).
+        unsafe {
+            libc::raise(libc::SIGTSTP);
+            if in_foreground() {
+                libc::tcsetpgrp(libc::STDIN_FILENO, pgid);
+            }
+        }
+        signal_group(pgid, libc::SIGCONT);
     }
 
     /// Once COMMAND's own process has exited: stops what it left running in its group, as
@@ -266,8 +388,15 @@ impl Child {
         }
     }
 
+    /// Takes the terminal back from COMMAND's group, if it was handed one.
+    fn give_back_terminal(&mut self) {
+        if std::mem::take(&mut self.tty) {
+            take_terminal_from(Some(self.group.pgid));
+        }
+    }
+
     /// Polls, for up to `within`, until the leader is reaped and no process of the group is
-    /// left; then disarms the guard. Returns whether the group is gone.
+    /// left; then dismisses the guard. Returns whether the group is gone.
     async fn wait_gone(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
@@ -286,6 +415,8 @@ impl Child {
             if self.reaped && !group_exists(pgid) {
                 self.group.gone.store(true, Ordering::Release);
                 self.guard.disarm();
+                self.guard.reap().await;
+                self.give_back_terminal();
                 return true;
             }
             if Instant::now() >= deadline {
@@ -296,12 +427,20 @@ impl Child {
     }
 }
 
-/// Sends `sig` to process group `pgid`, then SIGCONT unless `sig` is SIGKILL.
+impl Drop for Child {
+    /// Takes the terminal back; dropping the guard's pipe then kills the group unless it
+    /// is known to be gone.
+    fn drop(&mut self) {
+        self.give_back_terminal();
+    }
+}
+
+/// Sends `sig` to process group `pgid`, then SIGCONT unless `sig` is SIGKILL or SIGCONT.
 fn signal_group(pgid: libc::pid_t, sig: libc::c_int) {
     // SAFETY: kill(2) on a process group cairn started.
     unsafe {
         libc::kill(-pgid, sig);
-        if sig != libc::SIGKILL {
+        if sig != libc::SIGKILL && sig != libc::SIGCONT {
             libc::kill(-pgid, libc::SIGCONT);
         }
     }
@@ -339,9 +478,10 @@ fn reap_orphans(pgid: libc::pid_t, leader: Option<libc::pid_t>) {
 /// The guard process and the write end of its stdin.
 #[derive(Debug)]
 struct Guard {
-    pipe: File,
-    /// Dropped without waiting: tokio reaps it in the background once it exits.
-    _process: tokio::process::Child,
+    /// Closed once the guard is disarmed; dropping it otherwise makes the guard kill.
+    pipe: Option<File>,
+    /// Reaped by [`Guard::reap`]; if dropped first, tokio reaps it in the background.
+    process: tokio::process::Child,
 }
 
 impl Guard {
@@ -385,15 +525,22 @@ impl Guard {
             .spawn()
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start the guard: {e}")))?;
         Ok(Guard {
-            pipe: File::from(write),
-            _process: process,
+            pipe: Some(File::from(write)),
+            process,
         })
     }
 
-    /// Tells the guard the group is gone: it exits without killing anything once the pipe
-    /// closes.
+    /// Tells the guard the group is gone and closes the pipe: it exits without killing.
     fn disarm(&mut self) {
-        let _ = self.pipe.write_all(b"done\n");
+        if let Some(mut p) = self.pipe.take() {
+            let _ = p.write_all(b"done\n");
+        }
+    }
+
+    /// Waits (briefly) for a disarmed guard to exit, so that it is reaped before cairn
+    /// exits rather than left to a PID 1 that may not reap.
+    async fn reap(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.process.wait()).await;
     }
 }
 
@@ -410,6 +557,8 @@ pub fn guard_if_asked() {
 /// without `done`, cairn has died: SIGKILL to the group. Its signal dispositions were set
 /// before exec (see [`Guard::spawn`]).
 fn guard() -> i32 {
+    // SAFETY: names this thread "cairn-guard" (for ps and top instead of "exe").
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"cairn-guard".as_ptr()) };
     let mut pgid: Option<libc::pid_t> = None;
     let mut done = false;
     let mut stdin = std::io::stdin().lock();

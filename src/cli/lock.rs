@@ -44,7 +44,7 @@ pub async fn run(
         ("CAIRN_NODE", cairn.node().to_string()),
         ("CAIRN_FENCING_TOKEN", lease.fencing_token().to_string()),
     ];
-    let mut child = match child::spawn(command, &env) {
+    let mut child = match child::spawn(command, &env, child::Terminal::Share) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cairn: cannot run {:?}: {e}", command[0]);

@@ -51,7 +51,7 @@ pub async fn run(
     let number = turn.number();
     let result_file = result_path(&name, number);
     let env = job_env(&name, node, number, &result_file);
-    let mut job = match child::spawn(command, &env) {
+    let mut job = match child::spawn(command, &env, child::Terminal::Share) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cairn: cannot run {:?}: {e}", command[0]);
@@ -150,7 +150,8 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
         let env = job_env(name, node, number, &result_file);
         async move {
             let set = |group| running.lock().unwrap_or_else(|e| e.into_inner()).0 = group;
-            let outcome = match child::spawn(command, &env) {
+            // The terminal stays cairn's: Ctrl-C must reach it, to stop the loop.
+            let outcome = match child::spawn(command, &env, child::Terminal::Keep) {
                 Ok(mut c) => {
                     set(Some(c.group().clone()));
                     let code = match c.wait().await {
