@@ -103,6 +103,11 @@ pub enum TurnCommand {
     /// file path: JSON written there is recorded as the turn's result). Exits with
     /// COMMAND's status; when not due or another node won, prints when the next turn is due
     /// and exits 0 without running anything.
+    ///
+    /// COMMAND runs in its own process group, and every signal cairn sends goes to the whole
+    /// group. What COMMAND leaves running when it exits gets SIGTERM (SIGKILL 10 s later)
+    /// before the outcome is recorded; if cairn itself dies, even by SIGKILL, the group is
+    /// killed. A process that leaves the group (setsid) escapes all of this.
     Run {
         /// The turn's name.
         name: String,
@@ -260,6 +265,11 @@ pub enum LockCommand {
     /// Run COMMAND while holding lock NAME, like flock(1) for a bucket. COMMAND sees
     /// CAIRN_LOCK, CAIRN_NODE and CAIRN_FENCING_TOKEN. Exits with COMMAND's status, 75 if
     /// the lock could not be had within --wait, 76 if the lease was lost while COMMAND ran.
+    ///
+    /// COMMAND runs in its own process group, and every signal cairn sends goes to the whole
+    /// group. What COMMAND leaves running when it exits gets SIGTERM (SIGKILL after --grace)
+    /// before the lock is released; if cairn itself dies, even by SIGKILL, the group is
+    /// killed. A process that leaves the group (setsid) escapes all of this.
     Run {
         /// The lock's name.
         name: String,
@@ -269,12 +279,14 @@ pub enum LockCommand {
         /// How long to wait for the lock (0: try once). Default: wait without limit.
         #[arg(long, value_parser = duration::wait)]
         wait: Option<Duration>,
-        /// After a lost lease, how long COMMAND has between SIGTERM and SIGKILL (0 to 1h).
-        /// The holder gives the lease up this much before its deadline, so COMMAND is dead
-        /// before any other node may take over; so the grace must fit in the ttl with a
-        /// renewal: ttl/3 < ttl - grace - margin (refused otherwise, exit 2).
-        #[arg(long, default_value = "10s", value_parser = duration::grace)]
-        grace: Duration,
+        /// How long COMMAND's process group has between SIGTERM and SIGKILL (0 to 1h): after a
+        /// lost lease, and for what COMMAND leaves running when it exits. The holder gives
+        /// the lease up this much before its deadline, so COMMAND is dead before any other
+        /// node may take over; the grace must fit in the ttl with a renewal:
+        /// ttl/3 < ttl - grace - margin (refused otherwise, exit 2). Default: 10s, or ttl/3
+        /// when that is shorter.
+        #[arg(long, value_parser = duration::grace)]
+        grace: Option<Duration>,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,

@@ -13,6 +13,8 @@ mod turn;
 
 use clap::Parser;
 
+pub use child::guard_if_asked;
+
 use crate::error::Error;
 use crate::lease::LeaseOptions;
 use crate::manifest::Strategy;
@@ -152,8 +154,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 } => {
                     // The holder gives up early enough for COMMAND's grace to run out before
                     // any other node may take over.
-                    let l = locks(LeaseOptions::with_ttl(*ttl).with_stop_grace(*grace))?;
-                    lock::run(&cairn, &l, name, *wait, *grace, command, g.json).await
+                    let grace = lock::grace(*ttl, *grace);
+                    let l = locks(LeaseOptions::with_ttl(*ttl).with_stop_grace(grace))?;
+                    lock::run(&cairn, &l, name, *wait, grace, command, g.json).await
                 }
                 LockCommand::Ls => lock::ls(&locks(LeaseOptions::default())?, g.json).await,
                 LockCommand::Show { name } => {

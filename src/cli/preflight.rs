@@ -42,7 +42,7 @@ pub fn check(cli: &Cli) -> Result<bool> {
             } => {
                 name(n)?;
                 LeaseOptions::with_ttl(*ttl)
-                    .with_stop_grace(*grace)
+                    .with_stop_grace(super::lock::grace(*ttl, *grace))
                     .validate()?;
                 false
             }
