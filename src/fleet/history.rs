@@ -1,0 +1,370 @@
+//! What happened, as the harness saw it: a totally ordered list of events with monotonic
+//! timestamps, recorded by the fleet's own code around each library call, never by the code
+//! under test. The checker ([`super::check`]) judges the invariants on it alone, so it can
+//! also be fed hand-made histories.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+/// One event. `at_ms` is milliseconds since the run started (tokio's monotonic clock).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Position in the history (0, 1, 2, …): the order events were recorded in.
+    pub seq: u64,
+    /// Milliseconds since the run started.
+    pub at_ms: f64,
+    /// The node (or `harness`, `operator`, `querier`).
+    pub node: String,
+    /// Which run of the node (1 for the first, +1 at each restart).
+    pub inc: u32,
+    /// What happened.
+    #[serde(flatten)]
+    pub what: What,
+}
+
+/// What happened. Outcomes of operations carry the time the operation began (`begun_ms`)
+/// where the checker needs an interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum What {
+    /// A node's handle was built and it starts working.
+    Started {
+        /// The manifest strategy in force.
+        strategy: String,
+        /// How far its wall clock is off, in milliseconds.
+        skew_ms: i64,
+    },
+    /// A node could not start (the store refused, or faults); it tries again.
+    StartFailed {
+        /// The error.
+        error: String,
+    },
+    /// A node was killed: its tasks aborted, no release, no goodbye; its requests from now
+    /// on never reach the store.
+    Killed,
+    /// A node was paused (its requests and timers stop), to be resumed.
+    Paused,
+    /// A paused node resumed.
+    Resumed,
+    /// A node's first heartbeat is stored.
+    Joined,
+    /// A node stops heartbeating and marks itself left (views show it offline at once).
+    Left,
+    /// A membership view (the querier's) saw a node in this health.
+    Health {
+        /// The node seen.
+        of: String,
+        /// `online`, `suspect` or `offline`.
+        health: String,
+        /// Age of its last heartbeat by the viewer's clock.
+        age_ms: u64,
+        /// Its timeout.
+        timeout_ms: u64,
+    },
+    /// A node got data for a stream it had not seen and created the stream.
+    StreamCreate {
+        /// The stream.
+        stream: String,
+        /// `created`, `exists` or `conflict`.
+        outcome: String,
+        /// The manifest version returned.
+        version: u64,
+        /// Its `created_by`.
+        created_by: String,
+        /// Its `created_at` (RFC 3339).
+        created_at: String,
+        /// Its incarnation.
+        incarnation: u64,
+        /// When the create began.
+        begun_ms: f64,
+    },
+    /// A stream create failed (the stream may or may not exist).
+    StreamCreateFailed {
+        /// The stream.
+        stream: String,
+        /// The error.
+        error: String,
+        /// Whether it was [`crate::Error::Ambiguous`].
+        ambiguous: bool,
+    },
+    /// The querier's follower reported a new stream.
+    StreamFollowed {
+        /// The stream.
+        stream: String,
+        /// Who created it, as the follower read it.
+        created_by: String,
+    },
+    /// A node starts a turn claim.
+    ClaimBegun {
+        /// The turn.
+        turn: String,
+    },
+    /// The claim ended without a run: `not_due`, `lost` or `failed`.
+    ClaimEnded {
+        /// The turn.
+        turn: String,
+        /// `not_due`, `lost`, `failed`.
+        outcome: String,
+        /// The turn number stored, when known.
+        current: Option<u64>,
+        /// The error, when failed.
+        error: Option<String>,
+    },
+    /// A node won turn `number` and runs the job.
+    TurnRun {
+        /// The turn.
+        turn: String,
+        /// The turn number.
+        number: u64,
+        /// When the claim began.
+        begun_ms: f64,
+    },
+    /// The job of turn `number` ended and its outcome was recorded (or superseded, or failed).
+    TurnFinished {
+        /// The turn.
+        turn: String,
+        /// The turn number.
+        number: u64,
+        /// `recorded`, `superseded` or `failed`.
+        outcome: String,
+    },
+    /// A node asks for the lock.
+    AcquireBegun {
+        /// The lock.
+        lock: String,
+    },
+    /// A node holds the lock with this fencing token.
+    Acquired {
+        /// The lock.
+        lock: String,
+        /// The fencing token.
+        token: u64,
+    },
+    /// An acquire ended without the lock: `busy` or `failed`.
+    AcquireEnded {
+        /// The lock.
+        lock: String,
+        /// `busy`, `failed`.
+        outcome: String,
+        /// The error, when failed.
+        error: Option<String>,
+    },
+    /// A write to the protected object with a fencing token; the object accepts tokens ≥ the
+    /// highest it has accepted.
+    Guarded {
+        /// The lock whose token it is.
+        lock: String,
+        /// The token.
+        token: u64,
+        /// Whether the object accepted it.
+        accepted: bool,
+        /// The highest token accepted before this write.
+        highest: u64,
+    },
+    /// The holder stops using the lease and releases it (the interval ends here).
+    Releasing {
+        /// The lock.
+        lock: String,
+        /// The token.
+        token: u64,
+    },
+    /// What the release returned.
+    Released {
+        /// The lock.
+        lock: String,
+        /// The token.
+        token: u64,
+        /// The error, if the release failed.
+        error: Option<String>,
+    },
+    /// The holder learned its lease is lost (or its deadline passed).
+    LeaseLost {
+        /// The lock.
+        lock: String,
+        /// The token.
+        token: u64,
+        /// Why.
+        reason: String,
+        /// When the holder's interval ended: its local deadline, or when it learned, whichever
+        /// is earlier (the holder must not use the lease past its deadline).
+        ended_ms: f64,
+    },
+    /// An operator broke the lock.
+    Broken {
+        /// The lock.
+        lock: String,
+        /// The lock's version after the break, if it changed.
+        version: Option<u64>,
+        /// The error, if the break failed.
+        error: Option<String>,
+    },
+    /// A versioned record update was applied, or refused as stale.
+    RecordPut {
+        /// The record's key.
+        key: String,
+        /// The update's version.
+        version: u64,
+        /// `applied` or `stale`.
+        outcome: String,
+        /// The stored version when stale.
+        stored_version: Option<u64>,
+        /// When the put began.
+        begun_ms: f64,
+    },
+    /// A record update failed (it may or may not have been applied).
+    RecordPutFailed {
+        /// The record's key.
+        key: String,
+        /// The update's version.
+        version: u64,
+        /// The error.
+        error: String,
+    },
+    /// An event was appended to the log at `sequence`.
+    LogAppended {
+        /// The event's unique id.
+        id: String,
+        /// Its sequence number.
+        sequence: u64,
+    },
+    /// An append failed (it may or may not have been written).
+    LogAppendFailed {
+        /// The event's id.
+        id: String,
+        /// The error.
+        error: String,
+    },
+    /// A misconfigured node (another strategy, another turn window) was refused.
+    Refused {
+        /// What was misconfigured.
+        config: String,
+        /// The error it got.
+        error: String,
+    },
+    /// A misconfigured node was accepted and would have coordinated.
+    Accepted {
+        /// What was misconfigured.
+        config: String,
+        /// What it managed to do.
+        detail: String,
+    },
+    /// After the run, read without faults: the whole log, in order (sequence, event id).
+    FinalLog {
+        /// Every entry's sequence number and event id (empty id: not a fleet event).
+        entries: Vec<(u64, String)>,
+        /// The error, if the log could not be read.
+        error: Option<String>,
+    },
+    /// After the run, read without faults: a record's stored version.
+    FinalRecord {
+        /// The key.
+        key: String,
+        /// The stored version (`None`: no record).
+        version: Option<u64>,
+    },
+    /// After the run, read without faults: every stream and its creator.
+    FinalStreams {
+        /// (stream, created_by, version).
+        streams: Vec<(String, String, u64)>,
+    },
+    /// The run ended.
+    End,
+}
+
+/// The recorder. Events are appended under one mutex, so their order is total.
+#[derive(Debug)]
+pub struct History {
+    start: Instant,
+    events: Mutex<Vec<Event>>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl History {
+    /// An empty history starting now.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            events: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// When the run started.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// Milliseconds from the start to `t`.
+    pub fn ms(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.start).as_secs_f64() * 1000.0
+    }
+
+    /// Milliseconds since the start.
+    pub fn now_ms(&self) -> f64 {
+        self.ms(Instant::now())
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.start)
+    }
+
+    /// Records an event now.
+    pub fn record(&self, node: &str, inc: u32, what: What) {
+        let mut ev = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = ev.len() as u64;
+        let at_ms = self.now_ms();
+        ev.push(Event {
+            seq,
+            at_ms,
+            node: node.to_string(),
+            inc,
+            what,
+        });
+    }
+
+    /// Runs `f` and records what it returns, both under the history's lock: for the
+    /// protected object, whose decision and record must be one step.
+    pub fn record_with<R>(&self, node: &str, inc: u32, f: impl FnOnce() -> (R, What)) -> R {
+        let mut ev = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let (r, what) = f();
+        let seq = ev.len() as u64;
+        let at_ms = self.now_ms();
+        ev.push(Event {
+            seq,
+            at_ms,
+            node: node.to_string(),
+            inc,
+            what,
+        });
+        r
+    }
+
+    /// Number of events so far.
+    pub fn len(&self) -> usize {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Events from index `from` on.
+    pub fn since(&self, from: usize) -> Vec<Event> {
+        let ev = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        ev.get(from..).map(<[Event]>::to_vec).unwrap_or_default()
+    }
+
+    /// Every event.
+    pub fn events(&self) -> Vec<Event> {
+        self.since(0)
+    }
+}
