@@ -368,3 +368,135 @@ impl History {
         self.since(0)
     }
 }
+
+impl Event {
+    /// Who did it: `node-3#2` (the node and its run), or `querier`, `operator`, ….
+    pub fn who(&self) -> String {
+        if self.inc > 1 || self.node.starts_with("node-") {
+            format!("{}#{}", self.node, self.inc)
+        } else {
+            self.node.clone()
+        }
+    }
+
+    /// What happened, in a few words.
+    pub fn describe(&self) -> String {
+        let opt = |e: &Option<String>| e.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+        match &self.what {
+            What::Started { strategy, skew_ms } if *skew_ms != 0 => {
+                format!("started ({strategy}, clock {skew_ms:+} ms)")
+            }
+            What::Started { strategy, .. } => format!("started ({strategy})"),
+            What::StartFailed { error } => format!("could not start: {error}"),
+            What::Killed => "KILLED (no release, no goodbye)".into(),
+            What::Paused => "paused".into(),
+            What::Resumed => "resumed".into(),
+            What::Joined => "joined (first heartbeat stored)".into(),
+            What::Left => "leaving".into(),
+            What::Health {
+                of, health, age_ms, ..
+            } => format!("sees {of} {health} (last heartbeat {age_ms} ms ago)"),
+            What::StreamCreate {
+                stream,
+                outcome,
+                created_by,
+                ..
+            } => match outcome.as_str() {
+                "created" => format!("created stream {stream}"),
+                o => format!("stream {stream}: {o}, created by {created_by}"),
+            },
+            What::StreamCreateFailed { stream, error, .. } => {
+                format!("create of stream {stream} failed: {error}")
+            }
+            What::StreamFollowed { stream, created_by } => {
+                format!("follows new stream {stream} (by {created_by})")
+            }
+            What::ClaimBegun { turn } => format!("claims turn {turn}"),
+            What::ClaimEnded {
+                turn,
+                outcome,
+                current,
+                error,
+            } => format!(
+                "turn {turn}: {}{}{}",
+                outcome.replace('_', " "),
+                current
+                    .map(|c| format!(" (current {c})"))
+                    .unwrap_or_default(),
+                opt(error)
+            ),
+            What::TurnRun { turn, number, .. } => format!("runs {turn} turn {number}"),
+            What::TurnFinished {
+                turn,
+                number,
+                outcome,
+            } => format!("{turn} turn {number} done, outcome {outcome}"),
+            What::AcquireBegun { lock } => format!("asks for lock {lock}"),
+            What::Acquired { lock, token } => {
+                format!("acquired lock {lock}, fencing token {token}")
+            }
+            What::AcquireEnded {
+                lock,
+                outcome,
+                error,
+            } => format!("lock {lock}: {outcome}{}", opt(error)),
+            What::Guarded {
+                token,
+                accepted,
+                highest,
+                ..
+            } => {
+                if *accepted {
+                    format!("fenced write with token {token} accepted")
+                } else {
+                    format!("fenced write with token {token} REFUSED (highest {highest})")
+                }
+            }
+            What::Releasing { lock, token } => format!("hands lock {lock} over (token {token})"),
+            What::Released { lock, error, .. } => match error {
+                None => format!("released lock {lock}"),
+                Some(e) => format!("release of lock {lock} failed: {e}"),
+            },
+            What::LeaseLost {
+                lock,
+                token,
+                reason,
+                ..
+            } => format!("lost lock {lock} (token {token}): {reason}"),
+            What::Broken {
+                lock,
+                version,
+                error,
+            } => match (version, error) {
+                (_, Some(e)) => format!("break of lock {lock} failed: {e}"),
+                (Some(v), None) => format!("broke lock {lock} (now version {v})"),
+                (None, None) => format!("broke lock {lock}: it was never taken"),
+            },
+            What::RecordPut {
+                key,
+                version,
+                outcome,
+                stored_version,
+                ..
+            } => match stored_version {
+                Some(s) => format!("{key} v{version}: {outcome} (stored v{s})"),
+                None => format!("{key} v{version}: {outcome}"),
+            },
+            What::RecordPutFailed {
+                key,
+                version,
+                error,
+            } => format!("{key} v{version} failed: {error}"),
+            What::LogAppended { id, sequence } => format!("logged {id} at #{sequence}"),
+            What::LogAppendFailed { id, error } => format!("log append {id} failed: {error}"),
+            What::Refused { config, error } => format!("refused ({config}): {error}"),
+            What::Accepted { config, detail } => format!("NOT refused ({config}): {detail}"),
+            What::FinalLog { entries, error } => {
+                format!("final read: log of {} entries{}", entries.len(), opt(error))
+            }
+            What::FinalRecord { key, version } => format!("final read: {key} at {version:?}"),
+            What::FinalStreams { streams } => format!("final read: {} streams", streams.len()),
+            What::End => "end of run".into(),
+        }
+    }
+}
