@@ -78,7 +78,8 @@ pub async fn run(
         a.seed
     );
     let report = if tui {
-        match fleet_view::show(&header, &history, duration, task).await? {
+        let short = format!("{nodes} nodes, seed {} · {where_}", a.seed);
+        match fleet_view::show(&short, &history, duration, task).await? {
             Some(r) => r,
             None => return Ok(exit::INTERRUPTED),
         }

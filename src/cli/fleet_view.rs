@@ -213,7 +213,7 @@ impl Model {
                 ));
             }
         }
-        let keep = m.recent.len().saturating_sub(8);
+        let keep = m.recent.len().saturating_sub(12);
         m.recent.drain(..keep);
         m
     }
@@ -227,10 +227,7 @@ fn row<'a>(nodes: &'a mut BTreeMap<String, NodeRow>, n: &str) -> &'a mut NodeRow
     })
 }
 
-fn health_style(h: &str, state: &str) -> Style {
-    if state == "KILLED" {
-        return Style::default().fg(Color::Red).add_modifier(Modifier::BOLD);
-    }
+fn health_style(h: &str) -> Style {
     match h {
         "online" => Style::default().fg(Color::Green),
         "suspect" => Style::default().fg(Color::Yellow),
@@ -241,7 +238,8 @@ fn health_style(h: &str, state: &str) -> Style {
 
 fn draw(f: &mut Frame, header: &str, m: &Model, elapsed: Duration, duration: Duration) {
     let area = f.area();
-    let node_rows = (m.nodes.len() as u16 + 3).clamp(5, 12);
+    let skew_row = u16::from(m.nodes.values().any(|r| r.skew_ms != 0));
+    let node_rows = (m.nodes.len() as u16 + 3 + skew_row).clamp(6, 14);
     let [title, top, streams, counters, events] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Length(node_rows),
@@ -253,21 +251,28 @@ fn draw(f: &mut Frame, header: &str, m: &Model, elapsed: Duration, duration: Dur
     let secs = elapsed.as_secs_f64().min(duration.as_secs_f64());
     f.render_widget(
         Paragraph::new(vec![
+            Line::from(vec![
+                Span::styled(
+                    format!(
+                        "cairn fleet  {secs:>4.1} s of {:.0} s",
+                        duration.as_secs_f64()
+                    ),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(format!(
+                    "  · {} · q quits",
+                    if m.strategy.is_empty() {
+                        "…"
+                    } else {
+                        &m.strategy
+                    }
+                )),
+            ]),
             Line::from(Span::styled(
                 header.to_string(),
-                Style::default().add_modifier(Modifier::BOLD),
+                Style::default().fg(Color::DarkGray),
             )),
-            Line::from(format!(
-                "{secs:>5.1} s of {:.0} s · strategy {} · q quits",
-                duration.as_secs_f64(),
-                if m.strategy.is_empty() {
-                    "…"
-                } else {
-                    &m.strategy
-                }
-            )),
-        ])
-        .wrap(Wrap { trim: true }),
+        ]),
         title,
     );
     let [left, right] =
@@ -290,40 +295,63 @@ fn draw(f: &mut Frame, header: &str, m: &Model, elapsed: Duration, duration: Dur
 
 fn draw_nodes(f: &mut Frame, area: Rect, m: &Model) {
     let mut lines = vec![Line::from(Span::styled(
-        "node      health   beat   turns streams",
+        "node      health   beat turns strms",
         Style::default().fg(Color::DarkGray),
     ))];
     for r in m.nodes.values() {
-        let health = if r.state == "KILLED" || r.state == "left" {
-            format!("{:<8}", r.state)
-        } else if r.health.is_empty() {
-            format!("{:<8}", r.state)
+        let health = if r.health.is_empty() {
+            "…"
         } else {
-            format!("{:<8}", r.health)
+            r.health.as_str()
         };
         let holder = m.holder.as_ref().is_some_and(|h| h.0 == r.who);
+        let (mark, mark_style) = match r.state {
+            "KILLED" => (
+                "dead",
+                Style::default().fg(Color::Red).add_modifier(Modifier::BOLD),
+            ),
+            "left" => ("left", Style::default().fg(Color::DarkGray)),
+            _ if holder => (
+                "LOCK",
+                Style::default()
+                    .fg(Color::Cyan)
+                    .add_modifier(Modifier::BOLD),
+            ),
+            _ => ("", Style::default()),
+        };
         lines.push(Line::from(vec![
             Span::raw(format!("{:<9} ", r.who)),
-            Span::styled(health, health_style(&r.health, r.state)),
+            Span::styled(format!("{health:<7}"), health_style(&r.health)),
             Span::raw(format!(
-                " {:>4.1}s {:>5} {:>7}{}",
+                " {:>4.1}s {:>5} {:>5} ",
                 r.age_ms as f64 / 1000.0,
                 r.turns,
                 r.created,
-                if holder { " ⚿" } else { "" }
             )),
-            Span::styled(
-                if r.skew_ms != 0 {
-                    format!(" {:+}ms", r.skew_ms)
-                } else {
-                    String::new()
-                },
-                Style::default().fg(Color::DarkGray),
-            ),
+            Span::styled(mark, mark_style),
         ]));
     }
+    let skewed: Vec<String> = m
+        .nodes
+        .values()
+        .filter(|r| r.skew_ms != 0)
+        .map(|r| {
+            let n = r.who.trim_start_matches("node-");
+            format!(
+                "n{}{:+.1}s",
+                &n[..n.find('#').unwrap_or(n.len())],
+                r.skew_ms as f64 / 1000.0
+            )
+        })
+        .collect();
+    if !skewed.is_empty() {
+        lines.push(Line::from(Span::styled(
+            format!("clocks {}", skewed.join(" ")),
+            Style::default().fg(Color::DarkGray),
+        )));
+    }
     f.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" nodes (querier's view) ")),
+        Paragraph::new(lines).block(Block::bordered().title(" nodes, as the querier sees them ")),
         area,
     );
 }
@@ -340,7 +368,7 @@ fn draw_lock(f: &mut Frame, area: Rect, m: &Model) {
         None => Line::from(Span::styled("free", Style::default().fg(Color::DarkGray))),
     };
     let stats = Line::from(format!(
-        "{} acquisitions · {} stale writes refused{}",
+        "{} acquired · {} stale refused{}",
         m.acquisitions,
         m.refused_writes,
         if m.breaks > 0 {
