@@ -470,3 +470,122 @@ fn checker_flags_log_gaps_overwrites_and_stale_records() {
         Verdict::Violated
     );
 }
+
+fn cairn_cli(dir: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    c.current_dir(dir)
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_STRATEGY")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    c
+}
+
+#[test]
+fn fleet_bad_input_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["fleet", "--store", "foo://bucket"][..],
+        &["fleet", "--nodes", "0"],
+        &["fleet", "--duration", "5x"],
+    ] {
+        let out = cairn_cli(dir.path()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn fleet_off_a_terminal_prints_a_line_per_event_and_the_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cairn_cli(dir.path())
+        .args([
+            "fleet",
+            "--duration",
+            "3s",
+            "--nodes",
+            "3",
+            "--turn-window",
+            "1s",
+            "--turn-jitter",
+            "100ms",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("created stream logs-000"), "{text}");
+    assert!(
+        text.contains("held     lock: at most one holder at a time"),
+        "{text}"
+    );
+    assert!(text.contains("PASS: 0 violations"), "{text}");
+    assert!(
+        dir.path().join(".cairn/fleet").is_dir(),
+        "the embedded default store"
+    );
+
+    let json = cairn_cli(dir.path())
+        .args([
+            "fleet",
+            "--json",
+            "--duration",
+            "2s",
+            "--nodes",
+            "2",
+            "--store",
+            "memory://",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON value a line"))
+        .collect();
+    let report = &lines.last().unwrap()["report"];
+    assert_eq!(report["violations"], 0);
+    assert!(lines.iter().any(|l| l["event"] == "acquired"));
+}
+
+/// The planted defect through the command line: violations reported, exit 1.
+#[test]
+fn fleet_with_a_planted_defect_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cairn_cli(dir.path())
+        .args([
+            "fleet",
+            "--torture",
+            "--no-break",
+            "--no-misconfigured",
+            "--plant-defect",
+            "--strategy",
+            "etag-cas",
+            "--store",
+            "memory://",
+            "--duration",
+            "6s",
+            "--nodes",
+            "4",
+            "--turn-window",
+            "1s",
+            "--turn-jitter",
+            "200ms",
+            "--lock-ttl",
+            "1500ms",
+            "--heartbeat",
+            "500ms",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("VIOLATED"), "{text}");
+    assert!(text.contains("FAIL:"), "{text}");
+}
