@@ -253,7 +253,9 @@ fn real_time(mut o: FleetOptions) -> FleetOptions {
     o.turn_window = Duration::from_secs(1);
     o.turn_jitter = Duration::from_millis(200);
     o.lock_ttl = Duration::from_millis(1500);
-    o.heartbeat = Duration::from_millis(500);
+    // Clocks within the bound are up to 1 s apart: the membership timeout (three intervals)
+    // must leave room for that, as its documentation says.
+    o.heartbeat = Duration::from_secs(1);
     o.data_every = Duration::from_millis(250);
     o
 }
@@ -588,4 +590,55 @@ fn fleet_with_a_planted_defect_exits_1() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("VIOLATED"), "{text}");
     assert!(text.contains("FAIL:"), "{text}");
+}
+
+#[test]
+fn checker_judges_offline_verdicts_by_the_last_stored_heartbeat() {
+    let seen = |health: &str, stale| What::Health {
+        of: "n".into(),
+        health: health.into(),
+        age_ms: 9000,
+        timeout_ms: 3000,
+        stale,
+    };
+    // Heartbeats stopped landing 7 s before: offline is right.
+    let fair = history(vec![
+        (0.0, "n", What::Joined),
+        (1000.0, "n", What::Beat),
+        (8000.0, "q", seen("offline", false)),
+    ]);
+    assert_eq!(
+        named(&check::check(&fair), "membership:").verdict,
+        Verdict::Held
+    );
+    // A heartbeat landed 1 s before a fresh view said offline: false.
+    let false_offline = history(vec![
+        (0.0, "n", What::Joined),
+        (7000.0, "n", What::Beat),
+        (8000.0, "q", seen("offline", false)),
+    ]);
+    assert_eq!(
+        named(&check::check(&false_offline), "membership:").verdict,
+        Verdict::Violated
+    );
+    // The same from a view served stale is not a declaration.
+    let stale = history(vec![
+        (0.0, "n", What::Joined),
+        (7000.0, "n", What::Beat),
+        (8000.0, "q", seen("offline", true)),
+    ]);
+    assert_eq!(
+        named(&check::check(&stale), "membership:").verdict,
+        Verdict::Held
+    );
+    // A killed node is fairly offline.
+    let killed = history(vec![
+        (0.0, "n", What::Joined),
+        (7000.0, "n", What::Killed),
+        (8000.0, "q", seen("offline", false)),
+    ]);
+    assert_eq!(
+        named(&check::check(&killed), "membership:").verdict,
+        Verdict::Held
+    );
 }

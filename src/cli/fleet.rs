@@ -137,6 +137,7 @@ pub(super) fn worth_a_line(e: &Event) -> bool {
         e.what,
         What::ClaimBegun { .. }
             | What::AcquireBegun { .. }
+            | What::Beat
             | What::Guarded { accepted: true, .. }
             | What::FinalLog { .. }
             | What::FinalRecord { .. }

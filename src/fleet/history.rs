@@ -51,6 +51,8 @@ pub enum What {
     Resumed,
     /// A node's first heartbeat is stored.
     Joined,
+    /// A heartbeat of the node is stored (its heartbeater reported a newer record).
+    Beat,
     /// A node stops heartbeating and marks itself left (views show it offline at once).
     Left,
     /// A membership view (the querier's) saw a node in this health.
@@ -63,6 +65,9 @@ pub enum What {
         age_ms: u64,
         /// Its timeout.
         timeout_ms: u64,
+        /// Whether the view was served stale (the viewer could not reach the store).
+        #[serde(default)]
+        stale: bool,
     },
     /// A node got data for a stream it had not seen and created the stream.
     StreamCreate {
@@ -392,10 +397,18 @@ impl Event {
             What::Paused => "paused".into(),
             What::Resumed => "resumed".into(),
             What::Joined => "joined (first heartbeat stored)".into(),
+            What::Beat => "heartbeat stored".into(),
             What::Left => "leaving".into(),
             What::Health {
-                of, health, age_ms, ..
-            } => format!("sees {of} {health} (last heartbeat {age_ms} ms ago)"),
+                of,
+                health,
+                age_ms,
+                stale,
+                ..
+            } => format!(
+                "sees {of} {health} (last heartbeat {age_ms} ms ago{})",
+                if *stale { ", stale view" } else { "" }
+            ),
             What::StreamCreate {
                 stream,
                 outcome,

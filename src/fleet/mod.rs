@@ -233,6 +233,7 @@ impl Ops {
                 What::LogAppendFailed { .. } => o.add("log", "failed"),
                 What::Joined => o.add("membership", "joined"),
                 What::Health { .. } => o.add("membership", "health seen"),
+                What::Beat => o.add("membership", "heartbeats"),
                 _ => {}
             }
         }
@@ -823,13 +824,26 @@ impl Worker {
             match hb {
                 Ok(hb) => {
                     self.record(What::Joined);
-                    tokio::select! {
-                        _ = self.stop.cancelled() => {
-                            self.record(What::Left);
-                            let _ = hb.leave().await;
-                            return;
+                    // Every heartbeat the heartbeater reports stored, so the checker knows
+                    // when this node's record was last written.
+                    let mut beats = hb.last().body.beats;
+                    let every = self.ctx.opts.heartbeat / 4;
+                    loop {
+                        tokio::select! {
+                            _ = self.stop.cancelled() => {
+                                self.record(What::Left);
+                                let _ = hb.leave().await;
+                                return;
+                            }
+                            _ = hb.ended() => break,
+                            _ = tokio::time::sleep(every) => {
+                                let now = hb.last().body.beats;
+                                if now != beats {
+                                    beats = now;
+                                    self.record(What::Beat);
+                                }
+                            }
                         }
-                        _ = hb.ended() => {}
                     }
                 }
                 Err(e) => {
@@ -1181,6 +1195,7 @@ async fn querier_loop(ctx: Arc<Ctx>, cairn: Cairn, stop: CancellationToken) {
         }
         polls += 1;
         if let Ok(v) = view.list().await {
+            let stale = v.stale;
             for s in v.items {
                 let health = match s.health {
                     crate::member::Health::Online => "online",
@@ -1198,6 +1213,7 @@ async fn querier_loop(ctx: Arc<Ctx>, cairn: Cairn, stop: CancellationToken) {
                             health: health.into(),
                             age_ms: s.age_ms,
                             timeout_ms: s.timeout_ms,
+                            stale,
                         },
                     );
                 }
