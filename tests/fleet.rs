@@ -141,9 +141,9 @@ async fn same_seed_same_history_on_a_paused_clock() {
     assert_eq!(a, b);
 }
 
-/// The checker must catch real bugs: a store that ignores preconditions, with the probe
-/// bypassed by a fixed strategy, lets two nodes hold the lock, run the same turn, overwrite
-/// each other's log entries.
+/// The checker must catch real bugs: a store that starts ignoring preconditions after the
+/// prefix's protocol was recorded (so no node probes it again) lets two nodes hold the lock,
+/// run the same turn, overwrite each other's log entries.
 #[tokio::test(start_paused = true)]
 async fn planted_defect_ignoring_preconditions_is_reported() {
     for strategy in [Strategy::EtagCas, Strategy::VersionChain] {
@@ -186,7 +186,6 @@ async fn planted_defect_ignoring_preconditions_is_reported() {
 /// until the broken holder could no longer use it) and the protocol record (a node with
 /// another strategy or turn window is refused); before those land this reports them.
 #[tokio::test(start_paused = true)]
-#[ignore = "needs the lock-break and protocol-record changes"]
 async fn torture_with_operator_breaks_and_misconfigured_nodes_holds() {
     let o = short(FleetOptions::torture());
     let store = Arc::new(object_store::memory::InMemory::new());

@@ -414,19 +414,23 @@ pub async fn run(
     history: Arc<History>,
 ) -> Result<Report> {
     opts.validate()?;
-    let inner: Arc<dyn ObjectStore> = if opts.planted_defect {
-        Arc::new(defect::IgnorePreconditions(store))
-    } else {
-        store
-    };
-    // The harness's own handle: no faults, and the probe (once) when the strategy is not fixed.
-    let checker = Cairn::builder(Arc::clone(&inner))
+    // The harness's own handle, on the honest store: no faults; it records the prefix's
+    // protocol (probing once) unless the prefix has it already.
+    let checker = Cairn::builder(Arc::clone(&store))
         .prefix(prefix)
         .node("harness")?
         .seed(opts.seed)
         .strategy(opts.strategy)
         .build()
         .await?;
+    // The planted defect: from now on the store ignores preconditions, as a misconfigured
+    // proxy in front of a bucket whose protocol was recorded (and probed) earlier would.
+    // Nodes read the record and do not probe again, so nothing stops them.
+    let inner: Arc<dyn ObjectStore> = if opts.planted_defect {
+        Arc::new(defect::IgnorePreconditions(store))
+    } else {
+        store
+    };
     let ctx = Arc::new(Ctx {
         strategy: checker.strategy(),
         inner,
@@ -949,7 +953,11 @@ impl Worker {
     /// With `give_up`, stops after that long (the misconfigured node).
     async fn turns(self, seed: u64, window: Duration, jitter: Duration, give_up: Option<Duration>) {
         let mut rng = StdRng::seed_from_u64(seed);
-        let turns = self.cairn.turns(TurnOptions { window, jitter });
+        let turns = self.cairn.turns(TurnOptions {
+            window,
+            jitter,
+            adopt_stored: false,
+        });
         let turn = name(TURN);
         let clock = Arc::clone(self.cairn.manifests().clock());
         let started = tokio::time::Instant::now();
