@@ -357,9 +357,14 @@ fn turns(events: &[Event]) -> (Invariant, Invariant) {
                 .next()
                 .and_then(|(_, r)| r.first())
                 .map_or(end, |r| r.at_ms);
-            let excuse = unresolved
-                .iter()
-                .find(|(t, begun, _)| t == turn && *begun >= after && *begun <= before);
+            // A claim whose outcome is unknown may have written number n if it was in
+            // flight at any moment between turn n − 1's claim and turn n + 1's: it began
+            // before the latter and ended (failed, or was killed) after the former. (Its
+            // begin alone is not enough: a claim that began just before n − 1 was claimed
+            // may have loaded n − 1 and claimed n.)
+            let excuse = unresolved.iter().find(|(t, begun, ended)| {
+                t == turn && ended.at_ms >= after && *begun <= before
+            });
             match excuse {
                 Some(_) => excused += 1,
                 None => {
