@@ -362,9 +362,9 @@ fn turns(events: &[Event]) -> (Invariant, Invariant) {
             // before the latter and ended (failed, or was killed) after the former. (Its
             // begin alone is not enough: a claim that began just before n − 1 was claimed
             // may have loaded n − 1 and claimed n.)
-            let excuse = unresolved.iter().find(|(t, begun, ended)| {
-                t == turn && ended.at_ms >= after && *begun <= before
-            });
+            let excuse = unresolved
+                .iter()
+                .find(|(t, begun, ended)| t == turn && ended.at_ms >= after && *begun <= before);
             match excuse {
                 Some(_) => excused += 1,
                 None => {
