@@ -204,15 +204,16 @@ impl LeaseOptions {
         }
         let hold = self.hold_for();
         if self.renew_interval.is_zero() || self.renew_interval >= hold {
+            let need = (self.safety_margin + self.stop_grace).saturating_mul(3) / 2;
             return Err(Error::Config(format!(
-                "lease ttl {:?} leaves no room to renew: the holder renews every {:?} and must give \
-                 up {:?} (safety margin) + {:?} (stop grace) before the ttl runs out; use a ttl \
-                 above {:?} or a shorter grace",
+                "lease ttl {:.1?} leaves no room to renew: the holder renews every {:.1?} and \
+                 must give up {:.1?} (safety margin) + {:.1?} (stop grace) before the ttl runs \
+                 out; use a ttl above {}s or a shorter grace",
                 self.ttl,
                 self.renew_interval,
                 self.safety_margin,
                 self.stop_grace,
-                (self.safety_margin + self.stop_grace).saturating_mul(3) / 2 + self.safety_margin
+                need.as_secs() + 1
             )));
         }
         if self.max_clock_skew > MAX_TTL || self.takeover_margin > MAX_TTL {
