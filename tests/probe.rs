@@ -185,9 +185,9 @@ async fn a_replace_refused_in_every_form_is_unsupported_at_once_and_searched_onc
         }
         let cost = counted.counts().since(&before);
         let expected = if round == 0 {
-            // The refused PUT and its read-back; then, on a scratch key, a create and the
-            // bare form refused with its read-back, and the scratch object deleted.
-            (3, 2, 1)
+            // The refused PUT and its read-back; then, on a scratch key, a create, the etag
+            // as reported and bare, each refused and read back, and the scratch deleted.
+            (4, 3, 1)
         } else {
             // Searched once already: the refused PUT and its read-back only.
             (1, 1, 0)
@@ -223,8 +223,9 @@ async fn a_replace_refused_in_its_form_finds_the_honoured_one_and_keeps_it() {
         }
         let cost = counted.counts().since(&before);
         let puts = if round == 0 {
-            // Refused; on a scratch key: create, bare current etag, bare stale etag; again.
-            5
+            // Refused; on a scratch key: create, the current etag as reported (refused) and
+            // bare, the stale etag bare; then again, bare.
+            6
         } else {
             1
         };
@@ -265,7 +266,7 @@ async fn a_stale_etag_is_a_conflict_in_every_form() {
         StoreOptions::default(),
     )
     .unwrap();
-    store.set_if_match_form(IfMatchForm::Unquoted);
+    store.set_if_match_form(IfMatchForm::Unquoted).await;
     let mut rng = rand::rng();
     let key = scratch("stale");
     let stale = created(&store, &key, &mut rng).await;
@@ -280,7 +281,7 @@ async fn a_stale_etag_is_a_conflict_in_every_form() {
         panic!("the current etag, unquoted, replaces")
     };
     for form in [IfMatchForm::Unquoted, IfMatchForm::AsReported] {
-        store.set_if_match_form(form);
+        store.set_if_match_form(form).await;
         let late = WriteId::random(&mut rng);
         match store.replace(&key, body(&late, 2), &late, &stale).await {
             Ok(ReplaceOutcome::Conflict { current: Some(obj) }) => {
@@ -412,13 +413,13 @@ async fn on_rgw_a_store_that_did_not_probe_finds_the_bare_etag_at_its_first_repl
     assert!(matches!(r, ReplaceOutcome::Replaced { .. }), "{r:?}");
     let cost = counted.counts().since(&before);
     assert_eq!(
-        cost.puts, 5,
-        "refused, scratch create, bare current, bare stale, again"
+        cost.puts, 6,
+        "refused; scratch create, quoted and bare current, bare stale; again"
     );
     assert_eq!(store.if_match_form(), IfMatchForm::Unquoted);
     // The stale etag conflicts, in the form found and as reported.
     for form in [IfMatchForm::Unquoted, IfMatchForm::AsReported] {
-        store.set_if_match_form(form);
+        store.set_if_match_form(form).await;
         let late = WriteId::random(&mut rng);
         let r = store.replace(&key, body(&late, 2), &late, &stale).await;
         assert!(

@@ -259,8 +259,20 @@ pub struct Store {
     /// The [`IfMatchForm`] in force, shared by clones: the probe sets it on the store that
     /// the manifest layer then uses.
     if_match: Arc<AtomicU8>,
-    /// Whether `replace` has looked for another form yet; held while it looks.
-    form_search: Arc<tokio::sync::Mutex<bool>>,
+    /// What is known of that form, shared by clones; held while `replace` looks for one.
+    form_check: Arc<tokio::sync::Mutex<FormCheck>>,
+}
+
+/// What a [`Store`] knows of its [`IfMatchForm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FormCheck {
+    /// Nothing yet: a handle that did not probe.
+    Unchecked,
+    /// The probe, or a search on a scratch key, saw the store honour it and refuse a stale
+    /// etag in it. A later 412 with the object unchanged is taken as transient.
+    Verified,
+    /// The store honours `If-Match` in no form.
+    NoneHonoured,
 }
 
 /// What a read-back found, relative to the write it verifies.
@@ -291,7 +303,7 @@ impl Store {
             root,
             options,
             if_match: Arc::new(AtomicU8::new(IfMatchForm::AsReported.to_u8())),
-            form_search: Arc::new(tokio::sync::Mutex::new(false)),
+            form_check: Arc::new(tokio::sync::Mutex::new(FormCheck::Unchecked)),
         })
     }
 
@@ -316,10 +328,22 @@ impl Store {
     }
 
     /// Sets the form in which [`Store::replace`] sends the expected etag, for this store and
-    /// its clones. The probe sets it when it finds one; set it by hand only to the form a
-    /// probe of the same store found (with a fixed strategy, no probe runs).
-    pub fn set_if_match_form(&self, form: IfMatchForm) {
-        self.if_match.store(form.to_u8(), Ordering::Relaxed);
+    /// its clones, as one the store was seen to honour. The probe sets it when it finds one;
+    /// set it by hand only to the form a probe of the same store found.
+    pub async fn set_if_match_form(&self, form: IfMatchForm) {
+        self.record_form_check(Some(form)).await;
+    }
+
+    /// Records what the probe or a search found: the form honoured, or none.
+    async fn record_form_check(&self, found: Option<IfMatchForm>) {
+        let mut check = self.form_check.lock().await;
+        match found {
+            Some(form) => {
+                self.if_match.store(form.to_u8(), Ordering::Relaxed);
+                *check = FormCheck::Verified;
+            }
+            None => *check = FormCheck::NoneHonoured,
+        }
     }
 
     fn path(&self, key: &Key) -> Path {
@@ -469,12 +493,14 @@ impl Store {
     /// Replaces `key` with `body` only if its etag is still `etag` (`If-Match`, in the
     /// store's [`IfMatchForm`]).
     ///
-    /// A store that answers 412 while the object is still at `etag` does not accept
-    /// `If-Match` in that form. The first time, `replace` looks for a form it honours on a
-    /// scratch key (create, replace with the current etag, replace with a stale one: a few
-    /// requests, once per store) and sends the write again in it; a store that ignores a
-    /// stale etag in that form is [`Error::StoreRefused`]. Where no form is honoured:
-    /// [`Error::Unsupported`], at once, not retried.
+    /// A store that answers 412 while the object is still at `etag` may not accept
+    /// `If-Match` in that form. Unless the probe saw it honour that form, `replace` checks
+    /// once (per store) on a scratch key, as the probe does, which form the store honours
+    /// (create, replace with the current etag, replace with a stale one: a few requests), and
+    /// sends the write again in it; a store that ignores a stale etag in that form is
+    /// [`Error::StoreRefused`]. Where no form is honoured: [`Error::Unsupported`], at once,
+    /// not retried. In a form already seen to work, such a 412 is taken as transient and the
+    /// write is sent again, like any other unclear answer.
     pub async fn replace(
         &self,
         key: &Key,
@@ -483,16 +509,20 @@ impl Store {
         etag: &str,
     ) -> Result<ReplaceOutcome> {
         let form = self.if_match_form();
+        let verified = *self.form_check.lock().await == FormCheck::Verified;
         let mut refused = match self
-            .replace_as(key, body.clone(), write_id, etag, form)
+            .replace_as(key, body.clone(), write_id, etag, form, verified)
             .await?
         {
             ReplaceAttempt::Decided(outcome) => return Ok(outcome),
             ReplaceAttempt::FormRefused { sent } => vec![sent],
         };
         // Nothing was written, so the same write can go again in a form the store honours.
-        if let Some(other) = self.find_if_match_form(form, write_id).await? {
-            match self.replace_as(key, body, write_id, etag, other).await? {
+        if let Some(honoured) = self.find_if_match_form(write_id).await? {
+            match self
+                .replace_as(key, body, write_id, etag, honoured, true)
+                .await?
+            {
                 ReplaceAttempt::Decided(outcome) => return Ok(outcome),
                 ReplaceAttempt::FormRefused { sent } => refused.push(sent),
             }
@@ -507,39 +537,35 @@ impl Store {
         })
     }
 
-    /// A form other than `refused` in which the store honours `If-Match`: the one another
-    /// task found meanwhile, or the one a search on a scratch key finds (only the first time
+    /// The form in which the store honours `If-Match`: as already verified (by the probe,
+    /// or by another task meanwhile), or as a search on a scratch key finds it (only once
     /// for this store and its clones). Sets it on the store.
-    async fn find_if_match_form(
-        &self,
-        refused: IfMatchForm,
-        write_id: &WriteId,
-    ) -> Result<Option<IfMatchForm>> {
-        let mut searched = self.form_search.lock().await;
-        let now = self.if_match_form();
-        if now != refused {
-            return Ok(Some(now));
+    async fn find_if_match_form(&self, write_id: &WriteId) -> Result<Option<IfMatchForm>> {
+        let mut check = self.form_check.lock().await;
+        match *check {
+            FormCheck::Verified => return Ok(Some(self.if_match_form())),
+            FormCheck::NoneHonoured => return Ok(None),
+            FormCheck::Unchecked => {}
         }
-        if *searched {
-            return Ok(None);
-        }
-        debug!(
-            refused = refused.describe(),
-            "If-Match refused in this form; looking for one the store honours"
-        );
-        let found = self.search_if_match_form(refused, write_id).await?;
-        *searched = true;
-        if let Some(form) = found {
-            debug!(
-                form = form.describe(),
-                "the store honours If-Match in this form"
-            );
-            self.set_if_match_form(form);
+        debug!("412 with the object unchanged; checking which If-Match form the store honours");
+        let found = self.search_if_match_form(write_id).await?;
+        match found {
+            Some(form) => {
+                debug!(
+                    form = form.describe(),
+                    "the store honours If-Match in this form"
+                );
+                self.if_match.store(form.to_u8(), Ordering::Relaxed);
+                *check = FormCheck::Verified;
+            }
+            None => *check = FormCheck::NoneHonoured,
         }
         Ok(found)
     }
 
-    /// [`Store::replace`] with `etag` written in `form`.
+    /// [`Store::replace`] with `etag` written in `form`. With `verified`, the store was seen
+    /// to honour that form, and a 412 with the object unchanged is sent again like any
+    /// unclear answer; without, it is [`ReplaceAttempt::FormRefused`].
     pub(crate) async fn replace_as(
         &self,
         key: &Key,
@@ -547,6 +573,7 @@ impl Store {
         write_id: &WriteId,
         etag: &str,
         form: IfMatchForm,
+        verified: bool,
     ) -> Result<ReplaceAttempt> {
         let path = self.path(key);
         let sent = form.apply(etag).into_owned();
@@ -581,7 +608,9 @@ impl Store {
                     return decided(ReplaceOutcome::Conflict { current: Some(obj) })
                 }
                 Verified::Absent => return decided(ReplaceOutcome::Conflict { current: None }),
-                Verified::Theirs(_) if matches!(err, object_store::Error::Precondition { .. }) => {
+                Verified::Theirs(_)
+                    if !verified && matches!(err, object_store::Error::Precondition { .. }) =>
+                {
                     // The precondition failed, yet the object is at the etag we sent: the
                     // store did not match our `If-Match` value to its own etag. Sending the
                     // same again gets the same answer.

@@ -8,8 +8,9 @@
 //!    while the object is still at that etag does not accept the form, and the other forms
 //!    ([`IfMatchForm`]) are tried in turn. If none is honoured, the version chain is used;
 //! 4. replace with a stale etag, in the form that worked, fails (else: refused). Only then is
-//!    that form set on the store (a handle that did not probe runs steps 1, 3 and 4 on a
-//!    scratch key of its own at its first replace refused that way: [`Store::replace`]);
+//!    that form set on the store as verified (a handle that did not probe runs steps 1, 3
+//!    and 4 on a scratch key of its own at its first replace refused that way:
+//!    [`Store::replace`]);
 //! 5. a conditional GET with the current etag answers "unchanged" (else: revalidation falls
 //!    back to full reads).
 //!
@@ -154,13 +155,9 @@ impl Store {
             }
             Some(etag) => {
                 let mut ids = || WriteId::random(rng);
-                let (found, form) = self
-                    .probe_if_match(key, etag, None, &mut ids, &mut times)
-                    .await?;
+                let (found, form) = self.probe_if_match(key, etag, &mut ids, &mut times).await?;
                 checks.extend(found);
-                if let Some(form) = form {
-                    self.set_if_match_form(form);
-                }
+                self.record_form_check(form).await;
                 form
             }
         };
@@ -199,25 +196,24 @@ impl Store {
     }
 
     /// Steps 3 and 4 on `key`, whose object is at `etag`: finds a form in which the store
-    /// honours `If-Match` with the current etag (trying none that equals `skip`), then checks
-    /// that it refuses the stale etag in that form. Returns the checks and the form (`None`:
+    /// honours `If-Match` with the current etag, then checks that it refuses the stale etag
+    /// in that form. Returns the checks and the form (`None`:
     /// no form is honoured, the version chain it is).
     async fn probe_if_match(
         &self,
         key: &keys::Key,
         etag: &str,
-        skip: Option<IfMatchForm>,
         ids: &mut impl FnMut() -> WriteId,
         times: &mut Vec<Duration>,
     ) -> Result<(Vec<Check>, Option<IfMatchForm>)> {
-        let (check, form) = self.probe_replace(key, etag, skip, ids, times).await?;
+        let (check, form) = self.probe_replace(key, etag, ids, times).await?;
         let mut checks = vec![check];
         let Some(form) = form else {
             return Ok((checks, None));
         };
         let stale = ids();
         match self
-            .replace_as(key, probe_body(&stale), &stale, etag, form)
+            .replace_as(key, probe_body(&stale), &stale, etag, form, false)
             .await?
         {
             ReplaceAttempt::Decided(ReplaceOutcome::Conflict { .. }) => {
@@ -246,24 +242,24 @@ impl Store {
     }
 
     /// Step 3: replaces the object at `etag`, sending the etag as reported and then, while
-    /// the store answers 412 with the object still at `etag`, in each other form (none equal
-    /// to `skip`). Returns the check and the form that was honoured.
+    /// the store answers 412 with the object still at `etag`, in each other form. Returns the
+    /// check and the form that was honoured.
     async fn probe_replace(
         &self,
         key: &keys::Key,
         etag: &str,
-        skip: Option<IfMatchForm>,
         ids: &mut impl FnMut() -> WriteId,
         times: &mut Vec<Duration>,
     ) -> Result<(Check, Option<IfMatchForm>)> {
         let mut refused: Vec<String> = Vec::new();
-        let forms = std::iter::once(IfMatchForm::AsReported)
-            .chain(IfMatchForm::alternatives(etag))
-            .filter(|f| Some(*f) != skip);
+        let forms = std::iter::once(IfMatchForm::AsReported).chain(IfMatchForm::alternatives(etag));
         for form in forms {
             let id = ids();
             let t = Instant::now();
-            match self.replace_as(key, probe_body(&id), &id, etag, form).await {
+            match self
+                .replace_as(key, probe_body(&id), &id, etag, form, false)
+                .await
+            {
                 Ok(ReplaceAttempt::Decided(ReplaceOutcome::Replaced { .. })) => {
                     times.push(t.elapsed());
                     let detail = if refused.is_empty() {
@@ -317,14 +313,10 @@ impl Store {
     }
 
     /// Steps 1, 3 and 4 of the probe on a scratch key of their own, for
-    /// [`Store::replace`] after the store refused `If-Match` in the form `refused`: a form
-    /// it honours (and refuses a stale etag in), if any. The scratch write ids derive from
+    /// [`Store::replace`] after a 412 with the object unchanged: the form in which the store
+    /// honours `If-Match` (and refuses a stale etag), if any. The scratch write ids derive from
     /// `seed`, itself unique. The scratch object is deleted afterwards.
-    pub(super) async fn search_if_match_form(
-        &self,
-        refused: IfMatchForm,
-        seed: &WriteId,
-    ) -> Result<Option<IfMatchForm>> {
+    pub(super) async fn search_if_match_form(&self, seed: &WriteId) -> Result<Option<IfMatchForm>> {
         let mut n = 0u32;
         let mut ids = || {
             n += 1;
@@ -334,7 +326,7 @@ impl Store {
         let key = keys::probe(&first.0);
         let result = match self.create(&key, probe_body(&first), &first).await {
             Ok(CreateOutcome::Created { etag: Some(etag) }) => self
-                .probe_if_match(&key, &etag, Some(refused), &mut ids, &mut Vec::new())
+                .probe_if_match(&key, &etag, &mut ids, &mut Vec::new())
                 .await
                 .map(|(_, form)| form),
             Ok(_) => Ok(None),
