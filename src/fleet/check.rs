@@ -520,8 +520,18 @@ fn records(events: &[Event]) -> Invariant {
     let mut acc = Acc::new("record: no stale update applied");
     let mut applied: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     let mut failed: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+    // Puts begun and not yet ended, per actor: a kill leaves their outcome unknown.
+    let mut open: HashMap<Actor, (&str, u64)> = HashMap::new();
     for e in events {
         match &e.what {
+            What::RecordPutBegun { key, version } => {
+                open.insert(actor(e), (key.as_str(), *version));
+            }
+            What::Killed => {
+                if let Some((key, version)) = open.remove(&actor(e)) {
+                    failed.entry(key).or_default().insert(version);
+                }
+            }
             What::RecordPut {
                 key,
                 version,
@@ -529,6 +539,7 @@ fn records(events: &[Event]) -> Invariant {
                 stored_version,
                 ..
             } => {
+                open.remove(&actor(e));
                 acc.checked += 1;
                 if outcome == "applied" {
                     applied.entry(key).or_default().push(e);
@@ -543,6 +554,7 @@ fn records(events: &[Event]) -> Invariant {
                 }
             }
             What::RecordPutFailed { key, version, .. } => {
+                open.remove(&actor(e));
                 failed.entry(key).or_default().insert(*version);
             }
             What::FinalRecord { key, version } => {

@@ -102,6 +102,14 @@ pub enum What {
         /// Who created it, as the follower read it.
         created_by: String,
     },
+    /// A node starts a `put_if_newer` (so that one cut short by a kill counts as an update
+    /// of unknown outcome).
+    RecordPutBegun {
+        /// The record key.
+        key: String,
+        /// The update's version.
+        version: u64,
+    },
     /// A node starts a turn claim.
     ClaimBegun {
         /// The turn.
@@ -423,6 +431,9 @@ impl Event {
             }
             What::StreamFollowed { stream, created_by } => {
                 format!("follows new stream {stream} (by {created_by})")
+            }
+            What::RecordPutBegun { key, version } => {
+                format!("puts record {key} at version {version}")
             }
             What::ClaimBegun { turn } => format!("claims turn {turn}"),
             What::ClaimEnded {

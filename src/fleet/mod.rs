@@ -913,6 +913,10 @@ impl Worker {
                 }
                 Msg::Status { agent, version } => {
                     let key = format!("agent-{agent}");
+                    self.record(What::RecordPutBegun {
+                        key: key.clone(),
+                        version,
+                    });
                     let begun_ms = self.ctx.history.now_ms();
                     let value = serde_json::json!({ "status": if version % 2 == 0 { "connected" } else { "disconnected" }, "version": version });
                     match records
