@@ -130,12 +130,13 @@ async fn lines(
     }
 }
 
-/// The text lines leave out the bookkeeping events (claims and acquires begun, accepted
+/// The text lines leave out the bookkeeping events (claims, acquires and puts begun, accepted
 /// fenced writes, repeated offline sightings); `--json` prints every event.
 pub(super) fn worth_a_line(e: &Event) -> bool {
     !matches!(
         e.what,
         What::ClaimBegun { .. }
+            | What::RecordPutBegun { .. }
             | What::AcquireBegun { .. }
             | What::Beat
             | What::Guarded { accepted: true, .. }
