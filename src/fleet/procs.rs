@@ -401,7 +401,8 @@ fn parse(line: &str, shared: &Shared) -> Option<(String, u32, What)> {
 }
 
 /// SIGKILLs random process nodes (with random kills; else one, at 40 % of the run) and
-/// restarts them after up to a ttl; pauses a fresh holder once, from a fifth of the run on.
+/// restarts them after up to a ttl; pauses a holder at work once, from an eighth of the run
+/// on (until then kills spare the holder, so that the lock keeps moving).
 async fn chaos(ctx: Arc<Ctx>, shared: Arc<Shared>, senders: Vec<mpsc::UnboundedSender<Cmd>>) {
     let opts = &ctx.opts;
     let mut rng = StdRng::seed_from_u64(super::seed_for(opts.seed, 100, 1));
@@ -410,7 +411,7 @@ async fn chaos(ctx: Arc<Ctx>, shared: Arc<Shared>, senders: Vec<mpsc::UnboundedS
     let count = senders.len();
     // Node k (1-based) is left alone until then (paused, or just killed).
     let mut busy_until = vec![start; count + 1];
-    let pause_from = start + opts.duration / 5;
+    let pause_from = start + opts.duration / 8;
     let mut paused = false;
     let mut next_kill = Some(if opts.random_kills {
         start + random_between(&mut rng, opts.duration / 8, opts.duration / 5)
@@ -429,10 +430,9 @@ async fn chaos(ctx: Arc<Ctx>, shared: Arc<Shared>, senders: Vec<mpsc::UnboundedS
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        // The pause: a holder that started work under the lock less than a second ago and
-        // wrote a line in the last 300 ms, so it is at work when it is stopped; preferably one
-        // whose job lasts past the lease's give-up time (so the guard must stop it), any such
-        // holder once time runs short.
+        // The pause: a holder whose command wrote a line in the last 300 ms, so it is at work
+        // when it is stopped; preferably one whose job lasts past the lease's give-up time
+        // (so that the guard must stop it), any such holder once time runs short.
         let latest = end.checked_sub(PAUSE + Duration::from_secs(1));
         if !paused && now >= pause_from && latest.is_some_and(|l| now < l) {
             let short_of_time = latest.is_some_and(|l| now + Duration::from_secs(2) >= l);
@@ -444,8 +444,7 @@ async fn chaos(ctx: Arc<Ctx>, shared: Arc<Shared>, senders: Vec<mpsc::UnboundedS
                         .get(&format!("proc-{k}"))
                         .is_some_and(|&(_, first, last)| {
                             let left = work_for.as_secs_f64() * 1000.0 - (now_ms - first);
-                            now_ms - first < 1000.0
-                                && now_ms - last < 300.0
+                            now_ms - last < 300.0
                                 && (short_of_time || left > PROC_TTL.as_secs_f64() * 1000.0)
                         })
             });
@@ -460,17 +459,23 @@ async fn chaos(ctx: Arc<Ctx>, shared: Arc<Shared>, senders: Vec<mpsc::UnboundedS
                 .filter(|&k| busy_until[k] <= now && running(k))
                 .collect();
             if !live.is_empty() {
-                // Half the time a node at work under the lock, if there is one.
-                let at_work: Vec<usize> = live
-                    .iter()
-                    .copied()
-                    .filter(|k| holding.contains_key(&format!("proc-{k}")))
-                    .collect();
-                let from = if !at_work.is_empty() && rng.random_bool(0.5) {
+                // Half the time a node at work under the lock, if there is one; before the
+                // pause, only nodes that are not, so the lock keeps moving until then.
+                let (at_work, idle): (Vec<usize>, Vec<usize>) = live.iter().partition(|k| {
+                    holding
+                        .get(&format!("proc-{k}"))
+                        .is_some_and(|&(_, _, last)| now_ms - last < 500.0)
+                });
+                let from = if !paused {
+                    &idle
+                } else if !at_work.is_empty() && rng.random_bool(0.5) {
                     &at_work
                 } else {
                     &live
                 };
+                if from.is_empty() {
+                    continue;
+                }
                 let k = from[rng.random_range(0..from.len())];
                 let down = random_between(&mut rng, Duration::from_millis(300), PROC_TTL);
                 busy_until[k] = now + down + Duration::from_secs(1);
