@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use cairn::fleet::check::{self, Verdict};
 use cairn::fleet::history::{Event, History, What};
+use cairn::fleet::procs::Processes;
 use cairn::fleet::{FleetOptions, Report};
 use cairn::manifest::Strategy;
 use cairn::StrategyChoice;
@@ -246,6 +247,44 @@ async fn torture_on_localstack_holds_every_invariant() {
     assert_eq!(r.violations, 0, "{}", show(&r));
 }
 
+/// Real `cairn` processes beside the in-process nodes, on the local filesystem: SIGKILLed,
+/// restarted, one paused (SIGSTOP) past its lease's ttl and resumed; their commands' work
+/// lines never overlap and their tokens increase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torture_with_cairn_processes_on_the_filesystem_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    std::fs::create_dir_all(&root).unwrap();
+    let store = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root).unwrap());
+    let mut o = real_time(FleetOptions::torture());
+    o.duration = Duration::from_secs(12);
+    o.operator_break = false;
+    o.misconfigured = false;
+    o.processes = Some(Processes {
+        count: 3,
+        exe: env!("CARGO_BIN_EXE_cairn").into(),
+        store_url: format!("file://{}/fleet", root.display()),
+        dir: dir.path().join("procs"),
+    });
+    let r = cairn::fleet::run(store, "fleet", o, Arc::new(History::new()))
+        .await
+        .unwrap();
+    let stderr = std::fs::read_to_string(dir.path().join("procs/cairn.log")).unwrap_or_default();
+    let why = format!("{}\ncairn processes' stderr:\n{stderr}", show(&r));
+    println!("{why}");
+    assert_eq!(r.violations, 0, "{why}");
+    assert!(r.process_kills >= 1, "{why}");
+    assert_eq!(r.pauses, 1, "{why}");
+    for name in ["process lock: at most one", "process lock: fencing tokens"] {
+        assert_eq!(verdict(&r, name), Verdict::Held, "{why}");
+    }
+    let work = named(&r.invariants, "process lock: at most one").checked;
+    assert!(
+        work >= 2,
+        "{work} intervals of work under the process lock\n{why}"
+    );
+}
+
 fn real_time(mut o: FleetOptions) -> FleetOptions {
     o.nodes = 3;
     o.duration = Duration::from_secs(8);
@@ -345,6 +384,67 @@ fn checker_accepts_a_clean_hand_over_and_flags_an_overlap() {
     assert_eq!(
         named(&check::check(&reused), "lock: fencing").verdict,
         Verdict::Violated
+    );
+}
+
+fn work(token: u64, step: &str, wrote_ms: f64) -> What {
+    What::Work {
+        lock: "proc-lock".into(),
+        token,
+        step: step.into(),
+        wrote_ms,
+    }
+}
+
+#[test]
+fn checker_judges_process_work_by_its_lines_and_flags_an_overlap() {
+    // Recorded late and out of order (the tailer reads the file every 100 ms): the lines'
+    // own times decide. A killed holder has no `end`: its last line ends its interval.
+    let clean = history(vec![
+        (150.0, "proc-1", work(1, "start", 100.0)),
+        (350.0, "proc-1", work(1, "tick", 300.0)),
+        (400.0, "proc-1", What::Killed),
+        (4000.0, "proc-2", work(2, "start", 3900.0)),
+        (4100.0, "proc-2", work(2, "end", 4050.0)),
+        (4200.0, "proc-3", work(3, "start", 4150.0)),
+    ]);
+    let inv = check::check(&clean);
+    for name in ["process lock: at most one", "process lock: fencing tokens"] {
+        let i = named(&inv, name);
+        assert_eq!(i.verdict, Verdict::Held, "{name}: {:?}", i.violations);
+        assert_eq!(i.checked, 3);
+    }
+    // proc-2 starts while proc-1's command still writes: flagged with both excerpts; and a
+    // later start with a lower token.
+    let overlap = history(vec![
+        (150.0, "proc-1", work(5, "start", 100.0)),
+        (250.0, "proc-2", work(6, "start", 200.0)),
+        (350.0, "proc-1", work(5, "tick", 300.0)),
+        (350.0, "proc-1", work(5, "end", 320.0)),
+        (900.0, "proc-3", work(4, "start", 800.0)),
+        (950.0, "proc-3", work(4, "end", 900.0)),
+    ]);
+    let inv = check::check(&overlap);
+    let holders = named(&inv, "process lock: at most one");
+    assert_eq!(holders.verdict, Verdict::Violated);
+    assert_eq!(holders.violation_count, 1, "{:?}", holders.violations);
+    let v = &holders.violations[0];
+    assert!(
+        v.what.contains("token 5") && v.what.contains("token 6"),
+        "{}",
+        v.what
+    );
+    let nodes: Vec<&str> = v.excerpt.iter().map(|e| e.node.as_str()).collect();
+    assert!(
+        nodes.contains(&"proc-1") && nodes.contains(&"proc-2"),
+        "{nodes:?}"
+    );
+    let tokens = named(&inv, "process lock: fencing tokens");
+    assert_eq!(tokens.verdict, Verdict::Violated);
+    assert!(
+        tokens.violations[0].what.contains("token 4"),
+        "{:?}",
+        tokens.violations
     );
 }
 
@@ -488,6 +588,7 @@ fn fleet_bad_input_is_one_line_and_exit_2() {
         &["fleet", "--store", "foo://bucket"][..],
         &["fleet", "--nodes", "0"],
         &["fleet", "--duration", "5x"],
+        &["fleet", "--processes", "2", "--store", "memory://"],
     ] {
         let out = cairn_cli(dir.path()).args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

@@ -352,6 +352,11 @@ pub struct FleetArgs {
     /// probe) to see the checker report violations.
     #[arg(long)]
     pub plant_defect: bool,
+    /// Also run this many real `cairn` processes (`cairn lock run proc-lock …`), SIGKILLed,
+    /// restarted and once paused (SIGSTOP) past their lease's ttl. Needs a file:// or s3://
+    /// store.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=16))]
+    pub processes: u64,
     /// Print one line per event even on a terminal.
     #[arg(long)]
     pub lines: bool,

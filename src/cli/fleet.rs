@@ -50,6 +50,11 @@ pub async fn run(
     if a.no_misconfigured {
         o.misconfigured = false;
     }
+    if a.processes > 0 && !(store_url.starts_with("file://") || store_url.starts_with("s3://")) {
+        return Err(crate::Error::Config(format!(
+            "--processes needs a store a child process can open (file:// or s3://), not {store_url}"
+        )));
+    }
     let opened = url::open(store_url).await?;
     // A fresh prefix per run: a run's checks judge only what it did itself.
     let run_id = format!(
@@ -61,6 +66,15 @@ pub async fn run(
         "" => format!("fleet/{run_id}"),
         p => format!("{p}/fleet/{run_id}"),
     };
+    if a.processes > 0 {
+        o.processes = Some(processes(
+            store_url,
+            &prefix,
+            &run_id,
+            a.processes as usize,
+        )?);
+    }
+    let proc_dir = o.processes.as_ref().map(|p| p.dir.clone());
     let where_ = format!("{store_url} (prefix {prefix})");
     let history = Arc::new(History::new());
     let tui = !json && !a.lines && std::io::stdout().is_terminal();
@@ -72,8 +86,13 @@ pub async fn run(
         tokio::spawn(async move { crate::fleet::run(opened.store, &prefix, o, history).await })
     };
     let header = format!(
-        "cairn fleet{}: {nodes} nodes for {:.0} s on {where_}, seed {}",
+        "cairn fleet{}: {nodes} nodes{} for {:.0} s on {where_}, seed {}",
         if torture { " --torture" } else { "" },
+        if a.processes > 0 {
+            format!(" and {} cairn processes", a.processes)
+        } else {
+            String::new()
+        },
         duration.as_secs_f64(),
         a.seed
     );
@@ -93,11 +112,48 @@ pub async fn run(
         println!("{}", serde_json::json!({ "report": report }));
     } else {
         print!("{}", summary(&report, &header));
+        if let Some(d) = proc_dir {
+            println!(
+                "the cairn processes' work lines: {}; their stderr: {}",
+                d.join("work.log").display(),
+                d.join("cairn.log").display()
+            );
+        }
     }
     Ok(if report.violations == 0 {
         exit::OK
     } else {
         exit::FAILURE
+    })
+}
+
+/// The process nodes: this very executable, on a store URL naming the run's prefix (for
+/// `file://` the URL's path is the root and the prefix a directory under it; for `s3://` the
+/// prefix, which includes the URL's own, goes after the bucket). Their work file and stderr
+/// go to a directory under the system's temporary directory, shown in the summary.
+fn processes(
+    store_url: &str,
+    prefix: &str,
+    run_id: &str,
+    count: usize,
+) -> Result<crate::fleet::procs::Processes> {
+    let child_url = if let Some(path) = store_url.strip_prefix("file://") {
+        format!("file://{}/{prefix}", path.trim_end_matches('/'))
+    } else if let Some(rest) = store_url.strip_prefix("s3://") {
+        let bucket = rest.split_once('/').map_or(rest, |(b, _)| b);
+        format!("s3://{bucket}/{prefix}")
+    } else {
+        return Err(crate::Error::Config(format!(
+            "--processes needs a store a child process can open (file:// or s3://), not {store_url}"
+        )));
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| crate::Error::Config(format!("cannot find this executable: {e}")))?;
+    Ok(crate::fleet::procs::Processes {
+        count,
+        exe,
+        store_url: child_url,
+        dir: std::env::temp_dir().join(format!("cairn-fleet-{run_id}-{}", std::process::id())),
     })
 }
 
@@ -130,19 +186,20 @@ async fn lines(
     }
 }
 
-/// The text lines leave out the bookkeeping events (claims and acquires begun, accepted
+/// The text lines leave out the bookkeeping events (claims, acquires and puts begun, accepted
 /// fenced writes, repeated offline sightings); `--json` prints every event.
 pub(super) fn worth_a_line(e: &Event) -> bool {
     !matches!(
         e.what,
         What::ClaimBegun { .. }
+            | What::RecordPutBegun { .. }
             | What::AcquireBegun { .. }
             | What::Beat
             | What::Guarded { accepted: true, .. }
             | What::FinalLog { .. }
             | What::FinalRecord { .. }
             | What::FinalStreams { .. }
-    )
+    ) && !matches!(&e.what, What::Work { step, .. } if step == "tick")
 }
 
 /// `  12.345s  node-2#1     acquired lock compaction, fencing token 7`
@@ -188,7 +245,17 @@ pub fn summary(r: &Report, header: &str) -> String {
         f.lost_answers(),
         r.ambiguous
     );
-    s += &format!("nodes killed: {}\n", r.kills);
+    if r.process_kills > 0 || r.pauses > 0 {
+        s += &format!(
+            "nodes killed: {} ({} in process, {} cairn processes SIGKILLed); cairn processes paused past their lease: {}\n",
+            r.kills,
+            r.kills - r.process_kills,
+            r.process_kills,
+            r.pauses
+        );
+    } else {
+        s += &format!("nodes killed: {}\n", r.kills);
+    }
     s += "invariants:\n";
     for i in &r.invariants {
         let mark = match i.verdict {

@@ -150,6 +150,7 @@ impl Model {
                         m.holder = None;
                     }
                 }
+                What::Killed => m.kills += 1,
                 What::Left if is_node => row(&mut m.nodes, &e.node).state = "left",
                 What::Health {
                     of, health, age_ms, ..

@@ -8,6 +8,10 @@
 //!   starting its release, the loss it observed (ended at its local deadline if that came
 //!   first: the holder must not use a lease past it), its node being killed, the run's end.
 //! - A fenced write is stale when a higher token had already been handed out when it was made.
+//! - For the process lock (real `cairn` processes), a holder's interval runs from the first
+//!   line its command wrote to the work file to its last (a command killed mid-work has no
+//!   `end`), by the times the command itself wrote on them; tokens must increase in the
+//!   order the intervals start.
 //! - A missing turn number is excused only by a claim of that window that ended in an error
 //!   or was cut short by a kill (the claim may have landed without anyone running it).
 
@@ -110,10 +114,13 @@ impl Acc {
 pub fn check(events: &[Event]) -> Vec<Invariant> {
     let (holders, tokens, fenced) = locks(events);
     let (one_run, no_skip) = turns(events);
+    let (proc_holders, proc_tokens) = proc_locks(events);
     vec![
         holders,
         tokens,
         fenced,
+        proc_holders,
+        proc_tokens,
         one_run,
         no_skip,
         streams(events),
@@ -285,6 +292,96 @@ fn locks(events: &[Event]) -> (Invariant, Invariant, Invariant) {
     }
     fenced.note = format!("{rejected} stale writes refused by the object");
     (holders.done(), tokens.done(), fenced.done())
+}
+
+/// The process lock: each fencing token's interval runs from the first to the last line its
+/// command wrote (by the times written on the lines); no two overlap, and tokens increase in
+/// the order the intervals start. A token whose lines come from two process runs is reused.
+fn proc_locks(events: &[Event]) -> (Invariant, Invariant) {
+    let mut holders =
+        Acc::new("process lock: at most one cairn process's command at work at a time");
+    let mut tokens = Acc::new("process lock: fencing tokens increase in the order work starts");
+    struct Span<'a> {
+        token: u64,
+        start: f64,
+        end: f64,
+        first: &'a Event,
+        last: &'a Event,
+    }
+    let mut spans: BTreeMap<u64, Span> = BTreeMap::new();
+    for e in events {
+        let What::Work {
+            token, wrote_ms, ..
+        } = &e.what
+        else {
+            continue;
+        };
+        match spans.get_mut(token) {
+            None => {
+                spans.insert(
+                    *token,
+                    Span {
+                        token: *token,
+                        start: *wrote_ms,
+                        end: *wrote_ms,
+                        first: e,
+                        last: e,
+                    },
+                );
+            }
+            Some(s) => {
+                if actor(s.first) != actor(e) {
+                    tokens.violate(
+                        format!(
+                            "token {token} was given to {} and to {}",
+                            s.first.who(),
+                            e.who()
+                        ),
+                        vec![s.first, e],
+                    );
+                }
+                if *wrote_ms < s.start {
+                    (s.start, s.first) = (*wrote_ms, e);
+                }
+                if *wrote_ms >= s.end {
+                    (s.end, s.last) = (*wrote_ms, e);
+                }
+            }
+        }
+    }
+    let mut done: Vec<Span> = spans.into_values().collect();
+    done.sort_by(|a, b| a.start.total_cmp(&b.start));
+    holders.checked = done.len();
+    tokens.checked = done.len();
+    for (i, a) in done.iter().enumerate() {
+        if let Some(b) = done.get(i + 1) {
+            if b.token <= a.token {
+                tokens.violate(
+                    format!(
+                        "{} started work with token {} at {:.0} ms, after {} had started with token {} at {:.0} ms",
+                        b.first.who(), b.token, b.start, a.first.who(), a.token, a.start
+                    ),
+                    vec![a.first, b.first],
+                );
+            }
+        }
+        for b in &done[i + 1..] {
+            if b.start >= a.end {
+                break;
+            }
+            let mut ex = vec![a.first, a.last, b.first];
+            ex.sort_by_key(|e| e.seq);
+            ex.dedup_by_key(|e| e.seq);
+            holders.violate(
+                format!(
+                    "{} (token {}) worked from {:.0} to {:.0} ms while {} (token {}) started at {:.0} ms",
+                    a.first.who(), a.token, a.start, a.end, b.first.who(), b.token, b.start
+                ),
+                ex,
+            );
+        }
+    }
+    (holders.done(), tokens.done())
 }
 
 fn turns(events: &[Event]) -> (Invariant, Invariant) {
@@ -520,8 +617,18 @@ fn records(events: &[Event]) -> Invariant {
     let mut acc = Acc::new("record: no stale update applied");
     let mut applied: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     let mut failed: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+    // Puts begun and not yet ended, per actor: a kill leaves their outcome unknown.
+    let mut open: HashMap<Actor, (&str, u64)> = HashMap::new();
     for e in events {
         match &e.what {
+            What::RecordPutBegun { key, version } => {
+                open.insert(actor(e), (key.as_str(), *version));
+            }
+            What::Killed => {
+                if let Some((key, version)) = open.remove(&actor(e)) {
+                    failed.entry(key).or_default().insert(version);
+                }
+            }
             What::RecordPut {
                 key,
                 version,
@@ -529,6 +636,7 @@ fn records(events: &[Event]) -> Invariant {
                 stored_version,
                 ..
             } => {
+                open.remove(&actor(e));
                 acc.checked += 1;
                 if outcome == "applied" {
                     applied.entry(key).or_default().push(e);
@@ -543,6 +651,7 @@ fn records(events: &[Event]) -> Invariant {
                 }
             }
             What::RecordPutFailed { key, version, .. } => {
+                open.remove(&actor(e));
                 failed.entry(key).or_default().insert(*version);
             }
             What::FinalRecord { key, version } => {

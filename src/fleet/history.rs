@@ -102,6 +102,14 @@ pub enum What {
         /// Who created it, as the follower read it.
         created_by: String,
     },
+    /// A node starts a `put_if_newer` (so that one cut short by a kill counts as an update
+    /// of unknown outcome).
+    RecordPutBegun {
+        /// The record key.
+        key: String,
+        /// The update's version.
+        version: u64,
+    },
     /// A node starts a turn claim.
     ClaimBegun {
         /// The turn.
@@ -275,6 +283,31 @@ pub enum What {
         /// (stream, created_by, version).
         streams: Vec<(String, String, u64)>,
     },
+    /// A real `cairn` process node started (`cairn lock run` on the process lock).
+    Spawned {
+        /// Its process id.
+        pid: u32,
+    },
+    /// A real `cairn` process node's process ended by itself (or when the run stopped it).
+    Exited {
+        /// Its exit code, if it exited.
+        code: Option<i32>,
+        /// The signal that ended it, if one did.
+        signal: Option<i32>,
+    },
+    /// A line the command of a real `cairn` process wrote to the harness's work file while
+    /// it held the process lock: `start`, `tick` or `end`, with its fencing token and when
+    /// it wrote the line (its wall clock, mapped onto the run's milliseconds).
+    Work {
+        /// The lock.
+        lock: String,
+        /// The fencing token the command was given (`$CAIRN_FENCING_TOKEN`).
+        token: u64,
+        /// `start`, `tick` or `end`.
+        step: String,
+        /// When the command wrote the line, in milliseconds since the run started.
+        wrote_ms: f64,
+    },
     /// The run ended.
     End,
 }
@@ -377,7 +410,7 @@ impl History {
 impl Event {
     /// Who did it: `node-3#2` (the node and its run), or `querier`, `operator`, ….
     pub fn who(&self) -> String {
-        if self.inc > 1 || self.node.starts_with("node-") {
+        if self.inc > 1 || self.node.starts_with("node-") || self.node.starts_with("proc-") {
             format!("{}#{}", self.node, self.inc)
         } else {
             self.node.clone()
@@ -393,9 +426,10 @@ impl Event {
             }
             What::Started { strategy, .. } => format!("started ({strategy})"),
             What::StartFailed { error } => format!("could not start: {error}"),
+            What::Killed if self.node.starts_with("proc-") => "SIGKILLed (cairn process)".into(),
             What::Killed => "KILLED (no release, no goodbye)".into(),
-            What::Paused => "paused".into(),
-            What::Resumed => "resumed".into(),
+            What::Paused => "PAUSED (SIGSTOP)".into(),
+            What::Resumed => "resumed (SIGCONT)".into(),
             What::Joined => "joined (first heartbeat stored)".into(),
             What::Beat => "heartbeat stored".into(),
             What::Left => "leaving".into(),
@@ -423,6 +457,9 @@ impl Event {
             }
             What::StreamFollowed { stream, created_by } => {
                 format!("follows new stream {stream} (by {created_by})")
+            }
+            What::RecordPutBegun { key, version } => {
+                format!("puts record {key} at version {version}")
             }
             What::ClaimBegun { turn } => format!("claims turn {turn}"),
             What::ClaimEnded {
@@ -509,6 +546,18 @@ impl Event {
             }
             What::FinalRecord { key, version } => format!("final read: {key} at {version:?}"),
             What::FinalStreams { streams } => format!("final read: {} streams", streams.len()),
+            What::Spawned { pid } => format!("cairn process started (pid {pid})"),
+            What::Exited { code, signal } => match (code, signal) {
+                (Some(c), _) => format!("cairn process exited {c}"),
+                (None, Some(s)) => format!("cairn process ended by signal {s}"),
+                (None, None) => "cairn process ended".into(),
+            },
+            What::Work {
+                lock,
+                token,
+                step,
+                wrote_ms,
+            } => format!("works under {lock} (token {token}): {step}, written at {wrote_ms:.0} ms"),
             What::End => "end of run".into(),
         }
     }

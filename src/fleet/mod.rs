@@ -23,6 +23,7 @@ pub mod check;
 pub mod defect;
 pub mod faults;
 pub mod history;
+pub mod procs;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +112,9 @@ pub struct FleetOptions {
     pub skew: Skew,
     /// Plant a defect: a store that ignores preconditions, with the probe bypassed.
     pub planted_defect: bool,
+    /// Real `cairn` processes beside the in-process nodes, SIGKILLed, restarted and paused
+    /// ([`procs`]). Needs a store a child process can open.
+    pub processes: Option<procs::Processes>,
 }
 
 impl FleetOptions {
@@ -134,6 +138,7 @@ impl FleetOptions {
             misconfigured: false,
             skew: Skew::None,
             planted_defect: false,
+            processes: None,
         }
     }
 
@@ -170,6 +175,9 @@ impl FleetOptions {
         }
         if self.heartbeat < Duration::from_millis(50) {
             return bad("--heartbeat must be at least 50ms");
+        }
+        if let Some(p) = &self.processes {
+            p.validate()?;
         }
         Ok(())
     }
@@ -234,6 +242,17 @@ impl Ops {
                 What::Joined => o.add("membership", "joined"),
                 What::Health { .. } => o.add("membership", "health seen"),
                 What::Beat => o.add("membership", "heartbeats"),
+                What::Work { step, .. } if step != "tick" => {
+                    o.add("process", &format!("work {step}ed"))
+                }
+                What::Exited { code, signal } => o.add(
+                    "process",
+                    &match (code, signal) {
+                        (Some(c), _) => format!("cairn exited {c}"),
+                        (None, Some(s)) => format!("cairn ended by signal {s}"),
+                        (None, None) => "cairn ended".into(),
+                    },
+                ),
                 _ => {}
             }
         }
@@ -259,8 +278,12 @@ pub struct Report {
     /// Operations that failed with an "outcome unknown" error: the lost answers the read-back
     /// could not resolve. The rest (`faults.lost_answers() − ambiguous`) were resolved.
     pub ambiguous: u64,
-    /// Nodes killed.
+    /// Nodes killed: in-process nodes and `cairn` processes sent SIGKILL.
     pub kills: u64,
+    /// Of those, `cairn` processes sent SIGKILL.
+    pub process_kills: u64,
+    /// `cairn` processes paused (SIGSTOP) past their lease's ttl, then resumed.
+    pub pauses: u64,
     /// Every invariant's verdict.
     pub invariants: Vec<Invariant>,
     /// Violations in all.
@@ -450,6 +473,10 @@ pub async fn run(
             running: None,
         })
         .collect();
+    let procs = match &opts.processes {
+        Some(p) if p.count > 0 => Some(procs::start(&ctx, p)?),
+        _ => None,
+    };
     for (i, slot) in slots.iter_mut().enumerate().skip(1) {
         start_node(&ctx, slot, i);
     }
@@ -621,6 +648,10 @@ pub async fn run(
         p.abort();
         let _ = p.await;
     }
+    let (process_kills, pauses) = match procs {
+        Some(p) => p.finish().await,
+        None => (0, 0),
+    };
     querier_layers.heal();
     querier_stop.cancel();
     let _ = querier.await;
@@ -638,7 +669,9 @@ pub async fn run(
         ops: Ops::of(&events),
         faults: counts,
         ambiguous: ctx.ambiguous.load(Ordering::SeqCst),
-        kills,
+        kills: kills + process_kills,
+        process_kills,
+        pauses,
         violations: check::violations(&invariants),
         invariants,
     })
@@ -913,6 +946,10 @@ impl Worker {
                 }
                 Msg::Status { agent, version } => {
                     let key = format!("agent-{agent}");
+                    self.record(What::RecordPutBegun {
+                        key: key.clone(),
+                        version,
+                    });
                     let begun_ms = self.ctx.history.now_ms();
                     let value = serde_json::json!({ "status": if version % 2 == 0 { "connected" } else { "disconnected" }, "version": version });
                     match records
