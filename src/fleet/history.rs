@@ -356,16 +356,7 @@ impl History {
 
     /// Records an event now.
     pub fn record(&self, node: &str, inc: u32, what: What) {
-        let mut ev = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let seq = ev.len() as u64;
-        let at_ms = self.now_ms();
-        ev.push(Event {
-            seq,
-            at_ms,
-            node: node.to_string(),
-            inc,
-            what,
-        });
+        self.record_with(node, inc, || ((), what));
     }
 
     /// Runs `f` and records what it returns, both under the history's lock: for the
