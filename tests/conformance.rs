@@ -370,6 +370,152 @@ async fn unverifiable_write_is_ambiguous(ns: Namespace, strategy: Strategy) {
     }
 }
 
+/// A store wrapper whose first put to a key containing `watched` lands, then runs `overtake`
+/// (other writers at work) and answers with a lost connection: the author's read-back finds
+/// the object replaced since.
+struct Overtaken {
+    inner: Arc<dyn ObjectStore>,
+    watched: String,
+    overtake: tokio::sync::Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
+}
+
+impl std::fmt::Display for Overtaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Overtaken({})", self.inner)
+    }
+}
+
+impl std::fmt::Debug for Overtaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Overtaken({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Overtaken {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        let landed = self.inner.put_opts(location, payload, opts).await?;
+        if !location.as_ref().contains(&self.watched) {
+            return Ok(landed);
+        }
+        let Some(overtake) = self.overtake.lock().await.take() else {
+            return Ok(landed);
+        };
+        overtake.await;
+        Err(object_store::Error::Generic {
+            store: "Overtaken",
+            source: "connection reset after the request was sent".into(),
+        })
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A write that landed, lost its answer and was replaced twice by other writers before its
+/// read-back is reported as written or as `Ambiguous`, never as a conflict: a caller told
+/// "conflict" would believe its transition did not happen when it did (a turn claimed and
+/// run, yet reported as lost). A write refused cleanly stays a conflict
+/// (`stale_write_is_a_conflict`).
+async fn a_landed_write_overtaken_twice_is_never_a_conflict(ns: Namespace, strategy: Strategy) {
+    let other = ns.cairn("other", strategy).await;
+    let theirs = other.manifest::<String>(KIND, base("overtaken"));
+    let Written::Written(v1) = theirs.create("v1".into()).await.unwrap() else {
+        panic!("v1 must be created")
+    };
+    let overtake: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
+        for body in ["theirs-1", "theirs-2"] {
+            theirs
+                .update(|_| Change::Write(body.to_string()))
+                .await
+                .expect("the other writer updates");
+        }
+    });
+    let watched = match strategy {
+        Strategy::EtagCas => "overtaken".to_string(),
+        // In the chain, the key of version 2, the author's.
+        Strategy::VersionChain => keys::chain_version(&base("overtaken"), 2).to_string(),
+    };
+    let store = Arc::new(Overtaken {
+        inner: Arc::clone(&ns.store),
+        watched,
+        overtake: tokio::sync::Mutex::new(Some(overtake)),
+    });
+    let author = ns.cairn_with("author", strategy, store, |b| b).await;
+    let m = author.manifest::<String>(KIND, base("overtaken"));
+    let current = m.load().await.unwrap().expect("v1 is there");
+    assert_eq!(current.version, v1.version);
+    let result = m.write(Some(&current), "ours".into()).await;
+    let history = other
+        .manifest::<String>(KIND, base("overtaken"))
+        .load()
+        .await
+        .unwrap()
+        .expect("the manifest is there");
+    assert_eq!(history.version, 4, "ours (2) and the other writer's two");
+    match result {
+        Ok(Written::Written(s)) => assert_eq!(s.version, 2),
+        Err(Error::Ambiguous { .. }) => {}
+        other => panic!("our write landed as version 2, yet the author was told {other:?}"),
+    }
+}
+
 /// Collection keeps the newest versions and every young one; a stale writer whose slot was
 /// collected does not become the head.
 async fn chain_collection_keeps_newest_and_young_versions(ns: Namespace) {
@@ -461,6 +607,12 @@ macro_rules! per_strategy {
             async fn ambiguous_writes_resolve_by_write_id() {
                 let Some(ns) = namespace(B).await else { return };
                 super::ambiguous_writes_resolve_by_write_id(ns, S).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn a_landed_write_overtaken_twice_is_never_a_conflict() {
+                let Some(ns) = namespace(B).await else { return };
+                super::a_landed_write_overtaken_twice_is_never_a_conflict(ns, S).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

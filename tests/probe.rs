@@ -284,7 +284,9 @@ async fn a_stale_etag_is_a_conflict_in_every_form() {
         store.set_if_match_form(form).await;
         let late = WriteId::random(&mut rng);
         match store.replace(&key, body(&late, 2), &late, &stale).await {
-            Ok(ReplaceOutcome::Conflict { current: Some(obj) }) => {
+            Ok(ReplaceOutcome::Conflict {
+                current: Some(obj), ..
+            }) => {
                 assert_eq!(obj.etag.as_deref(), Some(current.as_str()), "{form:?}");
             }
             other => panic!("{form:?}: a stale etag must conflict, got {other:?}"),

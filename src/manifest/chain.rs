@@ -88,7 +88,7 @@ pub(super) async fn write<T: Serialize + DeserializeOwned + Clone>(
         // The version that beat us may itself be far behind the head: a writer that walked
         // up one version per attempt would need as many attempts as it is behind. Load the
         // head instead (a listing and a read).
-        CreateOutcome::Exists { current } => {
+        CreateOutcome::Exists { current, .. } => {
             if let Some(obj) = current {
                 // Still check it: a corrupt object in our slot is reported, not skipped.
                 decode::<T>(m.kind, &obj)?;

@@ -109,6 +109,9 @@ pub enum CreateOutcome {
     Exists {
         /// The object in the way.
         current: Option<Object>,
+        /// An earlier answer to this write was unclear (lost, timed out, a server error), so
+        /// it may have landed and been replaced since: `current` alone cannot say it did not.
+        after_unclear: bool,
     },
 }
 
@@ -126,6 +129,9 @@ pub enum ReplaceOutcome {
     Conflict {
         /// The object now stored.
         current: Option<Object>,
+        /// An earlier answer to this write was unclear (lost, timed out, a server error), so
+        /// it may have landed and been replaced since: `current` alone cannot say it did not.
+        after_unclear: bool,
     },
 }
 
@@ -458,6 +464,7 @@ impl Store {
     ) -> Result<CreateOutcome> {
         let path = self.path(key);
         let mut last_err = None;
+        let mut after_unclear = false;
         for attempt in 1..=self.options.write_attempts.max(1) {
             let opts = PutOptions::from(PutMode::Create);
             let err = match self
@@ -471,12 +478,18 @@ impl Store {
                 Err(e) if is_permanent(&e) => return Err(classify("create", key, e)),
                 Err(e) => e,
             };
+            after_unclear |= !is_refusal(&err);
             match self.verify(key, write_id, &err).await? {
                 Verified::Ours(obj) => {
                     debug!(%key, attempt, error = %err, "create landed despite an unclear answer");
                     return Ok(CreateOutcome::Created { etag: obj.etag });
                 }
-                Verified::Theirs(obj) => return Ok(CreateOutcome::Exists { current: Some(obj) }),
+                Verified::Theirs(obj) => {
+                    return Ok(CreateOutcome::Exists {
+                        current: Some(obj),
+                        after_unclear,
+                    })
+                }
                 Verified::Absent if is_refusal(&err) => {
                     // "exists" yet nothing is there: it was removed in between. Try again.
                     debug!(%key, attempt, "create refused but the object is gone; retrying");
@@ -578,6 +591,7 @@ impl Store {
         let path = self.path(key);
         let sent = form.apply(etag).into_owned();
         let mut last_err = None;
+        let mut after_unclear = false;
         for attempt in 1..=self.options.write_attempts.max(1) {
             let opts = PutOptions::from(PutMode::Update(UpdateVersion {
                 e_tag: Some(sent.clone()),
@@ -598,6 +612,7 @@ impl Store {
                 Err(e) if is_permanent(&e) => return Err(classify("replace", key, e)),
                 Err(e) => e,
             };
+            after_unclear |= !is_refusal(&err);
             let decided = |o| Ok(ReplaceAttempt::Decided(o));
             match self.verify(key, write_id, &err).await? {
                 Verified::Ours(obj) => {
@@ -605,9 +620,17 @@ impl Store {
                     return decided(ReplaceOutcome::Replaced { etag: obj.etag });
                 }
                 Verified::Theirs(obj) if obj.etag.as_deref() != Some(etag) => {
-                    return decided(ReplaceOutcome::Conflict { current: Some(obj) })
+                    return decided(ReplaceOutcome::Conflict {
+                        current: Some(obj),
+                        after_unclear,
+                    })
                 }
-                Verified::Absent => return decided(ReplaceOutcome::Conflict { current: None }),
+                Verified::Absent => {
+                    return decided(ReplaceOutcome::Conflict {
+                        current: None,
+                        after_unclear,
+                    })
+                }
                 Verified::Theirs(_)
                     if !verified && matches!(err, object_store::Error::Precondition { .. }) =>
                 {

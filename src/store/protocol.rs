@@ -206,8 +206,10 @@ impl Store {
         let id = WriteId(record.write_id.clone());
         match self.create(&key, Bytes::from(bytes), &id).await? {
             CreateOutcome::Created { .. } => Ok(record.clone()),
-            CreateOutcome::Exists { current: Some(obj) } => decode(&key, &obj.bytes),
-            CreateOutcome::Exists { current: None } => match self.read_protocol().await? {
+            CreateOutcome::Exists {
+                current: Some(obj), ..
+            } => decode(&key, &obj.bytes),
+            CreateOutcome::Exists { current: None, .. } => match self.read_protocol().await? {
                 Some(r) => Ok(r),
                 None => Err(Error::Unavailable {
                     operation: "create",
