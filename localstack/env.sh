@@ -1,13 +1,17 @@
 # Shared settings for the test-server scripts. Sourced, not run.
-# Everything lives under CAIRN_TEST_HOME so a fresh machine needs nothing but Python >= 3.12.
+# Everything lives under CAIRN_TEST_HOME so a fresh machine needs nothing but Python >= 3.12
+# (and, for Ceph RGW, Debian's packages, which ceph.sh installs with apt-get).
 : "${CAIRN_TEST_HOME:=${XDG_CACHE_HOME:-$HOME/.cache}/cairn-test}"
 : "${CAIRN_PYTHON:=}"
 LOCALSTACK_PORT=${LOCALSTACK_PORT:-4566}
 MOTO_PORT=${MOTO_PORT:-5000}
+RGW_PORT=${RGW_PORT:-7480}
+CEPH_MON_PORT=${CEPH_MON_PORT:-3300}
 CAIRN_TEST_BUCKET=${CAIRN_TEST_BUCKET:-cairn-test}
 LS_VENV="$CAIRN_TEST_HOME/localstack-venv"
 MOTO_VENV="$CAIRN_TEST_HOME/moto-venv"
 RUN_DIR="$CAIRN_TEST_HOME/run"
+CEPH_DIR="$RUN_DIR/ceph"
 # Pinned: localstack-core 2026.3.0 needs these upper bounds to import in host mode.
 LS_REQUIREMENTS=("localstack-core[base-runtime]==2026.3.0" "cbor2<6" "pyopenssl<26" "cryptography<47" "service_identity")
 MOTO_REQUIREMENTS=("moto[s3,server]==5.*" "flask" "flask-cors")

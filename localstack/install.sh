@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs LocalStack (host mode, S3 only) and moto into venvs under $CAIRN_TEST_HOME.
+# Installs LocalStack (host mode, S3 only) and moto into venvs under $CAIRN_TEST_HOME, and
+# Ceph (for RGW) from Debian's packages with apt-get.
 # Idempotent: a stamp file records what was installed, so a second run costs nothing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,4 +22,5 @@ install_venv() { # dir stamp-text requirements...
 
 install_venv "$LS_VENV" "${LS_REQUIREMENTS[*]}" "${LS_REQUIREMENTS[@]}"
 install_venv "$MOTO_VENV" "${MOTO_REQUIREMENTS[*]}" "${MOTO_REQUIREMENTS[@]}"
+"$here/ceph.sh" install
 log "installed"

@@ -15,3 +15,4 @@ for name in localstack moto; do
   fi
   rm -f "$pidfile"
 done
+"$here/ceph.sh" stop

@@ -15,8 +15,18 @@
 //! # Timing rules (see [`LeaseOptions`] for the defaults and their reasons)
 //!
 //! - **Holder stops first.** The holder treats its lease as lost at
-//!   `last successful renewal sent + ttl − safety_margin`, measured on its own monotonic
-//!   clock, even if it cannot reach the store to find out.
+//!   `last successful renewal sent + ttl − safety_margin − stop_grace`, measured on its own
+//!   monotonic clock, even if it cannot reach the store to find out. `stop_grace` is the
+//!   time its work needs to stop once told (for `cairn lock run`, the SIGTERM→SIGKILL
+//!   grace), so the work has stopped by `sent + ttl − safety_margin`: before either takeover
+//!   rule below can fire, since an observer's first sight of a version comes after it was
+//!   sent, and `expires_at` was computed from a wall-clock reading taken before sending.
+//!   Options that leave no room for a renewal in that budget are refused
+//!   ([`LeaseOptions::validate`]).
+//! - **A break is a revocation, not a takeover.** [`Locks::break_lock`] writes a version
+//!   marked broken that keeps the holder, session and expiry. The holder learns at its next
+//!   renewal ([`LossReason::Broken`]) and stops; other nodes treat a broken lease like a held
+//!   one, so they acquire only once it can no longer be in use.
 //! - **Takeover without trusting clocks.** Another node takes over an unreleased lease only
 //!   when it has itself observed the same version unchanged for `ttl + takeover_margin` on
 //!   its monotonic clock, or when the holder's written `expires_at` is older than
@@ -129,6 +139,11 @@ pub struct LeaseOptions {
     pub max_clock_skew: Duration,
     /// Shortest pause between polls while waiting to acquire. Default 250 ms.
     pub poll_min: Duration,
+    /// Longest pause between polls while waiting to acquire. Default 1 s (or `ttl / 3` when
+    /// that is shorter): a waiter learns of a release within about a second. Each poll is a
+    /// conditional GET (a 304 with no body while nothing changes): one waiter costs at most
+    /// 3,600 GETs an hour, about $0.0014 at S3 list prices.
+    pub poll_max: Duration,
     /// Pause after a failed renewal before the next attempt. Default 1 s.
     pub retry_interval: Duration,
     /// How long the holder needs to stop its work once it gives the lease up (for `cairn
@@ -157,6 +172,7 @@ impl LeaseOptions {
             takeover_margin: margin,
             max_clock_skew: Duration::from_secs(2),
             poll_min: Duration::from_millis(250).min(ttl / 10),
+            poll_max: Duration::from_secs(1).min(ttl / 3),
             retry_interval: Duration::from_secs(1).min(ttl / 10),
             stop_grace: Duration::ZERO,
         }
@@ -188,15 +204,16 @@ impl LeaseOptions {
         }
         let hold = self.hold_for();
         if self.renew_interval.is_zero() || self.renew_interval >= hold {
+            let need = (self.safety_margin + self.stop_grace).saturating_mul(3) / 2;
             return Err(Error::Config(format!(
-                "lease ttl {:?} leaves no room to renew: the holder renews every {:?} and must give \
-                 up {:?} (safety margin) + {:?} (stop grace) before the ttl runs out; use a ttl \
-                 above {:?} or a shorter grace",
+                "lease ttl {:.1?} leaves no room to renew: the holder renews every {:.1?} and \
+                 must give up {:.1?} (safety margin) + {:.1?} (stop grace) before the ttl runs \
+                 out; use a ttl above {}s or a shorter grace",
                 self.ttl,
                 self.renew_interval,
                 self.safety_margin,
                 self.stop_grace,
-                (self.safety_margin + self.stop_grace).saturating_mul(3) / 2 + self.safety_margin
+                need.as_secs() + 1
             )));
         }
         if self.max_clock_skew > MAX_TTL || self.takeover_margin > MAX_TTL {
@@ -389,7 +406,7 @@ impl Locks {
         let start = clock.monotonic();
         let m = self.manifest(name);
         let mut current = self.current(name, &m).await?;
-        let mut backoff = Backoff::new(self.options.poll_min, self.options.renew_interval);
+        let mut backoff = Backoff::new(self.options.poll_min, self.options.poll_max);
         loop {
             let (busy, seen) = match self.attempt(name, &m, current).await? {
                 Attempt::Acquired(l) => return Ok(Acquired::Acquired(l)),

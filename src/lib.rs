@@ -61,6 +61,7 @@ mod cairn;
 pub mod cli;
 pub mod clock;
 pub mod error;
+pub mod fleet;
 pub mod lease;
 pub mod log;
 pub mod manifest;

@@ -1,7 +1,8 @@
 //! The `cairn` binary. Everything lives in the library's `cli` module.
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Before anything else: `cairn __guard` (see `cli::guard_if_asked`) runs no runtime.
+    cairn::cli::guard_if_asked();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -10,5 +11,13 @@ async fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    std::process::exit(cairn::cli::main().await);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cairn: cannot start the async runtime: {e}");
+            std::process::exit(cairn::cli::exit::FAILURE);
+        }
+    };
+    // `exit` skips the runtime's drop, which would wait for blocking tasks (a stdin read).
+    std::process::exit(runtime.block_on(cairn::cli::main()));
 }

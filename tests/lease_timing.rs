@@ -480,3 +480,29 @@ async fn fault_injected_renewals_never_produce_two_holders() {
         let _ = StoredState::Held;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_learns_of_a_release_within_about_a_second() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let b = node(&s, "b", Strategy::EtagCas).await;
+    let lease = acquire(&a).await;
+    let waiter = tokio::spawn(async move {
+        let got = b.locks.acquire(&lock(), None).await.unwrap();
+        (Instant::now(), got, b)
+    });
+    sleep(Duration::from_secs(26)).await;
+    lease.release().await.unwrap();
+    let released = Instant::now();
+    let (at, got, b) = waiter.await.unwrap();
+    assert!(matches!(got, Acquired::Acquired(_)));
+    assert!(
+        at - released <= Duration::from_millis(1_100),
+        "waited {:?} after the release",
+        at - released
+    );
+    // About one request a second while waiting (26 s): no more than ~2 a second, no polling
+    // storm.
+    let c = b.faults.counts();
+    assert!(c.requests() <= 2 * 27 + 4, "{c:?}");
+}

@@ -1,18 +1,28 @@
-//! Many processes run `cairn lock run` against LocalStack at once, each logging enter and
-//! exit with its fencing token. Some holders are killed with SIGKILL mid-lease. A checker
-//! proves that critical sections never overlap, that tokens strictly rise in enter order,
-//! and that a killed holder's lock is taken over only after its ttl.
+//! Many processes run `cairn lock run` against LocalStack (and against Ceph RGW) at once,
+//! each logging enter and exit with its fencing token. Some holders are killed with SIGKILL
+//! mid-lease. A checker proves that critical sections never overlap, that tokens strictly
+//! rise in enter order, and that a killed holder's lock is taken over only after its ttl.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{parse_log, s3_skipped, LogLine};
+use common::{parse_log, s3_skipped, Backend, LogLine};
 
 const TTL_SECS: f64 = 4.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_processes_never_overlap_and_killed_holders_are_taken_over_after_the_ttl() {
+    many_processes_on(Backend::LocalStack).await;
+}
+
+/// The same on RGW, with whatever strategy each process's probe picks there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_rgw_many_processes_never_overlap_and_killed_holders_are_taken_over_after_the_ttl() {
+    many_processes_on(Backend::Rgw).await;
+}
+
+async fn many_processes_on(backend: Backend) {
     if s3_skipped() {
         return;
     }
@@ -31,12 +41,12 @@ async fn many_processes_never_overlap_and_killed_holders_are_taken_over_after_th
         let script = format!(
             r#"for round in 1 2 3; do
                  if [ "$round" = 2 ] && {{ [ {w} = 0 ] || [ {w} = 3 ]; }}; then body='{killer}'; else body='{normal}'; fi
-                 "$CAIRN_BIN" lock run crit --ttl {TTL_SECS}s --wait 120s -- sh -c "$body"
+                 "$CAIRN_BIN" lock run crit --ttl {TTL_SECS}s --grace 1s --wait 120s -- sh -c "$body"
                  code=$?
                  if [ $code -ne 0 ] && [ $code -ne 137 ]; then echo "worker {w} round $round exit $code" >&2; exit 1; fi
                done"#
         );
-        let child = common::cairn_worker(&store, &format!("worker-{w}"), &log, &script)
+        let child = common::cairn_worker_on(backend, &store, &format!("worker-{w}"), &log, &script)
             .spawn()
             .unwrap();
         children.push(child);

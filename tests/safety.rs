@@ -491,7 +491,9 @@ fn a_broken_holder_that_ignores_sigterm_is_dead_before_the_next_holder_starts() 
         )
     };
     let mut a = cli(&store, "a")
-        .args(["lock", "run", "job", "--ttl", "6s", "--grace", "2s", "--", "sh", "-c"])
+        .args([
+            "lock", "run", "job", "--ttl", "6s", "--grace", "2s", "--", "sh", "-c",
+        ])
         .arg(writer("A"))
         .spawn()
         .unwrap();
@@ -503,15 +505,25 @@ fn a_broken_holder_that_ignores_sigterm_is_dead_before_the_next_holder_starts() 
     }
     assert!(!stamps(&log, "A").is_empty(), "A never ran");
     let mut b = cli(&store, "b")
-        .args(["lock", "run", "job", "--ttl", "6s", "--grace", "2s", "--wait", "60s", "--"])
-        .args(["sh", "-c", &format!("echo \"B $(date +%s%N)\" >> {}", log.display())])
+        .args([
+            "lock", "run", "job", "--ttl", "6s", "--grace", "2s", "--wait", "60s", "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            &format!("echo \"B $(date +%s%N)\" >> {}", log.display()),
+        ])
         .spawn()
         .unwrap();
     let broke = cli(&store, "operator")
         .args(["lock", "break", "job"])
         .output()
         .unwrap();
-    assert!(broke.status.success(), "{}", String::from_utf8_lossy(&broke.stderr));
+    assert!(
+        broke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&broke.stderr)
+    );
     let a_status = a.wait().unwrap();
     assert_eq!(a_status.code(), Some(76), "the broken holder exits 76");
     assert!(b.wait().unwrap().success());
@@ -530,4 +542,60 @@ fn a_broken_holder_that_ignores_sigterm_is_dead_before_the_next_holder_starts() 
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(v["holder"], "b", "{v}");
+}
+
+#[test]
+fn a_paused_holder_s_command_is_stopped_before_another_node_takes_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("file://{}/store", dir.path().display());
+    let log = dir.path().join("log");
+    let mut a = cli(&store, "a")
+        .args([
+            "lock", "run", "job", "--ttl", "6s", "--grace", "1s", "--", "sh", "-c",
+        ])
+        .arg(format!(
+            "trap '' TERM; while true; do echo \"A $(date +%s%N)\" >> {}; sleep 0.05; done",
+            log.display()
+        ))
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if !stamps(&log, "A").is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(!stamps(&log, "A").is_empty(), "A never ran");
+    // Freeze the holder's cairn: no renewals, no signals from it. Its COMMAND keeps running.
+    let pid = a.id() as libc::pid_t;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let b = cli(&store, "b")
+        .args([
+            "lock", "run", "job", "--ttl", "6s", "--grace", "1s", "--wait", "60s", "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            &format!("echo \"B $(date +%s%N)\" >> {}", log.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!(
+        a.wait().unwrap().code(),
+        Some(76),
+        "the paused holder lost its lease"
+    );
+    let (last_a, first_b) = (
+        *stamps(&log, "A").iter().max().unwrap(),
+        *stamps(&log, "B").iter().min().expect("B ran"),
+    );
+    assert!(
+        last_a < first_b,
+        "A's command wrote {} ms after B started",
+        (last_a - first_b) / 1_000_000
+    );
 }

@@ -53,6 +53,10 @@ pub enum StrategyArg {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Watch a fleet of simulated log ingestors coordinate through the store with every
+    /// feature at once (one node is killed and restarted), then see each invariant checked.
+    /// --torture adds faults, kills, lock breaks, misconfigured nodes and skewed clocks.
+    Fleet(FleetArgs),
     /// Probe the store: which conditional operations it honours, the manifest strategy
     /// cairn will use, and the round-trip latency.
     Doctor,
@@ -125,6 +129,11 @@ pub enum TurnCommand {
     /// file path: JSON written there is recorded as the turn's result). Exits with
     /// COMMAND's status; when not due or another node won, prints when the next turn is due
     /// and exits 0 without running anything.
+    ///
+    /// COMMAND runs in its own process group, and every signal cairn sends goes to the whole
+    /// group. What COMMAND leaves running when it exits gets SIGTERM (SIGKILL 10 s later)
+    /// before the outcome is recorded; if cairn itself dies, even by SIGKILL, the group is
+    /// killed. A process that leaves the group (setsid) escapes all of this.
     Run {
         /// The turn's name.
         name: String,
@@ -282,6 +291,11 @@ pub enum LockCommand {
     /// Run COMMAND while holding lock NAME, like flock(1) for a bucket. COMMAND sees
     /// CAIRN_LOCK, CAIRN_NODE and CAIRN_FENCING_TOKEN. Exits with COMMAND's status, 75 if
     /// the lock could not be had within --wait, 76 if the lease was lost while COMMAND ran.
+    ///
+    /// COMMAND runs in its own process group, and every signal cairn sends goes to the whole
+    /// group. What COMMAND leaves running when it exits gets SIGTERM (SIGKILL after --grace)
+    /// before the lock is released; if cairn itself dies, even by SIGKILL, the group is
+    /// killed. A process that leaves the group (setsid) escapes all of this.
     Run {
         /// The lock's name.
         name: String,
@@ -291,12 +305,14 @@ pub enum LockCommand {
         /// How long to wait for the lock (0: try once). Default: wait without limit.
         #[arg(long, value_parser = duration::wait)]
         wait: Option<Duration>,
-        /// After a lost lease, how long COMMAND has between SIGTERM and SIGKILL (0 to 1h).
-        /// The holder gives the lease up this much before its deadline, so COMMAND is dead
-        /// before any other node may take over; so the grace must fit in the ttl with a
-        /// renewal: ttl/3 < ttl - grace - margin (refused otherwise, exit 2).
-        #[arg(long, default_value = "10s", value_parser = duration::grace)]
-        grace: Duration,
+        /// How long COMMAND's process group has between SIGTERM and SIGKILL (0 to 1h): after a
+        /// lost lease, and for what COMMAND leaves running when it exits. The holder gives
+        /// the lease up this much before its deadline, so COMMAND is dead before any other
+        /// node may take over; the grace must fit in the ttl with a renewal:
+        /// ttl/3 < ttl - grace - margin (refused otherwise, exit 2). Default: 10s, or ttl/3
+        /// when that is shorter.
+        #[arg(long, value_parser = duration::grace)]
+        grace: Option<Duration>,
         /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
@@ -314,4 +330,67 @@ pub enum LockCommand {
         /// The lock's name.
         name: String,
     },
+}
+
+/// `cairn fleet`.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Drive the fleet harder: injected faults, random kills, an operator's lock breaks,
+    /// misconfigured nodes, clocks skewed within the documented bound. Exit 1 on violations.
+    #[arg(long)]
+    pub torture: bool,
+    /// Ingesting nodes (a querier comes in addition).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub nodes: u64,
+    /// How long the fleet runs.
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
+    pub duration: Duration,
+    /// The expiry turn's window.
+    #[arg(long, default_value = "3s", value_parser = duration::parse)]
+    pub turn_window: Duration,
+    /// The expiry turn's jitter.
+    #[arg(long, default_value = "500ms", value_parser = duration::parse)]
+    pub turn_jitter: Duration,
+    /// The compaction lock's ttl.
+    #[arg(long, default_value = "3s", value_parser = duration::parse)]
+    pub lock_ttl: Duration,
+    /// Heartbeat interval.
+    #[arg(long, default_value = "1s", value_parser = duration::parse)]
+    pub heartbeat: Duration,
+    /// Seed of data, delays and the fault plan.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Clock skew: none, within the documented bound, or beyond it (to see what then breaks).
+    /// Default: none, or within with --torture.
+    #[arg(long, value_enum)]
+    pub skew: Option<SkewArg>,
+    /// With --torture: no operator lock breaks.
+    #[arg(long)]
+    pub no_break: bool,
+    /// With --torture: no misconfigured nodes.
+    #[arg(long)]
+    pub no_misconfigured: bool,
+    /// Plant a defect (the store ignores preconditions; use with --strategy to bypass the
+    /// probe) to see the checker report violations.
+    #[arg(long)]
+    pub plant_defect: bool,
+    /// Also run this many real `cairn` processes (`cairn lock run proc-lock …`), SIGKILLed,
+    /// restarted and once paused (SIGSTOP) past their lease's ttl. Needs a file:// or s3://
+    /// store.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=16))]
+    pub processes: u64,
+    /// Print one line per event even on a terminal.
+    #[arg(long)]
+    pub lines: bool,
+}
+
+/// `--skew` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SkewArg {
+    /// Every clock exact.
+    None,
+    /// Any two clocks differ by at most the documented bound (max_clock_skew, 2 s).
+    Within,
+    /// Two nodes beyond the bound, one ahead and one behind.
+    Beyond,
 }

@@ -3,13 +3,15 @@
 use serde::Serialize;
 
 use crate::store::probe::Capabilities;
-use crate::{Cairn, Result};
+use crate::{Cairn, Result, Strategy};
 
 #[derive(Serialize)]
 struct Report<'a> {
     store: &'a str,
     strategy: String,
     protocol: Option<&'a crate::store::protocol::ProtocolRecord>,
+    /// What the probe found about If-Match, and so which strategy it picks, in a sentence.
+    reason: String,
     capabilities: &'a Capabilities,
 }
 
@@ -36,6 +38,7 @@ pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
             store: url,
             strategy: cairn.strategy().to_string(),
             protocol: p,
+            reason: caps.reason(),
             capabilities: caps,
         };
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -61,6 +64,12 @@ pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
     }
     if !cairn.strategy().supported_by(caps) {
         println!("warning:    this store no longer supports the recorded protocol");
+    }
+    let probed = Strategy::for_capabilities(caps);
+    if probed == cairn.strategy() {
+        println!("because:    {}", caps.reason());
+    } else {
+        println!("probe:      {} ({probed} for a new prefix)", caps.reason());
     }
     println!(
         "round trip: {:.1} ms (median of the probe's requests)",

@@ -8,7 +8,15 @@ use super::exit;
 use crate::lease::{Acquired, LockInfo, Locks};
 use crate::{Cairn, Name, Result};
 
-/// `cairn lock run`: acquire, run the command under the lease, release.
+/// The grace `lock run` uses: the one given, else 10 s, or `ttl / 3` when that is shorter
+/// (so that the default always fits in the ttl).
+pub fn grace(ttl: Duration, given: Option<Duration>) -> Duration {
+    given.unwrap_or_else(|| Duration::from_secs(10).min(ttl / 3))
+}
+
+/// `cairn lock run`: acquire, run the command under the lease, release. The command's
+/// whole process group is gone before the lock is released or cairn exits 76 (see
+/// [`child`]).
 pub async fn run(
     cairn: &Cairn,
     locks: &Locks,
@@ -42,27 +50,42 @@ pub async fn run(
         ("CAIRN_NODE", cairn.node().to_string()),
         ("CAIRN_FENCING_TOKEN", lease.fencing_token().to_string()),
     ];
-    let mut child = match child::spawn(command, &env) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("cairn: cannot run {:?}: {e}", command[0]);
-            lease.release().await?;
-            return Ok(exit::CANNOT_RUN);
-        }
-    };
+    let left = lease
+        .deadline()
+        .saturating_duration_since(tokio::time::Instant::now());
+    let mut child =
+        match child::spawn_armed(command, &env, child::Terminal::Share, Some((left, grace))) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cairn: cannot run {:?}: {e}", command[0]);
+                lease.release().await?;
+                return Ok(exit::CANNOT_RUN);
+            }
+        };
     enum End {
         Exited(std::io::Result<ExitStatus>),
         Lost(crate::lease::LossReason),
     }
+    // The guard stops the group at the lease's give-up time should this process be paused
+    // and unable to; pushed on every second while all is well.
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let end = loop {
         tokio::select! {
             s = child.wait() => break End::Exited(s),
             r = lease.lost() => break End::Lost(r),
             sig = signals.recv() => child.signal(sig),
+            _ = tick.tick() => {
+                let left = lease.deadline().saturating_duration_since(tokio::time::Instant::now());
+                child.arm(left, grace);
+            }
         }
     };
+    child.unarm();
     match end {
         End::Exited(status) => {
+            // Whatever COMMAND left running stops before the lock goes (within the grace,
+            // which the lease's give-up time already leaves room for).
+            child.finish(grace).await;
             match lease.release().await {
                 Ok(()) => {}
                 // The command finished, but not under the lock: say so, and fail as a lost
@@ -85,14 +108,7 @@ pub async fn run(
         }
         End::Lost(reason) => {
             eprintln!("cairn: lost lock {name}: {reason}; stopping the command");
-            child.signal(libc::SIGTERM);
-            tokio::select! {
-                _ = child.wait() => {}
-                _ = tokio::time::sleep(grace) => {
-                    child.signal(libc::SIGKILL);
-                    let _ = child.wait().await;
-                }
-            }
+            child.stop(grace).await;
             Ok(exit::LEASE_LOST)
         }
     }

@@ -7,12 +7,16 @@ mod data;
 mod doctor;
 pub mod duration;
 pub mod exit;
+mod fleet;
+mod fleet_view;
 mod lock;
 mod node;
 mod preflight;
 mod turn;
 
 use clap::Parser;
+
+pub use child::guard_if_asked;
 
 use crate::error::Error;
 use crate::lease::LeaseOptions;
@@ -26,7 +30,22 @@ use args::{
 
 /// Parses arguments, runs the command, and returns the process exit code.
 pub async fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        // A bad value is one line (`error: invalid value '0' for '--nodes <NODES>': …`).
+        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
+            let text = e.render().to_string();
+            eprintln!(
+                "cairn: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("invalid value")
+                    .trim_start_matches("error: ")
+            );
+            return exit::USAGE;
+        }
+        Err(e) => e.exit(),
+    };
     match dispatch(cli).await {
         Ok(code) => code,
         Err(e) => report(&e),
@@ -39,6 +58,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
     let connect = |g| connect(g, observer);
     match &cli.command {
         Command::Bench(a) => bench::run(&store_url(g)?, g.strategy, a, g.json).await,
+        Command::Fleet(a) => fleet::run(&store_url(g)?, strategy(g), a, g.json).await,
         Command::Doctor => {
             doctor::run(&store_url(g)?, g.node.as_deref(), g.json).await?;
             Ok(exit::OK)
@@ -154,8 +174,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 } => {
                     // The holder gives up early enough for COMMAND's grace to run out before
                     // any other node may take over.
-                    let l = locks(LeaseOptions::with_ttl(*ttl).with_stop_grace(*grace))?;
-                    lock::run(&cairn, &l, name, *wait, *grace, command, g.json).await
+                    let grace = lock::grace(*ttl, *grace);
+                    let l = locks(LeaseOptions::with_ttl(*ttl).with_stop_grace(grace))?;
+                    lock::run(&cairn, &l, name, *wait, grace, command, g.json).await
                 }
                 LockCommand::Ls => lock::ls(&locks(LeaseOptions::default())?, g.json).await,
                 LockCommand::Show { name } => {
@@ -187,12 +208,15 @@ async fn connect(g: &Global, observer: bool) -> Result<Cairn> {
     if let Some(n) = &g.node {
         b = b.node(n)?;
     }
-    b = b.strategy(match g.strategy {
+    b.strategy(strategy(g)).build().await
+}
+
+fn strategy(g: &Global) -> StrategyChoice {
+    match g.strategy {
         StrategyArg::Auto => StrategyChoice::Probe,
         StrategyArg::EtagCas => StrategyChoice::Fixed(Strategy::EtagCas),
         StrategyArg::VersionChain => StrategyChoice::Fixed(Strategy::VersionChain),
-    });
-    b.build().await
+    }
 }
 
 /// Prints an error to stderr and picks its exit code.

@@ -33,6 +33,8 @@ pub fn check(cli: &Cli) -> Result<bool> {
     let name = |n: &str| Name::new(n).map(|_| ());
     Ok(match &cli.command {
         Command::Doctor | Command::Bench(_) => true,
+        // The fleet checks its own options (fleet::cli) and opens its own handles.
+        Command::Fleet(_) => false,
         Command::Lock { command } => match command {
             LockCommand::Run {
                 name: n,
@@ -42,7 +44,7 @@ pub fn check(cli: &Cli) -> Result<bool> {
             } => {
                 name(n)?;
                 LeaseOptions::with_ttl(*ttl)
-                    .with_stop_grace(*grace)
+                    .with_stop_grace(super::lock::grace(*ttl, *grace))
                     .validate()?;
                 false
             }

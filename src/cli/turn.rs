@@ -11,7 +11,12 @@ use super::exit;
 use crate::turn::{Claim, Finished, JobResult, TurnManifest, TurnOptions, Turns};
 use crate::{Name, Result};
 
-/// `cairn turn run`: one-shot, or `--loop`.
+/// How long what COMMAND left running in its process group has between SIGTERM and
+/// SIGKILL once COMMAND has exited; the same as `lock run`'s default `--grace`.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// `cairn turn run`: one-shot, or `--loop`. COMMAND's whole process group is gone before
+/// the turn's outcome is recorded (see [`child`]).
 pub async fn run(
     turns: &Turns,
     node: &Name,
@@ -46,7 +51,7 @@ pub async fn run(
     let number = turn.number();
     let result_file = result_path(&name, number);
     let env = job_env(&name, node, number, &result_file);
-    let mut job = match child::spawn(command, &env) {
+    let mut job = match child::spawn(command, &env, child::Terminal::Share) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cairn: cannot run {:?}: {e}", command[0]);
@@ -60,6 +65,7 @@ pub async fn run(
             sig = signals.recv() => job.signal(sig),
         }
     };
+    job.finish(GRACE).await;
     let code = match status {
         Ok(s) => child::status_code(s),
         Err(e) => {
@@ -117,13 +123,13 @@ fn verdict(code: i32, result_file: &std::path::Path) -> JobResult {
 }
 
 /// `--loop`: run COMMAND for every turn this node wins, until SIGINT or SIGTERM. A signal
-/// while COMMAND runs is forwarded to it, and cairn stops once it has exited and its
-/// outcome is recorded.
+/// while COMMAND runs is forwarded to its process group, and cairn stops once the group is
+/// gone and the outcome is recorded.
 async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -> Result<i32> {
     let mut signals = Signals::install()?;
     let stop = CancellationToken::new();
-    // COMMAND's pid while it runs, and whether a stop was asked for.
-    let running: Arc<Mutex<(Option<libc::pid_t>, bool)>> = Arc::default();
+    // COMMAND's process group while it runs, and whether a stop was asked for.
+    let running: Arc<Mutex<(Option<child::Group>, bool)>> = Arc::default();
     let watcher = {
         let (stop, running) = (stop.clone(), Arc::clone(&running));
         tokio::spawn(async move {
@@ -131,8 +137,8 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
                 let sig = signals.recv().await;
                 let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
                 r.1 = true;
-                match r.0 {
-                    Some(pid) => child::send(Some(pid), sig),
+                match &r.0 {
+                    Some(group) => group.signal(sig),
                     None => stop.cancel(),
                 }
             }
@@ -143,14 +149,16 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
         let result_file = result_path(name, number);
         let env = job_env(name, node, number, &result_file);
         async move {
-            let set = |pid| running.lock().unwrap_or_else(|e| e.into_inner()).0 = pid;
-            let outcome = match child::spawn(command, &env) {
+            let set = |group| running.lock().unwrap_or_else(|e| e.into_inner()).0 = group;
+            // The terminal stays cairn's: Ctrl-C must reach it, to stop the loop.
+            let outcome = match child::spawn(command, &env, child::Terminal::Keep) {
                 Ok(mut c) => {
-                    set(c.pid());
+                    set(Some(c.group().clone()));
                     let code = match c.wait().await {
                         Ok(s) => child::status_code(s),
                         Err(_) => exit::FAILURE,
                     };
+                    c.finish(GRACE).await;
                     set(None);
                     eprintln!("cairn: turn {name} {number}: COMMAND exited {code}");
                     verdict(code, &result_file)

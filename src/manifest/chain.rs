@@ -359,7 +359,7 @@ pub(super) async fn write<T: Serialize + DeserializeOwned + Clone>(
         // The version that beat us may itself be far behind the head: a writer that walked
         // up one version per attempt would need as many attempts as it is behind. Load the
         // head instead.
-        CreateOutcome::Exists { current } => {
+        CreateOutcome::Exists { current, .. } => {
             if let Some(obj) = current {
                 // Still check it: a corrupt object in our slot is reported, not skipped.
                 let theirs = decode::<T>(m.kind, &obj)?;

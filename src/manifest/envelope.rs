@@ -128,33 +128,7 @@ pub(crate) fn decode_bytes<T: DeserializeOwned>(
         key: key.to_string(),
         reason,
     };
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not JSON: {e}")))?;
-    let format = value
-        .get("format")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or_else(|| corrupt("no numeric \"format\" field".into()))?;
-    if format > u64::from(FORMAT) {
-        return Err(Error::UnsupportedFormat {
-            key: key.to_string(),
-            found: u32::try_from(format).unwrap_or(u32::MAX),
-            supported: FORMAT,
-        });
-    }
-    if format == 0 {
-        return Err(corrupt("format 0 is not a cairn format".into()));
-    }
-    match value.get("kind").and_then(serde_json::Value::as_str) {
-        Some(k) if k == kind => {}
-        Some(k) => {
-            return Err(Error::WrongKind {
-                key: key.to_string(),
-                expected: kind,
-                found: k.to_string(),
-            })
-        }
-        None => return Err(corrupt("no \"kind\" field".into())),
-    }
+    let value = crate::store::protocol::parse_document(key, bytes, kind)?;
     let header: In =
         serde_json::from_value(value).map_err(|e| corrupt(format!("bad envelope: {e}")))?;
     let body: T = serde_json::from_value(header.body)

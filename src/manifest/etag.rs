@@ -29,7 +29,10 @@ pub(super) async fn write<T: Serialize + DeserializeOwned>(
     let stored = match current {
         None => match store.create(&key, bytes, &id).await? {
             CreateOutcome::Created { etag } => Ok(etag),
-            CreateOutcome::Exists { current } => Err(current),
+            CreateOutcome::Exists {
+                current,
+                after_unclear,
+            } => Err((current, after_unclear)),
         },
         Some(c) => {
             let etag = c.etag.as_deref().ok_or_else(|| Error::Unsupported {
@@ -38,7 +41,10 @@ pub(super) async fn write<T: Serialize + DeserializeOwned>(
             })?;
             match store.replace(&key, bytes, &id, etag).await? {
                 ReplaceOutcome::Replaced { etag } => Ok(etag),
-                ReplaceOutcome::Conflict { current } => Err(current),
+                ReplaceOutcome::Conflict {
+                    current,
+                    after_unclear,
+                } => Err((current, after_unclear)),
             }
         }
     };
@@ -47,8 +53,9 @@ pub(super) async fn write<T: Serialize + DeserializeOwned>(
             next.etag = etag;
             Ok(Written::Written(next))
         }
-        Err(None) => Ok(Written::Conflict(None)),
-        Err(Some(obj)) => {
+        Err((None, false)) => Ok(Written::Conflict(None)),
+        Err((None, true)) => Err(unknown(&key, &next, "the object is gone")),
+        Err((Some(obj), after_unclear)) => {
             let theirs: Snapshot<T> = decode(m.kind, &obj)?;
             if theirs.previous_write_id.as_deref() == Some(next.write_id.as_str()) {
                 // Our write landed and another writer already replaced it: the transition
@@ -56,8 +63,31 @@ pub(super) async fn write<T: Serialize + DeserializeOwned>(
                 debug!(key = %key, "our write landed and was superseded before the read-back");
                 return Ok(Written::Written(next));
             }
+            // Versions replace their predecessor by etag, so they form one line: a stored
+            // version at most ours that is not ours, or ours + 1 that does not follow ours,
+            // means ours never landed. Further on, ours may have landed and been replaced
+            // twice while an unclear answer was read back; only a clean refusal says no.
+            let ours_could_be_under = theirs.version > next.version.saturating_add(1);
+            if after_unclear && ours_could_be_under {
+                return Err(unknown(
+                    &key,
+                    &next,
+                    &format!("version {} is stored now", theirs.version),
+                ));
+            }
             Ok(Written::Conflict(Some(theirs)))
         }
+    }
+}
+
+/// A write whose answer was unclear and whose read-back cannot tell whether it landed.
+fn unknown<T>(key: &crate::store::Key, next: &Snapshot<T>, found: &str) -> Error {
+    Error::Ambiguous {
+        key: key.to_string(),
+        reason: format!(
+            "an answer to the write of version {} was unclear, and reading it back cannot say              whether it landed: {found}",
+            next.version
+        ),
     }
 }
 

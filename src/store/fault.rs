@@ -51,6 +51,8 @@ pub enum Fault {
     Status(u16),
     /// Never answer (the caller's timeout must fire). The request is not forwarded.
     Hang,
+    /// Forward the request (it takes effect), then never answer: a timeout after commit.
+    CommitThenHang,
     /// Forward the request after this delay.
     Delay(Duration),
 }
@@ -270,6 +272,11 @@ impl Shared {
                 Err(status_error(path, op, status))
             }
             Some(Fault::FailBeforeCommit) => Err(injected(path, op, "connection refused")),
+            Some(Fault::CommitThenHang) => {
+                let _ = forward.await;
+                tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+                Err(injected(path, op, "hung after commit, finally dropped"))
+            }
             Some(Fault::Hang) => {
                 tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
                 Err(injected(path, op, "hung request finally dropped"))

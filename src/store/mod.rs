@@ -16,6 +16,13 @@
 //! - the object is as before: the write did not land, and is sent again, with the same
 //!   `write_id`, up to [`StoreOptions::write_attempts`] times;
 //! - the read-back fails too: [`Error::Ambiguous`], never a guess.
+//!
+//! One answer is not a lost race: a replace refused with 412 while the read-back shows the
+//! object still at the very etag that was sent. The store did not accept `If-Match` in the
+//! form it was written ([`IfMatchForm`]), and sending the same again cannot help. `replace`
+//! looks once (per store) for a form the store honours, checked on a scratch key as the probe
+//! checks it, and sends the write again in that form; where there is none, it fails at once
+//! with [`Error::Unsupported`].
 
 pub mod fault;
 pub mod keys;
@@ -26,6 +33,8 @@ pub mod url;
 
 mod aws;
 
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +45,7 @@ use object_store::path::Path;
 use object_store::{
     GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use crate::error::{Error, Result};
@@ -100,6 +109,9 @@ pub enum CreateOutcome {
     Exists {
         /// The object in the way.
         current: Option<Object>,
+        /// An earlier answer to this write was unclear (lost, timed out, a server error), so
+        /// it may have landed and been replaced since: `current` alone cannot say it did not.
+        after_unclear: bool,
     },
 }
 
@@ -117,6 +129,87 @@ pub enum ReplaceOutcome {
     Conflict {
         /// The object now stored.
         current: Option<Object>,
+        /// An earlier answer to this write was unclear (lost, timed out, a server error), so
+        /// it may have landed and been replaced since: `current` alone cannot say it did not.
+        after_unclear: bool,
+    },
+}
+
+/// How [`Store::replace`] writes the expected etag into `If-Match`.
+///
+/// RFC 9110 writes an entity tag in quotes, S3 reports etags that way (`"9b2c…"`), and
+/// cairn sends the etag exactly as the store reported it. Some servers compare `If-Match`
+/// with another form: Ceph RGW 16 answers 412 to the quoted form of the very etag it
+/// reported, and accepts the bare value. The capability probe tries the other forms only
+/// after the reported one was refused that way, and sets the one that works on the store
+/// only once a stale etag in that form has been refused too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IfMatchForm {
+    /// The etag exactly as the store reported it. Default.
+    #[default]
+    AsReported,
+    /// Without its surrounding double quotes.
+    Unquoted,
+    /// In double quotes (added when the store reported it bare).
+    Quoted,
+}
+
+impl IfMatchForm {
+    const ALL: [IfMatchForm; 3] = [Self::AsReported, Self::Unquoted, Self::Quoted];
+
+    /// `etag` written in this form.
+    pub fn apply(self, etag: &str) -> Cow<'_, str> {
+        let quoted = etag.len() >= 2 && etag.starts_with('"') && etag.ends_with('"');
+        match self {
+            Self::AsReported => Cow::Borrowed(etag),
+            Self::Unquoted if quoted => Cow::Borrowed(&etag[1..etag.len() - 1]),
+            Self::Unquoted => Cow::Borrowed(etag),
+            Self::Quoted if quoted => Cow::Borrowed(etag),
+            Self::Quoted => Cow::Owned(format!("\"{etag}\"")),
+        }
+    }
+
+    /// The forms other than the reported one that write `etag` differently, in the order
+    /// worth trying.
+    pub fn alternatives(etag: &str) -> impl Iterator<Item = IfMatchForm> + '_ {
+        Self::ALL[1..]
+            .iter()
+            .copied()
+            .filter(move |f| f.apply(etag) != etag)
+    }
+
+    /// A few words for reports: "as reported", "unquoted", "quoted".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::AsReported => "as reported",
+            Self::Unquoted => "unquoted",
+            Self::Quoted => "quoted",
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    fn from_u8(v: u8) -> Self {
+        Self::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(Self::AsReported)
+    }
+}
+
+/// Outcome of one replace sent with a given [`IfMatchForm`].
+#[derive(Debug)]
+pub(crate) enum ReplaceAttempt {
+    /// The store decided: replaced, or a conflict with another writer.
+    Decided(ReplaceOutcome),
+    /// 412, yet the object is still at the etag that was sent: the store does not accept
+    /// `If-Match` in this form. Nothing was written.
+    FormRefused {
+        /// The `If-Match` value that was refused.
+        sent: String,
     },
 }
 
@@ -169,6 +262,23 @@ pub struct Store {
     inner: Arc<dyn ObjectStore>,
     root: Path,
     options: StoreOptions,
+    /// The [`IfMatchForm`] in force, shared by clones: the probe sets it on the store that
+    /// the manifest layer then uses.
+    if_match: Arc<AtomicU8>,
+    /// What is known of that form, shared by clones; held while `replace` looks for one.
+    form_check: Arc<tokio::sync::Mutex<FormCheck>>,
+}
+
+/// What a [`Store`] knows of its [`IfMatchForm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FormCheck {
+    /// Nothing yet: a handle that did not probe.
+    Unchecked,
+    /// The probe, or a search on a scratch key, saw the store honour it and refuse a stale
+    /// etag in it. A later 412 with the object unchanged is taken as transient.
+    Verified,
+    /// The store honours `If-Match` in no form.
+    NoneHonoured,
 }
 
 /// What a read-back found, relative to the write it verifies.
@@ -198,6 +308,8 @@ impl Store {
             inner,
             root,
             options,
+            if_match: Arc::new(AtomicU8::new(IfMatchForm::AsReported.to_u8())),
+            form_check: Arc::new(tokio::sync::Mutex::new(FormCheck::Unchecked)),
         })
     }
 
@@ -214,6 +326,30 @@ impl Store {
     /// The options in force.
     pub fn options(&self) -> &StoreOptions {
         &self.options
+    }
+
+    /// The form in which [`Store::replace`] sends the expected etag in `If-Match`.
+    pub fn if_match_form(&self) -> IfMatchForm {
+        IfMatchForm::from_u8(self.if_match.load(Ordering::Relaxed))
+    }
+
+    /// Sets the form in which [`Store::replace`] sends the expected etag, for this store and
+    /// its clones, as one the store was seen to honour. The probe sets it when it finds one;
+    /// set it by hand only to the form a probe of the same store found.
+    pub async fn set_if_match_form(&self, form: IfMatchForm) {
+        self.record_form_check(Some(form)).await;
+    }
+
+    /// Records what the probe or a search found: the form honoured, or none.
+    async fn record_form_check(&self, found: Option<IfMatchForm>) {
+        let mut check = self.form_check.lock().await;
+        match found {
+            Some(form) => {
+                self.if_match.store(form.to_u8(), Ordering::Relaxed);
+                *check = FormCheck::Verified;
+            }
+            None => *check = FormCheck::NoneHonoured,
+        }
     }
 
     fn path(&self, key: &Key) -> Path {
@@ -328,6 +464,7 @@ impl Store {
     ) -> Result<CreateOutcome> {
         let path = self.path(key);
         let mut last_err = None;
+        let mut after_unclear = false;
         for attempt in 1..=self.options.write_attempts.max(1) {
             let opts = PutOptions::from(PutMode::Create);
             let err = match self
@@ -341,12 +478,18 @@ impl Store {
                 Err(e) if is_permanent(&e) => return Err(classify("create", key, e)),
                 Err(e) => e,
             };
+            after_unclear |= !is_refusal(&err);
             match self.verify(key, write_id, &err).await? {
                 Verified::Ours(obj) => {
                     debug!(%key, attempt, error = %err, "create landed despite an unclear answer");
                     return Ok(CreateOutcome::Created { etag: obj.etag });
                 }
-                Verified::Theirs(obj) => return Ok(CreateOutcome::Exists { current: Some(obj) }),
+                Verified::Theirs(obj) => {
+                    return Ok(CreateOutcome::Exists {
+                        current: Some(obj),
+                        after_unclear,
+                    })
+                }
                 Verified::Absent if is_refusal(&err) => {
                     // "exists" yet nothing is there: it was removed in between. Try again.
                     debug!(%key, attempt, "create refused but the object is gone; retrying");
@@ -360,7 +503,17 @@ impl Store {
         Err(exhausted("create", key, last_err))
     }
 
-    /// Replaces `key` with `body` only if its etag is still `etag` (`If-Match`).
+    /// Replaces `key` with `body` only if its etag is still `etag` (`If-Match`, in the
+    /// store's [`IfMatchForm`]).
+    ///
+    /// A store that answers 412 while the object is still at `etag` may not accept
+    /// `If-Match` in that form. Unless the probe saw it honour that form, `replace` checks
+    /// once (per store) on a scratch key, as the probe does, which form the store honours
+    /// (create, replace with the current etag, replace with a stale one: a few requests), and
+    /// sends the write again in it; a store that ignores a stale etag in that form is
+    /// [`Error::StoreRefused`]. Where no form is honoured: [`Error::Unsupported`], at once,
+    /// not retried. In a form already seen to work, such a 412 is taken as transient and the
+    /// write is sent again, like any other unclear answer.
     pub async fn replace(
         &self,
         key: &Key,
@@ -368,11 +521,80 @@ impl Store {
         write_id: &WriteId,
         etag: &str,
     ) -> Result<ReplaceOutcome> {
+        let form = self.if_match_form();
+        let verified = *self.form_check.lock().await == FormCheck::Verified;
+        let mut refused = match self
+            .replace_as(key, body.clone(), write_id, etag, form, verified)
+            .await?
+        {
+            ReplaceAttempt::Decided(outcome) => return Ok(outcome),
+            ReplaceAttempt::FormRefused { sent } => vec![sent],
+        };
+        // Nothing was written, so the same write can go again in a form the store honours.
+        if let Some(honoured) = self.find_if_match_form(write_id).await? {
+            match self
+                .replace_as(key, body, write_id, etag, honoured, true)
+                .await?
+            {
+                ReplaceAttempt::Decided(outcome) => return Ok(outcome),
+                ReplaceAttempt::FormRefused { sent } => refused.push(sent),
+            }
+        }
+        Err(Error::Unsupported {
+            operation: format!(
+                "If-Match with the etag the store reported ({etag}): it answered 412 \
+                 Precondition Failed to {} while the object was still at that etag",
+                quoted_list(&refused)
+            ),
+            store: self.inner.to_string(),
+        })
+    }
+
+    /// The form in which the store honours `If-Match`: as already verified (by the probe,
+    /// or by another task meanwhile), or as a search on a scratch key finds it (only once
+    /// for this store and its clones). Sets it on the store.
+    async fn find_if_match_form(&self, write_id: &WriteId) -> Result<Option<IfMatchForm>> {
+        let mut check = self.form_check.lock().await;
+        match *check {
+            FormCheck::Verified => return Ok(Some(self.if_match_form())),
+            FormCheck::NoneHonoured => return Ok(None),
+            FormCheck::Unchecked => {}
+        }
+        debug!("412 with the object unchanged; checking which If-Match form the store honours");
+        let found = self.search_if_match_form(write_id).await?;
+        match found {
+            Some(form) => {
+                debug!(
+                    form = form.describe(),
+                    "the store honours If-Match in this form"
+                );
+                self.if_match.store(form.to_u8(), Ordering::Relaxed);
+                *check = FormCheck::Verified;
+            }
+            None => *check = FormCheck::NoneHonoured,
+        }
+        Ok(found)
+    }
+
+    /// [`Store::replace`] with `etag` written in `form`. With `verified`, the store was seen
+    /// to honour that form, and a 412 with the object unchanged is sent again like any
+    /// unclear answer; without, it is [`ReplaceAttempt::FormRefused`].
+    pub(crate) async fn replace_as(
+        &self,
+        key: &Key,
+        body: Bytes,
+        write_id: &WriteId,
+        etag: &str,
+        form: IfMatchForm,
+        verified: bool,
+    ) -> Result<ReplaceAttempt> {
         let path = self.path(key);
+        let sent = form.apply(etag).into_owned();
         let mut last_err = None;
+        let mut after_unclear = false;
         for attempt in 1..=self.options.write_attempts.max(1) {
             let opts = PutOptions::from(PutMode::Update(UpdateVersion {
-                e_tag: Some(etag.to_string()),
+                e_tag: Some(sent.clone()),
                 version: None,
             }));
             let err = match self
@@ -382,19 +604,42 @@ impl Store {
                 )
                 .await
             {
-                Ok(r) => return Ok(ReplaceOutcome::Replaced { etag: r.e_tag }),
+                Ok(r) => {
+                    return Ok(ReplaceAttempt::Decided(ReplaceOutcome::Replaced {
+                        etag: r.e_tag,
+                    }))
+                }
                 Err(e) if is_permanent(&e) => return Err(classify("replace", key, e)),
                 Err(e) => e,
             };
+            after_unclear |= !is_refusal(&err);
+            let decided = |o| Ok(ReplaceAttempt::Decided(o));
             match self.verify(key, write_id, &err).await? {
                 Verified::Ours(obj) => {
                     debug!(%key, attempt, error = %err, "replace landed despite an unclear answer");
-                    return Ok(ReplaceOutcome::Replaced { etag: obj.etag });
+                    return decided(ReplaceOutcome::Replaced { etag: obj.etag });
                 }
                 Verified::Theirs(obj) if obj.etag.as_deref() != Some(etag) => {
-                    return Ok(ReplaceOutcome::Conflict { current: Some(obj) })
+                    return decided(ReplaceOutcome::Conflict {
+                        current: Some(obj),
+                        after_unclear,
+                    })
                 }
-                Verified::Absent => return Ok(ReplaceOutcome::Conflict { current: None }),
+                Verified::Absent => {
+                    return decided(ReplaceOutcome::Conflict {
+                        current: None,
+                        after_unclear,
+                    })
+                }
+                Verified::Theirs(_)
+                    if !verified && matches!(err, object_store::Error::Precondition { .. }) =>
+                {
+                    // The precondition failed, yet the object is at the etag we sent: the
+                    // store did not match our `If-Match` value to its own etag. Sending the
+                    // same again gets the same answer.
+                    debug!(%key, %sent, "412 while the object is still at the etag sent");
+                    return Ok(ReplaceAttempt::FormRefused { sent });
+                }
                 Verified::Theirs(_) => {
                     debug!(%key, attempt, error = %err, "replace did not land; sending again");
                 }
@@ -487,6 +732,16 @@ impl Store {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(classify("delete", key, e)),
         }
+    }
+}
+
+/// `If-Match: a`, `If-Match: b` and `If-Match: c`.
+fn quoted_list(values: &[String]) -> String {
+    let items: Vec<String> = values.iter().map(|v| format!("`If-Match: {v}`")).collect();
+    match items.as_slice() {
+        [] => "no If-Match".into(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 

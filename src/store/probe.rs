@@ -3,8 +3,14 @@
 //!
 //! 1. create-if-absent succeeds on a fresh key;
 //! 2. a second create-if-absent of the same key fails (else: refused);
-//! 3. replace with the current etag succeeds (unsupported: no etag CAS, use the chain);
-//! 4. replace with a stale etag fails (else: refused);
+//! 3. replace with the current etag succeeds (unsupported: no etag CAS, use the chain). The
+//!    etag goes into `If-Match` as the store reported it; a store that answers 412 to that
+//!    while the object is still at that etag does not accept the form, and the other forms
+//!    ([`IfMatchForm`]) are tried in turn. If none is honoured, the version chain is used;
+//! 4. replace with a stale etag, in the form that worked, fails (else: refused). Only then is
+//!    that form set on the store as verified (a handle that did not probe runs steps 1, 3
+//!    and 4 on a scratch key of its own at its first replace refused that way:
+//!    [`Store::replace`]);
 //! 5. a conditional GET with the current etag answers "unchanged" (else: revalidation falls
 //!    back to full reads).
 //!
@@ -16,7 +22,10 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{keys, CreateOutcome, ReadIfChanged, ReplaceOutcome, Store, WriteId};
+use super::{
+    keys, quoted_list, CreateOutcome, IfMatchForm, ReadIfChanged, ReplaceAttempt, ReplaceOutcome,
+    Store, WriteId,
+};
 use crate::error::{Error, Result};
 
 /// What the probe found.
@@ -26,6 +35,9 @@ pub struct Capabilities {
     pub create_if_absent: bool,
     /// `If-Match: <etag>` is supported and honoured: the etag CAS strategy can be used.
     pub replace_if_match: bool,
+    /// The form of the etag that `If-Match` honours (`None` when it honours none). The probe
+    /// sets it on the store it probed.
+    pub if_match_form: Option<IfMatchForm>,
     /// Conditional GET answers 304 for an unchanged object.
     pub conditional_get: bool,
     /// Median round trip of the probe's requests.
@@ -34,6 +46,32 @@ pub struct Capabilities {
     /// Each check with its result.
     pub checks: Vec<Check>,
 }
+
+impl Capabilities {
+    /// Why the probe's findings lead to the strategy they do, in a sentence for reports.
+    pub fn reason(&self) -> String {
+        match self.if_match_form {
+            Some(IfMatchForm::AsReported) if self.replace_if_match => {
+                "If-Match is honoured: etag CAS, one request per transition".into()
+            }
+            Some(form) if self.replace_if_match => format!(
+                "If-Match is honoured with the etag {}: etag CAS, one request per transition",
+                form.describe()
+            ),
+            _ => {
+                let why = self
+                    .checks
+                    .iter()
+                    .find(|c| c.name == REPLACE_CURRENT && !c.passed)
+                    .map_or("If-Match is not honoured", |c| c.detail.as_str());
+                format!("{why}; create-if-absent is honoured, so the version chain is used")
+            }
+        }
+    }
+}
+
+const REPLACE_CURRENT: &str = "replace with current etag";
+const REPLACE_STALE: &str = "replace with stale etag";
 
 /// One probe step.
 #[derive(Debug, Clone, Serialize)]
@@ -61,12 +99,11 @@ impl Store {
     async fn probe_on(&self, key: &keys::Key, rng: &mut impl rand::Rng) -> Result<Capabilities> {
         let mut checks = Vec::new();
         let mut times = Vec::new();
-        let body = |id: &WriteId| Bytes::from(format!(r#"{{"probe":true,"write_id":"{}"}}"#, id.0));
 
         // 1 & 2: create-if-absent, twice.
         let first = WriteId::random(rng);
         let t = Instant::now();
-        let first_etag = match self.create(key, body(&first), &first).await? {
+        let first_etag = match self.create(key, probe_body(&first), &first).await? {
             CreateOutcome::Created { etag } => etag,
             CreateOutcome::Exists { .. } => {
                 return Err(Error::StoreRefused {
@@ -83,7 +120,7 @@ impl Store {
         });
         let second = WriteId::random(rng);
         let t = Instant::now();
-        match self.create(key, body(&second), &second).await {
+        match self.create(key, probe_body(&second), &second).await {
             Ok(CreateOutcome::Exists { .. }) => {}
             Ok(CreateOutcome::Created { .. }) => return Err(Error::StoreRefused {
                 check: "create-if-absent twice",
@@ -107,59 +144,24 @@ impl Store {
         });
 
         // 3 & 4: replace with the current etag, then with the stale one.
-        let mut replace_if_match = false;
-        match first_etag.as_deref() {
-            None => checks.push(Check {
-                name: "replace with current etag",
-                passed: false,
-                detail: "the store reports no etags".into(),
-            }),
-            Some(etag) => {
-                let third = WriteId::random(rng);
-                let t = Instant::now();
-                match self.replace(key, body(&third), &third, etag).await {
-                    Ok(ReplaceOutcome::Replaced { .. }) => {
-                        times.push(t.elapsed());
-                        checks.push(Check {
-                            name: "replace with current etag",
-                            passed: true,
-                            detail: "replaced".into(),
-                        });
-                        let fourth = WriteId::random(rng);
-                        match self.replace(key, body(&fourth), &fourth, etag).await? {
-                            ReplaceOutcome::Conflict { .. } => {
-                                replace_if_match = true;
-                                checks.push(Check {
-                                    name: "replace with stale etag",
-                                    passed: true,
-                                    detail: "refused".into(),
-                                });
-                            }
-                            ReplaceOutcome::Replaced { .. } => {
-                                return Err(Error::StoreRefused {
-                                    check: "replace with stale etag",
-                                    detail: "a replace with a stale etag succeeded: the store ignores If-Match".into(),
-                                })
-                            }
-                        }
-                    }
-                    Ok(ReplaceOutcome::Conflict { .. }) => {
-                        return Err(Error::StoreRefused {
-                            check: "replace with current etag",
-                            detail: "a replace with the current etag was refused".into(),
-                        })
-                    }
-                    Err(Error::Unsupported { operation, .. }) => checks.push(Check {
-                        name: "replace with current etag",
-                        passed: false,
-                        detail: format!(
-                            "not supported ({operation}): the version chain will be used"
-                        ),
-                    }),
-                    Err(e) => return Err(e),
-                }
+        let if_match_form = match first_etag.as_deref() {
+            None => {
+                checks.push(Check {
+                    name: REPLACE_CURRENT,
+                    passed: false,
+                    detail: "the store reports no etags".into(),
+                });
+                None
             }
-        }
+            Some(etag) => {
+                let mut ids = || WriteId::random(rng);
+                let (found, form) = self.probe_if_match(key, etag, &mut ids, &mut times).await?;
+                checks.extend(found);
+                self.record_form_check(form).await;
+                form
+            }
+        };
+        let replace_if_match = if_match_form.is_some();
 
         // 5: conditional GET.
         let current = self.read(key).await?;
@@ -186,9 +188,157 @@ impl Store {
         Ok(Capabilities {
             create_if_absent: true,
             replace_if_match,
+            if_match_form,
             conditional_get,
             round_trip: times.get(times.len() / 2).copied().unwrap_or_default(),
             checks,
         })
     }
+
+    /// Steps 3 and 4 on `key`, whose object is at `etag`: finds a form in which the store
+    /// honours `If-Match` with the current etag, then checks that it refuses the stale etag
+    /// in that form. Returns the checks and the form (`None`:
+    /// no form is honoured, the version chain it is).
+    async fn probe_if_match(
+        &self,
+        key: &keys::Key,
+        etag: &str,
+        ids: &mut impl FnMut() -> WriteId,
+        times: &mut Vec<Duration>,
+    ) -> Result<(Vec<Check>, Option<IfMatchForm>)> {
+        let (check, form) = self.probe_replace(key, etag, ids, times).await?;
+        let mut checks = vec![check];
+        let Some(form) = form else {
+            return Ok((checks, None));
+        };
+        let stale = ids();
+        match self
+            .replace_as(key, probe_body(&stale), &stale, etag, form, false)
+            .await?
+        {
+            ReplaceAttempt::Decided(ReplaceOutcome::Conflict { .. }) => {
+                checks.push(Check {
+                    name: REPLACE_STALE,
+                    passed: true,
+                    detail: "refused".into(),
+                });
+                Ok((checks, Some(form)))
+            }
+            ReplaceAttempt::Decided(ReplaceOutcome::Replaced { .. }) => Err(Error::StoreRefused {
+                check: REPLACE_STALE,
+                detail: format!(
+                    "a replace with a stale etag (If-Match: {}) succeeded: the store ignores \
+                     If-Match",
+                    form.apply(etag)
+                ),
+            }),
+            ReplaceAttempt::FormRefused { .. } => Err(Error::StoreRefused {
+                check: REPLACE_STALE,
+                detail: "after a replace the object still had its old etag: etags do not tell \
+                         versions apart"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Step 3: replaces the object at `etag`, sending the etag as reported and then, while
+    /// the store answers 412 with the object still at `etag`, in each other form. Returns the
+    /// check and the form that was honoured.
+    async fn probe_replace(
+        &self,
+        key: &keys::Key,
+        etag: &str,
+        ids: &mut impl FnMut() -> WriteId,
+        times: &mut Vec<Duration>,
+    ) -> Result<(Check, Option<IfMatchForm>)> {
+        let mut refused: Vec<String> = Vec::new();
+        let forms = std::iter::once(IfMatchForm::AsReported).chain(IfMatchForm::alternatives(etag));
+        for form in forms {
+            let id = ids();
+            let t = Instant::now();
+            match self
+                .replace_as(key, probe_body(&id), &id, etag, form, false)
+                .await
+            {
+                Ok(ReplaceAttempt::Decided(ReplaceOutcome::Replaced { .. })) => {
+                    times.push(t.elapsed());
+                    let detail = if refused.is_empty() {
+                        "replaced".to_string()
+                    } else {
+                        format!(
+                            "replaced with the etag {} (If-Match: {}), after 412 Precondition \
+                             Failed to {} while the object was still at that etag",
+                            form.describe(),
+                            form.apply(etag),
+                            quoted_list(&refused)
+                        )
+                    };
+                    let check = Check {
+                        name: REPLACE_CURRENT,
+                        passed: true,
+                        detail,
+                    };
+                    return Ok((check, Some(form)));
+                }
+                Ok(ReplaceAttempt::Decided(ReplaceOutcome::Conflict { .. })) => {
+                    return Err(Error::StoreRefused {
+                        check: REPLACE_CURRENT,
+                        detail: "a replace with the current etag was refused, and the object \
+                                 changed"
+                            .into(),
+                    })
+                }
+                Ok(ReplaceAttempt::FormRefused { sent }) => refused.push(sent),
+                Err(Error::Unsupported { operation, .. }) => {
+                    let check = Check {
+                        name: REPLACE_CURRENT,
+                        passed: false,
+                        detail: format!("not supported ({operation})"),
+                    };
+                    return Ok((check, None));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let check = Check {
+            name: REPLACE_CURRENT,
+            passed: false,
+            detail: format!(
+                "not honoured: the store answered 412 Precondition Failed to {} while the \
+                 object was still at that etag",
+                quoted_list(&refused)
+            ),
+        };
+        Ok((check, None))
+    }
+
+    /// Steps 1, 3 and 4 of the probe on a scratch key of their own, for
+    /// [`Store::replace`] after a 412 with the object unchanged: the form in which the store
+    /// honours `If-Match` (and refuses a stale etag), if any. The scratch write ids derive from
+    /// `seed`, itself unique. The scratch object is deleted afterwards.
+    pub(super) async fn search_if_match_form(&self, seed: &WriteId) -> Result<Option<IfMatchForm>> {
+        let mut n = 0u32;
+        let mut ids = || {
+            n += 1;
+            WriteId(format!("{}-if-match-{n}", seed.0))
+        };
+        let first = ids();
+        let key = keys::probe(&first.0);
+        let result = match self.create(&key, probe_body(&first), &first).await {
+            Ok(CreateOutcome::Created { etag: Some(etag) }) => self
+                .probe_if_match(&key, &etag, &mut ids, &mut Vec::new())
+                .await
+                .map(|(_, form)| form),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e),
+        };
+        // Best effort: a scratch object left behind harms nothing.
+        let _ = self.delete(&key).await;
+        result
+    }
+}
+
+/// The scratch object's body: a JSON object with the write id, as every cairn object has.
+fn probe_body(id: &WriteId) -> Bytes {
+    Bytes::from(format!(r#"{{"probe":true,"write_id":"{}"}}"#, id.0))
 }

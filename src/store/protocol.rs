@@ -138,6 +138,22 @@ impl ProtocolRecord {
 /// Decodes a stored protocol record: format first (a newer one is refused, not guessed at),
 /// then kind, then shape. Never panics.
 pub fn decode(key: &Key, bytes: &[u8]) -> Result<ProtocolRecord> {
+    let value = parse_document(key, bytes, KIND)?;
+    serde_json::from_value(value).map_err(|e| Error::Corrupt {
+        key: key.to_string(),
+        reason: format!("bad protocol record: {e}"),
+    })
+}
+
+/// Parses a stored cairn document and checks its header, in this order: JSON with a numeric
+/// `format` (else [`Error::Corrupt`]); a format this build reads (else
+/// [`Error::UnsupportedFormat`]); the expected `kind` (else [`Error::WrongKind`]). Shared by
+/// the protocol record and every manifest envelope. Never panics.
+pub(crate) fn parse_document(
+    key: &Key,
+    bytes: &[u8],
+    kind: &'static str,
+) -> Result<serde_json::Value> {
     let corrupt = |reason: String| Error::Corrupt {
         key: key.to_string(),
         reason,
@@ -155,18 +171,18 @@ pub fn decode(key: &Key, bytes: &[u8]) -> Result<ProtocolRecord> {
             supported: FORMAT,
         });
     }
-    match value.get("kind").and_then(serde_json::Value::as_str) {
-        Some(KIND) => {}
-        Some(other) => {
-            return Err(Error::WrongKind {
-                key: key.to_string(),
-                expected: KIND,
-                found: other.to_string(),
-            })
-        }
-        None => return Err(corrupt("no \"kind\" field".into())),
+    if format == 0 {
+        return Err(corrupt("format 0 is not a cairn format".into()));
     }
-    serde_json::from_value(value).map_err(|e| corrupt(format!("bad protocol record: {e}")))
+    match value.get("kind").and_then(serde_json::Value::as_str) {
+        Some(k) if k == kind => Ok(value),
+        Some(other) => Err(Error::WrongKind {
+            key: key.to_string(),
+            expected: kind,
+            found: other.to_string(),
+        }),
+        None => Err(corrupt("no \"kind\" field".into())),
+    }
 }
 
 impl Store {
@@ -190,8 +206,10 @@ impl Store {
         let id = WriteId(record.write_id.clone());
         match self.create(&key, Bytes::from(bytes), &id).await? {
             CreateOutcome::Created { .. } => Ok(record.clone()),
-            CreateOutcome::Exists { current: Some(obj) } => decode(&key, &obj.bytes),
-            CreateOutcome::Exists { current: None } => match self.read_protocol().await? {
+            CreateOutcome::Exists {
+                current: Some(obj), ..
+            } => decode(&key, &obj.bytes),
+            CreateOutcome::Exists { current: None, .. } => match self.read_protocol().await? {
                 Some(r) => Ok(r),
                 None => Err(Error::Unavailable {
                     operation: "create",

@@ -1,8 +1,9 @@
-//! Shared test harness: the four backends, fresh namespaces, and handles on them.
+//! Shared test harness: the five backends, fresh namespaces, and handles on them.
 //!
 //! S3 backends are the servers `localstack/start.sh` runs (LocalStack on 127.0.0.1:4566,
-//! moto on 127.0.0.1:5000, bucket `cairn-test`). A test that needs one fails when the
-//! server does not answer, unless `CAIRN_SKIP_S3=1` says explicitly to skip.
+//! moto on 127.0.0.1:5000, Ceph RGW on 127.0.0.1:7480, bucket `cairn-test`). A test that
+//! needs one fails when the server does not answer, unless `CAIRN_SKIP_S3=1` says explicitly
+//! to skip.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -23,6 +24,9 @@ pub enum Backend {
     Fs,
     LocalStack,
     Moto,
+    /// Ceph RGW 16 (Debian's `radosgw`): honours `If-Match` only with the etag unquoted,
+    /// which the probe (or, with a fixed strategy, the first replace) finds.
+    Rgw,
 }
 
 impl Backend {
@@ -30,6 +34,7 @@ impl Backend {
         let (var, default) = match self {
             Backend::LocalStack => ("CAIRN_LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566"),
             Backend::Moto => ("CAIRN_MOTO_ENDPOINT", "http://127.0.0.1:5000"),
+            Backend::Rgw => ("CAIRN_RGW_ENDPOINT", "http://127.0.0.1:7480"),
             _ => return None,
         };
         Some(std::env::var(var).unwrap_or_else(|_| default.to_string()))
@@ -70,7 +75,7 @@ pub async fn namespace(backend: Backend) -> Option<Namespace> {
                 Some(dir),
             )
         }
-        Backend::LocalStack | Backend::Moto => {
+        Backend::LocalStack | Backend::Moto | Backend::Rgw => {
             if s3_skipped() {
                 eprintln!("CAIRN_SKIP_S3=1: skipping {backend:?}");
                 return None;
@@ -193,6 +198,20 @@ pub fn cairn_worker(
     log: &std::path::Path,
     script: &str,
 ) -> tokio::process::Command {
+    cairn_worker_on(Backend::LocalStack, store, node, log, script)
+}
+
+/// [`cairn_worker`] against the S3 server `backend`.
+pub fn cairn_worker_on(
+    backend: Backend,
+    store: &str,
+    node: &str,
+    log: &std::path::Path,
+    script: &str,
+) -> tokio::process::Command {
+    let endpoint = backend
+        .endpoint()
+        .unwrap_or_else(|| panic!("{backend:?} is not an S3 server"));
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c")
         .arg(script)
@@ -200,7 +219,7 @@ pub fn cairn_worker(
         .env("CAIRN_STORE", store)
         .env("CAIRN_NODE", node)
         .env("LOG", log)
-        .env("AWS_ENDPOINT_URL", Backend::LocalStack.endpoint().unwrap())
+        .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")

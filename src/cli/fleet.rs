@@ -1,0 +1,292 @@
+//! `cairn fleet`: runs the fleet ([`crate::fleet`]) on the store, shows it live (a terminal
+//! view, or one line per event when stdout is not a terminal or with `--json`), then prints
+//! each invariant and whether it held. Exit 0 only with zero violations.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::args::{FleetArgs, SkewArg};
+use super::exit;
+use super::fleet_view;
+use crate::fleet::check::Verdict;
+use crate::fleet::faults::KINDS;
+use crate::fleet::history::{Event, History, What};
+use crate::fleet::{FleetOptions, Report, Skew};
+use crate::store::url;
+use crate::{Result, StrategyChoice};
+
+/// Runs `cairn fleet`.
+pub async fn run(
+    store_url: &str,
+    strategy: StrategyChoice,
+    a: &FleetArgs,
+    json: bool,
+) -> Result<i32> {
+    let mut o = if a.torture {
+        FleetOptions::torture()
+    } else {
+        FleetOptions::demo()
+    };
+    o.nodes = a.nodes as usize;
+    o.duration = a.duration;
+    o.seed = a.seed;
+    o.turn_window = a.turn_window;
+    o.turn_jitter = a.turn_jitter;
+    o.lock_ttl = a.lock_ttl;
+    o.heartbeat = a.heartbeat;
+    o.strategy = strategy;
+    o.planted_defect = a.plant_defect;
+    if let Some(s) = a.skew {
+        o.skew = match s {
+            SkewArg::None => Skew::None,
+            SkewArg::Within => Skew::WithinBound,
+            SkewArg::Beyond => Skew::BeyondBound,
+        };
+    }
+    if a.no_break {
+        o.operator_break = false;
+    }
+    if a.no_misconfigured {
+        o.misconfigured = false;
+    }
+    if a.processes > 0 && !(store_url.starts_with("file://") || store_url.starts_with("s3://")) {
+        return Err(crate::Error::Config(format!(
+            "--processes needs a store a child process can open (file:// or s3://), not {store_url}"
+        )));
+    }
+    let opened = url::open(store_url).await?;
+    // A fresh prefix per run: a run's checks judge only what it did itself.
+    let run_id = format!(
+        "{}-s{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f"),
+        o.seed
+    );
+    let prefix = match opened.prefix.trim_matches('/') {
+        "" => format!("fleet/{run_id}"),
+        p => format!("{p}/fleet/{run_id}"),
+    };
+    if a.processes > 0 {
+        o.processes = Some(processes(
+            store_url,
+            &prefix,
+            &run_id,
+            a.processes as usize,
+        )?);
+    }
+    let proc_dir = o.processes.as_ref().map(|p| p.dir.clone());
+    let where_ = format!("{store_url} (prefix {prefix})");
+    let history = Arc::new(History::new());
+    let tui = !json && !a.lines && std::io::stdout().is_terminal();
+    let duration = o.duration;
+    let nodes = o.nodes;
+    let torture = a.torture;
+    let task = {
+        let (prefix, history) = (prefix.clone(), Arc::clone(&history));
+        tokio::spawn(async move { crate::fleet::run(opened.store, &prefix, o, history).await })
+    };
+    let header = format!(
+        "cairn fleet{}: {nodes} nodes{} for {:.0} s on {where_}, seed {}",
+        if torture { " --torture" } else { "" },
+        if a.processes > 0 {
+            format!(" and {} cairn processes", a.processes)
+        } else {
+            String::new()
+        },
+        duration.as_secs_f64(),
+        a.seed
+    );
+    let report = if tui {
+        let short = format!("{nodes} nodes, seed {} · {where_}", a.seed);
+        match fleet_view::show(&short, &history, duration, task).await? {
+            Some(r) => r,
+            None => return Ok(exit::INTERRUPTED),
+        }
+    } else {
+        if !json {
+            println!("{header}");
+        }
+        lines(&history, task, json).await?
+    };
+    if json {
+        println!("{}", serde_json::json!({ "report": report }));
+    } else {
+        print!("{}", summary(&report, &header));
+        if let Some(d) = proc_dir {
+            println!(
+                "the cairn processes' work lines: {}; their stderr: {}",
+                d.join("work.log").display(),
+                d.join("cairn.log").display()
+            );
+        }
+    }
+    Ok(if report.violations == 0 {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
+}
+
+/// The process nodes: this very executable, on a store URL naming the run's prefix (for
+/// `file://` the URL's path is the root and the prefix a directory under it; for `s3://` the
+/// prefix, which includes the URL's own, goes after the bucket). Their work file and stderr
+/// go to a directory under the system's temporary directory, shown in the summary.
+fn processes(
+    store_url: &str,
+    prefix: &str,
+    run_id: &str,
+    count: usize,
+) -> Result<crate::fleet::procs::Processes> {
+    let child_url = if let Some(path) = store_url.strip_prefix("file://") {
+        format!("file://{}/{prefix}", path.trim_end_matches('/'))
+    } else if let Some(rest) = store_url.strip_prefix("s3://") {
+        let bucket = rest.split_once('/').map_or(rest, |(b, _)| b);
+        format!("s3://{bucket}/{prefix}")
+    } else {
+        return Err(crate::Error::Config(format!(
+            "--processes needs a store a child process can open (file:// or s3://), not {store_url}"
+        )));
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| crate::Error::Config(format!("cannot find this executable: {e}")))?;
+    Ok(crate::fleet::procs::Processes {
+        count,
+        exe,
+        store_url: child_url,
+        dir: std::env::temp_dir().join(format!("cairn-fleet-{run_id}-{}", std::process::id())),
+    })
+}
+
+/// Prints one line per event until the run ends.
+async fn lines(
+    history: &History,
+    mut task: tokio::task::JoinHandle<Result<Report>>,
+    json: bool,
+) -> Result<Report> {
+    let mut shown = 0;
+    loop {
+        let done = tokio::select! {
+            r = &mut task => Some(r),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => None,
+        };
+        let new = history.since(shown);
+        shown += new.len();
+        let mut out = std::io::stdout().lock();
+        for e in &new {
+            if json {
+                let _ = writeln!(out, "{}", serde_json::to_string(e).unwrap_or_default());
+            } else if worth_a_line(e) {
+                let _ = writeln!(out, "{}", line(e));
+            }
+        }
+        let _ = out.flush();
+        if let Some(r) = done {
+            return r.map_err(|e| crate::Error::Config(format!("the fleet task failed: {e}")))?;
+        }
+    }
+}
+
+/// The text lines leave out the bookkeeping events (claims, acquires and puts begun, accepted
+/// fenced writes, repeated offline sightings); `--json` prints every event.
+pub(super) fn worth_a_line(e: &Event) -> bool {
+    !matches!(
+        e.what,
+        What::ClaimBegun { .. }
+            | What::RecordPutBegun { .. }
+            | What::AcquireBegun { .. }
+            | What::Beat
+            | What::Guarded { accepted: true, .. }
+            | What::FinalLog { .. }
+            | What::FinalRecord { .. }
+            | What::FinalStreams { .. }
+    ) && !matches!(&e.what, What::Work { step, .. } if step == "tick")
+}
+
+/// `  12.345s  node-2#1     acquired lock compaction, fencing token 7`
+pub(super) fn line(e: &Event) -> String {
+    format!(
+        "{:>8.3}s  {:<16} {}",
+        e.at_ms / 1000.0,
+        e.who(),
+        e.describe()
+    )
+}
+
+/// The end-of-run summary: operations, faults, kills, and every invariant's verdict with
+/// the history excerpt of each violation.
+pub fn summary(r: &Report, header: &str) -> String {
+    let mut s = String::new();
+    s += &format!("\n{header}\n");
+    s += &format!(
+        "ran {:.1} s, strategy {}, {} events recorded, {} operations\n",
+        r.elapsed_ms as f64 / 1000.0,
+        r.strategy,
+        r.events,
+        r.ops.total()
+    );
+    s += "operations by feature:\n";
+    for (feature, outcomes) in &r.ops.by_feature {
+        let list: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
+        s += &format!("  {feature:<11} {}\n", list.join(", "));
+    }
+    let f = &r.faults;
+    s += &format!(
+        "faults injected: {} in {} requests\n",
+        f.total(),
+        f.requests
+    );
+    if f.total() > 0 {
+        for (k, n) in KINDS.iter().zip(f.by_kind) {
+            s += &format!("  {k:<40} {n}\n");
+        }
+    }
+    s += &format!(
+        "answers lost after the store committed: {}; operations that ended \"outcome unknown\": {}\n",
+        f.lost_answers(),
+        r.ambiguous
+    );
+    if r.process_kills > 0 || r.pauses > 0 {
+        s += &format!(
+            "nodes killed: {} ({} in process, {} cairn processes SIGKILLed); cairn processes paused past their lease: {}\n",
+            r.kills,
+            r.kills - r.process_kills,
+            r.process_kills,
+            r.pauses
+        );
+    } else {
+        s += &format!("nodes killed: {}\n", r.kills);
+    }
+    s += "invariants:\n";
+    for i in &r.invariants {
+        let mark = match i.verdict {
+            Verdict::Held => "held    ",
+            Verdict::Violated => "VIOLATED",
+            Verdict::NotExercised => "n/a     ",
+        };
+        let note = if i.note.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", i.note)
+        };
+        s += &format!("  {mark} {} ({} checked{note})\n", i.name, i.checked);
+        for v in &i.violations {
+            s += &format!("      {}\n", v.what);
+            for e in &v.excerpt {
+                s += &format!("        {}\n", line(e));
+            }
+        }
+        if i.violation_count > i.violations.len() {
+            s += &format!(
+                "      … and {} more\n",
+                i.violation_count - i.violations.len()
+            );
+        }
+    }
+    s += &format!(
+        "{}: {} violation{}\n",
+        if r.violations == 0 { "PASS" } else { "FAIL" },
+        r.violations,
+        if r.violations == 1 { "" } else { "s" }
+    );
+    s
+}
