@@ -132,7 +132,8 @@ impl CairnBuilder {
                 refuse_unsupported(wanted, &caps, "this node is configured for")?;
                 let id = WriteId::random(&mut rng);
                 let mine =
-                    ProtocolRecord::new(wanted, node.as_str(), self.clock.now(), Some(&caps), id);
+                    ProtocolRecord::new(wanted, node.as_str(), self.clock.now(), Some(&caps), id)
+                        .with_gc_min_age(self.manifest_options.gc_min_age);
                 let p = store.create_protocol(&mine).await?;
                 let s = p.admit(configured)?;
                 // Another node may have recorded first, from its own probe: this store must
@@ -141,14 +142,17 @@ impl CairnBuilder {
                 (s, Some(p), Some(caps))
             }
         };
-        let manifests = Manifests::new(
-            store,
-            node.to_string(),
-            self.clock,
-            rng,
-            strategy,
-            self.manifest_options,
-        );
+        let mut options = self.manifest_options;
+        // The chain's collection age is the prefix's: every node collects and trusts its
+        // knowledge of a head by the recorded one (see `manifest::chain`).
+        if let Some(recorded) = protocol
+            .as_ref()
+            .map(ProtocolRecord::gc_min_age)
+            .transpose()?
+        {
+            options.gc_min_age = recorded.unwrap_or(options.gc_min_age);
+        }
+        let manifests = Manifests::new(store, node.to_string(), self.clock, rng, strategy, options);
         Ok(Cairn {
             manifests: Arc::new(manifests),
             node,

@@ -488,3 +488,66 @@ async fn should_not_list_for_collection_while_every_version_is_too_young() {
     assert_eq!((d.lists, d.deletes), (2, 36), "{d:?}");
     assert_eq!(cur.version, 45);
 }
+
+/// The chain's collection age is the prefix's: the first node records its `gc_min_age` in the
+/// protocol record, and a node configured with a shorter one collects and trusts its
+/// knowledge by the recorded one (a shorter age on one node would let it collect a successor
+/// another node's fresh knowledge assumes is there).
+#[tokio::test]
+async fn should_adopt_the_gc_min_age_the_prefix_recorded() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let build = |age: Duration| {
+        Cairn::builder(store.clone())
+            .prefix("p")
+            .node("n")
+            .unwrap()
+            .strategy(StrategyChoice::Fixed(Strategy::VersionChain))
+            .manifest_options(ManifestOptions {
+                gc_min_age: age,
+                ..Default::default()
+            })
+            .build()
+    };
+    let first = build(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(
+        first.protocol().unwrap().gc_min_age().unwrap(),
+        Some(Duration::from_secs(3600))
+    );
+    let second = build(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        second.manifests().options().gc_min_age,
+        Duration::from_secs(3600)
+    );
+}
+
+/// A recorded `gc_min_age` out of range (zero, or beyond 30 days) is a corrupt record: no
+/// node builds on it, and nothing overwrites it.
+#[tokio::test]
+async fn should_refuse_a_recorded_gc_min_age_out_of_range() {
+    for ms in [0u64, 999, 31 * 24 * 3600 * 1000, u64::MAX] {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let record = serde_json::json!({
+            "format": 1, "kind": "protocol", "strategy": "version-chain", "write_id": "w",
+            "created_by": "x", "created_at": "2026-01-01T00:00:00Z", "cairn_version": "0.1.0",
+            "gc_min_age_ms": ms,
+        });
+        let path = Path::from("p/_cairn/protocol.json");
+        let body = serde_json::to_vec(&record).unwrap();
+        store.put(&path, body.clone().into()).await.unwrap();
+        let r = Cairn::builder(store.clone())
+            .prefix("p")
+            .node("n")
+            .unwrap()
+            .build()
+            .await;
+        match r {
+            Err(cairn::Error::Corrupt { key, reason }) => {
+                assert!(key.contains("protocol"), "{key}");
+                assert!(reason.contains("gc_min_age_ms"), "{reason}");
+            }
+            other => panic!("gc_min_age_ms {ms}: expected Corrupt, got {other:?}"),
+        }
+        let stored = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(stored.as_ref(), body.as_slice(), "the record is left alone");
+    }
+}

@@ -61,9 +61,10 @@ pub struct ManifestOptions {
     ///
     /// It also sets how long this client trusts what it knows of a chain's newest version
     /// without a listing: half of it (5 min by default; the other half is the margin for
-    /// the store's clock, see `chain.rs`). It is a setting of the fleet, not of one node:
-    /// every node of a prefix must collect with a `gc_min_age` at least as long as any
-    /// other node's.
+    /// the store's clock, see `chain.rs`). It is a setting of the prefix, not of one node:
+    /// the first node records its value in the prefix's protocol record
+    /// ([`crate::store::protocol::ProtocolRecord::gc_min_age`]) and every later node adopts
+    /// the recorded one, whatever it was configured with.
     pub gc_min_age: Duration,
     /// The chain collects garbage after every this many versions. Default 16.
     pub gc_every: u64,
