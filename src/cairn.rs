@@ -101,6 +101,13 @@ impl CairnBuilder {
     /// Reads the prefix's protocol record (one GET) and returns the handle. Where there is
     /// no record yet, probes the store and creates it first.
     pub async fn build(self) -> Result<Cairn> {
+        let age = self.manifest_options.gc_min_age;
+        if !crate::store::protocol::GC_MIN_AGE_RANGE.contains(&age) {
+            return Err(Error::Config(format!(
+                "gc_min_age {age:?} is out of range: at most {} days",
+                crate::store::protocol::GC_MIN_AGE_RANGE.end().as_secs() / 86_400
+            )));
+        }
         let store = Store::new(self.store, &self.prefix, self.store_options)?;
         let mut rng = match self.seed {
             Some(s) => StdRng::seed_from_u64(s),

@@ -110,7 +110,7 @@ pub struct ProtocolRecord {
 /// The range a recorded `gc_min_age` must fall in: a stored value outside it is
 /// [`Error::Corrupt`], never a shorter collection age.
 pub const GC_MIN_AGE_RANGE: std::ops::RangeInclusive<Duration> =
-    Duration::from_secs(1)..=Duration::from_secs(30 * 24 * 3600);
+    Duration::ZERO..=Duration::from_secs(30 * 24 * 3600);
 
 impl ProtocolRecord {
     /// A record fixing `strategy`, written by `node` at `now` after a probe found `caps`.
