@@ -101,6 +101,13 @@ impl CairnBuilder {
     /// Reads the prefix's protocol record (one GET) and returns the handle. Where there is
     /// no record yet, probes the store and creates it first.
     pub async fn build(self) -> Result<Cairn> {
+        let age = self.manifest_options.gc_min_age;
+        if !crate::store::protocol::GC_MIN_AGE_RANGE.contains(&age) {
+            return Err(Error::Config(format!(
+                "gc_min_age {age:?} is out of range: at most {} days",
+                crate::store::protocol::GC_MIN_AGE_RANGE.end().as_secs() / 86_400
+            )));
+        }
         let store = Store::new(self.store, &self.prefix, self.store_options)?;
         let mut rng = match self.seed {
             Some(s) => StdRng::seed_from_u64(s),
@@ -132,7 +139,8 @@ impl CairnBuilder {
                 refuse_unsupported(wanted, &caps, "this node is configured for")?;
                 let id = WriteId::random(&mut rng);
                 let mine =
-                    ProtocolRecord::new(wanted, node.as_str(), self.clock.now(), Some(&caps), id);
+                    ProtocolRecord::new(wanted, node.as_str(), self.clock.now(), Some(&caps), id)
+                        .with_gc_min_age(self.manifest_options.gc_min_age);
                 let p = store.create_protocol(&mine).await?;
                 let s = p.admit(configured)?;
                 // Another node may have recorded first, from its own probe: this store must
@@ -141,14 +149,17 @@ impl CairnBuilder {
                 (s, Some(p), Some(caps))
             }
         };
-        let manifests = Manifests::new(
-            store,
-            node.to_string(),
-            self.clock,
-            rng,
-            strategy,
-            self.manifest_options,
-        );
+        let mut options = self.manifest_options;
+        // The chain's collection age is the prefix's: every node collects and trusts its
+        // knowledge of a head by the recorded one (see `manifest::chain`).
+        if let Some(recorded) = protocol
+            .as_ref()
+            .map(ProtocolRecord::gc_min_age)
+            .transpose()?
+        {
+            options.gc_min_age = recorded.unwrap_or(options.gc_min_age);
+        }
+        let manifests = Manifests::new(store, node.to_string(), self.clock, rng, strategy, options);
         Ok(Cairn {
             manifests: Arc::new(manifests),
             node,

@@ -55,6 +55,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cache;
 mod cairn;
 pub mod cli;

@@ -85,6 +85,7 @@ impl EventLog {
                 written_at: self.manifests.clock().now(),
                 body: event.clone(),
                 etag: None,
+                seen: Default::default(),
             };
             let key = keys::log_entry(topic, next);
             match self

@@ -532,6 +532,12 @@ async fn chain_collection_keeps_newest_and_young_versions(ns: Namespace) {
         })
         .await
         .manifest::<u64>(KIND, base("gc"));
+    // A prefix has one collection age, recorded by its first node; to see both ages at work
+    // on one chain, the record is removed before the second handle records its own.
+    ns.store
+        .delete(&Path::from(format!("{}/_cairn/protocol.json", ns.prefix)))
+        .await
+        .unwrap();
     let old = ns
         .cairn_with("old", strategy, Arc::clone(&ns.store), |b| {
             b.manifest_options(opts(Duration::ZERO))

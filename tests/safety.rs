@@ -599,3 +599,85 @@ fn a_paused_holder_s_command_is_stopped_before_another_node_takes_over() {
         (last_a - first_b) / 1_000_000
     );
 }
+
+/// Every coordination verb on a prefix that has its protocol record: acquire and release,
+/// a turn, a stream, a record, a heartbeat.
+async fn coordinate_once(c: &Cairn) {
+    let name = Name::new("iam").unwrap();
+    let locks = c.locks(LeaseOptions::default()).unwrap();
+    let Acquired::Acquired(lease) = locks.try_acquire(&name).await.unwrap() else {
+        panic!("nobody else holds it")
+    };
+    lease.release().await.unwrap();
+    let turns = c.turns(cairn::turn::TurnOptions::default());
+    turns.run_once(&name, |_| async { Ok(None) }).await.unwrap();
+    c.streams()
+        .create(&name, serde_json::json!({}))
+        .await
+        .unwrap();
+    c.records()
+        .put_if_newer(&name, &name, 1, serde_json::json!("v"))
+        .await
+        .unwrap();
+    let member = c
+        .membership(cairn::member::MemberOptions::default())
+        .join()
+        .await
+        .unwrap();
+    member.leave().await.unwrap();
+}
+
+/// The coordination path never deletes: a node needs no `s3:DeleteObject` (README, "IAM").
+/// Once the prefix has its record no node probes, and the first node's probe deletes its
+/// scratch object only as a courtesy: a store that refuses every DELETE still gets its record
+/// and coordinates.
+async fn coordination_sends_no_delete(ns: Namespace) {
+    use cairn::store::fault::{Fault, FaultStore, Op, Rule};
+    let first = Arc::new(FaultStore::new(Arc::clone(&ns.store), 1));
+    first.add(Rule::always(Op::Delete, "", Fault::Status(403)));
+    let c = Cairn::builder(first.clone())
+        .prefix(ns.prefix.clone())
+        .node("first")
+        .unwrap()
+        .build()
+        .await
+        .expect("a store that refuses DELETE still gets its protocol record");
+    assert!(c.protocol().is_some());
+    assert!(
+        first.counts().faults >= 1,
+        "the probe's courtesy DELETE was refused"
+    );
+    coordinate_once(&c).await;
+
+    let later = Arc::new(FaultStore::new(Arc::clone(&ns.store), 2));
+    let c = Cairn::builder(later.clone())
+        .prefix(ns.prefix.clone())
+        .node("later")
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        c.capabilities().is_none(),
+        "no probe once the record exists"
+    );
+    coordinate_once(&c).await;
+    assert_eq!(later.counts().deletes, 0, "{:?}", later.counts());
+    assert_eq!(later.counts().faults, 0);
+}
+
+#[tokio::test]
+async fn coordination_sends_no_delete_on_memory() {
+    let Some(ns) = namespace(Backend::Memory).await else {
+        return;
+    };
+    coordination_sends_no_delete(ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordination_sends_no_delete_on_localstack() {
+    let Some(ns) = namespace(Backend::LocalStack).await else {
+        return;
+    };
+    coordination_sends_no_delete(ns).await;
+}

@@ -96,6 +96,28 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Measure this store: requests and latency (p50/p90/p99) of each operation next to the
+    /// raw object_store calls that make its floor, then 1, 4, 16 and 64 nodes contending for
+    /// one lock. Runs under a scratch prefix it deletes afterwards; under a minute on a local S3.
+    Bench(BenchArgs),
+}
+
+/// `cairn bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Iterations of each operation (1 to 100000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub ops: u32,
+    /// How many nodes contend for one lock, one run each (1 to 256; comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub nodes: Vec<u16>,
+    /// How long each contention run lasts (100ms to 1h).
+    #[arg(long, default_value = "3s", value_parser = duration::interval)]
+    pub contention_for: Duration,
+    /// How long each contending node holds the lock before releasing it (0 to 1h).
+    #[arg(long, default_value = "100ms", value_parser = duration::grace)]
+    pub hold: Duration,
 }
 
 /// `cairn turn …`.

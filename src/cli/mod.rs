@@ -1,6 +1,7 @@
 //! The `cairn` command line: a thin layer over the library. `main.rs` only calls [`main`].
 
 pub mod args;
+mod bench;
 mod child;
 mod data;
 mod doctor;
@@ -56,6 +57,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
     let g = &cli.global;
     let connect = |g| connect(g, observer);
     match &cli.command {
+        Command::Bench(a) => bench::run(&store_url(g)?, g.strategy, a, g.json).await,
         Command::Fleet(a) => fleet::run(&store_url(g)?, strategy(g), a, g.json).await,
         Command::Doctor => {
             doctor::run(&store_url(g)?, g.node.as_deref(), g.json).await?;

@@ -32,7 +32,7 @@ pub fn check(cli: &Cli) -> Result<bool> {
     }
     let name = |n: &str| Name::new(n).map(|_| ());
     Ok(match &cli.command {
-        Command::Doctor => true,
+        Command::Doctor | Command::Bench(_) => true,
         // The fleet checks its own options (fleet::cli) and opens its own handles.
         Command::Fleet(_) => false,
         Command::Lock { command } => match command {

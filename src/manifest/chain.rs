@@ -1,24 +1,204 @@
 //! The version chain strategy: one immutable object a version, `…/v/<version:020>.json`,
-//! written with create-if-absent, then verified.
+//! written with create-if-absent.
 //!
-//! **Why the verify.** Create-if-absent makes each version number a single winner. But a
+//! **Why a verify.** Create-if-absent makes each version number a single winner. But a
 //! writer that stayed stale long enough for garbage collection to delete the version after
 //! the one it read could re-create that number below newer versions. So after a create,
-//! the writer lists the versions after its own: if there is a newer one, it reads the next
-//! version; if that one names our write as its predecessor, another writer built on ours
-//! and our transition stands, otherwise ours is an orphan below the head: a conflict.
-//! Orphans are never the newest version, so readers never see them, and collection removes
-//! them.
+//! a writer that cannot rule that out lists the versions after its own: if there is a
+//! newer one, it reads the next version; if that one names our write as its predecessor,
+//! another writer built on ours and our transition stands, otherwise ours is an orphan below
+//! the head: a conflict. Orphans are never the newest version, so readers never see them,
+//! and collection removes them.
+//!
+//! # When no listing is needed
+//!
+//! Write `F = gc_min_age / 2` ("fresh"). A client *knows version n as the head at t* when,
+//! at the local monotonic instant `t` taken just before a request, that request showed n
+//! as the newest version: a listing with nothing above n, a GET of version n + 1 answered
+//! 404 (while knowing n from less than F before), or its own create of n on a predecessor
+//! known from less than F before. Then:
+//!
+//! 1. **The newest version never goes down.** Only collection deletes versions (release and
+//!    every other transition write new versions; nothing on the safety path deletes), and a
+//!    collector never deletes the newest [`ManifestOptions::gc_keep`] (≥ 1) of its own
+//!    listing, which nobody can have deleted since (by induction). So every version ever
+//!    stored above n was created after t: at t the newest was n.
+//! 2. **No version above n appears without n + 1 first.** A writer of version k holds a
+//!    snapshot of k − 1, which was stored at some point; by 1, for k − 1 > n that was after
+//!    t. So if anything above n exists at a later instant, an incarnation of n + 1 was
+//!    created after t.
+//! 3. **That n + 1 cannot have been collected before t + F.** Collection deletes a version
+//!    only when its `last_modified` is older than `min(collector's clock, newest last_modified
+//!    in the collector's listing) − gc_min_age`. The second term is the store's own clock, so
+//!    a collector whose clock runs ahead cannot delete early; what is left is the store's
+//!    clock error between two of its timestamps (a step, drift, a timestamp taken when a
+//!    request started rather than when it became visible, at most a request's length) and
+//!    the rate error of this client's monotonic clock, and the timestamps' resolution (S3:
+//!    whole seconds). The margin `gc_min_age − F`, 5 min at the default 10 min, covers
+//!    these many times over; NTP keeps the clock errors under a second.
+//!
+//! Hence, within F of t: (a) a create of n + 1 that succeeds is the head, with nothing
+//! above it, so the writer needs no verify listing (**one request a transition**), and it
+//! knows n + 1 as the head from just before its create; (b) a GET of n + 1 answered 404
+//! proves nothing was written above n (**revalidation and reload are one GET**), and renews
+//! the knowledge; (c) when n + 1 is there it is the one legitimate incarnation, and a
+//! listing *after* it finds the head. Collection deletes oldest first and stops at the
+//! first version too young to go, so the versions it leaves are a contiguous run up to the
+//! head (orphans aside): a listing's newest is the head, and a version vanishing between a
+//! listing and its read means a newer one exists.
+//!
+//! Knowledge older than F (a node that slept, a cold start) takes the listing paths, which
+//! need no timing assumption. A node configured with a shorter `gc_min_age` than the rest of
+//! the fleet weakens the bound for everyone: it is a fleet-wide setting.
+//!
+//! [`ManifestOptions::gc_keep`]: super::ManifestOptions::gc_keep
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::envelope::{decode, encode};
+use super::envelope::{decode, encode, Seen};
 use super::{listed_number, Manifest, Revalidated, Snapshot, Written};
 use crate::clock::sub_saturating;
 use crate::error::{Error, Result};
-use crate::store::{keys, CreateOutcome, Listed, WriteId};
+use crate::store::{keys, CreateOutcome, Key, Listed, Object, WriteId};
+
+/// Objects larger than this are not kept in [`Heads`] (their knowledge still is, without the
+/// bytes: revalidation and writes stay at the floor, a reload reads them again).
+const CACHED_OBJECT_BYTES: usize = 64 << 10;
+/// At most this many manifests are remembered; the stalest are forgotten first.
+const CACHED_HEADS: usize = 4096;
+
+/// What this client last knew of each manifest's newest version, and when: the source of
+/// the listing-free paths. Shared by every handle of one [`super::Manifests`].
+#[derive(Debug, Default)]
+pub(super) struct Heads(Mutex<HashMap<Key, Head>>, Mutex<HashMap<Key, Instant>>);
+
+#[derive(Debug, Clone)]
+struct Head {
+    /// When it was known to be the newest (monotonic, before the request that showed it).
+    seen: Instant,
+    /// 0: the manifest had no version.
+    version: u64,
+    write_id: String,
+    /// The stored object, to serve a reload without reading it again.
+    object: Option<Object>,
+}
+
+impl Heads {
+    fn get(&self, base: &Key) -> Option<Head> {
+        self.lock().get(base).cloned()
+    }
+
+    /// Remembers `head`, unless what is remembered was seen later (every entry is a true
+    /// fact about its instant; the latest is the most useful, and never a lower version).
+    fn put(&self, base: &Key, head: Head) {
+        let mut map = self.lock();
+        if map.get(base).is_some_and(|h| h.seen > head.seen) {
+            return;
+        }
+        if map.len() >= CACHED_HEADS && !map.contains_key(base) {
+            if let Some(stalest) = map
+                .iter()
+                .min_by_key(|(_, h)| h.seen)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&stalest);
+            }
+        }
+        map.insert(base.clone(), head);
+    }
+
+    /// Renews the knowledge of `version`/`write_id` as the head at `seen`, keeping the
+    /// cached object when it is the same version.
+    fn renew(&self, base: &Key, version: u64, write_id: &str, seen: Instant) {
+        let mut map = self.lock();
+        if let Some(h) = map.get_mut(base) {
+            if h.version == version && h.write_id == write_id {
+                h.seen = h.seen.max(seen);
+                return;
+            }
+        }
+        drop(map);
+        self.put(
+            base,
+            Head {
+                seen,
+                version,
+                write_id: write_id.to_string(),
+                object: None,
+            },
+        );
+    }
+
+    /// Whether collection may find something to delete in `base` at `now`: not before the
+    /// oldest version its last pass kept for its age is old enough. Only saves listings;
+    /// safety never depends on it.
+    fn collection_due(&self, base: &Key, now: Instant) -> bool {
+        let due = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        due.get(base).is_none_or(|&at| now >= at)
+    }
+
+    fn collect_after(&self, base: &Key, at: Instant) {
+        let mut due = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        if due.len() >= CACHED_HEADS {
+            due.clear();
+        }
+        due.insert(base.clone(), at);
+    }
+
+    fn forget(&self, base: &Key) {
+        self.lock().remove(base);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Head>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How long knowledge of a head is trusted without a listing: half of `gc_min_age`.
+pub(super) fn fresh_for(gc_min_age: Duration) -> Duration {
+    gc_min_age / 2
+}
+
+fn now<T>(m: &Manifest<T>) -> Instant {
+    m.ctx.clock.monotonic()
+}
+
+fn is_fresh<T>(m: &Manifest<T>, seen: Instant) -> bool {
+    now(m).saturating_duration_since(seen) < fresh_for(m.ctx.options.gc_min_age)
+}
+
+/// When this client last knew `s` as the head: its own mark, or a later one in [`Heads`].
+fn seen_of<T>(m: &Manifest<T>, s: &Snapshot<T>) -> Option<Instant> {
+    let cached = m
+        .ctx
+        .heads
+        .get(&m.base)
+        .filter(|h| h.version == s.version && h.write_id == s.write_id)
+        .map(|h| h.seen);
+    s.seen.0.max(cached)
+}
+
+/// Remembers `s` (stored as `object`) as the head at `seen`, and marks it.
+fn know<T>(m: &Manifest<T>, s: &mut Snapshot<T>, object: Option<Object>, seen: Instant) {
+    s.seen = Seen(Some(seen));
+    let object = object.filter(|o| o.bytes.len() <= CACHED_OBJECT_BYTES);
+    m.ctx.heads.put(
+        &m.base,
+        Head {
+            seen,
+            version: s.version,
+            write_id: s.write_id.clone(),
+            object,
+        },
+    );
+}
 
 /// Version numbers stored, ascending, from a listing of the chain folder. A version key
 /// whose number is above `u64::MAX` is [`Error::Corrupt`].
@@ -34,15 +214,94 @@ fn versions(listed: &[Listed]) -> Result<Vec<(u64, &Listed)>> {
 }
 
 pub(super) async fn load<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Option<Snapshot<T>>> {
+    if let Some(h) = m.ctx.heads.get(&m.base).filter(|h| is_fresh(m, h.seen)) {
+        if h.version == 0 {
+            return successor(m, 0).await.map(|s| s.unwrap_or(None));
+        }
+        if let Some(obj) = &h.object {
+            match successor(m, h.version).await? {
+                Some(newer) => return Ok(newer),
+                None => {
+                    let mut s: Snapshot<T> = decode(m.kind, obj)?;
+                    s.seen = Seen(m.ctx.heads.get(&m.base).map(|h| h.seen));
+                    return Ok(Some(s));
+                }
+            }
+        }
+    }
+    load_listed(m).await
+}
+
+/// From knowledge of version `n` as the head less than F ago (0: no version): a GET of
+/// version n + 1. `None`: it is absent, so n is still the head (the knowledge is renewed).
+/// `Some(head)`: the manifest changed; here is its newest version.
+async fn successor<T: DeserializeOwned>(
+    m: &Manifest<T>,
+    n: u64,
+) -> Result<Option<Option<Snapshot<T>>>> {
+    // Nothing is ever written after u64::MAX.
+    let Some(next) = n.checked_add(1) else {
+        return Ok(None);
+    };
+    let seen = now(m);
+    match read_version(m, next).await? {
+        None => {
+            if let Some(h) = m.ctx.heads.get(&m.base).filter(|h| h.version == n) {
+                m.ctx.heads.renew(&m.base, h.version, &h.write_id, seen);
+            }
+            Ok(None)
+        }
+        Some((s, obj)) => newest_from(m, s, obj).await.map(Some),
+    }
+}
+
+/// The head, given that `s` (read as `obj`) is stored and nothing above it is older than
+/// it: a listing of what comes after it, and a read of the newest there, if any.
+async fn newest_from<T: DeserializeOwned>(
+    m: &Manifest<T>,
+    mut s: Snapshot<T>,
+    obj: Object,
+) -> Result<Option<Snapshot<T>>> {
+    let folder = keys::chain_folder(&m.base);
+    let seen = now(m);
+    let newer = m.ctx.store.list_after(&folder, &obj.key).await?;
+    match versions(&newer)?.last() {
+        None => {
+            know(m, &mut s, Some(obj), seen);
+            Ok(Some(s))
+        }
+        Some(&(head, _)) => match read_version(m, head).await? {
+            Some((mut h, obj)) => {
+                know(m, &mut h, Some(obj), seen);
+                Ok(Some(h))
+            }
+            None => load_listed(m).await,
+        },
+    }
+}
+
+/// The cold load: a listing of the whole chain and a read of its newest version.
+async fn load_listed<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Option<Snapshot<T>>> {
     let folder = keys::chain_folder(&m.base);
     // The head can vanish between the listing and the read only if collection removed it,
     // which it does only to versions with newer ones: list again.
     for _ in 0..3 {
+        let seen = now(m);
         let listed = m.ctx.store.list(&folder).await?;
         let Some(&(head, _)) = versions(&listed)?.last() else {
+            m.ctx.heads.put(
+                &m.base,
+                Head {
+                    seen,
+                    version: 0,
+                    write_id: String::new(),
+                    object: None,
+                },
+            );
             return Ok(None);
         };
-        if let Some(s) = read_version(m, head).await? {
+        if let Some((mut s, obj)) = read_version(m, head).await? {
+            know(m, &mut s, Some(obj), seen);
             return Ok(Some(s));
         }
     }
@@ -59,7 +318,7 @@ pub(super) async fn load<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Option<
 async fn read_version<T: DeserializeOwned>(
     m: &Manifest<T>,
     version: u64,
-) -> Result<Option<Snapshot<T>>> {
+) -> Result<Option<(Snapshot<T>, Object)>> {
     let key = keys::chain_version(&m.base, version);
     let Some(obj) = m.ctx.store.read(&key).await? else {
         return Ok(None);
@@ -74,50 +333,84 @@ async fn read_version<T: DeserializeOwned>(
             ),
         });
     }
-    Ok(Some(s))
+    Ok(Some((s, obj)))
 }
 
 pub(super) async fn write<T: Serialize + DeserializeOwned + Clone>(
     m: &Manifest<T>,
-    next: Snapshot<T>,
+    current: Option<&Snapshot<T>>,
+    mut next: Snapshot<T>,
 ) -> Result<Written<T>> {
     let key = keys::chain_version(&m.base, next.version);
     let bytes = encode(m.kind, &next)?;
     let id = WriteId(next.write_id.clone());
-    match m.ctx.store.create(&key, bytes, &id).await? {
+    // Is what we build on known as the head from less than F ago? Then a successful create
+    // is the head (proof in the module docs) and needs no verify.
+    let fresh = match current {
+        Some(c) => seen_of(m, c).is_some_and(|s| is_fresh(m, s)),
+        None => m
+            .ctx
+            .heads
+            .get(&m.base)
+            .is_some_and(|h| h.version == 0 && is_fresh(m, h.seen)),
+    };
+    let sent = now(m);
+    match m.ctx.store.create(&key, bytes.clone(), &id).await? {
         // The version that beat us may itself be far behind the head: a writer that walked
         // up one version per attempt would need as many attempts as it is behind. Load the
-        // head instead (a listing and a read).
+        // head instead.
         CreateOutcome::Exists { current, .. } => {
             if let Some(obj) = current {
                 // Still check it: a corrupt object in our slot is reported, not skipped.
-                decode::<T>(m.kind, &obj)?;
+                let theirs = decode::<T>(m.kind, &obj)?;
+                // On fresh knowledge the winner's version is the one legitimate incarnation
+                // of our number: the head is it or above it, one listing away.
+                if fresh && theirs.version == next.version {
+                    return Ok(Written::Conflict(newest_from(m, theirs, obj).await?));
+                }
             }
             return Ok(Written::Conflict(load(m).await?));
         }
         CreateOutcome::Created { .. } => {}
     }
-    // Verify: is there a newer version, and was it built on ours?
-    let newer = m
-        .ctx
-        .store
-        .list_after(&keys::chain_folder(&m.base), &key)
-        .await?;
-    if let Some(&(after, _)) = versions(&newer)?.first() {
-        let successor = read_version(m, after).await?;
-        // `after` is above our version, so ours is below u64::MAX; checked all the same.
-        let built_on_ours = next.version.checked_add(1) == Some(after)
-            && successor
-                .as_ref()
-                .is_some_and(|s| s.previous_write_id.as_deref() == Some(next.write_id.as_str()));
-        if !built_on_ours {
-            warn!(key = %key, newer = after, "stale write landed below newer versions; treating as a conflict");
-            return Ok(Written::Conflict(load(m).await?));
+    let ours = Object {
+        key: key.clone(),
+        bytes,
+        etag: None,
+        last_modified: m.ctx.clock.now(),
+    };
+    if fresh {
+        know(m, &mut next, Some(ours), sent);
+    } else {
+        // Verify: is there a newer version, and was it built on ours?
+        let listed_at = now(m);
+        let newer = m
+            .ctx
+            .store
+            .list_after(&keys::chain_folder(&m.base), &key)
+            .await?;
+        match versions(&newer)?.first() {
+            None => know(m, &mut next, Some(ours), listed_at),
+            Some(&(after, _)) => {
+                let successor = read_version(m, after).await?;
+                // `after` is above our version, so ours is below u64::MAX; checked all the
+                // same.
+                let built_on_ours = next.version.checked_add(1) == Some(after)
+                    && successor.as_ref().is_some_and(|(s, _)| {
+                        s.previous_write_id.as_deref() == Some(next.write_id.as_str())
+                    });
+                if !built_on_ours {
+                    warn!(key = %key, newer = after, "stale write landed below newer versions; treating as a conflict");
+                    m.ctx.heads.forget(&m.base);
+                    return Ok(Written::Conflict(load(m).await?));
+                }
+                debug!(key = %key, "our version was already built upon");
+                m.ctx.heads.forget(&m.base);
+            }
         }
-        debug!(key = %key, "our version was already built upon");
     }
     let every = m.ctx.options.gc_every.max(1);
-    if next.version % every == 0 {
+    if next.version % every == 0 && m.ctx.heads.collection_due(&m.base, now(m)) {
         if let Err(e) = collect_garbage(m).await {
             debug!(key = %m.base, error = %e, "garbage collection failed; will try again later");
         }
@@ -129,34 +422,82 @@ pub(super) async fn revalidate<T: DeserializeOwned>(
     m: &Manifest<T>,
     known: &Snapshot<T>,
 ) -> Result<Revalidated<T>> {
+    if seen_of(m, known).is_some_and(|s| is_fresh(m, s)) {
+        if m.ctx.heads.get(&m.base).map(|h| (h.version, h.write_id))
+            != Some((known.version, known.write_id.clone()))
+        {
+            // Carry the knowledge over to the shared record, so that the 404 renews it.
+            if let Some(seen) = known.seen.0 {
+                m.ctx
+                    .heads
+                    .renew(&m.base, known.version, &known.write_id, seen);
+            }
+        }
+        return Ok(match successor(m, known.version).await? {
+            None => Revalidated::Unchanged,
+            Some(Some(s)) => Revalidated::Changed(s),
+            Some(None) => Revalidated::Missing,
+        });
+    }
     let folder = keys::chain_folder(&m.base);
     let after = keys::chain_version(&m.base, known.version);
+    let listed_at = now(m);
     let newer = m.ctx.store.list_after(&folder, &after).await?;
     if versions(&newer)?.is_empty() {
+        // Nothing above `known`: no version above it was ever stored (the newest never goes
+        // down), so it is the head, never collected, and now known as such.
+        m.ctx
+            .heads
+            .renew(&m.base, known.version, &known.write_id, listed_at);
         return Ok(Revalidated::Unchanged);
     }
-    Ok(match load(m).await? {
+    Ok(match load_listed(m).await? {
         Some(s) => Revalidated::Changed(s),
         None => Revalidated::Missing,
     })
 }
 
+/// Deletes old versions, oldest first: never the newest `gc_keep`, and, from the oldest up,
+/// only while a version's `last_modified` is older than `gc_min_age` before both this
+/// node's clock and the newest `last_modified` listed (the store's own clock, so a node
+/// whose clock runs ahead does not delete early). It stops at the first version too young,
+/// so what is left is a contiguous run up to the head.
+///
+/// When it stops at a version too young, it notes when that version will be old enough
+/// (versions above it are younger still, orphans aside), and [`write`] starts no pass
+/// before: a fast writer lists its chain about once per `gc_min_age`, not every
+/// `gc_every` versions.
 pub(super) async fn collect_garbage<T>(m: &Manifest<T>) -> Result<usize> {
     let opts = &m.ctx.options;
+    let started = now(m);
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
     let all = versions(&listed)?;
     let keep = opts.gc_keep.max(1);
-    if all.len() <= keep {
-        return Ok(0);
-    }
-    let cutoff = sub_saturating(m.ctx.clock.now(), opts.gc_min_age);
+    let candidates = &all[..all.len().saturating_sub(keep)];
+    let store_now = all
+        .iter()
+        .map(|(_, l)| l.last_modified)
+        .max()
+        .unwrap_or_default();
+    let cutoff = sub_saturating(m.ctx.clock.now().min(store_now), opts.gc_min_age);
     let mut deleted = 0;
-    for (_, l) in &all[..all.len() - keep] {
-        if l.last_modified < cutoff {
-            m.ctx.store.delete(&l.key).await?;
-            deleted += 1;
+    // Nothing kept for its age: the versions kept by count may be old, so the next pass is
+    // due as soon as writes push them out of the newest `gc_keep`.
+    let mut wait = Duration::ZERO;
+    for (_, l) in candidates {
+        if l.last_modified > cutoff {
+            wait = (l.last_modified - cutoff)
+                .to_std()
+                .unwrap_or(opts.gc_min_age);
+            break;
         }
+        // One at a time, in order: a version is deleted only after every older one.
+        m.ctx.store.delete(&l.key).await?;
+        deleted += 1;
     }
+    m.ctx
+        .heads
+        .collect_after(&m.base, started + wait.min(opts.gc_min_age));
     debug!(key = %m.base, deleted, "collected old versions");
     Ok(deleted)
 }
@@ -165,7 +506,7 @@ pub(super) async fn history<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Vec<
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
     let mut out = Vec::new();
     for (n, _) in versions(&listed)? {
-        if let Some(s) = read_version(m, n).await? {
+        if let Some((s, _)) = read_version(m, n).await? {
             out.push(s);
         }
     }

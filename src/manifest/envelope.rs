@@ -38,6 +38,22 @@ pub struct Snapshot<T> {
     pub body: T,
     /// The store's etag of the object (etag CAS strategy), if known.
     pub(crate) etag: Option<String>,
+    /// When this client last knew this version to be the newest (version chain strategy).
+    pub(crate) seen: Seen,
+}
+
+/// The local monotonic instant, taken just before the request that showed it, at which this
+/// client knew a version to be the newest of its manifest: a listing with nothing above it,
+/// a GET of the next version answered 404, or its own create on a fresh predecessor. The
+/// version chain skips its listings while this is recent (see `chain.rs`). It describes
+/// this client's knowledge, not the version, so it never affects equality.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Seen(pub(crate) Option<tokio::time::Instant>);
+
+impl PartialEq for Seen {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 #[derive(Serialize)]
@@ -125,6 +141,7 @@ pub(crate) fn decode_bytes<T: DeserializeOwned>(
         written_at: header.written_at,
         body,
         etag: None,
+        seen: Seen::default(),
     })
 }
 
@@ -148,6 +165,7 @@ mod tests {
             written_at: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap(),
             body: serde_json::json!({"a": 1}),
             etag: None,
+            seen: Seen::default(),
         };
         let b = encode("k", &s).unwrap();
         let back: Snapshot<serde_json::Value> = decode_bytes("k", &key(), &b).unwrap();
@@ -178,6 +196,7 @@ mod tests {
             written_at: DateTime::<Utc>::from_timestamp(0, 0).unwrap(),
             body: "x".repeat(len),
             etag: None,
+            seen: Seen::default(),
         };
         let limit = usize::try_from(MAX_OBJECT_BYTES).unwrap();
         assert!(encode("k", &s(limit - 1024)).is_ok());
@@ -201,7 +220,7 @@ mod tests {
         fn decoding_mutated_manifests_never_panics(cut in 0usize..200, flip in 0usize..200, byte in any::<u8>()) {
             let s = Snapshot { version: 9, write_id: "w".into(), previous_write_id: None,
                 written_by: "n".into(), written_at: DateTime::<Utc>::from_timestamp(0, 0).unwrap(),
-                body: serde_json::json!({"holder": "x", "n": [1, 2]}), etag: None };
+                body: serde_json::json!({"holder": "x", "n": [1, 2]}), etag: None, seen: Seen::default() };
             let mut b = encode("k", &s).unwrap().to_vec();
             if flip < b.len() { b[flip] = byte; }
             b.truncate(cut.min(b.len()));

@@ -9,11 +9,14 @@
 //! probed capabilities:
 //!
 //! - **etag CAS**: one object, replaced with `If-Match: <etag>`. One request a transition.
-//! - **version chain**: one immutable object a version, written with create-if-absent, then
-//!   a listing verifies that no newer version exists (two requests a transition). It needs
-//!   only create-if-absent, so it runs on the local filesystem. Old versions are history;
-//!   garbage collection keeps the newest [`ManifestOptions::gc_keep`] and never deletes one
-//!   younger than [`ManifestOptions::gc_min_age`].
+//! - **version chain**: one immutable object a version, written with create-if-absent. It
+//!   needs only create-if-absent, so it runs on the local filesystem. Old versions are
+//!   history; garbage collection keeps the newest [`ManifestOptions::gc_keep`], never
+//!   deletes one younger than [`ManifestOptions::gc_min_age`], and deletes oldest first.
+//!   That bound lets a writer whose knowledge of the newest version is recent (under half
+//!   of `gc_min_age`) skip the verifying listing: one request a transition, and one GET of
+//!   the next version's key (a 404) to revalidate or reload. Older knowledge takes a
+//!   listing, as does a cold load. The proof is in `chain.rs`.
 //!
 //! Both strategies number versions from 1, +1 a transition; a version is never reused, and
 //! never wraps: a manifest at version `u64::MAX` can be read but not written again
@@ -55,6 +58,13 @@ pub struct ManifestOptions {
     pub gc_keep: usize,
     /// The chain never deletes a version younger than this. Default 10 min: far longer than
     /// any writer can stay stale and still have a write accepted (a lease's ttl is 30 s).
+    ///
+    /// It also sets how long this client trusts what it knows of a chain's newest version
+    /// without a listing: half of it (5 min by default; the other half is the margin for
+    /// the store's clock, see `chain.rs`). It is a setting of the prefix, not of one node:
+    /// the first node records its value in the prefix's protocol record
+    /// ([`crate::store::protocol::ProtocolRecord::gc_min_age`]) and every later node adopts
+    /// the recorded one, whatever it was configured with.
     pub gc_min_age: Duration,
     /// The chain collects garbage after every this many versions. Default 16.
     pub gc_every: u64,
@@ -82,6 +92,8 @@ pub struct Manifests {
     rng: Mutex<StdRng>,
     strategy: Strategy,
     options: ManifestOptions,
+    /// The version chain's recent knowledge of each manifest's newest version.
+    heads: chain::Heads,
 }
 
 impl Manifests {
@@ -101,6 +113,7 @@ impl Manifests {
             rng: Mutex::new(rng),
             strategy,
             options,
+            heads: chain::Heads::default(),
         }
     }
 
@@ -195,7 +208,8 @@ pub enum Written<T> {
 /// Result of a conditional read.
 #[derive(Debug)]
 pub enum Revalidated<T> {
-    /// No newer version; nothing was transferred but the answer (a 304 or a listing).
+    /// No newer version; nothing was transferred but the answer (a 304, a 404 for the next
+    /// version of a chain, or a listing).
     Unchanged,
     /// A newer version.
     Changed(Snapshot<T>),
@@ -258,7 +272,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     }
 
     /// The newest version, or `None` if the manifest was never written.
-    /// One request (etag CAS) or a listing and a read (version chain). Cancel-safe.
+    /// One request (etag CAS). Version chain: one GET of the next version's key (a 404)
+    /// when this client knows the newest version from recently; else, and when the
+    /// manifest changed, a listing and a read. Cancel-safe.
     pub async fn load(&self) -> Result<Option<Snapshot<T>>> {
         match self.ctx.strategy {
             Strategy::EtagCas => etag::load(self).await,
@@ -285,11 +301,12 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
             written_at: self.ctx.clock.now(),
             body,
             etag: None,
+            seen: envelope::Seen::default(),
         };
         tracing::Span::current().record("version", next.version);
         match self.ctx.strategy {
             Strategy::EtagCas => etag::write(self, current, next).await,
-            Strategy::VersionChain => chain::write(self, next).await,
+            Strategy::VersionChain => chain::write(self, current, next).await,
         }
     }
 
@@ -299,7 +316,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     }
 
     /// Whether a version newer than `known` exists, without transferring it when not:
-    /// a conditional GET (etag CAS) or a listing (version chain). Cancel-safe.
+    /// a conditional GET (etag CAS); a GET of the next version's key answered 404 (version
+    /// chain, when `known` was seen recently), else a listing. Cancel-safe.
     pub async fn revalidate(&self, known: &Snapshot<T>) -> Result<Revalidated<T>> {
         match self.ctx.strategy {
             Strategy::EtagCas => etag::revalidate(self, known).await,

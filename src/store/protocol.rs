@@ -22,6 +22,8 @@
 //! - A record of a newer format is [`Error::UnsupportedFormat`]; one that does not parse is
 //!   [`Error::Corrupt`]. Neither is ever overwritten: an operator must look.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -96,7 +98,19 @@ pub struct ProtocolRecord {
     /// What that node's capability probe found (informational).
     #[serde(default)]
     pub capabilities: Option<serde_json::Value>,
+    /// The version chain's `gc_min_age` on this prefix, in milliseconds: no node collects a
+    /// version younger than this, and every node trusts what it knows of a chain's head
+    /// without a listing for at most half of it. A setting of the prefix, not of one node
+    /// (see `manifest::chain`), so every node adopts it. Absent from records of earlier
+    /// builds: each node then uses its own configured value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_min_age_ms: Option<u64>,
 }
+
+/// The range a recorded `gc_min_age` must fall in: a stored value outside it is
+/// [`Error::Corrupt`], never a shorter collection age.
+pub const GC_MIN_AGE_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::ZERO..=Duration::from_secs(30 * 24 * 3600);
 
 impl ProtocolRecord {
     /// A record fixing `strategy`, written by `node` at `now` after a probe found `caps`.
@@ -116,7 +130,34 @@ impl ProtocolRecord {
             created_at: now,
             cairn_version: env!("CARGO_PKG_VERSION").into(),
             capabilities: caps.and_then(|c| serde_json::to_value(c).ok()),
+            gc_min_age_ms: None,
         }
+    }
+
+    /// The record with `gc_min_age` fixed for the prefix (milliseconds, saturating).
+    pub fn with_gc_min_age(mut self, gc_min_age: Duration) -> Self {
+        self.gc_min_age_ms = Some(u64::try_from(gc_min_age.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    /// The prefix's `gc_min_age`, if recorded; [`Error::Corrupt`] when the stored value is
+    /// outside [`GC_MIN_AGE_RANGE`].
+    pub fn gc_min_age(&self) -> Result<Option<Duration>> {
+        let Some(ms) = self.gc_min_age_ms else {
+            return Ok(None);
+        };
+        let d = Duration::from_millis(ms);
+        if !GC_MIN_AGE_RANGE.contains(&d) {
+            return Err(Error::Corrupt {
+                key: keys::protocol().to_string(),
+                reason: format!(
+                    "gc_min_age_ms {ms} is outside {}..={} ms",
+                    GC_MIN_AGE_RANGE.start().as_millis(),
+                    GC_MIN_AGE_RANGE.end().as_millis()
+                ),
+            });
+        }
+        Ok(Some(d))
     }
 
     /// Checks that a node configured with `configured` (`None`: adopt whatever is recorded)

@@ -1,0 +1,69 @@
+//! `cairn bench`: measure a store with [`crate::bench`], with a progress bar on stderr, and
+//! print the tables (or the report as JSON).
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::args::{BenchArgs, StrategyArg};
+use super::exit;
+use crate::bench::{self, BenchOptions, Progress};
+use crate::manifest::Strategy;
+use crate::store::url;
+use crate::{Error, Result};
+
+/// The progress bar: one line on stderr, drawn only on a terminal.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn phase(&self, name: &str, steps: u64) {
+        self.0.set_length(steps);
+        self.0.set_position(0);
+        self.0.set_message(name.to_string());
+    }
+
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+/// Runs the benchmark against `store_url` and prints the result.
+pub async fn run(store_url: &str, strategy: StrategyArg, a: &BenchArgs, json: bool) -> Result<i32> {
+    let opened = url::open(store_url).await?;
+    let options = BenchOptions {
+        ops: usize::try_from(a.ops).unwrap_or(usize::MAX),
+        nodes: a.nodes.iter().map(|&n| usize::from(n)).collect(),
+        contention_for: a.contention_for,
+        hold: a.hold,
+        strategies: match strategy {
+            StrategyArg::Auto => Vec::new(),
+            StrategyArg::EtagCas => vec![Strategy::EtagCas],
+            StrategyArg::VersionChain => vec![Strategy::VersionChain],
+        },
+    };
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let bar = Bar(bar);
+    let report = bench::run(opened.store, &opened.prefix, store_url, &options, &bar).await;
+    bar.0.finish_and_clear();
+    let report = match report {
+        Ok(r) => r,
+        Err(bench::BenchError::Cairn(e)) => return Err(e),
+        Err(e) => {
+            eprintln!("cairn: {e}");
+            return Ok(exit::FAILURE);
+        }
+    };
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(|source| Error::Encode {
+            what: "benchmark report",
+            source,
+        })?;
+        println!("{text}");
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,151 @@
+//! `cairn bench` end to end, briefly, on `memory://` and a `file://` store: the JSON report's
+//! shape, the floors it measures, and that the scratch prefix is cleaned up.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn bench(store: &str, dir: &std::path::Path) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(dir)
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_STRATEGY")
+        .args([
+            "--store",
+            store,
+            "bench",
+            "--ops",
+            "5",
+            "--nodes",
+            "1,3",
+            "--contention-for",
+            "300ms",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the report is JSON")
+}
+
+fn row<'a>(report: &'a Value, strategy: &str, op: &str) -> &'a Value {
+    report["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["strategy"] == strategy && r["operation"] == op)
+        .unwrap_or_else(|| panic!("no row [{strategy}] {op} in {report:#}"))
+}
+
+/// Every row has its numbers; every floor names raw rows of the same run.
+fn check_shape(report: &Value, strategies: &[&str]) {
+    assert_eq!(report["ops"], 5);
+    let raw: Vec<&str> = report["raw"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap())
+        .collect();
+    for must in [
+        "raw create (If-None-Match)",
+        "raw get",
+        "raw get, absent (404)",
+    ] {
+        assert!(raw.contains(&must), "{raw:?}");
+    }
+    for r in report["raw"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(report["operations"].as_array().unwrap())
+    {
+        assert!(r["requests_per_op"].is_number(), "{r}");
+        for p in ["p50_ms", "p90_ms", "p99_ms"] {
+            assert!(r["latency"][p].as_f64().unwrap() >= 0.0, "{r}");
+        }
+        let floor = r["floor"].as_array().unwrap();
+        assert_eq!(r["floor_requests"].as_u64().unwrap() as usize, floor.len());
+        for f in floor {
+            assert!(raw.contains(&f.as_str().unwrap()), "{f} is not a raw row");
+        }
+        if !floor.is_empty() && r["strategy"].is_string() {
+            assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
+        }
+    }
+    let contention = report["contention"].as_array().unwrap();
+    assert_eq!(contention.len(), 2 * strategies.len());
+    for s in strategies {
+        for n in [1, 3] {
+            let c = contention
+                .iter()
+                .find(|c| c["strategy"] == *s && c["nodes"] == n)
+                .unwrap_or_else(|| panic!("no contention row {s} × {n}"));
+            // Handovers happen (no livelock), and each is counted with its requests.
+            assert!(c["acquisitions"].as_u64().unwrap() >= 1, "{c}");
+            assert!(c["requests_per_handover"].as_f64().unwrap() >= 2.0, "{c}");
+            assert_eq!(
+                c["wasted_requests_per_waiter_per_s"].is_null(),
+                n == 1,
+                "{c}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bench_on_memory_measures_both_strategies_at_their_floors() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = bench("memory://", dir.path());
+    check_shape(&report, &["etag-cas", "version-chain"]);
+    for s in ["etag-cas", "version-chain"] {
+        let w = row(&report, s, "manifest write (known version)");
+        assert_eq!(w["requests_per_op"], 1.0, "{w}");
+        assert_eq!(
+            row(&report, s, "revalidate unchanged")["requests_per_op"],
+            1.0
+        );
+        assert_eq!(
+            row(&report, s, "cached view get, fresh")["requests_per_op"],
+            0.0
+        );
+    }
+    assert_eq!(
+        row(&report, "etag-cas", "manifest write (known version)")["floor"][0],
+        "raw replace (If-Match)"
+    );
+}
+
+#[test]
+fn bench_on_a_directory_measures_the_version_chain_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let report = bench(&format!("file://{}", store.display()), dir.path());
+    check_shape(&report, &["version-chain"]);
+    let w = row(&report, "version-chain", "manifest write (known version)");
+    assert_eq!(w["requests_per_op"], 1.0, "{w}");
+    assert_eq!(w["floor"][0], "raw create (If-None-Match)");
+    assert_eq!(
+        row(&report, "version-chain", "revalidate unchanged")["requests_per_op"],
+        1.0
+    );
+    // Nothing is left behind but empty directories.
+    let files = walk(&store);
+    assert!(files.is_empty(), "left behind: {files:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
