@@ -8,6 +8,17 @@
 //!
 //! Folder listings (the names of streams or members) are cached the same way, except that a
 //! listing has no conditional form: once stale it is listed again.
+//!
+//! Two guards keep a busy view cheap when many tasks read it and when the store is down:
+//!
+//! - **Single flight.** Concurrent readers of one expired or absent entry send one request:
+//!   the first reader fetches, the others wait for it and are served its answer.
+//! - **Circuit breaker.** After [`CacheOptions::breaker_after`] requests in a row failed
+//!   because the store could not be reached, the cache stops asking for
+//!   [`CacheOptions::cool_off`]: an expired entry still within its stale-if-error bound is
+//!   served stale at once instead of paying a timeout per read. After the cool-off one
+//!   request goes through; a success closes the breaker. An entry that cannot be served
+//!   stale (absent, or too old) is always requested.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -33,28 +44,38 @@ pub struct CacheOptions {
     pub stale_if_error: Duration,
     /// Most entries kept; the least recently used is evicted beyond this.
     pub capacity: usize,
+    /// Requests failing in a row (store unreachable) after which the breaker opens. 0 never
+    /// opens it.
+    pub breaker_after: u32,
+    /// How long an open breaker serves stale entries without asking the store.
+    pub cool_off: Duration,
 }
 
 impl CacheOptions {
     /// For stream lists: fresh 30 s (a querier learns a new stream within half a minute, and
     /// 100 streams revalidated every 30 s cost about 8.6 million 304s, ≈ $3.5, a month),
-    /// stale-if-error 5 minutes (rides out a short outage), 4,096 entries.
+    /// stale-if-error 5 minutes (rides out a short outage), 4,096 entries, the breaker open
+    /// for 10 s after 3 failures in a row.
     pub fn for_streams() -> Self {
         Self {
             fresh: Duration::from_secs(30),
             stale_if_error: Duration::from_secs(300),
             capacity: 4096,
+            breaker_after: 3,
+            cool_off: Duration::from_secs(10),
         }
     }
 
     /// For membership views: fresh for no longer than the heartbeat interval, so a view
     /// never shows a heartbeat more than one interval older than the store has it;
-    /// stale-if-error 5 minutes; 4,096 entries.
+    /// stale-if-error 5 minutes; 4,096 entries; the breaker as for streams.
     pub fn for_membership(heartbeat_interval: Duration) -> Self {
         Self {
             fresh: heartbeat_interval,
             stale_if_error: Duration::from_secs(300),
             capacity: 4096,
+            breaker_after: 3,
+            cool_off: Duration::from_secs(10),
         }
     }
 }
@@ -78,6 +99,12 @@ pub struct CacheStats {
     pub stale: u64,
     /// Evicted to stay within capacity.
     pub evicted: u64,
+    /// Served by another reader's request for the same entry (single flight).
+    pub coalesced: u64,
+    /// Served stale with no request because the breaker was open.
+    pub short_circuited: u64,
+    /// Times the breaker opened.
+    pub breaker_opened: u64,
 }
 
 /// A value served by the cache.
@@ -121,6 +148,12 @@ struct State<T> {
     order: BTreeMap<u64, String>,
     tick: u64,
     stats: CacheStats,
+    /// The request in flight per key: a reader holds its lock while it fetches.
+    flights: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Requests that failed in a row because the store was unreachable.
+    failures: u32,
+    /// While the breaker is open: until when.
+    open_until: Option<Instant>,
 }
 
 /// A read-through cache of manifests of one type `T`, and of folder listings.
@@ -150,6 +183,31 @@ enum Lookup<T> {
     Absent,
 }
 
+/// A reader's turn to fetch one entry: while it is held, other readers of the entry wait,
+/// then find the entry fresh. Dropping it (also by cancellation) lets the next one go.
+struct Flight<'a, T> {
+    cache: &'a ManifestCache<T>,
+    held: Option<(
+        String,
+        Arc<tokio::sync::Mutex<()>>,
+        tokio::sync::OwnedMutexGuard<()>,
+    )>,
+}
+
+impl<T> Drop for Flight<'_, T> {
+    fn drop(&mut self) {
+        let Some((key, gate, guard)) = self.held.take() else {
+            return;
+        };
+        drop(guard);
+        let mut st = self.cache.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Only the map and we hold the gate: nobody waits on it, so it goes.
+        if Arc::strong_count(&gate) == 2 {
+            st.flights.remove(&key);
+        }
+    }
+}
+
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     /// An empty cache. `clock` supplies the monotonic time freshness is measured on.
     pub fn new(options: CacheOptions, clock: Arc<dyn Clock>) -> Self {
@@ -161,6 +219,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 order: BTreeMap::new(),
                 tick: 0,
                 stats: CacheStats::default(),
+                flights: HashMap::new(),
+                failures: 0,
+                open_until: None,
             }),
         }
     }
@@ -233,15 +294,19 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         }
     }
 
-    /// Serves `value` stale if it is within the stale-if-error bound, else returns `e`.
-    fn stale_or(&self, e: Error, value: Value<T>, validated: Instant) -> Result<Value<T>> {
+    /// Whether an entry validated at `validated` may still be served stale.
+    fn servable_stale(&self, validated: Instant) -> bool {
         let age = self.clock.monotonic().saturating_duration_since(validated);
-        let limit = self
+        age <= self
             .options
             .fresh
-            .saturating_add(self.options.stale_if_error);
-        if unreachable(&e) && age <= limit {
-            tracing::warn!(error = %e, ?age, "store unreachable; serving a stale cache entry");
+            .saturating_add(self.options.stale_if_error)
+    }
+
+    /// Serves `value` stale if it is within the stale-if-error bound, else returns `e`.
+    fn stale_or(&self, e: Error, value: Value<T>, validated: Instant) -> Result<Value<T>> {
+        if unreachable(&e) && self.servable_stale(validated) {
+            tracing::warn!(error = %e, "store unreachable; serving a stale cache entry");
             self.lock().stats.stale += 1;
             Ok(value)
         } else {
@@ -249,19 +314,109 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         }
     }
 
+    /// Notes a request's outcome for the breaker: a success closes it, an unreachable store
+    /// counts towards opening it (and reopens a half-open one).
+    fn note<R>(&self, r: &Result<R>) {
+        let mut st = self.lock();
+        match r {
+            Ok(_) => {
+                st.failures = 0;
+                st.open_until = None;
+            }
+            Err(e) if unreachable(e) => {
+                st.failures = st.failures.saturating_add(1);
+                let after = self.options.breaker_after;
+                if after > 0 && st.failures >= after {
+                    let now = self.clock.monotonic();
+                    if st.open_until.is_none_or(|t| t <= now) {
+                        st.stats.breaker_opened += 1;
+                        tracing::warn!(
+                            failures = st.failures,
+                            cool_off = ?self.options.cool_off,
+                            "store unreachable; serving cached entries stale without asking"
+                        );
+                    }
+                    st.open_until = now.checked_add(self.options.cool_off);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Whether an expired entry validated at `validated` is served stale without a request:
+    /// the breaker is open and the entry is within its stale-if-error bound. Counts it.
+    fn short_circuit(&self, validated: Instant) -> bool {
+        let now = self.clock.monotonic();
+        let servable = self.servable_stale(validated);
+        let mut st = self.lock();
+        if servable && st.open_until.is_some_and(|t| now < t) {
+            st.stats.short_circuited += 1;
+            st.stats.stale += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The single-flight gate for `key`: hold its guard while fetching the entry.
+    async fn flight(&self, key: &str) -> Flight<'_, T> {
+        let gate = Arc::clone(self.lock().flights.entry(key.to_string()).or_default());
+        let guard = Arc::clone(&gate).lock_owned().await;
+        Flight {
+            cache: self,
+            held: Some((key.to_string(), gate, guard)),
+        }
+    }
+
+    /// The entry for `key` as it is after waiting for any fetch in flight: a fresh value (now
+    /// or from the reader just ahead of us), an expired one, or none; with the gate held.
+    async fn lookup_in_flight(&self, key: &str) -> (Lookup<T>, Flight<'_, T>) {
+        if let fresh @ Lookup::Fresh(_) = self.lookup(key) {
+            return (fresh, self.no_flight());
+        }
+        let waited = self.lock().flights.contains_key(key);
+        let flight = self.flight(key).await;
+        let found = self.lookup(key);
+        if waited && matches!(found, Lookup::Fresh(_)) {
+            self.lock().stats.coalesced += 1;
+        }
+        (found, flight)
+    }
+
+    fn no_flight(&self) -> Flight<'_, T> {
+        Flight {
+            cache: self,
+            held: None,
+        }
+    }
+
+    /// Loads the named manifests into the cache (one request each), so that the first reads
+    /// after start-up are served from memory. Returns how many exist.
+    pub async fn warm(&self, manifests: &[Manifest<T>]) -> Result<usize> {
+        let mut found = 0;
+        for m in manifests {
+            found += usize::from(self.get(m).await?.items.is_some());
+        }
+        Ok(found)
+    }
+
     /// The newest version of `manifest` (`None`: it does not exist), and whether it is
     /// stale. No request while fresh; then a conditional GET (a 304 and no body when
     /// unchanged). Cancel-safe.
     pub async fn get(&self, manifest: &Manifest<T>) -> Result<View<Option<Snapshot<T>>>> {
         let key = format!("m:{}", manifest.key());
-        let (value, stale) = match self.lookup(&key) {
+        let (found, _flight) = self.lookup_in_flight(&key).await;
+        let (value, stale) = match found {
             Lookup::Fresh(v) => (v, false),
             Lookup::Absent => {
-                let v = Value::Manifest(manifest.load().await?);
+                let loaded = manifest.load().await;
+                self.note(&loaded);
+                let v = Value::Manifest(loaded?);
                 self.lock().stats.fetched += 1;
                 self.store(&key, v.clone());
                 (v, false)
             }
+            Lookup::Expired(old, validated) if self.short_circuit(validated) => (old, true),
             Lookup::Expired(old, validated) => {
                 let known = match &old {
                     Value::Manifest(m) => m.clone(),
@@ -275,6 +430,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                     }),
                     None => manifest.load().await.map(|s| (s, false)),
                 };
+                self.note(&fetched);
                 match fetched {
                     Ok((v, unchanged)) => {
                         let mut st = self.lock();
@@ -324,20 +480,28 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     /// the list is stale. No request while fresh; then one listing. Cancel-safe.
     pub async fn list_folders(&self, store: &Store, folder: &Key) -> Result<View<Vec<String>>> {
         let key = format!("l:{folder}");
-        let (value, stale) = match self.lookup(&key) {
+        let (found, _flight) = self.lookup_in_flight(&key).await;
+        let (value, stale) = match found {
             Lookup::Fresh(v) => (v, false),
-            other => match store.list_folders(folder).await {
-                Ok(names) => {
-                    self.lock().stats.fetched += 1;
-                    let v = Value::Listing(names);
-                    self.store(&key, v.clone());
-                    (v, false)
+            Lookup::Expired(old, validated) if self.short_circuit(validated) => (old, true),
+            other => {
+                let listed = store.list_folders(folder).await;
+                self.note(&listed);
+                match listed {
+                    Ok(names) => {
+                        self.lock().stats.fetched += 1;
+                        let v = Value::Listing(names);
+                        self.store(&key, v.clone());
+                        (v, false)
+                    }
+                    Err(e) => match other {
+                        Lookup::Expired(old, validated) => {
+                            (self.stale_or(e, old, validated)?, true)
+                        }
+                        _ => return Err(e),
+                    },
                 }
-                Err(e) => match other {
-                    Lookup::Expired(old, validated) => (self.stale_or(e, old, validated)?, true),
-                    _ => return Err(e),
-                },
-            },
+            }
         };
         match value {
             Value::Listing(l) => Ok(View { items: l, stale }),

@@ -296,6 +296,13 @@ impl StreamView {
         })
     }
 
+    /// Loads the named streams into the cache ahead of the first reads (one request each).
+    /// Returns how many exist.
+    pub async fn warm(&self, names: &[Name]) -> Result<usize> {
+        let manifests: Vec<_> = names.iter().map(|n| self.streams.manifest(n)).collect();
+        self.cache.warm(&manifests).await
+    }
+
     /// The cache underneath (for its statistics).
     pub fn cache(&self) -> &ManifestCache<StreamRecord> {
         &self.cache

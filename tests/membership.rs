@@ -298,6 +298,116 @@ async fn an_unreachable_store_is_served_stale_and_flagged_until_the_stale_limit(
     assert_eq!(back.items, fresh.items);
 }
 
+/// Sixteen readers of one expired entry at once send one request; the others are served its
+/// answer (single flight). The store answers slowly, so every reader arrives while the first
+/// one's request is in flight.
+#[tokio::test(start_paused = true)]
+async fn concurrent_readers_of_an_expired_entry_send_one_request() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let w = node(&store, "writer", 1, start).await;
+    let q = node(&store, "querier", 2, start).await;
+    let names = create_streams(&w, 1).await;
+    let view = q.cairn.streams().view(CacheOptions::for_streams());
+    assert!(view.get(&names[0]).await.unwrap().items.is_some());
+
+    sleep(Duration::from_secs(31)).await; // expired
+    q.faults.add(Rule::always(
+        Op::Get,
+        "",
+        Fault::Delay(Duration::from_millis(500)),
+    ));
+    let before = q.faults.counts();
+    let all = futures::future::join_all((0..16).map(|_| view.get(&names[0]))).await;
+    assert!(all.iter().all(|r| r.as_ref().unwrap().items.is_some()));
+    let c = q.faults.counts().since(&before);
+    assert_eq!(c.gets, 1, "one conditional GET for sixteen readers: {c:?}");
+    let stats = view.cache().stats();
+    assert_eq!((stats.revalidated, stats.coalesced), (1, 15), "{stats:?}");
+}
+
+/// After three failed requests in a row the breaker opens: expired entries are served stale
+/// with no request for the cool-off, then one request probes the store; once it answers, the
+/// view is fresh again.
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_serves_stale_without_asking_until_its_cool_off_ends() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let w = node(&store, "writer", 1, start).await;
+    let q = node(&store, "querier", 2, start).await;
+    create_streams(&w, 3).await;
+    let view = q.cairn.streams().view(CacheOptions::for_streams());
+    let fresh = view.list().await.unwrap();
+
+    for op in [Op::Get, Op::List] {
+        q.faults.add(Rule::always(op, "", Fault::Status(503)));
+    }
+    sleep(Duration::from_secs(60)).await;
+    // The listing and the first two streams fail: three in a row, the breaker opens, and the
+    // third stream is served stale without a request.
+    let stale = view.list().await.unwrap();
+    assert!(stale.stale);
+    assert_eq!(stale.items, fresh.items);
+    let stats = view.cache().stats();
+    assert_eq!(
+        (stats.breaker_opened, stats.short_circuited),
+        (1, 1),
+        "{stats:?}"
+    );
+
+    // While it is open: served at once, no request at all.
+    let before = q.faults.counts();
+    for _ in 0..10 {
+        assert!(view.list().await.unwrap().stale);
+    }
+    assert_eq!(q.faults.counts().since(&before).requests(), 0);
+
+    // After the cool-off, one request tries the store; it fails and the breaker reopens.
+    sleep(Duration::from_secs(10)).await;
+    let before = q.faults.counts();
+    assert!(view.list().await.unwrap().stale);
+    let tried = q.faults.counts().since(&before);
+    assert_eq!(tried.lists, 1, "{tried:?}");
+    assert_eq!(
+        tried.gets, 0,
+        "reopened by the listing's failure: {tried:?}"
+    );
+    assert_eq!(view.cache().stats().breaker_opened, 2);
+
+    // The store is back: after the cool-off the view asks, and is fresh again.
+    q.faults.clear();
+    sleep(Duration::from_secs(10)).await;
+    let back = view.list().await.unwrap();
+    assert!(!back.stale);
+    assert_eq!(back.items, fresh.items);
+    let before = q.faults.counts();
+    assert!(!view.list().await.unwrap().stale);
+    assert_eq!(
+        q.faults.counts().since(&before).requests(),
+        0,
+        "fresh again"
+    );
+}
+
+/// `warm` loads named entries so the first reads after start-up make no request.
+#[tokio::test(start_paused = true)]
+async fn a_warmed_cache_serves_its_first_reads_from_memory() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let w = node(&store, "writer", 1, start).await;
+    let q = node(&store, "querier", 2, start).await;
+    let names = create_streams(&w, 4).await;
+    let view = q.cairn.streams().view(CacheOptions::for_streams());
+    let mut wanted = names.clone();
+    wanted.push(Name::new("nosuch").unwrap());
+    assert_eq!(view.warm(&wanted).await.unwrap(), 4);
+    let before = q.faults.counts();
+    for n in &wanted {
+        view.get(n).await.unwrap();
+    }
+    assert_eq!(q.faults.counts().since(&before).requests(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_cache_holds_at_most_its_capacity_and_evicts_the_least_recently_used() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());

@@ -610,12 +610,22 @@ async fn coordinate_once(c: &Cairn) {
     };
     lease.release().await.unwrap();
     let turns = c.turns(cairn::turn::TurnOptions::default());
-    turns.run_once(&name, |_| async { Ok(None) }).await.unwrap();
-    c.streams()
+    let ran = turns.run_once(&name, |_| async { Ok(None) }).await.unwrap();
+    assert!(
+        matches!(
+            ran,
+            cairn::turn::RunOnce::Ran { .. } | cairn::turn::RunOnce::NotDue { .. }
+        ),
+        "{ran:?}"
+    );
+    let created = c
+        .streams()
         .create(&name, serde_json::json!({}))
         .await
         .unwrap();
-    c.records()
+    assert!(!matches!(created, cairn::stream::Create::Conflict(_)));
+    let _put = c
+        .records()
         .put_if_newer(&name, &name, 1, serde_json::json!("v"))
         .await
         .unwrap();
