@@ -265,6 +265,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         st.order.insert(tick, key.to_string());
         if fresh {
             st.stats.hits += 1;
+            crate::telemetry::cache_read("hit");
             Lookup::Fresh(value)
         } else {
             Lookup::Expired(value, validated)
@@ -308,6 +309,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         if unreachable(&e) && self.servable_stale(validated) {
             tracing::warn!(error = %e, "store unreachable; serving a stale cache entry");
             self.lock().stats.stale += 1;
+            crate::telemetry::cache_read("stale");
             Ok(value)
         } else {
             Err(e)
@@ -352,6 +354,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         if servable && st.open_until.is_some_and(|t| now < t) {
             st.stats.short_circuited += 1;
             st.stats.stale += 1;
+            crate::telemetry::cache_read("short_circuited");
             true
         } else {
             false
@@ -379,6 +382,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         let found = self.lookup(key);
         if waited && matches!(found, Lookup::Fresh(_)) {
             self.lock().stats.coalesced += 1;
+            crate::telemetry::cache_read("coalesced");
         }
         (found, flight)
     }
@@ -413,6 +417,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 self.note(&loaded);
                 let v = Value::Manifest(loaded?);
                 self.lock().stats.fetched += 1;
+                crate::telemetry::cache_read("fetched");
                 self.store(&key, v.clone());
                 (v, false)
             }
@@ -436,8 +441,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                         let mut st = self.lock();
                         if unchanged {
                             st.stats.revalidated += 1;
+                            crate::telemetry::cache_read("revalidated");
                         } else {
                             st.stats.fetched += 1;
+                            crate::telemetry::cache_read("fetched");
                         }
                         drop(st);
                         let v = Value::Manifest(v);
@@ -490,6 +497,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 match listed {
                     Ok(names) => {
                         self.lock().stats.fetched += 1;
+                        crate::telemetry::cache_read("fetched");
                         let v = Value::Listing(names);
                         self.store(&key, v.clone());
                         (v, false)

@@ -252,6 +252,18 @@ pub enum LossReason {
     },
 }
 
+impl LossReason {
+    /// A short, stable label for the reason (`taken_over`, `broken`, `unavailable`), as used
+    /// in metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            LossReason::TakenOver { .. } => "taken_over",
+            LossReason::Broken { .. } => "broken",
+            LossReason::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
 impl std::fmt::Display for LossReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -556,6 +568,11 @@ impl Locks {
             match m.write(current.as_ref(), record).await? {
                 Written::Written(s) => {
                     info!(lock = %name, fencing_token = %token, "acquired");
+                    let how = match taking_over_from {
+                        Some(_) => "takeover",
+                        None => "free",
+                    };
+                    crate::telemetry::lock_acquired(name.as_str(), how);
                     if let Some(a) = &self.audit {
                         let event = if taking_over_from.is_some() {
                             "takeover"
@@ -971,6 +988,7 @@ async fn keep_alive(
     let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
     let lose = |reason: LossReason| {
         warn!(lock = %name, %reason, "lease lost");
+        crate::telemetry::lock_lost(name.as_str(), reason.label());
         lock().lost = Some(reason);
         loss.cancel();
     };

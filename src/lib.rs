@@ -70,6 +70,7 @@ pub mod record;
 pub mod retry;
 pub mod store;
 pub mod stream;
+pub mod telemetry;
 pub mod turn;
 
 pub use crate::cairn::{default_node_id, Cairn, CairnBuilder, StrategyChoice};

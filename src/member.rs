@@ -521,6 +521,7 @@ async fn beat(
         b.latency_ms = (1.0 - weight) * b.latency_ms + weight * took;
         match result {
             Ok(Written::Written(s)) => {
+                crate::telemetry::heartbeat("ok");
                 debug!(node = %node, beats = s.body.beats, latency_ms = took, "heartbeat");
                 b.snapshot = s;
             }
@@ -542,6 +543,7 @@ async fn beat(
                 return;
             }
             Err(e) => {
+                crate::telemetry::heartbeat("failed");
                 warn!(node = %node, error = %e, "heartbeat not written; retrying next interval")
             }
         }

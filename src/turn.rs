@@ -371,6 +371,13 @@ impl ClaimedTurn {
                 error: Some(e.chars().take(MAX_RESULT_BYTES).collect()),
             },
         };
+        crate::telemetry::turn(
+            self.name.as_str(),
+            match outcome.status {
+                Status::Failure => "failed",
+                _ => "run",
+            },
+        );
         self.turns.count(&self.name, |c| {
             c.run += 1;
             c.failed += u64::from(outcome.status == Status::Failure);
@@ -533,6 +540,7 @@ impl Turns {
         if let Some(c) = &current {
             let claimable_at = self.timing(name, &c.body)?.claimable_at;
             if self.manifests.clock().now() < claimable_at {
+                crate::telemetry::turn(name.as_str(), "skipped");
                 self.count(name, |c| c.skipped += 1);
                 return Ok(Attempt::NotDue(c.clone(), claimable_at));
             }
@@ -597,6 +605,7 @@ impl Turns {
                 }))
             }
             Written::Conflict(latest) => {
+                crate::telemetry::turn(name.as_str(), "lost");
                 self.count(name, |c| c.lost += 1);
                 let latest = match latest {
                     Some(l) => l,
@@ -720,6 +729,7 @@ impl Turns {
             match m.revalidate(k).await? {
                 Revalidated::Unchanged => {}
                 Revalidated::Changed(s) => {
+                    crate::telemetry::turn(name.as_str(), "skipped");
                     self.count(name, |c| c.skipped += 1);
                     *known = Some(s);
                     return Ok(());

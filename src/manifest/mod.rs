@@ -304,10 +304,17 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
             seen: envelope::Seen::default(),
         };
         tracing::Span::current().record("version", next.version);
-        match self.ctx.strategy {
+        let written = match self.ctx.strategy {
             Strategy::EtagCas => etag::write(self, current, next).await,
             Strategy::VersionChain => chain::write(self, current, next).await,
+        };
+        if let Ok(Written::Conflict(_)) = &written {
+            crate::telemetry::conflict(match self.ctx.strategy {
+                Strategy::EtagCas => "etag-cas",
+                Strategy::VersionChain => "version-chain",
+            });
         }
+        written
     }
 
     /// Creates the first version; `Conflict` carries the existing one.

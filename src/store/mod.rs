@@ -373,16 +373,27 @@ impl Store {
     /// Runs one request under the request timeout.
     async fn timed<T>(
         &self,
+        op: &'static str,
         fut: impl std::future::Future<Output = object_store::Result<T>>,
     ) -> object_store::Result<T> {
-        match tokio::time::timeout(self.options.request_timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(object_store::Error::Generic {
-                store: "cairn",
-                source: format!("request timed out after {:?}", self.options.request_timeout)
-                    .into(),
-            }),
-        }
+        let started = tokio::time::Instant::now();
+        let (r, timed_out) = match tokio::time::timeout(self.options.request_timeout, fut).await {
+            Ok(r) => (r, false),
+            Err(_) => (
+                Err(object_store::Error::Generic {
+                    store: "cairn",
+                    source: format!("request timed out after {:?}", self.options.request_timeout)
+                        .into(),
+                }),
+                true,
+            ),
+        };
+        crate::telemetry::request(
+            op,
+            crate::telemetry::outcome(&r, timed_out),
+            started.elapsed(),
+        );
+        r
     }
 
     /// Reads an object; `None` when absent. An object larger than [`MAX_OBJECT_BYTES`] is
@@ -418,7 +429,7 @@ impl Store {
     /// abandoned as soon as it passes the limit.
     async fn get(&self, key: &Key, opts: GetOptions) -> object_store::Result<Got> {
         let path = self.path(key);
-        self.timed(async {
+        self.timed("get", async {
             let r = self.inner.get_opts(&path, opts).await?;
             let claimed = r.meta.size.max(r.range.end.saturating_sub(r.range.start));
             if claimed > MAX_OBJECT_BYTES {
@@ -469,6 +480,7 @@ impl Store {
             let opts = PutOptions::from(PutMode::Create);
             let err = match self
                 .timed(
+                    "put",
                     self.inner
                         .put_opts(&path, PutPayload::from(body.clone()), opts),
                 )
@@ -599,6 +611,7 @@ impl Store {
             }));
             let err = match self
                 .timed(
+                    "put",
                     self.inner
                         .put_opts(&path, PutPayload::from(body.clone()), opts),
                 )
@@ -656,14 +669,30 @@ impl Store {
         write_id: &WriteId,
         err: &object_store::Error,
     ) -> Result<Verified> {
+        let unclear = !is_refusal(err);
+        let not_landed = || {
+            if unclear {
+                crate::telemetry::ambiguous("not_landed");
+            }
+        };
         match self.read(key).await {
-            Ok(Some(obj)) if carries_write_id(&obj.bytes, write_id) => Ok(Verified::Ours(obj)),
-            Ok(Some(obj)) => Ok(Verified::Theirs(obj)),
-            Ok(None) => Ok(Verified::Absent),
+            Ok(Some(obj)) if carries_write_id(&obj.bytes, write_id) => {
+                crate::telemetry::ambiguous("landed");
+                Ok(Verified::Ours(obj))
+            }
+            Ok(Some(obj)) => {
+                not_landed();
+                Ok(Verified::Theirs(obj))
+            }
+            Ok(None) => {
+                not_landed();
+                Ok(Verified::Absent)
+            }
             // Something is there that is not a cairn object (too large to read): not an
             // unknown outcome, a corrupt key.
             Err(e @ Error::Corrupt { .. }) => Err(e),
             Err(read_err) => {
+                crate::telemetry::ambiguous("unknown");
                 warn!(%key, write_error = %err, read_error = %read_err, "write outcome unknown");
                 Err(Error::Ambiguous {
                     key: key.to_string(),
@@ -692,7 +721,7 @@ impl Store {
             None => self.inner.list(Some(&p)),
         };
         let metas: Vec<_> = self
-            .timed(stream.try_collect::<Vec<_>>())
+            .timed("list", stream.try_collect::<Vec<_>>())
             .await
             .map_err(|e| classify("list", prefix, e))?;
         let mut out: Vec<Listed> = metas
@@ -713,7 +742,7 @@ impl Store {
     pub async fn list_folders(&self, prefix: &Key) -> Result<Vec<String>> {
         let p = self.path(prefix);
         let r = self
-            .timed(self.inner.list_with_delimiter(Some(&p)))
+            .timed("list", self.inner.list_with_delimiter(Some(&p)))
             .await
             .map_err(|e| classify("list", prefix, e))?;
         let mut names: Vec<String> = r
@@ -728,7 +757,10 @@ impl Store {
     /// Deletes `key`. Used only off the safety path: garbage collection of old versions and
     /// probe scratch objects. An absent key is not an error.
     pub async fn delete(&self, key: &Key) -> Result<()> {
-        match self.timed(self.inner.delete(&self.path(key))).await {
+        match self
+            .timed("delete", self.inner.delete(&self.path(key)))
+            .await
+        {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(classify("delete", key, e)),
         }
