@@ -21,7 +21,9 @@ use object_store::memory::InMemory;
 use object_store::ObjectStore;
 
 /// Counter totals by (name, sorted labels).
-fn counters(recorder: &DebuggingRecorder) -> HashMap<(String, Vec<(String, String)>), u64> {
+type Counters = HashMap<(String, Vec<(String, String)>), u64>;
+
+fn counters(recorder: &DebuggingRecorder) -> Counters {
     let mut out = HashMap::new();
     for (key, _, _, value) in recorder.snapshotter().snapshot().into_vec() {
         if key.kind() != MetricKind::Counter {
@@ -40,11 +42,7 @@ fn counters(recorder: &DebuggingRecorder) -> HashMap<(String, Vec<(String, Strin
     out
 }
 
-fn get(
-    c: &HashMap<(String, Vec<(String, String)>), u64>,
-    name: &str,
-    labels: &[(&str, &str)],
-) -> u64 {
+fn get(c: &Counters, name: &str, labels: &[(&str, &str)]) -> u64 {
     let mut l: Vec<(String, String)> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
