@@ -279,6 +279,8 @@ pub struct Busy {
     pub expires_at: DateTime<Utc>,
     /// The lock's current version.
     pub version: u64,
+    /// The lock as read, in the shape `show` and `list` give it.
+    pub lock: LockInfo,
 }
 
 /// The outcome of an acquire: a lease, or who holds the lock. Losing is not an error.
@@ -313,6 +315,24 @@ pub struct LockInfo {
     /// Who broke the lease, when it was broken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken_by: Option<String>,
+    /// When it was broken (the breaker's wall clock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<DateTime<Utc>>,
+}
+
+/// What [`Locks::break_lease`] did.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Break {
+    /// The named lease was held (or had expired unreleased) and is broken now; the lock as
+    /// written.
+    Broken(LockInfo),
+    /// The named lease is the lock's current one but is not held: released, or broken
+    /// already. Nothing was written.
+    NotHeld(LockInfo),
+    /// The lock's current lease has another fencing token (a newer acquisition than the one
+    /// the operator inspected, or a token that never was). Nothing was written.
+    OtherLease(LockInfo),
 }
 
 /// The state of a listed lock, as this node's wall clock sees it.
@@ -526,7 +546,7 @@ impl Locks {
                 let expired = s.body.expires_at
                     < clock::sub_saturating(clock.now(), self.options.max_clock_skew);
                 if !observed && !expired {
-                    return Ok(Attempt::Busy(busy(s), s.clone()));
+                    return Ok(Attempt::Busy(busy(name, s, clock.now()), s.clone()));
                 }
                 warn!(
                     lock = %name, holder = %s.body.holder, version = s.version, observed, expired,
@@ -583,7 +603,7 @@ impl Locks {
             }
         }
         match current {
-            Some(s) => Ok(Attempt::Busy(busy(&s), s)),
+            Some(s) => Ok(Attempt::Busy(busy(name, &s, clock.now()), s)),
             None => Err(Error::Contention {
                 key: m.key().to_string(),
                 attempts: 3,
@@ -621,12 +641,33 @@ impl Locks {
     /// never makes two holders. Returns the lock as it is now, or `None` if it was never
     /// taken. Breaking a lock that is not held changes nothing.
     pub async fn break_lock(&self, name: &Name) -> Result<Option<LockInfo>> {
+        Ok(self.break_if(name, None).await?.map(|(_, info)| info))
+    }
+
+    /// An operator's break of one lease, the one with fencing token `token`, as
+    /// [`Locks::break_lock`] breaks the current one. The token is compared inside the
+    /// compare-and-swap, so a lease acquired after the operator looked is never broken in
+    /// its place ([`Break::OtherLease`]). Returns `None` if the lock was never taken.
+    pub async fn break_lease(&self, name: &Name, token: FencingToken) -> Result<Option<Break>> {
+        Ok(self.break_if(name, Some(token)).await?.map(|(b, _)| b))
+    }
+
+    /// Breaks the current lease of `name` if it is held and, when `token` is given, has that
+    /// fencing token.
+    async fn break_if(
+        &self,
+        name: &Name,
+        token: Option<FencingToken>,
+    ) -> Result<Option<(Break, LockInfo)>> {
         let clock = Arc::clone(self.manifests.clock());
         let node = self.manifests.node().to_string();
         let updated = self
             .manifest(name)
             .update(|cur| match cur {
-                Some(s) if s.body.state == StoredState::Held => {
+                Some(s)
+                    if s.body.state == StoredState::Held
+                        && token.is_none_or(|t| t == s.body.fencing_token) =>
+                {
                     let now = clock.now();
                     Change::Write(LockRecord {
                         state: StoredState::Broken,
@@ -650,16 +691,27 @@ impl Locks {
             }
         }
         let now = clock.now();
-        Ok(updated.snapshot.map(|s| info_of(name.as_str(), &s, now)))
+        Ok(updated.snapshot.map(|s| {
+            let info = info_of(name.as_str(), &s, now);
+            let outcome = if updated.changed {
+                Break::Broken(info.clone())
+            } else if token.is_some_and(|t| t != s.body.fencing_token) {
+                Break::OtherLease(info.clone())
+            } else {
+                Break::NotHeld(info.clone())
+            };
+            (outcome, info)
+        }))
     }
 }
 
-fn busy(s: &Snapshot<LockRecord>) -> Busy {
+fn busy(name: &Name, s: &Snapshot<LockRecord>, now: DateTime<Utc>) -> Busy {
     Busy {
         holder: s.body.holder.clone(),
         fencing_token: s.body.fencing_token,
         expires_at: s.body.expires_at,
         version: s.version,
+        lock: info_of(name.as_str(), s, now),
     }
 }
 
@@ -680,6 +732,7 @@ fn info_of(name: &str, s: &Snapshot<LockRecord>, now: DateTime<Utc>) -> LockInfo
         renewed_at: s.body.renewed_at,
         expires_at: s.body.expires_at,
         broken_by: s.body.broken_by.clone(),
+        broken_at: s.body.broken_at,
     }
 }
 
