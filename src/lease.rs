@@ -374,7 +374,7 @@ type FreeCache = Arc<Mutex<HashMap<String, Snapshot<LockRecord>>>>;
 
 enum Attempt {
     Acquired(Lease),
-    Busy(Busy, Snapshot<LockRecord>),
+    Busy(Box<Busy>, Snapshot<LockRecord>),
 }
 
 impl Locks {
@@ -414,7 +414,7 @@ impl Locks {
         let current = self.current(name, &m).await?;
         Ok(match self.attempt(name, &m, current).await? {
             Attempt::Acquired(l) => Acquired::Acquired(l),
-            Attempt::Busy(b, _) => Acquired::Busy(b),
+            Attempt::Busy(b, _) => Acquired::Busy(*b),
         })
     }
 
@@ -430,7 +430,7 @@ impl Locks {
         loop {
             let (busy, seen) = match self.attempt(name, &m, current).await? {
                 Attempt::Acquired(l) => return Ok(Acquired::Acquired(l)),
-                Attempt::Busy(b, s) => (b, s),
+                Attempt::Busy(b, s) => (*b, s),
             };
             let now = clock.monotonic();
             let waited = now - start;
@@ -546,7 +546,10 @@ impl Locks {
                 let expired = s.body.expires_at
                     < clock::sub_saturating(clock.now(), self.options.max_clock_skew);
                 if !observed && !expired {
-                    return Ok(Attempt::Busy(busy(name, s, clock.now()), s.clone()));
+                    return Ok(Attempt::Busy(
+                        Box::new(busy(name, s, clock.now())),
+                        s.clone(),
+                    ));
                 }
                 warn!(
                     lock = %name, holder = %s.body.holder, version = s.version, observed, expired,
@@ -603,7 +606,7 @@ impl Locks {
             }
         }
         match current {
-            Some(s) => Ok(Attempt::Busy(busy(name, &s, clock.now()), s)),
+            Some(s) => Ok(Attempt::Busy(Box::new(busy(name, &s, clock.now())), s)),
             None => Err(Error::Contention {
                 key: m.key().to_string(),
                 attempts: 3,
@@ -820,6 +823,12 @@ impl Lease {
     /// This lease's fencing token. Pass it to whatever the lock protects.
     pub fn fencing_token(&self) -> FencingToken {
         self.token
+    }
+
+    /// The lock as this lease last wrote it, in the shape [`Locks::show`] gives it.
+    pub fn info(&self) -> LockInfo {
+        let now = self.manifests.clock().now();
+        info_of(self.name.as_str(), &self.lock_shared().snapshot, now)
     }
 
     /// The local deadline: after this instant the lease counts as lost unless renewed.
