@@ -65,7 +65,7 @@ pub fn fleet() -> String {
                 FAILURE,
                 "an invariant was violated (printed with its history)",
             ),
-            (USAGE, "bad options (also: --processes with memory://)"),
+            (USAGE, "usage error (also: --processes with memory://)"),
             (INTERRUPTED, "interrupted"),
         ],
     )
