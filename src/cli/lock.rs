@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::child::{self, Signals};
 use super::{exit, output};
-use crate::lease::{Acquired, Break, FencingToken, Lease, LockInfo, Locks, LossReason};
+use crate::lease::{Acquired, Break, FencingToken, Lease, LockInfo, LockState, Locks, LossReason};
 use crate::{Cairn, Name, Result};
 
 /// The grace `lock run` uses: the one given, else 10 s, or `ttl / 3` when that is shorter
@@ -379,6 +379,9 @@ pub async fn break_lock(
     if current.fencing_token != token {
         return Ok(other_lease(&name, token, &current, say));
     }
+    if matches!(current.state, LockState::Released | LockState::Broken) {
+        return Ok(not_held(&name, token, &current, say));
+    }
     if !force {
         let mut err = std::io::stderr().lock();
         print_lock_to(&mut err, &current);
@@ -412,16 +415,19 @@ pub async fn break_lock(
             say("broken", &l);
             Ok(exit::OK)
         }
-        Some(Break::NotHeld(l)) => {
-            eprintln!(
-                "cairn: lease {token} of lock {name} is not held ({}): nothing to break",
-                state(&l)
-            );
-            say("not-held", &l);
-            Ok(exit::OK)
-        }
+        Some(Break::NotHeld(l)) => Ok(not_held(&name, token, &l, say)),
         Some(Break::OtherLease(l)) => Ok(other_lease(&name, token, &l, say)),
     }
+}
+
+/// Says that lease `token` of `name` is no longer held: nothing to break.
+fn not_held(name: &Name, token: FencingToken, l: &LockInfo, say: impl Fn(&str, &LockInfo)) -> i32 {
+    eprintln!(
+        "cairn: lease {token} of lock {name} is not held ({}): nothing to break",
+        state(l)
+    );
+    say("not-held", l);
+    exit::OK
 }
 
 /// Refuses to break lease `token` of `name` when `current` is another lease.
@@ -446,10 +452,10 @@ fn other_lease(
 /// The lock's state as a word (`held`, `expired`, `released`, `broken`).
 fn state(l: &LockInfo) -> &'static str {
     match l.state {
-        crate::lease::LockState::Held => "held",
-        crate::lease::LockState::Expired => "expired",
-        crate::lease::LockState::Released => "released",
-        crate::lease::LockState::Broken => "broken",
+        LockState::Held => "held",
+        LockState::Expired => "expired",
+        LockState::Released => "released",
+        LockState::Broken => "broken",
     }
 }
 

@@ -40,8 +40,9 @@ pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
             match end {
                 HeartbeatEnd::Duplicate { other_session, other_started_at } => eprintln!(
                     "cairn: node id {} is in use by another process (session {other_session}, \
-                     started {other_started_at}); stopped",
-                    hb.node()
+                     started {}); stopped",
+                    hb.node(),
+                    output::time(other_started_at)
                 ),
             }
             Ok(exit::DUPLICATE_NODE)
