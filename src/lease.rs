@@ -291,6 +291,8 @@ pub struct Busy {
     pub expires_at: DateTime<Utc>,
     /// The lock's current version.
     pub version: u64,
+    /// The lock as read, in the shape `show` and `list` give it.
+    pub lock: LockInfo,
 }
 
 /// The outcome of an acquire: a lease, or who holds the lock. Losing is not an error.
@@ -325,6 +327,24 @@ pub struct LockInfo {
     /// Who broke the lease, when it was broken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken_by: Option<String>,
+    /// When it was broken (the breaker's wall clock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<DateTime<Utc>>,
+}
+
+/// What [`Locks::break_lease`] did.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Break {
+    /// The named lease was held (or had expired unreleased) and is broken now; the lock as
+    /// written.
+    Broken(LockInfo),
+    /// The named lease is the lock's current one but is not held: released, or broken
+    /// already. Nothing was written.
+    NotHeld(LockInfo),
+    /// The lock's current lease has another fencing token (a newer acquisition than the one
+    /// the operator inspected, or a token that never was). Nothing was written.
+    OtherLease(LockInfo),
 }
 
 /// The state of a listed lock, as this node's wall clock sees it.
@@ -366,7 +386,7 @@ type FreeCache = Arc<Mutex<HashMap<String, Snapshot<LockRecord>>>>;
 
 enum Attempt {
     Acquired(Lease),
-    Busy(Busy, Snapshot<LockRecord>),
+    Busy(Box<Busy>, Snapshot<LockRecord>),
 }
 
 impl Locks {
@@ -406,7 +426,7 @@ impl Locks {
         let current = self.current(name, &m).await?;
         Ok(match self.attempt(name, &m, current).await? {
             Attempt::Acquired(l) => Acquired::Acquired(l),
-            Attempt::Busy(b, _) => Acquired::Busy(b),
+            Attempt::Busy(b, _) => Acquired::Busy(*b),
         })
     }
 
@@ -422,7 +442,7 @@ impl Locks {
         loop {
             let (busy, seen) = match self.attempt(name, &m, current).await? {
                 Attempt::Acquired(l) => return Ok(Acquired::Acquired(l)),
-                Attempt::Busy(b, s) => (b, s),
+                Attempt::Busy(b, s) => (*b, s),
             };
             let now = clock.monotonic();
             let waited = now - start;
@@ -538,7 +558,10 @@ impl Locks {
                 let expired = s.body.expires_at
                     < clock::sub_saturating(clock.now(), self.options.max_clock_skew);
                 if !observed && !expired {
-                    return Ok(Attempt::Busy(busy(s), s.clone()));
+                    return Ok(Attempt::Busy(
+                        Box::new(busy(name, s, clock.now())),
+                        s.clone(),
+                    ));
                 }
                 warn!(
                     lock = %name, holder = %s.body.holder, version = s.version, observed, expired,
@@ -600,7 +623,7 @@ impl Locks {
             }
         }
         match current {
-            Some(s) => Ok(Attempt::Busy(busy(&s), s)),
+            Some(s) => Ok(Attempt::Busy(Box::new(busy(name, &s, clock.now())), s)),
             None => Err(Error::Contention {
                 key: m.key().to_string(),
                 attempts: 3,
@@ -638,12 +661,33 @@ impl Locks {
     /// never makes two holders. Returns the lock as it is now, or `None` if it was never
     /// taken. Breaking a lock that is not held changes nothing.
     pub async fn break_lock(&self, name: &Name) -> Result<Option<LockInfo>> {
+        Ok(self.break_if(name, None).await?.map(|(_, info)| info))
+    }
+
+    /// An operator's break of one lease, the one with fencing token `token`, as
+    /// [`Locks::break_lock`] breaks the current one. The token is compared inside the
+    /// compare-and-swap, so a lease acquired after the operator looked is never broken in
+    /// its place ([`Break::OtherLease`]). Returns `None` if the lock was never taken.
+    pub async fn break_lease(&self, name: &Name, token: FencingToken) -> Result<Option<Break>> {
+        Ok(self.break_if(name, Some(token)).await?.map(|(b, _)| b))
+    }
+
+    /// Breaks the current lease of `name` if it is held and, when `token` is given, has that
+    /// fencing token.
+    async fn break_if(
+        &self,
+        name: &Name,
+        token: Option<FencingToken>,
+    ) -> Result<Option<(Break, LockInfo)>> {
         let clock = Arc::clone(self.manifests.clock());
         let node = self.manifests.node().to_string();
         let updated = self
             .manifest(name)
             .update(|cur| match cur {
-                Some(s) if s.body.state == StoredState::Held => {
+                Some(s)
+                    if s.body.state == StoredState::Held
+                        && token.is_none_or(|t| t == s.body.fencing_token) =>
+                {
                     let now = clock.now();
                     Change::Write(LockRecord {
                         state: StoredState::Broken,
@@ -667,16 +711,27 @@ impl Locks {
             }
         }
         let now = clock.now();
-        Ok(updated.snapshot.map(|s| info_of(name.as_str(), &s, now)))
+        Ok(updated.snapshot.map(|s| {
+            let info = info_of(name.as_str(), &s, now);
+            let outcome = if updated.changed {
+                Break::Broken(info.clone())
+            } else if token.is_some_and(|t| t != s.body.fencing_token) {
+                Break::OtherLease(info.clone())
+            } else {
+                Break::NotHeld(info.clone())
+            };
+            (outcome, info)
+        }))
     }
 }
 
-fn busy(s: &Snapshot<LockRecord>) -> Busy {
+fn busy(name: &Name, s: &Snapshot<LockRecord>, now: DateTime<Utc>) -> Busy {
     Busy {
         holder: s.body.holder.clone(),
         fencing_token: s.body.fencing_token,
         expires_at: s.body.expires_at,
         version: s.version,
+        lock: info_of(name.as_str(), s, now),
     }
 }
 
@@ -697,6 +752,7 @@ fn info_of(name: &str, s: &Snapshot<LockRecord>, now: DateTime<Utc>) -> LockInfo
         renewed_at: s.body.renewed_at,
         expires_at: s.body.expires_at,
         broken_by: s.body.broken_by.clone(),
+        broken_at: s.body.broken_at,
     }
 }
 
@@ -784,6 +840,12 @@ impl Lease {
     /// This lease's fencing token. Pass it to whatever the lock protects.
     pub fn fencing_token(&self) -> FencingToken {
         self.token
+    }
+
+    /// The lock as this lease last wrote it, in the shape [`Locks::show`] gives it.
+    pub fn info(&self) -> LockInfo {
+        let now = self.manifests.clock().now();
+        info_of(self.name.as_str(), &self.lock_shared().snapshot, now)
     }
 
     /// The local deadline: after this instant the lease counts as lost unless renewed.

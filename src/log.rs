@@ -145,6 +145,12 @@ impl EventLog {
         Ok(newest)
     }
 
+    /// The sequence number of `topic`'s newest entry, or `None` when the topic has none (it
+    /// was never appended to). One listing.
+    pub async fn newest_sequence(&self, topic: &Name) -> Result<Option<u64>> {
+        Ok(Some(self.newest(topic, 0).await?).filter(|n| *n > 0))
+    }
+
     /// Entries of `topic` with sequence number ≥ `from`, in order, at most `limit`.
     pub async fn read(&self, topic: &Name, from: u64, limit: usize) -> Result<Vec<Entry>> {
         let folder = keys::log_topic(topic);

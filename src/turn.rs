@@ -235,8 +235,12 @@ impl TurnRecord {
     }
 }
 
-/// A turn as read, for views.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A turn as read, for views. Serialized with the turn's number as `number` (the stored
+/// record calls it `turn`, and there `turn` would read as the turn's name), in this order:
+/// `name`, `number`, `version`, `state`, `holder`, `session`, `window_ms`, `jitter_ms`,
+/// `started_at`, `finished_at`, `outcome`, `previous` (`number`, `holder`, `started_at`,
+/// `finished_at`, `outcome`; absent for turn 1) and `next_due_at`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TurnManifest {
     /// The turn's name.
     pub name: String,
@@ -247,8 +251,60 @@ pub struct TurnManifest {
     /// When the next turn is due.
     pub next_due_at: DateTime<Utc>,
     /// The record.
-    #[serde(flatten)]
     pub record: TurnRecord,
+}
+
+impl Serialize for TurnManifest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Previous<'a> {
+            number: u64,
+            holder: &'a str,
+            started_at: &'a DateTime<Utc>,
+            finished_at: &'a Option<DateTime<Utc>>,
+            outcome: &'a Option<TurnOutcome>,
+        }
+        #[derive(Serialize)]
+        struct View<'a> {
+            name: &'a str,
+            number: u64,
+            version: u64,
+            state: &'a str,
+            holder: &'a str,
+            session: &'a str,
+            window_ms: u64,
+            jitter_ms: u64,
+            started_at: &'a DateTime<Utc>,
+            finished_at: &'a Option<DateTime<Utc>>,
+            outcome: &'a Option<TurnOutcome>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            previous: Option<Previous<'a>>,
+            next_due_at: &'a DateTime<Utc>,
+        }
+        let r = &self.record;
+        View {
+            name: &self.name,
+            number: r.turn,
+            version: self.version,
+            state: self.state,
+            holder: &r.holder,
+            session: &r.session,
+            window_ms: r.window_ms,
+            jitter_ms: r.jitter_ms,
+            started_at: &r.started_at,
+            finished_at: &r.finished_at,
+            outcome: &r.outcome,
+            previous: r.previous.as_ref().map(|p| Previous {
+                number: p.turn,
+                holder: &p.holder,
+                started_at: &p.started_at,
+                finished_at: &p.finished_at,
+                outcome: &p.outcome,
+            }),
+            next_due_at: &self.next_due_at,
+        }
+        .serialize(s)
+    }
 }
 
 impl TurnManifest {

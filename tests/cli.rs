@@ -167,7 +167,7 @@ fn records_reject_stale_versions_and_the_log_records_lock_transitions() {
         .0,
         0
     );
-    let (_, out) = run_ok(d, &["log", "tail", "locks"]);
+    let (_, out) = run_ok(d, &["--json", "log", "tail", "locks"]);
     let events: Vec<String> = out
         .lines()
         .map(|l| {
@@ -243,7 +243,12 @@ fn lock_run_stops_the_command_and_exits_76_when_the_lease_is_broken() {
         .spawn()
         .unwrap();
     wait_until_held(d, "x");
-    let (code, _) = run_ok(d, &["--node", "operator", "lock", "break", "x"]);
+    let (code, _) = run_ok(
+        d,
+        &[
+            "--node", "operator", "lock", "break", "x", "--token", "1", "--force",
+        ],
+    );
     assert_eq!(code, 0);
     let status = holder.wait().unwrap();
     assert_eq!(status.code(), Some(76));
@@ -282,15 +287,15 @@ fn turn_run_runs_once_per_window_records_the_outcome_and_skips_with_exit_0() {
     let (code, out) = run(&["--json"]);
     assert_eq!(code, 0);
     let skip: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(skip["ran"], false);
-    assert_eq!(skip["reason"], "not-due");
-    assert!(skip["current"]["next_due_at"].is_string());
+    assert_eq!(skip["outcome"], "not-due");
+    assert_eq!(skip["name"], "expiry");
+    assert!(skip["turn"]["next_due_at"].is_string());
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1\n");
 
     let (code, out) = run_ok(dir.path(), &["turn", "show", "expiry", "--json"]);
     assert_eq!(code, 0);
     let t: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(t["turn"], 1);
+    assert_eq!(t["number"], 1);
     assert_eq!(t["holder"], "n1");
     assert_eq!(t["outcome"]["status"], "success");
     assert_eq!(t["outcome"]["result"]["expired"], 7);
@@ -328,7 +333,7 @@ fn turn_run_runs_once_per_window_records_the_outcome_and_skips_with_exit_0() {
     assert_eq!(code, 0);
     let t: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(t["window_ms"], 1000);
-    assert_eq!(t["turn"], 1);
+    assert_eq!(t["number"], 1);
     // Due a second after turn 1 started: a failing command's status is passed through and
     // recorded as a failure. (Polled: the turn becomes due on the wall clock.)
     let mut code = 0;
@@ -346,7 +351,7 @@ fn turn_run_runs_once_per_window_records_the_outcome_and_skips_with_exit_0() {
     assert_eq!(code, 4);
     let (_, out) = run_ok(dir.path(), &["turn", "ls", "--json"]);
     let all: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(all[0]["turn"], 2);
+    assert_eq!(all[0]["number"], 2);
     assert_eq!(all[0]["outcome"]["status"], "failure");
     assert_eq!(all[0]["previous"]["outcome"]["status"], "success");
     assert_eq!(run_ok(dir.path(), &["turn", "show", "nope"]).0, 3);

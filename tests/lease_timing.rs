@@ -286,6 +286,62 @@ async fn break_is_seen_by_the_holder_at_its_next_renewal_and_blocks_others_until
 }
 
 #[tokio::test(start_paused = true)]
+async fn should_refuse_to_break_a_lease_whose_fencing_token_is_not_the_one_named() {
+    use cairn::lease::{Break, LockState};
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let op = node(&s, "operator", Strategy::EtagCas).await;
+    assert_eq!(
+        op.locks
+            .break_lease(&lock(), FencingToken(1))
+            .await
+            .unwrap(),
+        None
+    );
+    let first = acquire(&a).await;
+    let token = first.fencing_token();
+    first.release().await.unwrap();
+    // The operator inspected lease `token`; meanwhile a newer lease was acquired.
+    let second = acquire(&a).await;
+    assert!(second.fencing_token() > token);
+    let v = op.locks.show(&lock()).await.unwrap().unwrap().version;
+    match op.locks.break_lease(&lock(), token).await.unwrap() {
+        Some(Break::OtherLease(info)) => {
+            assert_eq!(info.fencing_token, second.fencing_token());
+            assert_eq!(info.state, LockState::Held);
+        }
+        other => panic!("expected OtherLease, got {other:?}"),
+    }
+    assert_eq!(
+        op.locks.show(&lock()).await.unwrap().unwrap().version,
+        v,
+        "nothing written"
+    );
+    // The current token breaks it, keeping holder and expiry, naming operator and time.
+    let Some(Break::Broken(info)) = op
+        .locks
+        .break_lease(&lock(), second.fencing_token())
+        .await
+        .unwrap()
+    else {
+        panic!("expected Broken");
+    };
+    assert_eq!(info.state, LockState::Broken);
+    assert_eq!(info.holder, "a");
+    assert_eq!(info.broken_by.as_deref(), Some("operator"));
+    assert!(info.broken_at.is_some());
+    // Breaking it again changes nothing.
+    assert!(matches!(
+        op.locks
+            .break_lease(&lock(), second.fencing_token())
+            .await
+            .unwrap(),
+        Some(Break::NotHeld(_))
+    ));
+    drop(second);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_lease_with_a_stop_grace_gives_up_that_much_earlier() {
     let s = store();
     let c = Cairn::builder(Arc::clone(&s))

@@ -277,7 +277,7 @@ fn sigterm_to_turn_run_loop_reaches_the_whole_group_and_records_the_outcome() {
         .output()
         .unwrap();
     let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(t["turn"], 1);
+    assert_eq!(t["number"], 1);
     assert_eq!(t["outcome"]["status"], "failure", "{t}");
 }
 
@@ -296,7 +296,10 @@ fn lease_loss_kills_a_grandchild_that_ignores_sigterm_before_exiting_76() {
     let mut cairn = Cairn::spawn(env.cairn("holder", &args));
     let g = Proc::from_pid_file(&pid_file, &mut cairn);
     let out = env
-        .cairn("operator", &["lock", "break", "L"])
+        .cairn(
+            "operator",
+            &["lock", "break", "L", "--token", "1", "--force"],
+        )
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -516,7 +516,7 @@ fn a_broken_holder_that_ignores_sigterm_is_dead_before_the_next_holder_starts() 
         .spawn()
         .unwrap();
     let broke = cli(&store, "operator")
-        .args(["lock", "break", "job"])
+        .args(["lock", "break", "job", "--token", "1", "--force"])
         .output()
         .unwrap();
     assert!(

@@ -904,7 +904,15 @@ async fn cli_log_tail_follow_stops_at_the_end_of_the_sequence_range_instead_of_s
     plant_fs(dir.path(), &log_key("audit", MAX), entry(MAX)).await;
     let out = run_bounded(cli(
         dir.path(),
-        &["log", "tail", "audit", "--follow", "--interval", "100ms"],
+        &[
+            "--json",
+            "log",
+            "tail",
+            "audit",
+            "--follow",
+            "--interval",
+            "100ms",
+        ],
     ))
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);

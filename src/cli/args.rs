@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::duration;
+use super::{duration, exit, help};
 
 /// Coordinate a fleet of nodes through an S3-compatible bucket.
 #[derive(Debug, Parser)]
@@ -20,6 +20,7 @@ pub struct Cli {
 
 /// Options every command takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Store URL: s3://bucket/prefix, file:///absolute/path or memory://.
     /// Default: file://$PWD/.cairn (a local directory, no setup).
@@ -56,41 +57,49 @@ pub enum Command {
     /// Watch a fleet of simulated log ingestors coordinate through the store with every
     /// feature at once (one node is killed and restarted), then see each invariant checked.
     /// --torture adds faults, kills, lock breaks, misconfigured nodes and skewed clocks.
+    #[command(after_help = help::fleet())]
     Fleet(FleetArgs),
     /// Probe the store: which conditional operations it honours, the manifest strategy
     /// cairn will use, and the round-trip latency.
+    #[command(after_help = help::doctor())]
     Doctor,
     /// Locks (leases) with fencing tokens.
+    #[command(after_help = help::lock())]
     Lock {
         /// What to do with locks.
         #[command(subcommand)]
         command: LockCommand,
     },
     /// Streams any node can create; every racing creator ends with the same manifest.
+    #[command(after_help = help::stream())]
     Stream {
         /// What to do with streams.
         #[command(subcommand)]
         command: StreamCommand,
     },
     /// Versioned records: a value only ever moves to a higher version.
+    #[command(after_help = help::record())]
     Record {
         /// What to do with records.
         #[command(subcommand)]
         command: RecordCommand,
     },
     /// Turns: a periodic job that runs on exactly one node per window.
+    #[command(after_help = help::turn())]
     Turn {
         /// What to do with turns.
         #[command(subcommand)]
         command: TurnCommand,
     },
     /// Membership: heartbeats and who is online.
+    #[command(after_help = help::node())]
     Node {
         /// What to do with nodes.
         #[command(subcommand)]
         command: NodeCommand,
     },
     /// The append-only event log.
+    #[command(after_help = help::log())]
     Log {
         /// What to do with the log.
         #[command(subcommand)]
@@ -134,6 +143,7 @@ pub enum TurnCommand {
     /// group. What COMMAND leaves running when it exits gets SIGTERM (SIGKILL 10 s later)
     /// before the outcome is recorded; if cairn itself dies, even by SIGKILL, the group is
     /// killed. A process that leaves the group (setsid) escapes all of this.
+    #[command(after_help = help::turn_run())]
     Run {
         /// The turn's name.
         name: String,
@@ -157,8 +167,10 @@ pub enum TurnCommand {
         command: Vec<String>,
     },
     /// List every turn: number, holder, state, last outcome and next due time.
+    #[command(after_help = help::turn_ls())]
     Ls,
     /// Change a turn's window and jitter for every node (from each node's next claim).
+    #[command(after_help = help::turn_configure())]
     Configure {
         /// The turn's name.
         name: String,
@@ -170,6 +182,7 @@ pub enum TurnCommand {
         jitter: Option<Duration>,
     },
     /// Show one turn.
+    #[command(after_help = help::turn_show())]
     Show {
         /// The turn's name.
         name: String,
@@ -181,12 +194,14 @@ pub enum TurnCommand {
 pub enum NodeCommand {
     /// Join: heartbeat this node's record every --interval until stopped (Ctrl-C, SIGTERM),
     /// then mark it left. Exits 78 if another process heartbeats under the same node id.
+    #[command(after_help = help::node_heartbeat())]
     Heartbeat {
         /// Time between heartbeats (100ms to 1h).
         #[arg(long, default_value = "2s", value_parser = duration::interval)]
         interval: Duration,
     },
     /// List every node as online, suspect or offline, with its heartbeat age and timeout.
+    #[command(after_help = help::node_ls())]
     Ls,
 }
 
@@ -195,6 +210,7 @@ pub enum NodeCommand {
 pub enum StreamCommand {
     /// Create stream NAME unless it exists. Exit 0 when created or when it exists with
     /// equal metadata; exit 73 when it exists with different metadata (printed).
+    #[command(after_help = help::stream_create())]
     Create {
         /// The stream's name.
         name: String,
@@ -203,13 +219,16 @@ pub enum StreamCommand {
         metadata: Option<String>,
     },
     /// List every stream (active and deleted).
+    #[command(after_help = help::stream_ls())]
     Ls,
     /// Show one stream.
+    #[command(after_help = help::stream_show())]
     Show {
         /// The stream's name.
         name: String,
     },
     /// Replace an active stream's metadata (compare-and-swap).
+    #[command(after_help = help::stream_update())]
     Update {
         /// The stream's name.
         name: String,
@@ -218,11 +237,15 @@ pub enum StreamCommand {
         metadata: String,
     },
     /// Delete a stream (writes a tombstone; creating it again starts a new incarnation).
+    #[command(after_help = help::stream_delete())]
     Delete {
         /// The stream's name.
         name: String,
     },
-    /// Print one JSON line per created, changed or deleted stream, until stopped.
+    /// Print one line per stream: each one there when watching starts (`existing`), then
+    /// each one created, changed or deleted while watching, until stopped. JSON lines with
+    /// --json.
+    #[command(after_help = help::stream_watch())]
     Watch {
         /// How often to poll (one listing plus a conditional GET per known stream; 100ms to 1h).
         #[arg(long, default_value = "5s", value_parser = duration::interval)]
@@ -238,6 +261,7 @@ pub enum StreamCommand {
 pub enum RecordCommand {
     /// Store VALUE at VERSION unless the stored version is equal or higher (then: stale,
     /// exit 0, nothing written).
+    #[command(after_help = help::record_put())]
     Put {
         /// Namespace.
         namespace: String,
@@ -251,6 +275,7 @@ pub enum RecordCommand {
         value: String,
     },
     /// Print the stored record (exit 3 if there is none).
+    #[command(after_help = help::record_get())]
     Get {
         /// Namespace.
         namespace: String,
@@ -263,19 +288,26 @@ pub enum RecordCommand {
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
     /// Append a JSON event to TOPIC; prints its sequence number.
+    #[command(after_help = help::log_append())]
     Append {
         /// The topic.
         topic: String,
         /// The event, as JSON.
         event: String,
     },
-    /// Print TOPIC's entries as JSON lines, from sequence number --from.
+    /// Print TOPIC's entries, from sequence number --from or the last -n: one line each
+    /// (sequence, time, node, event), or JSON lines with --json. A topic with no entries is
+    /// an error (exit 3), unless --follow waits for its first.
+    #[command(after_help = help::log_tail())]
     Tail {
         /// The topic.
         topic: String,
         /// First sequence number to print.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, conflicts_with = "lines")]
         from: u64,
+        /// Print only the last N entries (then, with --follow, what comes after).
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<u64>,
         /// Keep printing new entries until stopped.
         #[arg(long)]
         follow: bool,
@@ -289,22 +321,31 @@ pub enum LogCommand {
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
     /// Run COMMAND while holding lock NAME, like flock(1) for a bucket. COMMAND sees
-    /// CAIRN_LOCK, CAIRN_NODE and CAIRN_FENCING_TOKEN. Exits with COMMAND's status, 75 if
-    /// the lock could not be had within --wait, 76 if the lease was lost while COMMAND ran.
+    /// CAIRN_LOCK, CAIRN_NODE and CAIRN_FENCING_TOKEN. Exits with COMMAND's status, 75 (or
+    /// -E CODE) if the lock could not be had within --wait, 76 if the lease was lost while
+    /// COMMAND ran.
     ///
     /// COMMAND runs in its own process group, and every signal cairn sends goes to the whole
     /// group. What COMMAND leaves running when it exits gets SIGTERM (SIGKILL after --grace)
     /// before the lock is released; if cairn itself dies, even by SIGKILL, the group is
     /// killed. A process that leaves the group (setsid) escapes all of this.
+    #[command(after_help = help::lock_run())]
     Run {
         /// The lock's name.
         name: String,
         /// Lease time-to-live (1s to 24h); renewed every ttl/3.
         #[arg(long, default_value = "30s", value_parser = duration::ttl)]
         ttl: Duration,
-        /// How long to wait for the lock (0: try once). Default: wait without limit.
-        #[arg(long, value_parser = duration::wait)]
+        /// How long to wait for the lock (0: try once; plain seconds or 30s, 1m30s, up to
+        /// 366d). Default: wait without limit.
+        #[arg(short = 'w', long, value_name = "DURATION", value_parser = duration::wait)]
         wait: Option<Duration>,
+        /// Fail at once if the lock is held (the same as --wait 0).
+        #[arg(short = 'n', long, conflicts_with = "wait")]
+        nonblock: bool,
+        /// Exit with CODE (0 to 255) when the lock could not be had.
+        #[arg(short = 'E', long, value_name = "CODE", default_value_t = exit::LOCK_BUSY as u8)]
+        conflict_exit_code: u8,
         /// How long COMMAND's process group has between SIGTERM and SIGKILL (0 to 1h): after a
         /// lost lease, and for what COMMAND leaves running when it exits. The holder gives
         /// the lease up this much before its deadline, so COMMAND is dead before any other
@@ -313,22 +354,68 @@ pub enum LockCommand {
         /// when that is shorter.
         #[arg(long, value_parser = duration::grace)]
         grace: Option<Duration>,
+        /// Run STRING with `sh -c` instead of a COMMAND after `--`.
+        #[arg(
+            short = 'c',
+            long = "command",
+            value_name = "STRING",
+            conflicts_with = "command"
+        )]
+        shell_command: Option<String>,
         /// The command and its arguments, after `--`.
-        #[arg(last = true, required = true, num_args = 1..)]
+        #[arg(last = true, required_unless_present = "shell_command", num_args = 1..)]
         command: Vec<String>,
     },
+    /// Hold lock NAME, renewing it, until Ctrl-C or SIGTERM; print its fencing token.
+    ///
+    /// For work done by hand, or by a script that reads the fencing token. Prints the
+    /// fencing token alone on a line of stdout once the lock is held (with --json: the
+    /// acquisition, then the outcome, as JSON lines); releases the lock on Ctrl-C or SIGTERM
+    /// and exits 0. Exits 76 if the lease is lost meanwhile (taken over, broken, renewals
+    /// failed).
+    #[command(after_help = help::lock_hold())]
+    Hold {
+        /// The lock's name.
+        name: String,
+        /// Lease time-to-live (1s to 24h); renewed every ttl/3.
+        #[arg(long, default_value = "30s", value_parser = duration::ttl)]
+        ttl: Duration,
+        /// How long to wait for the lock (0: try once). Default: wait without limit.
+        #[arg(short = 'w', long, value_name = "DURATION", value_parser = duration::wait)]
+        wait: Option<Duration>,
+        /// Fail at once if the lock is held (the same as --wait 0).
+        #[arg(short = 'n', long, conflicts_with = "wait")]
+        nonblock: bool,
+        /// Exit with CODE (0 to 255) when the lock could not be had.
+        #[arg(short = 'E', long, value_name = "CODE", default_value_t = exit::LOCK_BUSY as u8)]
+        conflict_exit_code: u8,
+    },
     /// List every lock with holder, fencing token, times and state.
+    #[command(after_help = help::lock_ls())]
     Ls,
     /// Show one lock.
+    #[command(after_help = help::lock_show())]
     Show {
         /// The lock's name.
         name: String,
     },
-    /// Forcibly end the current lease (writes a new version; the holder learns at its
-    /// next renewal).
+    /// Forcibly end the lease with fencing token --token of lock NAME (never a newer one).
+    ///
+    /// Like Terraform's force-unlock: only the lease with that fencing token (see `lock
+    /// show`) is broken; a lease acquired since is left alone. The break is written as a new
+    /// version that keeps the holder and its expiry: the holder learns at its next renewal
+    /// and stops, and no other node gets the lock before the broken lease expires. Asks for
+    /// confirmation when stdin is a terminal; elsewhere refuses without --force.
+    #[command(after_help = help::lock_break())]
     Break {
         /// The lock's name.
         name: String,
+        /// The fencing token of the lease to break, as `cairn lock show NAME` prints it.
+        #[arg(long)]
+        token: u64,
+        /// Break without asking (needed when stdin is not a terminal).
+        #[arg(long)]
+        force: bool,
     },
 }
 

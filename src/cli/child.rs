@@ -309,6 +309,11 @@ impl Child {
         &self.group
     }
 
+    /// COMMAND's own exit status, once it has been reaped.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.status
+    }
+
     /// Sends `sig` to COMMAND's whole group (see [`Group::signal`]).
     pub fn signal(&self, sig: libc::c_int) {
         self.group.signal(sig);

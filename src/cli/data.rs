@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use super::exit;
+use super::{exit, output};
 use crate::clock::next_number;
 use crate::error::Error;
 use crate::log::EventLog;
 use crate::record::Records;
 use crate::store::keys;
-use crate::stream::{Create, Cursor, StreamManifest, Streams};
+use crate::stream::{Create, Cursor, StreamEvent, StreamManifest, StreamState, Streams};
 use crate::{Name, Result};
 
 /// Parses JSON given inline or as `@FILE`.
@@ -21,14 +21,58 @@ pub fn json_arg(what: &str, arg: &str) -> Result<serde_json::Value> {
     serde_json::from_str(&text).map_err(|e| Error::Config(format!("{what} is not JSON: {e}")))
 }
 
-fn print_stream(m: &StreamManifest, json: bool) {
+/// What `stream create`, `update` and `delete` print with --json: what happened, and the
+/// stream as stored after it.
+#[derive(serde::Serialize)]
+struct StreamOutcome<'a> {
+    /// `created`, `exists`, `conflict`, `updated` or `deleted`.
+    outcome: &'a str,
+    stream: &'a StreamManifest,
+}
+
+/// One line of `stream watch --json`.
+#[derive(serde::Serialize)]
+struct StreamChange<'a> {
+    /// `existing` (there when watching started), `created`, `changed` or `deleted`.
+    event: &'a str,
+    stream: &'a StreamManifest,
+}
+
+fn state(m: &StreamManifest) -> &'static str {
+    match m.record.state {
+        StreamState::Active => "active",
+        StreamState::Deleted => "deleted",
+    }
+}
+
+/// One stream as labelled lines.
+fn print_stream_to(out: &mut impl std::io::Write, m: &StreamManifest) {
+    let mut line = |label: &str, value: &dyn std::fmt::Display| {
+        let _ = writeln!(out, "{label:<13}{value}");
+    };
+    line("name:", &m.name);
+    line("state:", &state(m));
+    line("version:", &m.version);
+    line("incarnation:", &m.record.incarnation);
+    line("metadata:", &m.record.metadata);
+    line("created by:", &m.record.created_by);
+    line("created at:", &output::time(m.record.created_at));
+    line("updated by:", &m.updated_by);
+    line("updated at:", &output::time(m.updated_at));
+}
+
+fn print_stream(m: &StreamManifest) {
+    print_stream_to(&mut std::io::stdout().lock(), m);
+}
+
+/// Prints what a stream verb did: `{"outcome", "stream"}` with --json, else a word and the
+/// stream.
+fn print_outcome(outcome: &str, m: &StreamManifest, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(m).unwrap_or_default());
+        output::json(&StreamOutcome { outcome, stream: m });
     } else {
-        println!(
-            "{}  version {}  {:?}  incarnation {}  metadata {}",
-            m.name, m.version, m.record.state, m.record.incarnation, m.record.metadata
-        );
+        println!("{outcome}");
+        print_stream(m);
     }
 }
 
@@ -49,18 +93,11 @@ pub async fn stream_create(
         Create::Exists(_) => ("exists", exit::OK),
         Create::Conflict(_) => ("conflict", exit::STREAM_CONFLICT),
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({ "outcome": word, "stream": outcome.manifest() })
-        );
+    if code == exit::STREAM_CONFLICT && !json {
+        eprintln!("cairn: stream {name} exists with different metadata; stored manifest:");
+        print_stream(outcome.manifest());
     } else {
-        if code == exit::STREAM_CONFLICT {
-            eprintln!("cairn: stream {name} exists with different metadata; stored manifest:");
-        } else {
-            println!("{word}");
-        }
-        print_stream(outcome.manifest(), false);
+        print_outcome(word, outcome.manifest(), json);
     }
     Ok(code)
 }
@@ -69,40 +106,78 @@ pub async fn stream_create(
 pub async fn stream_ls(s: &Streams, json: bool) -> Result<i32> {
     let all = s.list().await?;
     if json {
-        println!("{}", serde_json::to_string(&all).unwrap_or_default());
-    } else {
-        for m in &all {
-            print_stream(m, false);
-        }
+        output::json(&all);
+        return Ok(exit::OK);
     }
+    let rows = all
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                state(m).into(),
+                m.version.to_string(),
+                m.record.incarnation.to_string(),
+                m.updated_by.clone(),
+                output::time(m.updated_at),
+                m.record.metadata.to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "NAME",
+                "STATE",
+                "VERSION",
+                "INCARNATION",
+                "UPDATED BY",
+                "UPDATED AT",
+                "METADATA"
+            ],
+            rows,
+            &[2, 3],
+        )
+    );
     Ok(exit::OK)
 }
 
 /// `stream show`.
 pub async fn stream_show(s: &Streams, name: &str, json: bool) -> Result<i32> {
-    found(s.get(&Name::new(name)?).await?, json, name)
+    match s.get(&Name::new(name)?).await? {
+        Some(m) => {
+            if json {
+                output::json(&m);
+            } else {
+                print_stream(&m);
+            }
+            Ok(exit::OK)
+        }
+        None => {
+            eprintln!("cairn: no stream named {name}");
+            Ok(exit::NOT_FOUND)
+        }
+    }
 }
 
 /// `stream update`.
 pub async fn stream_update(s: &Streams, name: &str, metadata: &str, json: bool) -> Result<i32> {
     let metadata = json_arg("--metadata", metadata)?;
-    found(
-        s.update(&Name::new(name)?, |_| Some(metadata.clone()))
-            .await?,
-        json,
-        name,
-    )
+    let updated = s
+        .update(&Name::new(name)?, |_| Some(metadata.clone()))
+        .await?;
+    found("updated", updated, json, name)
 }
 
 /// `stream delete`.
 pub async fn stream_delete(s: &Streams, name: &str, json: bool) -> Result<i32> {
-    found(s.delete(&Name::new(name)?).await?, json, name)
+    found("deleted", s.delete(&Name::new(name)?).await?, json, name)
 }
 
-fn found(m: Option<StreamManifest>, json: bool, name: &str) -> Result<i32> {
+fn found(outcome: &str, m: Option<StreamManifest>, json: bool, name: &str) -> Result<i32> {
     match m {
         Some(m) => {
-            print_stream(&m, json);
+            print_outcome(outcome, &m, json);
             Ok(exit::OK)
         }
         None => {
@@ -112,13 +187,30 @@ fn found(m: Option<StreamManifest>, json: bool, name: &str) -> Result<i32> {
     }
 }
 
-/// `stream watch`.
-pub async fn stream_watch(s: &Streams, interval: Duration, once: bool) -> Result<i32> {
+/// `stream watch`. The first poll reports the streams there when watching starts: they are
+/// `existing`, not `created`.
+pub async fn stream_watch(s: &Streams, interval: Duration, once: bool, json: bool) -> Result<i32> {
     let mut f = s.follow(Cursor::default());
+    let mut first = true;
     loop {
         for e in f.poll().await? {
-            println!("{}", serde_json::to_string(&e).unwrap_or_default());
+            let event = match &e {
+                StreamEvent::Created(_) if first => "existing",
+                StreamEvent::Created(_) => "created",
+                StreamEvent::Changed(_) => "changed",
+                StreamEvent::Deleted(_) => "deleted",
+            };
+            let m = e.manifest();
+            if json {
+                output::json(&StreamChange { event, stream: m });
+            } else {
+                println!(
+                    "{event:<8}  {}  version {}  incarnation {}  metadata {}",
+                    m.name, m.version, m.record.incarnation, m.record.metadata
+                );
+            }
         }
+        first = false;
         if once {
             return Ok(exit::OK);
         }
@@ -143,7 +235,7 @@ pub async fn record_put(
         .put_if_newer(&Name::new(namespace)?, &Name::new(key)?, version, value)
         .await?;
     if json {
-        println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+        output::json(&outcome);
     } else {
         match outcome {
             crate::record::Put::Applied { version } => println!("applied at version {version}"),
@@ -160,7 +252,7 @@ pub async fn record_get(r: &Records, namespace: &str, key: &str, json: bool) -> 
     match r.get(&Name::new(namespace)?, &Name::new(key)?).await? {
         Some(rec) => {
             if json {
-                println!("{}", serde_json::to_string(&rec).unwrap_or_default());
+                output::json(&rec);
             } else {
                 println!("version {}  value {}", rec.version, rec.value);
             }
@@ -178,27 +270,58 @@ pub async fn log_append(l: &EventLog, topic: &str, event: &str, json: bool) -> R
     let event = json_arg("the event", event)?;
     let seq = l.append(&Name::new(topic)?, event).await?;
     if json {
-        println!("{}", serde_json::json!({ "topic": topic, "sequence": seq }));
+        output::json(&serde_json::json!({ "topic": topic, "sequence": seq }));
     } else {
         println!("{seq}");
     }
     Ok(exit::OK)
 }
 
-/// `log tail`. With `--follow`, an entry at sequence `u64::MAX` is the last there can ever
-/// be: after printing it, following ends with [`Error::Exhausted`] instead of wrapping to the
-/// start and printing the log again.
+/// Where `log tail` starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// At this sequence number (`--from`).
+    From(u64),
+    /// With the last this many entries (`-n`).
+    Last(u64),
+}
+
+/// `log tail`. A topic with no entries is [`exit::NOT_FOUND`], unless following (then it
+/// waits for the first). With `--follow`, an entry at sequence `u64::MAX` is the last there
+/// can ever be: after printing it, following ends with [`Error::Exhausted`] instead of
+/// wrapping to the start and printing the log again.
 pub async fn log_tail(
     l: &EventLog,
     topic: &str,
-    from: u64,
+    start: Start,
     follow: bool,
     interval: Duration,
+    json: bool,
 ) -> Result<i32> {
     let topic = Name::new(topic)?;
-    let mut next = from.max(1);
+    let empty = || {
+        if follow {
+            eprintln!("cairn: log topic {topic} has no entries yet; waiting for the first");
+            Ok(())
+        } else {
+            eprintln!("cairn: log topic {topic} has no entries (nothing was ever appended to it)");
+            Err(exit::NOT_FOUND)
+        }
+    };
+    let mut next = match start {
+        Start::From(from) => from.max(1),
+        Start::Last(n) => match l.newest_sequence(&topic).await? {
+            // The last n: from newest - n + 1; none (n = 0): from past the newest.
+            Some(newest) => newest.saturating_sub(n).saturating_add(1).max(1),
+            None => match empty() {
+                Ok(()) => 1,
+                Err(code) => return Ok(code),
+            },
+        },
+    };
+    let mut checked = matches!(start, Start::Last(_));
     loop {
-        let entries = if follow {
+        let entries = if follow && checked {
             tokio::select! {
                 r = l.wait_for(&topic, next, interval) => r?,
                 _ = tokio::signal::ctrl_c() => return Ok(exit::OK),
@@ -206,8 +329,24 @@ pub async fn log_tail(
         } else {
             l.read(&topic, next, usize::MAX).await?
         };
+        if !checked && entries.is_empty() && l.newest_sequence(&topic).await?.is_none() {
+            if let Err(code) = empty() {
+                return Ok(code);
+            }
+        }
+        checked = true;
         for e in &entries {
-            println!("{}", serde_json::to_string(e).unwrap_or_default());
+            if json {
+                output::json(e);
+            } else {
+                println!(
+                    "{:>6}  {}  {}  {}",
+                    e.sequence,
+                    output::time(e.appended_at),
+                    e.appended_by,
+                    e.event
+                );
+            }
         }
         if !follow {
             return Ok(exit::OK);

@@ -41,7 +41,7 @@ pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
             reason: caps.reason(),
             capabilities: caps,
         };
-        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+        super::output::json(&r);
         return Ok(());
     }
     println!("store:      {url}");
@@ -54,8 +54,7 @@ pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
             "strategy:   {} (this prefix's protocol, recorded by {} at {})",
             cairn.strategy(),
             p.created_by,
-            p.created_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            super::output::time(p.created_at)
         ),
         None => println!(
             "strategy:   {} (no protocol recorded yet: the first coordinating command records it)",

@@ -1,33 +1,27 @@
-//! Durations as people write them: `500ms`, `30s`, `5m`, `1h`, `0`.
+//! Durations as people write them: plain seconds (`5`, `0.5`), a number with a unit
+//! (`500ms`, `30s`, `5m`, `1h`, `2d`), or several of those (`1h30m`, `1m 30s`), parsed by
+//! the `humantime` crate. `0` is zero.
 
 use std::time::Duration;
 
-/// Parses `<number><unit>` with unit `ms`, `s`, `m` or `h` (a bare `0` is zero).
+/// Parses plain seconds (`5`, `0.5`) or a `humantime` duration (`30s`, `1h30m`, `1m 30s`).
 pub fn parse(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
+    let t = s.trim();
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let n: f64 = t
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+        // Digits only: finite and not negative, so only too big to represent can fail,
+        // and the range check then names the range.
+        return Ok(Duration::try_from_secs_f64(n).unwrap_or(Duration::MAX));
     }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{s:?} has no unit: write 500ms, 30s, 5m or 1h"))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: {num:?} is not a number"))?;
-    let scale = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit {unit:?} (use ms, s, m, h or d)"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(n * scale).map_err(|e| format!("{s:?}: {e}"))
+    match humantime::parse_duration(t) {
+        Ok(d) => Ok(d),
+        Err(humantime::DurationError::NumberOverflow) => Ok(Duration::MAX),
+        Err(e) => Err(format!(
+            "{s:?} is not a duration ({e}): write 30s, 5m, 1h30m, or plain seconds (5)"
+        )),
+    }
 }
 
 /// A parser for durations in `[min, max]`, whose error names the range.
@@ -103,7 +97,14 @@ mod tests {
         assert_eq!(parse("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse("0").unwrap(), Duration::ZERO);
-        for bad in ["", "30", "s", "3x", "-1s", "1..2s"] {
+        assert_eq!(parse("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse("1m 30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse("2d").unwrap(), Duration::from_secs(2 * 86400));
+        for bad in [
+            "", "s", "3x", "-1s", "-1", "1..2s", "1.2.3", "nan", "inf", "5 apples",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -118,6 +119,14 @@ mod tests {
         assert!(interval("0s").unwrap_err().contains("from 100ms to 1h"));
         assert!(window("0").is_err());
         assert!(window("3000000000h").is_err());
+        assert!(wait("1h30m").is_ok());
+        assert_eq!(
+            wait("400d").unwrap_err(),
+            "\"400d\" is out of range: allowed from 0 to 366d"
+        );
+        assert!(ttl("99999999999999999999")
+            .unwrap_err()
+            .contains("out of range"));
         assert_eq!(window("300s").unwrap(), Duration::from_secs(300));
         assert_eq!(show(Duration::from_secs(90)), "90s");
         assert_eq!(show(Duration::from_secs(7200)), "2h");

@@ -8,13 +8,16 @@ pub const FAILURE: i32 = 1;
 pub const USAGE: i32 = 2;
 /// The store was refused by the capability probe (EX_UNAVAILABLE).
 pub const STORE_REFUSED: i32 = 69;
-/// `lock show`: no such lock.
+/// Not found: `lock show`, `stream show`, `record get`, `log tail` (a topic with no
+/// entries); `lock break`: no such lock, or its current lease has another fencing token.
 pub const NOT_FOUND: i32 = 3;
 /// `stream create`: the stream exists with different metadata (EX_CANTCREAT).
 pub const STREAM_CONFLICT: i32 = 73;
-/// `lock run`: the lock could not be had within `--wait` (EX_TEMPFAIL).
+/// `lock run`, `lock hold`: the lock could not be had within `--wait` (EX_TEMPFAIL); `-E`
+/// chooses another code.
 pub const LOCK_BUSY: i32 = 75;
-/// `lock run`: the lease was lost while the command ran; it was stopped.
+/// `lock run`: the lease was lost while the command ran; it was stopped. `lock hold`: the
+/// lease was lost while held.
 pub const LEASE_LOST: i32 = 76;
 /// `node heartbeat`: another process heartbeats under this node id (EX_CONFIG).
 pub const DUPLICATE_NODE: i32 = 78;
@@ -31,12 +34,14 @@ Exit codes:
   1    failure (store unavailable, corrupt data, ...)
   2    usage or configuration error (also: --strategy disagrees with the
        prefix's protocol record, --every/--jitter with the turn's)
-  3    not found (lock show, stream show, record get, ...)
+  3    not found (lock show, stream show, record get, log tail, ...;
+       lock break: the lock's current lease has another --token)
   69   the store was refused by the capability probe
   73   stream create: the stream exists with different metadata
-  75   lock run: the lock is held by another node and --wait ran out
-  76   lock run: the lease was lost (taken over, broken, renewals failed)
-       while COMMAND ran, or found lost at release; COMMAND was stopped
+  75   lock run, lock hold: the lock is held by another node and --wait
+       ran out (-E CODE chooses another code)
+  76   lock run, lock hold: the lease was lost (taken over, broken, renewals
+       failed) while held, or found lost at release; COMMAND was stopped
   78   node heartbeat: another process heartbeats under this node id
   127  lock run, turn run: COMMAND could not be started
   130  interrupted before COMMAND started

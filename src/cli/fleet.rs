@@ -109,7 +109,7 @@ pub async fn run(
         lines(&history, task, json).await?
     };
     if json {
-        println!("{}", serde_json::json!({ "report": report }));
+        super::output::json(&serde_json::json!({ "report": report }));
     } else {
         print!("{}", summary(&report, &header));
         if let Some(d) = proc_dir {
@@ -174,7 +174,7 @@ async fn lines(
         let mut out = std::io::stdout().lock();
         for e in &new {
             if json {
-                let _ = writeln!(out, "{}", serde_json::to_string(e).unwrap_or_default());
+                let _ = writeln!(out, "{}", super::output::json_line(e));
             } else if worth_a_line(e) {
                 let _ = writeln!(out, "{}", line(e));
             }

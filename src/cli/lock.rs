@@ -1,11 +1,14 @@
-//! `cairn lock run|ls|show|break`.
+//! `cairn lock run|hold|ls|show|break`.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use super::child::{self, Signals};
-use super::exit;
-use crate::lease::{Acquired, LockInfo, Locks};
+use super::{exit, output};
+use crate::lease::{Acquired, Break, FencingToken, Lease, LockInfo, LockState, Locks, LossReason};
 use crate::{Cairn, Name, Result};
 
 /// The grace `lock run` uses: the one given, else 10 s, or `ttl / 3` when that is shorter
@@ -14,41 +17,131 @@ pub fn grace(ttl: Duration, given: Option<Duration>) -> Duration {
     given.unwrap_or_else(|| Duration::from_secs(10).min(ttl / 3))
 }
 
-/// `cairn lock run`: acquire, run the command under the lease, release. The command's
-/// whole process group is gone before the lock is released or cairn exits 76 (see
-/// [`child`]).
-pub async fn run(
-    cairn: &Cairn,
+/// How `lock run` and `lock hold` wait for the lock: `--wait`, or `-n` (try once).
+pub fn wait(wait: Option<Duration>, nonblock: bool) -> Option<Duration> {
+    if nonblock {
+        Some(Duration::ZERO)
+    } else {
+        wait
+    }
+}
+
+/// One line of `lock run --json` / `lock hold --json`: the lock acquired, or found busy.
+#[derive(Serialize)]
+struct LockEvent<'a> {
+    /// `acquired` or `busy`.
+    event: &'a str,
+    lock: &'a LockInfo,
+}
+
+/// The last line of `lock run --json` / `lock hold --json`: how it ended.
+#[derive(Serialize)]
+struct Finished<'a> {
+    event: &'a str,
+    name: &'a Name,
+    fencing_token: FencingToken,
+    /// COMMAND's exit status (128+N when killed by signal N, 127 when it could not be
+    /// started); absent for `lock hold`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    lease_lost: bool,
+    /// Why, when the lease was lost.
+    loss: Option<LossReason>,
+    /// Whether the release was written (a lost lease is not released: it is no longer ours).
+    released: bool,
+    /// What cairn exits with.
+    cairn_exit_code: i32,
+}
+
+/// Acquires `name` for `lock run` and `lock hold`: the lease, or the exit code to leave
+/// with (busy: `conflict_code`; interrupted: 128+N), having said why.
+async fn acquire(
     locks: &Locks,
-    name: &str,
+    name: &Name,
     wait: Option<Duration>,
-    grace: Duration,
-    command: &[String],
+    conflict_code: i32,
+    signals: &mut Signals,
     json: bool,
-) -> Result<i32> {
-    let name = Name::new(name)?;
-    let mut signals = Signals::install()?;
+) -> Result<std::result::Result<Lease, i32>> {
     let acquired = tokio::select! {
-        r = locks.acquire(&name, wait) => r?,
-        sig = signals.recv() => return Ok(128 + sig),
+        r = locks.acquire(name, wait) => r?,
+        sig = signals.recv() => return Ok(Err(128 + sig)),
     };
-    let lease = match acquired {
-        Acquired::Acquired(l) => l,
+    match acquired {
+        Acquired::Acquired(l) => {
+            if json {
+                output::json(&LockEvent {
+                    event: "acquired",
+                    lock: &l.info(),
+                });
+            }
+            Ok(Ok(l))
+        }
         Acquired::Busy(b) => {
             if json {
-                println!("{}", serde_json::json!({ "lock": name, "busy": b }));
+                output::json(&LockEvent {
+                    event: "busy",
+                    lock: &b.lock,
+                });
             }
             eprintln!(
                 "cairn: lock {name} is held by {} (fencing token {}, expires {})",
-                b.holder, b.fencing_token, b.expires_at
+                b.holder,
+                b.fencing_token,
+                output::time(b.expires_at)
             );
-            return Ok(exit::LOCK_BUSY);
+            Ok(Err(conflict_code))
         }
+    }
+}
+
+/// What `lock run` needs beyond the lock client.
+pub struct RunArgs<'a> {
+    /// The lock's name.
+    pub name: &'a str,
+    /// `--wait` / `-n`.
+    pub wait: Option<Duration>,
+    /// The SIGTERM→SIGKILL grace.
+    pub grace: Duration,
+    /// The exit code when the lock could not be had (`-E`).
+    pub conflict_code: i32,
+    /// COMMAND and its arguments (already `sh -c STRING` for `-c`).
+    pub command: &'a [String],
+    /// `--json`.
+    pub json: bool,
+}
+
+/// `cairn lock run`: acquire, run the command under the lease, release. The command's
+/// whole process group is gone before the lock is released or cairn exits 76 (see
+/// [`child`]).
+pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
+    let name = Name::new(a.name)?;
+    let (grace, command, json) = (a.grace, a.command, a.json);
+    let mut signals = Signals::install()?;
+    let lease = match acquire(locks, &name, a.wait, a.conflict_code, &mut signals, json).await? {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let token = lease.fencing_token();
+    let finished = |exit_code: i32, loss: Option<LossReason>, released: bool, code: i32| {
+        if json {
+            output::json(&Finished {
+                event: "finished",
+                name: &name,
+                fencing_token: token,
+                exit_code: Some(exit_code),
+                lease_lost: loss.is_some(),
+                loss,
+                released,
+                cairn_exit_code: code,
+            });
+        }
+        code
     };
     let env = [
         ("CAIRN_LOCK", name.to_string()),
         ("CAIRN_NODE", cairn.node().to_string()),
-        ("CAIRN_FENCING_TOKEN", lease.fencing_token().to_string()),
+        ("CAIRN_FENCING_TOKEN", token.to_string()),
     ];
     let left = lease
         .deadline()
@@ -58,13 +151,21 @@ pub async fn run(
             Ok(c) => c,
             Err(e) => {
                 eprintln!("cairn: cannot run {:?}: {e}", command[0]);
-                lease.release().await?;
-                return Ok(exit::CANNOT_RUN);
+                return match lease.release().await {
+                    Ok(()) => Ok(finished(exit::CANNOT_RUN, None, true, exit::CANNOT_RUN)),
+                    Err(crate::Error::LeaseLost { reason, .. }) => Ok(finished(
+                        exit::CANNOT_RUN,
+                        Some(reason),
+                        false,
+                        exit::LEASE_LOST,
+                    )),
+                    Err(e) => Err(e),
+                };
             }
         };
     enum End {
         Exited(std::io::Result<ExitStatus>),
-        Lost(crate::lease::LossReason),
+        Lost(LossReason),
     }
     // The guard stops the group at the lease's give-up time should this process be paused
     // and unable to; pushed on every second while all is well.
@@ -86,31 +187,100 @@ pub async fn run(
             // Whatever COMMAND left running stops before the lock goes (within the grace,
             // which the lease's give-up time already leaves room for).
             child.finish(grace).await;
-            match lease.release().await {
-                Ok(()) => {}
-                // The command finished, but not under the lock: say so, and fail as a lost
-                // lease does, whatever the command's own status.
-                Err(e @ crate::Error::LeaseLost { .. }) => {
-                    eprintln!(
-                        "cairn: {e}; the command's work may have overlapped another holder's"
-                    );
-                    return Ok(exit::LEASE_LOST);
-                }
-                Err(e) => eprintln!("cairn: releasing lock {name} failed ({e}); it will expire"),
-            }
-            Ok(match status {
+            let code = match status {
                 Ok(s) => child::status_code(s),
                 Err(e) => {
                     eprintln!("cairn: waiting for the command failed: {e}");
                     exit::FAILURE
                 }
-            })
+            };
+            match lease.release().await {
+                Ok(()) => Ok(finished(code, None, true, code)),
+                // The command finished, but not under the lock: say so, and fail as a lost
+                // lease does, whatever the command's own status.
+                Err(crate::Error::LeaseLost { lock, reason }) => {
+                    eprintln!(
+                        "cairn: lock {lock} was lost ({reason}); the command's work may have \
+                         overlapped another holder's"
+                    );
+                    Ok(finished(code, Some(reason), false, exit::LEASE_LOST))
+                }
+                Err(e) => {
+                    eprintln!("cairn: releasing lock {name} failed ({e}); it will expire");
+                    Ok(finished(code, None, false, code))
+                }
+            }
         }
         End::Lost(reason) => {
             eprintln!("cairn: lost lock {name}: {reason}; stopping the command");
             child.stop(grace).await;
-            Ok(exit::LEASE_LOST)
+            let code = child
+                .exit_status()
+                .map_or(exit::FAILURE, child::status_code);
+            Ok(finished(code, Some(reason), false, exit::LEASE_LOST))
         }
+    }
+}
+
+/// `cairn lock hold`: acquire, print the fencing token, renew until SIGINT or SIGTERM, then
+/// release. Exits 76 if the lease is lost meanwhile (or found lost at release).
+pub async fn hold(
+    locks: &Locks,
+    name: &str,
+    wait: Option<Duration>,
+    conflict_code: i32,
+    json: bool,
+) -> Result<i32> {
+    let name = Name::new(name)?;
+    let mut signals = Signals::install()?;
+    let lease = match acquire(locks, &name, wait, conflict_code, &mut signals, json).await? {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let token = lease.fencing_token();
+    if !json {
+        // The token alone on stdout, for a script to read; the explanation for people.
+        println!("{token}");
+        eprintln!(
+            "cairn: holding lock {name} with fencing token {token} until Ctrl-C or SIGTERM \
+             (renewed every {})",
+            output::duration(locks.options().renew_interval)
+        );
+    }
+    let finished = |loss: Option<LossReason>, released: bool, code: i32| {
+        if json {
+            output::json(&Finished {
+                event: "finished",
+                name: &name,
+                fencing_token: token,
+                exit_code: None,
+                lease_lost: loss.is_some(),
+                loss,
+                released,
+                cairn_exit_code: code,
+            });
+        }
+        code
+    };
+    tokio::select! {
+        _ = signals.recv() => {}
+        reason = lease.lost() => {
+            eprintln!("cairn: lost lock {name}: {reason}");
+            return Ok(finished(Some(reason), false, exit::LEASE_LOST));
+        }
+    }
+    match lease.release().await {
+        Ok(()) => {
+            if !json {
+                eprintln!("cairn: released lock {name} (fencing token {token})");
+            }
+            Ok(finished(None, true, exit::OK))
+        }
+        Err(crate::Error::LeaseLost { lock, reason }) => {
+            eprintln!("cairn: lock {lock} was lost before its release: {reason}");
+            Ok(finished(Some(reason), false, exit::LEASE_LOST))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -118,16 +288,30 @@ pub async fn run(
 pub async fn ls(locks: &Locks, json: bool) -> Result<i32> {
     let all = locks.list().await?;
     if json {
-        println!("{}", serde_json::to_string(&all).unwrap_or_default());
-    } else {
-        println!(
-            "{:<24} {:<9} {:<24} {:>6} {:>8}  EXPIRES",
-            "NAME", "STATE", "HOLDER", "TOKEN", "VERSION"
-        );
-        for l in &all {
-            print_row(l);
-        }
+        output::json(&all);
+        return Ok(exit::OK);
     }
+    let rows = all
+        .iter()
+        .map(|l| {
+            vec![
+                l.name.clone(),
+                state(l).into(),
+                l.holder.clone(),
+                l.fencing_token.to_string(),
+                l.version.to_string(),
+                output::time(l.expires_at),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &["NAME", "STATE", "HOLDER", "TOKEN", "VERSION", "EXPIRES"],
+            rows,
+            &[3, 4],
+        )
+    );
     Ok(exit::OK)
 }
 
@@ -135,7 +319,11 @@ pub async fn ls(locks: &Locks, json: bool) -> Result<i32> {
 pub async fn show(locks: &Locks, name: &str, json: bool) -> Result<i32> {
     match locks.show(&Name::new(name)?).await? {
         Some(l) => {
-            print_one(&l, json);
+            if json {
+                output::json(&l);
+            } else {
+                print_lock(&l);
+            }
             Ok(exit::OK)
         }
         None => {
@@ -145,46 +333,153 @@ pub async fn show(locks: &Locks, name: &str, json: bool) -> Result<i32> {
     }
 }
 
-/// `cairn lock break NAME`.
-pub async fn break_lock(locks: &Locks, name: &str, json: bool) -> Result<i32> {
-    match locks.break_lock(&Name::new(name)?).await? {
-        Some(l) => {
-            print_one(&l, json);
-            Ok(exit::OK)
+/// Checks, before any request, that `lock break` can be confirmed: by `--force`, or by a
+/// person at the terminal on stdin.
+pub fn check_break_confirmable(force: bool) -> Result<()> {
+    if force || std::io::stdin().is_terminal() {
+        return Ok(());
+    }
+    Err(crate::Error::Config(
+        "lock break: stdin is not a terminal, so nobody can confirm the break; pass --force \
+         to break without asking"
+            .into(),
+    ))
+}
+
+/// What `lock break` did, as its JSON line says.
+#[derive(Serialize)]
+struct BreakOutcome<'a> {
+    /// `broken`, `not-held`, `other-lease` or `declined`.
+    outcome: &'a str,
+    lock: &'a LockInfo,
+}
+
+/// `cairn lock break NAME --token N`: breaks lease N of lock NAME, and only that lease,
+/// after asking at the terminal unless `force`.
+pub async fn break_lock(
+    locks: &Locks,
+    name: &str,
+    token: u64,
+    force: bool,
+    json: bool,
+) -> Result<i32> {
+    let name = Name::new(name)?;
+    let token = FencingToken(token);
+    let say = |outcome: &str, l: &LockInfo| {
+        if json {
+            output::json(&BreakOutcome { outcome, lock: l });
+        } else {
+            print_lock(l);
         }
+    };
+    let Some(current) = locks.show(&name).await? else {
+        eprintln!("cairn: no lock named {name}");
+        return Ok(exit::NOT_FOUND);
+    };
+    if current.fencing_token != token {
+        return Ok(other_lease(&name, token, &current, say));
+    }
+    if matches!(current.state, LockState::Released | LockState::Broken) {
+        return Ok(not_held(&name, token, &current, say));
+    }
+    if !force {
+        let mut err = std::io::stderr().lock();
+        print_lock_to(&mut err, &current);
+        let _ = write!(
+            err,
+            "Break lease {token} of lock {name}, held by {}? Its holder stops at its next \
+             renewal; no other node gets the lock before {}. [y/N] ",
+            current.holder,
+            output::time(current.expires_at)
+        );
+        let _ = err.flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            eprintln!("cairn: not broken");
+            if json {
+                output::json(&BreakOutcome {
+                    outcome: "declined",
+                    lock: &current,
+                });
+            }
+            return Ok(exit::FAILURE);
+        }
+    }
+    match locks.break_lease(&name, token).await? {
         None => {
             eprintln!("cairn: no lock named {name}");
             Ok(exit::NOT_FOUND)
         }
-    }
-}
-
-fn print_one(l: &LockInfo, json: bool) {
-    if json {
-        println!("{}", serde_json::to_string(l).unwrap_or_default());
-    } else {
-        println!("name:          {}", l.name);
-        println!("state:         {:?}", l.state);
-        println!("holder:        {}", l.holder);
-        println!("fencing token: {}", l.fencing_token);
-        println!("version:       {}", l.version);
-        println!("acquired at:   {}", l.acquired_at);
-        println!("renewed at:    {}", l.renewed_at);
-        println!("expires at:    {}", l.expires_at);
-        if let Some(by) = &l.broken_by {
-            println!("broken by:     {by}");
+        Some(Break::Broken(l)) => {
+            say("broken", &l);
+            Ok(exit::OK)
         }
+        Some(Break::NotHeld(l)) => Ok(not_held(&name, token, &l, say)),
+        Some(Break::OtherLease(l)) => Ok(other_lease(&name, token, &l, say)),
     }
 }
 
-fn print_row(l: &LockInfo) {
-    println!(
-        "{:<24} {:<9} {:<24} {:>6} {:>8}  {}",
-        l.name,
-        format!("{:?}", l.state).to_lowercase(),
-        l.holder,
-        l.fencing_token,
-        l.version,
-        l.expires_at
+/// Says that lease `token` of `name` is no longer held: nothing to break.
+fn not_held(name: &Name, token: FencingToken, l: &LockInfo, say: impl Fn(&str, &LockInfo)) -> i32 {
+    eprintln!(
+        "cairn: lease {token} of lock {name} is not held ({}): nothing to break",
+        state(l)
     );
+    say("not-held", l);
+    exit::OK
+}
+
+/// Refuses to break lease `token` of `name` when `current` is another lease.
+fn other_lease(
+    name: &Name,
+    token: FencingToken,
+    current: &LockInfo,
+    say: impl Fn(&str, &LockInfo),
+) -> i32 {
+    eprintln!(
+        "cairn: refusing to break lock {name}: its current lease has fencing token {} ({} by \
+         {}), not {token}; the lease you named is gone. Nothing was broken; check with \
+         `cairn lock show {name}` and pass the token it shows",
+        current.fencing_token,
+        state(current),
+        current.holder
+    );
+    say("other-lease", current);
+    exit::NOT_FOUND
+}
+
+/// The lock's state as a word (`held`, `expired`, `released`, `broken`).
+fn state(l: &LockInfo) -> &'static str {
+    match l.state {
+        LockState::Held => "held",
+        LockState::Expired => "expired",
+        LockState::Released => "released",
+        LockState::Broken => "broken",
+    }
+}
+
+fn print_lock(l: &LockInfo) {
+    print_lock_to(&mut std::io::stdout().lock(), l);
+}
+
+/// One lock as labelled lines.
+fn print_lock_to(out: &mut impl Write, l: &LockInfo) {
+    let mut line = |label: &str, value: &dyn std::fmt::Display| {
+        let _ = writeln!(out, "{label:<15}{value}");
+    };
+    line("name:", &l.name);
+    line("state:", &state(l));
+    line("holder:", &l.holder);
+    line("fencing token:", &l.fencing_token);
+    line("version:", &l.version);
+    line("acquired at:", &output::time(l.acquired_at));
+    line("renewed at:", &output::time(l.renewed_at));
+    line("expires at:", &output::time(l.expires_at));
+    if let Some(by) = &l.broken_by {
+        line("broken by:", by);
+    }
+    if let Some(at) = l.broken_at {
+        line("broken at:", &output::time(at));
+    }
 }

@@ -9,8 +9,10 @@ pub mod duration;
 pub mod exit;
 mod fleet;
 mod fleet_view;
+mod help;
 mod lock;
 mod node;
+pub mod output;
 mod preflight;
 mod turn;
 
@@ -44,7 +46,19 @@ pub async fn main() -> i32 {
             );
             return exit::USAGE;
         }
-        Err(e) => e.exit(),
+        Err(e) => {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            match help::separator_hint(&args) {
+                Some(fixed) if e.kind() == clap::error::ErrorKind::UnknownArgument => {
+                    help::print_with_tip(
+                        &e,
+                        &format!("the command to run goes after `--`: {fixed}"),
+                    );
+                    return exit::USAGE;
+                }
+                _ => e.exit(),
+            }
+        }
     };
     match dispatch(cli).await {
         Ok(code) => code,
@@ -76,7 +90,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 }
                 StreamCommand::Delete { name } => data::stream_delete(&s, name, g.json).await,
                 StreamCommand::Watch { interval, once } => {
-                    data::stream_watch(&s, *interval, *once).await
+                    data::stream_watch(&s, *interval, *once, g.json).await
                 }
             }
         }
@@ -103,9 +117,16 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 LogCommand::Tail {
                     topic,
                     from,
+                    lines,
                     follow,
                     interval,
-                } => data::log_tail(&l, topic, *from, *follow, *interval).await,
+                } => {
+                    let start = match lines {
+                        Some(n) => data::Start::Last(*n),
+                        None => data::Start::From(*from),
+                    };
+                    data::log_tail(&l, topic, start, *follow, *interval, g.json).await
+                }
             }
         }
         Command::Turn { command } => {
@@ -169,21 +190,52 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     name,
                     ttl,
                     wait,
+                    nonblock,
+                    conflict_exit_code,
                     grace,
+                    shell_command,
                     command,
                 } => {
                     // The holder gives up early enough for COMMAND's grace to run out before
                     // any other node may take over.
                     let grace = lock::grace(*ttl, *grace);
                     let l = locks(LeaseOptions::with_ttl(*ttl).with_stop_grace(grace))?;
-                    lock::run(&cairn, &l, name, *wait, grace, command, g.json).await
+                    let sh;
+                    let command = match shell_command {
+                        Some(c) => {
+                            sh = ["sh".to_string(), "-c".to_string(), c.clone()];
+                            &sh[..]
+                        }
+                        None => &command[..],
+                    };
+                    let args = lock::RunArgs {
+                        name,
+                        wait: lock::wait(*wait, *nonblock),
+                        grace,
+                        conflict_code: (*conflict_exit_code).into(),
+                        command,
+                        json: g.json,
+                    };
+                    lock::run(&cairn, &l, args).await
+                }
+                LockCommand::Hold {
+                    name,
+                    ttl,
+                    wait,
+                    nonblock,
+                    conflict_exit_code,
+                } => {
+                    let l = locks(LeaseOptions::with_ttl(*ttl))?;
+                    let wait = lock::wait(*wait, *nonblock);
+                    lock::hold(&l, name, wait, (*conflict_exit_code).into(), g.json).await
                 }
                 LockCommand::Ls => lock::ls(&locks(LeaseOptions::default())?, g.json).await,
                 LockCommand::Show { name } => {
                     lock::show(&locks(LeaseOptions::default())?, name, g.json).await
                 }
-                LockCommand::Break { name } => {
-                    lock::break_lock(&locks(LeaseOptions::default())?, name, g.json).await
+                LockCommand::Break { name, token, force } => {
+                    let l = locks(LeaseOptions::default())?;
+                    lock::break_lock(&l, name, *token, *force, g.json).await
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! `cairn node heartbeat|ls`.
 
 use super::child::Signals;
-use super::exit;
+use super::{exit, output};
 use crate::member::{HeartbeatEnd, Membership};
 use crate::Result;
 
@@ -14,16 +14,15 @@ pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
     };
     let joined = hb.last();
     if json {
-        println!(
-            "{}",
-            serde_json::json!({ "event": "joined", "node": hb.node(), "session": joined.body.session })
+        output::json(
+            &serde_json::json!({ "event": "joined", "node": hb.node(), "session": joined.body.session }),
         );
     } else {
         eprintln!(
-            "cairn: node {} joined (session {}); heartbeat every {:?}",
+            "cairn: node {} joined (session {}); heartbeat every {}",
             hb.node(),
             joined.body.session,
-            members.options().interval
+            output::duration(members.options().interval)
         );
     }
     tokio::select! {
@@ -31,7 +30,7 @@ pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
             let node = hb.node().clone();
             hb.leave().await?;
             if json {
-                println!("{}", serde_json::json!({ "event": "left", "node": node }));
+                output::json(&serde_json::json!({ "event": "left", "node": node }));
             } else {
                 eprintln!("cairn: node {node} left");
             }
@@ -41,8 +40,9 @@ pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
             match end {
                 HeartbeatEnd::Duplicate { other_session, other_started_at } => eprintln!(
                     "cairn: node id {} is in use by another process (session {other_session}, \
-                     started {other_started_at}); stopped",
-                    hb.node()
+                     started {}); stopped",
+                    hb.node(),
+                    output::time(other_started_at)
                 ),
             }
             Ok(exit::DUPLICATE_NODE)
@@ -54,25 +54,40 @@ pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
 pub async fn ls(members: &Membership, json: bool) -> Result<i32> {
     let all = members.list().await?;
     if json {
-        println!("{}", serde_json::to_string(&all).unwrap_or_default());
+        output::json(&all);
         return Ok(exit::OK);
     }
-    println!(
-        "{:<32} {:<8} {:>9} {:>9} {:>8} {:>11}",
-        "NODE", "HEALTH", "AGE", "TIMEOUT", "BEATS", "LATENCY"
+    let rows = all
+        .iter()
+        .map(|m| {
+            vec![
+                m.node.clone(),
+                format!("{:?}", m.health).to_lowercase(),
+                output::millis(m.age_ms),
+                output::millis(m.timeout_ms),
+                m.record.beats.to_string(),
+                format!("{:.1}ms", m.record.write_latency_ms),
+                output::time(m.record.heartbeat_at),
+                if m.left { "left" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "NODE",
+                "HEALTH",
+                "AGE",
+                "TIMEOUT",
+                "BEATS",
+                "LATENCY",
+                "LAST HEARTBEAT",
+                ""
+            ],
+            rows,
+            &[2, 3, 4, 5],
+        )
     );
-    for m in &all {
-        let health = format!("{:?}", m.health).to_lowercase();
-        println!(
-            "{:<32} {:<8} {:>8.1}s {:>8.1}s {:>8} {:>9.1}ms{}",
-            m.node,
-            health,
-            m.age_ms as f64 / 1000.0,
-            m.timeout_ms as f64 / 1000.0,
-            m.record.beats,
-            m.record.write_latency_ms,
-            if m.left { "  (left)" } else { "" }
-        );
-    }
     Ok(exit::OK)
 }

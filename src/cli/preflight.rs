@@ -48,9 +48,18 @@ pub fn check(cli: &Cli) -> Result<bool> {
                     .validate()?;
                 false
             }
+            LockCommand::Hold { name: n, ttl, .. } => {
+                name(n)?;
+                LeaseOptions::with_ttl(*ttl).validate()?;
+                false
+            }
             LockCommand::Ls => true,
             LockCommand::Show { name: n } => name(n).map(|_| true)?,
-            LockCommand::Break { name: n } => name(n).map(|_| false)?,
+            LockCommand::Break { name: n, force, .. } => {
+                name(n)?;
+                super::lock::check_break_confirmable(*force)?;
+                false
+            }
         },
         Command::Stream { command } => match command {
             StreamCommand::Create { name: n, metadata } => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::child::{self, Signals};
-use super::exit;
+use super::{exit, output};
 use crate::turn::{Claim, Finished, JobResult, TurnManifest, TurnOptions, Turns};
 use crate::{Name, Result};
 
@@ -74,7 +74,7 @@ pub async fn run(
         }
     };
     let finished = turn.finish(verdict(code, &result_file)).await?;
-    report_finish(&name, number, &finished, json);
+    report_finish(&name, number, code, &finished, json);
     Ok(code)
 }
 
@@ -185,6 +185,29 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
     Ok(exit::OK)
 }
 
+/// What `turn run --json` prints: one line, whether it ran or not.
+#[derive(serde::Serialize)]
+struct RunOutcome<'a> {
+    /// `ran`, `not-due` or `lost` (another node won this turn).
+    outcome: &'a str,
+    /// The turn's name.
+    name: &'a str,
+    /// The number of the turn this invocation ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number: Option<u64>,
+    /// COMMAND's exit status, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+    /// Whether the outcome was stored with the turn (not when a later turn started first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recorded: Option<bool>,
+    /// When not due: the earliest time this node may claim the next turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claimable_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The turn as stored now (as `turn show` prints it); null when it could not be read.
+    turn: Option<&'a TurnManifest>,
+}
+
 /// Reports a turn this invocation did not run: not due (`claimable_at` says from when), or
 /// won by another node (`None`).
 fn report_skip(
@@ -192,46 +215,57 @@ fn report_skip(
     claimable_at: Option<chrono::DateTime<chrono::Utc>>,
     json: bool,
 ) {
-    let reason = if claimable_at.is_some() {
-        "not-due"
-    } else {
-        "lost"
-    };
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "turn": current.name, "ran": false, "reason": reason,
-                "claimable_at": claimable_at, "current": current,
-            })
-        );
+        output::json(&RunOutcome {
+            outcome: if claimable_at.is_some() {
+                "not-due"
+            } else {
+                "lost"
+            },
+            name: &current.name,
+            number: None,
+            exit_code: None,
+            recorded: None,
+            claimable_at,
+            turn: Some(current),
+        });
         return;
     }
     let r = &current.record;
+    let next_due = output::time(current.next_due_at);
     match claimable_at {
         None => println!(
-            "turn {}: {} won turn {}; next due at {}",
-            current.name, r.holder, r.turn, current.next_due_at
+            "turn {}: {} won turn {}; next due at {next_due}",
+            current.name, r.holder, r.turn
         ),
         Some(c) => println!(
-            "turn {}: not due; turn {} started at {} by {} ({}); next due at {} (claimable from {c})",
-            current.name, r.turn, r.started_at, r.holder, current.state, current.next_due_at,
+            "turn {}: not due; turn {} started at {} by {} ({}); next due at {next_due} \
+             (claimable from {})",
+            current.name,
+            r.turn,
+            output::time(r.started_at),
+            r.holder,
+            current.state,
+            output::time(c),
         ),
     }
 }
 
-fn report_finish(name: &Name, number: u64, finished: &Finished, json: bool) {
+fn report_finish(name: &Name, number: u64, code: i32, finished: &Finished, json: bool) {
     let (stored, current) = match finished {
         Finished::Recorded(t) => (true, Some(t)),
         Finished::Superseded(t) => (false, t.as_ref()),
     };
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "turn": name, "ran": true, "number": number, "stored": stored, "current": current,
-            })
-        );
+        output::json(&RunOutcome {
+            outcome: "ran",
+            name: name.as_str(),
+            number: Some(number),
+            exit_code: Some(code),
+            recorded: Some(stored),
+            claimable_at: None,
+            turn: current,
+        });
     } else if !stored {
         eprintln!(
             "cairn: turn {name} {number} ran past the window: a later turn started before it \
@@ -244,24 +278,40 @@ fn report_finish(name: &Name, number: u64, finished: &Finished, json: bool) {
 pub async fn ls(turns: &Turns, json: bool) -> Result<i32> {
     let all = turns.list().await?;
     if json {
-        println!("{}", serde_json::to_string(&all).unwrap_or_default());
-    } else {
-        println!(
-            "{:<24} {:>6} {:<9} {:<24} {:<8} NEXT DUE",
-            "NAME", "TURN", "STATE", "HOLDER", "OUTCOME"
-        );
-        for t in &all {
+        output::json(&all);
+        return Ok(exit::OK);
+    }
+    let rows = all
+        .iter()
+        .map(|t| {
             let outcome = t
                 .record
                 .outcome
                 .as_ref()
                 .map_or("-".to_string(), |o| o.status.to_string());
-            println!(
-                "{:<24} {:>6} {:<9} {:<24} {:<8} {}",
-                t.name, t.record.turn, t.state, t.record.holder, outcome, t.next_due_at
-            );
-        }
-    }
+            vec![
+                t.name.clone(),
+                t.record.turn.to_string(),
+                t.state.to_string(),
+                t.record.holder.clone(),
+                outcome,
+                format!(
+                    "{} ± {}",
+                    output::millis(t.record.window_ms),
+                    output::millis(t.record.jitter_ms)
+                ),
+                output::time(t.next_due_at),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &["NAME", "NUMBER", "STATE", "HOLDER", "OUTCOME", "WINDOW", "NEXT DUE"],
+            rows,
+            &[1],
+        )
+    );
     Ok(exit::OK)
 }
 
@@ -278,39 +328,49 @@ pub async fn show(turns: &Turns, name: &str, json: bool) -> Result<i32> {
 /// Prints one turn, as JSON or as labelled lines.
 fn print_turn(t: &TurnManifest, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(t).unwrap_or_default());
+        output::json(t);
         return;
     }
     let r = &t.record;
-    println!("name:        {}", t.name);
-    println!("turn:        {}", r.turn);
-    println!("state:       {}", t.state);
-    println!("holder:      {}", r.holder);
-    println!("started at:  {}", r.started_at);
+    let line = |label: &str, value: &dyn std::fmt::Display| println!("{label:<13}{value}");
+    line("name:", &t.name);
+    line("number:", &r.turn);
+    line("state:", &t.state);
+    line("holder:", &r.holder);
+    line("started at:", &output::time(r.started_at));
     if let Some(f) = r.finished_at {
-        println!("finished at: {f}");
+        line("finished at:", &output::time(f));
     }
     if let Some(o) = &r.outcome {
-        println!("outcome:     {} in {} ms", o.status, o.duration_ms);
+        line(
+            "outcome:",
+            &format!("{} in {}", o.status, output::millis(o.duration_ms)),
+        );
         if let Some(res) = &o.result {
-            println!("result:      {res}");
+            line("result:", res);
         }
         if let Some(e) = &o.error {
-            println!("error:       {e}");
+            line("error:", e);
         }
     }
-    println!(
-        "window:      {} ± {}",
-        super::duration::show(std::time::Duration::from_millis(r.window_ms)),
-        super::duration::show(std::time::Duration::from_millis(r.jitter_ms))
+    line(
+        "window:",
+        &format!(
+            "{} ± {}",
+            output::millis(r.window_ms),
+            output::millis(r.jitter_ms)
+        ),
     );
-    println!("next due at: {}", t.next_due_at);
+    line("next due at:", &output::time(t.next_due_at));
     if let Some(p) = &r.previous {
         let how = p
             .outcome
             .as_ref()
             .map_or("never finished".to_string(), |o| o.status.to_string());
-        println!("previous:    turn {} by {} ({how})", p.turn, p.holder);
+        line(
+            "previous:",
+            &format!("turn {} by {} ({how})", p.turn, p.holder),
+        );
     }
 }
 

@@ -1,0 +1,195 @@
+//! How the command line prints: JSON lines for machines (`--json`), and for people tables
+//! sized to their content, timestamps in RFC 3339 to the millisecond and durations as they
+//! would be written (`5m ± 30s`).
+//!
+//! Every JSON value a command prints goes through [`json`]: one line, with every
+//! floating-point figure rounded to three decimals (`0.402`, not `0.4021934000000001`).
+//! Timestamps in JSON are RFC 3339 in UTC as chrono writes them (to the nanosecond).
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use comfy_table::{presets::NOTHING, CellAlignment, Table};
+use serde::Serialize;
+
+/// Decimals kept in printed floating-point figures.
+const DECIMALS: i32 = 3;
+
+/// `value` as one line of JSON, its fields in declaration order and its floats rounded to
+/// three decimals.
+pub fn json_line<T: Serialize + ?Sized>(value: &T) -> String {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, Rounding);
+    match value.serialize(&mut ser) {
+        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
+        // Only a map with non-string keys fails here, and no printed type has one.
+        Err(e) => serde_json::json!({ "error": format!("cannot print as JSON: {e}") }).to_string(),
+    }
+}
+
+/// Prints `value` as one line of JSON on stdout (see [`json_line`]).
+pub fn json<T: Serialize + ?Sized>(value: &T) {
+    println!("{}", json_line(value));
+}
+
+/// serde_json's compact output, with every float rounded to [`DECIMALS`] decimals as it is
+/// written. (Non-finite floats never reach it: serde_json writes them as `null`.)
+struct Rounding;
+
+impl serde_json::ser::Formatter for Rounding {
+    fn write_f64<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f64) -> std::io::Result<()> {
+        serde_json::ser::CompactFormatter.write_f64(w, round(v))
+    }
+
+    fn write_f32<W: ?Sized + std::io::Write>(&mut self, w: &mut W, v: f32) -> std::io::Result<()> {
+        serde_json::ser::CompactFormatter.write_f64(w, round(f64::from(v)))
+    }
+}
+
+/// `x` rounded to [`DECIMALS`] decimals.
+pub fn round(x: f64) -> f64 {
+    let scale = 10f64.powi(DECIMALS);
+    let r = (x * scale).round() / scale;
+    if r.is_finite() {
+        r
+    } else {
+        x
+    }
+}
+
+/// A timestamp for people: RFC 3339, UTC, to the millisecond (`2025-01-31T09:30:00.125Z`).
+pub fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A duration for people: `250ms`, `1.5s`, `30s`, `5m`, `1h30m`, `2d3h`. Whole seconds
+/// beyond a minute; zero is `0s`.
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return if ms == 0 {
+            "0s".into()
+        } else {
+            format!("{ms}ms")
+        };
+    }
+    if ms < 60_000 {
+        return if ms % 1000 == 0 {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{:.1}s", ms as f64 / 1000.0)
+        };
+    }
+    let s = d.as_secs();
+    let parts = [
+        (s / 86_400, "d"),
+        (s % 86_400 / 3600, "h"),
+        (s % 3600 / 60, "m"),
+        (s % 60, "s"),
+    ];
+    parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect()
+}
+
+/// [`duration`] of a count of milliseconds.
+pub fn millis(ms: u64) -> String {
+    duration(Duration::from_millis(ms))
+}
+
+/// A table for people: a header row and columns as wide as their widest cell, two spaces
+/// apart, no borders, no trailing spaces, never wrapped. Columns whose index is in `right`
+/// are right-aligned (numbers).
+pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String {
+    let mut t = Table::new();
+    t.load_preset(NOTHING).set_header(header.to_vec());
+    for r in rows {
+        t.add_row(r);
+    }
+    let last = header.len().saturating_sub(1);
+    for (i, c) in t.column_iter_mut().enumerate() {
+        c.set_padding((0, if i == last { 0 } else { 2 }));
+        if right.contains(&i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = String::new();
+    for line in t.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_are_rounded_and_integers_kept() {
+        #[derive(Serialize)]
+        struct T {
+            z: f64,
+            b: Vec<f64>,
+            a: u64,
+            n: f64,
+        }
+        let t = T {
+            z: 0.4021934000000001,
+            b: vec![1.00049, 7.0],
+            a: u64::MAX,
+            n: f64::NAN,
+        };
+        // Fields stay in declaration order.
+        assert_eq!(
+            json_line(&t),
+            format!(r#"{{"z":0.402,"b":[1.0,7.0],"a":{},"n":null}}"#, u64::MAX)
+        );
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(millis(0), "0s");
+        assert_eq!(millis(250), "250ms");
+        assert_eq!(millis(1500), "1.5s");
+        assert_eq!(millis(30_000), "30s");
+        assert_eq!(millis(300_000), "5m");
+        assert_eq!(millis(5_400_000), "1h30m");
+        assert_eq!(millis(97_200_000), "1d3h");
+        assert_eq!(
+            format!("{} ± {}", millis(300_000), millis(30_000)),
+            "5m ± 30s"
+        );
+    }
+
+    #[test]
+    fn times_are_rfc3339_to_the_millisecond() {
+        let t = DateTime::<Utc>::from_timestamp(1_800_000_000, 123_456_789).unwrap();
+        assert_eq!(time(t), "2027-01-15T08:00:00.123Z");
+    }
+
+    #[test]
+    fn table_columns_sit_under_their_headers_whatever_the_width() {
+        let long = "a-very-long-host-name.example.internal-12345";
+        let out = table(
+            &["NAME", "HOLDER", "TOKEN"],
+            vec![
+                vec!["x".into(), long.into(), "7".into()],
+                vec!["yy".into(), "b".into(), "12".into()],
+            ],
+            &[2],
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        let col = |l: &str, what: &str| l.find(what).unwrap();
+        assert_eq!(col(lines[0], "HOLDER"), col(lines[1], long));
+        assert_eq!(col(lines[0], "HOLDER"), col(lines[2], "b"));
+        // Right-aligned numbers end where the header ends.
+        let end = |l: &str, what: &str| l.rfind(what).unwrap() + what.len();
+        assert_eq!(end(lines[0], "TOKEN"), end(lines[1], "7"));
+        assert_eq!(end(lines[0], "TOKEN"), end(lines[2], "12"));
+        assert!(out.lines().all(|l| !l.ends_with(' ')));
+    }
+}
