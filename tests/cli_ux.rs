@@ -204,6 +204,7 @@ impl Drop for Spawned {
 const COMMANDS: &[&[&str]] = &[
     &["fleet"],
     &["doctor"],
+    &["bench"],
     &["lock", "run"],
     &["lock", "hold"],
     &["lock", "ls"],

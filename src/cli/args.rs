@@ -108,6 +108,7 @@ pub enum Command {
     /// Measure this store: requests and latency (p50/p90/p99) of each operation next to the
     /// raw object_store calls that make its floor, then 1, 4, 16 and 64 nodes contending for
     /// one lock. Runs under a scratch prefix it deletes afterwards; under a minute on a local S3.
+    #[command(after_help = help::bench())]
     Bench(BenchArgs),
 }
 

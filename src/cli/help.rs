@@ -84,6 +84,22 @@ pub fn doctor() -> String {
     )
 }
 
+pub fn bench() -> String {
+    page(
+        &[
+            ("measure the default store (./.cairn)", "cairn bench"),
+            (
+                "measure a bucket, fewer iterations, as JSON",
+                "cairn --store s3://ops-bucket/bench bench --ops 20 --json",
+            ),
+        ],
+        &[(
+            OK,
+            "the benchmark ran; the tables (or JSON) say what it measured",
+        )],
+    )
+}
+
 pub fn lock() -> String {
     group(
         "lock",
