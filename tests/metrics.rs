@@ -197,3 +197,65 @@ async fn every_feature_reports_its_metrics() {
     assert_eq!(get(&c, telemetry::CACHE_READS, &[("result", "fetched")]), 1);
     assert_eq!(get(&c, telemetry::CACHE_READS, &[("result", "hit")]), 1);
 }
+
+/// `--metrics-addr` serves Prometheus text while a long-running command runs: here `lock hold`,
+/// scraped once it has printed its fencing token.
+#[test]
+fn a_long_running_command_serves_prometheus_metrics() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--store", &format!("file://{}", dir.path().display())])
+        .args(["--node", "metrics-test", "--metrics-addr", &addr])
+        .args(["lock", "hold", "scraped"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut token = String::new();
+    out.read_line(&mut token).unwrap();
+    assert_eq!(token.trim(), "1", "lock hold prints the fencing token");
+
+    let mut http = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        http,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    http.read_to_string(&mut body).unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("cairn_lock_acquired_total{lock=\"scraped\",how=\"free\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("# HELP cairn_requests_total"), "{body}");
+    assert!(body.contains("cairn_request_duration_seconds"), "{body}");
+    assert_eq!(status.code(), Some(0));
+}
+
+/// An address that cannot be served is a configuration error before any request.
+#[test]
+fn a_metrics_address_in_use_is_a_usage_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["--store", &format!("file://{}", dir.path().display())])
+        .args(["--metrics-addr", &addr, "lock", "ls"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot serve metrics on"), "{stderr}");
+}

@@ -38,6 +38,11 @@ pub struct Global {
     /// Record lock transitions (and turn outcomes) in this event log topic.
     #[arg(long, env = "CAIRN_AUDIT_TOPIC", global = true)]
     pub audit_topic: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command runs (for the
+    /// long-running ones: lock run, lock hold, node heartbeat, turn run --loop). ADDR is
+    /// host:port, e.g. 127.0.0.1:9464.
+    #[arg(long, env = "CAIRN_METRICS_ADDR", global = true, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `--strategy` values.

@@ -30,6 +30,21 @@ use args::{
     StreamCommand, TurnCommand,
 };
 
+/// Installs the Prometheus exporter as the metrics recorder, serving `/metrics` on `addr`
+/// for as long as the process runs.
+fn serve_metrics(addr: std::net::SocketAddr) -> Result<()> {
+    // Bind first, so that a busy or forbidden address is a clear configuration error, not a
+    // failure in the exporter's background task.
+    std::net::TcpListener::bind(addr)
+        .map_err(|e| Error::Config(format!("cannot serve metrics on {addr}: {e}")))?;
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| Error::Config(format!("cannot serve metrics on {addr}: {e}")))?;
+    crate::telemetry::describe();
+    Ok(())
+}
+
 /// Parses arguments, runs the command, and returns the process exit code.
 pub async fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -69,6 +84,9 @@ pub async fn main() -> i32 {
 async fn dispatch(cli: Cli) -> Result<i32> {
     let observer = preflight::check(&cli)?;
     let g = &cli.global;
+    if let Some(addr) = g.metrics_addr {
+        serve_metrics(addr)?;
+    }
     let connect = |g| connect(g, observer);
     match &cli.command {
         Command::Bench(a) => bench::run(&store_url(g)?, g.strategy, a, g.json).await,
