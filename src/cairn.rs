@@ -66,7 +66,8 @@ impl CairnBuilder {
         self
     }
 
-    /// This node's id, written into every manifest. Default: host name and process id.
+    /// This node's id, written into every manifest. Default: the host name
+    /// ([`default_node_id`]).
     pub fn node(mut self, node: impl Into<String>) -> Result<Self> {
         self.node = Some(Name::new(node)?);
         Ok(self)
@@ -292,12 +293,15 @@ impl Cairn {
     }
 }
 
-/// `<host>-<pid>`, reduced to the characters a name allows.
+/// This host's name, reduced to the characters a name allows (`node` when it has none):
+/// the same across restarts, so a restarted process is recognised as the same node. Several
+/// processes on one host that coordinate with each other need ids of their own
+/// ([`node_id_with_pid`], or an explicit id).
 pub fn default_node_id() -> Name {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "node".into());
+        .unwrap_or_default();
     let clean: String = host
         .trim()
         .chars()
@@ -310,11 +314,14 @@ pub fn default_node_id() -> Name {
         })
         .take(100)
         .collect();
-    let clean = if clean.is_empty() {
-        "node".into()
-    } else {
-        clean
-    };
-    Name::new(format!("{clean}-{}", std::process::id()))
-        .unwrap_or_else(|_| Name::new("node").expect("literal name is valid"))
+    Name::new(clean).unwrap_or_else(|_| fallback_node())
+}
+
+/// `<node>-<pid>`: a node id of this process's own, for several processes on one host.
+pub fn node_id_with_pid(node: &Name) -> Result<Name> {
+    Name::new(format!("{node}-{}", std::process::id()))
+}
+
+fn fallback_node() -> Name {
+    Name::new("node").expect("literal name is valid")
 }
