@@ -9,6 +9,7 @@ pub mod exit;
 mod fleet;
 mod fleet_view;
 mod lock;
+pub mod logging;
 mod node;
 mod preflight;
 mod turn;
@@ -16,6 +17,7 @@ mod turn;
 use clap::Parser;
 
 pub use child::guard_if_asked;
+pub use logging::init as init_logging;
 
 use crate::error::Error;
 use crate::lease::LeaseOptions;
