@@ -25,9 +25,13 @@ pub struct Global {
     /// Default: file://$PWD/.cairn (a local directory, no setup).
     #[arg(long, env = "CAIRN_STORE", global = true)]
     pub store: Option<String>,
-    /// This node's id (1-128 of A-Z a-z 0-9 . _ -). Default: host name and process id.
+    /// This node's id (1-128 of A-Z a-z 0-9 . _ -). Default: the host name, the same
+    /// across restarts.
     #[arg(long, env = "CAIRN_NODE", global = true)]
     pub node: Option<String>,
+    /// Longest one request to the store may take, retries included (100ms to 1h).
+    #[arg(long, env = "CAIRN_TIMEOUT", global = true, default_value = "10s", value_parser = duration::parse)]
+    pub timeout: Duration,
     /// Manifest strategy: probe the store (auto), or skip the probe and use one.
     #[arg(long, env = "CAIRN_STRATEGY", global = true, value_enum, default_value_t = StrategyArg::Auto)]
     pub strategy: StrategyArg,

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::lease::LeaseOptions;
 use crate::manifest::Strategy;
 use crate::store::url;
-use crate::{Cairn, Result, StrategyChoice};
+use crate::{Cairn, CairnBuilder, Result, StrategyChoice};
 use args::{
     Cli, Command, Global, LockCommand, LogCommand, NodeCommand, RecordCommand, StrategyArg,
     StreamCommand, TurnCommand,
@@ -33,34 +33,54 @@ use args::{
 pub async fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        // A bad value is one line (`error: invalid value '0' for '--nodes <NODES>': …`).
-        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
-            let text = e.render().to_string();
-            eprintln!(
-                "cairn: {}",
-                text.lines()
-                    .next()
-                    .unwrap_or("invalid value")
-                    .trim_start_matches("error: ")
-            );
-            return exit::USAGE;
-        }
-        Err(e) => e.exit(),
+        Err(e) => return usage_error(e),
     };
+    let json = cli.global.json;
     match dispatch(cli).await {
         Ok(code) => code,
-        Err(e) => report(&e),
+        Err(e) => report(&e, json),
     }
+}
+
+/// Help and the version print as clap prints them. A bad value is one line (`invalid value
+/// '0' for '--nodes <NODES>': …`); under `--json` every usage error is one JSON object.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    let help = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if help || !(json || e.kind() == ErrorKind::ValueValidation) {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or("invalid usage")
+        .trim_start_matches("error: ");
+    if json {
+        print_json_error("usage", line, exit::USAGE);
+    }
+    eprintln!("cairn: {line}");
+    exit::USAGE
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
     let observer = preflight::check(&cli)?;
     let g = &cli.global;
-    let connect = |g| connect(g, observer);
+    let url = store_url(g)?;
+    let connect = |g| connect(g, &url, observer);
     match &cli.command {
-        Command::Fleet(a) => fleet::run(&store_url(g)?, strategy(g), a, g.json).await,
+        Command::Fleet(a) => fleet::run(&url, strategy(g), a, g.json).await,
         Command::Doctor => {
-            doctor::run(&store_url(g)?, g.node.as_deref(), g.json).await?;
+            doctor::run(builder(g, &url, true).await?, &url, g.json).await?;
             Ok(exit::OK)
         }
         Command::Stream { command } => {
@@ -198,17 +218,29 @@ fn store_url(g: &Global) -> Result<String> {
     g.store.clone().map(Ok).unwrap_or_else(url::default_url)
 }
 
-/// Opens the store named by the global options and reads its protocol record (probing and
-/// recording it first where there is none, unless the command only looks).
-async fn connect(g: &Global, observer: bool) -> Result<Cairn> {
-    let mut b = Cairn::open(&store_url(g)?).await?;
+/// Opens the store at `url` for the command, reads its protocol record (probing and
+/// recording it first where there is none, unless the command only looks) and returns the
+/// handle.
+async fn connect(g: &Global, url: &str, observer: bool) -> Result<Cairn> {
+    builder(g, url, observer).await?.build().await
+}
+
+/// The handle's builder: the store opened with `--timeout`, the node id, the strategy.
+async fn builder(g: &Global, url: &str, observer: bool) -> Result<CairnBuilder> {
+    let options = url::OpenOptions {
+        timeout: g.timeout,
+        ..Default::default()
+    };
+    let opened = url::open_with(url, &options).await?;
+    let store_options = opened.store_options(g.timeout);
+    let mut b = Cairn::opened(opened).store_options(store_options);
     if observer {
         b = b.observer();
     }
     if let Some(n) = &g.node {
         b = b.node(n)?;
     }
-    b.strategy(strategy(g)).build().await
+    Ok(b.strategy(strategy(g)))
 }
 
 fn strategy(g: &Global) -> StrategyChoice {
@@ -219,21 +251,46 @@ fn strategy(g: &Global) -> StrategyChoice {
     }
 }
 
-/// Prints an error to stderr and picks its exit code.
-fn report(e: &Error) -> i32 {
-    eprintln!("cairn: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        eprintln!("  caused by: {s}");
-        source = s.source();
+/// Prints an error in one line on stderr (under `--json` also as one JSON object on
+/// stdout) and returns its exit code. The full error, with every source, is logged at
+/// debug level (`CAIRN_LOG=debug`).
+fn report(e: &Error, json: bool) -> i32 {
+    let code = exit_code(e);
+    let message = one_line(&e.to_string());
+    tracing::debug!(error = ?e, "command failed");
+    if json {
+        print_json_error(e.kind(), &message, code);
     }
+    eprintln!("cairn: {message}");
+    code
+}
+
+/// `{"error": {"kind": …, "message": …, "exit": …}}` on stdout.
+fn print_json_error(kind: &str, message: &str, code: i32) {
+    println!(
+        "{}",
+        serde_json::json!({ "error": { "kind": kind, "message": message, "exit": code } })
+    );
+}
+
+/// The exit code for an error (see [`exit`]).
+fn exit_code(e: &Error) -> i32 {
     match e {
         Error::StoreRefused { .. } => exit::STORE_REFUSED,
         Error::DuplicateNode { .. } => exit::DUPLICATE_NODE,
         Error::Config(_)
         | Error::InvalidName { .. }
         | Error::ProtocolMismatch { .. }
-        | Error::TurnMismatch { .. } => exit::USAGE,
+        | Error::TurnMismatch { .. }
+        | Error::NoStore { .. }
+        | Error::NoSuchBucket { .. }
+        | Error::NoCredentials { .. }
+        | Error::Store { .. } => exit::USAGE,
         _ => exit::FAILURE,
     }
+}
+
+/// `text` with its line breaks turned into spaces.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -10,10 +10,21 @@ use crate::error::{Error, Result};
 use crate::lease::LeaseOptions;
 use crate::Name;
 
+/// The `--timeout` range: below 100 ms even a healthy store times out; above an hour is no
+/// bound at all.
+const TIMEOUT_RANGE: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600);
+
 /// Checks the whole command line locally. Returns whether the command only looks (lists,
-/// shows, watches): such a command never records the prefix's protocol.
+/// shows, watches, diagnoses): such a command never records the prefix's protocol.
 pub fn check(cli: &Cli) -> Result<bool> {
     let g = &cli.global;
+    if !TIMEOUT_RANGE.contains(&g.timeout) {
+        return Err(Error::Config(format!(
+            "--timeout {}: allowed from 100ms to 1h",
+            crate::store::cause::show(g.timeout)
+        )));
+    }
     if let Some(url) = &g.store {
         if !["s3://", "file://", "memory:"]
             .iter()
