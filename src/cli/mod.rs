@@ -3,6 +3,7 @@
 pub mod args;
 mod child;
 mod data;
+pub mod discover;
 mod doctor;
 pub mod duration;
 pub mod exit;
@@ -18,12 +19,13 @@ use clap::Parser;
 
 pub use child::guard_if_asked;
 pub use logging::init as init_logging;
+use preflight::Access;
 
 use crate::error::Error;
 use crate::lease::LeaseOptions;
 use crate::manifest::Strategy;
 use crate::store::url;
-use crate::{Cairn, CairnBuilder, Result, StrategyChoice};
+use crate::{Cairn, CairnBuilder, Name, Result, StrategyChoice};
 use args::{
     Cli, Command, Global, LockCommand, LogCommand, NodeCommand, RecordCommand, StrategyArg,
     StreamCommand, TurnCommand,
@@ -73,14 +75,14 @@ fn usage_error(e: clap::Error) -> i32 {
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
-    let observer = preflight::check(&cli)?;
+    let access = preflight::check(&cli)?;
     let g = &cli.global;
-    let url = store_url(g)?;
-    let connect = |g| connect(g, &url, observer);
+    let url = store_url(g, access)?;
+    let connect = |g| connect(g, &url, access);
     match &cli.command {
         Command::Fleet(a) => fleet::run(&url, strategy(g), a, g.json).await,
         Command::Doctor => {
-            doctor::run(builder(g, &url, true).await?, &url, g.json).await?;
+            doctor::run(builder(g, &url, access).await?, &url, g.json).await?;
             Ok(exit::OK)
         }
         Command::Stream { command } => {
@@ -214,33 +216,42 @@ fn audit(g: &Global) -> Result<Option<crate::Name>> {
     g.audit_topic.as_deref().map(crate::Name::new).transpose()
 }
 
-fn store_url(g: &Global) -> Result<String> {
-    g.store.clone().map(Ok).unwrap_or_else(url::default_url)
+/// The store the command works on: `--store`, or the nearest `.cairn` directory from here
+/// up (created here by a command that writes, where there is none).
+fn store_url(g: &Global, access: Access) -> Result<String> {
+    match &g.store {
+        Some(url) => Ok(url.clone()),
+        None => discover::default_store(access.may_create()),
+    }
 }
 
-/// Opens the store at `url` for the command, reads its protocol record (probing and
-/// recording it first where there is none, unless the command only looks) and returns the
-/// handle.
-async fn connect(g: &Global, url: &str, observer: bool) -> Result<Cairn> {
-    builder(g, url, observer).await?.build().await
+/// Opens the store at `url` for the command, reads its protocol record and returns the
+/// handle. A command that only looks creates nothing and never records the protocol; one
+/// that writes records it (probing first) where there is none.
+async fn connect(g: &Global, url: &str, access: Access) -> Result<Cairn> {
+    builder(g, url, access).await?.build().await
 }
 
-/// The handle's builder: the store opened with `--timeout`, the node id, the strategy.
-async fn builder(g: &Global, url: &str, observer: bool) -> Result<CairnBuilder> {
+/// The handle's builder: the store opened as `access` allows, the node id, the strategy.
+async fn builder(g: &Global, url: &str, access: Access) -> Result<CairnBuilder> {
     let options = url::OpenOptions {
+        create: access.may_create(),
         timeout: g.timeout,
-        ..Default::default()
     };
     let opened = url::open_with(url, &options).await?;
     let store_options = opened.store_options(g.timeout);
     let mut b = Cairn::opened(opened).store_options(store_options);
-    if observer {
+    if access.observer() {
         b = b.observer();
     }
-    if let Some(n) = &g.node {
-        b = b.node(n)?;
+    let mut node = match &g.node {
+        Some(n) => Name::new(n)?,
+        None => crate::default_node_id(),
+    };
+    if g.node_pid {
+        node = crate::node_id_with_pid(&node)?;
     }
-    Ok(b.strategy(strategy(g)))
+    Ok(b.node(node.to_string())?.strategy(strategy(g)))
 }
 
 fn strategy(g: &Global) -> StrategyChoice {
