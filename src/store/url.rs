@@ -70,13 +70,6 @@ impl Default for OpenOptions {
 /// request timeout is shorter: object_store's default, and S3's advice (3.1 s).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The default store when none is given: a `.cairn` directory under the current directory.
-pub fn default_url() -> Result<String> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| Error::Config(format!("cannot read the current directory: {e}")))?;
-    Ok(format!("file://{}", cwd.join(".cairn").display()))
-}
-
 /// Opens the store a URL names, creating a `file://` directory that does not exist yet.
 pub async fn open(url: &str) -> Result<Opened> {
     open_with(url, &OpenOptions::default()).await
