@@ -44,13 +44,17 @@ pub struct CairnBuilder {
     store_options: StoreOptions,
     manifest_options: ManifestOptions,
     observer: bool,
+    /// The strategy an observer reads with on a prefix without a protocol record.
+    unprobed: Strategy,
 }
 
 impl CairnBuilder {
-    /// A handle that only looks (listing, showing, diagnosing): it never creates the
-    /// prefix's protocol record, so an observer can never decide the protocol for the
-    /// fleet. Where there is no record yet, it uses the configured strategy, or probes
-    /// the store for itself alone.
+    /// A handle that only looks (listing, showing, diagnosing): it never writes. It never
+    /// creates the prefix's protocol record, so an observer can never decide the protocol
+    /// for the fleet, and it never probes (the probe writes a scratch object). Where there
+    /// is no record yet, nothing has coordinated through the prefix: the observer reads with
+    /// the configured strategy, or with the one a probe picks on this kind of store (the
+    /// version chain on a local directory, etag CAS elsewhere), and finds nothing.
     pub fn observer(mut self) -> Self {
         self.observer = true;
         self
@@ -62,7 +66,8 @@ impl CairnBuilder {
         self
     }
 
-    /// This node's id, written into every manifest. Default: host name and process id.
+    /// This node's id, written into every manifest. Default: the host name
+    /// ([`default_node_id`]).
     pub fn node(mut self, node: impl Into<String>) -> Result<Self> {
         self.node = Some(Name::new(node)?);
         Ok(self)
@@ -123,15 +128,9 @@ impl CairnBuilder {
         };
         let (strategy, protocol, capabilities) = match store.read_protocol().await? {
             Some(p) => (p.admit(configured)?, Some(p), None),
-            // An observer never decides the protocol: it looks with the configured
-            // strategy, or with what its own probe suggests, and records nothing.
-            None if self.observer => match configured {
-                Some(s) => (s, None, None),
-                None => {
-                    let caps = store.probe(&mut rng).await?;
-                    (Strategy::for_capabilities(&caps), None, Some(caps))
-                }
-            },
+            // An observer never decides the protocol and never writes, not even the probe's
+            // scratch object: with no record, nothing has coordinated here yet.
+            None if self.observer => (configured.unwrap_or(self.unprobed), None, None),
             None => {
                 let caps = store.probe(&mut rng).await?;
                 let wanted = configured.unwrap_or_else(|| Strategy::for_capabilities(&caps));
@@ -211,14 +210,26 @@ impl Cairn {
             store_options: StoreOptions::default(),
             manifest_options: ManifestOptions::default(),
             observer: false,
+            unprobed: Strategy::EtagCas,
         }
     }
 
     /// Starts building a handle on the store a URL names (`s3://bucket/prefix`,
     /// `file:///path`, `memory://`).
     pub async fn open(store_url: &str) -> Result<CairnBuilder> {
-        let opened = url::open(store_url).await?;
-        Ok(Self::builder(opened.store).prefix(opened.prefix))
+        Ok(Self::opened(url::open(store_url).await?))
+    }
+
+    /// Starts building a handle on a store opened with [`url::open_with`]; requests name
+    /// its endpoint in errors.
+    pub fn opened(opened: url::Opened) -> CairnBuilder {
+        let mut b = Self::builder(opened.store).prefix(opened.prefix);
+        b.store_options.endpoint = opened.endpoint;
+        // A local directory has no If-Match: its probe always picks the version chain.
+        if opened.kind == "local filesystem" {
+            b.unprobed = Strategy::VersionChain;
+        }
+        b
     }
 
     /// This node's id.
@@ -293,12 +304,15 @@ impl Cairn {
     }
 }
 
-/// `<host>-<pid>`, reduced to the characters a name allows.
+/// This host's name, reduced to the characters a name allows (`node` when it has none):
+/// the same across restarts, so a restarted process is recognised as the same node. Several
+/// processes on one host that coordinate with each other need ids of their own
+/// ([`node_id_with_pid`], or an explicit id).
 pub fn default_node_id() -> Name {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "node".into());
+        .unwrap_or_default();
     let clean: String = host
         .trim()
         .chars()
@@ -311,11 +325,14 @@ pub fn default_node_id() -> Name {
         })
         .take(100)
         .collect();
-    let clean = if clean.is_empty() {
-        "node".into()
-    } else {
-        clean
-    };
-    Name::new(format!("{clean}-{}", std::process::id()))
-        .unwrap_or_else(|_| Name::new("node").expect("literal name is valid"))
+    Name::new(clean).unwrap_or_else(|_| fallback_node())
+}
+
+/// `<node>-<pid>`: a node id of this process's own, for several processes on one host.
+pub fn node_id_with_pid(node: &Name) -> Result<Name> {
+    Name::new(format!("{node}-{}", std::process::id()))
+}
+
+fn fallback_node() -> Name {
+    Name::new("node").expect("literal name is valid")
 }

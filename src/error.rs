@@ -24,6 +24,33 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// The bucket the store URL names does not exist. Nothing was written; retrying does not
+    /// help. Create the bucket, or fix the URL.
+    #[error("bucket {} does not exist: create it, or fix the bucket in the store URL (--store, CAIRN_STORE)", .bucket.as_deref().unwrap_or("named in the store URL"))]
+    NoSuchBucket {
+        /// The bucket's name, when known.
+        bucket: Option<String>,
+    },
+
+    /// No credentials for the store could be found. Nothing was sent; retrying does not help.
+    #[error("no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where an instance or task role provides them")]
+    NoCredentials {
+        /// What the credential provider chain tried.
+        detail: String,
+    },
+
+    /// There is no store where one was looked for, and a command that only looks never
+    /// creates one. Run it in (or below) a directory with a `.cairn` store, or name one with
+    /// `--store` / `CAIRN_STORE`.
+    #[error("{}", no_store(.named.as_deref(), .looked_in))]
+    NoStore {
+        /// The `file://` URL that was named, whose directory does not exist; `None` when no
+        /// store was named and none was found.
+        named: Option<String>,
+        /// The directories searched for `.cairn`, nearest first (empty when one was named).
+        looked_in: Vec<std::path::PathBuf>,
+    },
+
     /// A conditional write failed in flight and reading the object back failed too, so
     /// cairn cannot say whether the write landed. Read the state again before acting on it.
     #[error("outcome of the write to {key} is unknown: {reason}")]
@@ -35,8 +62,9 @@ pub enum Error {
     },
 
     /// The store could not be reached or kept failing (timeouts, 5xx, connection errors).
-    /// Nothing was changed as far as cairn could verify. Retry later.
-    #[error("store unavailable during {operation} of {key}: {source}")]
+    /// Nothing was changed as far as cairn could verify. Retry later. The message names the
+    /// cause in one line ([`crate::store::cause`]); the full error is the `source`.
+    #[error("{}", unavailable(.operation, .key, .source))]
     Unavailable {
         /// What cairn was doing: `read`, `create`, `replace`, `list`, `delete`.
         operation: &'static str,
@@ -49,7 +77,7 @@ pub enum Error {
 
     /// The store refused the request for a reason retrying does not fix: permissions,
     /// credentials, an unsupported operation.
-    #[error("store refused {operation} of {key}: {source}")]
+    #[error("store refused {operation} of {key}: {}", crate::store::cause::summary(.source))]
     Store {
         /// What cairn was doing.
         operation: &'static str,
@@ -205,6 +233,95 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl Error {
+    /// A short stable name for the kind of error, for machines: `no-such-bucket`,
+    /// `no-credentials`, `unreachable`, `timeout`, … (the CLI prints it under `--json`; the
+    /// README lists them all).
+    pub fn kind(&self) -> &'static str {
+        use crate::store::cause::{diagnose, Diagnosis};
+        match self {
+            Error::InvalidName { .. } => "invalid-name",
+            Error::Config(_) => "config",
+            Error::NoSuchBucket { .. } => "no-such-bucket",
+            Error::NoCredentials { .. } => "no-credentials",
+            Error::NoStore { .. } => "no-store",
+            Error::Ambiguous { .. } => "ambiguous",
+            Error::Unavailable { source, .. } => match diagnose(source) {
+                Diagnosis::Connect { .. } => "unreachable",
+                Diagnosis::Timeout { .. } => "timeout",
+                _ => "unavailable",
+            },
+            Error::Store { source, .. } => match source {
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. } => "access-denied",
+                _ => "store",
+            },
+            Error::StoreRefused { .. } => "store-refused",
+            Error::Unsupported { .. } => "unsupported",
+            Error::ProtocolMismatch { .. } => "protocol-mismatch",
+            Error::Corrupt { .. } => "corrupt",
+            Error::UnsupportedFormat { .. } => "unsupported-format",
+            Error::WrongKind { .. } => "wrong-kind",
+            Error::Contention { .. } => "contention",
+            Error::DuplicateNode { .. } => "duplicate-node",
+            Error::Exhausted { .. } => "exhausted",
+            Error::LeaseLost { .. } => "lease-lost",
+            Error::TurnMismatch { .. } => "turn-mismatch",
+            Error::Timeout(_) => "wait-timeout",
+            Error::Encode { .. } => "encode",
+        }
+    }
+
+    /// Whether the store's configuration is wrong (no such bucket, no credentials): no retry
+    /// or read-back can change the outcome.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Error::NoSuchBucket { .. } | Error::NoCredentials { .. } | Error::NoStore { .. }
+        )
+    }
+}
+
+/// `Unavailable`'s message: a connection or timeout problem names itself and what to check;
+/// anything else names the operation, the key and the cause.
+fn unavailable(operation: &str, key: &str, source: &object_store::Error) -> String {
+    use crate::store::cause::{describe, diagnose, Diagnosis};
+    let d = diagnose(source);
+    match d {
+        Diagnosis::Connect { endpoint, reason } => format!(
+            "cannot connect to {} ({reason}): check that the store is up and that its endpoint \
+             (AWS_ENDPOINT_URL) is right",
+            endpoint.as_deref().unwrap_or("the store")
+        ),
+        Diagnosis::Timeout { .. } => format!(
+            "{} ({operation} of {key}): the store is slow or unreachable; check it, or allow \
+             longer with --timeout (CAIRN_TIMEOUT)",
+            describe(&d)
+        ),
+        _ => format!(
+            "store unavailable during {operation} of {key}: {}",
+            describe(&d)
+        ),
+    }
+}
+
+fn no_store(named: Option<&str>, looked_in: &[std::path::PathBuf]) -> String {
+    match named {
+        Some(url) => format!(
+            "no cairn store at {url}: the directory does not exist (a command that writes \
+             creates it)"
+        ),
+        None => {
+            let shown: Vec<String> = looked_in.iter().map(|p| p.display().to_string()).collect();
+            format!(
+                "no cairn store here (looked in {}): run this in or below a directory that \
+                 has a .cairn store, or name one with --store / CAIRN_STORE",
+                shown.join(", ")
+            )
+        }
+    }
 }
 
 /// Shorthand for `Result<T, cairn::Error>`.

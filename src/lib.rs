@@ -73,7 +73,7 @@ pub mod stream;
 pub mod telemetry;
 pub mod turn;
 
-pub use crate::cairn::{default_node_id, Cairn, CairnBuilder, StrategyChoice};
+pub use crate::cairn::{default_node_id, node_id_with_pid, Cairn, CairnBuilder, StrategyChoice};
 pub use clock::{Clock, SystemClock, TestClock};
 pub use error::{Error, Result};
 pub use lease::{Acquired, FencingToken, Lease, LeaseOptions, Locks, LossReason};

@@ -733,6 +733,8 @@ impl Turns {
                 Ok(()) => backoff = Backoff::new(opts.backoff_initial, Duration::from_secs(30)),
                 Err(
                     e @ (Error::Config(_)
+                    | Error::NoSuchBucket { .. }
+                    | Error::NoCredentials { .. }
                     | Error::TurnMismatch { .. }
                     | Error::Corrupt { .. }
                     | Error::UnsupportedFormat { .. }

@@ -11,6 +11,8 @@ fn cairn(dir: &std::path::Path) -> Command {
     c.current_dir(dir)
         .env_remove("CAIRN_STORE")
         .env_remove("CAIRN_NODE")
+        // The default store is searched for up to the temporary directory, never above it.
+        .env("CAIRN_CEILING_DIRECTORIES", std::env::temp_dir())
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
@@ -380,7 +382,12 @@ fn node_heartbeat_shows_online_leaves_on_sigterm_and_refuses_a_duplicate_id_with
     let mut online = false;
     for _ in 0..50 {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let l = listed(dir.path());
+        // Until the heartbeat has created the store, there is none to list (exit 2).
+        let (code, out) = run_ok(dir.path(), &["node", "ls", "--json"]);
+        if code != 0 {
+            continue;
+        }
+        let l: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         if l.get(0).is_some_and(|m| m["health"] == "online") {
             online = true;
             break;

@@ -310,6 +310,7 @@ async fn ambiguous_writes_resolve_by_write_id(ns: Namespace, strategy: Strategy)
                     b.store_options(StoreOptions {
                         request_timeout,
                         write_attempts: 3,
+                        ..StoreOptions::default()
                     })
                 })
                 .await;

@@ -587,6 +587,8 @@ fn cairn_cli(dir: &std::path::Path) -> std::process::Command {
     c.current_dir(dir)
         .env_remove("CAIRN_STORE")
         .env_remove("CAIRN_STRATEGY")
+        // The default store is searched for up to the temporary directory, never above it.
+        .env("CAIRN_CEILING_DIRECTORIES", std::env::temp_dir())
         .env("AWS_EC2_METADATA_DISABLED", "true");
     c
 }

@@ -23,12 +23,21 @@ pub struct Cli {
 #[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Store URL: s3://bucket/prefix, file:///absolute/path or memory://.
-    /// Default: file://$PWD/.cairn (a local directory, no setup).
+    /// Default: the nearest .cairn directory from here up, as git finds .git (a command
+    /// that writes creates ./.cairn when there is none).
     #[arg(long, env = "CAIRN_STORE", global = true)]
     pub store: Option<String>,
-    /// This node's id (1-128 of A-Z a-z 0-9 . _ -). Default: host name and process id.
+    /// This node's id (1-128 of A-Z a-z 0-9 . _ -). Default: the host name, the same
+    /// across restarts.
     #[arg(long, env = "CAIRN_NODE", global = true)]
     pub node: Option<String>,
+    /// Append this process's id to the node id (myhost-4242), for several processes on one
+    /// host that need ids of their own.
+    #[arg(long, env = "CAIRN_NODE_PID", global = true)]
+    pub node_pid: bool,
+    /// Longest one request to the store may take, retries included (100ms to 1h).
+    #[arg(long, env = "CAIRN_TIMEOUT", global = true, default_value = "10s", value_parser = duration::parse)]
+    pub timeout: Duration,
     /// Manifest strategy: probe the store (auto), or skip the probe and use one.
     #[arg(long, env = "CAIRN_STRATEGY", global = true, value_enum, default_value_t = StrategyArg::Auto)]
     pub strategy: StrategyArg,

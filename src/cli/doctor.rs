@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::store::probe::Capabilities;
-use crate::{Cairn, Result, Strategy};
+use crate::{CairnBuilder, Result, Strategy};
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -15,12 +15,8 @@ struct Report<'a> {
     capabilities: &'a Capabilities,
 }
 
-/// Probes the store at `url` and prints what it found.
-pub async fn run(url: &str, node: Option<&str>, json: bool) -> Result<()> {
-    let mut builder = Cairn::open(url).await?.observer();
-    if let Some(n) = node {
-        builder = builder.node(n)?;
-    }
+/// Probes the store at `url` (opened by `builder`, an observer) and prints what it found.
+pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
     let cairn = builder.build().await?;
     // Always a fresh probe: the protocol record spares coordinating commands the probe,
     // but doctor is where an operator checks the store as it is now.

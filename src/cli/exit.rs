@@ -2,9 +2,11 @@
 
 /// Success.
 pub const OK: i32 = 0;
-/// A failure cairn cannot classify further (store unavailable, bad data, …).
+/// A failure cairn cannot classify further (store unreachable or unavailable, no answer
+/// within `--timeout`, bad data, …).
 pub const FAILURE: i32 = 1;
-/// Bad command-line usage or configuration (clap's own code for usage errors).
+/// Bad command-line usage or configuration (clap's own code for usage errors): also no
+/// cairn store here, no such bucket, no credentials, access denied.
 pub const USAGE: i32 = 2;
 /// The store was refused by the capability probe (EX_UNAVAILABLE).
 pub const STORE_REFUSED: i32 = 69;
@@ -31,8 +33,9 @@ pub const HELP: &str = "\
 Exit codes:
   0    success (lock run, turn run: COMMAND's own status is passed through;
        turn run: also when the turn was not due or another node won it)
-  1    failure (store unavailable, corrupt data, ...)
-  2    usage or configuration error (also: --strategy disagrees with the
+  1    failure (store unreachable or unavailable, corrupt data, ...)
+  2    usage or configuration error (also: no cairn store here, no such
+       bucket, no credentials, access denied; --strategy disagrees with the
        prefix's protocol record, --every/--jitter with the turn's)
   3    not found (lock show, stream show, record get, log tail, ...;
        lock break: the lock's current lease has another --token)

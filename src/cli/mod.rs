@@ -4,6 +4,7 @@ pub mod args;
 mod bench;
 mod child;
 mod data;
+pub mod discover;
 mod doctor;
 pub mod duration;
 pub mod exit;
@@ -11,6 +12,7 @@ mod fleet;
 mod fleet_view;
 mod help;
 mod lock;
+pub mod logging;
 mod node;
 pub mod output;
 mod preflight;
@@ -19,12 +21,14 @@ mod turn;
 use clap::Parser;
 
 pub use child::guard_if_asked;
+pub use logging::init as init_logging;
+use preflight::Access;
 
 use crate::error::Error;
 use crate::lease::LeaseOptions;
 use crate::manifest::Strategy;
 use crate::store::url;
-use crate::{Cairn, Result, StrategyChoice};
+use crate::{Cairn, CairnBuilder, Name, Result, StrategyChoice};
 use args::{
     Cli, Command, Global, LockCommand, LogCommand, NodeCommand, RecordCommand, StrategyArg,
     StreamCommand, TurnCommand,
@@ -49,50 +53,69 @@ fn serve_metrics(addr: std::net::SocketAddr) -> Result<()> {
 pub async fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        // A bad value is one line (`error: invalid value '0' for '--nodes <NODES>': …`).
-        Err(e) if e.kind() == clap::error::ErrorKind::ValueValidation => {
-            let text = e.render().to_string();
-            eprintln!(
-                "cairn: {}",
-                text.lines()
-                    .next()
-                    .unwrap_or("invalid value")
-                    .trim_start_matches("error: ")
-            );
-            return exit::USAGE;
-        }
-        Err(e) => {
-            let args: Vec<String> = std::env::args().skip(1).collect();
-            match help::separator_hint(&args) {
-                Some(fixed) if e.kind() == clap::error::ErrorKind::UnknownArgument => {
-                    help::print_with_tip(
-                        &e,
-                        &format!("the command to run goes after `--`: {fixed}"),
-                    );
-                    return exit::USAGE;
-                }
-                _ => e.exit(),
-            }
-        }
+        Err(e) => return usage_error(e),
     };
+    let json = cli.global.json;
     match dispatch(cli).await {
         Ok(code) => code,
-        Err(e) => report(&e),
+        Err(e) => report(&e, json),
     }
 }
 
+/// Help and the version print as clap prints them. A bad value is one line (`invalid value
+/// '0' for '--nodes <NODES>': …`); under `--json` every usage error is one JSON object.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    let help = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if e.kind() == ErrorKind::UnknownArgument {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        if let Some(fixed) = help::separator_hint(&args) {
+            let tip = format!("the command to run goes after `--`: {fixed}");
+            if json {
+                print_json_error("usage", &tip, exit::USAGE);
+            }
+            help::print_with_tip(&e, &tip);
+            return exit::USAGE;
+        }
+    }
+    if help || !(json || e.kind() == ErrorKind::ValueValidation) {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or("invalid usage")
+        .trim_start_matches("error: ");
+    if json {
+        print_json_error("usage", line, exit::USAGE);
+    }
+    eprintln!("cairn: {line}");
+    exit::USAGE
+}
+
 async fn dispatch(cli: Cli) -> Result<i32> {
-    let observer = preflight::check(&cli)?;
+    let access = preflight::check(&cli)?;
     let g = &cli.global;
     if let Some(addr) = g.metrics_addr {
         serve_metrics(addr)?;
     }
-    let connect = |g| connect(g, observer);
+    let url = store_url(g, access)?;
+    let connect = |g| connect(g, &url, access);
     match &cli.command {
-        Command::Bench(a) => bench::run(&store_url(g)?, g.strategy, a, g.json).await,
-        Command::Fleet(a) => fleet::run(&store_url(g)?, strategy(g), a, g.json).await,
+        Command::Bench(a) => bench::run(&url, g.strategy, a, g.json).await,
+        Command::Fleet(a) => fleet::run(&url, strategy(g), a, g.json).await,
         Command::Doctor => {
-            doctor::run(&store_url(g)?, g.node.as_deref(), g.json).await?;
+            doctor::run(builder(g, &url, access).await?, &url, g.json).await?;
             Ok(exit::OK)
         }
         Command::Stream { command } => {
@@ -264,21 +287,42 @@ fn audit(g: &Global) -> Result<Option<crate::Name>> {
     g.audit_topic.as_deref().map(crate::Name::new).transpose()
 }
 
-fn store_url(g: &Global) -> Result<String> {
-    g.store.clone().map(Ok).unwrap_or_else(url::default_url)
+/// The store the command works on: `--store`, or the nearest `.cairn` directory from here
+/// up (created here by a command that writes, where there is none).
+fn store_url(g: &Global, access: Access) -> Result<String> {
+    match &g.store {
+        Some(url) => Ok(url.clone()),
+        None => discover::default_store(access.may_create()),
+    }
 }
 
-/// Opens the store named by the global options and reads its protocol record (probing and
-/// recording it first where there is none, unless the command only looks).
-async fn connect(g: &Global, observer: bool) -> Result<Cairn> {
-    let mut b = Cairn::open(&store_url(g)?).await?;
-    if observer {
+/// Opens the store at `url` for the command, reads its protocol record and returns the
+/// handle. A command that only looks creates nothing and never records the protocol; one
+/// that writes records it (probing first) where there is none.
+async fn connect(g: &Global, url: &str, access: Access) -> Result<Cairn> {
+    builder(g, url, access).await?.build().await
+}
+
+/// The handle's builder: the store opened as `access` allows, the node id, the strategy.
+async fn builder(g: &Global, url: &str, access: Access) -> Result<CairnBuilder> {
+    let options = url::OpenOptions {
+        create: access.may_create(),
+        timeout: g.timeout,
+    };
+    let opened = url::open_with(url, &options).await?;
+    let store_options = opened.store_options(g.timeout);
+    let mut b = Cairn::opened(opened).store_options(store_options);
+    if access.observer() {
         b = b.observer();
     }
-    if let Some(n) = &g.node {
-        b = b.node(n)?;
+    let mut node = match &g.node {
+        Some(n) => Name::new(n)?,
+        None => crate::default_node_id(),
+    };
+    if g.node_pid {
+        node = crate::node_id_with_pid(&node)?;
     }
-    b.strategy(strategy(g)).build().await
+    Ok(b.node(node.to_string())?.strategy(strategy(g)))
 }
 
 fn strategy(g: &Global) -> StrategyChoice {
@@ -289,21 +333,46 @@ fn strategy(g: &Global) -> StrategyChoice {
     }
 }
 
-/// Prints an error to stderr and picks its exit code.
-fn report(e: &Error) -> i32 {
-    eprintln!("cairn: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        eprintln!("  caused by: {s}");
-        source = s.source();
+/// Prints an error in one line on stderr (under `--json` also as one JSON object on
+/// stdout) and returns its exit code. The full error, with every source, is logged at
+/// debug level (`CAIRN_LOG=debug`).
+fn report(e: &Error, json: bool) -> i32 {
+    let code = exit_code(e);
+    let message = one_line(&e.to_string());
+    tracing::debug!(error = ?e, "command failed");
+    if json {
+        print_json_error(e.kind(), &message, code);
     }
+    eprintln!("cairn: {message}");
+    code
+}
+
+/// `{"error": {"kind": …, "message": …, "exit": …}}` on stdout.
+fn print_json_error(kind: &str, message: &str, code: i32) {
+    println!(
+        "{}",
+        serde_json::json!({ "error": { "kind": kind, "message": message, "exit": code } })
+    );
+}
+
+/// The exit code for an error (see [`exit`]).
+fn exit_code(e: &Error) -> i32 {
     match e {
         Error::StoreRefused { .. } => exit::STORE_REFUSED,
         Error::DuplicateNode { .. } => exit::DUPLICATE_NODE,
         Error::Config(_)
         | Error::InvalidName { .. }
         | Error::ProtocolMismatch { .. }
-        | Error::TurnMismatch { .. } => exit::USAGE,
+        | Error::TurnMismatch { .. }
+        | Error::NoStore { .. }
+        | Error::NoSuchBucket { .. }
+        | Error::NoCredentials { .. }
+        | Error::Store { .. } => exit::USAGE,
         _ => exit::FAILURE,
     }
+}
+
+/// `text` with its line breaks turned into spaces.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -10,10 +10,55 @@ use crate::error::{Error, Result};
 use crate::lease::LeaseOptions;
 use crate::Name;
 
-/// Checks the whole command line locally. Returns whether the command only looks (lists,
-/// shows, watches): such a command never records the prefix's protocol.
-pub fn check(cli: &Cli) -> Result<bool> {
+/// What a command does with the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Only looks (lists, shows, watches, tails): never writes, never records the prefix's
+    /// protocol, never probes, never creates a store.
+    Look,
+    /// `doctor`: probes (a scratch object, written and deleted) but records nothing.
+    Probe,
+    /// Coordinates: may record the prefix's protocol, and creates the default store where
+    /// there is none.
+    Write,
+}
+
+impl Access {
+    /// Whether the command never records the prefix's protocol.
+    pub fn observer(self) -> bool {
+        self != Access::Write
+    }
+
+    /// Whether the command may create a store that does not exist yet.
+    pub fn may_create(self) -> bool {
+        self != Access::Look
+    }
+}
+
+/// The `--timeout` range: below 100 ms even a healthy store times out; above an hour is no
+/// bound at all.
+const TIMEOUT_RANGE: std::ops::RangeInclusive<std::time::Duration> =
+    std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600);
+
+/// Checks the whole command line locally. Returns what the command does with the store.
+pub fn check(cli: &Cli) -> Result<Access> {
+    let looks = looks(cli)?;
+    Ok(match &cli.command {
+        Command::Doctor => Access::Probe,
+        _ if looks => Access::Look,
+        _ => Access::Write,
+    })
+}
+
+/// Whether the command only looks (lists, shows, watches).
+fn looks(cli: &Cli) -> Result<bool> {
     let g = &cli.global;
+    if !TIMEOUT_RANGE.contains(&g.timeout) {
+        return Err(Error::Config(format!(
+            "--timeout {}: allowed from 100ms to 1h",
+            crate::store::cause::show(g.timeout)
+        )));
+    }
     if let Some(url) = &g.store {
         if !["s3://", "file://", "memory:"]
             .iter()

@@ -4,10 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use object_store::aws::{AwsCredential, AwsCredentialProvider};
 use object_store::CredentialProvider;
 use tokio::sync::Mutex;
+
+use crate::error::Error;
 
 /// Credentials are fetched again when fewer than this remain before they expire.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
@@ -25,11 +28,53 @@ impl std::fmt::Debug for AwsConfigCredentials {
     }
 }
 
-pub(super) fn adapt(provider: SharedCredentialsProvider) -> AwsCredentialProvider {
+#[cfg(test)]
+fn adapt(provider: SharedCredentialsProvider) -> AwsCredentialProvider {
     Arc::new(AwsConfigCredentials {
         provider,
         cached: Mutex::new(None),
     })
+}
+
+/// Loads credentials once, before any request: a missing credential is a configuration
+/// error to report at once ([`Error::NoCredentials`]), not a request failure to retry. The
+/// adapter starts with what was loaded. Other failures (a provider timing out, an expired
+/// session) are left to the first request, which reports them.
+pub(super) async fn adapt_checked(
+    provider: SharedCredentialsProvider,
+) -> crate::Result<AwsCredentialProvider> {
+    let cached = match provider.provide_credentials().await {
+        Ok(creds) => Some((Arc::new(credential(&creds)), creds.expiry())),
+        Err(e @ CredentialsError::CredentialsNotLoaded(_)) => {
+            return Err(Error::NoCredentials {
+                detail: chain_text(&e),
+            })
+        }
+        Err(e) => {
+            tracing::debug!(error = %chain_text(&e), "credentials not loaded yet");
+            None
+        }
+    };
+    Ok(Arc::new(AwsConfigCredentials {
+        provider,
+        cached: Mutex::new(cached),
+    }))
+}
+
+fn credential(creds: &aws_credential_types::Credentials) -> AwsCredential {
+    AwsCredential {
+        key_id: creds.access_key_id().to_string(),
+        secret_key: creds.secret_access_key().to_string(),
+        token: creds.session_token().map(str::to_string),
+    }
+}
+
+/// An error and its sources on one line.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let parts: Vec<String> = std::iter::successors(Some(e), |e| e.source())
+        .map(|e| e.to_string().replace('\n', " "))
+        .collect();
+    parts.join(": ")
 }
 
 fn fresh(expiry: Option<SystemTime>, now: SystemTime) -> bool {
@@ -58,11 +103,7 @@ impl CredentialProvider for AwsConfigCredentials {
                 source: Box::new(e),
             }
         })?;
-        let cred = Arc::new(AwsCredential {
-            key_id: creds.access_key_id().to_string(),
-            secret_key: creds.secret_access_key().to_string(),
-            token: creds.session_token().map(str::to_string),
-        });
+        let cred = Arc::new(credential(&creds));
         *cached = Some((Arc::clone(&cred), creds.expiry()));
         Ok(cred)
     }

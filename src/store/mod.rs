@@ -24,6 +24,7 @@
 //! checks it, and sends the write again in that form; where there is none, it fails at once
 //! with [`Error::Unsupported`].
 
+pub mod cause;
 pub mod fault;
 pub mod keys;
 pub mod name;
@@ -46,7 +47,7 @@ use object_store::{
     GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
 };
 use serde::{Deserialize, Serialize};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::error::{Error, Result};
 pub use keys::Key;
@@ -245,6 +246,10 @@ pub struct StoreOptions {
     /// How many times a conditional write that verifiably did not land is sent again.
     /// Default 3.
     pub write_attempts: u32,
+    /// Where the store's requests go (`http://127.0.0.1:4566`), named in the error when a
+    /// request gets no answer in time. [`url::open`] reports it for `s3://` URLs
+    /// ([`url::Opened::endpoint`]). Default: none (the error says "the store").
+    pub endpoint: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -252,6 +257,7 @@ impl Default for StoreOptions {
         Self {
             request_timeout: Duration::from_secs(10),
             write_attempts: 3,
+            endpoint: None,
         }
     }
 }
@@ -370,23 +376,32 @@ impl Store {
         Some(keys::from_listed(rel))
     }
 
-    /// Runs one request under the request timeout.
+    /// Runs one request under the request timeout. A request without an answer in time, by
+    /// this guard or by the HTTP client's own timeout, fails with [`cause::NoAnswer`], which
+    /// names the endpoint and the time allowed.
     async fn timed<T>(
         &self,
         op: &'static str,
         fut: impl std::future::Future<Output = object_store::Result<T>>,
     ) -> object_store::Result<T> {
+        let no_answer = |endpoint: Option<String>| object_store::Error::Generic {
+            store: "cairn",
+            source: Box::new(cause::NoAnswer {
+                endpoint: endpoint.or_else(|| self.options.endpoint.clone()),
+                after: self.options.request_timeout,
+            }),
+        };
         let started = tokio::time::Instant::now();
         let (r, timed_out) = match tokio::time::timeout(self.options.request_timeout, fut).await {
+            Ok(Err(e)) => match cause::diagnose(&e) {
+                cause::Diagnosis::Timeout { endpoint, .. } => {
+                    debug!(error = %e, "request timed out");
+                    (Err(no_answer(endpoint)), true)
+                }
+                _ => (Err(e), false),
+            },
             Ok(r) => (r, false),
-            Err(_) => (
-                Err(object_store::Error::Generic {
-                    store: "cairn",
-                    source: format!("request timed out after {:?}", self.options.request_timeout)
-                        .into(),
-                }),
-                true,
-            ),
+            Err(_) => (Err(no_answer(None)), true),
         };
         crate::telemetry::request(
             op,
@@ -402,7 +417,7 @@ impl Store {
         match self.get(key, GetOptions::default()).await {
             Ok(Got::Object(obj)) => Ok(Some(obj)),
             Ok(Got::TooLarge(size)) => Err(too_large(key, size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) if absent(&e) => Ok(None),
             Err(e) => Err(classify("read", key, e)),
         }
     }
@@ -419,7 +434,7 @@ impl Store {
             Ok(Got::Object(obj)) => Ok(ReadIfChanged::Changed(obj)),
             Ok(Got::TooLarge(size)) => Err(too_large(key, size)),
             Err(object_store::Error::NotModified { .. }) => Ok(ReadIfChanged::Unchanged),
-            Err(object_store::Error::NotFound { .. }) => Ok(ReadIfChanged::Missing),
+            Err(e) if absent(&e) => Ok(ReadIfChanged::Missing),
             Err(e) => Err(classify("read", key, e)),
         }
     }
@@ -691,14 +706,31 @@ impl Store {
             // Something is there that is not a cairn object (too large to read): not an
             // unknown outcome, a corrupt key.
             Err(e @ Error::Corrupt { .. }) => Err(e),
+            // The store's configuration is wrong (no bucket, no credentials): the write
+            // cannot have landed, and the read-back's error says why.
+            Err(read_err) if read_err.is_configuration() => Err(read_err),
             Err(read_err) => {
                 crate::telemetry::ambiguous("unknown");
-                warn!(%key, write_error = %err, read_error = %read_err, "write outcome unknown");
+                // Reported once, by whoever handles the error; here only for debugging.
+                debug!(%key, write_error = %err, read_error = %read_err, "write outcome unknown");
+                let write_cause = cause::summary(err);
+                let read_cause = match &read_err {
+                    Error::Unavailable { source, .. } | Error::Store { source, .. } => {
+                        cause::summary(source)
+                    }
+                    e => e.to_string(),
+                };
+                let reason = if write_cause == read_cause {
+                    format!("{write_cause} (the write and the read-back both failed)")
+                } else {
+                    format!(
+                        "the write failed ({write_cause}) and reading it back failed \
+                         ({read_cause})"
+                    )
+                };
                 Err(Error::Ambiguous {
                     key: key.to_string(),
-                    reason: format!(
-                        "the write failed ({err}) and reading it back failed ({read_err})"
-                    ),
+                    reason,
                 })
             }
         }
@@ -761,7 +793,8 @@ impl Store {
             .timed("delete", self.inner.delete(&self.path(key)))
             .await
         {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(e) if absent(&e) => Ok(()),
             Err(e) => Err(classify("delete", key, e)),
         }
     }
@@ -828,7 +861,8 @@ fn is_refusal(e: &object_store::Error) -> bool {
     )
 }
 
-/// Errors that retrying or reading back cannot change.
+/// Errors that retrying or reading back cannot change: the operation is unsupported or
+/// refused, or the store's configuration is wrong (no such bucket, no credentials).
 fn is_permanent(e: &object_store::Error) -> bool {
     matches!(
         e,
@@ -838,10 +872,27 @@ fn is_permanent(e: &object_store::Error) -> bool {
             | object_store::Error::Unauthenticated { .. }
             | object_store::Error::InvalidPath { .. }
             | object_store::Error::UnknownConfigurationKey { .. }
-    )
+    ) || cause::diagnose(e).is_configuration()
+}
+
+/// A "not found" that means the key is absent, not that the bucket is.
+fn absent(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. }) && !cause::diagnose(e).is_configuration()
 }
 
 fn classify(operation: &'static str, key: &Key, e: object_store::Error) -> Error {
+    match cause::diagnose(&e) {
+        cause::Diagnosis::NoSuchBucket { bucket } => {
+            debug!(%key, error = %e, "no such bucket");
+            return Error::NoSuchBucket { bucket };
+        }
+        cause::Diagnosis::NoCredentials => {
+            return Error::NoCredentials {
+                detail: e.to_string(),
+            }
+        }
+        _ => {}
+    }
     let key = key.to_string();
     match e {
         object_store::Error::NotImplemented {

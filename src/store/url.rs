@@ -25,22 +25,64 @@ pub struct Opened {
     pub prefix: String,
     /// What kind of store it is, for reports.
     pub kind: &'static str,
+    /// Where requests go (`http://127.0.0.1:4566`, `https://s3.us-east-1.amazonaws.com`),
+    /// for messages; `None` for a local directory or memory.
+    pub endpoint: Option<String>,
 }
 
-/// The default store when none is given: a `.cairn` directory under the current directory.
-pub fn default_url() -> Result<String> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| Error::Config(format!("cannot read the current directory: {e}")))?;
-    Ok(format!("file://{}", cwd.join(".cairn").display()))
+impl Opened {
+    /// [`StoreOptions`](super::StoreOptions) that bound each request by `timeout` and name
+    /// this store's endpoint in errors.
+    pub fn store_options(&self, timeout: Duration) -> super::StoreOptions {
+        super::StoreOptions {
+            request_timeout: timeout,
+            endpoint: self.endpoint.clone(),
+            ..Default::default()
+        }
+    }
 }
 
-/// Opens the store a URL names.
+/// How [`open_with`] opens a store.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Create a `file://` URL's directory when it does not exist. Default: yes. Commands
+    /// that only look open with `false`: a missing directory is then [`Error::NoStore`],
+    /// and nothing is created.
+    pub create: bool,
+    /// The longest one request to an `s3://` store may take: the HTTP client's timeout, and
+    /// the time within which object_store retries a failed attempt. Default 10 s, as
+    /// [`StoreOptions::request_timeout`](super::StoreOptions::request_timeout): S3 answers
+    /// small requests in tens of milliseconds, and a lease renewed every ttl/3 must learn of
+    /// a hung request well within its ttl.
+    pub timeout: Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            create: true,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Longest a connection may take to open (the HTTP client's connect timeout), unless the
+/// request timeout is shorter: object_store's default, and S3's advice (3.1 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the store a URL names, creating a `file://` directory that does not exist yet.
 pub async fn open(url: &str) -> Result<Opened> {
+    open_with(url, &OpenOptions::default()).await
+}
+
+/// Opens the store a URL names, as `options` say.
+pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Opened> {
     if url == "memory://" || url == "memory:" {
         return Ok(Opened {
             store: Arc::new(InMemory::new()),
             prefix: String::new(),
             kind: "memory",
+            endpoint: None,
         });
     }
     if let Some(path) = url.strip_prefix("file://") {
@@ -49,14 +91,22 @@ pub async fn open(url: &str) -> Result<Opened> {
                 "{url:?}: a file URL needs an absolute path, as in file:///var/lib/cairn"
             )));
         }
-        std::fs::create_dir_all(path)
-            .map_err(|e| Error::Config(format!("cannot create {path}: {e}")))?;
+        if options.create {
+            std::fs::create_dir_all(path)
+                .map_err(|e| Error::Config(format!("cannot create {path}: {e}")))?;
+        } else if !std::path::Path::new(path).is_dir() {
+            return Err(Error::NoStore {
+                named: Some(url.to_string()),
+                looked_in: Vec::new(),
+            });
+        }
         let fs = LocalFileSystem::new_with_prefix(path)
             .map_err(|e| Error::Config(format!("cannot open {path}: {e}")))?;
         return Ok(Opened {
             store: Arc::new(fs),
             prefix: String::new(),
             kind: "local filesystem",
+            endpoint: None,
         });
     }
     if let Some(rest) = url.strip_prefix("s3://") {
@@ -64,14 +114,14 @@ pub async fn open(url: &str) -> Result<Opened> {
         if bucket.is_empty() {
             return Err(Error::Config(format!("{url:?} names no bucket")));
         }
-        return open_s3(bucket, prefix.trim_matches('/')).await;
+        return open_s3(bucket, prefix.trim_matches('/'), options.timeout).await;
     }
     Err(Error::Config(format!(
         "{url:?}: expected s3://bucket/prefix, file:///absolute/path or memory://"
     )))
 }
 
-async fn open_s3(bucket: &str, prefix: &str) -> Result<Opened> {
+async fn open_s3(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened> {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
@@ -82,17 +132,27 @@ async fn open_s3(bucket: &str, prefix: &str) -> Result<Opened> {
         .region()
         .map(|r| r.to_string())
         .unwrap_or_else(|| "us-east-1".to_string());
+    let shown_endpoint = match &endpoint {
+        Some(e) => super::cause::endpoint_of(e).or_else(|| Some(e.clone())),
+        None => Some(format!("https://s3.{region}.amazonaws.com")),
+    };
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_region(region)
         .with_conditional_put(S3ConditionalPut::ETagMatch)
+        // object_store retries a failed attempt (connection refused, 5xx) only within the
+        // request timeout, so one request never takes much longer than it.
         .with_retry(RetryConfig {
             max_retries: 3,
-            retry_timeout: Duration::from_secs(10),
+            retry_timeout: timeout,
             ..Default::default()
         })
         // Set before `with_allow_http`: `with_client_options` replaces every client option.
-        .with_client_options(ClientOptions::new().with_timeout(Duration::from_secs(10)));
+        .with_client_options(
+            ClientOptions::new()
+                .with_timeout(timeout)
+                .with_connect_timeout(timeout.min(CONNECT_TIMEOUT)),
+        );
     if let Some(endpoint) = endpoint {
         let http = endpoint.starts_with("http://");
         builder = builder
@@ -101,7 +161,7 @@ async fn open_s3(bucket: &str, prefix: &str) -> Result<Opened> {
             .with_virtual_hosted_style_request(false);
     }
     if let Some(provider) = sdk.credentials_provider() {
-        builder = builder.with_credentials(super::aws::adapt(provider));
+        builder = builder.with_credentials(super::aws::adapt_checked(provider).await?);
     }
     let s3 = builder
         .build()
@@ -110,5 +170,6 @@ async fn open_s3(bucket: &str, prefix: &str) -> Result<Opened> {
         store: Arc::new(s3),
         prefix: prefix.to_string(),
         kind: "s3",
+        endpoint: shown_endpoint,
     })
 }
