@@ -666,7 +666,7 @@ fn guard() -> i32 {
             let p = pgid.unwrap_or_default();
             match (terminated_at, deadline) {
                 (None, Some((_, grace))) => {
-                    eprintln!("cairn: the cairn holding COMMAND's lease stopped acting (paused?) past its give-up time; stopping COMMAND's process group {p}");
+                    eprintln!("cairn: the lease was not renewed by its give-up time (the store unreachable, or cairn paused); stopping COMMAND's process group {p}");
                     signal_group(p, libc::SIGTERM);
                     terminated_at = Some((std::time::Instant::now(), grace));
                 }

@@ -194,6 +194,16 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
                     exit::FAILURE
                 }
             };
+            // The command ended after the lease's give-up time (renewals failed, and the
+            // guard may well have stopped it): the lease is lost, whatever a release during
+            // the outage would answer, and the command's status is not the outcome.
+            if !lease.is_held() {
+                let reason = lease.loss_reason().unwrap_or(LossReason::Unavailable {
+                    error: "the lease's give-up time passed before the command ended".into(),
+                });
+                eprintln!("cairn: lost lock {name}: {reason}; the command was stopped");
+                return Ok(finished(code, Some(reason), false, exit::LEASE_LOST));
+            }
             match lease.release().await {
                 Ok(()) => Ok(finished(code, None, true, code)),
                 // The command finished, but not under the lock: say so, and fail as a lost
