@@ -310,11 +310,11 @@ async fn run_in(
         iterations: options.ops.max(1),
         progress,
     };
-    // Which strategies: the probe's answer, unless the caller chose.
+    // Which strategies: the probe's answer, unless the caller chose. A full node (an
+    // observer never probes) on a scratch prefix of its own, removed with the rest.
     let probe = Cairn::builder(Arc::clone(&store))
         .prefix(format!("{scratch}/probe"))
         .node("bench")?
-        .observer()
         .build()
         .await?;
     let strategies: Vec<Strategy> = if options.strategies.is_empty() {
