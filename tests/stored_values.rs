@@ -917,15 +917,18 @@ async fn cli_log_tail_follow_stops_at_the_end_of_the_sequence_range_instead_of_s
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let seqs: Vec<u64> = stdout
+    let lines: Vec<Value> = stdout
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["sequence"]
-                .as_u64()
-                .unwrap()
-        })
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    // The entries, then the error as one JSON object (`--json`).
+    let (error, entries) = lines.split_last().expect("output");
+    let seqs: Vec<u64> = entries
+        .iter()
+        .map(|v| v["sequence"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, vec![1, MAX], "each entry printed once: {stdout}");
+    assert_eq!(error["error"]["exit"], 1, "{stdout}");
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("end of its range"), "{stderr}");
 
