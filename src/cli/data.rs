@@ -103,11 +103,10 @@ pub async fn stream_create(
 }
 
 /// `stream ls`.
-pub async fn stream_ls(s: &Streams, json: bool) -> Result<i32> {
-    let all = s.list().await?;
+pub async fn stream_ls(s: &crate::stream::StreamView, json: bool) -> Result<String> {
+    let all = s.list().await?.items;
     if json {
-        output::json(&all);
-        return Ok(exit::OK);
+        return Ok(super::ops::json_frame(&all));
     }
     let rows = all
         .iter()
@@ -123,23 +122,19 @@ pub async fn stream_ls(s: &Streams, json: bool) -> Result<i32> {
             ]
         })
         .collect();
-    print!(
-        "{}",
-        output::table(
-            &[
-                "NAME",
-                "STATE",
-                "VERSION",
-                "INCARNATION",
-                "UPDATED BY",
-                "UPDATED AT",
-                "METADATA"
-            ],
-            rows,
-            &[2, 3],
-        )
-    );
-    Ok(exit::OK)
+    Ok(output::table(
+        &[
+            "NAME",
+            "STATE",
+            "VERSION",
+            "INCARNATION",
+            "UPDATED BY",
+            "UPDATED AT",
+            "METADATA",
+        ],
+        rows,
+        &[2, 3],
+    ))
 }
 
 /// `stream show`.
@@ -249,7 +244,14 @@ pub async fn record_put(
 
 /// `record get`.
 pub async fn record_get(r: &Records, namespace: &str, key: &str, json: bool) -> Result<i32> {
-    match r.get(&Name::new(namespace)?, &Name::new(key)?).await? {
+    match r.get_any(&Name::new(namespace)?, &Name::new(key)?).await? {
+        Some(rec) if rec.deleted => {
+            eprintln!(
+                "cairn: record {namespace}/{key} was deleted (its tombstone keeps version {})",
+                rec.version
+            );
+            Ok(exit::NOT_FOUND)
+        }
         Some(rec) => {
             if json {
                 output::json(&rec);
