@@ -45,7 +45,7 @@ pub struct Record {
 
 /// The outcome of [`Records::delete`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
 #[must_use]
 pub enum Deleted {
     /// A tombstone now holds the record's version.

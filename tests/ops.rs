@@ -430,7 +430,7 @@ fn record_delete_keeps_the_version_so_a_stale_put_stays_stale() {
     let missing = env
         .run("ops", &["--json", "record", "delete", "agents", "nope"])
         .exits(3);
-    assert_eq!(missing.json(), serde_json::json!({"outcome": "not_found"}));
+    assert_eq!(missing.json(), serde_json::json!({"outcome": "not-found"}));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ pub async fn node_forget(members: &Membership, node: &str, force: bool, json: bo
         ),
         Forget::NotFound => (
             exit::NOT_FOUND,
-            serde_json::json!({ "outcome": "not_found", "node": node }),
+            serde_json::json!({ "outcome": "not-found", "node": node }),
             format!("no node {node}"),
         ),
     };
