@@ -192,7 +192,12 @@ where
             Ok(text) if tty => {
                 // Home, clear the screen, then the frame: one write, so it does not flicker.
                 let header = format!("{title}  (every {})", output::duration(interval));
-                print!("\x1b[H\x1b[2J{}\n\n{text}", header_line(&header, &now));
+                let (cols, rows) = ratatui::crossterm::terminal::size().unwrap_or((80, 24));
+                let screen = format!("{}\n\n{text}", header_line(&header, &now, cols.into()));
+                print!(
+                    "\x1b[H\x1b[2J{}",
+                    fit_screen(&screen, cols.into(), rows.into())
+                );
             }
             Ok(text) if json => print!("{text}"),
             Ok(text) => print!("# {now}\n{text}\n"),
@@ -209,9 +214,9 @@ where
     Ok(exit::OK)
 }
 
-/// `left` and `right` on one line of at most 80 columns (right-aligned when it fits).
-fn header_line(left: &str, right: &str) -> String {
-    let gap = 80usize.saturating_sub(left.chars().count() + right.chars().count());
+/// `left` and `right` on one line of at most `width` columns (right-aligned when it fits).
+fn header_line(left: &str, right: &str, width: usize) -> String {
+    let gap = width.saturating_sub(left.chars().count() + right.chars().count());
     if gap >= 2 {
         format!("{left}{}{right}", " ".repeat(gap))
     } else {
@@ -219,7 +224,55 @@ fn header_line(left: &str, right: &str) -> String {
     }
 }
 
+/// `screen` cut to a terminal of `cols` × `rows`: a redraw in place must not wrap or
+/// scroll, or the next one leaves the top of this one behind. Lines longer than the width
+/// end in `…`; lines below the last row are replaced by one saying how many were cut.
+fn fit_screen(screen: &str, cols: usize, rows: usize) -> String {
+    let cols = cols.max(10);
+    let rows = rows.max(3);
+    let lines: Vec<&str> = screen.lines().collect();
+    let mut out = String::new();
+    // The last row stays empty: a newline there would scroll the screen.
+    let room = rows - 1;
+    let cut = lines.len() > room;
+    let shown = if cut { room - 1 } else { lines.len() };
+    for l in &lines[..shown] {
+        if l.chars().count() > cols {
+            out.extend(l.chars().take(cols - 1));
+            out.push('…');
+        } else {
+            out.push_str(l);
+        }
+        out.push('\n');
+    }
+    if cut {
+        out.push_str(&format!(
+            "… {} more lines (a taller window shows them)\n",
+            lines.len() - shown
+        ));
+    }
+    out
+}
+
 /// A value as one JSON line (a frame under `--json`).
 pub fn json_frame<T: Serialize + ?Sized>(v: &T) -> String {
     format!("{}\n", output::json_line(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_screen;
+
+    #[test]
+    fn a_redrawn_screen_never_wraps_or_scrolls() {
+        let screen = "header\n\n0123456789abcdef\nshort\nthree\nfour\n";
+        assert_eq!(
+            fit_screen(screen, 10, 24),
+            "header\n\n012345678…\nshort\nthree\nfour\n"
+        );
+        assert_eq!(
+            fit_screen(screen, 80, 5),
+            "header\n\n0123456789abcdef\n… 3 more lines (a taller window shows them)\n"
+        );
+    }
 }

@@ -14,10 +14,12 @@ use crate::stream::{StreamManifest, StreamState, StreamView};
 use crate::turn::{TurnManifest, Turns};
 use crate::{Cairn, Name, Result};
 
-/// Rows shown per section on a screen (the JSON document has them all).
-const ROWS: usize = 5;
+/// Lines a section takes at most on a screen, its `… N more` line included (the JSON
+/// document has every row). With the header, four sections this size, the streams' line,
+/// the nodes' three and [`EVENTS`] the screen is 22 lines: it fits 24.
+const ROWS: usize = 4;
 /// Log events shown.
-const EVENTS: usize = 5;
+const EVENTS: usize = 3;
 /// The screen's width.
 const WIDTH: usize = 80;
 
@@ -183,6 +185,14 @@ fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// When the next turn is due: `next in 4m`, or `due for 1m` once it is.
+fn due(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    match (now - t).to_std() {
+        Ok(d) if !d.is_zero() => format!("due for {}", output::duration(d)),
+        _ => format!("next {}", relative(t, now)),
+    }
+}
+
 fn lock_state(l: &LockInfo) -> &'static str {
     match l.state {
         LockState::Held => "held",
@@ -192,12 +202,17 @@ fn lock_state(l: &LockInfo) -> &'static str {
     }
 }
 
-/// A section heading and at most [`ROWS`] lines, with `+N more` when cut.
-fn section(out: &mut String, heading: String, lines: Vec<String>) {
+/// A section heading and at most `rows` lines, the last saying `… N more` when cut.
+fn section(out: &mut String, heading: String, lines: Vec<String>, rows: usize) {
     out.push_str(&fit(&heading, WIDTH));
     out.push('\n');
-    let more = lines.len().saturating_sub(ROWS);
-    for l in lines.into_iter().take(ROWS) {
+    let shown = if lines.len() > rows {
+        rows.saturating_sub(1)
+    } else {
+        lines.len()
+    };
+    let more = lines.len() - shown;
+    for l in lines.into_iter().take(shown) {
         out.push_str(&fit(&format!("  {l}"), WIDTH));
         out.push('\n');
     }
@@ -221,8 +236,11 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
         .iter()
         .filter(|l| l.state == LockState::Held)
         .count();
-    let lines = d
-        .locks
+    // What is in use first (held, broken, expired), then what was released: a long list of
+    // released locks must not push the held ones off the screen.
+    let mut locks: Vec<&LockInfo> = d.locks.iter().collect();
+    locks.sort_by_key(|l| (l.state == LockState::Released, l.name.clone()));
+    let lines = locks
         .iter()
         .map(|l| {
             let expiry = match l.state {
@@ -246,27 +264,28 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
         &mut out,
         format!("LOCKS  {} ({held} held)", d.locks.len()),
         lines,
+        ROWS,
     );
     let lines = d
         .turns
         .iter()
         .map(|t| {
             let last = match &t.record.outcome {
-                Some(o) => format!("exit {}", o.status),
+                Some(o) => o.status.to_string(),
                 None => "running".into(),
             };
             format!(
-                "{:<18} #{:<6} {:<18} {:<9} {} · next {}",
+                "{:<18} #{:<5} {:<14} {:<8} {:<10} {}",
                 fit(&t.name, 18),
                 t.record.turn,
-                fit(&t.record.holder, 18),
+                fit(&t.record.holder, 14),
                 last,
                 relative(t.record.started_at, now),
-                relative(t.next_due_at, now)
+                due(t.next_due_at, now)
             )
         })
         .collect();
-    section(&mut out, format!("TURNS  {}", d.turns.len()), lines);
+    section(&mut out, format!("TURNS  {}", d.turns.len()), lines, ROWS);
     let newest = d.streams.newest.map_or(String::new(), |s| {
         format!(
             " · newest {} ({})",
@@ -281,6 +300,7 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
             d.streams.count, d.streams.active
         ),
         Vec::new(),
+        0,
     );
     let n = &d.nodes;
     section(
@@ -300,6 +320,7 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
         .filter(|(_, v)| !v.is_empty())
         .map(|(label, v)| format!("{label:<8} {}", names(v, WIDTH - 11)))
         .collect(),
+        3,
     );
     match &d.log {
         Log::Topic { topic, events } => section(
@@ -317,6 +338,7 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
                     )
                 })
                 .collect(),
+            EVENTS,
         ),
         Log::Topics { topics } => section(
             &mut out,
@@ -325,6 +347,7 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
                 .iter()
                 .map(|t| format!("{:<24} newest #{}", fit(&t.topic, 24), t.newest))
                 .collect(),
+            EVENTS,
         ),
     }
     out
