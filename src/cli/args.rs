@@ -275,8 +275,10 @@ pub enum NodeCommand {
     /// that is online or suspect unless --force. Needs s3:DeleteObject.
     #[command(after_help = help::node_forget())]
     Forget {
-        /// The node id.
-        node: String,
+        /// The id of the node to forget.
+        // Not `node`: that would shadow the global `--node` (this process's own id).
+        #[arg(value_name = "ID")]
+        id: String,
         /// Remove it even if it is online or suspect (its heartbeat process, if alive, may
         /// stop with exit 78 or write a new record).
         #[arg(long)]

@@ -249,9 +249,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     });
                     ops::show("cairn node ls", watch(w), g.json, || node::ls(&v, g.json)).await
                 }
-                NodeCommand::Forget { node, force } => {
+                NodeCommand::Forget { id, force } => {
                     let m = cairn.membership(Default::default());
-                    ops::node_forget(&m, node, *force, g.json).await
+                    ops::node_forget(&m, id, *force, g.json).await
                 }
             }
         }

@@ -192,7 +192,7 @@ fn looks(cli: &Cli) -> Result<bool> {
         Command::Node { command } => match command {
             NodeCommand::Heartbeat { .. } => false,
             NodeCommand::Ls(_) => true,
-            NodeCommand::Forget { node, .. } => name(node).map(|_| false)?,
+            NodeCommand::Forget { id, .. } => name(id).map(|_| false)?,
         },
     })
 }
