@@ -8,6 +8,8 @@
 //! Versions younger than the prefix's `gc_min_age` (10 minutes) are never collected, so the
 //! tests that collect set it to 0 in the prefix's protocol record, as an operator could.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -15,6 +17,10 @@ use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cairn::manifest::{Removed, Strategy, Written};
+use cairn::store::keys::{self, Family};
+use cairn::Name;
+use common::{s3_skipped, Backend};
 use serde_json::Value;
 
 /// Generous: CI runs this on two busy cores.
@@ -632,4 +638,127 @@ fn interval_without_watch_is_a_usage_error() {
     let env = Env::new();
     let r = env.run("ops", &["lock", "ls", "--interval", "1s"]).exits(2);
     assert!(r.stderr().contains("--watch"), "{}", r.stderr());
+}
+
+// ---------------------------------------------------------------------------------------
+// The library underneath, and S3
+
+/// The race `node forget` and `gc --left-older-than` guard against: the manifest is read
+/// again before anything is deleted, and a newer version than the one inspected stops it.
+#[tokio::test]
+async fn remove_leaves_a_manifest_alone_that_changed_after_it_was_inspected() {
+    for strategy in [Strategy::EtagCas, Strategy::VersionChain] {
+        let ns = common::namespace(Backend::Memory).await.unwrap();
+        let c = ns.cairn("n", strategy).await;
+        let base = keys::manifest(Family::Scratch, &Name::new("x").unwrap());
+        let m = c.manifest::<Value>("test", base);
+        let Written::Written(v1) = m.create(serde_json::json!(1)).await.unwrap() else {
+            panic!("created")
+        };
+        let Written::Written(v2) = m.write(Some(&v1), serde_json::json!(2)).await.unwrap() else {
+            panic!("written")
+        };
+        assert!(matches!(
+            m.remove(&v1, false).await.unwrap(),
+            Removed::Changed
+        ));
+        assert_eq!(m.load().await.unwrap().unwrap().version, 2);
+        // A dry run names the objects and deletes none.
+        let Removed::Removed(would) = m.remove(&v2, true).await.unwrap() else {
+            panic!("{strategy:?}: a dry run finds it")
+        };
+        assert_eq!(m.load().await.unwrap().unwrap().version, 2);
+        let Removed::Removed(gone) = m.remove(&v2, false).await.unwrap() else {
+            panic!("{strategy:?}: removed")
+        };
+        assert_eq!(would, gone);
+        let objects = if strategy == Strategy::EtagCas { 1 } else { 2 };
+        assert_eq!(gone.len(), objects, "{strategy:?}: {gone:?}");
+        assert!(m.load().await.unwrap().is_none());
+        assert!(matches!(m.remove(&v2, false).await.unwrap(), Removed::Gone));
+    }
+}
+
+/// On S3 with etag CAS a manifest is one object: gc has no history to trim, a released lock
+/// keeps its one object (the token continues), and `node forget` deletes the record.
+#[test]
+fn on_s3_with_etag_cas_gc_keeps_the_lock_and_forget_deletes_the_record() {
+    if s3_skipped() {
+        return;
+    }
+    let env = Env::new();
+    let store = format!("s3://{}/t-{}", common::BUCKET, uuid::Uuid::new_v4());
+    let command = |node: &str, args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.current_dir(env.dir.path())
+            .env_remove("CAIRN_STORE")
+            .env_remove("CAIRN_STRATEGY")
+            .env_remove("CAIRN_AUDIT_TOPIC")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", Backend::LocalStack.endpoint().unwrap())
+            .stdin(Stdio::null())
+            .args(["--store", &store, "--node", node, "--strategy", "etag-cas"])
+            .args(args);
+        c
+    };
+    let s3 = |node: &str, args: &[&str]| Run(command(node, args).output().unwrap());
+    let token = |r: Run| -> u64 { r.ok().stdout().trim().parse().unwrap() };
+    let run = [
+        "lock",
+        "run",
+        "deploy",
+        "--",
+        "sh",
+        "-c",
+        "echo $CAIRN_FENCING_TOKEN",
+    ];
+    let first = token(s3("w", &run));
+    let g = s3("ops", &["--json", "gc", "--released-older-than", "0s"])
+        .ok()
+        .json();
+    assert_eq!(g["objects"], 0, "{g}");
+    assert!(token(s3("w", &run)) > first);
+
+    let mut hb = Spawned::start(command("web-1", &["--json", "node", "heartbeat"]));
+    assert!(hb.line().contains("\"joined\""));
+    s3("ops", &["node", "forget", "web-1"]).exits(75);
+    hb.signal(libc::SIGTERM);
+    assert_eq!(hb.wait(), Some(0), "{}", hb.stderr());
+    let f = s3("ops", &["--json", "node", "forget", "web-1"])
+        .ok()
+        .json();
+    assert_eq!(f["outcome"], "forgotten");
+    assert_eq!(f["objects"], 1);
+    assert_eq!(
+        s3("ops", &["--json", "node", "ls"]).ok().json(),
+        serde_json::json!([])
+    );
+
+    let rec = "{\"n\":1}";
+    s3(
+        "w",
+        &["record", "put", "ns", "k", "--version", "3", "--value", rec],
+    )
+    .ok();
+    s3("w", &["record", "delete", "ns", "k"]).ok();
+    let stale = s3(
+        "w",
+        &[
+            "--json",
+            "record",
+            "put",
+            "ns",
+            "k",
+            "--version",
+            "2",
+            "--value",
+            rec,
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(stale["outcome"], "stale");
 }
