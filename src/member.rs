@@ -271,7 +271,11 @@ impl Membership {
     /// simply does not list it; under etag CAS its heartbeat process then stops as if
     /// another process had taken the id, exit 78), and a long-running view that knew the old
     /// record (version chain) may show it until the new record's version passes the old
-    /// one. `--force` on a node that is online says the operator accepts both.
+    /// one. A node forgotten while offline but still alive (a paused VM) that resumes
+    /// after another process joined under its id may, under the version chain, go
+    /// undetected as a duplicate until one of them lists the record (at most half of
+    /// `gc_min_age`): until then their writes collide only if they reach the same version.
+    /// `--force` on a node that is online says the operator accepts all of it.
     pub async fn forget(&self, node: &Name, force: bool, dry_run: bool) -> Result<Forget> {
         let m = self.manifest(node);
         let Some(s) = m.load().await? else {
