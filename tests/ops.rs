@@ -611,6 +611,106 @@ fn watch_off_a_terminal_prints_snapshots_under_a_time_header_until_sigterm() {
     assert_eq!(w.wait(), Some(0), "{}", w.stderr());
 }
 
+/// On a terminal (80 × 24, as tmux would give it) each refresh clears the screen and
+/// redraws in place, and no line is wider than the terminal.
+#[test]
+fn watch_on_a_terminal_redraws_in_place_within_80_columns() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let env = Env::new();
+    env.run(
+        "a-node-with-a-rather-long-identifier-for-the-holder-column",
+        &[
+            "lock",
+            "run",
+            "a-lock-with-a-name-long-enough-to-push-the-table-wide",
+            "--",
+            "true",
+        ],
+    )
+    .ok();
+    let mut c = env.cairn("ops", &["lock", "ls", "--watch", "--interval", "100ms"]);
+    // SAFETY: the usual posix_openpt sequence; every descriptor is checked and owned.
+    let (master, slave) = unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        let master = std::fs::File::from_raw_fd(m);
+        assert_eq!(libc::grantpt(m), 0);
+        assert_eq!(libc::unlockpt(m), 0);
+        let size = libc::winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        assert_eq!(libc::ioctl(m, libc::TIOCSWINSZ, &size), 0);
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
+        let s = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        assert!(
+            s >= 0,
+            "open pty slave: {}",
+            std::io::Error::last_os_error()
+        );
+        (master, OwnedFd::from_raw_fd(s))
+    };
+    assert!(master.as_raw_fd() >= 0);
+    c.stdout(slave.try_clone().unwrap()).stderr(slave);
+    let output = Arc::<Mutex<Vec<u8>>>::default();
+    let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut child = c.spawn().unwrap();
+    const CLEAR: &str = "\x1b[H\x1b[2J";
+    let text = || String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    // Wait for the third redraw to start, so that the second is complete.
+    let start = std::time::Instant::now();
+    while text().matches(CLEAR).count() < 3 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no redraws; terminal:\n{}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "did not exit; terminal:\n{}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "{}", text());
+    let screen = text();
+    let second = screen.split(CLEAR).nth(2).unwrap();
+    let lines: Vec<&str> = second.split("\r\n").collect();
+    assert!(
+        lines[0].starts_with("cairn lock ls  (every 100ms)"),
+        "{second}"
+    );
+    assert!(lines[2].starts_with("NAME"), "{second}");
+    assert!(lines[3].starts_with("a-lock-with-a-name"), "{second}");
+    for l in &lines {
+        assert!(l.chars().count() <= 80, "wider than 80: {l:?}");
+    }
+    assert!(
+        lines[3].ends_with('…'),
+        "the long row is cut, not wrapped: {second}"
+    );
+}
+
 #[test]
 fn watch_with_json_prints_one_document_per_refresh_and_ends_0_on_sigint() {
     let env = Env::new();

@@ -192,7 +192,10 @@ where
             Ok(text) if tty => {
                 // Home, clear the screen, then the frame: one write, so it does not flicker.
                 let header = format!("{title}  (every {})", output::duration(interval));
-                let (cols, rows) = ratatui::crossterm::terminal::size().unwrap_or((80, 24));
+                let (cols, rows) = match ratatui::crossterm::terminal::size() {
+                    Ok((c, r)) if c > 0 && r > 0 => (c, r),
+                    _ => (80, 24), // a terminal that does not say its size
+                };
                 let screen = format!("{}\n\n{text}", header_line(&header, &now, cols.into()));
                 print!(
                     "\x1b[H\x1b[2J{}",
