@@ -126,8 +126,8 @@ pub enum Command {
     /// Delete what is no longer needed: old manifest versions, the history of released locks
     /// and deleted records (their tombstone stays: it holds the fencing token / version),
     /// nodes that left, old log entries. With `node forget`, the verbs that delete on purpose
-    /// (they need s3:DeleteObject). No version younger than the prefix's gc_min_age (10
-    /// minutes by default) is deleted, whatever the options say.
+    /// (they need s3:DeleteObject). Of old versions and tombstones' histories, nothing younger
+    /// than the prefix's gc_min_age (10 minutes by default) goes, whatever the options say.
     #[command(after_help = help::gc())]
     Gc(GcArgs),
     /// Measure this store: requests and latency (p50/p90/p99) of each operation next to the
