@@ -733,6 +733,26 @@ fn watch_with_json_prints_one_document_per_refresh_and_ends_0_on_sigint() {
     }
 }
 
+/// `stream watch` and `log tail --follow` end with exit 0 on SIGTERM as on SIGINT, also when
+/// the signal lands while they read (the handlers are installed once, before the first read).
+#[test]
+fn stream_watch_and_log_tail_follow_end_0_on_sigterm() {
+    let env = Env::new();
+    env.run("a", &["stream", "create", "clicks"]).ok();
+    env.run("a", &["log", "append", "audit", "{}"]).ok();
+    for args in [
+        &["stream", "watch", "--interval", "100ms"][..],
+        &["log", "tail", "audit", "--follow", "--interval", "100ms"][..],
+    ] {
+        for sig in [libc::SIGTERM, libc::SIGINT] {
+            let mut w = env.spawn("ops", args);
+            w.line();
+            w.signal(sig);
+            assert_eq!(w.wait(), Some(0), "{args:?} {sig}: {}", w.stderr());
+        }
+    }
+}
+
 #[test]
 fn interval_without_watch_is_a_usage_error() {
     let env = Env::new();
