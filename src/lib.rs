@@ -62,6 +62,7 @@ pub mod cli;
 pub mod clock;
 pub mod error;
 pub mod fleet;
+pub mod gc;
 pub mod lease;
 pub mod log;
 pub mod manifest;

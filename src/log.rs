@@ -7,7 +7,11 @@
 //! number is claimed once, so concurrent appenders never overwrite each other. An entry is
 //! written with a `write_id` and verified like every other write.
 //!
-//! Entries are never deleted by cairn: the log is an audit trail.
+//! The log is an audit trail: the only thing that deletes entries is an operator's
+//! [`EventLog::delete_before`] (`cairn gc --log-before TOPIC:SEQ`), which deletes the oldest
+//! entries, oldest first, and never the newest one, so the next append still continues
+//! the numbering (sequence numbers are never reused). A reader that listed an entry the
+//! collector then deleted skips it, as long as it is older than every entry it returned.
 //!
 //! Sequence numbers never wrap: once an entry at `u64::MAX` exists, appending fails at once
 //! with [`Error::Exhausted`] (no create is attempted); retire the topic for a new one.
@@ -172,9 +176,16 @@ impl EventLog {
         for seq in seqs {
             let key = keys::log_entry(topic, seq);
             let Some(obj) = store.read(&key).await? else {
+                if out.is_empty() {
+                    // Collected since the listing: collection goes oldest first, so only a
+                    // prefix of what was listed can vanish.
+                    continue;
+                }
                 return Err(Error::Corrupt {
                     key: key.to_string(),
-                    reason: "listed but gone: log entries are never deleted".into(),
+                    reason: "listed but gone after a newer entry was read: entries are only \
+                             deleted oldest first"
+                        .into(),
                 });
             };
             let s: Snapshot<serde_json::Value> = decode(KIND, &obj)?;
@@ -211,6 +222,42 @@ impl EventLog {
             }
             tokio::time::sleep(interval).await;
         }
+    }
+}
+
+impl EventLog {
+    /// Deletes `topic`'s entries with a sequence number below `before`, oldest first, but
+    /// never the newest entry (the next append numbers from it; deleting it would reuse
+    /// sequence numbers). Returns the sequence numbers deleted, or with `dry_run` those
+    /// that would be. Keys in the topic that are not entries are left alone. One listing,
+    /// then one delete an entry.
+    pub async fn delete_before(
+        &self,
+        topic: &Name,
+        before: u64,
+        dry_run: bool,
+    ) -> Result<Vec<u64>> {
+        let store = self.manifests.store();
+        let listed = store.list(&keys::log_topic(topic)).await?;
+        let mut seqs = Vec::with_capacity(listed.len());
+        for l in &listed {
+            seqs.extend(listed_number(&l.key)?);
+        }
+        seqs.sort_unstable();
+        let newest = seqs.last().copied().unwrap_or(0);
+        seqs.retain(|s| *s < before && *s < newest);
+        if !dry_run {
+            for s in &seqs {
+                store.delete(&keys::log_entry(topic, *s)).await?;
+            }
+            debug!(topic = %topic, deleted = seqs.len(), "deleted old entries");
+        }
+        Ok(seqs)
+    }
+
+    /// The topics that have entries. One listing.
+    pub async fn topics(&self) -> Result<Vec<String>> {
+        self.manifests.store().list_folders(&keys::log_root()).await
     }
 }
 

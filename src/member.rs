@@ -49,7 +49,7 @@ use tracing::{debug, info, warn};
 use crate::cache::{CacheOptions, ManifestCache, View};
 use crate::clock::{millis, stored_ms, until};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, Manifests, Revalidated, Snapshot, Written};
+use crate::manifest::{Manifest, Manifests, Removed, Revalidated, Snapshot, Written};
 use crate::store::keys::{self, Family};
 use crate::store::{Name, WriteId};
 
@@ -154,6 +154,25 @@ pub struct MemberStatus {
     pub record: MemberRecord,
 }
 
+/// The outcome of [`Membership::forget`].
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Forget {
+    /// The record is gone (or, in a dry run, would be): this many objects.
+    Forgotten {
+        /// The node as it was classified just before.
+        status: Box<MemberStatus>,
+        /// Objects deleted.
+        objects: usize,
+    },
+    /// The node is online or suspect, and `force` was not given; nothing was deleted.
+    Refused(Box<MemberStatus>),
+    /// The record changed between the two reads (the node came back); nothing was deleted.
+    Changed,
+    /// There is no such node.
+    NotFound,
+}
+
 /// The membership client. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Membership {
@@ -172,7 +191,7 @@ impl Membership {
         &self.options
     }
 
-    fn manifest(&self, node: &Name) -> Manifest<MemberRecord> {
+    pub(crate) fn manifest(&self, node: &Name) -> Manifest<MemberRecord> {
         self.manifests
             .open(KIND, keys::manifest(Family::Member, node))
     }
@@ -237,6 +256,43 @@ impl Membership {
             }
         }
         Ok(out)
+    }
+
+    /// Removes `node`'s record (every version) if it left or is offline, or, with `force`,
+    /// whatever its health. The record is read, classified, read again just before the
+    /// deletes and left alone if it changed in between ([`Forget::Changed`]). With
+    /// `dry_run`, nothing is deleted.
+    ///
+    /// Why deleting is harmless here (unlike a lock or a record, which keep a tombstone): a
+    /// member record's version is no fencing token, and nothing compares it across
+    /// incarnations. A node that joins again after being forgotten starts a new record at
+    /// version 1. What remains: without a conditional delete, a node coming back to life
+    /// between the second read and the delete loses that heartbeat's record (the next view
+    /// simply does not list it; under etag CAS its heartbeat process then stops as if
+    /// another process had taken the id, exit 78), and a long-running view that knew the old
+    /// record (version chain) may show it until the new record's version passes the old
+    /// one. A node forgotten while offline but still alive (a paused VM) that resumes
+    /// after another process joined under its id may, under the version chain, go
+    /// undetected as a duplicate until one of them lists the record (at most half of
+    /// `gc_min_age`): until then their writes collide only if they reach the same version.
+    /// `--force` on a node that is online says the operator accepts all of it.
+    pub async fn forget(&self, node: &Name, force: bool, dry_run: bool) -> Result<Forget> {
+        let m = self.manifest(node);
+        let Some(s) = m.load().await? else {
+            return Ok(Forget::NotFound);
+        };
+        let status = self.classify(node.as_str(), &s, self.manifests.clock().now());
+        if !force && !status.left && status.health != Health::Offline {
+            return Ok(Forget::Refused(Box::new(status)));
+        }
+        Ok(match m.remove(&s, dry_run).await? {
+            Removed::Removed(keys) => Forget::Forgotten {
+                status: Box::new(status),
+                objects: keys.len(),
+            },
+            Removed::Changed => Forget::Changed,
+            Removed::Gone => Forget::NotFound,
+        })
     }
 
     /// A cached view, for dashboards and routers that ask often.

@@ -5,6 +5,16 @@
 //! A record is a manifest of kind `record` at `records/<namespace>/<key>/`. Its body holds
 //! the caller's version and value; [`Records::put_if_newer`] writes by compare-and-swap
 //! only when the given version is strictly higher than the stored one.
+//!
+//! # Deleting keeps the version
+//!
+//! [`Records::delete`] writes a tombstone: the record marked deleted, *at the version it
+//! had*. Removing the record's objects instead would let the next `put_if_newer` apply
+//! whatever version it carries, so a stale update (version 6 arriving after version 7 was
+//! deleted) would come back to life. With the tombstone it is still refused; a higher
+//! version stores the record again. `cairn gc` trims a tombstone's history to the tombstone
+//! alone (version chain) but never deletes it: one small object per deleted key is the
+//! price of never accepting a stale version.
 
 use std::sync::Arc;
 
@@ -27,6 +37,29 @@ pub struct Record {
     /// The node that wrote it.
     #[serde(default)]
     pub written_by: String,
+    /// A tombstone: the record was deleted at `version` (and `value` is null). A put must
+    /// still carry a higher version to apply.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// The outcome of [`Records::delete`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+#[must_use]
+pub enum Deleted {
+    /// A tombstone now holds the record's version.
+    Deleted {
+        /// The version the tombstone keeps.
+        version: u64,
+    },
+    /// It was deleted already.
+    AlreadyDeleted {
+        /// The version the tombstone keeps.
+        version: u64,
+    },
+    /// There is no such record.
+    NotFound,
 }
 
 /// The outcome of [`Records::put_if_newer`]. A stale update is an outcome, not an error.
@@ -87,6 +120,7 @@ impl Records {
                     version,
                     value: value.clone(),
                     written_by: node.clone(),
+                    deleted: false,
                 }),
             })
             .await?;
@@ -99,9 +133,60 @@ impl Records {
         })
     }
 
-    /// The stored record, or `None`.
+    /// The stored record, or `None` (also when it was deleted).
     pub async fn get(&self, namespace: &Name, key: &Name) -> Result<Option<Record>> {
+        Ok(self.get_any(namespace, key).await?.filter(|r| !r.deleted))
+    }
+
+    /// The stored record or its tombstone (`deleted`), or `None` when there never was one.
+    pub async fn get_any(&self, namespace: &Name, key: &Name) -> Result<Option<Record>> {
         Ok(self.manifest(namespace, key).load().await?.map(|s| s.body))
+    }
+
+    /// Deletes a record by writing a tombstone at its version (see the module docs: the
+    /// version is kept so that a stale put is still refused). One read and one write.
+    pub async fn delete(&self, namespace: &Name, key: &Name) -> Result<Deleted> {
+        let node = self.manifests.node().to_string();
+        let mut outcome = Deleted::NotFound;
+        self.manifest(namespace, key)
+            .update(|cur| match cur {
+                None => {
+                    outcome = Deleted::NotFound;
+                    Change::Keep
+                }
+                Some(s) if s.body.deleted => {
+                    outcome = Deleted::AlreadyDeleted {
+                        version: s.body.version,
+                    };
+                    Change::Keep
+                }
+                Some(s) => {
+                    outcome = Deleted::Deleted {
+                        version: s.body.version,
+                    };
+                    Change::Write(Record {
+                        version: s.body.version,
+                        value: serde_json::Value::Null,
+                        written_by: node.clone(),
+                        deleted: true,
+                    })
+                }
+            })
+            .await?;
+        Ok(outcome)
+    }
+
+    /// The manifest handle of one record (for garbage collection).
+    pub(crate) fn handle(&self, namespace: &Name, key: &Name) -> Manifest<Record> {
+        self.manifest(namespace, key)
+    }
+
+    /// The namespaces that hold records. One listing.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        self.manifests
+            .store()
+            .list_folders(&keys::record_root())
+            .await
     }
 
     /// The keys of a namespace that hold records.

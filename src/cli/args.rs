@@ -119,11 +119,65 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// One screen summarising the bucket: locks, turns, streams, nodes by health and the
+    /// latest log events.
+    #[command(after_help = help::status())]
+    Status(StatusArgs),
+    /// Delete what is no longer needed: old manifest versions, the history of released locks
+    /// and deleted records (their tombstone stays: it holds the fencing token / version),
+    /// nodes that left, old log entries. With `node forget`, the verbs that delete on purpose
+    /// (they need s3:DeleteObject). Of old versions and tombstones' histories, nothing younger
+    /// than the prefix's gc_min_age (10 minutes by default) goes, whatever the options say.
+    #[command(after_help = help::gc())]
+    Gc(GcArgs),
     /// Measure this store: requests and latency (p50/p90/p99) of each operation next to the
     /// raw object_store calls that make its floor, then 1, 4, 16 and 64 nodes contending for
     /// one lock. Runs under a scratch prefix it deletes afterwards; under a minute on a local S3.
     #[command(after_help = help::bench())]
     Bench(BenchArgs),
+}
+
+/// `--watch` and `--interval`, on the listing commands and `status`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct WatchArgs {
+    /// Refresh until stopped (Ctrl-C, SIGTERM; exit 0): redrawn in place on a terminal,
+    /// otherwise one snapshot after another (one JSON document each with --json).
+    #[arg(long)]
+    pub watch: bool,
+    /// Time between refreshes with --watch (100ms to 1h).
+    #[arg(long, default_value = "2s", value_parser = duration::interval, requires = "watch")]
+    pub interval: Duration,
+}
+
+/// `cairn status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Show this topic's latest events (default: --audit-topic; without either, the topics
+    /// and their newest sequence numbers).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Refresh as the listing commands do.
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// `cairn gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Also trim released locks and deleted records whose tombstone is at least this old
+    /// (0 to 366d) to the tombstone alone. The tombstone is never deleted.
+    #[arg(long, value_name = "DURATION", value_parser = duration::wait)]
+    pub released_older_than: Option<Duration>,
+    /// Also remove nodes that left at least this long ago (0 to 366d).
+    #[arg(long, value_name = "DURATION", value_parser = duration::wait)]
+    pub left_older_than: Option<Duration>,
+    /// Also delete TOPIC's log entries below sequence number SEQ (never the newest entry).
+    /// Repeat for several topics.
+    #[arg(long, value_name = "TOPIC:SEQ")]
+    pub log_before: Vec<String>,
+    /// Delete nothing; list what would go.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `cairn bench`.
@@ -183,7 +237,7 @@ pub enum TurnCommand {
     },
     /// List every turn: number, holder, state, last outcome and next due time.
     #[command(after_help = help::turn_ls())]
-    Ls,
+    Ls(WatchArgs),
     /// Change a turn's window and jitter for every node (from each node's next claim).
     #[command(after_help = help::turn_configure())]
     Configure {
@@ -217,7 +271,20 @@ pub enum NodeCommand {
     },
     /// List every node as online, suspect or offline, with its heartbeat age and timeout.
     #[command(after_help = help::node_ls())]
-    Ls,
+    Ls(WatchArgs),
+    /// Remove the record of a node that left or is offline (every version). Refuses a node
+    /// that is online or suspect unless --force. Needs s3:DeleteObject.
+    #[command(after_help = help::node_forget())]
+    Forget {
+        /// The id of the node to forget.
+        // Not `node`: that would shadow the global `--node` (this process's own id).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Remove it even if it is online or suspect (its heartbeat process, if alive, may
+        /// stop with exit 78 or write a new record).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `cairn stream …`.
@@ -235,7 +302,7 @@ pub enum StreamCommand {
     },
     /// List every stream (active and deleted).
     #[command(after_help = help::stream_ls())]
-    Ls,
+    Ls(WatchArgs),
     /// Show one stream.
     #[command(after_help = help::stream_show())]
     Show {
@@ -292,6 +359,15 @@ pub enum RecordCommand {
     /// Print the stored record (exit 3 if there is none).
     #[command(after_help = help::record_get())]
     Get {
+        /// Namespace.
+        namespace: String,
+        /// Key.
+        key: String,
+    },
+    /// Delete a record: a tombstone that keeps its version, so a put must still carry a
+    /// higher version to apply (a stale one stays stale).
+    #[command(after_help = help::record_delete())]
+    Delete {
         /// Namespace.
         namespace: String,
         /// Key.
@@ -407,7 +483,7 @@ pub enum LockCommand {
     },
     /// List every lock with holder, fencing token, times and state.
     #[command(after_help = help::lock_ls())]
-    Ls,
+    Ls(WatchArgs),
     /// Show one lock.
     #[command(after_help = help::lock_show())]
     Show {

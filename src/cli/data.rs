@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::child::Signals;
 use super::{exit, output};
 use crate::clock::next_number;
 use crate::error::Error;
@@ -103,11 +104,10 @@ pub async fn stream_create(
 }
 
 /// `stream ls`.
-pub async fn stream_ls(s: &Streams, json: bool) -> Result<i32> {
-    let all = s.list().await?;
+pub async fn stream_ls(s: &crate::stream::StreamView, json: bool) -> Result<String> {
+    let all = s.list().await?.items;
     if json {
-        output::json(&all);
-        return Ok(exit::OK);
+        return Ok(super::ops::json_frame(&all));
     }
     let rows = all
         .iter()
@@ -123,23 +123,19 @@ pub async fn stream_ls(s: &Streams, json: bool) -> Result<i32> {
             ]
         })
         .collect();
-    print!(
-        "{}",
-        output::table(
-            &[
-                "NAME",
-                "STATE",
-                "VERSION",
-                "INCARNATION",
-                "UPDATED BY",
-                "UPDATED AT",
-                "METADATA"
-            ],
-            rows,
-            &[2, 3],
-        )
-    );
-    Ok(exit::OK)
+    Ok(output::table(
+        &[
+            "NAME",
+            "STATE",
+            "VERSION",
+            "INCARNATION",
+            "UPDATED BY",
+            "UPDATED AT",
+            "METADATA",
+        ],
+        rows,
+        &[2, 3],
+    ))
 }
 
 /// `stream show`.
@@ -192,8 +188,23 @@ fn found(outcome: &str, m: Option<StreamManifest>, json: bool, name: &str) -> Re
 pub async fn stream_watch(s: &Streams, interval: Duration, once: bool, json: bool) -> Result<i32> {
     let mut f = s.follow(Cursor::default());
     let mut first = true;
+    // Installed once, before the first poll: a SIGINT or SIGTERM that arrives while a poll
+    // runs is kept for the next select, not lost (a `ctrl_c()` future made afresh each
+    // round misses it, and the process then ignores the signal).
+    let mut signals = if once {
+        None
+    } else {
+        Some(Signals::install()?)
+    };
     loop {
-        for e in f.poll().await? {
+        let events = match signals.as_mut() {
+            Some(sig) => tokio::select! {
+                r = f.poll() => r?,
+                _ = sig.recv() => return Ok(exit::OK),
+            },
+            None => f.poll().await?,
+        };
+        for e in events {
             let event = match &e {
                 StreamEvent::Created(_) if first => "existing",
                 StreamEvent::Created(_) => "created",
@@ -211,12 +222,12 @@ pub async fn stream_watch(s: &Streams, interval: Duration, once: bool, json: boo
             }
         }
         first = false;
-        if once {
+        let Some(sig) = signals.as_mut() else {
             return Ok(exit::OK);
-        }
+        };
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(exit::OK),
+            _ = sig.recv() => return Ok(exit::OK),
         }
     }
 }
@@ -249,7 +260,14 @@ pub async fn record_put(
 
 /// `record get`.
 pub async fn record_get(r: &Records, namespace: &str, key: &str, json: bool) -> Result<i32> {
-    match r.get(&Name::new(namespace)?, &Name::new(key)?).await? {
+    match r.get_any(&Name::new(namespace)?, &Name::new(key)?).await? {
+        Some(rec) if rec.deleted => {
+            eprintln!(
+                "cairn: record {namespace}/{key} was deleted (its tombstone keeps version {})",
+                rec.version
+            );
+            Ok(exit::NOT_FOUND)
+        }
         Some(rec) => {
             if json {
                 output::json(&rec);
@@ -320,11 +338,17 @@ pub async fn log_tail(
         },
     };
     let mut checked = matches!(start, Start::Last(_));
+    // Installed once (see `stream_watch`): a signal during a read or while printing is kept.
+    let mut signals = if follow {
+        Some(Signals::install()?)
+    } else {
+        None
+    };
     loop {
-        let entries = if follow && checked {
+        let entries = if let (Some(sig), true) = (signals.as_mut(), checked) {
             tokio::select! {
                 r = l.wait_for(&topic, next, interval) => r?,
-                _ = tokio::signal::ctrl_c() => return Ok(exit::OK),
+                _ = sig.recv() => return Ok(exit::OK),
             }
         } else {
             l.read(&topic, next, usize::MAX).await?

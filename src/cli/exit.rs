@@ -10,13 +10,14 @@ pub const FAILURE: i32 = 1;
 pub const USAGE: i32 = 2;
 /// The store was refused by the capability probe (EX_UNAVAILABLE).
 pub const STORE_REFUSED: i32 = 69;
-/// Not found: `lock show`, `stream show`, `record get`, `log tail` (a topic with no
-/// entries); `lock break`: no such lock, or its current lease has another fencing token.
+/// Not found: `lock show`, `stream show`, `record get`, `record delete`, `node forget`,
+/// `log tail` (a topic with no entries); `lock break`: no such lock, or its current lease has another fencing token.
 pub const NOT_FOUND: i32 = 3;
 /// `stream create`: the stream exists with different metadata (EX_CANTCREAT).
 pub const STREAM_CONFLICT: i32 = 73;
 /// `lock run`, `lock hold`: the lock could not be had within `--wait` (EX_TEMPFAIL); `-E`
-/// chooses another code.
+/// chooses another code. `node forget`: the node is online or suspect (without `--force`),
+/// or heartbeated while being forgotten.
 pub const LOCK_BUSY: i32 = 75;
 /// `lock run`: the lease was lost while the command ran; it was stopped. `lock hold`: the
 /// lease was lost while held.
@@ -37,12 +38,14 @@ Exit codes:
   2    usage or configuration error (also: no cairn store here, no such
        bucket, no credentials, access denied; --strategy disagrees with the
        prefix's protocol record, --every/--jitter with the turn's)
-  3    not found (lock show, stream show, record get, log tail, ...;
+  3    not found (lock show, stream show, record get, record delete,
+       node forget, log tail, ...;
        lock break: the lock's current lease has another --token)
   69   the store was refused by the capability probe
   73   stream create: the stream exists with different metadata
   75   lock run, lock hold: the lock is held by another node and --wait
-       ran out (-E CODE chooses another code)
+       ran out (-E CODE chooses another code); node forget: the node is
+       online or suspect (use --force)
   76   lock run, lock hold: the lease was lost (taken over, broken, renewals
        failed) while held, or found lost at release; COMMAND was stopped
   78   node heartbeat: another process heartbeats under this node id

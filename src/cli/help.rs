@@ -174,8 +174,15 @@ pub fn lock_ls() -> String {
                 "the held ones, with jq",
                 "cairn lock ls --json | jq '.[] | select(.state == \"held\")'",
             ),
+            (
+                "refresh every second until Ctrl-C",
+                "cairn lock ls --watch --interval 1s",
+            ),
         ],
-        &[(OK, "listed (also when there is none)")],
+        &[(
+            OK,
+            "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
+        )],
     )
 }
 
@@ -266,8 +273,12 @@ pub fn stream_ls() -> String {
         &[
             ("every stream, active and deleted", "cairn stream ls"),
             ("as JSON", "cairn stream ls --json"),
+            ("refresh every 2s until Ctrl-C", "cairn stream ls --watch"),
         ],
-        &[(OK, "listed (also when there is none)")],
+        &[(
+            OK,
+            "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
+        )],
     )
 }
 
@@ -386,11 +397,17 @@ pub fn turn_run() -> String {
 
 pub fn turn_ls() -> String {
     page(
+        &[
+            (
+                "every turn, its number, holder and next due time",
+                "cairn turn ls",
+            ),
+            ("refresh every 2s until Ctrl-C", "cairn turn ls --watch"),
+        ],
         &[(
-            "every turn, its number, holder and next due time",
-            "cairn turn ls",
+            OK,
+            "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
         )],
-        &[(OK, "listed (also when there is none)")],
     )
 }
 
@@ -455,8 +472,87 @@ pub fn node_ls() -> String {
         &[
             ("online, suspect and offline nodes", "cairn node ls"),
             ("as JSON", "cairn node ls --json"),
+            (
+                "refresh every 2s until Ctrl-C (redrawn in place on a terminal)",
+                "cairn node ls --watch",
+            ),
         ],
-        &[(OK, "listed (also when there is none)")],
+        &[(
+            OK,
+            "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
+        )],
+    )
+}
+
+pub fn node_forget() -> String {
+    page(
+        &[
+            (
+                "remove a node that left or is offline",
+                "cairn node forget web-3",
+            ),
+            (
+                "even one that still heartbeats",
+                "cairn node forget web-3 --force",
+            ),
+        ],
+        &[
+            (OK, "forgotten (every version of its record deleted)"),
+            (NOT_FOUND, "no such node"),
+            (
+                LOCK_BUSY,
+                "the node is online or suspect (without --force), or heartbeated meanwhile",
+            ),
+        ],
+    )
+}
+
+pub fn gc() -> String {
+    page(
+        &[
+            ("what would go, deleting nothing", "cairn gc --dry-run"),
+            ("old versions of every manifest", "cairn gc"),
+            (
+                "also released locks and deleted records idle for a day (tombstone kept)",
+                "cairn gc --released-older-than 1d",
+            ),
+            (
+                "also nodes that left a week ago, and audit entries before 5000",
+                "cairn gc --left-older-than 7d --log-before audit:5000",
+            ),
+        ],
+        &[(OK, "collected (also when there was nothing to delete)")],
+    )
+}
+
+pub fn status() -> String {
+    page(
+        &[
+            ("the bucket at a glance", "cairn status"),
+            (
+                "with the latest events of a topic",
+                "cairn status --topic audit",
+            ),
+            ("as one JSON document", "cairn status --json"),
+            (
+                "refresh every 5s until Ctrl-C",
+                "cairn status --watch --interval 5s",
+            ),
+        ],
+        &[(OK, "shown; --watch: stopped by Ctrl-C or SIGTERM")],
+    )
+}
+
+pub fn record_delete() -> String {
+    page(
+        &[(
+            "delete (a tombstone keeping the version: a put needs a higher one)",
+            "cairn record delete agents agent-7",
+        )],
+        &[
+            (OK, "deleted (also when it was deleted already)"),
+            (NOT_FOUND, "no such record"),
+        ],
     )
 }
 

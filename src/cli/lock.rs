@@ -295,11 +295,10 @@ pub async fn hold(
 }
 
 /// `cairn lock ls`.
-pub async fn ls(locks: &Locks, json: bool) -> Result<i32> {
+pub async fn ls(locks: &Locks, json: bool) -> Result<String> {
     let all = locks.list().await?;
     if json {
-        output::json(&all);
-        return Ok(exit::OK);
+        return Ok(super::ops::json_frame(&all));
     }
     let rows = all
         .iter()
@@ -314,15 +313,11 @@ pub async fn ls(locks: &Locks, json: bool) -> Result<i32> {
             ]
         })
         .collect();
-    print!(
-        "{}",
-        output::table(
-            &["NAME", "STATE", "HOLDER", "TOKEN", "VERSION", "EXPIRES"],
-            rows,
-            &[3, 4],
-        )
-    );
-    Ok(exit::OK)
+    Ok(output::table(
+        &["NAME", "STATE", "HOLDER", "TOKEN", "VERSION", "EXPIRES"],
+        rows,
+        &[3, 4],
+    ))
 }
 
 /// `cairn lock show NAME`.

@@ -14,8 +14,10 @@ mod help;
 mod lock;
 pub mod logging;
 mod node;
+mod ops;
 pub mod output;
 mod preflight;
+mod status;
 mod turn;
 
 use clap::Parser;
@@ -114,6 +116,16 @@ async fn dispatch(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Bench(a) => bench::run(&url, g.strategy, a, g.json).await,
         Command::Fleet(a) => fleet::run(&url, strategy(g), a, g.json).await,
+        Command::Gc(a) => ops::gc(&connect(g).await?, a, g.json).await,
+        Command::Status(a) => {
+            let cairn = connect(g).await?;
+            let topic = match (&a.topic, audit(g)?) {
+                (Some(t), _) => Some(Name::new(t)?),
+                (None, t) => t,
+            };
+            let st = status::Status::new(&cairn, topic, a.watch.interval);
+            ops::show("cairn status", watch(&a.watch), g.json, || st.frame(g.json)).await
+        }
         Command::Doctor => {
             doctor::run(builder(g, &url, access).await?, &url, g.json).await?;
             Ok(exit::OK)
@@ -124,7 +136,16 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 StreamCommand::Create { name, metadata } => {
                     data::stream_create(&s, name, metadata.as_deref(), g.json).await
                 }
-                StreamCommand::Ls => data::stream_ls(&s, g.json).await,
+                StreamCommand::Ls(w) => {
+                    let v = s.view(crate::cache::CacheOptions {
+                        fresh: w.interval / 2,
+                        ..crate::cache::CacheOptions::for_streams()
+                    });
+                    ops::show("cairn stream ls", watch(w), g.json, || {
+                        data::stream_ls(&v, g.json)
+                    })
+                    .await
+                }
                 StreamCommand::Show { name } => data::stream_show(&s, name, g.json).await,
                 StreamCommand::Update { name, metadata } => {
                     data::stream_update(&s, name, metadata, g.json).await
@@ -146,6 +167,9 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 } => data::record_put(&r, namespace, key, *version, value, g.json).await,
                 RecordCommand::Get { namespace, key } => {
                     data::record_get(&r, namespace, key, g.json).await
+                }
+                RecordCommand::Delete { namespace, key } => {
+                    ops::record_delete(&r, namespace, key, g.json).await
                 }
             }
         }
@@ -190,7 +214,10 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     let t = turns(turn::options(*every, *jitter))?;
                     turn::run(&t, cairn.node(), name, *keep_running, command, g.json).await
                 }
-                TurnCommand::Ls => turn::ls(&turns(Default::default())?, g.json).await,
+                TurnCommand::Ls(w) => {
+                    let t = turns(Default::default())?;
+                    ops::show("cairn turn ls", watch(w), g.json, || turn::ls(&t, g.json)).await
+                }
                 TurnCommand::Configure {
                     name,
                     every,
@@ -214,7 +241,18 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     });
                     node::heartbeat(&m, g.json).await
                 }
-                NodeCommand::Ls => node::ls(&cairn.membership(Default::default()), g.json).await,
+                NodeCommand::Ls(w) => {
+                    let m = cairn.membership(Default::default());
+                    let v = m.view(crate::cache::CacheOptions {
+                        fresh: w.interval / 2,
+                        ..crate::cache::CacheOptions::for_membership(m.options().interval)
+                    });
+                    ops::show("cairn node ls", watch(w), g.json, || node::ls(&v, g.json)).await
+                }
+                NodeCommand::Forget { id, force } => {
+                    let m = cairn.membership(Default::default());
+                    ops::node_forget(&m, id, *force, g.json).await
+                }
             }
         }
         Command::Lock { command } => {
@@ -270,7 +308,10 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     let wait = lock::wait(*wait, *nonblock);
                     lock::hold(&l, name, wait, (*conflict_exit_code).into(), g.json).await
                 }
-                LockCommand::Ls => lock::ls(&locks(LeaseOptions::default())?, g.json).await,
+                LockCommand::Ls(w) => {
+                    let l = locks(LeaseOptions::default())?;
+                    ops::show("cairn lock ls", watch(w), g.json, || lock::ls(&l, g.json)).await
+                }
                 LockCommand::Show { name } => {
                     lock::show(&locks(LeaseOptions::default())?, name, g.json).await
                 }
@@ -281,6 +322,11 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             }
         }
     }
+}
+
+/// The refresh interval when `--watch` was given.
+fn watch(w: &args::WatchArgs) -> Option<std::time::Duration> {
+    w.watch.then_some(w.interval)
 }
 
 fn audit(g: &Global) -> Result<Option<crate::Name>> {

@@ -51,11 +51,10 @@ pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
 }
 
 /// `cairn node ls`.
-pub async fn ls(members: &Membership, json: bool) -> Result<i32> {
-    let all = members.list().await?;
+pub async fn ls(members: &crate::member::MemberView, json: bool) -> Result<String> {
+    let all = members.list().await?.items;
     if json {
-        output::json(&all);
-        return Ok(exit::OK);
+        return Ok(super::ops::json_frame(&all));
     }
     let rows = all
         .iter()
@@ -72,22 +71,18 @@ pub async fn ls(members: &Membership, json: bool) -> Result<i32> {
             ]
         })
         .collect();
-    print!(
-        "{}",
-        output::table(
-            &[
-                "NODE",
-                "HEALTH",
-                "AGE",
-                "TIMEOUT",
-                "BEATS",
-                "LATENCY",
-                "LAST HEARTBEAT",
-                ""
-            ],
-            rows,
-            &[2, 3, 4, 5],
-        )
-    );
-    Ok(exit::OK)
+    Ok(output::table(
+        &[
+            "NODE",
+            "HEALTH",
+            "AGE",
+            "TIMEOUT",
+            "BEATS",
+            "LATENCY",
+            "LAST HEARTBEAT",
+            "",
+        ],
+        rows,
+        &[2, 3, 4, 5],
+    ))
 }

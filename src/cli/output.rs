@@ -74,10 +74,12 @@ pub fn duration(d: Duration) -> String {
         };
     }
     if ms < 60_000 {
-        return if ms % 1000 == 0 {
-            format!("{}s", ms / 1000)
+        // Tenths, rounded; `6s`, not `6.0s`, for 6001ms (a node's timeout with its latency).
+        let tenths = (ms + 50) / 100;
+        return if tenths % 10 == 0 {
+            format!("{}s", tenths / 10)
         } else {
-            format!("{:.1}s", ms as f64 / 1000.0)
+            format!("{}.{}s", tenths / 10, tenths % 10)
         };
     }
     let s = d.as_secs();
@@ -154,6 +156,10 @@ mod tests {
         assert_eq!(millis(0), "0s");
         assert_eq!(millis(250), "250ms");
         assert_eq!(millis(1500), "1.5s");
+        assert_eq!(millis(6001), "6s");
+        assert_eq!(millis(6049), "6s");
+        assert_eq!(millis(6050), "6.1s");
+        assert_eq!(millis(59_990), "60s");
         assert_eq!(millis(30_000), "30s");
         assert_eq!(millis(300_000), "5m");
         assert_eq!(millis(5_400_000), "1h30m");

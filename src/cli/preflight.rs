@@ -78,6 +78,18 @@ fn looks(cli: &Cli) -> Result<bool> {
     let name = |n: &str| Name::new(n).map(|_| ());
     Ok(match &cli.command {
         Command::Doctor | Command::Bench(_) => true,
+        Command::Status(a) => {
+            if let Some(t) = &a.topic {
+                name(t)?;
+            }
+            true
+        }
+        Command::Gc(a) => {
+            for l in &a.log_before {
+                super::ops::log_before(l)?;
+            }
+            false
+        }
         // The fleet checks its own options (fleet::cli) and opens its own handles.
         Command::Fleet(_) => false,
         Command::Lock { command } => match command {
@@ -98,7 +110,7 @@ fn looks(cli: &Cli) -> Result<bool> {
                 LeaseOptions::with_ttl(*ttl).validate()?;
                 false
             }
-            LockCommand::Ls => true,
+            LockCommand::Ls(_) => true,
             LockCommand::Show { name: n } => name(n).map(|_| true)?,
             LockCommand::Break { name: n, force, .. } => {
                 name(n)?;
@@ -121,7 +133,7 @@ fn looks(cli: &Cli) -> Result<bool> {
             }
             StreamCommand::Delete { name: n } => name(n).map(|_| false)?,
             StreamCommand::Show { name: n } => name(n).map(|_| true)?,
-            StreamCommand::Ls | StreamCommand::Watch { .. } => true,
+            StreamCommand::Ls(_) | StreamCommand::Watch { .. } => true,
         },
         Command::Record { command } => match command {
             RecordCommand::Put {
@@ -139,6 +151,11 @@ fn looks(cli: &Cli) -> Result<bool> {
                 name(namespace)?;
                 name(key)?;
                 true
+            }
+            RecordCommand::Delete { namespace, key } => {
+                name(namespace)?;
+                name(key)?;
+                false
             }
         },
         Command::Log { command } => match command {
@@ -169,12 +186,13 @@ fn looks(cli: &Cli) -> Result<bool> {
                 super::turn::options(Some(*every), *jitter).validate()?;
                 false
             }
-            TurnCommand::Ls => true,
+            TurnCommand::Ls(_) => true,
             TurnCommand::Show { name: n } => name(n).map(|_| true)?,
         },
         Command::Node { command } => match command {
             NodeCommand::Heartbeat { .. } => false,
-            NodeCommand::Ls => true,
+            NodeCommand::Ls(_) => true,
+            NodeCommand::Forget { id, .. } => name(id).map(|_| false)?,
         },
     })
 }

@@ -275,11 +275,10 @@ fn report_finish(name: &Name, number: u64, code: i32, finished: &Finished, json:
 }
 
 /// `cairn turn ls`.
-pub async fn ls(turns: &Turns, json: bool) -> Result<i32> {
+pub async fn ls(turns: &Turns, json: bool) -> Result<String> {
     let all = turns.list().await?;
     if json {
-        output::json(&all);
-        return Ok(exit::OK);
+        return Ok(super::ops::json_frame(&all));
     }
     let rows = all
         .iter()
@@ -304,15 +303,13 @@ pub async fn ls(turns: &Turns, json: bool) -> Result<i32> {
             ]
         })
         .collect();
-    print!(
-        "{}",
-        output::table(
-            &["NAME", "NUMBER", "STATE", "HOLDER", "OUTCOME", "WINDOW", "NEXT DUE"],
-            rows,
-            &[1],
-        )
-    );
-    Ok(exit::OK)
+    Ok(output::table(
+        &[
+            "NAME", "NUMBER", "STATE", "HOLDER", "OUTCOME", "WINDOW", "NEXT DUE",
+        ],
+        rows,
+        &[1],
+    ))
 }
 
 /// `cairn turn show NAME`.

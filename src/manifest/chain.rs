@@ -468,11 +468,19 @@ pub(super) async fn revalidate<T: DeserializeOwned>(
 /// before: a fast writer lists its chain about once per `gc_min_age`, not every
 /// `gc_every` versions.
 pub(super) async fn collect_garbage<T>(m: &Manifest<T>) -> Result<usize> {
+    Ok(collect(m, m.ctx.options.gc_keep, false).await?.len())
+}
+
+/// [`collect_garbage`] keeping the newest `keep` (at least 1) versions: the keys deleted
+/// (or, with `dry_run`, the keys that would be), oldest first. The `gc_min_age` bound holds
+/// whatever `keep` is, so the proof above is untouched: the newest version is never
+/// deleted, and no version younger than `gc_min_age` is.
+pub(super) async fn collect<T>(m: &Manifest<T>, keep: usize, dry_run: bool) -> Result<Vec<Key>> {
     let opts = &m.ctx.options;
     let started = now(m);
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
     let all = versions(&listed)?;
-    let keep = opts.gc_keep.max(1);
+    let keep = keep.max(1);
     let candidates = &all[..all.len().saturating_sub(keep)];
     let store_now = all
         .iter()
@@ -480,7 +488,7 @@ pub(super) async fn collect_garbage<T>(m: &Manifest<T>) -> Result<usize> {
         .max()
         .unwrap_or_default();
     let cutoff = sub_saturating(m.ctx.clock.now().min(store_now), opts.gc_min_age);
-    let mut deleted = 0;
+    let mut deleted = Vec::new();
     // Nothing kept for its age: the versions kept by count may be old, so the next pass is
     // due as soon as writes push them out of the newest `gc_keep`.
     let mut wait = Duration::ZERO;
@@ -491,15 +499,35 @@ pub(super) async fn collect_garbage<T>(m: &Manifest<T>) -> Result<usize> {
                 .unwrap_or(opts.gc_min_age);
             break;
         }
-        // One at a time, in order: a version is deleted only after every older one.
-        m.ctx.store.delete(&l.key).await?;
-        deleted += 1;
+        if !dry_run {
+            // One at a time, in order: a version is deleted only after every older one.
+            m.ctx.store.delete(&l.key).await?;
+        }
+        deleted.push(l.key.clone());
     }
-    m.ctx
-        .heads
-        .collect_after(&m.base, started + wait.min(opts.gc_min_age));
-    debug!(key = %m.base, deleted, "collected old versions");
+    if !dry_run {
+        m.ctx
+            .heads
+            .collect_after(&m.base, started + wait.min(opts.gc_min_age));
+    }
+    debug!(key = %m.base, deleted = deleted.len(), dry_run, "collected old versions");
     Ok(deleted)
+}
+
+/// Every stored version's key up to and including `head` (oldest first), or `None` when
+/// a version above `head` exists (the manifest moved on).
+pub(super) async fn keys_up_to<T>(m: &Manifest<T>, head: u64) -> Result<Option<Vec<Key>>> {
+    let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
+    let all = versions(&listed)?;
+    if all.iter().any(|(n, _)| *n > head) {
+        return Ok(None);
+    }
+    Ok(Some(all.into_iter().map(|(_, l)| l.key.clone()).collect()))
+}
+
+/// Forgets what this client knew of the manifest's head (after removing it).
+pub(super) fn forget<T>(m: &Manifest<T>) {
+    m.ctx.heads.forget(&m.base);
 }
 
 pub(super) async fn history<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Vec<Snapshot<T>>> {

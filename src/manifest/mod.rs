@@ -217,6 +217,18 @@ pub enum Revalidated<T> {
     Missing,
 }
 
+/// Result of [`Manifest::remove`].
+#[derive(Debug)]
+#[must_use]
+pub enum Removed {
+    /// These objects were deleted (or, in a dry run, would be), oldest first.
+    Removed(Vec<Key>),
+    /// The manifest changed since it was inspected; nothing was deleted.
+    Changed,
+    /// The manifest is gone already.
+    Gone,
+}
+
 /// What an [`Manifest::update`] closure decides.
 #[derive(Debug)]
 pub enum Change<T> {
@@ -389,6 +401,59 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
             Strategy::EtagCas => Ok(0),
             Strategy::VersionChain => chain::collect_garbage(self).await,
         }
+    }
+
+    /// [`Manifest::collect_garbage`] keeping only the newest `keep` versions (at least 1),
+    /// still never deleting a version younger than [`ManifestOptions::gc_min_age`]: the keys
+    /// deleted, oldest first, or with `dry_run` the keys that would be. A no-op under etag
+    /// CAS (one object, which is the newest version). Never touches the newest version, so
+    /// a tombstone (a released lock, a deleted record) keeps its version number.
+    pub async fn trim(&self, keep: usize, dry_run: bool) -> Result<Vec<Key>> {
+        match self.ctx.strategy {
+            Strategy::EtagCas => Ok(Vec::new()),
+            Strategy::VersionChain => chain::collect(self, keep, dry_run).await,
+        }
+    }
+
+    /// Deletes the whole manifest, every version, if its newest version is still
+    /// `expected` (same version and `write_id`): it is read again first, and nothing is
+    /// deleted when it changed ([`Removed::Changed`]). Version chain: versions go oldest
+    /// first and the head last, and a version above `expected` found in the listing stops
+    /// it before any delete.
+    ///
+    /// **Off the safety path only.** The next writer starts again at version 1, so this is
+    /// for manifests whose version is not a fencing token or an order anyone compares with
+    /// an earlier incarnation (a member record that left). Locks and records are never
+    /// removed: they keep a tombstone ([`Manifest::trim`]).
+    ///
+    /// **The residual race.** Object stores (S3 included, through `object_store`) offer no
+    /// conditional delete, so a write landing between the re-read and the delete is lost
+    /// with the rest. The caller must only remove what nobody should be writing.
+    pub async fn remove(&self, expected: &Snapshot<T>, dry_run: bool) -> Result<Removed> {
+        let same =
+            |s: &Snapshot<T>| s.version == expected.version && s.write_id == expected.write_id;
+        match self.load().await? {
+            Some(now) if same(&now) => {}
+            Some(_) => return Ok(Removed::Changed),
+            None => return Ok(Removed::Gone),
+        }
+        let keys = match self.ctx.strategy {
+            Strategy::EtagCas => vec![crate::store::keys::etag_object(&self.base)],
+            Strategy::VersionChain => match chain::keys_up_to(self, expected.version).await? {
+                Some(k) => k,
+                None => return Ok(Removed::Changed),
+            },
+        };
+        if !dry_run {
+            for k in &keys {
+                self.ctx.store.delete(k).await?;
+            }
+            if self.ctx.strategy == Strategy::VersionChain {
+                chain::forget(self);
+            }
+            debug!(key = %self.base, objects = keys.len(), "removed");
+        }
+        Ok(Removed::Removed(keys))
     }
 
     /// Every stored version still kept, oldest first (version chain); the current one

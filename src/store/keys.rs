@@ -89,6 +89,11 @@ pub fn record(namespace: &Name, key: &Name) -> Key {
         .child(key.as_str())
 }
 
+/// The folder holding every namespace of records.
+pub fn record_root() -> Key {
+    Key("records".into())
+}
+
 /// The folder holding one namespace's records.
 pub fn record_namespace(namespace: &Name) -> Key {
     Key("records".into()).child(namespace.as_str())
@@ -107,6 +112,11 @@ pub fn chain_folder(base: &Key) -> Key {
 /// The object of one version of a manifest under the version chain strategy.
 pub fn chain_version(base: &Key, version: u64) -> Key {
     chain_folder(base).child(&numbered(version))
+}
+
+/// The folder holding every event log topic.
+pub fn log_root() -> Key {
+    Key("log".into())
 }
 
 /// The folder of an event log topic.
