@@ -6,7 +6,6 @@
 //! (`#[tokio::test(start_paused = true)]`) drive every timing rule without sleeping.
 
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -33,50 +32,58 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock for tests whose wall time advances with tokio's (possibly paused) clock, plus an
-/// adjustable skew, so a test can model a node whose wall clock is wrong.
-#[derive(Debug)]
-pub struct TestClock {
-    wall_origin: DateTime<Utc>,
-    mono_origin: Instant,
-    skew_ms: AtomicI64,
-}
+#[cfg(feature = "test-util")]
+pub use test_clock::TestClock;
 
-impl TestClock {
-    /// A clock whose wall time starts at `wall_origin` now.
-    pub fn new(wall_origin: DateTime<Utc>) -> Self {
-        Self {
-            wall_origin,
-            mono_origin: Instant::now(),
-            skew_ms: AtomicI64::new(0),
+#[cfg(feature = "test-util")]
+mod test_clock {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use chrono::{DateTime, Utc};
+    use tokio::time::Instant;
+
+    use super::{add_saturating, Clock};
+
+    /// A clock for tests whose wall time advances with tokio's (possibly paused) clock, plus
+    /// an adjustable skew, so a test can model a node whose wall clock is wrong.
+    #[derive(Debug)]
+    pub struct TestClock {
+        wall_origin: DateTime<Utc>,
+        mono_origin: Instant,
+        skew_ms: AtomicI64,
+    }
+
+    impl TestClock {
+        /// A clock whose wall time starts at `wall_origin` now.
+        pub fn new(wall_origin: DateTime<Utc>) -> Self {
+            Self::anchored(wall_origin, Instant::now())
+        }
+
+        /// A clock whose wall time was `wall_origin` at the monotonic instant `mono_origin`,
+        /// so that clocks made at different times share one timeline.
+        pub fn anchored(wall_origin: DateTime<Utc>, mono_origin: Instant) -> Self {
+            Self {
+                wall_origin,
+                mono_origin,
+                skew_ms: AtomicI64::new(0),
+            }
+        }
+
+        /// Sets how far this clock's wall time is ahead (positive) or behind (negative).
+        pub fn set_skew(&self, skew: chrono::Duration) {
+            self.skew_ms
+                .store(skew.num_milliseconds(), Ordering::SeqCst);
         }
     }
 
-    /// A clock whose wall time was `wall_origin` at the monotonic instant `mono_origin`, so
-    /// that clocks made at different times share one timeline.
-    pub fn anchored(wall_origin: DateTime<Utc>, mono_origin: Instant) -> Self {
-        Self {
-            wall_origin,
-            mono_origin,
-            skew_ms: AtomicI64::new(0),
+    impl Clock for TestClock {
+        fn now(&self) -> DateTime<Utc> {
+            let elapsed = Instant::now().saturating_duration_since(self.mono_origin);
+            let t = add_saturating(self.wall_origin, elapsed);
+            chrono::Duration::try_milliseconds(self.skew_ms.load(Ordering::SeqCst))
+                .and_then(|skew| t.checked_add_signed(skew))
+                .unwrap_or(t)
         }
-    }
-
-    /// Sets how far this clock's wall time is ahead (positive) or behind (negative).
-    pub fn set_skew(&self, skew: chrono::Duration) {
-        self.skew_ms
-            .store(skew.num_milliseconds(), Ordering::SeqCst);
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = Instant::now().saturating_duration_since(self.mono_origin);
-        let t = add_saturating(self.wall_origin, elapsed);
-        t.checked_add_signed(chrono::Duration::milliseconds(
-            self.skew_ms.load(Ordering::SeqCst),
-        ))
-        .unwrap_or(t)
     }
 }
 

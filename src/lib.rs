@@ -53,14 +53,17 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod cache;
 mod cairn;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
 pub mod error;
+#[cfg(feature = "cli")]
 pub mod fleet;
 pub mod lease;
 pub mod log;
@@ -73,7 +76,9 @@ pub mod stream;
 pub mod turn;
 
 pub use crate::cairn::{default_node_id, Cairn, CairnBuilder, StrategyChoice};
-pub use clock::{Clock, SystemClock, TestClock};
+#[cfg(feature = "test-util")]
+pub use clock::TestClock;
+pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
 pub use lease::{Acquired, FencingToken, Lease, LeaseOptions, Locks, LossReason};
 pub use manifest::{Manifest, ManifestOptions, Snapshot, Strategy};

@@ -24,6 +24,7 @@
 //! checks it, and sends the write again in that form; where there is none, it fails at once
 //! with [`Error::Unsupported`].
 
+#[cfg(feature = "test-util")]
 pub mod fault;
 pub mod keys;
 pub mod name;
@@ -31,6 +32,7 @@ pub mod probe;
 pub mod protocol;
 pub mod url;
 
+#[cfg(feature = "aws")]
 mod aws;
 
 use std::borrow::Cow;

@@ -1,18 +1,23 @@
 //! Store URLs, a convenience for the CLI and for programs that do not already hold an
 //! `ObjectStore`: `s3://bucket/prefix`, `file:///absolute/path`, `memory://`.
 //!
-//! For `s3://` the endpoint, region and credentials come from the standard AWS environment
-//! and `aws-config`'s provider chain (environment, profile, SSO, web identity, IMDS).
+//! For `s3://` (the `aws` feature) the endpoint, region and credentials come from the
+//! standard AWS environment and `aws-config`'s provider chain (environment, profile, SSO,
+//! web identity, IMDS).
 //! `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` point at an S3-compatible server; plain HTTP
 //! is allowed only when that endpoint says `http://`.
 
 use std::sync::Arc;
+#[cfg(feature = "aws")]
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use object_store::ObjectStore;
+#[cfg(feature = "aws")]
+use object_store::{ClientOptions, RetryConfig};
 
 use crate::error::{Error, Result};
 
@@ -71,6 +76,15 @@ pub async fn open(url: &str) -> Result<Opened> {
     )))
 }
 
+/// Without the `aws` feature there is no S3 client: the URL is refused, naming the feature.
+#[cfg(not(feature = "aws"))]
+async fn open_s3(bucket: &str, _prefix: &str) -> Result<Opened> {
+    Err(Error::Config(format!(
+        "s3://{bucket}: this build of cairn has no S3 support (enable its `aws` feature)"
+    )))
+}
+
+#[cfg(feature = "aws")]
 async fn open_s3(bucket: &str, prefix: &str) -> Result<Opened> {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
