@@ -62,6 +62,8 @@ mod cairn;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
+#[cfg(feature = "test-util")]
+pub mod conformance;
 pub mod error;
 #[cfg(feature = "cli")]
 pub mod fleet;
