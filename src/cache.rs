@@ -9,6 +9,17 @@
 //! Folder listings (the names of streams or members) are cached the same way, except that a
 //! listing has no conditional form: once stale it is listed again.
 
+// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
+// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
+// panic and index (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -117,7 +128,8 @@ struct Entry<T> {
 
 struct State<T> {
     entries: HashMap<String, Entry<T>>,
-    /// `used` tick → key, oldest first.
+    /// `used` tick → key, oldest first. Ticks saturate: 2^64 lookups never happen, and if
+    /// they did, entries would share a tick and eviction would stop early, never panic.
     order: BTreeMap<u64, String>,
     tick: u64,
     stats: CacheStats,
@@ -137,6 +149,11 @@ impl<T> std::fmt::Debug for ManifestCache<T> {
             .field("len", &self.state.lock().map_or(0, |s| s.entries.len()))
             .finish()
     }
+}
+
+/// Counts one more (a statistic: saturating, never wrapping).
+fn bump(n: &mut u64) {
+    *n = n.saturating_add(1);
 }
 
 /// Whether an error means "the store cannot be reached", the case stale-if-error covers.
@@ -192,7 +209,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     fn lookup(&self, key: &str) -> Lookup<T> {
         let now = self.clock.monotonic();
         let mut st = self.lock();
-        st.tick += 1;
+        st.tick = st.tick.saturating_add(1);
         let tick = st.tick;
         let Some(e) = st.entries.get_mut(key) else {
             return Lookup::Absent;
@@ -203,7 +220,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         st.order.remove(&old);
         st.order.insert(tick, key.to_string());
         if fresh {
-            st.stats.hits += 1;
+            bump(&mut st.stats.hits);
             Lookup::Fresh(value)
         } else {
             Lookup::Expired(value, validated)
@@ -213,7 +230,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     fn store(&self, key: &str, value: Value<T>) {
         let now = self.clock.monotonic();
         let mut st = self.lock();
-        st.tick += 1;
+        st.tick = st.tick.saturating_add(1);
         let tick = st.tick;
         let entry = Entry {
             value,
@@ -229,7 +246,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 break;
             };
             st.entries.remove(&victim);
-            st.stats.evicted += 1;
+            bump(&mut st.stats.evicted);
         }
     }
 
@@ -242,7 +259,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
             .saturating_add(self.options.stale_if_error);
         if unreachable(&e) && age <= limit {
             tracing::warn!(error = %e, ?age, "store unreachable; serving a stale cache entry");
-            self.lock().stats.stale += 1;
+            bump(&mut self.lock().stats.stale);
             Ok(value)
         } else {
             Err(e)
@@ -258,7 +275,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
             Lookup::Fresh(v) => (v, false),
             Lookup::Absent => {
                 let v = Value::Manifest(manifest.load().await?);
-                self.lock().stats.fetched += 1;
+                bump(&mut self.lock().stats.fetched);
                 self.store(&key, v.clone());
                 (v, false)
             }
@@ -279,9 +296,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                     Ok((v, unchanged)) => {
                         let mut st = self.lock();
                         if unchanged {
-                            st.stats.revalidated += 1;
+                            bump(&mut st.stats.revalidated);
                         } else {
-                            st.stats.fetched += 1;
+                            bump(&mut st.stats.fetched);
                         }
                         drop(st);
                         let v = Value::Manifest(v);
@@ -328,7 +345,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
             Lookup::Fresh(v) => (v, false),
             other => match store.list_folders(folder).await {
                 Ok(names) => {
-                    self.lock().stats.fetched += 1;
+                    bump(&mut self.lock().stats.fetched);
                     let v = Value::Listing(names);
                     self.store(&key, v.clone());
                     (v, false)

@@ -5,6 +5,17 @@
 //! The monotonic side is `tokio::time::Instant`, so tests that run on a paused tokio clock
 //! (`#[tokio::test(start_paused = true)]`) drive every timing rule without sleeping.
 
+// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
+// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
+// panic and index (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
+
 use std::fmt::Debug;
 use std::time::Duration;
 
@@ -113,6 +124,19 @@ pub fn until(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
     to.signed_duration_since(from)
         .to_std()
         .unwrap_or(Duration::ZERO)
+}
+
+/// `t + d` on the monotonic clock, or `t` itself past the end of its range (centuries away:
+/// never in practice). For deadlines and wake-ups, where the earlier instant is the safe side:
+/// a deadline that cannot be represented has passed. Never panics.
+pub fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d).unwrap_or(t)
+}
+
+/// `d / n`: a duration split into `n` parts (`n` is a nonzero constant at every call; zero
+/// parts give zero). Never panics.
+pub fn divide(d: Duration, n: u32) -> Duration {
+    d.checked_div(n).unwrap_or(Duration::ZERO)
 }
 
 /// A duration stored in milliseconds, range-checked before use: values above `max` are

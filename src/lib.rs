@@ -92,6 +92,6 @@ pub(crate) mod serde_duration_ms {
     use std::time::Duration;
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis().min(u64::MAX as u128) as u64)
+        s.serialize_u64(crate::clock::millis(*d))
     }
 }

@@ -6,6 +6,17 @@
 //! the caller's version and value; [`Records::put_if_newer`] writes by compare-and-swap
 //! only when the given version is strictly higher than the stored one.
 
+// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
+// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
+// panic and index (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
