@@ -20,6 +20,13 @@ if cargo tree --locked -e normal --no-default-features --depth 1 --prefix none |
   exit 1
 fi
 
+# Its docs build without a warning (missing docs are errors), and its examples run, each on a
+# memory store or a temporary directory, in a few seconds.
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
+for example in stream_from_any_ingestor expiry_turns agent_status online_status cached_view fenced_lease; do
+  cargo run --locked --quiet --example "$example" >/dev/null
+done
+
 "$here/start.sh"
 trap '"$here/stop.sh"' EXIT
 

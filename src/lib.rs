@@ -32,6 +32,20 @@
 //! Safety rules run on each node's monotonic clock; wall-clock times written into
 //! manifests are informational and trusted only within a configured skew bound.
 //!
+//! ## Features
+//!
+//! With `default-features = false` cairn is the whole coordination API on object_store,
+//! tokio, serde and tracing: locks, turns, streams, records, membership, cached views,
+//! manifests, the store over any `Arc<dyn ObjectStore>`, `file://` and `memory://` URLs.
+//!
+//! - `cli` (default): the `cairn` binary and `cairn::cli`, with the fleet simulator and the
+//!   benchmark engine (`cairn::fleet`, `cairn::bench`); enables `test-util`.
+//! - `aws` (default): `s3://` store URLs, with credentials from aws-config's provider chain.
+//! - `test-util`: the fault-injecting `store::fault::FaultStore`, `TestClock`, and the
+//!   conformance suite `conformance`, to run against any `ObjectStore`.
+//!
+//! The repository's `examples/` show each feature on a seed problem.
+//!
 //! ## Embedding
 //!
 //! An ingestor that already holds an `Arc<dyn ObjectStore>` hands it to cairn with a prefix
