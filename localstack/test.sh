@@ -6,6 +6,27 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
 
+# The library an ingestor embeds: without its default features (no CLI, no AWS SDK, no test
+# utilities) it builds, and depends on none of the CLI's or the AWS SDK's crates. libc comes in
+# through object_store, rand and uuid anyway; only a direct dependency on it is refused.
+cargo build --locked --no-default-features --lib
+lib_tree=$(cargo tree --locked -e normal --no-default-features --prefix none)
+if grep -E '^(clap|aws-config|aws-credential-types|tracing-subscriber|ratatui|indicatif) ' <<<"$lib_tree"; then
+  echo "test.sh: cairn with default-features = false depends on the crates above" >&2
+  exit 1
+fi
+if cargo tree --locked -e normal --no-default-features --depth 1 --prefix none | grep -E '^libc '; then
+  echo "test.sh: cairn with default-features = false depends on libc directly" >&2
+  exit 1
+fi
+
+# Its docs build without a warning (missing docs are errors), and its examples run, each on a
+# memory store or a temporary directory, in a few seconds.
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
+for example in stream_from_any_ingestor expiry_turns agent_status online_status cached_view fenced_lease; do
+  cargo run --locked --quiet --example "$example" >/dev/null
+done
+
 "$here/start.sh"
 trap '"$here/stop.sh"' EXIT
 

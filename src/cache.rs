@@ -20,6 +20,17 @@
 //!   request goes through; a success closes the breaker. An entry that cannot be served
 //!   stale (absent, or too old) is always requested.
 
+// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
+// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
+// panic and index (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -144,7 +155,8 @@ struct Entry<T> {
 
 struct State<T> {
     entries: HashMap<String, Entry<T>>,
-    /// `used` tick → key, oldest first.
+    /// `used` tick → key, oldest first. Ticks saturate: 2^64 lookups never happen, and if
+    /// they did, entries would share a tick and eviction would stop early, never panic.
     order: BTreeMap<u64, String>,
     tick: u64,
     stats: CacheStats,
@@ -170,6 +182,11 @@ impl<T> std::fmt::Debug for ManifestCache<T> {
             .field("len", &self.state.lock().map_or(0, |s| s.entries.len()))
             .finish()
     }
+}
+
+/// Counts one more (a statistic: saturating, never wrapping).
+fn bump(n: &mut u64) {
+    *n = n.saturating_add(1);
 }
 
 /// Whether an error means "the store cannot be reached", the case stale-if-error covers.
@@ -253,7 +270,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     fn lookup(&self, key: &str) -> Lookup<T> {
         let now = self.clock.monotonic();
         let mut st = self.lock();
-        st.tick += 1;
+        st.tick = st.tick.saturating_add(1);
         let tick = st.tick;
         let Some(e) = st.entries.get_mut(key) else {
             return Lookup::Absent;
@@ -264,7 +281,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         st.order.remove(&old);
         st.order.insert(tick, key.to_string());
         if fresh {
-            st.stats.hits += 1;
+            bump(&mut st.stats.hits);
             crate::telemetry::cache_read("hit");
             Lookup::Fresh(value)
         } else {
@@ -275,7 +292,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     fn store(&self, key: &str, value: Value<T>) {
         let now = self.clock.monotonic();
         let mut st = self.lock();
-        st.tick += 1;
+        st.tick = st.tick.saturating_add(1);
         let tick = st.tick;
         let entry = Entry {
             value,
@@ -291,7 +308,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 break;
             };
             st.entries.remove(&victim);
-            st.stats.evicted += 1;
+            bump(&mut st.stats.evicted);
         }
     }
 
@@ -308,7 +325,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     fn stale_or(&self, e: Error, value: Value<T>, validated: Instant) -> Result<Value<T>> {
         if unreachable(&e) && self.servable_stale(validated) {
             tracing::warn!(error = %e, "store unreachable; serving a stale cache entry");
-            self.lock().stats.stale += 1;
+            bump(&mut self.lock().stats.stale);
             crate::telemetry::cache_read("stale");
             Ok(value)
         } else {
@@ -331,7 +348,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 if after > 0 && st.failures >= after {
                     let now = self.clock.monotonic();
                     if st.open_until.is_none_or(|t| t <= now) {
-                        st.stats.breaker_opened += 1;
+                        bump(&mut st.stats.breaker_opened);
                         tracing::warn!(
                             failures = st.failures,
                             cool_off = ?self.options.cool_off,
@@ -352,8 +369,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         let servable = self.servable_stale(validated);
         let mut st = self.lock();
         if servable && st.open_until.is_some_and(|t| now < t) {
-            st.stats.short_circuited += 1;
-            st.stats.stale += 1;
+            bump(&mut st.stats.short_circuited);
+            bump(&mut st.stats.stale);
             crate::telemetry::cache_read("short_circuited");
             true
         } else {
@@ -381,7 +398,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         let flight = self.flight(key).await;
         let found = self.lookup(key);
         if waited && matches!(found, Lookup::Fresh(_)) {
-            self.lock().stats.coalesced += 1;
+            bump(&mut self.lock().stats.coalesced);
             crate::telemetry::cache_read("coalesced");
         }
         (found, flight)
@@ -397,9 +414,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     /// Loads the named manifests into the cache (one request each), so that the first reads
     /// after start-up are served from memory. Returns how many exist.
     pub async fn warm(&self, manifests: &[Manifest<T>]) -> Result<usize> {
-        let mut found = 0;
+        let mut found: usize = 0;
         for m in manifests {
-            found += usize::from(self.get(m).await?.items.is_some());
+            found = found.saturating_add(usize::from(self.get(m).await?.items.is_some()));
         }
         Ok(found)
     }
@@ -416,7 +433,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 let loaded = manifest.load().await;
                 self.note(&loaded);
                 let v = Value::Manifest(loaded?);
-                self.lock().stats.fetched += 1;
+                bump(&mut self.lock().stats.fetched);
                 crate::telemetry::cache_read("fetched");
                 self.store(&key, v.clone());
                 (v, false)
@@ -440,10 +457,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                     Ok((v, unchanged)) => {
                         let mut st = self.lock();
                         if unchanged {
-                            st.stats.revalidated += 1;
+                            bump(&mut st.stats.revalidated);
                             crate::telemetry::cache_read("revalidated");
                         } else {
-                            st.stats.fetched += 1;
+                            bump(&mut st.stats.fetched);
                             crate::telemetry::cache_read("fetched");
                         }
                         drop(st);
@@ -496,7 +513,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 self.note(&listed);
                 match listed {
                     Ok(names) => {
-                        self.lock().stats.fetched += 1;
+                        bump(&mut self.lock().stats.fetched);
                         crate::telemetry::cache_read("fetched");
                         let v = Value::Listing(names);
                         self.store(&key, v.clone());

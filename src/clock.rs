@@ -5,8 +5,18 @@
 //! The monotonic side is `tokio::time::Instant`, so tests that run on a paused tokio clock
 //! (`#[tokio::test(start_paused = true)]`) drive every timing rule without sleeping.
 
+// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
+// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
+// panic and index (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
+
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -33,50 +43,58 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock for tests whose wall time advances with tokio's (possibly paused) clock, plus an
-/// adjustable skew, so a test can model a node whose wall clock is wrong.
-#[derive(Debug)]
-pub struct TestClock {
-    wall_origin: DateTime<Utc>,
-    mono_origin: Instant,
-    skew_ms: AtomicI64,
-}
+#[cfg(feature = "test-util")]
+pub use test_clock::TestClock;
 
-impl TestClock {
-    /// A clock whose wall time starts at `wall_origin` now.
-    pub fn new(wall_origin: DateTime<Utc>) -> Self {
-        Self {
-            wall_origin,
-            mono_origin: Instant::now(),
-            skew_ms: AtomicI64::new(0),
+#[cfg(feature = "test-util")]
+mod test_clock {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use chrono::{DateTime, Utc};
+    use tokio::time::Instant;
+
+    use super::{add_saturating, Clock};
+
+    /// A clock for tests whose wall time advances with tokio's (possibly paused) clock, plus
+    /// an adjustable skew, so a test can model a node whose wall clock is wrong.
+    #[derive(Debug)]
+    pub struct TestClock {
+        wall_origin: DateTime<Utc>,
+        mono_origin: Instant,
+        skew_ms: AtomicI64,
+    }
+
+    impl TestClock {
+        /// A clock whose wall time starts at `wall_origin` now.
+        pub fn new(wall_origin: DateTime<Utc>) -> Self {
+            Self::anchored(wall_origin, Instant::now())
+        }
+
+        /// A clock whose wall time was `wall_origin` at the monotonic instant `mono_origin`,
+        /// so that clocks made at different times share one timeline.
+        pub fn anchored(wall_origin: DateTime<Utc>, mono_origin: Instant) -> Self {
+            Self {
+                wall_origin,
+                mono_origin,
+                skew_ms: AtomicI64::new(0),
+            }
+        }
+
+        /// Sets how far this clock's wall time is ahead (positive) or behind (negative).
+        pub fn set_skew(&self, skew: chrono::Duration) {
+            self.skew_ms
+                .store(skew.num_milliseconds(), Ordering::SeqCst);
         }
     }
 
-    /// A clock whose wall time was `wall_origin` at the monotonic instant `mono_origin`, so
-    /// that clocks made at different times share one timeline.
-    pub fn anchored(wall_origin: DateTime<Utc>, mono_origin: Instant) -> Self {
-        Self {
-            wall_origin,
-            mono_origin,
-            skew_ms: AtomicI64::new(0),
+    impl Clock for TestClock {
+        fn now(&self) -> DateTime<Utc> {
+            let elapsed = Instant::now().saturating_duration_since(self.mono_origin);
+            let t = add_saturating(self.wall_origin, elapsed);
+            chrono::Duration::try_milliseconds(self.skew_ms.load(Ordering::SeqCst))
+                .and_then(|skew| t.checked_add_signed(skew))
+                .unwrap_or(t)
         }
-    }
-
-    /// Sets how far this clock's wall time is ahead (positive) or behind (negative).
-    pub fn set_skew(&self, skew: chrono::Duration) {
-        self.skew_ms
-            .store(skew.num_milliseconds(), Ordering::SeqCst);
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = Instant::now().saturating_duration_since(self.mono_origin);
-        let t = add_saturating(self.wall_origin, elapsed);
-        t.checked_add_signed(chrono::Duration::milliseconds(
-            self.skew_ms.load(Ordering::SeqCst),
-        ))
-        .unwrap_or(t)
     }
 }
 
@@ -106,6 +124,19 @@ pub fn until(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
     to.signed_duration_since(from)
         .to_std()
         .unwrap_or(Duration::ZERO)
+}
+
+/// `t + d` on the monotonic clock, or `t` itself past the end of its range (centuries away:
+/// never in practice). For deadlines and wake-ups, where the earlier instant is the safe side:
+/// a deadline that cannot be represented has passed. Never panics.
+pub fn after(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d).unwrap_or(t)
+}
+
+/// `d / n`: a duration split into `n` parts (`n` is a nonzero constant at every call; zero
+/// parts give zero). Never panics.
+pub fn divide(d: Duration, n: u32) -> Duration {
+    d.checked_div(n).unwrap_or(Duration::ZERO)
 }
 
 /// A duration stored in milliseconds, range-checked before use: values above `max` are

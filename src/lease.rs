@@ -35,6 +35,17 @@
 //! Both takeover paths happen after the holder's deadline as long as clock rates agree and
 //! wall clocks differ by at most `max_clock_skew`.
 
+// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
+// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
+// panic and index (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -164,16 +175,16 @@ impl LeaseOptions {
     /// The defaults, scaled to `ttl`: renewal every `ttl / 3`, margins of 2 s or `ttl / 15`
     /// when that is smaller.
     pub fn with_ttl(ttl: Duration) -> Self {
-        let margin = Duration::from_secs(2).min(ttl / 15);
+        let margin = Duration::from_secs(2).min(clock::divide(ttl, 15));
         Self {
             ttl,
-            renew_interval: ttl / 3,
+            renew_interval: clock::divide(ttl, 3),
             safety_margin: margin,
             takeover_margin: margin,
             max_clock_skew: Duration::from_secs(2),
-            poll_min: Duration::from_millis(250).min(ttl / 10),
-            poll_max: Duration::from_secs(1).min(ttl / 3),
-            retry_interval: Duration::from_secs(1).min(ttl / 10),
+            poll_min: Duration::from_millis(250).min(clock::divide(ttl, 10)),
+            poll_max: Duration::from_secs(1).min(clock::divide(ttl, 3)),
+            retry_interval: Duration::from_secs(1).min(clock::divide(ttl, 10)),
             stop_grace: Duration::ZERO,
         }
     }
@@ -204,7 +215,12 @@ impl LeaseOptions {
         }
         let hold = self.hold_for();
         if self.renew_interval.is_zero() || self.renew_interval >= hold {
-            let need = (self.safety_margin + self.stop_grace).saturating_mul(3) / 2;
+            let need = clock::divide(
+                self.safety_margin
+                    .saturating_add(self.stop_grace)
+                    .saturating_mul(3),
+                2,
+            );
             return Err(Error::Config(format!(
                 "lease ttl {:.1?} leaves no room to renew: the holder renews every {:.1?} and \
                  must give up {:.1?} (safety margin) + {:.1?} (stop grace) before the ttl runs \
@@ -213,7 +229,7 @@ impl LeaseOptions {
                 self.renew_interval,
                 self.safety_margin,
                 self.stop_grace,
-                need.as_secs() + 1
+                need.as_secs().saturating_add(1)
             )));
         }
         if self.max_clock_skew > MAX_TTL || self.takeover_margin > MAX_TTL {
@@ -445,17 +461,17 @@ impl Locks {
                 Attempt::Busy(b, s) => (*b, s),
             };
             let now = clock.monotonic();
-            let waited = now - start;
+            let waited = now.saturating_duration_since(start);
             let left = match wait {
                 Some(w) if waited >= w => return Ok(Acquired::Busy(busy)),
-                Some(w) => w - waited,
+                Some(w) => w.saturating_sub(waited),
                 None => Duration::MAX,
             };
             let until_takeover = self.until_takeover(name, &seen);
             let delay = self
                 .manifests
                 .with_rng(|r| backoff.next_delay(r))
-                .max(self.options.poll_min / 2)
+                .max(clock::divide(self.options.poll_min, 2))
                 .min(until_takeover.max(Duration::from_millis(1)))
                 .min(left);
             debug!(lock = %name, holder = %busy.holder, ?delay, "lock busy; waiting");
@@ -801,7 +817,7 @@ impl Lease {
         let audit = locks.audit.clone();
         let token = snapshot.body.fencing_token;
         let shared = Arc::new(Mutex::new(Shared {
-            deadline: sent + options.hold_for(),
+            deadline: clock::after(sent, options.hold_for()),
             snapshot,
             lost: None,
             released: false,
@@ -1054,7 +1070,7 @@ async fn keep_alive(
         lock().lost = Some(reason);
         loss.cancel();
     };
-    let mut next = last_sent + options.renew_interval;
+    let mut next = clock::after(last_sent, options.renew_interval);
     let mut last_error = String::from("no renewal attempted");
     loop {
         let deadline = lock().deadline;
@@ -1087,9 +1103,9 @@ async fn keep_alive(
                 debug!(lock = %name, version = s.version, "renewed");
                 let mut sh = lock();
                 sh.snapshot = s;
-                sh.deadline = sent + options.hold_for();
+                sh.deadline = clock::after(sent, options.hold_for());
                 last_sent = sent;
-                next = last_sent + options.renew_interval;
+                next = clock::after(last_sent, options.renew_interval);
             }
             Ok(Written::Conflict(Some(cur)))
                 if cur.body.session == snapshot.body.session
@@ -1108,9 +1124,14 @@ async fn keep_alive(
             Err(e) => {
                 warn!(lock = %name, error = %e, "renewal failed; retrying");
                 last_error = e.to_string();
-                let retry = manifests
-                    .with_rng(|r| jittered(options.retry_interval, options.retry_interval / 4, r));
-                next = clock.monotonic() + retry;
+                let retry = manifests.with_rng(|r| {
+                    jittered(
+                        options.retry_interval,
+                        clock::divide(options.retry_interval, 4),
+                        r,
+                    )
+                });
+                next = clock::after(clock.monotonic(), retry);
             }
         }
     }

@@ -32,6 +32,20 @@
 //! Safety rules run on each node's monotonic clock; wall-clock times written into
 //! manifests are informational and trusted only within a configured skew bound.
 //!
+//! ## Features
+//!
+//! With `default-features = false` cairn is the whole coordination API on object_store,
+//! tokio, serde and tracing: locks, turns, streams, records, membership, cached views,
+//! manifests, the store over any `Arc<dyn ObjectStore>`, `file://` and `memory://` URLs.
+//!
+//! - `cli` (default): the `cairn` binary and `cairn::cli`, with the fleet simulator and the
+//!   benchmark engine (`cairn::fleet`, `cairn::bench`); enables `test-util`.
+//! - `aws` (default): `s3://` store URLs, with credentials from aws-config's provider chain.
+//! - `test-util`: the fault-injecting `store::fault::FaultStore`, `TestClock`, and the
+//!   conformance suite `conformance`, to run against any `ObjectStore`.
+//!
+//! The repository's `examples/` show each feature on a seed problem.
+//!
 //! ## Embedding
 //!
 //! An ingestor that already holds an `Arc<dyn ObjectStore>` hands it to cairn with a prefix
@@ -53,14 +67,19 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod cache;
 mod cairn;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod clock;
+#[cfg(feature = "test-util")]
+pub mod conformance;
 pub mod error;
+#[cfg(feature = "cli")]
 pub mod fleet;
 pub mod gc;
 pub mod lease;
@@ -75,7 +94,9 @@ pub mod telemetry;
 pub mod turn;
 
 pub use crate::cairn::{default_node_id, node_id_with_pid, Cairn, CairnBuilder, StrategyChoice};
-pub use clock::{Clock, SystemClock, TestClock};
+#[cfg(feature = "test-util")]
+pub use clock::TestClock;
+pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
 pub use lease::{Acquired, FencingToken, Lease, LeaseOptions, Locks, LossReason};
 pub use manifest::{Manifest, ManifestOptions, Snapshot, Strategy};
@@ -87,6 +108,6 @@ pub(crate) mod serde_duration_ms {
     use std::time::Duration;
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis().min(u64::MAX as u128) as u64)
+        s.serialize_u64(crate::clock::millis(*d))
     }
 }

@@ -16,6 +16,17 @@
 //! Sequence numbers never wrap: once an entry at `u64::MAX` exists, appending fails at once
 //! with [`Error::Exhausted`] (no create is attempted); retire the topic for a new one.
 
+// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
+// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
+// panic and index (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -106,7 +117,7 @@ impl EventLog {
                 CreateOutcome::Exists { .. } => {
                     next = after(self.newest(topic, next).await?)?;
                     let delay = self.manifests.with_rng(|r| backoff.next_delay(r));
-                    tokio::time::sleep(delay / 4).await;
+                    tokio::time::sleep(crate::clock::divide(delay, 4)).await;
                 }
             }
         }
@@ -159,12 +170,14 @@ impl EventLog {
     pub async fn read(&self, topic: &Name, from: u64, limit: usize) -> Result<Vec<Entry>> {
         let folder = keys::log_topic(topic);
         let store = self.manifests.store();
-        let listed = if from <= 1 {
-            store.list(&folder).await?
-        } else {
-            store
-                .list_after(&folder, &keys::log_entry(topic, from - 1))
-                .await?
+        // Everything after the entry before `from`; from 0 or 1, everything.
+        let listed = match from.checked_sub(1).filter(|before| *before > 0) {
+            None => store.list(&folder).await?,
+            Some(before) => {
+                store
+                    .list_after(&folder, &keys::log_entry(topic, before))
+                    .await?
+            }
         };
         let mut seqs = Vec::with_capacity(listed.len());
         for l in &listed {

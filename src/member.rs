@@ -37,6 +37,17 @@
 //! A view costs a listing plus one conditional GET per node each time its cache entry goes
 //! stale (fresh for one interval by default).
 
+// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
+// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
+// panic and index (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -542,14 +553,14 @@ async fn beat(
     let interval = membership.options.interval;
     let weight = membership.options.latency_weight.clamp(0.0, 1.0);
     let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
-    let mut next = clock.monotonic() + interval;
+    let mut next = crate::clock::after(clock.monotonic(), interval);
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = stop.cancelled() => return,
         }
         let now = clock.monotonic();
-        next = (next + interval).max(now);
+        next = crate::clock::after(next, interval).max(now);
         let (current, avg) = {
             let b = lock();
             (b.snapshot.clone(), b.latency_ms)

@@ -4,6 +4,17 @@
 //! `backoff` computes the exponential envelope; the jitter comes from cairn's injected random
 //! source so that runs are reproducible from a seed.
 
+// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
+// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
+// panic and index (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
+
 use std::time::Duration;
 
 use backoff::backoff::Backoff as _;
@@ -37,7 +48,7 @@ impl Backoff {
             .envelope
             .next_backoff()
             .unwrap_or(self.envelope.max_interval);
-        let nanos = cap.as_nanos().min(u64::MAX as u128) as u64;
+        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
         if nanos == 0 {
             return Duration::ZERO;
         }
@@ -50,8 +61,9 @@ pub fn jittered(base: Duration, jitter: Duration, rng: &mut impl Rng) -> Duratio
     if jitter.is_zero() {
         return base;
     }
-    let j = jitter.as_nanos().min(i64::MAX as u128) as i64;
-    let offset = rng.random_range(-j..=j);
-    let b = base.as_nanos().min(i64::MAX as u128) as i64;
-    Duration::from_nanos(b.saturating_add(offset).max(0) as u64)
+    let j = i64::try_from(jitter.as_nanos()).unwrap_or(i64::MAX);
+    let offset = rng.random_range(j.saturating_neg()..=j);
+    let b = i64::try_from(base.as_nanos()).unwrap_or(i64::MAX);
+    // Below zero (a negative sum) is zero.
+    Duration::from_nanos(u64::try_from(b.saturating_add(offset)).unwrap_or(0))
 }

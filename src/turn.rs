@@ -32,6 +32,17 @@
 //! 2 requests); recording the outcome one more. A node that is not due makes no request until
 //! its wake time, and then one revalidation (a 304 when nothing changed).
 
+// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
+// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
+// panic and index (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -97,11 +108,12 @@ fn check_timing(window: Duration, jitter: Duration) -> std::result::Result<(), S
             "turn window {window:?} is out of range: it must be above 0 and at most 366 days"
         ));
     }
-    if jitter > window / 2 {
+    let half = clock::divide(window, 2);
+    if jitter > half {
         return Err(format!(
             "turn jitter {jitter:?} is more than half the window {window:?}: turns would \
              overlap; use a jitter of at most {:?}",
-            window / 2
+            half
         ));
     }
     Ok(())
@@ -324,7 +336,7 @@ impl TurnManifest {
     }
 }
 
-/// What this client has done with one turn name since it was made.
+/// What this client has done with one turn name since it was made (counts saturate).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TurnCounters {
     /// Turns this client won and ran.
@@ -435,8 +447,10 @@ impl ClaimedTurn {
             },
         );
         self.turns.count(&self.name, |c| {
-            c.run += 1;
-            c.failed += u64::from(outcome.status == Status::Failure);
+            c.run = c.run.saturating_add(1);
+            c.failed = c
+                .failed
+                .saturating_add(u64::from(outcome.status == Status::Failure));
             c.last_duration_ms = Some(duration_ms);
         });
         let turn = self.number();
@@ -597,7 +611,7 @@ impl Turns {
             let claimable_at = self.timing(name, &c.body)?.claimable_at;
             if self.manifests.clock().now() < claimable_at {
                 crate::telemetry::turn(name.as_str(), "skipped");
-                self.count(name, |c| c.skipped += 1);
+                self.count(name, |c| c.skipped = c.skipped.saturating_add(1));
                 return Ok(Attempt::NotDue(c.clone(), claimable_at));
             }
         }
@@ -662,7 +676,7 @@ impl Turns {
             }
             Written::Conflict(latest) => {
                 crate::telemetry::turn(name.as_str(), "lost");
-                self.count(name, |c| c.lost += 1);
+                self.count(name, |c| c.lost = c.lost.saturating_add(1));
                 let latest = match latest {
                     Some(l) => l,
                     None => match m.load().await? {
@@ -788,7 +802,7 @@ impl Turns {
                 Revalidated::Unchanged => {}
                 Revalidated::Changed(s) => {
                     crate::telemetry::turn(name.as_str(), "skipped");
-                    self.count(name, |c| c.skipped += 1);
+                    self.count(name, |c| c.skipped = c.skipped.saturating_add(1));
                     *known = Some(s);
                     return Ok(());
                 }

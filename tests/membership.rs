@@ -446,8 +446,12 @@ async fn membership_and_cached_views_work_against_localstack() {
     let Some(ns) = common::namespace(common::Backend::LocalStack).await else {
         return;
     };
+    // Real time against a real server: how fast heartbeats land depends on the machine's
+    // load, so the test waits for three of each instead of sleeping a fixed time, and gives
+    // the timeout room (the adaptive timeout has its own tests on a paused clock).
     let options = MemberOptions {
         interval: Duration::from_millis(200),
+        base_timeout: Some(Duration::from_secs(20)),
         ..Default::default()
     };
     let mut beats = Vec::new();
@@ -455,7 +459,13 @@ async fn membership_and_cached_views_work_against_localstack() {
         let c = ns.cairn(&format!("node-{i}"), Strategy::EtagCas).await;
         beats.push(c.membership(options.clone()).join().await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while beats.iter().any(|b| b.last().body.beats < 3) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("every node wrote three heartbeats within a minute");
     let faults = Arc::new(FaultStore::new(Arc::clone(&ns.store), 9));
     let viewer = ns
         .cairn_with("viewer", Strategy::EtagCas, faults.clone(), |b| b)

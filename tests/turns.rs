@@ -9,7 +9,7 @@ use std::time::Duration;
 use cairn::manifest::Strategy;
 use cairn::store::fault::{Fault, FaultStore, Op, Rule};
 use cairn::turn::{Claim, Finished, RunOnce, Status, TurnOptions, Turns};
-use cairn::{Cairn, Name, StrategyChoice, TestClock};
+use cairn::{Cairn, Clock, Name, StrategyChoice, TestClock};
 use chrono::{DateTime, Utc};
 use common::Backend;
 use object_store::memory::InMemory;
@@ -252,15 +252,44 @@ async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
     assert_eq!(b.counters(&name()).skipped, 1);
 }
 
+/// A wall clock that moves only when the test moves it.
+#[derive(Debug)]
+struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().unwrap();
+        *now += chrono::Duration::from_std(by).unwrap();
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Eight nodes race for each of four turns. What must hold, however the racers are
+/// scheduled: exactly one runs each turn, and every other either lost the claim or found
+/// the turn already taken (which of the two is scheduling, so only their sum is asserted).
+/// The racers share a wall clock that stands still while they race, so no turn can fall due
+/// again within a round, however late a racer is scheduled; the test moves it past the
+/// window between rounds.
 async fn racing_one_shot_claims_have_one_winner(backend: Backend, strategy: Strategy) {
     let Some(ns) = common::namespace(backend).await else {
         return;
     };
+    let window = Duration::from_millis(200);
+    let clock = Arc::new(ManualClock(Mutex::new(origin())));
     let mut clients = Vec::new();
     for i in 0..8 {
-        let c = ns.cairn(&format!("n{i}"), strategy).await;
+        let c = ns
+            .cairn_with(&format!("n{i}"), strategy, Arc::clone(&ns.store), |b| {
+                b.clock(clock.clone())
+            })
+            .await;
         clients.push(c.turns(TurnOptions {
-            window: Duration::from_millis(200),
+            window,
             jitter: Duration::ZERO,
             adopt_stored: false,
         }));
@@ -290,11 +319,9 @@ async fn racing_one_shot_claims_have_one_winner(backend: Backend, strategy: Stra
             "round {round}: exactly one winner, got {won:?}"
         );
         seen.extend(won);
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        clock.advance(window + Duration::from_millis(50));
     }
     assert_eq!(seen, vec![1, 2, 3, 4]);
-    // Every other racer, each round, either lost the claim or found the turn already taken
-    // (which of the two depends on scheduling, so only their sum is asserted).
     let others: u64 = clients
         .iter()
         .map(|t| {

@@ -46,7 +46,7 @@ impl serde_json::ser::Formatter for Rounding {
     }
 }
 
-/// `x` rounded to [`DECIMALS`] decimals.
+/// `x` rounded to `DECIMALS` (3) decimals.
 pub fn round(x: f64) -> f64 {
     let scale = 10f64.powi(DECIMALS);
     let r = (x * scale).round() / scale;

@@ -163,7 +163,7 @@ impl Heads {
 
 /// How long knowledge of a head is trusted without a listing: half of `gc_min_age`.
 pub(super) fn fresh_for(gc_min_age: Duration) -> Duration {
-    gc_min_age / 2
+    crate::clock::divide(gc_min_age, 2)
 }
 
 fn now<T>(m: &Manifest<T>) -> Instant {
@@ -410,7 +410,7 @@ pub(super) async fn write<T: Serialize + DeserializeOwned + Clone>(
         }
     }
     let every = m.ctx.options.gc_every.max(1);
-    if next.version % every == 0 && m.ctx.heads.collection_due(&m.base, now(m)) {
+    if next.version.checked_rem(every) == Some(0) && m.ctx.heads.collection_due(&m.base, now(m)) {
         if let Err(e) = collect_garbage(m).await {
             debug!(key = %m.base, error = %e, "garbage collection failed; will try again later");
         }
@@ -481,7 +481,7 @@ pub(super) async fn collect<T>(m: &Manifest<T>, keep: usize, dry_run: bool) -> R
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
     let all = versions(&listed)?;
     let keep = keep.max(1);
-    let candidates = &all[..all.len().saturating_sub(keep)];
+    let candidates = all.iter().take(all.len().saturating_sub(keep));
     let store_now = all
         .iter()
         .map(|(_, l)| l.last_modified)
@@ -494,7 +494,9 @@ pub(super) async fn collect<T>(m: &Manifest<T>, keep: usize, dry_run: bool) -> R
     let mut wait = Duration::ZERO;
     for (_, l) in candidates {
         if l.last_modified > cutoff {
-            wait = (l.last_modified - cutoff)
+            wait = l
+                .last_modified
+                .signed_duration_since(cutoff)
                 .to_std()
                 .unwrap_or(opts.gc_min_age);
             break;
@@ -506,9 +508,10 @@ pub(super) async fn collect<T>(m: &Manifest<T>, keep: usize, dry_run: bool) -> R
         deleted.push(l.key.clone());
     }
     if !dry_run {
-        m.ctx
-            .heads
-            .collect_after(&m.base, started + wait.min(opts.gc_min_age));
+        m.ctx.heads.collect_after(
+            &m.base,
+            crate::clock::after(started, wait.min(opts.gc_min_age)),
+        );
     }
     debug!(key = %m.base, deleted = deleted.len(), dry_run, "collected old versions");
     Ok(deleted)

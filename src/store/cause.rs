@@ -18,6 +18,7 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use object_store::client::{HttpError, HttpErrorKind};
 
 /// The longest a summary gets; the rest of a long error body is cut.
@@ -108,11 +109,20 @@ fn chain<'a>(
     std::iter::successors(Some(e), |&e| StdError::source(e))
 }
 
+/// What the HTTP client said went wrong (only an S3 store has an HTTP client).
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+enum HttpKind {
+    Connect,
+    Timeout,
+    Other,
+}
+
 /// Names the cause of `e`.
 pub fn diagnose(e: &object_store::Error) -> Diagnosis {
     let top: &(dyn StdError + 'static) = e;
     let mut endpoint = None;
-    let mut http_kind = None;
+    #[cfg_attr(not(feature = "aws"), allow(unused_mut))]
+    let mut http_kind: Option<HttpKind> = None;
     let mut status = None;
     for link in chain(top) {
         if let Some(n) = link.downcast_ref::<NoAnswer>() {
@@ -121,18 +131,27 @@ pub fn diagnose(e: &object_store::Error) -> Diagnosis {
                 after: Some(n.after),
             };
         }
-        if let Some(c) =
-            link.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+        #[cfg(feature = "aws")]
         {
-            if matches!(
-                c,
-                aws_credential_types::provider::error::CredentialsError::CredentialsNotLoaded(_)
-            ) {
-                return Diagnosis::NoCredentials;
+            if let Some(c) =
+                link.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+            {
+                if matches!(
+                    c,
+                    aws_credential_types::provider::error::CredentialsError::CredentialsNotLoaded(
+                        _
+                    )
+                ) {
+                    return Diagnosis::NoCredentials;
+                }
             }
-        }
-        if let Some(h) = link.downcast_ref::<HttpError>() {
-            http_kind.get_or_insert(h.kind());
+            if let Some(h) = link.downcast_ref::<HttpError>() {
+                http_kind.get_or_insert(match h.kind() {
+                    HttpErrorKind::Connect => HttpKind::Connect,
+                    HttpErrorKind::Timeout => HttpKind::Timeout,
+                    _ => HttpKind::Other,
+                });
+            }
         }
         let text = link.to_string();
         if endpoint.is_none() {
@@ -157,11 +176,11 @@ pub fn diagnose(e: &object_store::Error) -> Diagnosis {
         };
     }
     match http_kind {
-        Some(HttpErrorKind::Connect) => Diagnosis::Connect {
+        Some(HttpKind::Connect) => Diagnosis::Connect {
             endpoint,
             reason: root_reason(top),
         },
-        Some(HttpErrorKind::Timeout) => Diagnosis::Timeout {
+        Some(HttpKind::Timeout) => Diagnosis::Timeout {
             endpoint,
             after: None,
         },
@@ -221,10 +240,13 @@ fn first_line(s: &str) -> String {
 
 fn clip(mut s: String) -> String {
     if s.len() > MAX_SUMMARY {
-        let mut end = MAX_SUMMARY;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
+        // The longest prefix of whole characters within the limit.
+        let end = s
+            .char_indices()
+            .map(|(i, _)| i)
+            .take_while(|&i| i <= MAX_SUMMARY)
+            .last()
+            .unwrap_or(0);
         s.truncate(end);
         s.push('…');
     }
@@ -247,8 +269,8 @@ fn root_reason(e: &(dyn StdError + 'static)) -> String {
     }
     let text = first_line(&root.to_string());
     // "Connection refused (os error 111)" reads better without the number.
-    match text.find(" (os error ") {
-        Some(i) => text[..i].to_lowercase(),
+    match text.split_once(" (os error ") {
+        Some((words, _)) => words.to_lowercase(),
         None => text,
     }
 }
@@ -256,7 +278,7 @@ fn root_reason(e: &(dyn StdError + 'static)) -> String {
 /// `scheme://authority` of the request an object_store retry error names
 /// (`Error performing GET http://host:port/bucket/key in 3ms …`); `None` when redacted.
 fn request_endpoint(text: &str) -> Option<String> {
-    let rest = &text[text.find("Error performing ")? + "Error performing ".len()..];
+    let (_, rest) = text.split_once("Error performing ")?;
     let mut words = rest.split_whitespace();
     let _method = words.next()?;
     endpoint_of(words.next()?)
@@ -277,25 +299,21 @@ pub fn endpoint_of(url: &str) -> Option<String> {
 fn status_of(text: &str) -> Option<(String, String)> {
     const NON_2XX: &str = "Server returned non-2xx status code: ";
     const ERROR_BODY: &str = "Server returned error response: ";
-    if let Some(i) = text.find(NON_2XX) {
-        let rest = &text[i + NON_2XX.len()..];
+    if let Some((_, rest)) = text.split_once(NON_2XX) {
         let (status, body) = rest.split_once(": ").unwrap_or((rest, ""));
         return Some((status.trim().to_string(), body.to_string()));
     }
-    let i = text.find(ERROR_BODY)?;
-    Some((
-        "error in a 200 answer".into(),
-        text[i + ERROR_BODY.len()..].to_string(),
-    ))
+    let (_, body) = text.split_once(ERROR_BODY)?;
+    Some(("error in a 200 answer".into(), body.to_string()))
 }
 
 /// The text of `<name>…</name>` in an XML body, when present and short.
 fn xml_field(body: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let close = format!("</{name}>");
-    let start = body.find(&open)? + open.len();
-    let len = body[start..].find(&close)?;
-    let v = body[start..start + len].trim();
+    let (_, after) = body.split_once(&open)?;
+    let (v, _) = after.split_once(&close)?;
+    let v = v.trim();
     (!v.is_empty()).then(|| v.to_string())
 }
 

@@ -133,19 +133,22 @@ pub struct Counts {
 impl Counts {
     /// All requests.
     pub fn requests(&self) -> u64 {
-        self.puts + self.gets + self.lists + self.deletes
+        self.puts
+            .saturating_add(self.gets)
+            .saturating_add(self.lists)
+            .saturating_add(self.deletes)
     }
 
-    /// The requests made since `earlier`.
+    /// The requests made since `earlier` (an earlier snapshot of the same counters).
     pub fn since(&self, earlier: &Counts) -> Counts {
         Counts {
-            puts: self.puts - earlier.puts,
-            gets: self.gets - earlier.gets,
-            not_modified: self.not_modified - earlier.not_modified,
-            body_bytes: self.body_bytes - earlier.body_bytes,
-            lists: self.lists - earlier.lists,
-            deletes: self.deletes - earlier.deletes,
-            faults: self.faults - earlier.faults,
+            puts: self.puts.saturating_sub(earlier.puts),
+            gets: self.gets.saturating_sub(earlier.gets),
+            not_modified: self.not_modified.saturating_sub(earlier.not_modified),
+            body_bytes: self.body_bytes.saturating_sub(earlier.body_bytes),
+            lists: self.lists.saturating_sub(earlier.lists),
+            deletes: self.deletes.saturating_sub(earlier.deletes),
+            faults: self.faults.saturating_sub(earlier.faults),
         }
     }
 }
@@ -237,8 +240,9 @@ impl Shared {
                     continue;
                 }
             }
+            // Not zero: rules with none left were skipped above.
             if let Some(n) = rule.remaining.as_mut() {
-                *n -= 1;
+                *n = n.saturating_sub(1);
             }
             self.counters.faults.fetch_add(1, Ordering::SeqCst);
             return Some(rule.fault);
@@ -348,7 +352,7 @@ impl ObjectStore for FaultStore {
                 self.shared
                     .counters
                     .body_bytes
-                    .fetch_add(g.range.end - g.range.start, Ordering::SeqCst);
+                    .fetch_add(g.range.end.saturating_sub(g.range.start), Ordering::SeqCst);
             }
             Err(object_store::Error::NotModified { .. }) => {
                 self.shared

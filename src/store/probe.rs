@@ -319,7 +319,7 @@ impl Store {
     pub(super) async fn search_if_match_form(&self, seed: &WriteId) -> Result<Option<IfMatchForm>> {
         let mut n = 0u32;
         let mut ids = || {
-            n += 1;
+            n = n.saturating_add(1);
             WriteId(format!("{}-if-match-{n}", seed.0))
         };
         let first = ids();

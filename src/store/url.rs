@@ -1,18 +1,22 @@
 //! Store URLs, a convenience for the CLI and for programs that do not already hold an
 //! `ObjectStore`: `s3://bucket/prefix`, `file:///absolute/path`, `memory://`.
 //!
-//! For `s3://` the endpoint, region and credentials come from the standard AWS environment
-//! and `aws-config`'s provider chain (environment, profile, SSO, web identity, IMDS).
+//! For `s3://` (the `aws` feature) the endpoint, region and credentials come from the
+//! standard AWS environment and `aws-config`'s provider chain (environment, profile, SSO,
+//! web identity, IMDS).
 //! `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` point at an S3-compatible server; plain HTTP
 //! is allowed only when that endpoint says `http://`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::{ClientOptions, ObjectStore, RetryConfig};
+use object_store::ObjectStore;
+#[cfg(feature = "aws")]
+use object_store::{ClientOptions, RetryConfig};
 
 use crate::error::{Error, Result};
 
@@ -68,6 +72,7 @@ impl Default for OpenOptions {
 
 /// Longest a connection may take to open (the HTTP client's connect timeout), unless the
 /// request timeout is shorter: object_store's default, and S3's advice (3.1 s).
+#[cfg(feature = "aws")]
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens the store a URL names, creating a `file://` directory that does not exist yet.
@@ -121,6 +126,15 @@ pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Opened> {
     )))
 }
 
+/// Without the `aws` feature there is no S3 client: the URL is refused, naming the feature.
+#[cfg(not(feature = "aws"))]
+async fn open_s3(bucket: &str, _prefix: &str, _timeout: Duration) -> Result<Opened> {
+    Err(Error::Config(format!(
+        "s3://{bucket}: this build of cairn has no S3 support (enable its `aws` feature)"
+    )))
+}
+
+#[cfg(feature = "aws")]
 async fn open_s3(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened> {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()

@@ -192,6 +192,7 @@ pub fn parse_log(path: &std::path::Path) -> Vec<LogLine> {
 
 /// A `sh -c SCRIPT` worker that runs the cairn binary (`$CAIRN_BIN`) against LocalStack as
 /// node `node`, appending to `$LOG`.
+#[cfg(feature = "cli")]
 pub fn cairn_worker(
     store: &str,
     node: &str,
@@ -202,6 +203,7 @@ pub fn cairn_worker(
 }
 
 /// [`cairn_worker`] against the S3 server `backend`.
+#[cfg(feature = "cli")]
 pub fn cairn_worker_on(
     backend: Backend,
     store: &str,
