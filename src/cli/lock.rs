@@ -28,13 +28,21 @@ pub async fn run(
 ) -> Result<i32> {
     let name = Name::new(name)?;
     let mut signals = Signals::install()?;
+    // The guard starts (an exec of this binary) while the lock is being acquired, not
+    // between acquiring and running COMMAND. Until it is handed COMMAND's group it guards
+    // nothing: when no COMMAND runs, it is simply sent away.
+    let guard = tokio::task::spawn_blocking(child::Guard::spawn);
     let acquired = tokio::select! {
-        r = locks.acquire(&name, wait) => r?,
-        sig = signals.recv() => return Ok(128 + sig),
+        r = locks.acquire(&name, wait) => Ok(r),
+        sig = signals.recv() => Err(sig),
     };
+    let guard = guard
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     let lease = match acquired {
-        Acquired::Acquired(l) => l,
-        Acquired::Busy(b) => {
+        Ok(Ok(Acquired::Acquired(l))) => l,
+        Ok(Ok(Acquired::Busy(b))) => {
+            dismiss(guard).await;
             if json {
                 println!("{}", serde_json::json!({ "lock": name, "busy": b }));
             }
@@ -43,6 +51,14 @@ pub async fn run(
                 b.holder, b.fencing_token, b.expires_at
             );
             return Ok(exit::LOCK_BUSY);
+        }
+        Ok(Err(e)) => {
+            dismiss(guard).await;
+            return Err(e);
+        }
+        Err(sig) => {
+            dismiss(guard).await;
+            return Ok(128 + sig);
         }
     };
     let env = [
@@ -53,15 +69,23 @@ pub async fn run(
     let left = lease
         .deadline()
         .saturating_duration_since(tokio::time::Instant::now());
-    let mut child =
-        match child::spawn_armed(command, &env, child::Terminal::Share, Some((left, grace))) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("cairn: cannot run {:?}: {e}", command[0]);
-                lease.release().await?;
-                return Ok(exit::CANNOT_RUN);
-            }
-        };
+    let spawned = guard.and_then(|g| {
+        child::spawn_guarded(
+            g,
+            command,
+            &env,
+            child::Terminal::Share,
+            Some((left, grace)),
+        )
+    });
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cairn: cannot run {:?}: {e}", command[0]);
+            lease.release().await?;
+            return Ok(exit::CANNOT_RUN);
+        }
+    };
     enum End {
         Exited(std::io::Result<ExitStatus>),
         Lost(crate::lease::LossReason),
@@ -86,7 +110,11 @@ pub async fn run(
             // Whatever COMMAND left running stops before the lock goes (within the grace,
             // which the lease's give-up time already leaves room for).
             child.finish(grace).await;
-            match lease.release().await {
+            // The release first: the guard, dismissed now that the group is gone, is reaped
+            // after it.
+            let released = lease.release().await;
+            child.reap_guard().await;
+            match released {
                 Ok(()) => {}
                 // The command finished, but not under the lock: say so, and fail as a lost
                 // lease does, whatever the command's own status.
@@ -109,8 +137,16 @@ pub async fn run(
         End::Lost(reason) => {
             eprintln!("cairn: lost lock {name}: {reason}; stopping the command");
             child.stop(grace).await;
+            child.reap_guard().await;
             Ok(exit::LEASE_LOST)
         }
+    }
+}
+
+/// Sends away a guard that no COMMAND was given to.
+async fn dismiss(guard: std::io::Result<child::Guard>) {
+    if let Ok(g) = guard {
+        g.dismiss().await;
     }
 }
 
