@@ -610,12 +610,14 @@ async fn coordinate_once(c: &Cairn) {
     };
     lease.release().await.unwrap();
     let turns = c.turns(cairn::turn::TurnOptions::default());
-    turns.run_once(&name, |_| async { Ok(None) }).await.unwrap();
-    c.streams()
+    let _ = turns.run_once(&name, |_| async { Ok(None) }).await.unwrap();
+    let _ = c
+        .streams()
         .create(&name, serde_json::json!({}))
         .await
         .unwrap();
-    c.records()
+    let _ = c
+        .records()
         .put_if_newer(&name, &name, 1, serde_json::json!("v"))
         .await
         .unwrap();
