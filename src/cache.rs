@@ -48,8 +48,9 @@ impl CacheOptions {
     }
 
     /// For membership views: fresh for no longer than the heartbeat interval, so a view
-    /// never shows a heartbeat more than one interval older than the store has it;
-    /// stale-if-error 5 minutes; 4,096 entries.
+    /// never shows a heartbeat more than one interval older than the store has it (and a
+    /// [`crate::member::MemberView`] reads a node's record again before calling it suspect
+    /// or offline); stale-if-error 5 minutes; 4,096 entries.
     pub fn for_membership(heartbeat_interval: Duration) -> Self {
         Self {
             fresh: heartbeat_interval,
@@ -189,7 +190,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lookup(&self, key: &str) -> Lookup<T> {
+    /// The entry at `key`: fresh while validated less than `fresh` ago.
+    fn lookup(&self, key: &str, fresh: Duration) -> Lookup<T> {
         let now = self.clock.monotonic();
         let mut st = self.lock();
         st.tick += 1;
@@ -198,7 +200,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
             return Lookup::Absent;
         };
         let old = std::mem::replace(&mut e.used, tick);
-        let fresh = now.saturating_duration_since(e.validated) < self.options.fresh;
+        let fresh = now.saturating_duration_since(e.validated) < fresh;
         let (value, validated) = (e.value.clone(), e.validated);
         st.order.remove(&old);
         st.order.insert(tick, key.to_string());
@@ -253,8 +255,21 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     /// stale. No request while fresh; then a conditional GET (a 304 and no body when
     /// unchanged). Cancel-safe.
     pub async fn get(&self, manifest: &Manifest<T>) -> Result<View<Option<Snapshot<T>>>> {
+        self.get_within(manifest, self.options.fresh).await
+    }
+
+    /// [`ManifestCache::get`], counting the entry fresh only while it was validated less
+    /// than `max_age` ago (at most the configured freshness): for a caller about to act on
+    /// what the entry says, such as a membership view about to call a node suspect.
+    /// Cancel-safe.
+    pub async fn get_within(
+        &self,
+        manifest: &Manifest<T>,
+        max_age: Duration,
+    ) -> Result<View<Option<Snapshot<T>>>> {
         let key = format!("m:{}", manifest.key());
-        let (value, stale) = match self.lookup(&key) {
+        let fresh = max_age.min(self.options.fresh);
+        let (value, stale) = match self.lookup(&key, fresh) {
             Lookup::Fresh(v) => (v, false),
             Lookup::Absent => {
                 let v = Value::Manifest(manifest.load().await?);
@@ -324,7 +339,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     /// the list is stale. No request while fresh; then one listing. Cancel-safe.
     pub async fn list_folders(&self, store: &Store, folder: &Key) -> Result<View<Vec<String>>> {
         let key = format!("l:{folder}");
-        let (value, stale) = match self.lookup(&key) {
+        let (value, stale) = match self.lookup(&key, self.options.fresh) {
             Lookup::Fresh(v) => (v, false),
             other => match store.list_folders(folder).await {
                 Ok(names) => {
