@@ -597,22 +597,29 @@ impl MemberView {
     pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
         let ms = &self.membership;
         let clock = ms.manifests.clock();
-        let all = self
+        let store = ms.manifests.store();
+        let names = self
             .cache
-            .get_family(ms.manifests.store(), Family::Member, |n| ms.manifest(n))
+            .list_folders(store, &Family::Member.folder())
             .await?;
-        let mut stale = all.stale;
-        let mut items = Vec::with_capacity(all.items.len());
-        for (n, s) in &all.items {
-            let status = ms.classify(n.as_str(), s, clock.now());
+        let mut stale = names.stale;
+        let mut items = Vec::with_capacity(names.items.len());
+        for name in names.items.into_iter().filter_map(|n| Name::new(n).ok()) {
+            let m = ms.manifest(&name);
+            let got = self.cache.get(&m).await?;
+            stale |= got.stale;
+            let Some(s) = got.items else { continue };
+            // Classified as soon as it is read: ages are not inflated by the reads of the
+            // nodes after it.
+            let status = ms.classify(name.as_str(), &s, clock.now());
             let Some(due_for) = overdue(&status) else {
                 items.push(status);
                 continue;
             };
-            let again = self.cache.get_within(&ms.manifest(n), due_for).await?;
+            let again = self.cache.get_within(&m, due_for).await?;
             stale |= again.stale;
             if let Some(s) = again.items {
-                items.push(ms.classify(n.as_str(), &s, clock.now()));
+                items.push(ms.classify(name.as_str(), &s, clock.now()));
             }
         }
         Ok(View { items, stale })
