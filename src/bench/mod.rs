@@ -51,7 +51,8 @@ pub struct BenchOptions {
     /// How many nodes compete for one lock, one run each. Default 1, 4, 16, 64.
     pub nodes: Vec<usize>,
     /// How long each contention run lasts. Default 3 s: at a handover every 100 ms or so,
-    /// a run sees dozens, and the waiters' polling (every 125 ms at first, backing off).
+    /// a run sees dozens, and the waiters' polling (pauses of 125 ms to 1 s, see
+    /// [`LeaseOptions::poll_max`]).
     pub contention_for: Duration,
     /// How long a contending node holds the lock. Default 100 ms: longer than a few
     /// requests, so the nodes that were out see it held and wait by polling.
