@@ -78,8 +78,9 @@ impl CacheOptions {
     }
 
     /// For membership views: fresh for no longer than the heartbeat interval, so a view
-    /// never shows a heartbeat more than one interval older than the store has it;
-    /// stale-if-error 5 minutes; 4,096 entries; the breaker as for streams.
+    /// never shows a heartbeat more than one interval older than the store has it (and a
+    /// [`crate::member::MemberView`] reads a node's record again before calling it suspect
+    /// or offline); stale-if-error 5 minutes; 4,096 entries; the breaker as for streams.
     pub fn for_membership(heartbeat_interval: Duration) -> Self {
         Self {
             fresh: heartbeat_interval,
@@ -267,7 +268,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lookup(&self, key: &str) -> Lookup<T> {
+    /// The entry at `key`: fresh while validated less than `fresh` ago.
+    fn lookup(&self, key: &str, fresh: Duration) -> Lookup<T> {
         let now = self.clock.monotonic();
         let mut st = self.lock();
         st.tick = st.tick.saturating_add(1);
@@ -276,7 +278,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
             return Lookup::Absent;
         };
         let old = std::mem::replace(&mut e.used, tick);
-        let fresh = now.saturating_duration_since(e.validated) < self.options.fresh;
+        let fresh = now.saturating_duration_since(e.validated) < fresh;
         let (value, validated) = (e.value.clone(), e.validated);
         st.order.remove(&old);
         st.order.insert(tick, key.to_string());
@@ -390,13 +392,13 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
 
     /// The entry for `key` as it is after waiting for any fetch in flight: a fresh value (now
     /// or from the reader just ahead of us), an expired one, or none; with the gate held.
-    async fn lookup_in_flight(&self, key: &str) -> (Lookup<T>, Flight<'_, T>) {
-        if let fresh @ Lookup::Fresh(_) = self.lookup(key) {
-            return (fresh, self.no_flight());
+    async fn lookup_in_flight(&self, key: &str, fresh: Duration) -> (Lookup<T>, Flight<'_, T>) {
+        if let found @ Lookup::Fresh(_) = self.lookup(key, fresh) {
+            return (found, self.no_flight());
         }
         let waited = self.lock().flights.contains_key(key);
         let flight = self.flight(key).await;
-        let found = self.lookup(key);
+        let found = self.lookup(key, fresh);
         if waited && matches!(found, Lookup::Fresh(_)) {
             bump(&mut self.lock().stats.coalesced);
             crate::telemetry::cache_read("coalesced");
@@ -425,8 +427,21 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     /// stale. No request while fresh; then a conditional GET (a 304 and no body when
     /// unchanged). Cancel-safe.
     pub async fn get(&self, manifest: &Manifest<T>) -> Result<View<Option<Snapshot<T>>>> {
+        self.get_within(manifest, self.options.fresh).await
+    }
+
+    /// [`ManifestCache::get`], counting the entry fresh only while it was validated less
+    /// than `max_age` ago (at most the configured freshness): for a caller about to act on
+    /// what the entry says, such as a membership view about to call a node suspect.
+    /// Cancel-safe.
+    pub async fn get_within(
+        &self,
+        manifest: &Manifest<T>,
+        max_age: Duration,
+    ) -> Result<View<Option<Snapshot<T>>>> {
         let key = format!("m:{}", manifest.key());
-        let (found, _flight) = self.lookup_in_flight(&key).await;
+        let fresh = max_age.min(self.options.fresh);
+        let (found, _flight) = self.lookup_in_flight(&key, fresh).await;
         let (value, stale) = match found {
             Lookup::Fresh(v) => (v, false),
             Lookup::Absent => {
@@ -504,7 +519,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     /// the list is stale. No request while fresh; then one listing. Cancel-safe.
     pub async fn list_folders(&self, store: &Store, folder: &Key) -> Result<View<Vec<String>>> {
         let key = format!("l:{folder}");
-        let (found, _flight) = self.lookup_in_flight(&key).await;
+        let (found, _flight) = self.lookup_in_flight(&key, self.options.fresh).await;
         let (value, stale) = match found {
             Lookup::Fresh(v) => (v, false),
             Lookup::Expired(old, validated) if self.short_circuit(validated) => (old, true),

@@ -148,12 +148,16 @@ pub struct LeaseOptions {
     /// whose `expires_at` is older than `now − max_clock_skew` may be taken over at once.
     /// Default 2 s: NTP keeps hosts within milliseconds; 2 s leaves room for a bad one.
     pub max_clock_skew: Duration,
-    /// Shortest pause between polls while waiting to acquire. Default 250 ms.
+    /// The first backoff envelope while waiting to acquire; no pause between polls is
+    /// shorter than half of it. Default 250 ms.
     pub poll_min: Duration,
     /// Longest pause between polls while waiting to acquire. Default 1 s (or `ttl / 3` when
-    /// that is shorter): a waiter learns of a release within about a second. Each poll is a
-    /// conditional GET (a 304 with no body while nothing changes): one waiter costs at most
-    /// 3,600 GETs an hour, about $0.0014 at S3 list prices.
+    /// that is shorter): a waiter learns of a release within about a second. Each pause is
+    /// drawn from `[poll_min / 2, envelope]`, the envelope doubling from `poll_min` to this
+    /// (about 0.5 s on average once it is reached), and each poll is a conditional GET (a
+    /// 304 with no body while nothing changes): one waiter costs about 7,000 GETs an hour
+    /// (6,700 measured on LocalStack, the holder's renewals included), about $0.003 an hour
+    /// at S3 list prices, and at most 28,800.
     pub poll_max: Duration,
     /// Pause after a failed renewal before the next attempt. Default 1 s.
     pub retry_interval: Duration,

@@ -1,21 +1,37 @@
 //! Membership: who is online.
 //!
 //! Each node heartbeats its own record, a manifest of kind `member` at `members/<node>/`,
-//! every interval (default 2 s), and marks it *left* when it stops. A view classifies every
+//! every interval (default 1 s), and marks it *left* when it stops. A view classifies every
 //! node by the age of its last heartbeat against a timeout that adapts to how slow the
 //! node's heartbeat writes have been:
 //!
 //! `timeout = base + 2 × moving average of the node's heartbeat write latency`, with `base`
-//! three heartbeat intervals by default (6 s at 2 s). A node is *online* while its last
-//! heartbeat is at most `timeout` old, *suspect* up to twice that, then *offline*; a node
-//! that left is offline at once.
+//! two heartbeat intervals by default (2 s at 1 s, OpenZiti's base). A node is *online*
+//! while its last heartbeat is at most `timeout` old, *suspect* up to twice that, then
+//! *offline*; a node that left is offline at once.
+//!
+//! ## Detection at the defaults
+//!
+//! A node that dies is seen not online (suspect) `timeout` after its last heartbeat was
+//! sent, so between `timeout − interval` and `timeout` after it died: 1 to 2 s plus twice
+//! its write latency at the defaults, under 3 s wherever writes take under 400 ms. A live
+//! node's newest stored heartbeat is at most one interval plus one write old, so it stays
+//! online with `interval + 2 × latency` to spare, one lost heartbeat included. Measured on
+//! LocalStack with `cairn bench --membership` (README, "Performance").
+//!
+//! A [`MemberView`] serves records from its cache for up to one interval; a cached record
+//! can therefore look older than the store's. Before it calls a node suspect or offline, the
+//! view reads that node's record again unless it was read after the verdict became due, so
+//! the cache never makes a live node suspect, and delays no verdict on a dead one.
 //!
 //! Every heartbeat is a compare-and-swap on the version the node wrote last, so a second
 //! process heartbeating under the same node id is detected (its write, or ours, conflicts
 //! with a record of another session) and reported as [`Error::DuplicateNode`], never merged.
 //!
 //! Ages compare the writer's wall clock with the viewer's: skew between them adds to the
-//! age, and the 6 s base absorbs the sub-second skew NTP keeps.
+//! age. The 2 s base leaves about one interval (less the write latency) for it, which the
+//! milliseconds NTP keeps fit in; a viewer whose clock runs a second or more ahead of a
+//! node's sees it suspect while it lives (offline takes twice the timeout).
 //!
 //! ## Stored durations are bounded
 //!
@@ -33,9 +49,11 @@
 //!
 //! ## Cost
 //!
-//! One PUT per node per interval: at 2 s, about 1.3 million PUTs, ≈ $6.5, per node per month.
-//! A view costs a listing plus one conditional GET per node each time its cache entry goes
-//! stale (fresh for one interval by default).
+//! One PUT per node per interval: at 1 s, 3,600 PUTs an hour (≈ $0.018 at S3 list prices),
+//! about 2.6 million PUTs, ≈ $13, per node per month; at `--interval 2s` half that, at 10 s
+//! ≈ $1.3. A view costs a listing plus one conditional GET per node each time its cache
+//! entry goes stale (fresh for one interval by default), and one more conditional GET for a
+//! node it is about to call suspect or offline.
 
 // Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
 // "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
@@ -81,12 +99,15 @@ pub const MAX_WRITE_LATENCY: Duration = Duration::from_secs(3600);
 /// Heartbeat and classification settings.
 #[derive(Debug, Clone)]
 pub struct MemberOptions {
-    /// How often a node heartbeats. Default 2 s: a dead node is noticed within seconds, at
-    /// ≈ $6.5 per node per month on S3 prices; raise it to pay less. Must be positive and at
-    /// most [`MAX_INTERVAL`].
+    /// How often a node heartbeats. Default 1 s: with the default base a dead node is seen
+    /// suspect 1 to 2 s after it died (plus twice its write latency), at 3,600 PUTs an hour,
+    /// ≈ $0.018 an hour or $13 a month per node on S3 prices; raise it to pay less and
+    /// notice later (2 s: $6.5 a month, 2 to 4 s). Must be positive and at most
+    /// [`MAX_INTERVAL`].
     pub interval: Duration,
-    /// The timeout before latency is added. `None` (the default): three of the node's own
-    /// heartbeat intervals, so two lost heartbeats in a row do not make a node suspect.
+    /// The timeout before latency is added. `None` (the default): two of the node's own
+    /// heartbeat intervals (2 s at 1 s, the base OpenZiti uses), so one lost or late
+    /// heartbeat does not make a node suspect, and a dead one is noticed within two.
     pub base_timeout: Option<Duration>,
     /// Weight of the newest sample in the moving average of write latency. Default 0.2:
     /// about the last ten heartbeats count.
@@ -96,7 +117,7 @@ pub struct MemberOptions {
 impl Default for MemberOptions {
     fn default() -> Self {
         Self {
-            interval: Duration::from_secs(2),
+            interval: Duration::from_secs(1),
             base_timeout: None,
             latency_weight: 0.2,
         }
@@ -207,7 +228,7 @@ impl Membership {
             .open(KIND, keys::manifest(Family::Member, node))
     }
 
-    /// The timeout for a node with this record: base (default three of its intervals) plus
+    /// The timeout for a node with this record: base (default two of its intervals) plus
     /// twice its average write latency, with both stored durations clamped to their bounds
     /// ([`MAX_INTERVAL`], [`MAX_WRITE_LATENCY`]).
     pub fn timeout(&self, r: &MemberRecord) -> Duration {
@@ -219,7 +240,7 @@ impl Membership {
         let base = self
             .options
             .base_timeout
-            .unwrap_or(interval.saturating_mul(3));
+            .unwrap_or(interval.saturating_mul(2));
         base.saturating_add(latency.saturating_mul(2))
     }
 
@@ -617,6 +638,19 @@ async fn beat(
     }
 }
 
+/// How long ago the verdict on a node that is not online (and did not leave) became due:
+/// its heartbeat's age beyond the timeout (suspect) or twice it (offline). `None` for a
+/// node online or gone for good.
+fn overdue(s: &MemberStatus) -> Option<Duration> {
+    let threshold = match s.health {
+        Health::Online => return None,
+        _ if s.left => return None,
+        Health::Suspect => s.timeout_ms,
+        Health::Offline => s.timeout_ms.saturating_mul(2),
+    };
+    Some(Duration::from_millis(s.age_ms.saturating_sub(threshold)))
+}
+
 /// Members read through a [`ManifestCache`]. Cancel-safe.
 #[derive(Debug)]
 pub struct MemberView {
@@ -625,22 +659,39 @@ pub struct MemberView {
 }
 
 impl MemberView {
-    /// Every node, classified now; `stale` when some of it could not be revalidated.
+    /// Every node, classified now; `stale` when some of it could not be revalidated. A node
+    /// about to be called suspect or offline on a record read before that verdict became
+    /// due is read again first (one conditional GET), so the cache never makes a live node
+    /// look dead (see the module docs).
     pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
         let ms = &self.membership;
-        let all = self
+        let clock = ms.manifests.clock();
+        let store = ms.manifests.store();
+        let names = self
             .cache
-            .get_family(ms.manifests.store(), Family::Member, |n| ms.manifest(n))
+            .list_folders(store, &Family::Member.folder())
             .await?;
-        let now = ms.manifests.clock().now();
-        Ok(View {
-            items: all
-                .items
-                .iter()
-                .map(|(n, s)| ms.classify(n.as_str(), s, now))
-                .collect(),
-            stale: all.stale,
-        })
+        let mut stale = names.stale;
+        let mut items = Vec::with_capacity(names.items.len());
+        for name in names.items.into_iter().filter_map(|n| Name::new(n).ok()) {
+            let m = ms.manifest(&name);
+            let got = self.cache.get(&m).await?;
+            stale |= got.stale;
+            let Some(s) = got.items else { continue };
+            // Classified as soon as it is read: ages are not inflated by the reads of the
+            // nodes after it.
+            let status = ms.classify(name.as_str(), &s, clock.now());
+            let Some(due_for) = overdue(&status) else {
+                items.push(status);
+                continue;
+            };
+            let again = self.cache.get_within(&m, due_for).await?;
+            stale |= again.stale;
+            if let Some(s) = again.items {
+                items.push(ms.classify(name.as_str(), &s, clock.now()));
+            }
+        }
+        Ok(View { items, stale })
     }
 
     /// The cache underneath (for its statistics).

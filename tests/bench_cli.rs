@@ -149,3 +149,52 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `cairn bench --membership`, briefly, on a directory: real `cairn node heartbeat`
+/// processes are killed and seen go, live nodes are judged, and nothing is left behind.
+/// (The figures themselves are a measurement, not asserted.)
+#[test]
+fn bench_membership_on_a_directory_kills_heartbeat_processes_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .current_dir(dir.path())
+        .env_remove("CAIRN_STORE")
+        .env_remove("CAIRN_STRATEGY")
+        .args([
+            "--store",
+            &format!("file://{}", store.display()),
+            "bench",
+            "--membership",
+            "--kills",
+            "1",
+            "--live-nodes",
+            "2",
+            "--membership-for",
+            "2s",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report is JSON");
+    assert_eq!(report["interval_ms"], 1000, "{report:#}");
+    assert_eq!(report["base_timeout_ms"], 2000, "{report:#}");
+    let d = &report["detection"];
+    assert_eq!(d["kills"], 1, "{report:#}");
+    assert!(d["how"].as_str().unwrap().contains("SIGKILL"), "{report:#}");
+    assert_eq!(d["samples_ms"].as_array().unwrap().len(), 1, "{report:#}");
+    let l = &report["liveness"];
+    assert_eq!(l["live_nodes"], 2, "{report:#}");
+    assert!(l["verdicts"].as_u64().unwrap() >= 2, "{report:#}");
+    assert!(
+        l["puts_per_node_per_hour"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    let files = walk(&store);
+    assert!(files.is_empty(), "left behind: {files:?}");
+}

@@ -709,8 +709,8 @@ fn checker_judges_offline_verdicts_by_the_last_stored_heartbeat() {
     let seen = |health: &str, stale| What::Health {
         of: "n".into(),
         health: health.into(),
-        age_ms: 9000,
-        timeout_ms: 3000,
+        age_ms: 5000,
+        timeout_ms: 2000,
         stale,
     };
     // Heartbeats stopped landing 7 s before: offline is right.
@@ -723,10 +723,11 @@ fn checker_judges_offline_verdicts_by_the_last_stored_heartbeat() {
         named(&check::check(&fair), "membership:").verdict,
         Verdict::Held
     );
-    // A heartbeat landed 1 s before a fresh view said offline: false.
+    // A heartbeat landed 1.5 s before a fresh view (fresh for one interval, half the
+    // timeout) said offline: false.
     let false_offline = history(vec![
         (0.0, "n", What::Joined),
-        (7000.0, "n", What::Beat),
+        (6500.0, "n", What::Beat),
         (8000.0, "q", seen("offline", false)),
     ]);
     assert_eq!(
@@ -736,7 +737,7 @@ fn checker_judges_offline_verdicts_by_the_last_stored_heartbeat() {
     // The same from a view served stale is not a declaration.
     let stale = history(vec![
         (0.0, "n", What::Joined),
-        (7000.0, "n", What::Beat),
+        (6500.0, "n", What::Beat),
         (8000.0, "q", seen("offline", true)),
     ]);
     assert_eq!(
@@ -746,7 +747,7 @@ fn checker_judges_offline_verdicts_by_the_last_stored_heartbeat() {
     // A killed node is fairly offline.
     let killed = history(vec![
         (0.0, "n", What::Joined),
-        (7000.0, "n", What::Killed),
+        (6500.0, "n", What::Killed),
         (8000.0, "q", seen("offline", false)),
     ]);
     assert_eq!(

@@ -562,12 +562,12 @@ async fn should_clamp_stored_durations_in_views_and_never_panic() {
                 let forever = get("forever");
                 assert_eq!(
                     forever.timeout_ms,
-                    3 * hour_ms,
-                    "{ctx}: interval clamped to 1 h"
+                    2 * hour_ms,
+                    "{ctx}: interval clamped to 1 h, base two intervals"
                 );
                 assert_eq!(forever.health, Health::Offline, "{ctx}");
-                assert_eq!(get("slow").timeout_ms, 6_000 + 2 * hour_ms, "{ctx}");
-                assert_eq!(get("negative").timeout_ms, 6_000, "{ctx}");
+                assert_eq!(get("slow").timeout_ms, 4_000 + 2 * hour_ms, "{ctx}");
+                assert_eq!(get("negative").timeout_ms, 4_000, "{ctx}");
                 assert_eq!(get("future").age_ms, 0, "{ctx}");
                 assert_eq!(get("past").health, Health::Offline, "{ctx}");
             }
@@ -967,5 +967,9 @@ async fn cli_node_heartbeat_refuses_a_record_with_an_endless_interval_instead_of
     );
     let all: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(all[0]["node"], "a");
-    assert_eq!(all[0]["timeout_ms"], 3 * 3_600_000);
+    assert_eq!(
+        all[0]["timeout_ms"],
+        2 * 3_600_000,
+        "interval clamped to 1 h, base two"
+    );
 }

@@ -196,6 +196,26 @@ pub struct BenchArgs {
     /// How long each contending node holds the lock before releasing it (0 to 1h).
     #[arg(long, default_value = "100ms", value_parser = duration::grace)]
     pub hold: Duration,
+    /// Measure membership at its defaults instead: how soon a killed `cairn node heartbeat`
+    /// is seen not online (--kills), and whether live nodes under injected latency are ever
+    /// called suspect (--live-nodes, --membership-for, --latency-min, --latency-max).
+    #[arg(long)]
+    pub membership: bool,
+    /// With --membership: heartbeat processes killed, one at a time (1 to 1000).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub kills: u32,
+    /// With --membership: live nodes heartbeating under latency (1 to 256).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub live_nodes: u16,
+    /// With --membership: how long the live nodes run (100ms to 1h).
+    #[arg(long, default_value = "10m", value_parser = duration::interval)]
+    pub membership_for: Duration,
+    /// With --membership: least latency injected into each request of the live run (0 to 1h).
+    #[arg(long, default_value = "50ms", value_parser = duration::grace)]
+    pub latency_min: Duration,
+    /// With --membership: most latency injected into each request of the live run (0 to 1h).
+    #[arg(long, default_value = "200ms", value_parser = duration::grace)]
+    pub latency_max: Duration,
 }
 
 /// `cairn turn …`.
@@ -266,7 +286,7 @@ pub enum NodeCommand {
     #[command(after_help = help::node_heartbeat())]
     Heartbeat {
         /// Time between heartbeats (100ms to 1h).
-        #[arg(long, default_value = "2s", value_parser = duration::interval)]
+        #[arg(long, default_value = "1s", value_parser = duration::interval)]
         interval: Duration,
     },
     /// List every node as online, suspect or offline, with its heartbeat age and timeout.

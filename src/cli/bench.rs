@@ -5,6 +5,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::args::{BenchArgs, StrategyArg};
 use super::exit;
+use crate::bench::membership::{HeartbeatProcess, MembershipOptions};
 use crate::bench::{self, BenchOptions, Progress};
 use crate::manifest::Strategy;
 use crate::store::url;
@@ -12,6 +13,18 @@ use crate::{Error, Result};
 
 /// The progress bar: one line on stderr, drawn only on a terminal.
 struct Bar(ProgressBar);
+
+impl Bar {
+    fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        Self(bar)
+    }
+}
 
 impl Progress for Bar {
     fn phase(&self, name: &str, steps: u64) {
@@ -28,6 +41,9 @@ impl Progress for Bar {
 /// Runs the benchmark against `store_url` and prints the result.
 pub async fn run(store_url: &str, strategy: StrategyArg, a: &BenchArgs, json: bool) -> Result<i32> {
     let opened = url::open(store_url).await?;
+    if a.membership {
+        return membership(store_url, opened, a, json).await;
+    }
     let options = BenchOptions {
         ops: usize::try_from(a.ops).unwrap_or(usize::MAX),
         nodes: a.nodes.iter().map(|&n| usize::from(n)).collect(),
@@ -39,13 +55,7 @@ pub async fn run(store_url: &str, strategy: StrategyArg, a: &BenchArgs, json: bo
             StrategyArg::VersionChain => vec![Strategy::VersionChain],
         },
     };
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed:>4} [{bar:30}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    let bar = Bar(bar);
+    let bar = Bar::new();
     let report = bench::run(opened.store, &opened.prefix, store_url, &options, &bar).await;
     bar.0.finish_and_clear();
     let report = match report {
@@ -59,6 +69,57 @@ pub async fn run(store_url: &str, strategy: StrategyArg, a: &BenchArgs, json: bo
     if json {
         let text = serde_json::to_string_pretty(&report).map_err(|source| Error::Encode {
             what: "benchmark report",
+            source,
+        })?;
+        println!("{text}");
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(exit::OK)
+}
+
+/// `cairn bench --membership`: real `cairn node heartbeat` processes are killed where the
+/// store is one a child process can open (`s3://`, `file://`).
+async fn membership(
+    store_url: &str,
+    opened: url::Opened,
+    a: &BenchArgs,
+    json: bool,
+) -> Result<i32> {
+    if a.latency_min > a.latency_max {
+        eprintln!("cairn: --latency-min must not exceed --latency-max");
+        return Ok(exit::USAGE);
+    }
+    let process = match (opened.kind, std::env::current_exe()) {
+        ("memory", _) | (_, Err(_)) => None,
+        (_, Ok(exe)) => Some(HeartbeatProcess {
+            exe,
+            store_url: store_url.to_string(),
+        }),
+    };
+    let options = MembershipOptions {
+        kills: usize::try_from(a.kills).unwrap_or(usize::MAX),
+        live: usize::from(a.live_nodes),
+        run_for: a.membership_for,
+        latency: (a.latency_min, a.latency_max),
+        process,
+        ..MembershipOptions::default()
+    };
+    let bar = Bar::new();
+    let report =
+        bench::run_membership(opened.store, &opened.prefix, store_url, &options, &bar).await;
+    bar.0.finish_and_clear();
+    let report = match report {
+        Ok(r) => r,
+        Err(bench::BenchError::Cairn(e)) => return Err(e),
+        Err(e) => {
+            eprintln!("cairn: {e}");
+            return Ok(exit::FAILURE);
+        }
+    };
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(|source| Error::Encode {
+            what: "membership benchmark report",
             source,
         })?;
         println!("{text}");

@@ -155,6 +155,19 @@ pub fn spawn_armed(
     terminal: Terminal,
     deadline: Option<(Duration, Duration)>,
 ) -> std::io::Result<Child> {
+    spawn_guarded(Guard::spawn()?, command, env, terminal, deadline)
+}
+
+/// [`spawn_armed`] with a guard started earlier ([`Guard::spawn`]): `lock run` starts it
+/// while the lock is being acquired, so that its start (an exec of cairn's binary) costs
+/// no time between acquiring and running COMMAND.
+pub fn spawn_guarded(
+    mut guard: Guard,
+    command: &[String],
+    env: &[(&str, String)],
+    terminal: Terminal,
+    deadline: Option<(Duration, Duration)>,
+) -> std::io::Result<Child> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| std::io::Error::other("no command given"))?;
@@ -163,7 +176,6 @@ pub fn spawn_armed(
         return Err(std::io::Error::last_os_error());
     }
     let sigchld = signal(SignalKind::child())?;
-    let mut guard = Guard::spawn()?;
     if let Some((within, grace)) = deadline {
         guard.arm(within, grace);
     }
@@ -431,6 +443,14 @@ impl Child {
         }
     }
 
+    /// Waits (briefly) for the guard, dismissed once the group is gone, to exit, so that
+    /// it is reaped before cairn exits rather than left to a PID 1 that may not reap. Call
+    /// it after [`Child::finish`] or [`Child::stop`], once what must follow the group's end
+    /// without delay (releasing the lock) is done.
+    pub async fn reap_guard(&mut self) {
+        self.guard.reap().await;
+    }
+
     /// Takes the terminal back from COMMAND's group, if it was handed one.
     fn give_back_terminal(&mut self) {
         if std::mem::take(&mut self.tty) {
@@ -458,7 +478,6 @@ impl Child {
             if self.reaped && !group_exists(pgid) {
                 self.group.gone.store(true, Ordering::Release);
                 self.guard.disarm();
-                self.guard.reap().await;
                 self.give_back_terminal();
                 return true;
             }
@@ -518,9 +537,11 @@ fn reap_orphans(pgid: libc::pid_t, leader: Option<libc::pid_t>) {
     }
 }
 
-/// The guard process and the write end of its stdin.
+/// The guard process and the write end of its stdin (see the module docs). Until a
+/// COMMAND's group is handed to it, it guards nothing: dropped, or [dismissed]
+/// (Guard::dismiss), it exits without killing anything.
 #[derive(Debug)]
-struct Guard {
+pub struct Guard {
     /// Closed once the guard is disarmed; dropping it otherwise makes the guard kill.
     pipe: Option<File>,
     /// Reaped by [`Guard::reap`]; if dropped first, tokio reaps it in the background.
@@ -528,7 +549,8 @@ struct Guard {
 }
 
 impl Guard {
-    fn spawn() -> std::io::Result<Guard> {
+    /// Starts a guard (`cairn __guard`), in a process group of its own.
+    pub fn spawn() -> std::io::Result<Guard> {
         let mut fds = [0 as RawFd; 2];
         // SAFETY: pipe2 fills `fds` with two new descriptors, both close-on-exec.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -600,6 +622,13 @@ impl Guard {
     /// exits rather than left to a PID 1 that may not reap.
     async fn reap(&mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.process.wait()).await;
+    }
+
+    /// Sends away a guard that was never given a group: closing its pipe ends it (it knows
+    /// no group, so it kills nothing), and it is reaped.
+    pub async fn dismiss(mut self) {
+        self.pipe = None;
+        self.reap().await;
     }
 }
 

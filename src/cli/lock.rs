@@ -118,9 +118,24 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
     let name = Name::new(a.name)?;
     let (grace, command, json) = (a.grace, a.command, a.json);
     let mut signals = Signals::install()?;
-    let lease = match acquire(locks, &name, a.wait, a.conflict_code, &mut signals, json).await? {
-        Ok(l) => l,
-        Err(code) => return Ok(code),
+    // The guard starts (an exec of this binary) while the lock is being acquired, not
+    // between acquiring and running COMMAND. Until it is handed COMMAND's group it guards
+    // nothing: when no COMMAND runs, it is simply sent away.
+    let guard = tokio::task::spawn_blocking(child::Guard::spawn);
+    let acquired = acquire(locks, &name, a.wait, a.conflict_code, &mut signals, json).await;
+    let guard = guard
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let lease = match acquired {
+        Ok(Ok(l)) => l,
+        Ok(Err(code)) => {
+            dismiss(guard).await;
+            return Ok(code);
+        }
+        Err(e) => {
+            dismiss(guard).await;
+            return Err(e);
+        }
     };
     let token = lease.fencing_token();
     let finished = |exit_code: i32, loss: Option<LossReason>, released: bool, code: i32| {
@@ -146,23 +161,31 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
     let left = lease
         .deadline()
         .saturating_duration_since(tokio::time::Instant::now());
-    let mut child =
-        match child::spawn_armed(command, &env, child::Terminal::Share, Some((left, grace))) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("cairn: cannot run {:?}: {e}", command[0]);
-                return match lease.release().await {
-                    Ok(()) => Ok(finished(exit::CANNOT_RUN, None, true, exit::CANNOT_RUN)),
-                    Err(crate::Error::LeaseLost { reason, .. }) => Ok(finished(
-                        exit::CANNOT_RUN,
-                        Some(reason),
-                        false,
-                        exit::LEASE_LOST,
-                    )),
-                    Err(e) => Err(e),
-                };
-            }
-        };
+    let spawned = guard.and_then(|g| {
+        child::spawn_guarded(
+            g,
+            command,
+            &env,
+            child::Terminal::Share,
+            Some((left, grace)),
+        )
+    });
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cairn: cannot run {:?}: {e}", command[0]);
+            return match lease.release().await {
+                Ok(()) => Ok(finished(exit::CANNOT_RUN, None, true, exit::CANNOT_RUN)),
+                Err(crate::Error::LeaseLost { reason, .. }) => Ok(finished(
+                    exit::CANNOT_RUN,
+                    Some(reason),
+                    false,
+                    exit::LEASE_LOST,
+                )),
+                Err(e) => Err(e),
+            };
+        }
+    };
     enum End {
         Exited(std::io::Result<ExitStatus>),
         Lost(LossReason),
@@ -202,9 +225,14 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
                     error: "the lease's give-up time passed before the command ended".into(),
                 });
                 eprintln!("cairn: lost lock {name}: {reason}; the command was stopped");
+                child.reap_guard().await;
                 return Ok(finished(code, Some(reason), false, exit::LEASE_LOST));
             }
-            match lease.release().await {
+            // The release first: the guard, dismissed now that the group is gone, is reaped
+            // after it.
+            let released = lease.release().await;
+            child.reap_guard().await;
+            match released {
                 Ok(()) => Ok(finished(code, None, true, code)),
                 // The command finished, but not under the lock: say so, and fail as a lost
                 // lease does, whatever the command's own status.
@@ -224,11 +252,19 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
         End::Lost(reason) => {
             eprintln!("cairn: lost lock {name}: {reason}; stopping the command");
             child.stop(grace).await;
+            child.reap_guard().await;
             let code = child
                 .exit_status()
                 .map_or(exit::FAILURE, child::status_code);
             Ok(finished(code, Some(reason), false, exit::LEASE_LOST))
         }
+    }
+}
+
+/// Sends away a guard that no COMMAND was given to.
+async fn dismiss(guard: std::io::Result<child::Guard>) {
+    if let Ok(g) = guard {
+        g.dismiss().await;
     }
 }
 

@@ -66,6 +66,7 @@ pub async fn run(
         }
     };
     job.finish(GRACE).await;
+    job.reap_guard().await;
     let code = match status {
         Ok(s) => child::status_code(s),
         Err(e) => {
@@ -159,6 +160,7 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
                         Err(_) => exit::FAILURE,
                     };
                     c.finish(GRACE).await;
+                    c.reap_guard().await;
                     set(None);
                     eprintln!("cairn: turn {name} {number}: COMMAND exited {code}");
                     verdict(code, &result_file)

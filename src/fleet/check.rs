@@ -771,11 +771,11 @@ fn log(events: &[Event]) -> Invariant {
 }
 
 /// An offline verdict is false when a fresh view made it although the node's heartbeats
-/// were landing. A view at time `t` may show the store as it was up to its freshness ago (a
-/// third of the timeout: one heartbeat interval), so the verdict is judged against the last
-/// heartbeat stored (as the node's heartbeater reported it) before `t − timeout / 3`, with the
-/// clock skew bound (1 s either way within the fleet) and the write's own duration (up to a
-/// third of the timeout) in the node's favour. Verdicts of views
+/// were landing. A view at time `t` may show the store as it was up to its freshness ago
+/// (one heartbeat interval, at most half the timeout, whose base is two intervals), so the
+/// verdict is judged against the last heartbeat stored (as the node's heartbeater reported
+/// it) before `t − timeout / 2`, with the clock skew bound (1 s either way within the fleet)
+/// and the write's own duration (up to an interval) in the node's favour. Verdicts of views
 /// served stale (the viewer could not reach the store) are not declarations; they are counted.
 fn offline(events: &[Event]) -> Invariant {
     let mut acc = Acc::new("membership: no live node declared offline while it heartbeated");
@@ -810,15 +810,15 @@ fn offline(events: &[Event]) -> Invariant {
                     continue;
                 }
                 let t = *timeout_ms as f64;
-                let seen_as_of = e.at_ms - t / 3.0;
+                let seen_as_of = e.at_ms - t / 2.0;
                 let last = beats
                     .get(of.as_str())
                     .and_then(|b| b.iter().rev().find(|b| b.at_ms <= seen_as_of));
                 if let Some(beat) = last {
                     let since = e.at_ms - beat.at_ms;
                     // The beat is recorded when its write returned; the record carries the
-                    // time the write was sent, up to a third of the timeout earlier.
-                    if since + t / 3.0 + SKEW_MS < 2.0 * t {
+                    // time the write was sent, up to an interval (half the timeout) earlier.
+                    if since + t / 2.0 + SKEW_MS < 2.0 * t {
                         acc.violate(
                             format!(
                                 "{of} was declared offline (heartbeat age {age_ms} ms, timeout {timeout_ms} ms) though a heartbeat of it was stored {since:.0} ms before"

@@ -55,6 +55,9 @@ pub enum Fault {
     CommitThenHang,
     /// Forward the request after this delay.
     Delay(Duration),
+    /// Forward the request after a delay drawn uniformly from `[min, max]` (the wrapper's
+    /// seeded random source): latency that varies from request to request.
+    DelayBetween(Duration, Duration),
 }
 
 /// A fault and the requests it applies to.
@@ -250,6 +253,35 @@ impl Shared {
         None
     }
 
+    /// How long a delay fault holds its request (zero for other faults).
+    fn delay_of(&self, fault: Fault) -> Duration {
+        match fault {
+            Fault::Delay(d) => d,
+            Fault::DelayBetween(min, max) if max > min => self
+                .rng
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .random_range(min..=max),
+            Fault::DelayBetween(min, _) => min,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// A streamed listing `inner` after the fault chosen for it. It cannot sleep before it
+    /// starts: a fault is an immediate error, a delay is ignored.
+    fn list(
+        &self,
+        at: &Path,
+        inner: impl FnOnce() -> BoxStream<'static, Result<ObjectMeta>>,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        match self.pick(Op::List, at) {
+            None | Some(Fault::Delay(_) | Fault::DelayBetween(..)) => inner(),
+            Some(f) => {
+                futures::stream::once(futures::future::ready(Err(fault_error(at, f)))).boxed()
+            }
+        }
+    }
+
     /// Applies the fault chosen for a request around `forward`.
     async fn run<T>(
         &self,
@@ -259,8 +291,8 @@ impl Shared {
     ) -> Result<T> {
         match self.pick(op, path) {
             None => forward.await,
-            Some(Fault::Delay(d)) => {
-                tokio::time::sleep(d).await;
+            Some(f @ (Fault::Delay(_) | Fault::DelayBetween(..))) => {
+                tokio::time::sleep(self.delay_of(f)).await;
                 forward.await
             }
             Some(Fault::CommitThenFail) => {
@@ -395,12 +427,7 @@ impl ObjectStore for FaultStore {
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         self.shared.counters.lists.fetch_add(1, Ordering::SeqCst);
         let at = prefix.cloned().unwrap_or_default();
-        match self.shared.pick(Op::List, &at) {
-            Some(f) if !matches!(f, Fault::Delay(_)) => {
-                futures::stream::once(futures::future::ready(Err(fault_error(&at, f)))).boxed()
-            }
-            _ => self.inner.list(prefix),
-        }
+        self.shared.list(&at, || self.inner.list(prefix))
     }
 
     fn list_with_offset(
@@ -410,12 +437,8 @@ impl ObjectStore for FaultStore {
     ) -> BoxStream<'static, Result<ObjectMeta>> {
         self.shared.counters.lists.fetch_add(1, Ordering::SeqCst);
         let at = prefix.cloned().unwrap_or_default();
-        match self.shared.pick(Op::List, &at) {
-            Some(f) if !matches!(f, Fault::Delay(_)) => {
-                futures::stream::once(futures::future::ready(Err(fault_error(&at, f)))).boxed()
-            }
-            _ => self.inner.list_with_offset(prefix, offset),
-        }
+        self.shared
+            .list(&at, || self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
@@ -432,8 +455,7 @@ impl ObjectStore for FaultStore {
     }
 }
 
-/// A list stream cannot sleep before it starts: a list fault is an immediate error (a delay
-/// is ignored).
+/// The error a faulty listing starts with.
 fn fault_error(path: &Path, fault: Fault) -> object_store::Error {
     match fault {
         Fault::Status(s) => status_error(path, Op::List, s),

@@ -6,10 +6,27 @@
 //! web identity, IMDS).
 //! `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` point at an S3-compatible server; plain HTTP
 //! is allowed only when that endpoint says `http://`.
+//!
+//! # Opening is cheap when the environment says everything
+//!
+//! A CLI call pays for opening the store every time, so two costs that change nothing are
+//! skipped (`cairn lock run X -- true` on LocalStack spent about a third of its time on them):
+//!
+//! - **The provider chain**, when the environment alone decides the outcome: static
+//!   credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optionally
+//!   `AWS_SESSION_TOKEN`), a region (`AWS_REGION` or `AWS_DEFAULT_REGION`), and no shared
+//!   config file (`AWS_CONFIG_FILE`, default `~/.aws/config`) that could name an endpoint or
+//!   `ignore_configured_endpoint_urls`. The chain reads the environment first for each of
+//!   these, so it would return exactly these values; building it costs an STS client and a
+//!   TLS client that loads every system root certificate ([`from_environment`]).
+//! - **The system root certificates**, when the endpoint is plain `http://`: no TLS
+//!   connection is ever made to it, so the HTTP client is built without them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
+use aws_credential_types::provider::SharedCredentialsProvider;
 #[cfg(feature = "aws")]
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
@@ -134,18 +151,102 @@ async fn open_s3(bucket: &str, _prefix: &str, _timeout: Duration) -> Result<Open
     )))
 }
 
+/// What the environment alone settles for an S3 client: the provider chain, were it built,
+/// would return exactly this (see the module docs).
+#[cfg(feature = "aws")]
+#[derive(PartialEq, Eq)]
+struct FromEnvironment {
+    endpoint: Option<String>,
+    region: String,
+    key_id: String,
+    secret: String,
+    token: Option<String>,
+}
+
+#[cfg(feature = "aws")]
+impl std::fmt::Debug for FromEnvironment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FromEnvironment")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The S3 settings when the environment (`var`) settles all of them and no shared config
+/// file exists (`config_file`); `None` when the provider chain must be asked. Mirrors the
+/// chain's order: credentials and region from the environment come before any profile, and
+/// an endpoint from the environment before the profile's, which a config file could still
+/// override with `ignore_configured_endpoint_urls`.
+#[cfg(feature = "aws")]
+fn from_environment(
+    var: impl Fn(&str) -> Option<String>,
+    config_file: bool,
+) -> Option<FromEnvironment> {
+    let set = |k: &str| var(k).filter(|v| !v.is_empty());
+    if config_file || set("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some() {
+        return None;
+    }
+    Some(FromEnvironment {
+        endpoint: set("AWS_ENDPOINT_URL_S3").or_else(|| set("AWS_ENDPOINT_URL")),
+        region: set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION"))?,
+        key_id: set("AWS_ACCESS_KEY_ID")?,
+        secret: set("AWS_SECRET_ACCESS_KEY")?,
+        token: set("AWS_SESSION_TOKEN"),
+    })
+}
+
+/// Whether the shared AWS config file exists (`AWS_CONFIG_FILE`, else `~/.aws/config`).
+#[cfg(feature = "aws")]
+fn config_file_exists() -> bool {
+    let path = match std::env::var_os("AWS_CONFIG_FILE") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => match std::env::var_os("HOME") {
+            Some(home) => std::path::Path::new(&home).join(".aws").join("config"),
+            // Without a home the chain finds no file either.
+            None => return false,
+        },
+    };
+    path.exists()
+}
+
 #[cfg(feature = "aws")]
 async fn open_s3(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened> {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-        .ok()
-        .or_else(|| sdk.endpoint_url().map(str::to_string));
-    let region = sdk
-        .region()
-        .map(|r| r.to_string())
-        .unwrap_or_else(|| "us-east-1".to_string());
+    let (endpoint, region, credentials) =
+        match from_environment(|k| std::env::var(k).ok(), config_file_exists()) {
+            Some(env) => {
+                let static_credentials = aws_credential_types::Credentials::new(
+                    env.key_id,
+                    env.secret,
+                    env.token,
+                    None,
+                    "Environment",
+                );
+                (
+                    env.endpoint,
+                    env.region,
+                    Some(SharedCredentialsProvider::new(static_credentials)),
+                )
+            }
+            None => {
+                let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .load()
+                    .await;
+                let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+                    .ok()
+                    .or_else(|| sdk.endpoint_url().map(str::to_string));
+                let region = sdk
+                    .region()
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "us-east-1".to_string());
+                (endpoint, region, sdk.credentials_provider())
+            }
+        };
+    // Plain HTTP never needs a root certificate: not loading them saves a read of every
+    // file under /etc/ssl/certs on each start.
+    let plain_http = endpoint
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
     let shown_endpoint = match &endpoint {
         Some(e) => super::cause::endpoint_of(e).or_else(|| Some(e.clone())),
         None => Some(format!("https://s3.{region}.amazonaws.com")),
@@ -165,16 +266,16 @@ async fn open_s3(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened
         .with_client_options(
             ClientOptions::new()
                 .with_timeout(timeout)
-                .with_connect_timeout(timeout.min(CONNECT_TIMEOUT)),
+                .with_connect_timeout(timeout.min(CONNECT_TIMEOUT))
+                .with_no_system_certificates(plain_http),
         );
     if let Some(endpoint) = endpoint {
-        let http = endpoint.starts_with("http://");
         builder = builder
             .with_endpoint(endpoint)
-            .with_allow_http(http)
+            .with_allow_http(plain_http)
             .with_virtual_hosted_style_request(false);
     }
-    if let Some(provider) = sdk.credentials_provider() {
+    if let Some(provider) = credentials {
         builder = builder.with_credentials(super::aws::adapt_checked(provider).await?);
     }
     let s3 = builder
@@ -186,4 +287,99 @@ async fn open_s3(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened
         kind: "s3",
         endpoint: shown_endpoint,
     })
+}
+
+#[cfg(all(test, feature = "aws"))]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    const LOCALSTACK: &[(&str, &str)] = &[
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566"),
+    ];
+
+    #[test]
+    fn static_credentials_a_region_and_no_config_file_skip_the_provider_chain() {
+        let got = from_environment(env(LOCALSTACK), false).expect("settled by the environment");
+        assert_eq!(
+            got,
+            FromEnvironment {
+                endpoint: Some("http://127.0.0.1:4566".into()),
+                region: "us-east-1".into(),
+                key_id: "test".into(),
+                secret: "secret".into(),
+                token: None,
+            }
+        );
+        // The S3-specific endpoint wins, as in the chain; the default region is a fallback.
+        let vars = [
+            ("AWS_ACCESS_KEY_ID", "k"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_SESSION_TOKEN", "t"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_ENDPOINT_URL", "http://a"),
+            ("AWS_ENDPOINT_URL_S3", "https://b"),
+        ];
+        let got = from_environment(env(&vars), false).unwrap();
+        assert_eq!(got.endpoint.as_deref(), Some("https://b"));
+        assert_eq!(
+            (got.region.as_str(), got.token.as_deref()),
+            ("eu-west-1", Some("t"))
+        );
+        // No endpoint at all: real S3.
+        let vars = [
+            ("AWS_ACCESS_KEY_ID", "k"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_REGION", "us-east-1"),
+        ];
+        assert_eq!(from_environment(env(&vars), false).unwrap().endpoint, None);
+    }
+
+    #[test]
+    fn anything_the_environment_does_not_settle_goes_to_the_provider_chain() {
+        // A config file may name an endpoint or ignore the environment's.
+        assert!(from_environment(env(LOCALSTACK), true).is_none());
+        let without = |missing: &str| {
+            let vars: Vec<(&str, &str)> = LOCALSTACK
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            from_environment(env(&vars), false)
+        };
+        assert!(
+            without("AWS_ACCESS_KEY_ID").is_none(),
+            "profile, SSO, IMDS…"
+        );
+        assert!(without("AWS_SECRET_ACCESS_KEY").is_none());
+        assert!(
+            without("AWS_REGION").is_none(),
+            "the region may be the profile's"
+        );
+        let mut vars = LOCALSTACK.to_vec();
+        vars.push(("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"));
+        assert!(from_environment(env(&vars), false).is_none());
+        // An empty value is no value.
+        let mut vars = LOCALSTACK.to_vec();
+        vars.retain(|(k, _)| *k != "AWS_ACCESS_KEY_ID");
+        vars.push(("AWS_ACCESS_KEY_ID", ""));
+        assert!(from_environment(env(&vars), false).is_none());
+    }
+
+    #[test]
+    fn the_environment_summary_never_shows_the_secret() {
+        let got = from_environment(env(LOCALSTACK), false).unwrap();
+        let shown = format!("{got:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The benchmark behind `cairn bench` (and `cargo bench --bench ops`): what each operation
 //! costs on a given store, next to the raw `object_store` calls that make its floor, and how
-//! one lock behaves when 1, 4, 16 and 64 nodes compete for it.
+//! one lock behaves when 1, 4, 16 and 64 nodes compete for it. `cairn bench --membership`
+//! measures membership at its defaults instead ([`membership`]).
 //!
 //! Everything runs under a scratch prefix (`<prefix>/cairn-bench-<uuid>`) that is deleted at
 //! the end, so it can be pointed at a bucket in use: it never touches the prefix's own
@@ -39,6 +40,8 @@ use crate::store::keys::{self, Family};
 use crate::turn::{Claim, ClaimedTurn, TurnOptions};
 use crate::{Cairn, Name, StrategyChoice};
 
+pub mod membership;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -48,7 +51,8 @@ pub struct BenchOptions {
     /// How many nodes compete for one lock, one run each. Default 1, 4, 16, 64.
     pub nodes: Vec<usize>,
     /// How long each contention run lasts. Default 3 s: at a handover every 100 ms or so,
-    /// a run sees dozens, and the waiters' polling (every 125 ms at first, backing off).
+    /// a run sees dozens, and the waiters' polling (pauses of 125 ms to 1 s, see
+    /// [`LeaseOptions::poll_max`]).
     pub contention_for: Duration,
     /// How long a contending node holds the lock. Default 100 ms: longer than a few
     /// requests, so the nodes that were out see it held and wait by polling.
@@ -287,6 +291,39 @@ pub async fn run(
         format!("{root}/cairn-bench-{}", uuid::Uuid::new_v4())
     };
     let result = run_in(Arc::clone(&store), &scratch, label, options, progress).await;
+    progress.phase("cleaning up", 1);
+    let cleanup = delete_below(&store, &scratch).await;
+    progress.advance(1);
+    let report = result?;
+    cleanup?;
+    Ok(report)
+}
+
+/// Runs the membership benchmark ([`membership`]) on `store` below `prefix`, and deletes
+/// what it wrote.
+pub async fn run_membership(
+    store: Arc<dyn ObjectStore>,
+    prefix: &str,
+    label: &str,
+    options: &membership::MembershipOptions,
+    progress: &dyn Progress,
+) -> Result<membership::MembershipReport> {
+    let relative = format!("cairn-bench-{}", uuid::Uuid::new_v4());
+    let root = prefix.trim_matches('/');
+    let scratch = if root.is_empty() {
+        relative.clone()
+    } else {
+        format!("{root}/{relative}")
+    };
+    let result = membership::run(
+        Arc::clone(&store),
+        &scratch,
+        &relative,
+        label,
+        options,
+        progress,
+    )
+    .await;
     progress.phase("cleaning up", 1);
     let cleanup = delete_below(&store, &scratch).await;
     progress.advance(1);
