@@ -48,18 +48,17 @@
 )]
 #![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::cache::{CacheOptions, ManifestCache, View};
 use crate::clock::{millis, stored_ms, until};
 use crate::error::{Error, Result};
+use crate::manifest::held::{own_late_write, ClaimBody, Held, Keeper, Release};
 use crate::manifest::{Manifest, Manifests, Removed, Revalidated, Snapshot, Written};
 use crate::store::keys::{self, Family};
 use crate::store::{Name, WriteId};
@@ -375,27 +374,14 @@ impl Membership {
         };
         let first = clock.monotonic().saturating_duration_since(sent);
         info!(node = %node, session = %session, "joined");
-        let shared = Arc::new(Mutex::new(Beat {
-            snapshot: s,
-            latency_ms: first.as_secs_f64() * 1000.0,
-            ended: None,
-        }));
-        let stop = CancellationToken::new();
-        let ended = CancellationToken::new();
-        let task = tokio::spawn(beat(
-            self.clone(),
-            node.clone(),
-            Arc::clone(&shared),
-            stop.clone(),
-            ended.clone(),
-        ));
+        let held = Held::spawn(s, None, first.as_secs_f64() * 1000.0, {
+            let (membership, node) = (self.clone(), node.clone());
+            move |keeper| beat(membership, node, keeper)
+        });
         Ok(Heartbeater {
             node,
             membership: self.clone(),
-            shared,
-            stop,
-            ended,
-            task: Some(task),
+            held,
         })
     }
 }
@@ -434,11 +420,18 @@ fn duplicate(node: &Name, other: &MemberRecord) -> Error {
     }
 }
 
-#[derive(Debug)]
-struct Beat {
-    snapshot: Snapshot<MemberRecord>,
-    latency_ms: f64,
-    ended: Option<HeartbeatEnd>,
+/// The claim a heartbeater holds: the newest record of this run, how the heartbeats ended
+/// if they did, and the moving average of write latency in milliseconds.
+type HeldMember = Held<MemberRecord, HeartbeatEnd, f64>;
+
+impl ClaimBody for MemberRecord {
+    fn session(&self) -> &str {
+        &self.session
+    }
+
+    fn is_open(&self) -> bool {
+        self.state == Presence::Alive
+    }
 }
 
 /// Why a heartbeater stopped on its own.
@@ -461,17 +454,10 @@ pub enum HeartbeatEnd {
 pub struct Heartbeater {
     node: Name,
     membership: Membership,
-    shared: Arc<Mutex<Beat>>,
-    stop: CancellationToken,
-    ended: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    held: HeldMember,
 }
 
 impl Heartbeater {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Beat> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The node id.
     pub fn node(&self) -> &Name {
         &self.node
@@ -479,20 +465,19 @@ impl Heartbeater {
 
     /// The moving average of heartbeat write latency so far.
     pub fn write_latency(&self) -> Duration {
-        Duration::try_from_secs_f64(self.lock().latency_ms / 1000.0).unwrap_or(Duration::ZERO)
+        Duration::try_from_secs_f64(self.held.state().extra / 1000.0).unwrap_or(Duration::ZERO)
     }
 
     /// The last heartbeat stored.
     pub fn last(&self) -> Snapshot<MemberRecord> {
-        self.lock().snapshot.clone()
+        self.held.state().snapshot.clone()
     }
 
     /// Waits until the heartbeater stops on its own (another process took the node id) and
     /// says why. Cancel-safe. Never returns while heartbeats go on.
     pub async fn ended(&self) -> HeartbeatEnd {
         loop {
-            self.ended.cancelled().await;
-            if let Some(e) = self.lock().ended.clone() {
+            if let Some(e) = self.held.lost().await {
                 return e;
             }
         }
@@ -500,17 +485,12 @@ impl Heartbeater {
 
     /// Stops heartbeating and marks the node left (one conditional write). Not cancel-safe.
     pub async fn leave(mut self) -> Result<()> {
-        self.stop.cancel();
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-        let (current, ended) = {
-            let b = self.lock();
-            (b.snapshot.clone(), b.ended.is_some())
+        self.held.stop().await;
+        let current = match self.held.begin_release() {
+            Release::Ours(s) => s,
+            // The record is another process's now.
+            Release::Lost(_) | Release::Already => return Ok(()),
         };
-        if ended {
-            return Ok(()); // the record is another process's now
-        }
         let m = self.membership.manifest(&self.node);
         let clock = self.membership.manifests.clock();
         let left = MemberRecord {
@@ -531,39 +511,23 @@ impl Heartbeater {
     }
 }
 
-impl Drop for Heartbeater {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
-}
-
 /// The heartbeat loop: one conditional write per interval, on this run's last version.
-async fn beat(
-    membership: Membership,
-    node: Name,
-    shared: Arc<Mutex<Beat>>,
-    stop: CancellationToken,
-    ended: CancellationToken,
-) {
+async fn beat(membership: Membership, node: Name, keeper: Keeper<MemberRecord, HeartbeatEnd, f64>) {
     let m = membership.manifest(&node);
     let clock = Arc::clone(membership.manifests.clock());
     let interval = membership.options.interval;
     let weight = membership.options.latency_weight.clamp(0.0, 1.0);
-    let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
     let mut next = crate::clock::after(clock.monotonic(), interval);
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
-            _ = stop.cancelled() => return,
+            _ = keeper.stopped() => return,
         }
         let now = clock.monotonic();
         next = crate::clock::after(next, interval).max(now);
         let (current, avg) = {
-            let b = lock();
-            (b.snapshot.clone(), b.latency_ms)
+            let b = keeper.state();
+            (b.snapshot.clone(), b.extra)
         };
         let body = MemberRecord {
             heartbeat_at: clock.now(),
@@ -583,16 +547,16 @@ async fn beat(
             .saturating_duration_since(sent)
             .as_secs_f64()
             * 1000.0;
-        let mut b = lock();
+        let mut b = keeper.state();
         // A failed or slow write is exactly what the timeout must adapt to: count it too.
-        b.latency_ms = (1.0 - weight) * b.latency_ms + weight * took;
+        b.extra = (1.0 - weight) * b.extra + weight * took;
         match result {
             Ok(Written::Written(s)) => {
                 crate::telemetry::heartbeat("ok");
                 debug!(node = %node, beats = s.body.beats, latency_ms = took, "heartbeat");
                 b.snapshot = s;
             }
-            Ok(Written::Conflict(Some(other))) if other.body.session == current.body.session => {
+            Ok(Written::Conflict(Some(other))) if own_late_write(&current, &other) => {
                 // An earlier write of ours landed after all: carry on from it.
                 b.snapshot = other;
             }
@@ -602,11 +566,11 @@ async fn beat(
                     |o| (o.body.session, o.body.started_at),
                 );
                 warn!(node = %node, other = %other_session, "another process heartbeats under this node id; stopping");
-                b.ended = Some(HeartbeatEnd::Duplicate {
+                drop(b);
+                keeper.lose(HeartbeatEnd::Duplicate {
                     other_session,
                     other_started_at,
                 });
-                ended.cancel();
                 return;
             }
             Err(e) => {

@@ -1,0 +1,220 @@
+//! A held claim: one manifest version owned by one node's session, kept alive by a
+//! background task, and lost when a foreign write replaces it.
+//!
+//! Leases ([`crate::lease::Lease`]) and heartbeats ([`crate::member::Heartbeater`]) both hold
+//! a claim this way. The core here owns what they share: the newest version known to be
+//! ours, the local deadline after which the claim counts as lost, the loss reason once it is
+//! lost (published through a [`CancellationToken`]), the release flag, and the task, stopped
+//! when the handle is dropped. What differs — how a renewal body is made, when to renew, what
+//! a foreign write means, what the tombstone says — stays with the users.
+//!
+//! [`own_late_write`] answers the question every holder asks on a conflict: is the version
+//! that beat our write an earlier write of ours that landed late?
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Snapshot;
+
+/// A manifest body written by one session of a claim (a lease, a heartbeat, a turn).
+pub trait ClaimBody {
+    /// The session that wrote this version: unique to one acquisition, join or turn.
+    fn session(&self) -> &str;
+    /// Whether this version still holds the claim open (held, alive, unfinished). A
+    /// version of ours that closed the claim is not a late write to carry on from.
+    fn is_open(&self) -> bool;
+}
+
+/// Whether `latest`, the version that beat our conditional write on top of `ours`, is an
+/// earlier write of our own session that landed after we gave up on it (a cut-short request
+/// that took effect after all), and still holds the claim open. Such a version is adopted
+/// and written over; any other is a foreign write.
+pub fn own_late_write<T: ClaimBody>(ours: &Snapshot<T>, latest: &Snapshot<T>) -> bool {
+    latest.body.session() == ours.body.session() && latest.body.is_open()
+}
+
+/// What a held claim's handle and its task share.
+#[derive(Debug)]
+pub struct HeldState<T, R, X> {
+    /// The newest version of our claim known to be stored.
+    pub snapshot: Snapshot<T>,
+    /// When this holder must consider the claim lost (`None`: never by time alone).
+    pub deadline: Option<Instant>,
+    /// Why the claim was lost, once it was.
+    pub lost: Option<R>,
+    /// Set once released (explicitly or on drop).
+    pub released: bool,
+    /// What else the user keeps with the claim (a latency average, …).
+    pub extra: X,
+}
+
+/// What [`Held::begin_release`] found.
+#[derive(Debug)]
+pub enum Release<T, R> {
+    /// Released before: nothing to do.
+    Already,
+    /// The claim was lost first, for this reason: nothing of ours to release.
+    Lost(R),
+    /// Ours: write the tombstone over this version.
+    Ours(Snapshot<T>),
+}
+
+/// The task's side of a held claim: its shared state, its stop signal and its loss signal.
+#[derive(Debug)]
+pub struct Keeper<T, R, X> {
+    shared: Arc<Mutex<HeldState<T, R, X>>>,
+    stop: CancellationToken,
+    loss: CancellationToken,
+}
+
+impl<T, R, X> Keeper<T, R, X> {
+    /// The shared state, locked (a poisoned lock is used as it is: the state is plain data).
+    pub fn state(&self) -> MutexGuard<'_, HeldState<T, R, X>> {
+        lock(&self.shared)
+    }
+
+    /// Resolves once the handle stops the task (release, leave or drop). Cancel-safe.
+    pub async fn stopped(&self) {
+        self.stop.cancelled().await;
+    }
+
+    /// Records why the claim was lost and signals it to every waiter.
+    pub fn lose(&self, reason: R) {
+        self.state().lost = Some(reason);
+        self.loss.cancel();
+    }
+}
+
+/// The handle on a held claim: its shared state and its background task. Dropping it stops
+/// the task.
+#[derive(Debug)]
+pub struct Held<T, R, X> {
+    shared: Arc<Mutex<HeldState<T, R, X>>>,
+    stop: CancellationToken,
+    loss: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl<T, R, X> Held<T, R, X>
+where
+    T: Send + 'static,
+    R: Clone + Send + 'static,
+    X: Send + 'static,
+{
+    /// Holds `snapshot` and starts `task`, given the task's side of the claim, to keep it.
+    pub fn spawn<F, Fut>(
+        snapshot: Snapshot<T>,
+        deadline: Option<Instant>,
+        extra: X,
+        task: F,
+    ) -> Self
+    where
+        F: FnOnce(Keeper<T, R, X>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let shared = Arc::new(Mutex::new(HeldState {
+            snapshot,
+            deadline,
+            lost: None,
+            released: false,
+            extra,
+        }));
+        let stop = CancellationToken::new();
+        let loss = CancellationToken::new();
+        let keeper = Keeper {
+            shared: Arc::clone(&shared),
+            stop: stop.clone(),
+            loss: loss.clone(),
+        };
+        let task = tokio::spawn(task(keeper));
+        Self {
+            shared,
+            stop,
+            loss,
+            task: Some(task),
+        }
+    }
+}
+
+impl<T, R: Clone, X> Held<T, R, X> {
+    /// The shared state, locked.
+    pub fn state(&self) -> MutexGuard<'_, HeldState<T, R, X>> {
+        lock(&self.shared)
+    }
+
+    /// The shared state itself, for a release that outlives the handle (on drop).
+    pub fn shared(&self) -> Arc<Mutex<HeldState<T, R, X>>> {
+        Arc::clone(&self.shared)
+    }
+
+    /// A token cancelled when the claim is lost. Cancel-safe to wait on.
+    pub fn loss_token(&self) -> CancellationToken {
+        self.loss.clone()
+    }
+
+    /// Why the claim was lost, if it was.
+    pub fn loss_reason(&self) -> Option<R> {
+        self.state().lost.clone()
+    }
+
+    /// Waits until the loss is signalled and returns the reason recorded with it (always
+    /// `Some` from [`Keeper::lose`]). Cancel-safe. Never returns while the claim is held.
+    pub async fn lost(&self) -> Option<R> {
+        self.loss.cancelled().await;
+        self.loss_reason()
+    }
+}
+
+impl<T: Clone, R: Clone, X> Held<T, R, X> {
+    /// Marks the claim released (once) and says what there is to release.
+    pub fn begin_release(&self) -> Release<T, R> {
+        begin_release(&self.shared)
+    }
+}
+
+/// [`Held::begin_release`] on the shared state (for a release that outlives the handle).
+pub fn begin_release<T: Clone, R: Clone, X>(shared: &Mutex<HeldState<T, R, X>>) -> Release<T, R> {
+    let mut s = lock(shared);
+    if s.released {
+        return Release::Already;
+    }
+    s.released = true;
+    match s.lost.clone() {
+        Some(reason) => Release::Lost(reason),
+        None => Release::Ours(s.snapshot.clone()),
+    }
+}
+
+impl<T, R, X> Held<T, R, X> {
+    /// Stops the task and waits for it to end. Not cancel-safe (a cancelled wait leaves the
+    /// task stopping on its own).
+    pub async fn stop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// Stops the task without waiting.
+    pub fn halt(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl<T, R, X> Drop for Held<T, R, X> {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Locks the shared state; a poisoned lock is used as it is (the state is plain data).
+pub fn lock<S>(shared: &Mutex<S>) -> MutexGuard<'_, S> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
