@@ -59,7 +59,9 @@ use tracing::{debug, info, warn};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::log::Audit;
-use crate::manifest::held::{self, own_late_write, ClaimBody, Held, HeldState, Keeper, Release};
+use crate::manifest::held::{
+    self, own_late_write, ClaimBody, Held, HeldState, Keep, Release, Renewal,
+};
 use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
@@ -812,9 +814,15 @@ impl Lease {
         let manifests = Arc::clone(&locks.manifests);
         let token = snapshot.body.fencing_token;
         let deadline = clock::after(sent, options.hold_for());
-        let held = Held::spawn(snapshot, Some(deadline), (), {
-            let (name, m, ms) = (name.clone(), manifest.clone(), Arc::clone(&manifests));
-            move |keeper| keep_alive(name, m, keeper, sent, options, ms)
+        let due = clock::after(sent, options.renew_interval);
+        let renewer = Renewer {
+            name: name.clone(),
+            options,
+            manifests: Arc::clone(&manifests),
+        };
+        let (m, c) = (manifest.clone(), Arc::clone(manifests.clock()));
+        let held = Held::spawn(snapshot, Some(deadline), (), move |keeper| {
+            held::keep(m, renewer, keeper, due, c)
         });
         Self {
             name,
@@ -1010,85 +1018,82 @@ fn loss_by(cur: Option<&Snapshot<LockRecord>>, ours: &str) -> LossReason {
     }
 }
 
-/// The renewal task: renews every `renew_interval` after the last successful renewal was
-/// sent, retries failures every `retry_interval`, and declares the lease lost when it is
-/// taken over or the local deadline passes.
-async fn keep_alive(
+/// How a lease renews: every `renew_interval` after the last successful renewal was sent,
+/// retrying failures every `retry_interval` (jittered), cutting a renewal in flight short
+/// on release; lost when taken over, broken, or when the local deadline passes.
+struct Renewer {
     name: Name,
-    m: Manifest<LockRecord>,
-    keeper: Keeper<LockRecord, LossReason, ()>,
-    mut last_sent: Instant,
     options: LeaseOptions,
     manifests: Arc<Manifests>,
-) {
-    let clock = Arc::clone(manifests.clock());
-    let lose = |reason: LossReason| {
-        warn!(lock = %name, %reason, "lease lost");
-        crate::telemetry::lock_lost(name.as_str(), reason.label());
-        keeper.lose(reason);
-    };
-    let mut next = clock::after(last_sent, options.renew_interval);
-    let mut last_error = String::from("no renewal attempted");
-    loop {
-        let Some(deadline) = keeper.state().deadline else {
-            return; // set in `Lease::start`: never
-        };
-        tokio::select! {
-            _ = keeper.stopped() => return,
-            _ = tokio::time::sleep_until(deadline) => {
-                lose(LossReason::Unavailable { error: last_error });
-                return;
-            }
-            _ = tokio::time::sleep_until(next) => {}
-        }
-        let snapshot = keeper.state().snapshot.clone();
-        let now = clock.now();
-        let record = LockRecord {
+}
+
+impl Renewer {
+    fn lost(&self, reason: LossReason) -> LossReason {
+        warn!(lock = %self.name, %reason, "lease lost");
+        crate::telemetry::lock_lost(self.name.as_str(), reason.label());
+        reason
+    }
+}
+
+impl Keep<LockRecord> for Renewer {
+    type Loss = LossReason;
+    type Extra = ();
+
+    fn cut_short(&self) -> bool {
+        true
+    }
+
+    fn next_body(&mut self, state: &HeldState<LockRecord, LossReason, ()>) -> LockRecord {
+        let now = self.manifests.clock().now();
+        LockRecord {
             renewed_at: now,
-            expires_at: clock::add_saturating(now, options.ttl),
-            ..snapshot.body.clone()
-        };
-        let sent = clock.monotonic();
-        let result = tokio::select! {
-            _ = keeper.stopped() => return,
-            _ = tokio::time::sleep_until(deadline) => {
-                lose(LossReason::Unavailable { error: format!("renewal still in flight ({last_error})") });
-                return;
-            }
-            r = m.write(Some(&snapshot), record) => r,
-        };
-        match result {
-            Ok(Written::Written(s)) => {
-                debug!(lock = %name, version = s.version, "renewed");
-                let mut sh = keeper.state();
-                sh.snapshot = s;
-                sh.deadline = Some(clock::after(sent, options.hold_for()));
-                last_sent = sent;
-                next = clock::after(last_sent, options.renew_interval);
-            }
-            Ok(Written::Conflict(Some(cur))) if own_late_write(&snapshot, &cur) => {
-                // An earlier renewal of ours landed after we gave up on it. Adopt it, but do
-                // not extend the deadline: we do not know when it was sent. Renew again now.
-                debug!(lock = %name, version = cur.version, "found our own earlier renewal");
-                keeper.state().snapshot = cur;
-                next = clock.monotonic();
-            }
-            Ok(Written::Conflict(cur)) => {
-                lose(loss_by(cur.as_ref(), &snapshot.body.session));
-                return;
-            }
-            Err(e) => {
-                warn!(lock = %name, error = %e, "renewal failed; retrying");
-                last_error = e.to_string();
-                let retry = manifests.with_rng(|r| {
-                    jittered(
-                        options.retry_interval,
-                        clock::divide(options.retry_interval, 4),
-                        r,
-                    )
-                });
-                next = clock::after(clock.monotonic(), retry);
+            expires_at: clock::add_saturating(now, self.options.ttl),
+            ..state.snapshot.body.clone()
+        }
+    }
+
+    fn renewed(&mut self, s: &Snapshot<LockRecord>, _took: Duration) {
+        debug!(lock = %self.name, version = s.version, "renewed");
+    }
+
+    fn adopted(&mut self, s: &Snapshot<LockRecord>) {
+        // Adopted without extending the deadline (`next_due` renews again at once): we do
+        // not know when it was sent.
+        debug!(lock = %self.name, version = s.version, "found our own earlier renewal");
+    }
+
+    fn failed(&mut self, e: &Error) {
+        warn!(lock = %self.name, error = %e, "renewal failed; retrying");
+    }
+
+    fn hold_until(&self, sent: Instant) -> Option<Instant> {
+        Some(clock::after(sent, self.options.hold_for()))
+    }
+
+    fn next_due(&mut self, renewal: Renewal, _due: Instant, _woke: Instant) -> Instant {
+        let clock = self.manifests.clock();
+        match renewal {
+            Renewal::Written { sent } => clock::after(sent, self.options.renew_interval),
+            Renewal::OwnLateWrite => clock.monotonic(),
+            Renewal::Failed => {
+                let interval = self.options.retry_interval;
+                let retry = self
+                    .manifests
+                    .with_rng(|r| jittered(interval, clock::divide(interval, 4), r));
+                clock::after(clock.monotonic(), retry)
             }
         }
+    }
+
+    fn foreign(
+        &self,
+        ours: &Snapshot<LockRecord>,
+        latest: Option<Snapshot<LockRecord>>,
+    ) -> LossReason {
+        self.lost(loss_by(latest.as_ref(), &ours.body.session))
+    }
+
+    fn expired(&self, error: String) -> Option<LossReason> {
+        Some(self.lost(LossReason::Unavailable { error }))
     }
 }

@@ -53,12 +53,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::cache::{CacheOptions, ManifestCache, View};
-use crate::clock::{millis, stored_ms, until};
+use crate::clock::{millis, stored_ms, until, Clock};
 use crate::error::{Error, Result};
-use crate::manifest::held::{own_late_write, ClaimBody, Held, Keeper, Release};
+use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Release, Renewal};
 use crate::manifest::{Manifest, Manifests, Removed, Revalidated, Snapshot, Written};
 use crate::store::keys::{self, Family};
 use crate::store::{Name, WriteId};
@@ -374,10 +375,22 @@ impl Membership {
         };
         let first = clock.monotonic().saturating_duration_since(sent);
         info!(node = %node, session = %session, "joined");
-        let held = Held::spawn(s, None, first.as_secs_f64() * 1000.0, {
-            let (membership, node) = (self.clone(), node.clone());
-            move |keeper| beat(membership, node, keeper)
-        });
+        let beats = Beats {
+            node: node.clone(),
+            interval,
+            weight: self.options.latency_weight.clamp(0.0, 1.0),
+            clock: Arc::clone(clock),
+        };
+        let c = Arc::clone(clock);
+        let held = Held::spawn(
+            s,
+            None,
+            first.as_secs_f64() * 1000.0,
+            move |keeper| async move {
+                let due = crate::clock::after(c.monotonic(), interval);
+                held::keep(m, beats, keeper, due, c).await;
+            },
+        );
         Ok(Heartbeater {
             node,
             membership: self.clone(),
@@ -511,73 +524,83 @@ impl Heartbeater {
     }
 }
 
-/// The heartbeat loop: one conditional write per interval, on this run's last version.
-async fn beat(membership: Membership, node: Name, keeper: Keeper<MemberRecord, HeartbeatEnd, f64>) {
-    let m = membership.manifest(&node);
-    let clock = Arc::clone(membership.manifests.clock());
-    let interval = membership.options.interval;
-    let weight = membership.options.latency_weight.clamp(0.0, 1.0);
-    let mut next = crate::clock::after(clock.monotonic(), interval);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(next) => {}
-            _ = keeper.stopped() => return,
-        }
-        let now = clock.monotonic();
-        next = crate::clock::after(next, interval).max(now);
-        let (current, avg) = {
-            let b = keeper.state();
-            (b.snapshot.clone(), b.extra)
-        };
-        let body = MemberRecord {
-            heartbeat_at: clock.now(),
+/// How a node heartbeats: one conditional write per interval on this run's last version,
+/// on a fixed schedule whatever the writes did; a write in flight is finished before
+/// [`Heartbeater::leave`] writes on top of it. Never lost by time, only to another
+/// process's write ([`HeartbeatEnd::Duplicate`]).
+struct Beats {
+    node: Name,
+    interval: Duration,
+    weight: f64,
+    clock: Arc<dyn Clock>,
+}
+
+impl Keep<MemberRecord> for Beats {
+    type Loss = HeartbeatEnd;
+    type Extra = f64;
+
+    fn cut_short(&self) -> bool {
+        false
+    }
+
+    fn next_body(&mut self, state: &HeldState<MemberRecord, HeartbeatEnd, f64>) -> MemberRecord {
+        let current = &state.snapshot;
+        MemberRecord {
+            heartbeat_at: self.clock.now(),
             // Saturating, not checked: `beats` is a display counter, not an identity or an
             // order (the manifest version is). At one beat a second it cannot reach the end
             // in 500 billion years, so only a planted value gets there, and heartbeats must
             // not stop over a statistic.
             beats: current.body.beats.saturating_add(1),
-            interval_ms: millis(interval),
-            write_latency_ms: avg,
+            interval_ms: millis(self.interval),
+            write_latency_ms: state.extra,
             ..current.body.clone()
-        };
-        let sent = clock.monotonic();
-        let result = m.write(Some(&current), body).await;
-        let took = clock
-            .monotonic()
-            .saturating_duration_since(sent)
-            .as_secs_f64()
-            * 1000.0;
-        let mut b = keeper.state();
-        // A failed or slow write is exactly what the timeout must adapt to: count it too.
-        b.extra = (1.0 - weight) * b.extra + weight * took;
-        match result {
-            Ok(Written::Written(s)) => {
-                crate::telemetry::heartbeat("ok");
-                debug!(node = %node, beats = s.body.beats, latency_ms = took, "heartbeat");
-                b.snapshot = s;
-            }
-            Ok(Written::Conflict(Some(other))) if own_late_write(&current, &other) => {
-                // An earlier write of ours landed after all: carry on from it.
-                b.snapshot = other;
-            }
-            Ok(Written::Conflict(other)) => {
-                let (other_session, other_started_at) = other.map_or_else(
-                    || ("(record deleted)".to_string(), current.body.started_at),
-                    |o| (o.body.session, o.body.started_at),
-                );
-                warn!(node = %node, other = %other_session, "another process heartbeats under this node id; stopping");
-                drop(b);
-                keeper.lose(HeartbeatEnd::Duplicate {
-                    other_session,
-                    other_started_at,
-                });
-                return;
-            }
-            Err(e) => {
-                crate::telemetry::heartbeat("failed");
-                warn!(node = %node, error = %e, "heartbeat not written; retrying next interval")
-            }
         }
+    }
+
+    fn settled(&mut self, state: &mut HeldState<MemberRecord, HeartbeatEnd, f64>, took: Duration) {
+        // A failed or slow write is exactly what the timeout must adapt to: count it too.
+        let took = took.as_secs_f64() * 1000.0;
+        state.extra = (1.0 - self.weight) * state.extra + self.weight * took;
+    }
+
+    fn renewed(&mut self, s: &Snapshot<MemberRecord>, took: Duration) {
+        crate::telemetry::heartbeat("ok");
+        let latency_ms = took.as_secs_f64() * 1000.0;
+        debug!(node = %self.node, beats = s.body.beats, latency_ms, "heartbeat");
+    }
+
+    fn failed(&mut self, e: &Error) {
+        crate::telemetry::heartbeat("failed");
+        warn!(node = %self.node, error = %e, "heartbeat not written; retrying next interval");
+    }
+
+    fn hold_until(&self, _sent: Instant) -> Option<Instant> {
+        None
+    }
+
+    fn next_due(&mut self, _: Renewal, due: Instant, woke: Instant) -> Instant {
+        crate::clock::after(due, self.interval).max(woke)
+    }
+
+    fn foreign(
+        &self,
+        ours: &Snapshot<MemberRecord>,
+        latest: Option<Snapshot<MemberRecord>>,
+    ) -> HeartbeatEnd {
+        let (other_session, other_started_at) = latest.map_or_else(
+            || ("(record deleted)".to_string(), ours.body.started_at),
+            |o| (o.body.session, o.body.started_at),
+        );
+        warn!(node = %self.node, other = %other_session, "another process heartbeats under this node id; stopping");
+        HeartbeatEnd::Duplicate {
+            other_session,
+            other_started_at,
+        }
+    }
+
+    fn expired(&self, _error: String) -> Option<HeartbeatEnd> {
+        None
     }
 }
 

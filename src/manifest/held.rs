@@ -5,20 +5,29 @@
 //! a claim this way. The core here owns what they share: the newest version known to be
 //! ours, the local deadline after which the claim counts as lost, the loss reason once it is
 //! lost (published through a [`CancellationToken`]), the release flag, and the task, stopped
-//! when the handle is dropped. What differs — how a renewal body is made, when to renew, what
-//! a foreign write means, what the tombstone says — stays with the users.
+//! when the handle is dropped — and the renewal loop, [`keep`]: renew when due with the
+//! holder's next body, adopt our own late writes, lose the claim to a foreign write or at the
+//! deadline. What differs — how a renewal body is made, when to renew, what a loss is called,
+//! what is logged and counted, what the tombstone says — is the holder's [`Keep`] and its own
+//! release.
 //!
 //! [`own_late_write`] answers the question every holder asks on a conflict: is the version
 //! that beat our write an earlier write of ours that landed late?
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Snapshot;
+use super::{Manifest, Snapshot, Written};
+use crate::clock::Clock;
+use crate::error::Error;
 
 /// A manifest body written by one session of a claim (a lease, a heartbeat, a turn).
 pub trait ClaimBody {
@@ -217,4 +226,157 @@ impl<T, R, X> Drop for Held<T, R, X> {
 /// Locks the shared state; a poisoned lock is used as it is (the state is plain data).
 pub fn lock<S>(shared: &Mutex<S>) -> MutexGuard<'_, S> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a renewal's write came to, for [`Keep::next_due`].
+#[derive(Debug, Clone, Copy)]
+pub enum Renewal {
+    /// Our version is stored; the write was sent at this instant.
+    Written {
+        /// When the renewal was sent.
+        sent: Instant,
+    },
+    /// An earlier write of ours had landed late; it is adopted as our version.
+    OwnLateWrite,
+    /// The write failed (its outcome may be unknown).
+    Failed,
+}
+
+/// How one kind of holder keeps its claim: the part of the renewal loop ([`keep`]) that
+/// differs between a lease and a heartbeat.
+pub trait Keep<T>: Send + 'static {
+    /// Why the claim was lost.
+    type Loss: Clone + Send + 'static;
+    /// What else the holder keeps with the claim.
+    type Extra: Send + 'static;
+
+    /// Whether stopping the holder cuts a renewal in flight short. When not, a stop waits
+    /// for it, so a write that follows the stop (a tombstone) goes on top of it.
+    fn cut_short(&self) -> bool;
+
+    /// The next version's body, made from the state (our newest version and the extra).
+    fn next_body(&mut self, state: &HeldState<T, Self::Loss, Self::Extra>) -> T;
+
+    /// A renewal's outcome came back `took` after it was sent, whatever it was.
+    fn settled(&mut self, _state: &mut HeldState<T, Self::Loss, Self::Extra>, _took: Duration) {}
+
+    /// Our renewal is stored as `s`, `took` after it was sent.
+    fn renewed(&mut self, s: &Snapshot<T>, took: Duration);
+
+    /// An earlier write of ours, `s`, had landed late and is adopted.
+    fn adopted(&mut self, _s: &Snapshot<T>) {}
+
+    /// The renewal failed with `e`.
+    fn failed(&mut self, e: &Error);
+
+    /// The local deadline after a renewal sent at `sent` (`None`: the claim has none).
+    fn hold_until(&self, sent: Instant) -> Option<Instant>;
+
+    /// When to renew next, after `renewal`: `due` is when this renewal was due, `woke`
+    /// when the loop woke for it.
+    fn next_due(&mut self, renewal: Renewal, due: Instant, woke: Instant) -> Instant;
+
+    /// Why the claim is lost to `latest`, a foreign version that beat our write over `ours`
+    /// (`None`: the manifest is gone).
+    fn foreign(&self, ours: &Snapshot<T>, latest: Option<Snapshot<T>>) -> Self::Loss;
+
+    /// Why the claim is lost when its deadline passed, `error` saying how renewals went.
+    /// `None` for a claim that has no deadline (never called then).
+    fn expired(&self, error: String) -> Option<Self::Loss>;
+}
+
+/// The renewal loop of a held claim: renews `m` when due with `k`'s next body, adopts our
+/// own late writes, and ends when stopped, when a foreign version beats a renewal, or when
+/// the local deadline passes. The first renewal is due at `due`.
+pub async fn keep<T, K>(
+    m: Manifest<T>,
+    mut k: K,
+    keeper: Keeper<T, K::Loss, K::Extra>,
+    mut due: Instant,
+    clock: Arc<dyn Clock>,
+) where
+    T: ClaimBody + Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    K: Keep<T>,
+{
+    let lose = |reason: Option<K::Loss>| {
+        if let Some(r) = reason {
+            keeper.lose(r);
+        }
+    };
+    let mut last_error = String::from("no renewal attempted");
+    loop {
+        let deadline = keeper.state().deadline;
+        tokio::select! {
+            _ = keeper.stopped() => return,
+            _ = sleep_until(deadline) => {
+                lose(k.expired(last_error));
+                return;
+            }
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        let woke = clock.monotonic();
+        let (current, body) = {
+            let s = keeper.state();
+            (s.snapshot.clone(), k.next_body(&s))
+        };
+        let sent = clock.monotonic();
+        let write = m.write(Some(&current), body);
+        let cut_short = k.cut_short();
+        let stop = async {
+            if cut_short {
+                keeper.stopped().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            _ = stop => return,
+            _ = sleep_until(deadline) => {
+                lose(k.expired(format!("renewal still in flight ({last_error})")));
+                return;
+            }
+            r = write => r,
+        };
+        let took = clock.monotonic().saturating_duration_since(sent);
+        let foreign = {
+            let mut s = keeper.state();
+            k.settled(&mut s, took);
+            match result {
+                Ok(Written::Written(new)) => {
+                    k.renewed(&new, took);
+                    s.snapshot = new;
+                    if let Some(d) = k.hold_until(sent) {
+                        s.deadline = Some(d);
+                    }
+                    due = k.next_due(Renewal::Written { sent }, due, woke);
+                    None
+                }
+                Ok(Written::Conflict(Some(latest))) if own_late_write(&current, &latest) => {
+                    k.adopted(&latest);
+                    s.snapshot = latest;
+                    due = k.next_due(Renewal::OwnLateWrite, due, woke);
+                    None
+                }
+                Ok(Written::Conflict(latest)) => Some(latest),
+                Err(e) => {
+                    k.failed(&e);
+                    last_error = e.to_string();
+                    due = k.next_due(Renewal::Failed, due, woke);
+                    None
+                }
+            }
+        };
+        if let Some(latest) = foreign {
+            keeper.lose(k.foreign(&current, latest));
+            return;
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or for ever when there is none. Cancel-safe.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
