@@ -36,7 +36,7 @@
 mod chain;
 pub mod envelope;
 mod etag;
-pub mod held;
+pub(crate) mod held;
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
