@@ -380,3 +380,75 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::envelope::Seen;
+    use chrono::{DateTime, Utc};
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Body {
+        session: &'static str,
+        open: bool,
+    }
+
+    impl ClaimBody for Body {
+        fn session(&self) -> &str {
+            self.session
+        }
+        fn is_open(&self) -> bool {
+            self.open
+        }
+    }
+
+    fn version(version: u64, session: &'static str, open: bool) -> Snapshot<Body> {
+        Snapshot {
+            version,
+            write_id: format!("w{version}"),
+            previous_write_id: None,
+            written_by: "n".into(),
+            written_at: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap(),
+            body: Body { session, open },
+            etag: None,
+            seen: Seen::default(),
+        }
+    }
+
+    #[test]
+    fn should_adopt_only_an_open_version_of_our_own_session() {
+        let ours = version(3, "a", true);
+        assert!(own_late_write(&ours, &version(4, "a", true)));
+        assert!(!own_late_write(&ours, &version(4, "a", false)));
+        assert!(!own_late_write(&ours, &version(4, "b", true)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn should_release_once_and_never_after_a_loss() {
+        let held: Held<Body, &'static str, ()> =
+            Held::spawn(version(1, "a", true), None, (), |_| async {});
+        assert!(matches!(held.begin_release(), Release::Ours(s) if s.version == 1));
+        assert!(matches!(held.begin_release(), Release::Already));
+
+        let held: Held<Body, &'static str, ()> =
+            Held::spawn(version(1, "a", true), None, (), |k| async move {
+                k.lose("taken");
+            });
+        assert_eq!(held.lost().await, Some("taken"));
+        assert!(held.loss_token().is_cancelled());
+        assert!(matches!(held.begin_release(), Release::Lost("taken")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn should_stop_the_task_when_dropped() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let held: Held<Body, &'static str, ()> =
+            Held::spawn(version(1, "a", true), None, (), |k| async move {
+                k.stopped().await;
+                let _ = tx.send(());
+            });
+        drop(held);
+        // Aborted or stopped: either way the task ends and never holds on.
+        let _ = rx.await;
+    }
+}
