@@ -52,7 +52,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -60,6 +59,9 @@ use tracing::{debug, info, warn};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::log::Audit;
+use crate::manifest::held::{
+    self, own_late_write, ClaimBody, Held, HeldState, Keep, Release, Renewal,
+};
 use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
@@ -776,17 +778,17 @@ fn info_of(name: &str, s: &Snapshot<LockRecord>, now: DateTime<Utc>) -> LockInfo
     }
 }
 
-/// What the lease handle and its renewal task share.
-#[derive(Debug)]
-struct Shared {
-    /// The newest version of our lease known to be stored.
-    snapshot: Snapshot<LockRecord>,
-    /// When this holder must consider the lease lost.
-    deadline: Instant,
-    /// Why it was lost, once it was.
-    lost: Option<LossReason>,
-    /// Set once released (explicitly or on drop).
-    released: bool,
+/// The claim a lease holds: the newest lock version of ours, its deadline and its loss.
+type HeldLock = Held<LockRecord, LossReason, ()>;
+
+impl ClaimBody for LockRecord {
+    fn session(&self) -> &str {
+        &self.session
+    }
+
+    fn is_open(&self) -> bool {
+        self.state == StoredState::Held
+    }
 }
 
 /// A held lock. Renews itself in the background at [`LeaseOptions::renew_interval`] and
@@ -797,10 +799,7 @@ struct Shared {
 pub struct Lease {
     name: Name,
     token: FencingToken,
-    shared: Arc<Mutex<Shared>>,
-    loss: CancellationToken,
-    stop: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    held: HeldLock,
     manifest: Manifest<LockRecord>,
     manifests: Arc<Manifests>,
     free: FreeCache,
@@ -817,38 +816,26 @@ impl Lease {
     ) -> Self {
         let options = locks.options.clone();
         let manifests = Arc::clone(&locks.manifests);
-        let free = Arc::clone(&locks.free);
-        let audit = locks.audit.clone();
         let token = snapshot.body.fencing_token;
-        let shared = Arc::new(Mutex::new(Shared {
-            deadline: clock::after(sent, options.hold_for()),
-            snapshot,
-            lost: None,
-            released: false,
-        }));
-        let loss = CancellationToken::new();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(keep_alive(
-            name.clone(),
-            manifest.clone(),
-            Arc::clone(&shared),
-            sent,
+        let deadline = clock::after(sent, options.hold_for());
+        let due = clock::after(sent, options.renew_interval);
+        let renewer = Renewer {
+            name: name.clone(),
             options,
-            Arc::clone(&manifests),
-            loss.clone(),
-            stop.clone(),
-        ));
+            manifests: Arc::clone(&manifests),
+        };
+        let (m, c) = (manifest.clone(), Arc::clone(manifests.clock()));
+        let held = Held::spawn(snapshot, Some(deadline), (), move |keeper| {
+            held::keep(m, renewer, keeper, due, c)
+        });
         Self {
             name,
             token,
-            shared,
-            loss,
-            stop,
-            task: Some(task),
+            held,
             manifest,
             manifests,
-            free,
-            audit,
+            free: Arc::clone(&locks.free),
+            audit: locks.audit.clone(),
         }
     }
 
@@ -865,44 +852,40 @@ impl Lease {
     /// The lock as this lease last wrote it, in the shape [`Locks::show`] gives it.
     pub fn info(&self) -> LockInfo {
         let now = self.manifests.clock().now();
-        info_of(self.name.as_str(), &self.lock_shared().snapshot, now)
+        info_of(self.name.as_str(), &self.held.state().snapshot, now)
     }
 
     /// The local deadline: after this instant the lease counts as lost unless renewed.
     pub fn deadline(&self) -> Instant {
-        self.lock_shared().deadline
+        // A lease always has a deadline (set in `start`); `now` is never used.
+        let deadline = self.held.state().deadline;
+        deadline.unwrap_or_else(|| self.manifests.clock().monotonic())
     }
 
     /// Whether the lease is still held: not lost, and the local deadline not passed.
     pub fn is_held(&self) -> bool {
-        let s = self.lock_shared();
-        s.lost.is_none() && self.manifests.clock().monotonic() < s.deadline
+        let s = self.held.state();
+        s.lost.is_none()
+            && s.deadline
+                .is_some_and(|d| self.manifests.clock().monotonic() < d)
     }
 
     /// A token cancelled when the lease is lost. Cancel-safe to wait on.
     pub fn loss_token(&self) -> CancellationToken {
-        self.loss.clone()
+        self.held.loss_token()
     }
 
     /// Waits until the lease is lost and says why. Cancel-safe. Never returns for a lease
     /// that stays held.
     pub async fn lost(&self) -> LossReason {
-        self.loss.cancelled().await;
-        self.lock_shared()
-            .lost
-            .clone()
-            .unwrap_or(LossReason::Unavailable {
-                error: "lost".into(),
-            })
+        self.held.lost().await.unwrap_or(LossReason::Unavailable {
+            error: "lost".into(),
+        })
     }
 
     /// Why the lease was lost, if it was.
     pub fn loss_reason(&self) -> Option<LossReason> {
-        self.lock_shared().lost.clone()
-    }
-
-    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        self.held.loss_reason()
     }
 
     /// Stops renewing and writes a released tombstone (never a delete). A lease that was
@@ -911,14 +894,11 @@ impl Lease {
     /// may have overlapped another holder's, and it must know. Not cancel-safe: a cancelled
     /// release leaves the lease to expire.
     pub async fn release(mut self) -> Result<()> {
-        self.stop.cancel();
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
+        self.held.stop().await;
         release_shared(
             &self.name,
             &self.manifest,
-            &self.shared,
+            &self.held.shared(),
             &self.manifests,
             &self.free,
             self.audit.as_ref(),
@@ -929,13 +909,10 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.stop.cancel();
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
+        self.held.halt();
         {
             // Released already, or lost: nothing of ours to release.
-            let sh = self.lock_shared();
+            let sh = self.held.state();
             if sh.released || sh.lost.is_some() {
                 return;
             }
@@ -944,7 +921,7 @@ impl Drop for Lease {
             let (name, m, shared, ms, free, audit) = (
                 self.name.clone(),
                 self.manifest.clone(),
-                Arc::clone(&self.shared),
+                self.held.shared(),
                 Arc::clone(&self.manifests),
                 Arc::clone(&self.free),
                 self.audit.clone(),
@@ -962,26 +939,21 @@ impl Drop for Lease {
 async fn release_shared(
     name: &Name,
     m: &Manifest<LockRecord>,
-    shared: &Mutex<Shared>,
+    shared: &Mutex<HeldState<LockRecord, LossReason, ()>>,
     manifests: &Manifests,
     free: &FreeCache,
     audit: Option<&Audit>,
 ) -> Result<()> {
-    let mut snapshot = {
-        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-        if s.released {
-            return Ok(());
-        }
-        s.released = true;
-        if let Some(reason) = s.lost.clone() {
+    let mut snapshot = match held::begin_release(shared) {
+        Release::Already => return Ok(()),
+        Release::Lost(reason) => {
             return Err(Error::LeaseLost {
                 lock: name.to_string(),
                 reason,
-            });
+            })
         }
-        s.snapshot.clone()
+        Release::Ours(s) => s,
     };
-    let session = snapshot.body.session.clone();
     for _ in 0..3 {
         let now = manifests.clock().now();
         let record = LockRecord {
@@ -1006,15 +978,13 @@ async fn release_shared(
                 return Ok(());
             }
             // A renewal of ours that was cut short landed after all: release on top of it.
-            Written::Conflict(Some(cur))
-                if cur.body.session == session && cur.body.state == StoredState::Held =>
-            {
+            Written::Conflict(Some(cur)) if own_late_write(&snapshot, &cur) => {
                 snapshot = cur;
             }
             Written::Conflict(cur) => {
-                let reason = loss_by(cur.as_ref(), &session);
+                let reason = loss_by(cur.as_ref(), &snapshot.body.session);
                 warn!(lock = %name, %reason, "lease was lost before its release");
-                shared.lock().unwrap_or_else(|e| e.into_inner()).lost = Some(reason.clone());
+                held::lock(shared).lost = Some(reason.clone());
                 return Err(Error::LeaseLost {
                     lock: name.to_string(),
                     reason,
@@ -1052,91 +1022,82 @@ fn loss_by(cur: Option<&Snapshot<LockRecord>>, ours: &str) -> LossReason {
     }
 }
 
-/// The renewal task: renews every `renew_interval` after the last successful renewal was
-/// sent, retries failures every `retry_interval`, and declares the lease lost when it is
-/// taken over or the local deadline passes.
-#[allow(clippy::too_many_arguments)]
-async fn keep_alive(
+/// How a lease renews: every `renew_interval` after the last successful renewal was sent,
+/// retrying failures every `retry_interval` (jittered), cutting a renewal in flight short
+/// on release; lost when taken over, broken, or when the local deadline passes.
+struct Renewer {
     name: Name,
-    m: Manifest<LockRecord>,
-    shared: Arc<Mutex<Shared>>,
-    mut last_sent: Instant,
     options: LeaseOptions,
     manifests: Arc<Manifests>,
-    loss: CancellationToken,
-    stop: CancellationToken,
-) {
-    let clock = Arc::clone(manifests.clock());
-    let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
-    let lose = |reason: LossReason| {
-        warn!(lock = %name, %reason, "lease lost");
-        crate::telemetry::lock_lost(name.as_str(), reason.label());
-        lock().lost = Some(reason);
-        loss.cancel();
-    };
-    let mut next = clock::after(last_sent, options.renew_interval);
-    let mut last_error = String::from("no renewal attempted");
-    loop {
-        let deadline = lock().deadline;
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(deadline) => {
-                lose(LossReason::Unavailable { error: last_error });
-                return;
-            }
-            _ = tokio::time::sleep_until(next) => {}
-        }
-        let snapshot = lock().snapshot.clone();
-        let now = clock.now();
-        let record = LockRecord {
+}
+
+impl Renewer {
+    fn lost(&self, reason: LossReason) -> LossReason {
+        warn!(lock = %self.name, %reason, "lease lost");
+        crate::telemetry::lock_lost(self.name.as_str(), reason.label());
+        reason
+    }
+}
+
+impl Keep<LockRecord> for Renewer {
+    type Loss = LossReason;
+    type Extra = ();
+
+    fn cut_short(&self) -> bool {
+        true
+    }
+
+    fn next_body(&mut self, state: &HeldState<LockRecord, LossReason, ()>) -> LockRecord {
+        let now = self.manifests.clock().now();
+        LockRecord {
             renewed_at: now,
-            expires_at: clock::add_saturating(now, options.ttl),
-            ..snapshot.body.clone()
-        };
-        let sent = clock.monotonic();
-        let result = tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(deadline) => {
-                lose(LossReason::Unavailable { error: format!("renewal still in flight ({last_error})") });
-                return;
-            }
-            r = m.write(Some(&snapshot), record) => r,
-        };
-        match result {
-            Ok(Written::Written(s)) => {
-                debug!(lock = %name, version = s.version, "renewed");
-                let mut sh = lock();
-                sh.snapshot = s;
-                sh.deadline = clock::after(sent, options.hold_for());
-                last_sent = sent;
-                next = clock::after(last_sent, options.renew_interval);
-            }
-            Ok(Written::Conflict(Some(cur)))
-                if cur.body.session == snapshot.body.session
-                    && cur.body.state == StoredState::Held =>
-            {
-                // An earlier renewal of ours landed after we gave up on it. Adopt it, but do
-                // not extend the deadline: we do not know when it was sent. Renew again now.
-                debug!(lock = %name, version = cur.version, "found our own earlier renewal");
-                lock().snapshot = cur;
-                next = clock.monotonic();
-            }
-            Ok(Written::Conflict(cur)) => {
-                lose(loss_by(cur.as_ref(), &snapshot.body.session));
-                return;
-            }
-            Err(e) => {
-                warn!(lock = %name, error = %e, "renewal failed; retrying");
-                last_error = e.to_string();
-                let retry = manifests.with_rng(|r| {
-                    jittered(
-                        options.retry_interval,
-                        clock::divide(options.retry_interval, 4),
-                        r,
-                    )
-                });
-                next = clock::after(clock.monotonic(), retry);
+            expires_at: clock::add_saturating(now, self.options.ttl),
+            ..state.snapshot.body.clone()
+        }
+    }
+
+    fn renewed(&mut self, s: &Snapshot<LockRecord>, _took: Duration) {
+        debug!(lock = %self.name, version = s.version, "renewed");
+    }
+
+    fn adopted(&mut self, s: &Snapshot<LockRecord>) {
+        // Adopted without extending the deadline (`next_due` renews again at once): we do
+        // not know when it was sent.
+        debug!(lock = %self.name, version = s.version, "found our own earlier renewal");
+    }
+
+    fn failed(&mut self, e: &Error) {
+        warn!(lock = %self.name, error = %e, "renewal failed; retrying");
+    }
+
+    fn hold_until(&self, sent: Instant) -> Option<Instant> {
+        Some(clock::after(sent, self.options.hold_for()))
+    }
+
+    fn next_due(&mut self, renewal: Renewal, _due: Instant, _woke: Instant) -> Instant {
+        let clock = self.manifests.clock();
+        match renewal {
+            Renewal::Written { sent } => clock::after(sent, self.options.renew_interval),
+            Renewal::OwnLateWrite => clock.monotonic(),
+            Renewal::Failed => {
+                let interval = self.options.retry_interval;
+                let retry = self
+                    .manifests
+                    .with_rng(|r| jittered(interval, clock::divide(interval, 4), r));
+                clock::after(clock.monotonic(), retry)
             }
         }
+    }
+
+    fn foreign(
+        &self,
+        ours: &Snapshot<LockRecord>,
+        latest: Option<Snapshot<LockRecord>>,
+    ) -> LossReason {
+        self.lost(loss_by(latest.as_ref(), &ours.body.session))
+    }
+
+    fn expired(&self, error: String) -> Option<LossReason> {
+        Some(self.lost(LossReason::Unavailable { error }))
     }
 }

@@ -66,18 +66,18 @@
 )]
 #![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::cache::{CacheOptions, ManifestCache, View};
-use crate::clock::{millis, stored_ms, until};
+use crate::clock::{millis, stored_ms, until, Clock};
 use crate::error::{Error, Result};
+use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Release, Renewal};
 use crate::manifest::{Manifest, Manifests, Removed, Revalidated, Snapshot, Written};
 use crate::store::keys::{self, Family};
 use crate::store::{Name, WriteId};
@@ -396,27 +396,26 @@ impl Membership {
         };
         let first = clock.monotonic().saturating_duration_since(sent);
         info!(node = %node, session = %session, "joined");
-        let shared = Arc::new(Mutex::new(Beat {
-            snapshot: s,
-            latency_ms: first.as_secs_f64() * 1000.0,
-            ended: None,
-        }));
-        let stop = CancellationToken::new();
-        let ended = CancellationToken::new();
-        let task = tokio::spawn(beat(
-            self.clone(),
-            node.clone(),
-            Arc::clone(&shared),
-            stop.clone(),
-            ended.clone(),
-        ));
+        let beats = Beats {
+            node: node.clone(),
+            interval,
+            weight: self.options.latency_weight.clamp(0.0, 1.0),
+            clock: Arc::clone(clock),
+        };
+        let c = Arc::clone(clock);
+        let held = Held::spawn(
+            s,
+            None,
+            first.as_secs_f64() * 1000.0,
+            move |keeper| async move {
+                let due = crate::clock::after(c.monotonic(), interval);
+                held::keep(m, beats, keeper, due, c).await;
+            },
+        );
         Ok(Heartbeater {
             node,
             membership: self.clone(),
-            shared,
-            stop,
-            ended,
-            task: Some(task),
+            held,
         })
     }
 }
@@ -455,11 +454,18 @@ fn duplicate(node: &Name, other: &MemberRecord) -> Error {
     }
 }
 
-#[derive(Debug)]
-struct Beat {
-    snapshot: Snapshot<MemberRecord>,
-    latency_ms: f64,
-    ended: Option<HeartbeatEnd>,
+/// The claim a heartbeater holds: the newest record of this run, how the heartbeats ended
+/// if they did, and the moving average of write latency in milliseconds.
+type HeldMember = Held<MemberRecord, HeartbeatEnd, f64>;
+
+impl ClaimBody for MemberRecord {
+    fn session(&self) -> &str {
+        &self.session
+    }
+
+    fn is_open(&self) -> bool {
+        self.state == Presence::Alive
+    }
 }
 
 /// Why a heartbeater stopped on its own.
@@ -482,17 +488,10 @@ pub enum HeartbeatEnd {
 pub struct Heartbeater {
     node: Name,
     membership: Membership,
-    shared: Arc<Mutex<Beat>>,
-    stop: CancellationToken,
-    ended: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    held: HeldMember,
 }
 
 impl Heartbeater {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Beat> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The node id.
     pub fn node(&self) -> &Name {
         &self.node
@@ -500,20 +499,19 @@ impl Heartbeater {
 
     /// The moving average of heartbeat write latency so far.
     pub fn write_latency(&self) -> Duration {
-        Duration::try_from_secs_f64(self.lock().latency_ms / 1000.0).unwrap_or(Duration::ZERO)
+        Duration::try_from_secs_f64(self.held.state().extra / 1000.0).unwrap_or(Duration::ZERO)
     }
 
     /// The last heartbeat stored.
     pub fn last(&self) -> Snapshot<MemberRecord> {
-        self.lock().snapshot.clone()
+        self.held.state().snapshot.clone()
     }
 
     /// Waits until the heartbeater stops on its own (another process took the node id) and
     /// says why. Cancel-safe. Never returns while heartbeats go on.
     pub async fn ended(&self) -> HeartbeatEnd {
         loop {
-            self.ended.cancelled().await;
-            if let Some(e) = self.lock().ended.clone() {
+            if let Some(e) = self.held.lost().await {
                 return e;
             }
         }
@@ -521,17 +519,12 @@ impl Heartbeater {
 
     /// Stops heartbeating and marks the node left (one conditional write). Not cancel-safe.
     pub async fn leave(mut self) -> Result<()> {
-        self.stop.cancel();
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-        let (current, ended) = {
-            let b = self.lock();
-            (b.snapshot.clone(), b.ended.is_some())
+        self.held.stop().await;
+        let current = match self.held.begin_release() {
+            Release::Ours(s) => s,
+            // The record is another process's now.
+            Release::Lost(_) | Release::Already => return Ok(()),
         };
-        if ended {
-            return Ok(()); // the record is another process's now
-        }
         let m = self.membership.manifest(&self.node);
         let clock = self.membership.manifests.clock();
         let left = MemberRecord {
@@ -552,89 +545,83 @@ impl Heartbeater {
     }
 }
 
-impl Drop for Heartbeater {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
+/// How a node heartbeats: one conditional write per interval on this run's last version,
+/// on a fixed schedule whatever the writes did; a write in flight is finished before
+/// [`Heartbeater::leave`] writes on top of it. Never lost by time, only to another
+/// process's write ([`HeartbeatEnd::Duplicate`]).
+struct Beats {
+    node: Name,
+    interval: Duration,
+    weight: f64,
+    clock: Arc<dyn Clock>,
 }
 
-/// The heartbeat loop: one conditional write per interval, on this run's last version.
-async fn beat(
-    membership: Membership,
-    node: Name,
-    shared: Arc<Mutex<Beat>>,
-    stop: CancellationToken,
-    ended: CancellationToken,
-) {
-    let m = membership.manifest(&node);
-    let clock = Arc::clone(membership.manifests.clock());
-    let interval = membership.options.interval;
-    let weight = membership.options.latency_weight.clamp(0.0, 1.0);
-    let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
-    let mut next = crate::clock::after(clock.monotonic(), interval);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(next) => {}
-            _ = stop.cancelled() => return,
-        }
-        let now = clock.monotonic();
-        next = crate::clock::after(next, interval).max(now);
-        let (current, avg) = {
-            let b = lock();
-            (b.snapshot.clone(), b.latency_ms)
-        };
-        let body = MemberRecord {
-            heartbeat_at: clock.now(),
+impl Keep<MemberRecord> for Beats {
+    type Loss = HeartbeatEnd;
+    type Extra = f64;
+
+    fn cut_short(&self) -> bool {
+        false
+    }
+
+    fn next_body(&mut self, state: &HeldState<MemberRecord, HeartbeatEnd, f64>) -> MemberRecord {
+        let current = &state.snapshot;
+        MemberRecord {
+            heartbeat_at: self.clock.now(),
             // Saturating, not checked: `beats` is a display counter, not an identity or an
             // order (the manifest version is). At one beat a second it cannot reach the end
             // in 500 billion years, so only a planted value gets there, and heartbeats must
             // not stop over a statistic.
             beats: current.body.beats.saturating_add(1),
-            interval_ms: millis(interval),
-            write_latency_ms: avg,
+            interval_ms: millis(self.interval),
+            write_latency_ms: state.extra,
             ..current.body.clone()
-        };
-        let sent = clock.monotonic();
-        let result = m.write(Some(&current), body).await;
-        let took = clock
-            .monotonic()
-            .saturating_duration_since(sent)
-            .as_secs_f64()
-            * 1000.0;
-        let mut b = lock();
-        // A failed or slow write is exactly what the timeout must adapt to: count it too.
-        b.latency_ms = (1.0 - weight) * b.latency_ms + weight * took;
-        match result {
-            Ok(Written::Written(s)) => {
-                crate::telemetry::heartbeat("ok");
-                debug!(node = %node, beats = s.body.beats, latency_ms = took, "heartbeat");
-                b.snapshot = s;
-            }
-            Ok(Written::Conflict(Some(other))) if other.body.session == current.body.session => {
-                // An earlier write of ours landed after all: carry on from it.
-                b.snapshot = other;
-            }
-            Ok(Written::Conflict(other)) => {
-                let (other_session, other_started_at) = other.map_or_else(
-                    || ("(record deleted)".to_string(), current.body.started_at),
-                    |o| (o.body.session, o.body.started_at),
-                );
-                warn!(node = %node, other = %other_session, "another process heartbeats under this node id; stopping");
-                b.ended = Some(HeartbeatEnd::Duplicate {
-                    other_session,
-                    other_started_at,
-                });
-                ended.cancel();
-                return;
-            }
-            Err(e) => {
-                crate::telemetry::heartbeat("failed");
-                warn!(node = %node, error = %e, "heartbeat not written; retrying next interval")
-            }
         }
+    }
+
+    fn settled(&mut self, state: &mut HeldState<MemberRecord, HeartbeatEnd, f64>, took: Duration) {
+        // A failed or slow write is exactly what the timeout must adapt to: count it too.
+        let took = took.as_secs_f64() * 1000.0;
+        state.extra = (1.0 - self.weight) * state.extra + self.weight * took;
+    }
+
+    fn renewed(&mut self, s: &Snapshot<MemberRecord>, took: Duration) {
+        crate::telemetry::heartbeat("ok");
+        let latency_ms = took.as_secs_f64() * 1000.0;
+        debug!(node = %self.node, beats = s.body.beats, latency_ms, "heartbeat");
+    }
+
+    fn failed(&mut self, e: &Error) {
+        crate::telemetry::heartbeat("failed");
+        warn!(node = %self.node, error = %e, "heartbeat not written; retrying next interval");
+    }
+
+    fn hold_until(&self, _sent: Instant) -> Option<Instant> {
+        None
+    }
+
+    fn next_due(&mut self, _: Renewal, due: Instant, woke: Instant) -> Instant {
+        crate::clock::after(due, self.interval).max(woke)
+    }
+
+    fn foreign(
+        &self,
+        ours: &Snapshot<MemberRecord>,
+        latest: Option<Snapshot<MemberRecord>>,
+    ) -> HeartbeatEnd {
+        let (other_session, other_started_at) = latest.map_or_else(
+            || ("(record deleted)".to_string(), ours.body.started_at),
+            |o| (o.body.session, o.body.started_at),
+        );
+        warn!(node = %self.node, other = %other_session, "another process heartbeats under this node id; stopping");
+        HeartbeatEnd::Duplicate {
+            other_session,
+            other_started_at,
+        }
+    }
+
+    fn expired(&self, _error: String) -> Option<HeartbeatEnd> {
+        None
     }
 }
 

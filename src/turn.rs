@@ -56,6 +56,7 @@ use tracing::{debug, info, warn};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::log::Audit;
+use crate::manifest::held::{own_late_write, ClaimBody};
 use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
@@ -465,11 +466,7 @@ impl ClaimedTurn {
                 ..ours.body.clone()
             };
             match self.manifest.write(Some(&ours), body).await? {
-                Written::Conflict(Some(l))
-                    if l.body.session == ours.body.session
-                        && l.body.turn == turn
-                        && l.body.outcome.is_none() =>
-                {
+                Written::Conflict(Some(l)) if own_late_write(&ours, &l) && l.body.turn == turn => {
                     ours = l;
                 }
                 w => break w,
@@ -501,6 +498,17 @@ impl ClaimedTurn {
             .await;
         }
         Ok((finished, latest))
+    }
+}
+
+impl ClaimBody for TurnRecord {
+    fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// A turn is open until its outcome is recorded.
+    fn is_open(&self) -> bool {
+        self.outcome.is_none()
     }
 }
 

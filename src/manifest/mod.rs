@@ -36,6 +36,7 @@
 mod chain;
 pub mod envelope;
 mod etag;
+pub(crate) mod held;
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};

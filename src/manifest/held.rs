@@ -1,0 +1,454 @@
+//! A held claim: one manifest version owned by one node's session, kept alive by a
+//! background task, and lost when a foreign write replaces it.
+//!
+//! Leases ([`crate::lease::Lease`]) and heartbeats ([`crate::member::Heartbeater`]) both hold
+//! a claim this way. The core here owns what they share: the newest version known to be
+//! ours, the local deadline after which the claim counts as lost, the loss reason once it is
+//! lost (published through a [`CancellationToken`]), the release flag, and the task, stopped
+//! when the handle is dropped — and the renewal loop, [`keep`]: renew when due with the
+//! holder's next body, adopt our own late writes, lose the claim to a foreign write or at the
+//! deadline. What differs — how a renewal body is made, when to renew, what a loss is called,
+//! what is logged and counted, what the tombstone says — is the holder's [`Keep`] and its own
+//! release.
+//!
+//! [`own_late_write`] answers the question every holder asks on a conflict: is the version
+//! that beat our write an earlier write of ours that landed late?
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Manifest, Snapshot, Written};
+use crate::clock::Clock;
+use crate::error::Error;
+
+/// A manifest body written by one session of a claim (a lease, a heartbeat, a turn).
+pub trait ClaimBody {
+    /// The session that wrote this version: unique to one acquisition, join or turn.
+    fn session(&self) -> &str;
+    /// Whether this version still holds the claim open (held, alive, unfinished). A
+    /// version of ours that closed the claim is not a late write to carry on from.
+    fn is_open(&self) -> bool;
+}
+
+/// Whether `latest`, the version that beat our conditional write on top of `ours`, is an
+/// earlier write of our own session that landed after we gave up on it (a cut-short request
+/// that took effect after all), and still holds the claim open. Such a version is adopted
+/// and written over; any other is a foreign write.
+pub fn own_late_write<T: ClaimBody>(ours: &Snapshot<T>, latest: &Snapshot<T>) -> bool {
+    latest.body.session() == ours.body.session() && latest.body.is_open()
+}
+
+/// What a held claim's handle and its task share.
+#[derive(Debug)]
+pub struct HeldState<T, R, X> {
+    /// The newest version of our claim known to be stored.
+    pub snapshot: Snapshot<T>,
+    /// When this holder must consider the claim lost (`None`: never by time alone).
+    pub deadline: Option<Instant>,
+    /// Why the claim was lost, once it was.
+    pub lost: Option<R>,
+    /// Set once released (explicitly or on drop).
+    pub released: bool,
+    /// What else the user keeps with the claim (a latency average, …).
+    pub extra: X,
+}
+
+/// What [`Held::begin_release`] found.
+#[derive(Debug)]
+pub enum Release<T, R> {
+    /// Released before: nothing to do.
+    Already,
+    /// The claim was lost first, for this reason: nothing of ours to release.
+    Lost(R),
+    /// Ours: write the tombstone over this version.
+    Ours(Snapshot<T>),
+}
+
+/// The task's side of a held claim: its shared state, its stop signal and its loss signal.
+#[derive(Debug)]
+pub struct Keeper<T, R, X> {
+    shared: Arc<Mutex<HeldState<T, R, X>>>,
+    stop: CancellationToken,
+    loss: CancellationToken,
+}
+
+impl<T, R, X> Keeper<T, R, X> {
+    /// The shared state, locked (a poisoned lock is used as it is: the state is plain data).
+    pub fn state(&self) -> MutexGuard<'_, HeldState<T, R, X>> {
+        lock(&self.shared)
+    }
+
+    /// Resolves once the handle stops the task (release, leave or drop). Cancel-safe.
+    pub async fn stopped(&self) {
+        self.stop.cancelled().await;
+    }
+
+    /// Records why the claim was lost and signals it to every waiter.
+    pub fn lose(&self, reason: R) {
+        self.state().lost = Some(reason);
+        self.loss.cancel();
+    }
+}
+
+/// The handle on a held claim: its shared state and its background task. Dropping it stops
+/// the task.
+#[derive(Debug)]
+pub struct Held<T, R, X> {
+    shared: Arc<Mutex<HeldState<T, R, X>>>,
+    stop: CancellationToken,
+    loss: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl<T, R, X> Held<T, R, X>
+where
+    T: Send + 'static,
+    R: Clone + Send + 'static,
+    X: Send + 'static,
+{
+    /// Holds `snapshot` and starts `task`, given the task's side of the claim, to keep it.
+    pub fn spawn<F, Fut>(
+        snapshot: Snapshot<T>,
+        deadline: Option<Instant>,
+        extra: X,
+        task: F,
+    ) -> Self
+    where
+        F: FnOnce(Keeper<T, R, X>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let shared = Arc::new(Mutex::new(HeldState {
+            snapshot,
+            deadline,
+            lost: None,
+            released: false,
+            extra,
+        }));
+        let stop = CancellationToken::new();
+        let loss = CancellationToken::new();
+        let keeper = Keeper {
+            shared: Arc::clone(&shared),
+            stop: stop.clone(),
+            loss: loss.clone(),
+        };
+        let task = tokio::spawn(task(keeper));
+        Self {
+            shared,
+            stop,
+            loss,
+            task: Some(task),
+        }
+    }
+}
+
+impl<T, R: Clone, X> Held<T, R, X> {
+    /// The shared state, locked.
+    pub fn state(&self) -> MutexGuard<'_, HeldState<T, R, X>> {
+        lock(&self.shared)
+    }
+
+    /// The shared state itself, for a release that outlives the handle (on drop).
+    pub fn shared(&self) -> Arc<Mutex<HeldState<T, R, X>>> {
+        Arc::clone(&self.shared)
+    }
+
+    /// A token cancelled when the claim is lost. Cancel-safe to wait on.
+    pub fn loss_token(&self) -> CancellationToken {
+        self.loss.clone()
+    }
+
+    /// Why the claim was lost, if it was.
+    pub fn loss_reason(&self) -> Option<R> {
+        self.state().lost.clone()
+    }
+
+    /// Waits until the loss is signalled and returns the reason recorded with it (always
+    /// `Some` from [`Keeper::lose`]). Cancel-safe. Never returns while the claim is held.
+    pub async fn lost(&self) -> Option<R> {
+        self.loss.cancelled().await;
+        self.loss_reason()
+    }
+}
+
+impl<T: Clone, R: Clone, X> Held<T, R, X> {
+    /// Marks the claim released (once) and says what there is to release.
+    pub fn begin_release(&self) -> Release<T, R> {
+        begin_release(&self.shared)
+    }
+}
+
+/// [`Held::begin_release`] on the shared state (for a release that outlives the handle).
+pub fn begin_release<T: Clone, R: Clone, X>(shared: &Mutex<HeldState<T, R, X>>) -> Release<T, R> {
+    let mut s = lock(shared);
+    if s.released {
+        return Release::Already;
+    }
+    s.released = true;
+    match s.lost.clone() {
+        Some(reason) => Release::Lost(reason),
+        None => Release::Ours(s.snapshot.clone()),
+    }
+}
+
+impl<T, R, X> Held<T, R, X> {
+    /// Stops the task and waits for it to end. Not cancel-safe (a cancelled wait leaves the
+    /// task stopping on its own).
+    pub async fn stop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+
+    /// Stops the task without waiting.
+    pub fn halt(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl<T, R, X> Drop for Held<T, R, X> {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Locks the shared state; a poisoned lock is used as it is (the state is plain data).
+pub fn lock<S>(shared: &Mutex<S>) -> MutexGuard<'_, S> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a renewal's write came to, for [`Keep::next_due`].
+#[derive(Debug, Clone, Copy)]
+pub enum Renewal {
+    /// Our version is stored; the write was sent at this instant.
+    Written {
+        /// When the renewal was sent.
+        sent: Instant,
+    },
+    /// An earlier write of ours had landed late; it is adopted as our version.
+    OwnLateWrite,
+    /// The write failed (its outcome may be unknown).
+    Failed,
+}
+
+/// How one kind of holder keeps its claim: the part of the renewal loop ([`keep`]) that
+/// differs between a lease and a heartbeat.
+pub trait Keep<T>: Send + 'static {
+    /// Why the claim was lost.
+    type Loss: Clone + Send + 'static;
+    /// What else the holder keeps with the claim.
+    type Extra: Send + 'static;
+
+    /// Whether stopping the holder cuts a renewal in flight short. When not, a stop waits
+    /// for it, so a write that follows the stop (a tombstone) goes on top of it.
+    fn cut_short(&self) -> bool;
+
+    /// The next version's body, made from the state (our newest version and the extra).
+    fn next_body(&mut self, state: &HeldState<T, Self::Loss, Self::Extra>) -> T;
+
+    /// A renewal's outcome came back `took` after it was sent, whatever it was.
+    fn settled(&mut self, _state: &mut HeldState<T, Self::Loss, Self::Extra>, _took: Duration) {}
+
+    /// Our renewal is stored as `s`, `took` after it was sent.
+    fn renewed(&mut self, s: &Snapshot<T>, took: Duration);
+
+    /// An earlier write of ours, `s`, had landed late and is adopted.
+    fn adopted(&mut self, _s: &Snapshot<T>) {}
+
+    /// The renewal failed with `e`.
+    fn failed(&mut self, e: &Error);
+
+    /// The local deadline after a renewal sent at `sent` (`None`: the claim has none).
+    fn hold_until(&self, sent: Instant) -> Option<Instant>;
+
+    /// When to renew next, after `renewal`: `due` is when this renewal was due, `woke`
+    /// when the loop woke for it.
+    fn next_due(&mut self, renewal: Renewal, due: Instant, woke: Instant) -> Instant;
+
+    /// Why the claim is lost to `latest`, a foreign version that beat our write over `ours`
+    /// (`None`: the manifest is gone).
+    fn foreign(&self, ours: &Snapshot<T>, latest: Option<Snapshot<T>>) -> Self::Loss;
+
+    /// Why the claim is lost when its deadline passed, `error` saying how renewals went.
+    /// `None` for a claim that has no deadline (never called then).
+    fn expired(&self, error: String) -> Option<Self::Loss>;
+}
+
+/// The renewal loop of a held claim: renews `m` when due with `k`'s next body, adopts our
+/// own late writes, and ends when stopped, when a foreign version beats a renewal, or when
+/// the local deadline passes. The first renewal is due at `due`.
+pub async fn keep<T, K>(
+    m: Manifest<T>,
+    mut k: K,
+    keeper: Keeper<T, K::Loss, K::Extra>,
+    mut due: Instant,
+    clock: Arc<dyn Clock>,
+) where
+    T: ClaimBody + Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    K: Keep<T>,
+{
+    let lose = |reason: Option<K::Loss>| {
+        if let Some(r) = reason {
+            keeper.lose(r);
+        }
+    };
+    let mut last_error = String::from("no renewal attempted");
+    loop {
+        let deadline = keeper.state().deadline;
+        tokio::select! {
+            _ = keeper.stopped() => return,
+            _ = sleep_until(deadline) => {
+                lose(k.expired(last_error));
+                return;
+            }
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        let woke = clock.monotonic();
+        let (current, body) = {
+            let s = keeper.state();
+            (s.snapshot.clone(), k.next_body(&s))
+        };
+        let sent = clock.monotonic();
+        let write = m.write(Some(&current), body);
+        let cut_short = k.cut_short();
+        let stop = async {
+            if cut_short {
+                keeper.stopped().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            _ = stop => return,
+            _ = sleep_until(deadline) => {
+                lose(k.expired(format!("renewal still in flight ({last_error})")));
+                return;
+            }
+            r = write => r,
+        };
+        let took = clock.monotonic().saturating_duration_since(sent);
+        let foreign = {
+            let mut s = keeper.state();
+            k.settled(&mut s, took);
+            match result {
+                Ok(Written::Written(new)) => {
+                    k.renewed(&new, took);
+                    s.snapshot = new;
+                    if let Some(d) = k.hold_until(sent) {
+                        s.deadline = Some(d);
+                    }
+                    due = k.next_due(Renewal::Written { sent }, due, woke);
+                    None
+                }
+                Ok(Written::Conflict(Some(latest))) if own_late_write(&current, &latest) => {
+                    k.adopted(&latest);
+                    s.snapshot = latest;
+                    due = k.next_due(Renewal::OwnLateWrite, due, woke);
+                    None
+                }
+                Ok(Written::Conflict(latest)) => Some(latest),
+                Err(e) => {
+                    k.failed(&e);
+                    last_error = e.to_string();
+                    due = k.next_due(Renewal::Failed, due, woke);
+                    None
+                }
+            }
+        };
+        if let Some(latest) = foreign {
+            keeper.lose(k.foreign(&current, latest));
+            return;
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or for ever when there is none. Cancel-safe.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::envelope::Seen;
+    use chrono::{DateTime, Utc};
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Body {
+        session: &'static str,
+        open: bool,
+    }
+
+    impl ClaimBody for Body {
+        fn session(&self) -> &str {
+            self.session
+        }
+        fn is_open(&self) -> bool {
+            self.open
+        }
+    }
+
+    fn version(version: u64, session: &'static str, open: bool) -> Snapshot<Body> {
+        Snapshot {
+            version,
+            write_id: format!("w{version}"),
+            previous_write_id: None,
+            written_by: "n".into(),
+            written_at: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap(),
+            body: Body { session, open },
+            etag: None,
+            seen: Seen::default(),
+        }
+    }
+
+    #[test]
+    fn should_adopt_only_an_open_version_of_our_own_session() {
+        let ours = version(3, "a", true);
+        assert!(own_late_write(&ours, &version(4, "a", true)));
+        assert!(!own_late_write(&ours, &version(4, "a", false)));
+        assert!(!own_late_write(&ours, &version(4, "b", true)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn should_release_once_and_never_after_a_loss() {
+        let held: Held<Body, &'static str, ()> =
+            Held::spawn(version(1, "a", true), None, (), |_| async {});
+        assert!(matches!(held.begin_release(), Release::Ours(s) if s.version == 1));
+        assert!(matches!(held.begin_release(), Release::Already));
+
+        let held: Held<Body, &'static str, ()> =
+            Held::spawn(version(1, "a", true), None, (), |k| async move {
+                k.lose("taken");
+            });
+        assert_eq!(held.lost().await, Some("taken"));
+        assert!(held.loss_token().is_cancelled());
+        assert!(matches!(held.begin_release(), Release::Lost("taken")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn should_stop_the_task_when_dropped() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let held: Held<Body, &'static str, ()> =
+            Held::spawn(version(1, "a", true), None, (), |k| async move {
+                k.stopped().await;
+                let _ = tx.send(());
+            });
+        drop(held);
+        // Aborted or stopped: either way the task ends and never holds on.
+        let _ = rx.await;
+    }
+}
