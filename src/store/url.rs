@@ -18,7 +18,7 @@
 //!   config file (`AWS_CONFIG_FILE`, default `~/.aws/config`) that could name an endpoint or
 //!   `ignore_configured_endpoint_urls`. The chain reads the environment first for each of
 //!   these, so it would return exactly these values; building it costs an STS client and a
-//!   TLS client that loads every system root certificate ([`from_environment`]).
+//!   TLS client that loads every system root certificate (see `from_environment`).
 //! - **The system root certificates**, when the endpoint is plain `http://`: no TLS
 //!   connection is ever made to it, so the HTTP client is built without them.
 
