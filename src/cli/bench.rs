@@ -58,6 +58,17 @@ pub async fn run(store_url: &str, strategy: StrategyArg, a: &BenchArgs, json: bo
     let bar = Bar::new();
     let report = bench::run(opened.store, &opened.prefix, store_url, &options, &bar).await;
     bar.0.finish_and_clear();
+    print_report(report, "benchmark report", json, bench::Report::table)
+}
+
+/// Prints a finished benchmark's report: its tables, or the report as JSON. A store error
+/// is the command's error; another failure of the benchmark is exit 1.
+fn print_report<R: serde::Serialize>(
+    report: std::result::Result<R, bench::BenchError>,
+    what: &'static str,
+    json: bool,
+    table: impl Fn(&R) -> String,
+) -> Result<i32> {
     let report = match report {
         Ok(r) => r,
         Err(bench::BenchError::Cairn(e)) => return Err(e),
@@ -67,13 +78,11 @@ pub async fn run(store_url: &str, strategy: StrategyArg, a: &BenchArgs, json: bo
         }
     };
     if json {
-        let text = serde_json::to_string_pretty(&report).map_err(|source| Error::Encode {
-            what: "benchmark report",
-            source,
-        })?;
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|source| Error::Encode { what, source })?;
         println!("{text}");
     } else {
-        print!("{}", report.table());
+        print!("{}", table(&report));
     }
     Ok(exit::OK)
 }
@@ -109,22 +118,10 @@ async fn membership(
     let report =
         bench::run_membership(opened.store, &opened.prefix, store_url, &options, &bar).await;
     bar.0.finish_and_clear();
-    let report = match report {
-        Ok(r) => r,
-        Err(bench::BenchError::Cairn(e)) => return Err(e),
-        Err(e) => {
-            eprintln!("cairn: {e}");
-            return Ok(exit::FAILURE);
-        }
-    };
-    if json {
-        let text = serde_json::to_string_pretty(&report).map_err(|source| Error::Encode {
-            what: "membership benchmark report",
-            source,
-        })?;
-        println!("{text}");
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(exit::OK)
+    print_report(
+        report,
+        "membership benchmark report",
+        json,
+        bench::membership::MembershipReport::table,
+    )
 }
