@@ -54,6 +54,37 @@ pub struct Global {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+/// What `lock run` and `lock hold` take to acquire a lock, flock's flags included.
+#[derive(Debug, Args)]
+pub struct AcquireArgs {
+    /// The lock's name.
+    pub name: String,
+    /// Lease time-to-live (1s to 24h); renewed every ttl/3.
+    #[arg(long, default_value = "30s", value_parser = duration::ttl)]
+    pub ttl: Duration,
+    /// How long to wait for the lock (0: try once; plain seconds or 30s, 1m30s, up to
+    /// 366d). Default: wait without limit.
+    #[arg(short = 'w', long, value_name = "DURATION", value_parser = duration::wait)]
+    pub wait: Option<Duration>,
+    /// Fail at once if the lock is held (the same as --wait 0).
+    #[arg(short = 'n', long, conflicts_with = "wait")]
+    pub nonblock: bool,
+    /// Exit with CODE (0 to 255) when the lock could not be had.
+    #[arg(short = 'E', long, value_name = "CODE", default_value_t = exit::LOCK_BUSY as u8)]
+    pub conflict_exit_code: u8,
+}
+
+impl AcquireArgs {
+    /// How long to wait: `--wait`, or no wait at all with `-n`.
+    pub fn wait(&self) -> Option<Duration> {
+        if self.nonblock {
+            Some(Duration::ZERO)
+        } else {
+            self.wait
+        }
+    }
+}
+
 /// `--strategy` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StrategyArg {
@@ -442,21 +473,9 @@ pub enum LockCommand {
     /// killed. A process that leaves the group (setsid) escapes all of this.
     #[command(after_help = help::lock_run())]
     Run {
-        /// The lock's name.
-        name: String,
-        /// Lease time-to-live (1s to 24h); renewed every ttl/3.
-        #[arg(long, default_value = "30s", value_parser = duration::ttl)]
-        ttl: Duration,
-        /// How long to wait for the lock (0: try once; plain seconds or 30s, 1m30s, up to
-        /// 366d). Default: wait without limit.
-        #[arg(short = 'w', long, value_name = "DURATION", value_parser = duration::wait)]
-        wait: Option<Duration>,
-        /// Fail at once if the lock is held (the same as --wait 0).
-        #[arg(short = 'n', long, conflicts_with = "wait")]
-        nonblock: bool,
-        /// Exit with CODE (0 to 255) when the lock could not be had.
-        #[arg(short = 'E', long, value_name = "CODE", default_value_t = exit::LOCK_BUSY as u8)]
-        conflict_exit_code: u8,
+        /// The lock, and how to wait for it.
+        #[command(flatten)]
+        acquire: AcquireArgs,
         /// How long COMMAND's process group has between SIGTERM and SIGKILL (0 to 1h): after a
         /// lost lease, and for what COMMAND leaves running when it exits. The holder gives
         /// the lease up this much before its deadline, so COMMAND is dead before any other
@@ -486,20 +505,9 @@ pub enum LockCommand {
     /// failed).
     #[command(after_help = help::lock_hold())]
     Hold {
-        /// The lock's name.
-        name: String,
-        /// Lease time-to-live (1s to 24h); renewed every ttl/3.
-        #[arg(long, default_value = "30s", value_parser = duration::ttl)]
-        ttl: Duration,
-        /// How long to wait for the lock (0: try once). Default: wait without limit.
-        #[arg(short = 'w', long, value_name = "DURATION", value_parser = duration::wait)]
-        wait: Option<Duration>,
-        /// Fail at once if the lock is held (the same as --wait 0).
-        #[arg(short = 'n', long, conflicts_with = "wait")]
-        nonblock: bool,
-        /// Exit with CODE (0 to 255) when the lock could not be had.
-        #[arg(short = 'E', long, value_name = "CODE", default_value_t = exit::LOCK_BUSY as u8)]
-        conflict_exit_code: u8,
+        /// The lock, and how to wait for it.
+        #[command(flatten)]
+        acquire: AcquireArgs,
     },
     /// List every lock with holder, fencing token, times and state.
     #[command(after_help = help::lock_ls())]

@@ -17,15 +17,6 @@ pub fn grace(ttl: Duration, given: Option<Duration>) -> Duration {
     given.unwrap_or_else(|| Duration::from_secs(10).min(ttl / 3))
 }
 
-/// How `lock run` and `lock hold` wait for the lock: `--wait`, or `-n` (try once).
-pub fn wait(wait: Option<Duration>, nonblock: bool) -> Option<Duration> {
-    if nonblock {
-        Some(Duration::ZERO)
-    } else {
-        wait
-    }
-}
-
 /// One line of `lock run --json` / `lock hold --json`: the lock acquired, or found busy.
 #[derive(Serialize)]
 struct LockEvent<'a> {

@@ -266,19 +266,15 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             };
             match command {
                 LockCommand::Run {
-                    name,
-                    ttl,
-                    wait,
-                    nonblock,
-                    conflict_exit_code,
+                    acquire,
                     grace,
                     shell_command,
                     command,
                 } => {
                     // The holder gives up early enough for COMMAND's grace to run out before
                     // any other node may take over.
-                    let grace = lock::grace(*ttl, *grace);
-                    let l = locks(LeaseOptions::with_ttl(*ttl).with_stop_grace(grace))?;
+                    let grace = lock::grace(acquire.ttl, *grace);
+                    let l = locks(LeaseOptions::with_ttl(acquire.ttl).with_stop_grace(grace))?;
                     let sh;
                     let command = match shell_command {
                         Some(c) => {
@@ -288,25 +284,18 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                         None => &command[..],
                     };
                     let args = lock::RunArgs {
-                        name,
-                        wait: lock::wait(*wait, *nonblock),
+                        name: &acquire.name,
+                        wait: acquire.wait(),
                         grace,
-                        conflict_code: (*conflict_exit_code).into(),
+                        conflict_code: acquire.conflict_exit_code.into(),
                         command,
                         json: g.json,
                     };
                     lock::run(&cairn, &l, args).await
                 }
-                LockCommand::Hold {
-                    name,
-                    ttl,
-                    wait,
-                    nonblock,
-                    conflict_exit_code,
-                } => {
-                    let l = locks(LeaseOptions::with_ttl(*ttl))?;
-                    let wait = lock::wait(*wait, *nonblock);
-                    lock::hold(&l, name, wait, (*conflict_exit_code).into(), g.json).await
+                LockCommand::Hold { acquire: a } => {
+                    let l = locks(LeaseOptions::with_ttl(a.ttl))?;
+                    lock::hold(&l, &a.name, a.wait(), a.conflict_exit_code.into(), g.json).await
                 }
                 LockCommand::Ls(w) => {
                     let l = locks(LeaseOptions::default())?;

@@ -94,20 +94,17 @@ fn looks(cli: &Cli) -> Result<bool> {
         Command::Fleet(_) => false,
         Command::Lock { command } => match command {
             LockCommand::Run {
-                name: n,
-                ttl,
-                grace,
-                ..
+                acquire: a, grace, ..
             } => {
-                name(n)?;
-                LeaseOptions::with_ttl(*ttl)
-                    .with_stop_grace(super::lock::grace(*ttl, *grace))
+                name(&a.name)?;
+                LeaseOptions::with_ttl(a.ttl)
+                    .with_stop_grace(super::lock::grace(a.ttl, *grace))
                     .validate()?;
                 false
             }
-            LockCommand::Hold { name: n, ttl, .. } => {
-                name(n)?;
-                LeaseOptions::with_ttl(*ttl).validate()?;
+            LockCommand::Hold { acquire: a } => {
+                name(&a.name)?;
+                LeaseOptions::with_ttl(a.ttl).validate()?;
                 false
             }
             LockCommand::Ls(_) => true,
