@@ -9,7 +9,8 @@
 //! holder's next body, adopt our own late writes, lose the claim to a foreign write or at the
 //! deadline — and the release by tombstone, [`release`]: one conditional write of the
 //! holder's closing version over our newest one, on top of our own late writes, never a
-//! delete. What differs — how a renewal body is made, when to renew, what a loss is called,
+//! delete. A turn, claimed once and never renewed, closes its claim with the same write
+//! ([`close`]) when it records its outcome. What differs — how a renewal body is made, when to renew, what a loss is called,
 //! what is logged and counted — is the holder's [`Keep`]; what the tombstone says, and what a
 //! beaten release means, is the holder's own.
 //!
@@ -93,39 +94,71 @@ pub enum Released<T, R> {
     },
 }
 
-/// Conditional writes a release makes before [`Error::Contention`]: one, plus one for each
-/// of our own late renewals adopted on the way (a renewal in flight lands at most once).
-const RELEASE_ATTEMPTS: u32 = 3;
+/// What [`close`] came to.
+#[derive(Debug)]
+pub enum Closed<T> {
+    /// Our closing version is stored; here it is.
+    Written(Snapshot<T>),
+    /// A foreign version beat it: `latest` (`None`: the manifest is gone) came after `ours`,
+    /// our newest version. Nothing of ours was written over it.
+    Beaten {
+        /// Our newest version, the one the closing version was to follow.
+        ours: Snapshot<T>,
+        /// The version that beat it.
+        latest: Option<Snapshot<T>>,
+    },
+}
+
+/// Conditional writes [`close`] makes before [`Error::Contention`]: one, plus one for each
+/// version of our own session adopted on the way (a late renewal lands at most once; a
+/// reconfiguration of a turn keeps its session).
+const CLOSE_ATTEMPTS: u32 = 8;
+
+/// Closes a claim of ours: writes `closing(our newest body)` as the version after `ours`
+/// (a released lease, a node that left, a turn's outcome). A version that beats it and is
+/// a write of our own session that still holds the claim open ([`own_late_write`]) is
+/// adopted and written over; any other is [`Closed::Beaten`]. Never a delete. Not
+/// cancel-safe: a cancelled close may or may not have written.
+pub async fn close<T>(
+    m: &Manifest<T>,
+    mut ours: Snapshot<T>,
+    mut closing: impl FnMut(&T) -> T,
+) -> crate::error::Result<Closed<T>>
+where
+    T: ClaimBody + Serialize + DeserializeOwned + Clone + Send + Sync,
+{
+    for _ in 0..CLOSE_ATTEMPTS {
+        match m.write(Some(&ours), closing(&ours.body)).await? {
+            Written::Written(stored) => return Ok(Closed::Written(stored)),
+            Written::Conflict(Some(latest)) if own_late_write(&ours, &latest) => ours = latest,
+            Written::Conflict(latest) => return Ok(Closed::Beaten { ours, latest }),
+        }
+    }
+    Err(Error::Contention {
+        key: m.key().to_string(),
+        attempts: CLOSE_ATTEMPTS,
+    })
+}
 
 /// Releases a held claim by tombstone, never by delete: marks it released (once) and,
-/// unless it was lost first, writes `tombstone(our newest body)` as the next version of
-/// `m`. A version that beats the tombstone and is a late write of our own session
-/// ([`own_late_write`]) is adopted and written over; any other is [`Released::Beaten`].
-/// Not cancel-safe: a cancelled release may or may not have written its tombstone.
+/// unless it was lost first, [`close`]s it with `tombstone`.
 pub async fn release<T, R, X>(
     shared: &Mutex<HeldState<T, R, X>>,
     m: &Manifest<T>,
-    mut tombstone: impl FnMut(&T) -> T,
+    tombstone: impl FnMut(&T) -> T,
 ) -> crate::error::Result<Released<T, R>>
 where
     T: ClaimBody + Serialize + DeserializeOwned + Clone + Send + Sync,
     R: Clone,
 {
-    let mut ours = match begin_release(shared) {
+    let ours = match begin_release(shared) {
         Release::Already => return Ok(Released::Already),
         Release::Lost(reason) => return Ok(Released::Lost(reason)),
         Release::Ours(s) => s,
     };
-    for _ in 0..RELEASE_ATTEMPTS {
-        match m.write(Some(&ours), tombstone(&ours.body)).await? {
-            Written::Written(stored) => return Ok(Released::Written(stored)),
-            Written::Conflict(Some(latest)) if own_late_write(&ours, &latest) => ours = latest,
-            Written::Conflict(latest) => return Ok(Released::Beaten { ours, latest }),
-        }
-    }
-    Err(Error::Contention {
-        key: m.key().to_string(),
-        attempts: RELEASE_ATTEMPTS,
+    Ok(match close(m, ours, tombstone).await? {
+        Closed::Written(stored) => Released::Written(stored),
+        Closed::Beaten { ours, latest } => Released::Beaten { ours, latest },
     })
 }
 
