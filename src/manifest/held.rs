@@ -579,6 +579,18 @@ mod tests {
         )
     }
 
+    /// Writes an open claim of `session` after `current`, which must succeed.
+    async fn stored(
+        m: &Manifest<Claim>,
+        current: Option<&Snapshot<Claim>>,
+        session: &str,
+    ) -> Snapshot<Claim> {
+        match m.write(current, claim(session)).await.unwrap() {
+            Written::Written(s) => s,
+            Written::Conflict(c) => panic!("unexpected conflict with {c:?}"),
+        }
+    }
+
     /// A held claim on `ours` whose task does nothing.
     fn holding(ours: Snapshot<Claim>) -> Held<Claim, &'static str, ()> {
         Held::spawn(ours, None, (), |_| async {})
@@ -593,9 +605,7 @@ mod tests {
     async fn should_release_by_tombstone_once() {
         for strategy in STRATEGIES {
             let m = manifest(strategy);
-            let Written::Written(ours) = m.create(claim("a")).await.unwrap() else {
-                panic!("create")
-            };
+            let ours = stored(&m, None, "a").await;
             let held = holding(ours);
             let r = release(&held.shared(), &m, closed).await.unwrap();
             assert!(
@@ -612,13 +622,9 @@ mod tests {
     async fn should_release_on_top_of_our_own_late_write() {
         for strategy in STRATEGIES {
             let m = manifest(strategy);
-            let Written::Written(ours) = m.create(claim("a")).await.unwrap() else {
-                panic!("create")
-            };
+            let ours = stored(&m, None, "a").await;
             // A renewal of ours that landed after we stopped waiting for it.
-            let Written::Written(_late) = m.write(Some(&ours), claim("a")).await.unwrap() else {
-                panic!("late write")
-            };
+            stored(&m, Some(&ours), "a").await;
             let held = holding(ours);
             let r = release(&held.shared(), &m, closed).await.unwrap();
             assert!(
@@ -632,12 +638,8 @@ mod tests {
     async fn should_write_nothing_over_a_foreign_version_or_after_a_loss() {
         for strategy in STRATEGIES {
             let m = manifest(strategy);
-            let Written::Written(ours) = m.create(claim("a")).await.unwrap() else {
-                panic!("create")
-            };
-            let Written::Written(_) = m.write(Some(&ours), claim("b")).await.unwrap() else {
-                panic!("foreign write")
-            };
+            let ours = stored(&m, None, "a").await;
+            stored(&m, Some(&ours), "b").await;
             let held = holding(ours.clone());
             let r = release(&held.shared(), &m, closed).await.unwrap();
             assert!(
