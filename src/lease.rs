@@ -59,9 +59,7 @@ use tracing::{debug, info, warn};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::log::Audit;
-use crate::manifest::held::{
-    self, own_late_write, ClaimBody, Held, HeldState, Keep, Release, Renewal,
-};
+use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Released, Renewal};
 use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
@@ -944,57 +942,44 @@ async fn release_shared(
     free: &FreeCache,
     audit: Option<&Audit>,
 ) -> Result<()> {
-    let mut snapshot = match held::begin_release(shared) {
-        Release::Already => return Ok(()),
-        Release::Lost(reason) => {
-            return Err(Error::LeaseLost {
-                lock: name.to_string(),
-                reason,
-            })
-        }
-        Release::Ours(s) => s,
-    };
-    for _ in 0..3 {
-        let now = manifests.clock().now();
-        let record = LockRecord {
+    let clock = manifests.clock();
+    let released = held::release(shared, m, |ours| {
+        let now = clock.now();
+        LockRecord {
             state: StoredState::Released,
             renewed_at: now,
             expires_at: now,
-            ..snapshot.body.clone()
-        };
-        match m.write(Some(&snapshot), record).await? {
-            Written::Written(tombstone) => {
-                info!(lock = %name, fencing_token = %snapshot.body.fencing_token, "released");
-                if let Some(a) = audit {
-                    a.record(serde_json::json!({
-                        "lock": name, "event": "release", "holder": tombstone.body.holder,
-                        "fencing_token": tombstone.body.fencing_token,
-                    }))
-                    .await;
-                }
-                free.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(name.to_string(), tombstone);
-                return Ok(());
-            }
-            // A renewal of ours that was cut short landed after all: release on top of it.
-            Written::Conflict(Some(cur)) if own_late_write(&snapshot, &cur) => {
-                snapshot = cur;
-            }
-            Written::Conflict(cur) => {
-                let reason = loss_by(cur.as_ref(), &snapshot.body.session);
-                warn!(lock = %name, %reason, "lease was lost before its release");
-                held::lock(shared).lost = Some(reason.clone());
-                return Err(Error::LeaseLost {
-                    lock: name.to_string(),
-                    reason,
-                });
-            }
+            ..ours.clone()
         }
-    }
-    Err(Error::Contention {
-        key: m.key().to_string(),
-        attempts: 3,
+    })
+    .await?;
+    let reason = match released {
+        Released::Already => return Ok(()),
+        Released::Lost(reason) => reason,
+        Released::Written(tombstone) => {
+            info!(lock = %name, fencing_token = %tombstone.body.fencing_token, "released");
+            if let Some(a) = audit {
+                a.record(serde_json::json!({
+                    "lock": name, "event": "release", "holder": tombstone.body.holder,
+                    "fencing_token": tombstone.body.fencing_token,
+                }))
+                .await;
+            }
+            free.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string(), tombstone);
+            return Ok(());
+        }
+        Released::Beaten { ours, latest } => {
+            let reason = loss_by(latest.as_ref(), &ours.body.session);
+            warn!(lock = %name, %reason, "lease was lost before its release");
+            held::lock(shared).lost = Some(reason.clone());
+            reason
+        }
+    };
+    Err(Error::LeaseLost {
+        lock: name.to_string(),
+        reason,
     })
 }
 

@@ -77,7 +77,7 @@ use tracing::{debug, info, warn};
 use crate::cache::{CacheOptions, ManifestCache, View};
 use crate::clock::{millis, stored_ms, until, Clock};
 use crate::error::{Error, Result};
-use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Release, Renewal};
+use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Released, Renewal};
 use crate::manifest::{Manifest, Manifests, Removed, Revalidated, Snapshot, Written};
 use crate::store::keys::{self, Family};
 use crate::store::{Name, WriteId};
@@ -517,30 +517,31 @@ impl Heartbeater {
         }
     }
 
-    /// Stops heartbeating and marks the node left (one conditional write). Not cancel-safe.
+    /// Stops heartbeating and marks the node left (one conditional write, on top of a
+    /// heartbeat of ours that landed late). A record another process wrote in between is
+    /// [`Error::DuplicateNode`] and is left as it is; a record deleted in between (`node
+    /// forget`) is left deleted. Not cancel-safe.
     pub async fn leave(mut self) -> Result<()> {
         self.held.stop().await;
-        let current = match self.held.begin_release() {
-            Release::Ours(s) => s,
-            // The record is another process's now.
-            Release::Lost(_) | Release::Already => return Ok(()),
-        };
         let m = self.membership.manifest(&self.node);
         let clock = self.membership.manifests.clock();
-        let left = MemberRecord {
+        let released = held::release(&self.held.shared(), &m, |ours| MemberRecord {
             state: Presence::Left,
             heartbeat_at: clock.now(),
-            ..current.body.clone()
-        };
-        match m.write(Some(&current), left).await? {
-            Written::Written(_) => {
+            ..ours.clone()
+        })
+        .await?;
+        match released {
+            Released::Written(_) => {
                 info!(node = %self.node, "left");
                 Ok(())
             }
-            Written::Conflict(Some(other)) if other.body.session != current.body.session => {
-                Err(duplicate(&self.node, &other.body))
-            }
-            Written::Conflict(_) => Ok(()),
+            Released::Beaten {
+                ours,
+                latest: Some(other),
+            } if other.body.session != ours.body.session => Err(duplicate(&self.node, &other.body)),
+            // Another process's record already (lost before), or ours closed, or deleted.
+            Released::Lost(_) | Released::Already | Released::Beaten { .. } => Ok(()),
         }
     }
 }

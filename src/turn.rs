@@ -56,7 +56,7 @@ use tracing::{debug, info, warn};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::log::Audit;
-use crate::manifest::held::{own_late_write, ClaimBody};
+use crate::manifest::held::{self, ClaimBody, Closed};
 use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
@@ -456,31 +456,23 @@ impl ClaimedTurn {
         });
         let turn = self.number();
         let finished_at = clock.now();
-        let mut ours = self.snapshot.clone();
         // Our claim may have been rewritten since (a reconfiguration keeps the turn, its
-        // holder and its session): record the outcome on the newest version of our own turn.
-        let written = loop {
-            let body = TurnRecord {
-                finished_at: Some(finished_at),
-                outcome: Some(outcome.clone()),
-                ..ours.body.clone()
-            };
-            match self.manifest.write(Some(&ours), body).await? {
-                Written::Conflict(Some(l)) if own_late_write(&ours, &l) && l.body.turn == turn => {
-                    ours = l;
-                }
-                w => break w,
-            }
-        };
-        let (finished, latest) = match written {
-            Written::Written(s) => {
+        // holder and its session): the outcome goes on the newest version of our own turn.
+        let closed = held::close(&self.manifest, self.snapshot.clone(), |ours| TurnRecord {
+            finished_at: Some(finished_at),
+            outcome: Some(outcome.clone()),
+            ..ours.clone()
+        })
+        .await?;
+        let (finished, latest) = match closed {
+            Closed::Written(s) => {
                 info!(turn = %self.name, number = turn, status = ?outcome.status, duration_ms, "turn finished");
                 (
                     Finished::Recorded(TurnManifest::of(&self.name, &s)?),
                     Some(s),
                 )
             }
-            Written::Conflict(latest) => {
+            Closed::Beaten { latest, .. } => {
                 warn!(turn = %self.name, number = turn, "a later turn started before this one finished; outcome not stored with the turn");
                 let view = latest
                     .as_ref()

@@ -7,9 +7,12 @@
 //! lost (published through a [`CancellationToken`]), the release flag, and the task, stopped
 //! when the handle is dropped — and the renewal loop, [`keep`]: renew when due with the
 //! holder's next body, adopt our own late writes, lose the claim to a foreign write or at the
-//! deadline. What differs — how a renewal body is made, when to renew, what a loss is called,
-//! what is logged and counted, what the tombstone says — is the holder's [`Keep`] and its own
-//! release.
+//! deadline — and the release by tombstone, [`release`]: one conditional write of the
+//! holder's closing version over our newest one, on top of our own late writes, never a
+//! delete. A turn, claimed once and never renewed, closes its claim with the same write
+//! ([`close`]) when it records its outcome. What differs — how a renewal body is made, when to renew, what a loss is called,
+//! what is logged and counted — is the holder's [`Keep`]; what the tombstone says, and what a
+//! beaten release means, is the holder's own.
 //!
 //! [`own_late_write`] answers the question every holder asks on a conflict: is the version
 //! that beat our write an earlier write of ours that landed late?
@@ -61,15 +64,102 @@ pub struct HeldState<T, R, X> {
     pub extra: X,
 }
 
-/// What [`Held::begin_release`] found.
+/// What a release found in the shared state.
 #[derive(Debug)]
-pub enum Release<T, R> {
+enum Release<T, R> {
     /// Released before: nothing to do.
     Already,
     /// The claim was lost first, for this reason: nothing of ours to release.
     Lost(R),
     /// Ours: write the tombstone over this version.
     Ours(Snapshot<T>),
+}
+
+/// What [`release`] came to.
+#[derive(Debug)]
+pub enum Released<T, R> {
+    /// Released before: nothing written.
+    Already,
+    /// The claim was lost before the release, for this reason: nothing written.
+    Lost(R),
+    /// Our tombstone is stored; here it is.
+    Written(Snapshot<T>),
+    /// A foreign version beat the tombstone: `latest` (`None`: the manifest is gone) came
+    /// after `ours`, our newest version. Nothing of ours was written over it.
+    Beaten {
+        /// Our newest version, the one the tombstone was to follow.
+        ours: Snapshot<T>,
+        /// The version that beat it.
+        latest: Option<Snapshot<T>>,
+    },
+}
+
+/// What [`close`] came to.
+#[derive(Debug)]
+pub enum Closed<T> {
+    /// Our closing version is stored; here it is.
+    Written(Snapshot<T>),
+    /// A foreign version beat it: `latest` (`None`: the manifest is gone) came after `ours`,
+    /// our newest version. Nothing of ours was written over it.
+    Beaten {
+        /// Our newest version, the one the closing version was to follow.
+        ours: Snapshot<T>,
+        /// The version that beat it.
+        latest: Option<Snapshot<T>>,
+    },
+}
+
+/// Conditional writes [`close`] makes before [`Error::Contention`]: one, plus one for each
+/// version of our own session adopted on the way (a late renewal lands at most once; a
+/// reconfiguration of a turn keeps its session).
+const CLOSE_ATTEMPTS: u32 = 8;
+
+/// Closes a claim of ours: writes `closing(our newest body)` as the version after `ours`
+/// (a released lease, a node that left, a turn's outcome). A version that beats it and is
+/// a write of our own session that still holds the claim open ([`own_late_write`]) is
+/// adopted and written over; any other is [`Closed::Beaten`]. Never a delete. Not
+/// cancel-safe: a cancelled close may or may not have written.
+pub async fn close<T>(
+    m: &Manifest<T>,
+    mut ours: Snapshot<T>,
+    mut closing: impl FnMut(&T) -> T,
+) -> crate::error::Result<Closed<T>>
+where
+    T: ClaimBody + Serialize + DeserializeOwned + Clone + Send + Sync,
+{
+    for _ in 0..CLOSE_ATTEMPTS {
+        match m.write(Some(&ours), closing(&ours.body)).await? {
+            Written::Written(stored) => return Ok(Closed::Written(stored)),
+            Written::Conflict(Some(latest)) if own_late_write(&ours, &latest) => ours = latest,
+            Written::Conflict(latest) => return Ok(Closed::Beaten { ours, latest }),
+        }
+    }
+    Err(Error::Contention {
+        key: m.key().to_string(),
+        attempts: CLOSE_ATTEMPTS,
+    })
+}
+
+/// Releases a held claim by tombstone, never by delete: marks it released (once) and,
+/// unless it was lost first, [`close`]s it with `tombstone`.
+pub async fn release<T, R, X>(
+    shared: &Mutex<HeldState<T, R, X>>,
+    m: &Manifest<T>,
+    tombstone: impl FnMut(&T) -> T,
+) -> crate::error::Result<Released<T, R>>
+where
+    T: ClaimBody + Serialize + DeserializeOwned + Clone + Send + Sync,
+    R: Clone,
+{
+    let ours = match begin_release(shared) {
+        Release::Already => return Ok(Released::Already),
+        Release::Lost(reason) => return Ok(Released::Lost(reason)),
+        Release::Ours(s) => s,
+    };
+    Ok(match close(m, ours, tombstone).await? {
+        Closed::Written(stored) => Released::Written(stored),
+        Closed::Beaten { ours, latest } => Released::Beaten { ours, latest },
+    })
 }
 
 /// The task's side of a held claim: its shared state, its stop signal and its loss signal.
@@ -178,15 +268,8 @@ impl<T, R: Clone, X> Held<T, R, X> {
     }
 }
 
-impl<T: Clone, R: Clone, X> Held<T, R, X> {
-    /// Marks the claim released (once) and says what there is to release.
-    pub fn begin_release(&self) -> Release<T, R> {
-        begin_release(&self.shared)
-    }
-}
-
-/// [`Held::begin_release`] on the shared state (for a release that outlives the handle).
-pub fn begin_release<T: Clone, R: Clone, X>(shared: &Mutex<HeldState<T, R, X>>) -> Release<T, R> {
+/// Marks the claim released (once) and says what there is to release.
+fn begin_release<T: Clone, R: Clone, X>(shared: &Mutex<HeldState<T, R, X>>) -> Release<T, R> {
     let mut s = lock(shared);
     if s.released {
         return Release::Already;
@@ -427,8 +510,9 @@ mod tests {
     async fn should_release_once_and_never_after_a_loss() {
         let held: Held<Body, &'static str, ()> =
             Held::spawn(version(1, "a", true), None, (), |_| async {});
-        assert!(matches!(held.begin_release(), Release::Ours(s) if s.version == 1));
-        assert!(matches!(held.begin_release(), Release::Already));
+        let shared = held.shared();
+        assert!(matches!(begin_release(&shared), Release::Ours(s) if s.version == 1));
+        assert!(matches!(begin_release(&shared), Release::Already));
 
         let held: Held<Body, &'static str, ()> =
             Held::spawn(version(1, "a", true), None, (), |k| async move {
@@ -436,7 +520,147 @@ mod tests {
             });
         assert_eq!(held.lost().await, Some("taken"));
         assert!(held.loss_token().is_cancelled());
-        assert!(matches!(held.begin_release(), Release::Lost("taken")));
+        assert!(matches!(
+            begin_release(&held.shared()),
+            Release::Lost("taken")
+        ));
+    }
+
+    /// A stored claim body, for releases through a real manifest.
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Claim {
+        session: String,
+        open: bool,
+    }
+
+    impl ClaimBody for Claim {
+        fn session(&self) -> &str {
+            &self.session
+        }
+        fn is_open(&self) -> bool {
+            self.open
+        }
+    }
+
+    fn claim(session: &str) -> Claim {
+        Claim {
+            session: session.into(),
+            open: true,
+        }
+    }
+
+    fn closed(c: &Claim) -> Claim {
+        Claim {
+            open: false,
+            ..c.clone()
+        }
+    }
+
+    fn manifest(strategy: crate::store::protocol::Strategy) -> Manifest<Claim> {
+        use rand::SeedableRng;
+        let store = crate::store::Store::new(
+            Arc::new(object_store::memory::InMemory::new()),
+            "",
+            crate::store::StoreOptions::default(),
+        )
+        .unwrap();
+        let manifests = Arc::new(super::super::Manifests::new(
+            store,
+            "n".into(),
+            Arc::new(crate::clock::SystemClock),
+            rand::rngs::StdRng::seed_from_u64(7),
+            strategy,
+            super::super::ManifestOptions::default(),
+        ));
+        let name = crate::store::Name::new("c").unwrap();
+        manifests.open(
+            "claim",
+            crate::store::keys::manifest(crate::store::keys::Family::Lock, &name),
+        )
+    }
+
+    /// Writes an open claim of `session` after `current`, which must succeed.
+    async fn stored(
+        m: &Manifest<Claim>,
+        current: Option<&Snapshot<Claim>>,
+        session: &str,
+    ) -> Snapshot<Claim> {
+        match m.write(current, claim(session)).await.unwrap() {
+            Written::Written(s) => s,
+            Written::Conflict(c) => panic!("unexpected conflict with {c:?}"),
+        }
+    }
+
+    /// A held claim on `ours` whose task does nothing.
+    fn holding(ours: Snapshot<Claim>) -> Held<Claim, &'static str, ()> {
+        Held::spawn(ours, None, (), |_| async {})
+    }
+
+    const STRATEGIES: [crate::store::protocol::Strategy; 2] = [
+        crate::store::protocol::Strategy::EtagCas,
+        crate::store::protocol::Strategy::VersionChain,
+    ];
+
+    #[tokio::test]
+    async fn should_release_by_tombstone_once() {
+        for strategy in STRATEGIES {
+            let m = manifest(strategy);
+            let ours = stored(&m, None, "a").await;
+            let held = holding(ours);
+            let r = release(&held.shared(), &m, closed).await.unwrap();
+            assert!(
+                matches!(&r, Released::Written(t) if t.version == 2 && !t.body.open),
+                "{strategy:?}: {r:?}"
+            );
+            let again = release(&held.shared(), &m, closed).await.unwrap();
+            assert!(matches!(again, Released::Already), "{strategy:?}");
+            assert_eq!(m.load().await.unwrap().unwrap().version, 2, "{strategy:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn should_release_on_top_of_our_own_late_write() {
+        for strategy in STRATEGIES {
+            let m = manifest(strategy);
+            let ours = stored(&m, None, "a").await;
+            // A renewal of ours that landed after we stopped waiting for it.
+            stored(&m, Some(&ours), "a").await;
+            let held = holding(ours);
+            let r = release(&held.shared(), &m, closed).await.unwrap();
+            assert!(
+                matches!(&r, Released::Written(t) if t.version == 3 && !t.body.open),
+                "{strategy:?}: {r:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn should_write_nothing_over_a_foreign_version_or_after_a_loss() {
+        for strategy in STRATEGIES {
+            let m = manifest(strategy);
+            let ours = stored(&m, None, "a").await;
+            stored(&m, Some(&ours), "b").await;
+            let held = holding(ours.clone());
+            let r = release(&held.shared(), &m, closed).await.unwrap();
+            assert!(
+                matches!(&r, Released::Beaten { ours, latest: Some(l) }
+                    if ours.version == 1 && l.version == 2 && l.body.session == "b"),
+                "{strategy:?}: {r:?}"
+            );
+            let stored = m.load().await.unwrap().unwrap();
+            assert_eq!(
+                (stored.version, stored.body),
+                (2, claim("b")),
+                "{strategy:?}"
+            );
+
+            let lost: Held<Claim, &'static str, ()> =
+                Held::spawn(ours, None, (), |k| async move { k.lose("taken") });
+            assert_eq!(lost.lost().await, Some("taken"));
+            let r = release(&lost.shared(), &m, closed).await.unwrap();
+            assert!(matches!(r, Released::Lost("taken")), "{strategy:?}");
+            assert_eq!(m.load().await.unwrap().unwrap().version, 2, "{strategy:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
