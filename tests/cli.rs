@@ -2,23 +2,8 @@
 
 mod common;
 
-use std::process::Command;
-
+use common::cli::cairn;
 use common::{s3_skipped, Backend};
-
-fn cairn(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    c.current_dir(dir)
-        .env_remove("CAIRN_STORE")
-        .env_remove("CAIRN_NODE")
-        // The default store is searched for up to the temporary directory, never above it.
-        .env("CAIRN_CEILING_DIRECTORIES", std::env::temp_dir())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    c
-}
 
 #[test]
 fn doctor_with_no_store_uses_a_local_directory_and_the_version_chain() {

@@ -5,195 +5,23 @@
 //! code. Nothing here sleeps to synchronise: a test waits for the line a process prints
 //! (with a generous deadline, so that a hang fails instead of blocking the suite).
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
+use common::cli::{Env, Pty, Spawned, DEADLINE};
 use serde_json::Value;
 
-/// Generous: CI runs this on two busy cores.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-struct Env {
-    dir: tempfile::TempDir,
+/// A look at a lock as `lock show --json` prints it.
+trait Locks {
+    fn lock(&self, name: &str) -> Value;
 }
 
-impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn store(&self) -> String {
-        format!("file://{}", self.dir.path().join("store").display())
-    }
-
-    /// `cairn --store file://… --node NODE ARGS…`, stdin closed.
-    fn cairn(&self, node: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.current_dir(self.dir.path())
-            .env_remove("CAIRN_STORE")
-            .env_remove("CAIRN_NODE")
-            .env_remove("CAIRN_STRATEGY")
-            .env_remove("CAIRN_AUDIT_TOPIC")
-            .stdin(Stdio::null())
-            .args(["--store", &self.store(), "--node", node])
-            .args(args);
-        c
-    }
-
-    fn run(&self, node: &str, args: &[&str]) -> Run {
-        Run(self.cairn(node, args).output().unwrap())
-    }
-
-    /// Starts cairn with its stdout read line by line.
-    fn spawn(&self, node: &str, args: &[&str]) -> Spawned {
-        Spawned::start(self.cairn(node, args))
-    }
-
+impl Locks for Env {
     fn lock(&self, name: &str) -> Value {
         self.run("viewer", &["--json", "lock", "show", name])
             .ok()
             .json()
-    }
-}
-
-/// A finished cairn run.
-struct Run(Output);
-
-impl Run {
-    fn code(&self) -> Option<i32> {
-        self.0.status.code()
-    }
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-    /// Asserts exit 0.
-    fn ok(self) -> Self {
-        assert_eq!(self.code(), Some(0), "stderr: {}", self.stderr());
-        self
-    }
-    /// Asserts the exit code.
-    fn exits(self, code: i32) -> Self {
-        assert_eq!(
-            self.code(),
-            Some(code),
-            "stdout: {}\nstderr: {}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
-    /// stdout as one JSON value.
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout().trim())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout()))
-    }
-    /// stdout as JSON lines.
-    fn json_lines(&self) -> Vec<Value> {
-        self.stdout()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect()
-    }
-}
-
-/// A running cairn whose stdout lines arrive on a channel; killed if dropped still running.
-struct Spawned {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Spawned {
-    fn start(mut c: Command) -> Self {
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::<Mutex<String>>::default();
-        let (mut err, sink) = (child.stderr.take().unwrap(), stderr.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = err.read(&mut buf) {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Self {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    /// The next line of stdout (fails the test after the deadline or at end of output).
-    fn line(&self) -> String {
-        self.lines.recv_timeout(DEADLINE).unwrap_or_else(|e| {
-            panic!(
-                "no line from cairn ({e}); stderr: {}",
-                self.stderr.lock().unwrap()
-            )
-        })
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-    }
-
-    /// Waits for the exit (bounded) and returns the code.
-    fn wait(&mut self) -> Option<i32> {
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "cairn did not exit; stderr: {}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// The rest of stdout, once it has exited.
-    fn rest(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            v.push(l);
-        }
-        v
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -903,60 +731,6 @@ fn lock_break_off_a_terminal_without_force_is_refused_before_any_request() {
         .exits(2)
         .stderr();
     assert!(err.contains("--token"), "{err}");
-}
-
-/// A pseudo-terminal for cairn's stdin, stdout and stderr; its output is collected.
-struct Pty {
-    master: std::fs::File,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Pty {
-    fn attach(command: &mut Command) -> Pty {
-        use std::os::fd::{FromRawFd, OwnedFd};
-        // SAFETY: the usual posix_openpt sequence; every descriptor is checked and owned.
-        let (master, slave) = unsafe {
-            let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-            assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
-            let master = std::fs::File::from_raw_fd(m);
-            assert_eq!(libc::grantpt(m), 0);
-            assert_eq!(libc::unlockpt(m), 0);
-            let mut name = [0 as libc::c_char; 128];
-            assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
-            let s = libc::open(
-                name.as_ptr(),
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            );
-            assert!(
-                s >= 0,
-                "open pty slave: {}",
-                std::io::Error::last_os_error()
-            );
-            (master, OwnedFd::from_raw_fd(s))
-        };
-        command
-            .stdin(slave.try_clone().unwrap())
-            .stdout(slave.try_clone().unwrap())
-            .stderr(slave);
-        let output = Arc::<Mutex<Vec<u8>>>::default();
-        let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = reader.read(&mut buf) {
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        Pty { master, output }
-    }
-
-    /// Types a line; the terminal keeps it until cairn reads.
-    fn type_line(&mut self, s: &str) {
-        std::io::Write::write_all(&mut self.master, format!("{s}\n").as_bytes()).unwrap();
-    }
-
-    fn output(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
 }
 
 /// Runs `lock break` on a terminal, answering `answer`; returns the exit code and the

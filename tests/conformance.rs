@@ -14,7 +14,7 @@ use common::{namespace, Backend};
 /// The harness's fresh namespace as the suite's. The harness's value must outlive the check
 /// (it owns the temporary directory of the filesystem backend).
 fn ns(n: &common::Namespace) -> Namespace {
-    Namespace::new(std::sync::Arc::clone(&n.store), n.prefix.clone())
+    Namespace::clone(n)
 }
 
 /// What the probe must find on each backend.

@@ -12,26 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::cli::cairn;
 use common::{s3_skipped, Backend};
-
-/// `cairn` in `dir`, with no store or node from the environment, and the search for a default
-/// store kept inside the temporary directories (a stray `/tmp/.cairn` is never found).
-fn cairn(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    c.current_dir(dir)
-        .env_remove("CAIRN_STORE")
-        .env_remove("CAIRN_NODE")
-        .env_remove("CAIRN_NODE_PID")
-        .env_remove("CAIRN_STRATEGY")
-        .env_remove("CAIRN_TIMEOUT")
-        .env_remove("CAIRN_LOG")
-        .env("CAIRN_CEILING_DIRECTORIES", std::env::temp_dir())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    c
-}
 
 /// `cairn` against an S3 endpoint.
 fn cairn_s3(dir: &Path, endpoint: &str) -> Command {

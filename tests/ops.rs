@@ -10,65 +10,24 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, Mutex};
+use std::process::Stdio;
 use std::time::Duration;
 
 use cairn::manifest::{Removed, Strategy, Written};
 use cairn::store::keys::{self, Family};
 use cairn::Name;
+use common::cli::{self, Env, Pty, Run, Spawned, DEADLINE};
 use common::{s3_skipped, Backend};
 use serde_json::Value;
 
-/// Generous: CI runs this on two busy cores.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-struct Env {
-    dir: tempfile::TempDir,
+/// What these tests ask of a store beyond running cairn.
+trait Ops {
+    fn collect_at_any_age(&self);
+    fn versions(&self, manifest: &str) -> Vec<String>;
+    fn token_of_a_run(&self, name: &str) -> u64;
 }
 
-impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn store(&self) -> String {
-        format!("file://{}", self.root().display())
-    }
-
-    fn cairn(&self, node: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.current_dir(self.dir.path())
-            .env_remove("CAIRN_STORE")
-            .env_remove("CAIRN_NODE")
-            .env_remove("CAIRN_NODE_PID")
-            .env_remove("CAIRN_STRATEGY")
-            .env_remove("CAIRN_AUDIT_TOPIC")
-            .env_remove("CAIRN_LOG")
-            .env("CAIRN_CEILING_DIRECTORIES", std::env::temp_dir())
-            .stdin(Stdio::null())
-            .args(["--store", &self.store(), "--node", node])
-            .args(args);
-        c
-    }
-
-    fn run(&self, node: &str, args: &[&str]) -> Run {
-        Run(self.cairn(node, args).output().unwrap())
-    }
-
-    fn spawn(&self, node: &str, args: &[&str]) -> Spawned {
-        Spawned::start(self.cairn(node, args))
-    }
-
+impl Ops for Env {
     /// Sets the prefix's `gc_min_age` to 0 (the store must have its protocol record), so
     /// that versions are old enough to collect at once.
     fn collect_at_any_age(&self) {
@@ -109,132 +68,6 @@ impl Env {
             .ok()
             .stdout();
         out.trim().parse().unwrap()
-    }
-}
-
-struct Run(Output);
-
-impl Run {
-    fn code(&self) -> Option<i32> {
-        self.0.status.code()
-    }
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
-    }
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-    fn ok(self) -> Self {
-        self.exits(0)
-    }
-    fn exits(self, code: i32) -> Self {
-        assert_eq!(
-            self.code(),
-            Some(code),
-            "stdout: {}\nstderr: {}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(self.stdout().trim())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout()))
-    }
-}
-
-/// A running cairn whose stdout lines arrive on a channel; killed if dropped still running.
-struct Spawned {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Spawned {
-    fn start(mut c: Command) -> Self {
-        let mut child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::<Mutex<String>>::default();
-        let (mut err, sink) = (child.stderr.take().unwrap(), stderr.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = err.read(&mut buf) {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Self {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    fn line(&self) -> String {
-        self.lines.recv_timeout(DEADLINE).unwrap_or_else(|e| {
-            panic!(
-                "no line from cairn ({e}); stderr: {}",
-                self.stderr.lock().unwrap()
-            )
-        })
-    }
-
-    /// Lines up to and including the first one `stop` accepts.
-    fn lines_until(&self, stop: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut v = Vec::new();
-        loop {
-            let l = self.line();
-            let done = stop(&l);
-            v.push(l);
-            if done {
-                return v;
-            }
-        }
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-    }
-
-    fn wait(&mut self) -> Option<i32> {
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s.code();
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "cairn did not exit; stderr: {}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -615,7 +448,6 @@ fn watch_off_a_terminal_prints_snapshots_under_a_time_header_until_sigterm() {
 /// redraws in place, and no line is wider than the terminal.
 #[test]
 fn watch_on_a_terminal_redraws_in_place_within_80_columns() {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let env = Env::new();
     env.run(
         "a-node-with-a-rather-long-identifier-for-the-holder-column",
@@ -629,46 +461,10 @@ fn watch_on_a_terminal_redraws_in_place_within_80_columns() {
     )
     .ok();
     let mut c = env.cairn("ops", &["lock", "ls", "--watch", "--interval", "100ms"]);
-    // SAFETY: the usual posix_openpt sequence; every descriptor is checked and owned.
-    let (master, slave) = unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
-        let master = std::fs::File::from_raw_fd(m);
-        assert_eq!(libc::grantpt(m), 0);
-        assert_eq!(libc::unlockpt(m), 0);
-        let size = libc::winsize {
-            ws_row: 24,
-            ws_col: 80,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        assert_eq!(libc::ioctl(m, libc::TIOCSWINSZ, &size), 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
-        let s = libc::open(
-            name.as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        assert!(
-            s >= 0,
-            "open pty slave: {}",
-            std::io::Error::last_os_error()
-        );
-        (master, OwnedFd::from_raw_fd(s))
-    };
-    assert!(master.as_raw_fd() >= 0);
-    c.stdout(slave.try_clone().unwrap()).stderr(slave);
-    let output = Arc::<Mutex<Vec<u8>>>::default();
-    let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = reader.read(&mut buf) {
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
+    let pty = Pty::attach(&mut c);
     let mut child = c.spawn().unwrap();
     const CLEAR: &str = "\x1b[H\x1b[2J";
-    let text = || String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    let text = || pty.output();
     // Wait for the third redraw to start, so that the second is complete.
     let start = std::time::Instant::now();
     while text().matches(CLEAR).count() < 3 {
@@ -809,16 +605,8 @@ fn on_s3_with_etag_cas_gc_keeps_the_lock_and_forget_deletes_the_record() {
     let env = Env::new();
     let store = format!("s3://{}/t-{}", common::BUCKET, uuid::Uuid::new_v4());
     let command = |node: &str, args: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.current_dir(env.dir.path())
-            .env_remove("CAIRN_STORE")
-            .env_remove("CAIRN_STRATEGY")
-            .env_remove("CAIRN_AUDIT_TOPIC")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL", Backend::LocalStack.endpoint().unwrap())
+        let mut c = cli::cairn(env.dir.path());
+        c.env("AWS_ENDPOINT_URL", Backend::LocalStack.endpoint().unwrap())
             .stdin(Stdio::null())
             .args(["--store", &store, "--node", node, "--strategy", "etag-cas"])
             .args(args);

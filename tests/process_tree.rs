@@ -5,9 +5,13 @@
 //! Real processes on a `file://` store. Every wait is a poll with a generous deadline. A
 //! failing test kills what it started, so that no `sleep 1000` holds the output pipe open.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
+
+use common::cli::Pty;
 
 /// Generous: CI runs this on two busy cores.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -29,11 +33,8 @@ impl Env {
 
     /// `cairn --store file://… --node NODE ARGS…`.
     fn cairn(&self, node: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.current_dir(self.dir.path())
-            .env_remove("CAIRN_STORE")
-            .env_remove("CAIRN_NODE")
-            .env("CAIRN_BIN", env!("CARGO_BIN_EXE_cairn"))
+        let mut c = common::cli::cairn(self.dir.path());
+        c.env("CAIRN_BIN", env!("CARGO_BIN_EXE_cairn"))
             .env("STORE", self.store())
             .args(["--store", &self.store(), "--node", node])
             .args(args);
@@ -342,73 +343,6 @@ while :; do sleep 1; done
     assert_eq!(env.lock_json("L")["state"], "released");
 }
 
-/// A pseudo-terminal: the test holds the master side; cairn gets the slave side as its
-/// controlling terminal, in a session of its own whose foreground group is cairn's.
-struct Pty {
-    master: std::fs::File,
-    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-}
-
-impl Pty {
-    /// Opens a pty and sets `command` up to run on it.
-    fn attach(command: &mut Command) -> Pty {
-        use std::os::fd::{FromRawFd, OwnedFd};
-        use std::os::unix::process::CommandExt;
-        // SAFETY: the usual posix_openpt sequence; every descriptor is checked and owned.
-        let (master, slave) = unsafe {
-            let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-            assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
-            let master = std::fs::File::from_raw_fd(m);
-            assert_eq!(libc::grantpt(m), 0);
-            assert_eq!(libc::unlockpt(m), 0);
-            let mut name = [0 as libc::c_char; 128];
-            assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
-            let s = libc::open(
-                name.as_ptr(),
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            );
-            assert!(
-                s >= 0,
-                "open pty slave: {}",
-                std::io::Error::last_os_error()
-            );
-            (master, OwnedFd::from_raw_fd(s))
-        };
-        command
-            .stdin(slave.try_clone().unwrap())
-            .stdout(slave.try_clone().unwrap())
-            .stderr(slave);
-        // SAFETY: setsid and ioctl are async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        // Drain the terminal's output (kept for failure messages) so no writer blocks.
-        let output = std::sync::Arc::<std::sync::Mutex<Vec<u8>>>::default();
-        let (mut reader, sink) = (master.try_clone().unwrap(), output.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = std::io::Read::read(&mut reader, &mut buf) {
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        Pty { master, output }
-    }
-
-    /// Types `bytes` on the terminal.
-    fn type_in(&mut self, bytes: &[u8]) {
-        std::io::Write::write_all(&mut self.master, bytes).unwrap();
-    }
-
-    fn output(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-}
-
 #[test]
 fn a_command_run_from_a_terminal_can_read_from_it() {
     // COMMAND's group has the terminal, as a shell's job would; a background group that
@@ -417,7 +351,7 @@ fn a_command_run_from_a_terminal_can_read_from_it() {
     let got = env.path("got");
     let job = format!("read x; echo \"got $x\" > {}", got.display());
     let mut command = env.cairn("holder", &["lock", "run", "L", "--", "sh", "-c", &job]);
-    let mut pty = Pty::attach(&mut command);
+    let mut pty = Pty::attach_controlling(&mut command);
     let mut cairn = Cairn::spawn(command);
     pty.type_in(b"hello\n");
     let status = cairn.wait_exit();
@@ -435,7 +369,7 @@ fn ctrl_c_on_the_terminal_ends_the_whole_group() {
     let grandchild = env.script("grandchild.sh", GRANDCHILD);
     let job = format!("sh {grandchild} {} & wait", pid_file.display());
     let mut command = env.cairn("holder", &["lock", "run", "L", "--", "sh", "-c", &job]);
-    let mut pty = Pty::attach(&mut command);
+    let mut pty = Pty::attach_controlling(&mut command);
     let mut cairn = Cairn::spawn(command);
     let g = Proc::from_pid_file(&pid_file, &mut cairn);
     pty.type_in(&[0x03]);

@@ -6,11 +6,14 @@
 //! to skip.
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn::manifest::Strategy;
-use cairn::{Cairn, ManifestOptions, StoreOptions, StrategyChoice};
+
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -49,12 +52,20 @@ impl Backend {
     }
 }
 
-/// A fresh, empty namespace on a backend: a raw object store and a prefix inside it.
+/// A fresh, empty namespace on a backend: the conformance suite's [`cairn::conformance::Namespace`]
+/// (a raw object store, a prefix inside it, handles on it), with the backend it is on and,
+/// for the filesystem, the temporary directory it lives in.
 pub struct Namespace {
     pub backend: Backend,
-    pub store: Arc<dyn ObjectStore>,
-    pub prefix: String,
+    inner: cairn::conformance::Namespace,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for Namespace {
+    type Target = cairn::conformance::Namespace;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
 }
 
 /// `true` when S3 tests are explicitly opted out of.
@@ -96,8 +107,7 @@ pub async fn namespace(backend: Backend) -> Option<Namespace> {
     };
     Some(Namespace {
         backend,
-        store,
-        prefix,
+        inner: cairn::conformance::Namespace::new(store, prefix),
         _dir: dir,
     })
 }
@@ -125,39 +135,6 @@ pub fn s3_store(endpoint: &str) -> Arc<dyn ObjectStore> {
             .build()
             .expect("s3 store"),
     )
-}
-
-impl Namespace {
-    /// A handle for node `node` on this namespace, with a fixed strategy.
-    pub async fn cairn(&self, node: &str, strategy: Strategy) -> Cairn {
-        self.cairn_with(node, strategy, Arc::clone(&self.store), |b| b)
-            .await
-    }
-
-    /// A handle on `store` (this namespace's store, possibly wrapped), customised by `f`.
-    pub async fn cairn_with(
-        &self,
-        node: &str,
-        strategy: Strategy,
-        store: Arc<dyn ObjectStore>,
-        f: impl FnOnce(cairn::CairnBuilder) -> cairn::CairnBuilder,
-    ) -> Cairn {
-        let b = Cairn::builder(store)
-            .prefix(self.prefix.clone())
-            .node(node)
-            .unwrap()
-            .seed(seed_for(node))
-            .strategy(StrategyChoice::Fixed(strategy))
-            .store_options(StoreOptions::default())
-            .manifest_options(ManifestOptions::default());
-        f(b).build().await.expect("build cairn")
-    }
-}
-
-fn seed_for(node: &str) -> u64 {
-    node.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    })
 }
 
 /// One line of a log that test jobs write: `WHAT NUMBER NODE NANOSECONDS`.
