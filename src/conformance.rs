@@ -510,11 +510,11 @@ pub async fn a_landed_write_overtaken_twice_is_never_a_conflict(ns: Namespace, s
         // In the chain, the key of version 2, the author's.
         Strategy::VersionChain => keys::chain_version(&base("overtaken"), 2).to_string(),
     };
-    let store = Arc::new(overtaken::Overtaken {
-        inner: Arc::clone(&ns.store),
+    let overtaken = overtaken::Overtaken {
         watched,
         overtake: tokio::sync::Mutex::new(Some(overtake)),
-    });
+    };
+    let store = Arc::new(FaultStore::with_hook(Arc::clone(&ns.store), 0, overtaken));
     let author = ns.cairn_with("author", strategy, store, |b| b).await;
     let m = author.manifest::<String>(KIND, base("overtaken"));
     let current = m.load().await.expect("load").expect("v1 is there");
@@ -614,47 +614,28 @@ pub async fn a_store_without_if_match_refuses_etag_cas(ns: Namespace) {
 }
 
 mod overtaken {
-    use std::sync::Arc;
-
     use futures::future::BoxFuture;
-    use futures::stream::BoxStream;
     use object_store::path::Path;
-    use object_store::{
-        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-        PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    };
+    use object_store::PutResult;
 
-    /// A store wrapper whose first put to a key containing `watched` lands, then runs
-    /// `overtake` (other writers at work) and answers with a lost connection: the author's
-    /// read-back finds the object replaced since.
+    use crate::store::fault::Hook;
+
+    /// A [`FaultStore`](super::FaultStore) hook: the first put to a key containing `watched`
+    /// lands, then `overtake` runs (other writers at work) and the put answers with a lost
+    /// connection: the author's read-back finds the object replaced since.
     pub(super) struct Overtaken {
-        pub(super) inner: Arc<dyn ObjectStore>,
         pub(super) watched: String,
         pub(super) overtake: tokio::sync::Mutex<Option<BoxFuture<'static, ()>>>,
     }
 
-    impl std::fmt::Display for Overtaken {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "Overtaken({})", self.inner)
-        }
-    }
-
-    impl std::fmt::Debug for Overtaken {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "Overtaken({})", self.inner)
-        }
-    }
-
     #[async_trait::async_trait]
-    impl ObjectStore for Overtaken {
-        async fn put_opts(
+    impl Hook for Overtaken {
+        async fn committed(
             &self,
-            location: &Path,
-            payload: PutPayload,
-            opts: PutOptions,
+            path: &Path,
+            landed: PutResult,
         ) -> object_store::Result<PutResult> {
-            let landed = self.inner.put_opts(location, payload, opts).await?;
-            if !location.as_ref().contains(&self.watched) {
+            if !path.as_ref().contains(&self.watched) {
                 return Ok(landed);
             }
             let Some(overtake) = self.overtake.lock().await.take() else {
@@ -665,60 +646,6 @@ mod overtaken {
                 store: "Overtaken",
                 source: "connection reset after the request was sent".into(),
             })
-        }
-
-        async fn put_multipart_opts(
-            &self,
-            location: &Path,
-            opts: PutMultipartOptions,
-        ) -> object_store::Result<Box<dyn MultipartUpload>> {
-            self.inner.put_multipart_opts(location, opts).await
-        }
-
-        async fn get_opts(
-            &self,
-            location: &Path,
-            options: GetOptions,
-        ) -> object_store::Result<GetResult> {
-            self.inner.get_opts(location, options).await
-        }
-
-        fn delete_stream(
-            &self,
-            locations: BoxStream<'static, object_store::Result<Path>>,
-        ) -> BoxStream<'static, object_store::Result<Path>> {
-            self.inner.delete_stream(locations)
-        }
-
-        fn list(
-            &self,
-            prefix: Option<&Path>,
-        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.inner.list(prefix)
-        }
-
-        fn list_with_offset(
-            &self,
-            prefix: Option<&Path>,
-            offset: &Path,
-        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.inner.list_with_offset(prefix, offset)
-        }
-
-        async fn list_with_delimiter(
-            &self,
-            prefix: Option<&Path>,
-        ) -> object_store::Result<ListResult> {
-            self.inner.list_with_delimiter(prefix).await
-        }
-
-        async fn copy_opts(
-            &self,
-            from: &Path,
-            to: &Path,
-            options: CopyOptions,
-        ) -> object_store::Result<()> {
-            self.inner.copy_opts(from, to, options).await
         }
     }
 }

@@ -11,19 +11,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cairn::manifest::{Revalidated, Strategy, Written};
-use cairn::store::fault::{Counts, FaultStore};
+use cairn::store::fault::{Counts, FaultStore, Hook};
 use cairn::store::keys::{self, Family};
 use cairn::{Cairn, Clock, ManifestOptions, Name, StrategyChoice, TestClock};
 use chrono::{DateTime, Utc};
-use futures::stream::BoxStream;
-use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutResult};
 
 const KIND: &str = "test";
 const MIN_AGE: Duration = Duration::from_secs(60);
@@ -36,37 +31,27 @@ fn origin() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap()
 }
 
-/// A store whose `last_modified` is its own test clock's time at each write (so a paused
-/// tokio clock ages objects), which records the order of deletes.
-#[derive(Debug)]
+/// A [`FaultStore`] hook that makes `last_modified` the hook's own test clock's time at each
+/// write (so a paused tokio clock ages objects), and records the order of deletes.
+#[derive(Debug, Clone)]
 struct StoreClock {
-    inner: Arc<dyn ObjectStore>,
     clock: Arc<TestClock>,
     stamps: Arc<Mutex<HashMap<Path, DateTime<Utc>>>>,
     deleted: Arc<Mutex<Vec<Path>>>,
 }
 
-impl std::fmt::Display for StoreClock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StoreClock({})", self.inner)
-    }
-}
-
 impl StoreClock {
-    fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        Self {
-            inner,
+    /// `inner` with a fresh store clock, and the hook, to read its deletes from.
+    fn over(inner: Arc<dyn ObjectStore>) -> (Arc<FaultStore>, Self) {
+        let hook = Self {
             clock: Arc::new(TestClock::new(origin())),
             stamps: Arc::default(),
             deleted: Arc::default(),
-        }
-    }
-
-    fn restamp(stamps: &Mutex<HashMap<Path, DateTime<Utc>>>, mut m: ObjectMeta) -> ObjectMeta {
-        if let Some(t) = stamps.lock().unwrap().get(&m.location) {
-            m.last_modified = *t;
-        }
-        m
+        };
+        (
+            Arc::new(FaultStore::with_hook(inner, 0, hook.clone())),
+            hook,
+        )
     }
 
     fn deleted_versions(&self) -> Vec<u64> {
@@ -80,86 +65,22 @@ impl StoreClock {
 }
 
 #[async_trait]
-impl ObjectStore for StoreClock {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        let r = self.inner.put_opts(location, payload, opts).await?;
-        self.stamps
-            .lock()
-            .unwrap()
-            .insert(location.clone(), self.clock.now());
-        Ok(r)
+impl Hook for StoreClock {
+    async fn committed(&self, path: &Path, landed: PutResult) -> object_store::Result<PutResult> {
+        let now = self.clock.now();
+        self.stamps.lock().unwrap().insert(path.clone(), now);
+        Ok(landed)
     }
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
+    fn meta(&self, mut meta: ObjectMeta) -> ObjectMeta {
+        if let Some(t) = self.stamps.lock().unwrap().get(&meta.location) {
+            meta.last_modified = *t;
+        }
+        meta
     }
 
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        let mut r = self.inner.get_opts(location, options).await?;
-        r.meta = Self::restamp(&self.stamps, r.meta);
-        Ok(r)
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        let deleted = Arc::clone(&self.deleted);
-        let locations = locations
-            .map(move |p| {
-                if let Ok(p) = &p {
-                    deleted.lock().unwrap().push(p.clone());
-                }
-                p
-            })
-            .boxed();
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let stamps = Arc::clone(&self.stamps);
-        self.inner
-            .list(prefix)
-            .map(move |m| m.map(|m| Self::restamp(&stamps, m)))
-            .boxed()
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let stamps = Arc::clone(&self.stamps);
-        self.inner
-            .list_with_offset(prefix, offset)
-            .map(move |m| m.map(|m| Self::restamp(&stamps, m)))
-            .boxed()
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
+    fn deleting(&self, path: &Path) {
+        self.deleted.lock().unwrap().push(path.clone());
     }
 }
 
@@ -367,7 +288,7 @@ async fn should_take_the_listing_path_when_the_snapshot_is_stale() {
 /// below the head. Its listing after the create catches it: a conflict, and the head stays.
 #[tokio::test(start_paused = true)]
 async fn should_detect_a_conflict_when_a_stale_writers_successor_was_collected() {
-    let store = Arc::new(StoreClock::new(Arc::new(InMemory::new())));
+    let (store, clock) = StoreClock::over(Arc::new(InMemory::new()));
     let stale = Node::new(store.clone(), "stale", options()).await;
     let busy = Node::new(store.clone(), "busy", options()).await;
     let (ms, mb) = (stale.manifest("gc"), busy.manifest("gc"));
@@ -385,7 +306,7 @@ async fn should_detect_a_conflict_when_a_stale_writers_successor_was_collected()
         cur = write_ok(&mb, Some(&cur), i).await;
     }
     assert_eq!(mb.collect_garbage().await.unwrap(), 12);
-    assert_eq!(store.deleted_versions(), (1..=12).collect::<Vec<_>>());
+    assert_eq!(clock.deleted_versions(), (1..=12).collect::<Vec<_>>());
     // The stale writer's create of version 4 succeeds (the slot is free again) ...
     let before = stale.counts();
     match ms.write(Some(&seen), 999).await.unwrap() {
@@ -403,7 +324,7 @@ async fn should_detect_a_conflict_when_a_stale_writers_successor_was_collected()
 /// keeps a fresh snapshot's successor alive for the whole freshness window.
 #[tokio::test(start_paused = true)]
 async fn should_not_collect_young_versions_when_the_collectors_clock_runs_ahead() {
-    let store = Arc::new(StoreClock::new(Arc::new(InMemory::new())));
+    let (store, clock) = StoreClock::over(Arc::new(InMemory::new()));
     let fast = Node::new(store.clone(), "fast", options()).await;
     fast.clock.set_skew(chrono::Duration::hours(1));
     let m = fast.manifest("skew");
@@ -412,7 +333,7 @@ async fn should_not_collect_young_versions_when_the_collectors_clock_runs_ahead(
         cur = write_ok(&m, Some(&cur), i).await;
     }
     assert_eq!(m.collect_garbage().await.unwrap(), 0);
-    assert!(store.deleted_versions().is_empty());
+    assert!(clock.deleted_versions().is_empty());
     // Once the store's clock has moved past gc_min_age, they go.
     tokio::time::advance(MIN_AGE + Duration::from_secs(1)).await;
     write_ok(&m, Some(&cur), 21).await;
@@ -424,7 +345,7 @@ async fn should_not_collect_young_versions_when_the_collectors_clock_runs_ahead(
 #[tokio::test(start_paused = true)]
 async fn should_collect_oldest_first_and_stop_at_the_first_young_version() {
     let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let store = Arc::new(StoreClock::new(inner.clone()));
+    let (store, clock) = StoreClock::over(inner.clone());
     let a = Node::new(store.clone(), "collector", options()).await;
     let m = a.manifest("order");
     let mut cur = write_ok(&m, None, 1).await;
@@ -440,7 +361,7 @@ async fn should_collect_oldest_first_and_stop_at_the_first_young_version() {
         cur = write_ok(&m, Some(&cur), i).await;
     }
     assert_eq!(m.collect_garbage().await.unwrap(), 4);
-    assert_eq!(store.deleted_versions(), vec![1, 2, 3, 4]);
+    assert_eq!(clock.deleted_versions(), vec![1, 2, 3, 4]);
     let kept: Vec<u64> = m
         .history()
         .await
@@ -455,7 +376,7 @@ async fn should_collect_oldest_first_and_stop_at_the_first_young_version() {
 /// young to collect: a pass that stopped at a young version waits until it is old enough.
 #[tokio::test(start_paused = true)]
 async fn should_not_list_for_collection_while_every_version_is_too_young() {
-    let store = Arc::new(StoreClock::new(Arc::new(InMemory::new())));
+    let (store, _) = StoreClock::over(Arc::new(InMemory::new()));
     let a = Node::new(
         store.clone(),
         "fast",

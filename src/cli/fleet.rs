@@ -13,7 +13,7 @@ use crate::fleet::check::Verdict;
 use crate::fleet::faults::KINDS;
 use crate::fleet::history::{Event, History, What};
 use crate::fleet::{FleetOptions, Report, Skew};
-use crate::store::url;
+use crate::store::url::{self, Location};
 use crate::{Result, StrategyChoice};
 
 /// Runs `cairn fleet`.
@@ -50,10 +50,9 @@ pub async fn run(
     if a.no_misconfigured {
         o.misconfigured = false;
     }
-    if a.processes > 0 && !(store_url.starts_with("file://") || store_url.starts_with("s3://")) {
-        return Err(crate::Error::Config(format!(
-            "--processes needs a store a child process can open (file:// or s3://), not {store_url}"
-        )));
+    let location = url::parse(store_url)?;
+    if a.processes > 0 && location == Location::Memory {
+        return Err(unreachable_by_children(store_url));
     }
     let opened = url::open(store_url).await?;
     // A fresh prefix per run: a run's checks judge only what it did itself.
@@ -69,6 +68,7 @@ pub async fn run(
     if a.processes > 0 {
         o.processes = Some(processes(
             store_url,
+            &location,
             &prefix,
             &run_id,
             a.processes as usize,
@@ -133,19 +133,18 @@ pub async fn run(
 /// go to a directory under the system's temporary directory, shown in the summary.
 fn processes(
     store_url: &str,
+    location: &Location,
     prefix: &str,
     run_id: &str,
     count: usize,
 ) -> Result<crate::fleet::procs::Processes> {
-    let child_url = if let Some(path) = store_url.strip_prefix("file://") {
-        format!("file://{}/{prefix}", path.trim_end_matches('/'))
-    } else if let Some(rest) = store_url.strip_prefix("s3://") {
-        let bucket = rest.split_once('/').map_or(rest, |(b, _)| b);
-        format!("s3://{bucket}/{prefix}")
-    } else {
-        return Err(crate::Error::Config(format!(
-            "--processes needs a store a child process can open (file:// or s3://), not {store_url}"
-        )));
+    let child_url = match location {
+        // `parse` made the root absolute, which is all `from_file_path` asks.
+        Location::Directory(root) => ::url::Url::from_file_path(root.join(prefix))
+            .map_err(|()| unreachable_by_children(store_url))?
+            .to_string(),
+        Location::S3 { bucket, .. } => format!("s3://{bucket}/{prefix}"),
+        Location::Memory => return Err(unreachable_by_children(store_url)),
     };
     let exe = std::env::current_exe()
         .map_err(|e| crate::Error::Config(format!("cannot find this executable: {e}")))?;
@@ -155,6 +154,13 @@ fn processes(
         store_url: child_url,
         dir: std::env::temp_dir().join(format!("cairn-fleet-{run_id}-{}", std::process::id())),
     })
+}
+
+/// The refusal of `--processes` on a store no other process can open.
+fn unreachable_by_children(store_url: &str) -> crate::Error {
+    crate::Error::Config(format!(
+        "--processes needs a store a child process can open (file:// or s3://), not {store_url}"
+    ))
 }
 
 /// Prints one line per event until the run ends.

@@ -1,5 +1,5 @@
 //! Everything that can be checked without the store is checked before the first request:
-//! names, JSON arguments, durations that must fit together, the store URL's scheme. A
+//! names, JSON arguments, durations that must fit together, the store URL. A
 //! mistake costs no request and no probe.
 
 use super::args::{
@@ -60,14 +60,7 @@ fn looks(cli: &Cli) -> Result<bool> {
         )));
     }
     if let Some(url) = &g.store {
-        if !["s3://", "file://", "memory:"]
-            .iter()
-            .any(|p| url.starts_with(p))
-        {
-            return Err(Error::Config(format!(
-                "{url:?} is not a store URL: expected s3://bucket/prefix, file:///path or memory://"
-            )));
-        }
+        crate::store::url::parse(url)?;
     }
     if let Some(n) = &g.node {
         Name::new(n)?;

@@ -450,7 +450,11 @@ pub async fn run(
     // proxy in front of a bucket whose protocol was recorded (and probed) earlier would.
     // Nodes read the record and do not probe again, so nothing stops them.
     let inner: Arc<dyn ObjectStore> = if opts.planted_defect {
-        Arc::new(defect::IgnorePreconditions(store))
+        Arc::new(crate::store::fault::FaultStore::with_hook(
+            store,
+            opts.seed,
+            defect::IgnorePreconditions,
+        ))
     } else {
         store
     };

@@ -394,6 +394,8 @@ mod tests {
         assert!(!diagnose(&e).is_configuration());
     }
 
+    // The error it diagnoses is the AWS SDK's.
+    #[cfg(feature = "aws")]
     #[test]
     fn no_credentials_is_configuration() {
         let not_loaded =

@@ -6,6 +6,10 @@
 //! ([`Fault::FailBeforeCommit`]), a synthetic status ([`Fault::Status`]: 409, 412, 500, 503),
 //! or a request that never answers ([`Fault::Hang`]). Probabilistic rules draw from a seeded
 //! generator, so a failing run is reproducible from its seed.
+//!
+//! A [`Hook`] changes what the forwarded requests do, for a store that misbehaves in a way no
+//! fault describes: one that ignores preconditions, one whose object is overwritten between
+//! a put's commit and its answer, one whose `last_modified` follows a test clock.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,18 +160,48 @@ impl Counts {
     }
 }
 
+/// What a test changes about the requests a [`FaultStore`] forwards to its inner store,
+/// beyond the faults it injects (see [`FaultStore::with_hook`]). Every method's default
+/// changes nothing. Faults apply around the hooked request: a put that
+/// [`Fault::CommitThenFail`] hits still runs [`Hook::committed`] before failing.
+#[async_trait]
+pub trait Hook: Send + Sync {
+    /// The options a put is forwarded with.
+    fn put_options(&self, _path: &Path, opts: PutOptions) -> PutOptions {
+        opts
+    }
+
+    /// Runs once a put has committed, before it answers; what it returns is the answer.
+    async fn committed(&self, _path: &Path, result: PutResult) -> Result<PutResult> {
+        Ok(result)
+    }
+
+    /// The metadata a read or a listing reports for an object.
+    fn meta(&self, meta: ObjectMeta) -> ObjectMeta {
+        meta
+    }
+
+    /// Runs before a delete is forwarded.
+    fn deleting(&self, _path: &Path) {}
+}
+
+/// The hook of a store built without one.
+struct NoHook;
+
+impl Hook for NoHook {}
+
 /// The counting, fault-injecting wrapper.
 pub struct FaultStore {
     inner: Arc<dyn ObjectStore>,
     shared: Arc<Shared>,
 }
 
-/// Rules, randomness and counters, shared with the streams the wrapper hands out.
-#[derive(Debug)]
+/// Rules, randomness, counters and the hook, shared with the streams the wrapper hands out.
 struct Shared {
     rules: Mutex<Vec<Rule>>,
     rng: Mutex<StdRng>,
     counters: Counters,
+    hook: Arc<dyn Hook>,
 }
 
 impl fmt::Debug for FaultStore {
@@ -185,12 +219,19 @@ impl fmt::Display for FaultStore {
 impl FaultStore {
     /// Wraps `inner`; probabilistic rules draw from `seed`.
     pub fn new(inner: Arc<dyn ObjectStore>, seed: u64) -> Self {
+        Self::with_hook(inner, seed, NoHook)
+    }
+
+    /// Wraps `inner` as [`FaultStore::new`] does, with `hook` changing the requests it
+    /// forwards.
+    pub fn with_hook(inner: Arc<dyn ObjectStore>, seed: u64, hook: impl Hook + 'static) -> Self {
         Self {
             inner,
             shared: Arc::new(Shared {
                 rules: Mutex::new(Vec::new()),
                 rng: Mutex::new(StdRng::seed_from_u64(seed)),
                 counters: Counters::default(),
+                hook: Arc::new(hook),
             }),
         }
     }
@@ -275,7 +316,10 @@ impl Shared {
         inner: impl FnOnce() -> BoxStream<'static, Result<ObjectMeta>>,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
         match self.pick(Op::List, at) {
-            None | Some(Fault::Delay(_) | Fault::DelayBetween(..)) => inner(),
+            None | Some(Fault::Delay(_) | Fault::DelayBetween(..)) => {
+                let hook = Arc::clone(&self.hook);
+                inner().map(move |m| m.map(|m| hook.meta(m))).boxed()
+            }
             Some(f) => {
                 futures::stream::once(futures::future::ready(Err(fault_error(at, f)))).boxed()
             }
@@ -354,13 +398,13 @@ impl ObjectStore for FaultStore {
         opts: PutOptions,
     ) -> Result<PutResult> {
         self.shared.counters.puts.fetch_add(1, Ordering::SeqCst);
-        self.shared
-            .run(
-                Op::Put,
-                location,
-                self.inner.put_opts(location, payload, opts),
-            )
-            .await
+        let hook = &self.shared.hook;
+        let opts = hook.put_options(location, opts);
+        let forward = async {
+            let landed = self.inner.put_opts(location, payload, opts).await?;
+            hook.committed(location, landed).await
+        };
+        self.shared.run(Op::Put, location, forward).await
     }
 
     async fn put_multipart_opts(
@@ -375,10 +419,12 @@ impl ObjectStore for FaultStore {
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         self.shared.counters.gets.fetch_add(1, Ordering::SeqCst);
         let head = options.head;
-        let r = self
-            .shared
-            .run(Op::Get, location, self.inner.get_opts(location, options))
-            .await;
+        let forward = async {
+            let mut r = self.inner.get_opts(location, options).await?;
+            r.meta = self.shared.hook.meta(r.meta);
+            Ok(r)
+        };
+        let r = self.shared.run(Op::Get, location, forward).await;
         match &r {
             Ok(g) if !head => {
                 self.shared
@@ -413,6 +459,7 @@ impl ObjectStore for FaultStore {
                     let one = futures::stream::once(futures::future::ready(Ok(p.clone()))).boxed();
                     shared
                         .run(Op::Delete, &p, async {
+                            shared.hook.deleting(&p);
                             match inner.delete_stream(one).next().await {
                                 Some(r) => r,
                                 None => Ok(p.clone()),
@@ -444,9 +491,16 @@ impl ObjectStore for FaultStore {
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
         self.shared.counters.lists.fetch_add(1, Ordering::SeqCst);
         let at = prefix.cloned().unwrap_or_default();
-        self.shared
-            .run(Op::List, &at, self.inner.list_with_delimiter(prefix))
-            .await
+        let forward = async {
+            let mut r = self.inner.list_with_delimiter(prefix).await?;
+            r.objects = r
+                .objects
+                .into_iter()
+                .map(|m| self.shared.hook.meta(m))
+                .collect();
+            Ok(r)
+        };
+        self.shared.run(Op::List, &at, forward).await
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {

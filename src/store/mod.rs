@@ -305,6 +305,13 @@ pub(crate) enum FormCheck {
     NoneHonoured,
 }
 
+/// How [`Store::put_verified`] ended: the write landed (its etag, if the store gave one),
+/// or its caller settled it otherwise.
+enum Put<T> {
+    Landed { etag: Option<String> },
+    Settled(T),
+}
+
 /// What a read-back found, relative to the write it verifies.
 enum Verified {
     Ours(Object),
@@ -506,46 +513,28 @@ impl Store {
         body: Bytes,
         write_id: &WriteId,
     ) -> Result<CreateOutcome> {
-        let path = self.path(key);
-        let mut last_err = None;
-        let mut after_unclear = false;
-        for attempt in 1..=self.options.write_attempts.max(1) {
-            let opts = PutOptions::from(PutMode::Create);
-            let err = match self
-                .timed(
-                    "put",
-                    self.inner
-                        .put_opts(&path, PutPayload::from(body.clone()), opts),
-                )
-                .await
-            {
-                Ok(r) => return Ok(CreateOutcome::Created { etag: r.e_tag }),
-                Err(e) if is_permanent(&e) => return Err(classify("create", key, e)),
-                Err(e) => e,
-            };
-            after_unclear |= !is_refusal(&err);
-            match self.verify(key, write_id, &err).await? {
-                Verified::Ours(obj) => {
-                    debug!(%key, attempt, error = %err, "create landed despite an unclear answer");
-                    return Ok(CreateOutcome::Created { etag: obj.etag });
-                }
-                Verified::Theirs(obj) => {
-                    return Ok(CreateOutcome::Exists {
-                        current: Some(obj),
-                        after_unclear,
-                    })
-                }
-                Verified::Absent if is_refusal(&err) => {
+        let settle = |current, err: &_, attempt, after_unclear| {
+            match current {
+                Some(obj) => Some(CreateOutcome::Exists {
+                    current: Some(obj),
+                    after_unclear,
+                }),
+                None if is_refusal(err) => {
                     // "exists" yet nothing is there: it was removed in between. Try again.
                     debug!(%key, attempt, "create refused but the object is gone; retrying");
+                    None
                 }
-                Verified::Absent => {
+                None => {
                     debug!(%key, attempt, error = %err, "create did not land; sending again");
+                    None
                 }
             }
-            last_err = Some(err);
-        }
-        Err(exhausted("create", key, last_err))
+        };
+        let put = self.put_verified("create", key, body, write_id, PutMode::Create, settle);
+        Ok(match put.await? {
+            Put::Landed { etag } => CreateOutcome::Created { etag },
+            Put::Settled(outcome) => outcome,
+        })
     }
 
     /// Replaces `key` with `body` only if its etag is still `etag` (`If-Match`, in the
@@ -633,15 +622,61 @@ impl Store {
         form: IfMatchForm,
         verified: bool,
     ) -> Result<ReplaceAttempt> {
-        let path = self.path(key);
         let sent = form.apply(etag).into_owned();
+        let mode = PutMode::Update(UpdateVersion {
+            e_tag: Some(sent.clone()),
+            version: None,
+        });
+        let settle = |current: Option<Object>, err: &_, attempt, after_unclear| {
+            let conflict = |current| {
+                Some(ReplaceAttempt::Decided(ReplaceOutcome::Conflict {
+                    current,
+                    after_unclear,
+                }))
+            };
+            match current {
+                Some(obj) if obj.etag.as_deref() != Some(etag) => conflict(Some(obj)),
+                None => conflict(None),
+                Some(_) if !verified && matches!(err, object_store::Error::Precondition { .. }) => {
+                    // The precondition failed, yet the object is at the etag we sent: the
+                    // store did not match our `If-Match` value to its own etag. Sending the
+                    // same again gets the same answer.
+                    debug!(%key, %sent, "412 while the object is still at the etag sent");
+                    Some(ReplaceAttempt::FormRefused { sent: sent.clone() })
+                }
+                Some(_) => {
+                    debug!(%key, attempt, error = %err, "replace did not land; sending again");
+                    None
+                }
+            }
+        };
+        let put = self.put_verified("replace", key, body, write_id, mode, settle);
+        Ok(match put.await? {
+            Put::Landed { etag } => ReplaceAttempt::Decided(ReplaceOutcome::Replaced { etag }),
+            Put::Settled(attempt) => attempt,
+        })
+    }
+
+    /// The write loop [`Store::create`] and [`Store::replace_as`] share: sends `body` as
+    /// `mode` says, at most [`StoreOptions::write_attempts`] times. An answer that is
+    /// neither success nor permanent is resolved by reading the object back: our `write_id`
+    /// there means the write landed; anything else (`Some` object or `None`) goes to
+    /// `settle`, with the error, the attempt and whether any answer so far was unclear
+    /// rather than a refusal, and `settle` returns the outcome or `None` to send again.
+    async fn put_verified<T>(
+        &self,
+        operation: &'static str,
+        key: &Key,
+        body: Bytes,
+        write_id: &WriteId,
+        mode: PutMode,
+        mut settle: impl FnMut(Option<Object>, &object_store::Error, u32, bool) -> Option<T>,
+    ) -> Result<Put<T>> {
+        let path = self.path(key);
         let mut last_err = None;
         let mut after_unclear = false;
         for attempt in 1..=self.options.write_attempts.max(1) {
-            let opts = PutOptions::from(PutMode::Update(UpdateVersion {
-                e_tag: Some(sent.clone()),
-                version: None,
-            }));
+            let opts = PutOptions::from(mode.clone());
             let err = match self
                 .timed(
                     "put",
@@ -650,49 +685,25 @@ impl Store {
                 )
                 .await
             {
-                Ok(r) => {
-                    return Ok(ReplaceAttempt::Decided(ReplaceOutcome::Replaced {
-                        etag: r.e_tag,
-                    }))
-                }
-                Err(e) if is_permanent(&e) => return Err(classify("replace", key, e)),
+                Ok(r) => return Ok(Put::Landed { etag: r.e_tag }),
+                Err(e) if is_permanent(&e) => return Err(classify(operation, key, e)),
                 Err(e) => e,
             };
             after_unclear |= !is_refusal(&err);
-            let decided = |o| Ok(ReplaceAttempt::Decided(o));
-            match self.verify(key, write_id, &err).await? {
+            let current = match self.verify(key, write_id, &err).await? {
                 Verified::Ours(obj) => {
-                    debug!(%key, attempt, error = %err, "replace landed despite an unclear answer");
-                    return decided(ReplaceOutcome::Replaced { etag: obj.etag });
+                    debug!(%key, attempt, error = %err, "{operation} landed despite an unclear answer");
+                    return Ok(Put::Landed { etag: obj.etag });
                 }
-                Verified::Theirs(obj) if obj.etag.as_deref() != Some(etag) => {
-                    return decided(ReplaceOutcome::Conflict {
-                        current: Some(obj),
-                        after_unclear,
-                    })
-                }
-                Verified::Absent => {
-                    return decided(ReplaceOutcome::Conflict {
-                        current: None,
-                        after_unclear,
-                    })
-                }
-                Verified::Theirs(_)
-                    if !verified && matches!(err, object_store::Error::Precondition { .. }) =>
-                {
-                    // The precondition failed, yet the object is at the etag we sent: the
-                    // store did not match our `If-Match` value to its own etag. Sending the
-                    // same again gets the same answer.
-                    debug!(%key, %sent, "412 while the object is still at the etag sent");
-                    return Ok(ReplaceAttempt::FormRefused { sent });
-                }
-                Verified::Theirs(_) => {
-                    debug!(%key, attempt, error = %err, "replace did not land; sending again");
-                }
+                Verified::Theirs(obj) => Some(obj),
+                Verified::Absent => None,
+            };
+            if let Some(outcome) = settle(current, &err, attempt, after_unclear) {
+                return Ok(Put::Settled(outcome));
             }
             last_err = Some(err);
         }
-        Err(exhausted("replace", key, last_err))
+        Err(exhausted(operation, key, last_err))
     }
 
     /// Reads `key` back after a write answered `err`, and says whose object is there.

@@ -1,6 +1,12 @@
 //! Store URLs, a convenience for the CLI and for programs that do not already hold an
 //! `ObjectStore`: `s3://bucket/prefix`, `file:///absolute/path`, `memory://`.
 //!
+//! object_store's own parser (`ObjectStoreScheme::parse`) reads them, so a path is
+//! percent-decoded (`file:///tmp/a%20b` is the directory `/tmp/a b`) and Hadoop's `s3a://`
+//! means `s3://`. What it also recognises but cairn cannot open as written is refused with
+//! the accepted forms: other clouds, plain `http(s)://` stores, and `https://` S3 URLs, whose
+//! endpoint and region cairn takes from the environment instead.
+//!
 //! For `s3://` (the `aws` feature) the endpoint, region and credentials come from the
 //! standard AWS environment and `aws-config`'s provider chain (environment, profile, SSO,
 //! web identity, IMDS).
@@ -99,48 +105,111 @@ pub async fn open(url: &str) -> Result<Opened> {
 
 /// Opens the store a URL names, as `options` say.
 pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Opened> {
-    if url == "memory://" || url == "memory:" {
-        return Ok(Opened {
+    match parse(url)? {
+        Location::Memory => Ok(Opened {
             store: Arc::new(InMemory::new()),
             prefix: String::new(),
             kind: "memory",
             endpoint: None,
-        });
-    }
-    if let Some(path) = url.strip_prefix("file://") {
-        if !path.starts_with('/') {
-            return Err(Error::Config(format!(
-                "{url:?}: a file URL needs an absolute path, as in file:///var/lib/cairn"
-            )));
+        }),
+        Location::Directory(path) => {
+            let shown = path.display();
+            if options.create {
+                std::fs::create_dir_all(&path)
+                    .map_err(|e| Error::Config(format!("cannot create {shown}: {e}")))?;
+            } else if !path.is_dir() {
+                return Err(Error::NoStore {
+                    named: Some(url.to_string()),
+                    looked_in: Vec::new(),
+                });
+            }
+            let fs = LocalFileSystem::new_with_prefix(&path)
+                .map_err(|e| Error::Config(format!("cannot open {shown}: {e}")))?;
+            Ok(Opened {
+                store: Arc::new(fs),
+                prefix: String::new(),
+                kind: "local filesystem",
+                endpoint: None,
+            })
         }
-        if options.create {
-            std::fs::create_dir_all(path)
-                .map_err(|e| Error::Config(format!("cannot create {path}: {e}")))?;
-        } else if !std::path::Path::new(path).is_dir() {
-            return Err(Error::NoStore {
-                named: Some(url.to_string()),
-                looked_in: Vec::new(),
-            });
-        }
-        let fs = LocalFileSystem::new_with_prefix(path)
-            .map_err(|e| Error::Config(format!("cannot open {path}: {e}")))?;
-        return Ok(Opened {
-            store: Arc::new(fs),
-            prefix: String::new(),
-            kind: "local filesystem",
-            endpoint: None,
-        });
+        Location::S3 { bucket, prefix } => open_s3(&bucket, &prefix, options.timeout).await,
     }
-    if let Some(rest) = url.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(Error::Config(format!("{url:?} names no bucket")));
-        }
-        return open_s3(bucket, prefix.trim_matches('/'), options.timeout).await;
+}
+
+/// The forms a store URL may take, for messages.
+const ACCEPTED: &str = "expected s3://bucket/prefix, file:///absolute/path or memory://";
+
+/// Where a store URL points, before anything is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Location {
+    /// `memory://` or `memory:`: a fresh in-memory store.
+    Memory,
+    /// `file:///absolute/path`: a directory, its path percent-decoded.
+    Directory(std::path::PathBuf),
+    /// `s3://bucket/prefix` (or Hadoop's `s3a://`): the prefix has no leading or trailing
+    /// `/`, and is percent-decoded.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The root prefix inside it, possibly empty.
+        prefix: String,
+    },
+}
+
+/// Reads a store URL without opening anything: object_store's own parser
+/// ([`ObjectStoreScheme::parse`](object_store::ObjectStoreScheme::parse)) says which store
+/// it names and decodes the path; this refuses what cairn cannot open as the URL says.
+///
+/// - A `file://` URL must spell an absolute path right after `file://` (not `file:/x`,
+///   `file://host/x` or a bare `file://`).
+/// - `https://s3.….amazonaws.com/bucket/…` names an endpoint and a region as well as a bucket,
+///   and cairn takes both from the environment: it is refused, pointing at `s3://`.
+/// - No store URL has a user, password, port, query or fragment: an `s3://bucket:9000` would
+///   otherwise lose its port without a word.
+pub(crate) fn parse(url: &str) -> Result<Location> {
+    use object_store::ObjectStoreScheme as Scheme;
+    let refused = || Error::Config(format!("{url:?}: {ACCEPTED}"));
+    let parsed = url::Url::parse(url).map_err(|_| refused())?;
+    let scheme = parsed.scheme();
+    if scheme == "file" && !url[url.len().min(7)..].starts_with('/') {
+        return Err(Error::Config(format!(
+            "{url:?}: a file URL needs an absolute path, as in file:///var/lib/cairn"
+        )));
     }
-    Err(Error::Config(format!(
-        "{url:?}: expected s3://bucket/prefix, file:///absolute/path or memory://"
-    )))
+    let s3 = matches!(scheme, "s3" | "s3a");
+    if s3 && parsed.host_str().is_none_or(str::is_empty) {
+        return Err(Error::Config(format!("{url:?} names no bucket")));
+    }
+    if !parsed.username().is_empty()
+        || parsed.password().is_some()
+        || parsed.port().is_some()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+    {
+        return Err(Error::Config(format!(
+            "{url:?}: a store URL has no user, port, query or fragment (the S3 endpoint comes \
+             from AWS_ENDPOINT_URL): {ACCEPTED}"
+        )));
+    }
+    // The path first, so that the scheme's answer below can only be "unrecognised".
+    object_store::path::Path::from_url_path(parsed.path())
+        .map_err(|e| Error::Config(format!("{url:?}: {e}")))?;
+    let (kind, path) = Scheme::parse(&parsed).map_err(|_| refused())?;
+    match kind {
+        Scheme::Memory if path.as_ref().is_empty() => Ok(Location::Memory),
+        Scheme::Local => Ok(Location::Directory(
+            std::path::Path::new("/").join(path.as_ref()),
+        )),
+        Scheme::AmazonS3 if s3 => Ok(Location::S3 {
+            bucket: parsed.host_str().unwrap_or_default().to_string(),
+            prefix: path.as_ref().to_string(),
+        }),
+        Scheme::AmazonS3 => Err(Error::Config(format!(
+            "{url:?}: an https URL names an S3 endpoint and region, which cairn takes from the \
+             environment (AWS_ENDPOINT_URL, AWS_REGION): write the bucket as s3://bucket/prefix"
+        ))),
+        _ => Err(refused()),
+    }
 }
 
 /// Without the `aws` feature there is no S3 client: the URL is refused, naming the feature.
@@ -287,6 +356,152 @@ async fn open_s3(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened
         kind: "s3",
         endpoint: shown_endpoint,
     })
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    fn s3(bucket: &str, prefix: &str) -> Location {
+        Location::S3 {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        }
+    }
+
+    fn refusal(url: &str) -> String {
+        match parse(url) {
+            Err(Error::Config(m)) => m,
+            other => panic!("{url}: expected a Config error, got {other:?}"),
+        }
+    }
+
+    /// Each URL is refused with a message that contains `part`.
+    fn refused_saying(urls: &[&str], part: &str) {
+        for url in urls {
+            let m = refusal(url);
+            assert!(m.contains(part), "{url}: {m}");
+        }
+    }
+
+    #[test]
+    fn memory_is_spelled_with_or_without_slashes() {
+        assert_eq!(parse("memory://").unwrap(), Location::Memory);
+        assert_eq!(parse("memory:").unwrap(), Location::Memory);
+        refused_saying(&["memory://host", "memory:///x", "memory:x"], ACCEPTED);
+    }
+
+    #[test]
+    fn a_file_url_names_an_absolute_directory_percent_decoded() {
+        let dir = |p: &str| Location::Directory(p.into());
+        assert_eq!(
+            parse("file:///var/lib/cairn").unwrap(),
+            dir("/var/lib/cairn")
+        );
+        assert_eq!(
+            parse("file:///var/lib/cairn/").unwrap(),
+            dir("/var/lib/cairn")
+        );
+        assert_eq!(parse("file:///tmp/a%20b").unwrap(), dir("/tmp/a b"));
+        assert_eq!(parse("file:///tmp/a b").unwrap(), dir("/tmp/a b"));
+        assert_eq!(parse("file:///").unwrap(), dir("/"));
+        refused_saying(
+            &[
+                "file://relative/x",
+                "file:relative",
+                "file:/tmp/x",
+                "file://",
+            ],
+            "needs an absolute path",
+        );
+        // object_store's path rules: no empty segment, valid UTF-8 once decoded.
+        assert!(refusal("file:///tmp//x").contains("empty path segment"));
+        assert!(refusal("file:///tmp/%FF").contains("/tmp/%FF"));
+    }
+
+    #[test]
+    fn an_s3_url_names_a_bucket_and_a_prefix_without_outer_slashes() {
+        assert_eq!(parse("s3://bucket").unwrap(), s3("bucket", ""));
+        assert_eq!(parse("s3://bucket/").unwrap(), s3("bucket", ""));
+        assert_eq!(parse("s3://bucket/a/b/").unwrap(), s3("bucket", "a/b"));
+        assert_eq!(parse("s3://bucket/a%20b").unwrap(), s3("bucket", "a b"));
+        // Hadoop's spelling of the same thing.
+        assert_eq!(parse("s3a://bucket/p").unwrap(), s3("bucket", "p"));
+        for url in ["s3://", "s3:///prefix", "s3a://"] {
+            assert_eq!(refusal(url), format!("{url:?} names no bucket"));
+        }
+    }
+
+    #[test]
+    fn an_https_s3_url_is_refused_since_its_endpoint_would_be_ignored() {
+        refused_saying(
+            &[
+                "https://s3.amazonaws.com/bucket/p",
+                "https://s3.eu-west-1.amazonaws.com/bucket",
+                "https://bucket.s3.amazonaws.com/p",
+                "https://account.r2.cloudflarestorage.com/bucket/p",
+            ],
+            "write the bucket as s3://bucket/prefix",
+        );
+    }
+
+    #[test]
+    fn other_schemes_and_url_parts_are_refused_naming_the_accepted_forms() {
+        for url in [
+            "ftp://nope",
+            "gs://bucket/p",
+            "az://container/p",
+            "http://example.com/p",
+            "https://example.com/p",
+            "/var/lib/cairn",
+            "bucket/prefix",
+            "",
+        ] {
+            let m = refusal(url);
+            assert_eq!(m, format!("{url:?}: {ACCEPTED}"));
+        }
+        let extras = [
+            "s3://bucket:9000/p",
+            "s3://user@bucket/p",
+            "s3://bucket/p?region=x",
+            "file:///tmp/x#y",
+        ];
+        refused_saying(&extras, "no user, port, query or fragment");
+        refused_saying(&extras, ACCEPTED);
+    }
+
+    #[tokio::test]
+    async fn opening_a_file_url_creates_its_directory_unless_told_not_to() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a b");
+        let url = format!("file://{}", tmp.path().join("a%20b").display());
+        let look = OpenOptions {
+            create: false,
+            ..Default::default()
+        };
+        match open_with(&url, &look).await {
+            Err(Error::NoStore { named, .. }) => assert_eq!(named.as_deref(), Some(&*url)),
+            other => panic!("expected NoStore, got {other:?}"),
+        }
+        assert!(!dir.exists());
+        let opened = open(&url).await.unwrap();
+        assert!(dir.is_dir(), "the decoded path is the directory");
+        assert_eq!(
+            (opened.kind, opened.prefix.as_str()),
+            ("local filesystem", "")
+        );
+        assert!(open_with(&url, &look).await.is_ok());
+        assert_eq!(open("memory:").await.unwrap().kind, "memory");
+    }
+
+    #[cfg(not(feature = "aws"))]
+    #[tokio::test]
+    async fn without_the_aws_feature_an_s3_url_is_refused_naming_it() {
+        match open("s3://bucket/p").await {
+            Err(Error::Config(m)) => assert!(m.contains("`aws` feature"), "{m}"),
+            other => panic!("expected a Config error, got {other:?}"),
+        }
+    }
 }
 
 #[cfg(all(test, feature = "aws"))]
