@@ -1327,10 +1327,7 @@ async fn misfit_strategy(ctx: Arc<Ctx>) {
         _ = tokio::time::sleep(ctx.opts.duration / 4) => {}
         _ = ctx.stop.cancelled() => return,
     }
-    let other = match ctx.strategy {
-        Strategy::EtagCas => Strategy::VersionChain,
-        Strategy::VersionChain => Strategy::EtagCas,
-    };
+    let other = ctx.strategy.other();
     let config = format!("strategy {other} on a {} prefix", ctx.strategy);
     // Like a real misconfigured process: it starts, and would coordinate if it could.
     let built = ctx

@@ -57,13 +57,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::envelope::{decode, encode, Seen};
-use super::{listed_number, Manifest, Revalidated, Snapshot, Written};
+use super::envelope::{decode_raw, RawBody, Seen};
+use super::protocol::{Call, Draft, Header, Protocol, Wrote};
+use super::{listed_number, RawManifest, Revalidated, Snapshot, Strategy};
 use crate::clock::sub_saturating;
 use crate::error::{Error, Result};
 use crate::store::{keys, CreateOutcome, Key, Listed, Object, WriteId};
@@ -74,10 +73,55 @@ const CACHED_OBJECT_BYTES: usize = 64 << 10;
 /// At most this many manifests are remembered; the stalest are forgotten first.
 const CACHED_HEADS: usize = 4096;
 
-/// What this client last knew of each manifest's newest version, and when: the source of
-/// the listing-free paths. Shared by every handle of one [`super::Manifests`].
+/// The version chain strategy, with what this client knows of each chain's head. One per
+/// [`super::Manifests`], shared by all its handles.
 #[derive(Debug, Default)]
-pub(super) struct Heads(Mutex<HashMap<Key, Head>>, Mutex<HashMap<Key, Instant>>);
+pub(super) struct VersionChain {
+    heads: Heads,
+}
+
+impl Protocol for VersionChain {
+    fn strategy(&self) -> Strategy {
+        Strategy::VersionChain
+    }
+
+    fn load<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Option<Snapshot<RawBody>>> {
+        Box::pin(self.load(m))
+    }
+
+    fn write<'a>(&'a self, m: &'a RawManifest, next: Draft<'a>) -> Call<'a, Wrote> {
+        Box::pin(self.write(m, next))
+    }
+
+    fn revalidate<'a>(
+        &'a self,
+        m: &'a RawManifest,
+        known: Header<'a>,
+    ) -> Call<'a, Revalidated<RawBody>> {
+        Box::pin(self.revalidate(m, known))
+    }
+
+    fn collect<'a>(&'a self, m: &'a RawManifest, keep: usize, dry_run: bool) -> Call<'a, Vec<Key>> {
+        Box::pin(self.collect(m, keep, dry_run))
+    }
+
+    fn keys_up_to<'a>(&'a self, m: &'a RawManifest, head: u64) -> Call<'a, Option<Vec<Key>>> {
+        Box::pin(keys_up_to(m, head))
+    }
+
+    fn forget(&self, m: &RawManifest) {
+        self.heads.forget(&m.base);
+    }
+
+    fn history<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Vec<Snapshot<RawBody>>> {
+        Box::pin(history(m))
+    }
+}
+
+/// What this client last knew of each manifest's newest version, and when: the source of
+/// the listing-free paths.
+#[derive(Debug, Default)]
+struct Heads(Mutex<HashMap<Key, Head>>, Mutex<HashMap<Key, Instant>>);
 
 #[derive(Debug, Clone)]
 struct Head {
@@ -162,42 +206,16 @@ impl Heads {
 }
 
 /// How long knowledge of a head is trusted without a listing: half of `gc_min_age`.
-pub(super) fn fresh_for(gc_min_age: Duration) -> Duration {
+fn fresh_for(gc_min_age: Duration) -> Duration {
     crate::clock::divide(gc_min_age, 2)
 }
 
-fn now<T>(m: &Manifest<T>) -> Instant {
+fn now(m: &RawManifest) -> Instant {
     m.ctx.clock.monotonic()
 }
 
-fn is_fresh<T>(m: &Manifest<T>, seen: Instant) -> bool {
+fn is_fresh(m: &RawManifest, seen: Instant) -> bool {
     now(m).saturating_duration_since(seen) < fresh_for(m.ctx.options.gc_min_age)
-}
-
-/// When this client last knew `s` as the head: its own mark, or a later one in [`Heads`].
-fn seen_of<T>(m: &Manifest<T>, s: &Snapshot<T>) -> Option<Instant> {
-    let cached = m
-        .ctx
-        .heads
-        .get(&m.base)
-        .filter(|h| h.version == s.version && h.write_id == s.write_id)
-        .map(|h| h.seen);
-    s.seen.0.max(cached)
-}
-
-/// Remembers `s` (stored as `object`) as the head at `seen`, and marks it.
-fn know<T>(m: &Manifest<T>, s: &mut Snapshot<T>, object: Option<Object>, seen: Instant) {
-    s.seen = Seen(Some(seen));
-    let object = object.filter(|o| o.bytes.len() <= CACHED_OBJECT_BYTES);
-    m.ctx.heads.put(
-        &m.base,
-        Head {
-            seen,
-            version: s.version,
-            write_id: s.write_id.clone(),
-            object,
-        },
-    );
 }
 
 /// Version numbers stored, ascending, from a listing of the chain folder. A version key
@@ -213,117 +231,328 @@ fn versions(listed: &[Listed]) -> Result<Vec<(u64, &Listed)>> {
     Ok(v)
 }
 
-pub(super) async fn load<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Option<Snapshot<T>>> {
-    if let Some(h) = m.ctx.heads.get(&m.base).filter(|h| is_fresh(m, h.seen)) {
-        if h.version == 0 {
-            return successor(m, 0).await.map(|s| s.unwrap_or(None));
-        }
-        if let Some(obj) = &h.object {
-            match successor(m, h.version).await? {
-                Some(newer) => return Ok(newer),
-                None => {
-                    let mut s: Snapshot<T> = decode(m.kind, obj)?;
-                    s.seen = Seen(m.ctx.heads.get(&m.base).map(|h| h.seen));
-                    return Ok(Some(s));
+impl VersionChain {
+    /// When this client last knew `s` as the head: its own mark, or a later one in [`Heads`].
+    fn seen_of(&self, m: &RawManifest, s: Header<'_>) -> Option<Instant> {
+        let cached = self
+            .heads
+            .get(&m.base)
+            .filter(|h| h.version == s.version && h.write_id == s.write_id)
+            .map(|h| h.seen);
+        s.seen.0.max(cached)
+    }
+
+    /// Remembers `version`/`write_id` (stored as `object`) as the head at `seen`: the mark
+    /// to put on it.
+    fn know(
+        &self,
+        m: &RawManifest,
+        version: u64,
+        write_id: &str,
+        object: Option<Object>,
+        seen: Instant,
+    ) -> Seen {
+        let object = object.filter(|o| o.bytes.len() <= CACHED_OBJECT_BYTES);
+        self.heads.put(
+            &m.base,
+            Head {
+                seen,
+                version,
+                write_id: write_id.to_string(),
+                object,
+            },
+        );
+        Seen(Some(seen))
+    }
+
+    async fn load(&self, m: &RawManifest) -> Result<Option<Snapshot<RawBody>>> {
+        if let Some(h) = self.heads.get(&m.base).filter(|h| is_fresh(m, h.seen)) {
+            if h.version == 0 {
+                return self.successor(m, 0).await.map(|s| s.unwrap_or(None));
+            }
+            if let Some(obj) = &h.object {
+                match self.successor(m, h.version).await? {
+                    Some(newer) => return Ok(newer),
+                    None => {
+                        let mut s = decode_raw(m.kind, obj)?;
+                        s.seen = Seen(self.heads.get(&m.base).map(|h| h.seen));
+                        return Ok(Some(s));
+                    }
                 }
             }
         }
+        self.load_listed(m).await
     }
-    load_listed(m).await
-}
 
-/// From knowledge of version `n` as the head less than F ago (0: no version): a GET of
-/// version n + 1. `None`: it is absent, so n is still the head (the knowledge is renewed).
-/// `Some(head)`: the manifest changed; here is its newest version.
-async fn successor<T: DeserializeOwned>(
-    m: &Manifest<T>,
-    n: u64,
-) -> Result<Option<Option<Snapshot<T>>>> {
-    // Nothing is ever written after u64::MAX.
-    let Some(next) = n.checked_add(1) else {
-        return Ok(None);
-    };
-    let seen = now(m);
-    match read_version(m, next).await? {
-        None => {
-            if let Some(h) = m.ctx.heads.get(&m.base).filter(|h| h.version == n) {
-                m.ctx.heads.renew(&m.base, h.version, &h.write_id, seen);
-            }
-            Ok(None)
-        }
-        Some((s, obj)) => newest_from(m, s, obj).await.map(Some),
-    }
-}
-
-/// The head, given that `s` (read as `obj`) is stored and nothing above it is older than
-/// it: a listing of what comes after it, and a read of the newest there, if any.
-async fn newest_from<T: DeserializeOwned>(
-    m: &Manifest<T>,
-    mut s: Snapshot<T>,
-    obj: Object,
-) -> Result<Option<Snapshot<T>>> {
-    let folder = keys::chain_folder(&m.base);
-    let seen = now(m);
-    let newer = m.ctx.store.list_after(&folder, &obj.key).await?;
-    match versions(&newer)?.last() {
-        None => {
-            know(m, &mut s, Some(obj), seen);
-            Ok(Some(s))
-        }
-        Some(&(head, _)) => match read_version(m, head).await? {
-            Some((mut h, obj)) => {
-                know(m, &mut h, Some(obj), seen);
-                Ok(Some(h))
-            }
-            None => load_listed(m).await,
-        },
-    }
-}
-
-/// The cold load: a listing of the whole chain and a read of its newest version.
-async fn load_listed<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Option<Snapshot<T>>> {
-    let folder = keys::chain_folder(&m.base);
-    // The head can vanish between the listing and the read only if collection removed it,
-    // which it does only to versions with newer ones: list again.
-    for _ in 0..3 {
-        let seen = now(m);
-        let listed = m.ctx.store.list(&folder).await?;
-        let Some(&(head, _)) = versions(&listed)?.last() else {
-            m.ctx.heads.put(
-                &m.base,
-                Head {
-                    seen,
-                    version: 0,
-                    write_id: String::new(),
-                    object: None,
-                },
-            );
+    /// From knowledge of version `n` as the head less than F ago (0: no version): a GET of
+    /// version n + 1. `None`: it is absent, so n is still the head (the knowledge is renewed).
+    /// `Some(head)`: the manifest changed; here is its newest version.
+    async fn successor(
+        &self,
+        m: &RawManifest,
+        n: u64,
+    ) -> Result<Option<Option<Snapshot<RawBody>>>> {
+        // Nothing is ever written after u64::MAX.
+        let Some(next) = n.checked_add(1) else {
             return Ok(None);
         };
-        if let Some((mut s, obj)) = read_version(m, head).await? {
-            know(m, &mut s, Some(obj), seen);
-            return Ok(Some(s));
+        let seen = now(m);
+        match read_version(m, next).await? {
+            None => {
+                if let Some(h) = self.heads.get(&m.base).filter(|h| h.version == n) {
+                    self.heads.renew(&m.base, h.version, &h.write_id, seen);
+                }
+                Ok(None)
+            }
+            Some((s, obj)) => self.newest_from(m, s, obj).await.map(Some),
         }
     }
-    Err(Error::Unavailable {
-        operation: "read",
-        key: folder.to_string(),
-        source: object_store::Error::Generic {
-            store: "cairn",
-            source: "the newest version kept disappearing between listing and reading".into(),
-        },
-    })
+
+    /// The head, given that `s` (read as `obj`) is stored and nothing above it is older than
+    /// it: a listing of what comes after it, and a read of the newest there, if any.
+    async fn newest_from(
+        &self,
+        m: &RawManifest,
+        mut s: Snapshot<RawBody>,
+        obj: Object,
+    ) -> Result<Option<Snapshot<RawBody>>> {
+        let folder = keys::chain_folder(&m.base);
+        let seen = now(m);
+        let newer = m.ctx.store.list_after(&folder, &obj.key).await?;
+        match versions(&newer)?.last() {
+            None => {
+                s.seen = self.know(m, s.version, &s.write_id, Some(obj), seen);
+                Ok(Some(s))
+            }
+            Some(&(head, _)) => match read_version(m, head).await? {
+                Some((mut h, obj)) => {
+                    h.seen = self.know(m, h.version, &h.write_id, Some(obj), seen);
+                    Ok(Some(h))
+                }
+                None => self.load_listed(m).await,
+            },
+        }
+    }
+
+    /// The cold load: a listing of the whole chain and a read of its newest version.
+    async fn load_listed(&self, m: &RawManifest) -> Result<Option<Snapshot<RawBody>>> {
+        let folder = keys::chain_folder(&m.base);
+        // The head can vanish between the listing and the read only if collection removed it,
+        // which it does only to versions with newer ones: list again.
+        for _ in 0..3 {
+            let seen = now(m);
+            let listed = m.ctx.store.list(&folder).await?;
+            let Some(&(head, _)) = versions(&listed)?.last() else {
+                self.heads.put(
+                    &m.base,
+                    Head {
+                        seen,
+                        version: 0,
+                        write_id: String::new(),
+                        object: None,
+                    },
+                );
+                return Ok(None);
+            };
+            if let Some((mut s, obj)) = read_version(m, head).await? {
+                s.seen = self.know(m, s.version, &s.write_id, Some(obj), seen);
+                return Ok(Some(s));
+            }
+        }
+        Err(Error::Unavailable {
+            operation: "read",
+            key: folder.to_string(),
+            source: object_store::Error::Generic {
+                store: "cairn",
+                source: "the newest version kept disappearing between listing and reading".into(),
+            },
+        })
+    }
+
+    async fn write(&self, m: &RawManifest, next: Draft<'_>) -> Result<Wrote> {
+        let key = keys::chain_version(&m.base, next.version);
+        let bytes = next.bytes;
+        let id = WriteId(next.write_id.to_string());
+        // Is what we build on known as the head from less than F ago? Then a successful create
+        // is the head (proof in the module docs) and needs no verify.
+        let fresh = match next.after {
+            Some(c) => self.seen_of(m, c).is_some_and(|s| is_fresh(m, s)),
+            None => self
+                .heads
+                .get(&m.base)
+                .is_some_and(|h| h.version == 0 && is_fresh(m, h.seen)),
+        };
+        let sent = now(m);
+        match m.ctx.store.create(&key, bytes.clone(), &id).await? {
+            // The version that beat us may itself be far behind the head: a writer that walked
+            // up one version per attempt would need as many attempts as it is behind. Load the
+            // head instead.
+            CreateOutcome::Exists { current, .. } => {
+                if let Some(obj) = current {
+                    // Still check its envelope: a corrupt object in our slot is reported, not
+                    // skipped. (Its body is decoded if it is the version handed back.)
+                    let theirs = decode_raw(m.kind, &obj)?;
+                    // On fresh knowledge the winner's version is the one legitimate incarnation
+                    // of our number: the head is it or above it, one listing away.
+                    if fresh && theirs.version == next.version {
+                        return Ok(Wrote::Conflict(self.newest_from(m, theirs, obj).await?));
+                    }
+                }
+                return Ok(Wrote::Conflict(self.load(m).await?));
+            }
+            CreateOutcome::Created { .. } => {}
+        }
+        let ours = Object {
+            key: key.clone(),
+            bytes,
+            etag: None,
+            last_modified: m.ctx.clock.now(),
+        };
+        let seen = if fresh {
+            self.know(m, next.version, next.write_id, Some(ours), sent)
+        } else {
+            // Verify: is there a newer version, and was it built on ours?
+            let listed_at = now(m);
+            let newer = m
+                .ctx
+                .store
+                .list_after(&keys::chain_folder(&m.base), &key)
+                .await?;
+            match versions(&newer)?.first() {
+                None => self.know(m, next.version, next.write_id, Some(ours), listed_at),
+                Some(&(after, _)) => {
+                    let successor = read_version(m, after).await?;
+                    // `after` is above our version, so ours is below u64::MAX; checked all the
+                    // same.
+                    let built_on_ours = next.version.checked_add(1) == Some(after)
+                        && successor.as_ref().is_some_and(|(s, _)| {
+                            s.previous_write_id.as_deref() == Some(next.write_id)
+                        });
+                    if !built_on_ours {
+                        warn!(key = %key, newer = after, "stale write landed below newer versions; treating as a conflict");
+                        self.heads.forget(&m.base);
+                        return Ok(Wrote::Conflict(self.load(m).await?));
+                    }
+                    debug!(key = %key, "our version was already built upon");
+                    self.heads.forget(&m.base);
+                    // Not the head: no mark.
+                    Seen::default()
+                }
+            }
+        };
+        let every = m.ctx.options.gc_every.max(1);
+        if next.version.checked_rem(every) == Some(0) && self.heads.collection_due(&m.base, now(m))
+        {
+            if let Err(e) = self.collect_garbage(m).await {
+                debug!(key = %m.base, error = %e, "garbage collection failed; will try again later");
+            }
+        }
+        Ok(Wrote::Written { etag: None, seen })
+    }
+
+    async fn revalidate(&self, m: &RawManifest, known: Header<'_>) -> Result<Revalidated<RawBody>> {
+        if self.seen_of(m, known).is_some_and(|s| is_fresh(m, s)) {
+            let shared = self.heads.get(&m.base);
+            if !shared.is_some_and(|h| h.version == known.version && h.write_id == known.write_id) {
+                // Carry the knowledge over to the shared record, so that the 404 renews it.
+                if let Some(seen) = known.seen.0 {
+                    self.heads
+                        .renew(&m.base, known.version, known.write_id, seen);
+                }
+            }
+            return Ok(match self.successor(m, known.version).await? {
+                None => Revalidated::Unchanged,
+                Some(Some(s)) => Revalidated::Changed(s),
+                Some(None) => Revalidated::Missing,
+            });
+        }
+        let folder = keys::chain_folder(&m.base);
+        let after = keys::chain_version(&m.base, known.version);
+        let listed_at = now(m);
+        let newer = m.ctx.store.list_after(&folder, &after).await?;
+        if versions(&newer)?.is_empty() {
+            // Nothing above `known`: no version above it was ever stored (the newest never goes
+            // down), so it is the head, never collected, and now known as such.
+            self.heads
+                .renew(&m.base, known.version, known.write_id, listed_at);
+            return Ok(Revalidated::Unchanged);
+        }
+        Ok(match self.load_listed(m).await? {
+            Some(s) => Revalidated::Changed(s),
+            None => Revalidated::Missing,
+        })
+    }
+
+    /// Deletes old versions, oldest first: never the newest `gc_keep`, and, from the oldest up,
+    /// only while a version's `last_modified` is older than `gc_min_age` before both this
+    /// node's clock and the newest `last_modified` listed (the store's own clock, so a node
+    /// whose clock runs ahead does not delete early). It stops at the first version too young,
+    /// so what is left is a contiguous run up to the head.
+    ///
+    /// When it stops at a version too young, it notes when that version will be old enough
+    /// (versions above it are younger still, orphans aside), and [`Self::write`] starts no pass
+    /// before: a fast writer lists its chain about once per `gc_min_age`, not every
+    /// `gc_every` versions.
+    async fn collect_garbage(&self, m: &RawManifest) -> Result<usize> {
+        Ok(self.collect(m, m.ctx.options.gc_keep, false).await?.len())
+    }
+
+    /// [`Self::collect_garbage`] keeping the newest `keep` (at least 1) versions: the keys deleted
+    /// (or, with `dry_run`, the keys that would be), oldest first. The `gc_min_age` bound holds
+    /// whatever `keep` is, so the proof above is untouched: the newest version is never
+    /// deleted, and no version younger than `gc_min_age` is.
+    async fn collect(&self, m: &RawManifest, keep: usize, dry_run: bool) -> Result<Vec<Key>> {
+        let opts = &m.ctx.options;
+        let started = now(m);
+        let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
+        let all = versions(&listed)?;
+        let keep = keep.max(1);
+        let candidates = all.iter().take(all.len().saturating_sub(keep));
+        let store_now = all
+            .iter()
+            .map(|(_, l)| l.last_modified)
+            .max()
+            .unwrap_or_default();
+        let cutoff = sub_saturating(m.ctx.clock.now().min(store_now), opts.gc_min_age);
+        let mut deleted = Vec::new();
+        // Nothing kept for its age: the versions kept by count may be old, so the next pass is
+        // due as soon as writes push them out of the newest `gc_keep`.
+        let mut wait = Duration::ZERO;
+        for (_, l) in candidates {
+            if l.last_modified > cutoff {
+                wait = l
+                    .last_modified
+                    .signed_duration_since(cutoff)
+                    .to_std()
+                    .unwrap_or(opts.gc_min_age);
+                break;
+            }
+            if !dry_run {
+                // One at a time, in order: a version is deleted only after every older one.
+                m.ctx.store.delete(&l.key).await?;
+            }
+            deleted.push(l.key.clone());
+        }
+        if !dry_run {
+            self.heads.collect_after(
+                &m.base,
+                crate::clock::after(started, wait.min(opts.gc_min_age)),
+            );
+        }
+        debug!(key = %m.base, deleted = deleted.len(), dry_run, "collected old versions");
+        Ok(deleted)
+    }
 }
 
-async fn read_version<T: DeserializeOwned>(
-    m: &Manifest<T>,
+async fn read_version(
+    m: &RawManifest,
     version: u64,
-) -> Result<Option<(Snapshot<T>, Object)>> {
+) -> Result<Option<(Snapshot<RawBody>, Object)>> {
     let key = keys::chain_version(&m.base, version);
     let Some(obj) = m.ctx.store.read(&key).await? else {
         return Ok(None);
     };
-    let s: Snapshot<T> = decode(m.kind, &obj)?;
+    let s = decode_raw(m.kind, &obj)?;
     if s.version != version {
         return Err(Error::Corrupt {
             key: key.to_string(),
@@ -336,190 +565,9 @@ async fn read_version<T: DeserializeOwned>(
     Ok(Some((s, obj)))
 }
 
-pub(super) async fn write<T: Serialize + DeserializeOwned + Clone>(
-    m: &Manifest<T>,
-    current: Option<&Snapshot<T>>,
-    mut next: Snapshot<T>,
-) -> Result<Written<T>> {
-    let key = keys::chain_version(&m.base, next.version);
-    let bytes = encode(m.kind, &next)?;
-    let id = WriteId(next.write_id.clone());
-    // Is what we build on known as the head from less than F ago? Then a successful create
-    // is the head (proof in the module docs) and needs no verify.
-    let fresh = match current {
-        Some(c) => seen_of(m, c).is_some_and(|s| is_fresh(m, s)),
-        None => m
-            .ctx
-            .heads
-            .get(&m.base)
-            .is_some_and(|h| h.version == 0 && is_fresh(m, h.seen)),
-    };
-    let sent = now(m);
-    match m.ctx.store.create(&key, bytes.clone(), &id).await? {
-        // The version that beat us may itself be far behind the head: a writer that walked
-        // up one version per attempt would need as many attempts as it is behind. Load the
-        // head instead.
-        CreateOutcome::Exists { current, .. } => {
-            if let Some(obj) = current {
-                // Still check it: a corrupt object in our slot is reported, not skipped.
-                let theirs = decode::<T>(m.kind, &obj)?;
-                // On fresh knowledge the winner's version is the one legitimate incarnation
-                // of our number: the head is it or above it, one listing away.
-                if fresh && theirs.version == next.version {
-                    return Ok(Written::Conflict(newest_from(m, theirs, obj).await?));
-                }
-            }
-            return Ok(Written::Conflict(load(m).await?));
-        }
-        CreateOutcome::Created { .. } => {}
-    }
-    let ours = Object {
-        key: key.clone(),
-        bytes,
-        etag: None,
-        last_modified: m.ctx.clock.now(),
-    };
-    if fresh {
-        know(m, &mut next, Some(ours), sent);
-    } else {
-        // Verify: is there a newer version, and was it built on ours?
-        let listed_at = now(m);
-        let newer = m
-            .ctx
-            .store
-            .list_after(&keys::chain_folder(&m.base), &key)
-            .await?;
-        match versions(&newer)?.first() {
-            None => know(m, &mut next, Some(ours), listed_at),
-            Some(&(after, _)) => {
-                let successor = read_version(m, after).await?;
-                // `after` is above our version, so ours is below u64::MAX; checked all the
-                // same.
-                let built_on_ours = next.version.checked_add(1) == Some(after)
-                    && successor.as_ref().is_some_and(|(s, _)| {
-                        s.previous_write_id.as_deref() == Some(next.write_id.as_str())
-                    });
-                if !built_on_ours {
-                    warn!(key = %key, newer = after, "stale write landed below newer versions; treating as a conflict");
-                    m.ctx.heads.forget(&m.base);
-                    return Ok(Written::Conflict(load(m).await?));
-                }
-                debug!(key = %key, "our version was already built upon");
-                m.ctx.heads.forget(&m.base);
-            }
-        }
-    }
-    let every = m.ctx.options.gc_every.max(1);
-    if next.version.checked_rem(every) == Some(0) && m.ctx.heads.collection_due(&m.base, now(m)) {
-        if let Err(e) = collect_garbage(m).await {
-            debug!(key = %m.base, error = %e, "garbage collection failed; will try again later");
-        }
-    }
-    Ok(Written::Written(next))
-}
-
-pub(super) async fn revalidate<T: DeserializeOwned>(
-    m: &Manifest<T>,
-    known: &Snapshot<T>,
-) -> Result<Revalidated<T>> {
-    if seen_of(m, known).is_some_and(|s| is_fresh(m, s)) {
-        if m.ctx.heads.get(&m.base).map(|h| (h.version, h.write_id))
-            != Some((known.version, known.write_id.clone()))
-        {
-            // Carry the knowledge over to the shared record, so that the 404 renews it.
-            if let Some(seen) = known.seen.0 {
-                m.ctx
-                    .heads
-                    .renew(&m.base, known.version, &known.write_id, seen);
-            }
-        }
-        return Ok(match successor(m, known.version).await? {
-            None => Revalidated::Unchanged,
-            Some(Some(s)) => Revalidated::Changed(s),
-            Some(None) => Revalidated::Missing,
-        });
-    }
-    let folder = keys::chain_folder(&m.base);
-    let after = keys::chain_version(&m.base, known.version);
-    let listed_at = now(m);
-    let newer = m.ctx.store.list_after(&folder, &after).await?;
-    if versions(&newer)?.is_empty() {
-        // Nothing above `known`: no version above it was ever stored (the newest never goes
-        // down), so it is the head, never collected, and now known as such.
-        m.ctx
-            .heads
-            .renew(&m.base, known.version, &known.write_id, listed_at);
-        return Ok(Revalidated::Unchanged);
-    }
-    Ok(match load_listed(m).await? {
-        Some(s) => Revalidated::Changed(s),
-        None => Revalidated::Missing,
-    })
-}
-
-/// Deletes old versions, oldest first: never the newest `gc_keep`, and, from the oldest up,
-/// only while a version's `last_modified` is older than `gc_min_age` before both this
-/// node's clock and the newest `last_modified` listed (the store's own clock, so a node
-/// whose clock runs ahead does not delete early). It stops at the first version too young,
-/// so what is left is a contiguous run up to the head.
-///
-/// When it stops at a version too young, it notes when that version will be old enough
-/// (versions above it are younger still, orphans aside), and [`write`] starts no pass
-/// before: a fast writer lists its chain about once per `gc_min_age`, not every
-/// `gc_every` versions.
-pub(super) async fn collect_garbage<T>(m: &Manifest<T>) -> Result<usize> {
-    Ok(collect(m, m.ctx.options.gc_keep, false).await?.len())
-}
-
-/// [`collect_garbage`] keeping the newest `keep` (at least 1) versions: the keys deleted
-/// (or, with `dry_run`, the keys that would be), oldest first. The `gc_min_age` bound holds
-/// whatever `keep` is, so the proof above is untouched: the newest version is never
-/// deleted, and no version younger than `gc_min_age` is.
-pub(super) async fn collect<T>(m: &Manifest<T>, keep: usize, dry_run: bool) -> Result<Vec<Key>> {
-    let opts = &m.ctx.options;
-    let started = now(m);
-    let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
-    let all = versions(&listed)?;
-    let keep = keep.max(1);
-    let candidates = all.iter().take(all.len().saturating_sub(keep));
-    let store_now = all
-        .iter()
-        .map(|(_, l)| l.last_modified)
-        .max()
-        .unwrap_or_default();
-    let cutoff = sub_saturating(m.ctx.clock.now().min(store_now), opts.gc_min_age);
-    let mut deleted = Vec::new();
-    // Nothing kept for its age: the versions kept by count may be old, so the next pass is
-    // due as soon as writes push them out of the newest `gc_keep`.
-    let mut wait = Duration::ZERO;
-    for (_, l) in candidates {
-        if l.last_modified > cutoff {
-            wait = l
-                .last_modified
-                .signed_duration_since(cutoff)
-                .to_std()
-                .unwrap_or(opts.gc_min_age);
-            break;
-        }
-        if !dry_run {
-            // One at a time, in order: a version is deleted only after every older one.
-            m.ctx.store.delete(&l.key).await?;
-        }
-        deleted.push(l.key.clone());
-    }
-    if !dry_run {
-        m.ctx.heads.collect_after(
-            &m.base,
-            crate::clock::after(started, wait.min(opts.gc_min_age)),
-        );
-    }
-    debug!(key = %m.base, deleted = deleted.len(), dry_run, "collected old versions");
-    Ok(deleted)
-}
-
 /// Every stored version's key up to and including `head` (oldest first), or `None` when
 /// a version above `head` exists (the manifest moved on).
-pub(super) async fn keys_up_to<T>(m: &Manifest<T>, head: u64) -> Result<Option<Vec<Key>>> {
+async fn keys_up_to(m: &RawManifest, head: u64) -> Result<Option<Vec<Key>>> {
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
     let all = versions(&listed)?;
     if all.iter().any(|(n, _)| *n > head) {
@@ -528,12 +576,7 @@ pub(super) async fn keys_up_to<T>(m: &Manifest<T>, head: u64) -> Result<Option<V
     Ok(Some(all.into_iter().map(|(_, l)| l.key.clone()).collect()))
 }
 
-/// Forgets what this client knew of the manifest's head (after removing it).
-pub(super) fn forget<T>(m: &Manifest<T>) {
-    m.ctx.heads.forget(&m.base);
-}
-
-pub(super) async fn history<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Vec<Snapshot<T>>> {
+async fn history(m: &RawManifest) -> Result<Vec<Snapshot<RawBody>>> {
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
     let mut out = Vec::new();
     for (n, _) in versions(&listed)? {

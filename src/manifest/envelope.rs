@@ -111,35 +111,66 @@ pub(crate) fn encode<T: Serialize>(kind: &str, s: &Snapshot<T>) -> Result<bytes:
     Ok(bytes::Bytes::from(bytes))
 }
 
+/// A body as read, not yet decoded to its type: what a strategy hands back
+/// ([`super::protocol::Protocol`] works on every manifest whatever its body), with the key it
+/// was read from, which a body of the wrong shape is reported at.
+#[derive(Debug)]
+pub(crate) struct RawBody {
+    key: Key,
+    value: serde_json::Value,
+}
+
+impl Snapshot<RawBody> {
+    /// The version with its body decoded to `T`: [`Error::Corrupt`] (at the key it was read
+    /// from) when the body has another shape.
+    pub(crate) fn typed<T: DeserializeOwned>(self, kind: &str) -> Result<Snapshot<T>> {
+        let body = serde_json::from_value(self.body.value).map_err(|e| Error::Corrupt {
+            key: self.body.key.to_string(),
+            reason: format!("bad {kind} body: {e}"),
+        })?;
+        Ok(Snapshot {
+            version: self.version,
+            write_id: self.write_id,
+            previous_write_id: self.previous_write_id,
+            written_by: self.written_by,
+            written_at: self.written_at,
+            body,
+            etag: self.etag,
+            seen: self.seen,
+        })
+    }
+}
+
 /// Decodes one stored version, checking format, kind and shape.
 pub(crate) fn decode<T: DeserializeOwned>(kind: &'static str, obj: &Object) -> Result<Snapshot<T>> {
-    decode_bytes(kind, &obj.key, &obj.bytes).map(|mut s| {
+    decode_raw(kind, obj)?.typed(kind)
+}
+
+/// Decodes one stored version's envelope, checking format, kind and the header's shape; the
+/// body's shape is checked by [`Snapshot::typed`].
+pub(crate) fn decode_raw(kind: &'static str, obj: &Object) -> Result<Snapshot<RawBody>> {
+    decode_raw_bytes(kind, &obj.key, &obj.bytes).map(|mut s| {
         s.etag = obj.etag.clone();
         s
     })
 }
 
-pub(crate) fn decode_bytes<T: DeserializeOwned>(
-    kind: &'static str,
-    key: &Key,
-    bytes: &[u8],
-) -> Result<Snapshot<T>> {
-    let corrupt = |reason: String| Error::Corrupt {
-        key: key.to_string(),
-        reason,
-    };
+fn decode_raw_bytes(kind: &'static str, key: &Key, bytes: &[u8]) -> Result<Snapshot<RawBody>> {
     let value = crate::store::protocol::parse_document(key, bytes, kind)?;
-    let header: In =
-        serde_json::from_value(value).map_err(|e| corrupt(format!("bad envelope: {e}")))?;
-    let body: T = serde_json::from_value(header.body)
-        .map_err(|e| corrupt(format!("bad {kind} body: {e}")))?;
+    let header: In = serde_json::from_value(value).map_err(|e| Error::Corrupt {
+        key: key.to_string(),
+        reason: format!("bad envelope: {e}"),
+    })?;
     Ok(Snapshot {
         version: header.version,
         write_id: header.write_id,
         previous_write_id: header.previous_write_id,
         written_by: header.written_by,
         written_at: header.written_at,
-        body,
+        body: RawBody {
+            key: key.clone(),
+            value: header.body,
+        },
         etag: None,
         seen: Seen::default(),
     })
@@ -153,6 +184,14 @@ mod tests {
 
     fn key() -> Key {
         keys::probe("t")
+    }
+
+    fn decode_bytes<T: DeserializeOwned>(
+        kind: &'static str,
+        key: &Key,
+        bytes: &[u8],
+    ) -> Result<Snapshot<T>> {
+        decode_raw_bytes(kind, key, bytes)?.typed(kind)
     }
 
     #[test]

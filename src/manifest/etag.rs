@@ -1,33 +1,70 @@
 //! The etag CAS strategy: one object, replaced with `If-Match`.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tracing::debug;
 
-use super::envelope::{decode, encode};
-use super::{Manifest, Revalidated, Snapshot, Written};
+use super::envelope::{decode_raw, RawBody, Seen};
+use super::protocol::{Call, Draft, Header, Protocol, Wrote};
+use super::{RawManifest, Revalidated, Snapshot, Strategy};
 use crate::error::{Error, Result};
-use crate::store::{keys, CreateOutcome, ReadIfChanged, ReplaceOutcome, WriteId};
+use crate::store::{keys, CreateOutcome, Key, ReadIfChanged, ReplaceOutcome, WriteId};
 
-pub(super) async fn load<T: DeserializeOwned>(m: &Manifest<T>) -> Result<Option<Snapshot<T>>> {
+/// The etag CAS strategy. It keeps nothing between calls.
+#[derive(Debug)]
+pub(super) struct EtagCas;
+
+impl Protocol for EtagCas {
+    fn strategy(&self) -> Strategy {
+        Strategy::EtagCas
+    }
+
+    fn load<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Option<Snapshot<RawBody>>> {
+        Box::pin(load(m))
+    }
+
+    fn write<'a>(&'a self, m: &'a RawManifest, next: Draft<'a>) -> Call<'a, Wrote> {
+        Box::pin(write(m, next))
+    }
+
+    fn revalidate<'a>(
+        &'a self,
+        m: &'a RawManifest,
+        known: Header<'a>,
+    ) -> Call<'a, Revalidated<RawBody>> {
+        Box::pin(revalidate(m, known))
+    }
+
+    /// One object, which is the newest version: nothing to collect.
+    fn collect<'a>(&'a self, _: &'a RawManifest, _: usize, _: bool) -> Call<'a, Vec<Key>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// The one object, whatever version it holds (the caller has just read it).
+    fn keys_up_to<'a>(&'a self, m: &'a RawManifest, _: u64) -> Call<'a, Option<Vec<Key>>> {
+        Box::pin(async { Ok(Some(vec![keys::etag_object(&m.base)])) })
+    }
+
+    fn forget(&self, _: &RawManifest) {}
+
+    /// The current version.
+    fn history<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Vec<Snapshot<RawBody>>> {
+        Box::pin(async { Ok(load(m).await?.into_iter().collect()) })
+    }
+}
+
+async fn load(m: &RawManifest) -> Result<Option<Snapshot<RawBody>>> {
     let key = keys::etag_object(&m.base);
     match m.ctx.store.read(&key).await? {
-        Some(obj) => decode(m.kind, &obj).map(Some),
+        Some(obj) => decode_raw(m.kind, &obj).map(Some),
         None => Ok(None),
     }
 }
 
-pub(super) async fn write<T: Serialize + DeserializeOwned>(
-    m: &Manifest<T>,
-    current: Option<&Snapshot<T>>,
-    mut next: Snapshot<T>,
-) -> Result<Written<T>> {
+async fn write(m: &RawManifest, next: Draft<'_>) -> Result<Wrote> {
     let key = keys::etag_object(&m.base);
-    let bytes = encode(m.kind, &next)?;
-    let id = WriteId(next.write_id.clone());
+    let id = WriteId(next.write_id.to_string());
     let store = &m.ctx.store;
-    let stored = match current {
-        None => match store.create(&key, bytes, &id).await? {
+    let stored = match next.after {
+        None => match store.create(&key, next.bytes.clone(), &id).await? {
             CreateOutcome::Created { etag } => Ok(etag),
             CreateOutcome::Exists {
                 current,
@@ -35,11 +72,11 @@ pub(super) async fn write<T: Serialize + DeserializeOwned>(
             } => Err((current, after_unclear)),
         },
         Some(c) => {
-            let etag = c.etag.as_deref().ok_or_else(|| Error::Unsupported {
+            let etag = c.etag.ok_or_else(|| Error::Unsupported {
                 operation: "etag CAS on a manifest read without an etag".into(),
                 store: store.object_store().to_string(),
             })?;
-            match store.replace(&key, bytes, &id, etag).await? {
+            match store.replace(&key, next.bytes.clone(), &id, etag).await? {
                 ReplaceOutcome::Replaced { etag } => Ok(etag),
                 ReplaceOutcome::Conflict {
                     current,
@@ -49,19 +86,22 @@ pub(super) async fn write<T: Serialize + DeserializeOwned>(
         }
     };
     match stored {
-        Ok(etag) => {
-            next.etag = etag;
-            Ok(Written::Written(next))
-        }
-        Err((None, false)) => Ok(Written::Conflict(None)),
+        Ok(etag) => Ok(Wrote::Written {
+            etag,
+            seen: Seen::default(),
+        }),
+        Err((None, false)) => Ok(Wrote::Conflict(None)),
         Err((None, true)) => Err(unknown(&key, &next, "the object is gone")),
         Err((Some(obj), after_unclear)) => {
-            let theirs: Snapshot<T> = decode(m.kind, &obj)?;
-            if theirs.previous_write_id.as_deref() == Some(next.write_id.as_str()) {
+            let theirs = decode_raw(m.kind, &obj)?;
+            if theirs.previous_write_id.as_deref() == Some(next.write_id) {
                 // Our write landed and another writer already replaced it: the transition
                 // happened. Report it, without an etag (it is no longer current).
                 debug!(key = %key, "our write landed and was superseded before the read-back");
-                return Ok(Written::Written(next));
+                return Ok(Wrote::Written {
+                    etag: None,
+                    seen: Seen::default(),
+                });
             }
             // Versions replace their predecessor by etag, so they form one line: a stored
             // version at most ours that is not ours, or ours + 1 that does not follow ours,
@@ -75,13 +115,13 @@ pub(super) async fn write<T: Serialize + DeserializeOwned>(
                     &format!("version {} is stored now", theirs.version),
                 ));
             }
-            Ok(Written::Conflict(Some(theirs)))
+            Ok(Wrote::Conflict(Some(theirs)))
         }
     }
 }
 
 /// A write whose answer was unclear and whose read-back cannot tell whether it landed.
-fn unknown<T>(key: &crate::store::Key, next: &Snapshot<T>, found: &str) -> Error {
+fn unknown(key: &Key, next: &Draft<'_>, found: &str) -> Error {
     Error::Ambiguous {
         key: key.to_string(),
         reason: format!(
@@ -91,12 +131,9 @@ fn unknown<T>(key: &crate::store::Key, next: &Snapshot<T>, found: &str) -> Error
     }
 }
 
-pub(super) async fn revalidate<T: DeserializeOwned>(
-    m: &Manifest<T>,
-    known: &Snapshot<T>,
-) -> Result<Revalidated<T>> {
+async fn revalidate(m: &RawManifest, known: Header<'_>) -> Result<Revalidated<RawBody>> {
     let key = keys::etag_object(&m.base);
-    let Some(etag) = known.etag.as_deref() else {
+    let Some(etag) = known.etag else {
         return Ok(match load(m).await? {
             Some(s) if s.version == known.version && s.write_id == known.write_id => {
                 Revalidated::Unchanged
@@ -107,7 +144,7 @@ pub(super) async fn revalidate<T: DeserializeOwned>(
     };
     Ok(match m.ctx.store.read_if_changed(&key, etag).await? {
         ReadIfChanged::Unchanged => Revalidated::Unchanged,
-        ReadIfChanged::Changed(obj) => Revalidated::Changed(decode(m.kind, &obj)?),
+        ReadIfChanged::Changed(obj) => Revalidated::Changed(decode_raw(m.kind, &obj)?),
         ReadIfChanged::Missing => Revalidated::Missing,
     })
 }

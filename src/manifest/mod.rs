@@ -5,8 +5,9 @@
 //! [`Manifest::update`]: read, apply a closure, write, and on conflict try again with
 //! jittered backoff, up to a bounded number of attempts.
 //!
-//! Two strategies sit behind the one interface ([`Strategy`]), chosen from the store's
-//! probed capabilities:
+//! Two strategies sit behind the one interface, chosen from the store's probed capabilities
+//! ([`Strategy`]) when [`Manifests`] is built; each implements the strategy trait in
+//! `protocol.rs`, which works on stored documents whatever their body type:
 //!
 //! - **etag CAS**: one object, replaced with `If-Match: <etag>`. One request a transition.
 //! - **version chain**: one immutable object a version, written with create-if-absent. It
@@ -37,6 +38,7 @@ mod chain;
 pub mod envelope;
 mod etag;
 pub(crate) mod held;
+mod protocol;
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -52,7 +54,9 @@ use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use crate::store::keys::Family;
 use crate::store::{Key, Name, Store, WriteId};
+use envelope::RawBody;
 pub use envelope::{Snapshot, FORMAT};
+use protocol::{Draft, Protocol, Wrote};
 
 pub use crate::store::protocol::Strategy;
 
@@ -102,10 +106,10 @@ pub struct Manifests {
     node: String,
     clock: Arc<dyn Clock>,
     rng: Mutex<StdRng>,
-    strategy: Strategy,
+    /// The strategy in force, with whatever it keeps between calls (the version chain's
+    /// recent knowledge of each manifest's newest version).
+    protocol: Box<dyn Protocol>,
     options: ManifestOptions,
-    /// The version chain's recent knowledge of each manifest's newest version.
-    heads: chain::Heads,
 }
 
 impl Manifests {
@@ -123,18 +127,19 @@ impl Manifests {
             node,
             clock,
             rng: Mutex::new(rng),
-            strategy,
+            protocol: protocol::for_strategy(strategy),
             options,
-            heads: chain::Heads::default(),
         }
     }
 
     /// A handle on the manifest of `kind` at `base` (a key from [`crate::store::keys`]).
     pub fn open<T>(self: &Arc<Self>, kind: &'static str, base: Key) -> Manifest<T> {
         Manifest {
-            ctx: Arc::clone(self),
-            kind,
-            base,
+            raw: RawManifest {
+                ctx: Arc::clone(self),
+                kind,
+                base,
+            },
             _body: PhantomData,
         }
     }
@@ -168,7 +173,7 @@ impl Manifests {
 
     /// The strategy in force.
     pub fn strategy(&self) -> Strategy {
-        self.strategy
+        self.protocol.strategy()
     }
 
     /// The options in force.
@@ -263,18 +268,22 @@ pub struct Updated<T> {
 
 /// A handle on one named, versioned document of type `T`.
 pub struct Manifest<T> {
+    raw: RawManifest,
+    _body: PhantomData<fn() -> T>,
+}
+
+/// A manifest whatever its body type: what a strategy works on.
+#[derive(Clone)]
+pub(crate) struct RawManifest {
     ctx: Arc<Manifests>,
     kind: &'static str,
     base: Key,
-    _body: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for Manifest<T> {
     fn clone(&self) -> Self {
         Self {
-            ctx: Arc::clone(&self.ctx),
-            kind: self.kind,
-            base: self.base.clone(),
+            raw: self.raw.clone(),
             _body: PhantomData,
         }
     }
@@ -283,8 +292,8 @@ impl<T> Clone for Manifest<T> {
 impl<T> std::fmt::Debug for Manifest<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manifest")
-            .field("kind", &self.kind)
-            .field("base", &self.base)
+            .field("kind", &self.raw.kind)
+            .field("base", &self.raw.base)
             .finish()
     }
 }
@@ -292,7 +301,16 @@ impl<T> std::fmt::Debug for Manifest<T> {
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// The manifest's base key.
     pub fn key(&self) -> &Key {
-        &self.base
+        &self.raw.base
+    }
+
+    fn protocol(&self) -> &dyn Protocol {
+        &*self.raw.ctx.protocol
+    }
+
+    /// `s` with its body decoded.
+    fn typed(&self, s: Snapshot<RawBody>) -> Result<Snapshot<T>> {
+        s.typed(self.raw.kind)
     }
 
     /// The newest version, or `None` if the manifest was never written.
@@ -300,10 +318,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// when this client knows the newest version from recently; else, and when the
     /// manifest changed, a listing and a read. Cancel-safe.
     pub async fn load(&self) -> Result<Option<Snapshot<T>>> {
-        match self.ctx.strategy {
-            Strategy::EtagCas => etag::load(self).await,
-            Strategy::VersionChain => chain::load(self).await,
-        }
+        let loaded = self.protocol().load(&self.raw).await?;
+        loaded.map(|s| self.typed(s)).transpose()
     }
 
     /// Writes `body` as the version after `current` (`None`: the first version), only if
@@ -311,34 +327,43 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// [`Written::Conflict`], not an error. When `current` is at version `u64::MAX` there is
     /// no next version: [`Error::Exhausted`], before any request. Not cancel-safe: a
     /// cancelled call may or may not have written.
-    #[tracing::instrument(level = "debug", skip_all, fields(key = %self.base, version))]
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %self.raw.base, version))]
     pub async fn write(&self, current: Option<&Snapshot<T>>, body: T) -> Result<Written<T>> {
+        let ctx = &self.raw.ctx;
         let version = match current {
             None => 1,
-            Some(c) => next_number(&self.base, "version", c.version)?,
+            Some(c) => next_number(&self.raw.base, "version", c.version)?,
         };
-        let next = Snapshot {
+        let mut next = Snapshot {
             version,
-            write_id: self.ctx.write_id().0,
+            write_id: ctx.write_id().0,
             previous_write_id: current.map(|c| c.write_id.clone()),
-            written_by: self.ctx.node.clone(),
-            written_at: self.ctx.clock.now(),
+            written_by: ctx.node.clone(),
+            written_at: ctx.clock.now(),
             body,
             etag: None,
             seen: envelope::Seen::default(),
         };
         tracing::Span::current().record("version", next.version);
-        let written = match self.ctx.strategy {
-            Strategy::EtagCas => etag::write(self, current, next).await,
-            Strategy::VersionChain => chain::write(self, current, next).await,
+        let draft = Draft {
+            after: current.map(Snapshot::header),
+            version,
+            write_id: &next.write_id,
+            bytes: envelope::encode(self.raw.kind, &next)?,
         };
-        if let Ok(Written::Conflict(_)) = &written {
-            crate::telemetry::conflict(match self.ctx.strategy {
-                Strategy::EtagCas => "etag-cas",
-                Strategy::VersionChain => "version-chain",
-            });
-        }
-        written
+        let wrote = self.protocol().write(&self.raw, draft).await?;
+        Ok(match wrote {
+            Wrote::Written { etag, seen } => {
+                next.etag = etag;
+                next.seen = seen;
+                Written::Written(next)
+            }
+            Wrote::Conflict(latest) => {
+                let latest = latest.map(|s| self.typed(s)).transpose()?;
+                crate::telemetry::conflict(self.protocol().strategy().label());
+                Written::Conflict(latest)
+            }
+        })
     }
 
     /// Creates the first version; `Conflict` carries the existing one.
@@ -350,10 +375,17 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// a conditional GET (etag CAS); a GET of the next version's key answered 404 (version
     /// chain, when `known` was seen recently), else a listing. Cancel-safe.
     pub async fn revalidate(&self, known: &Snapshot<T>) -> Result<Revalidated<T>> {
-        match self.ctx.strategy {
-            Strategy::EtagCas => etag::revalidate(self, known).await,
-            Strategy::VersionChain => chain::revalidate(self, known).await,
-        }
+        Ok(
+            match self
+                .protocol()
+                .revalidate(&self.raw, known.header())
+                .await?
+            {
+                Revalidated::Unchanged => Revalidated::Unchanged,
+                Revalidated::Changed(s) => Revalidated::Changed(self.typed(s)?),
+                Revalidated::Missing => Revalidated::Missing,
+            },
+        )
     }
 
     /// Read-modify-write with bounded retries: loads the newest version, asks `f` what to
@@ -365,7 +397,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     where
         F: FnMut(Option<&Snapshot<T>>) -> Change<T>,
     {
-        let opts = &self.ctx.options;
+        let opts = &self.raw.ctx.options;
         let mut backoff = Backoff::new(opts.backoff_initial, opts.backoff_max);
         let mut current = self.load().await?;
         for attempt in 1..=opts.max_attempts.max(1) {
@@ -388,8 +420,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
                     })
                 }
                 Written::Conflict(latest) => {
-                    let delay = self.ctx.with_rng(|r| backoff.next_delay(r));
-                    debug!(key = %self.base, attempt, ?delay, "conflict; retrying");
+                    let delay = self.raw.ctx.with_rng(|r| backoff.next_delay(r));
+                    debug!(key = %self.raw.base, attempt, ?delay, "conflict; retrying");
                     tokio::time::sleep(delay).await;
                     current = match latest {
                         Some(l) => Some(l),
@@ -399,7 +431,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
             }
         }
         Err(Error::Contention {
-            key: self.base.to_string(),
+            key: self.raw.base.to_string(),
             attempts: opts.max_attempts,
         })
     }
@@ -409,10 +441,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// [`ManifestOptions::gc_min_age`]. A no-op under etag CAS. Returns how many were
     /// deleted. Never touches the newest version, so it is safe to run at any time.
     pub async fn collect_garbage(&self) -> Result<usize> {
-        match self.ctx.strategy {
-            Strategy::EtagCas => Ok(0),
-            Strategy::VersionChain => chain::collect_garbage(self).await,
-        }
+        let keep = self.raw.ctx.options.gc_keep;
+        Ok(self.protocol().collect(&self.raw, keep, false).await?.len())
     }
 
     /// [`Manifest::collect_garbage`] keeping only the newest `keep` versions (at least 1),
@@ -421,10 +451,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// CAS (one object, which is the newest version). Never touches the newest version, so
     /// a tombstone (a released lock, a deleted record) keeps its version number.
     pub async fn trim(&self, keep: usize, dry_run: bool) -> Result<Vec<Key>> {
-        match self.ctx.strategy {
-            Strategy::EtagCas => Ok(Vec::new()),
-            Strategy::VersionChain => chain::collect(self, keep, dry_run).await,
-        }
+        self.protocol().collect(&self.raw, keep, dry_run).await
     }
 
     /// Deletes the whole manifest, every version, if its newest version is still
@@ -449,21 +476,19 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
             Some(_) => return Ok(Removed::Changed),
             None => return Ok(Removed::Gone),
         }
-        let keys = match self.ctx.strategy {
-            Strategy::EtagCas => vec![crate::store::keys::etag_object(&self.base)],
-            Strategy::VersionChain => match chain::keys_up_to(self, expected.version).await? {
-                Some(k) => k,
-                None => return Ok(Removed::Changed),
-            },
+        let Some(keys) = self
+            .protocol()
+            .keys_up_to(&self.raw, expected.version)
+            .await?
+        else {
+            return Ok(Removed::Changed);
         };
         if !dry_run {
             for k in &keys {
-                self.ctx.store.delete(k).await?;
+                self.raw.ctx.store.delete(k).await?;
             }
-            if self.ctx.strategy == Strategy::VersionChain {
-                chain::forget(self);
-            }
-            debug!(key = %self.base, objects = keys.len(), "removed");
+            self.protocol().forget(&self.raw);
+            debug!(key = %self.raw.base, objects = keys.len(), "removed");
         }
         Ok(Removed::Removed(keys))
     }
@@ -471,9 +496,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// Every stored version still kept, oldest first (version chain); the current one
     /// (etag CAS).
     pub async fn history(&self) -> Result<Vec<Snapshot<T>>> {
-        match self.ctx.strategy {
-            Strategy::EtagCas => Ok(self.load().await?.into_iter().collect()),
-            Strategy::VersionChain => chain::history(self).await,
-        }
+        let kept = self.protocol().history(&self.raw).await?;
+        kept.into_iter().map(|s| self.typed(s)).collect()
     }
 }

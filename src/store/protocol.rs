@@ -51,14 +51,27 @@ pub enum Strategy {
 
 impl std::fmt::Display for Strategy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Strategy::EtagCas => "etag-cas",
-            Strategy::VersionChain => "version-chain",
-        })
+        f.write_str(self.label())
     }
 }
 
 impl Strategy {
+    /// Its name where cairn writes one: the protocol record, the CLI, telemetry labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Strategy::EtagCas => "etag-cas",
+            Strategy::VersionChain => "version-chain",
+        }
+    }
+
+    /// The other strategy.
+    pub fn other(self) -> Strategy {
+        match self {
+            Strategy::EtagCas => Strategy::VersionChain,
+            Strategy::VersionChain => Strategy::EtagCas,
+        }
+    }
+
     /// The strategy a store with these capabilities runs best: etag CAS where `If-Match`
     /// is honoured, else the version chain.
     pub fn for_capabilities(caps: &Capabilities) -> Strategy {

@@ -1,0 +1,121 @@
+//! The interface both strategies implement: how versions of one manifest are stored, found
+//! and deleted. [`super::Manifests`] picks the implementation once, from the [`Strategy`] in
+//! force ([`for_strategy`]); every [`super::Manifest`] calls through it.
+//!
+//! A strategy works on stored documents, not on their body types: it reads envelopes
+//! ([`Snapshot<RawBody>`], decoded up to the body, which stays JSON), and writes a version
+//! the manifest layer has already encoded ([`Draft`]). The manifest layer decodes each body
+//! it hands back, once, to its type ([`Snapshot::typed`]); that is the step decoding took
+//! anyway, so going through this interface costs one boxed future a call.
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use super::chain::VersionChain;
+use super::envelope::{RawBody, Seen};
+use super::etag::EtagCas;
+use super::{RawManifest, Revalidated, Snapshot, Strategy};
+use crate::error::Result;
+use crate::store::Key;
+
+/// What a strategy's method returns: a boxed future, so that the trait is dyn-compatible.
+pub(crate) type Call<'a, T> = BoxFuture<'a, Result<T>>;
+
+/// One strategy's compare-and-swap protocol. Each method is the strategy's side of the
+/// [`super::Manifest`] method of the same name; its contract is documented there.
+pub(crate) trait Protocol: Send + Sync + std::fmt::Debug {
+    /// The strategy this implements.
+    fn strategy(&self) -> Strategy;
+
+    /// The newest version, or `None` if the manifest was never written.
+    fn load<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Option<Snapshot<RawBody>>>;
+
+    /// Stores `next` as the version after [`Draft::after`], only if that is still the
+    /// newest, with write-then-verify.
+    fn write<'a>(&'a self, m: &'a RawManifest, next: Draft<'a>) -> Call<'a, Wrote>;
+
+    /// Whether a version newer than `known` exists, transferring it only when it does.
+    fn revalidate<'a>(
+        &'a self,
+        m: &'a RawManifest,
+        known: Header<'a>,
+    ) -> Call<'a, Revalidated<RawBody>>;
+
+    /// Deletes old versions but the newest `keep` (at least 1) and those younger than
+    /// `gc_min_age`: the keys deleted (or, with `dry_run`, that would be), oldest first.
+    /// Nothing for a strategy that keeps only the newest version.
+    fn collect<'a>(&'a self, m: &'a RawManifest, keep: usize, dry_run: bool) -> Call<'a, Vec<Key>>;
+
+    /// The key of every stored object of the manifest, up to and including version `head`,
+    /// oldest first (the manifest's whole content, for [`super::Manifest::remove`]), or
+    /// `None` when a version above `head` exists.
+    fn keys_up_to<'a>(&'a self, m: &'a RawManifest, head: u64) -> Call<'a, Option<Vec<Key>>>;
+
+    /// Forgets whatever this client remembers of the manifest (after removing it).
+    fn forget(&self, m: &RawManifest);
+
+    /// Every stored version still kept, oldest first.
+    fn history<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Vec<Snapshot<RawBody>>>;
+}
+
+/// The implementation of `strategy`: the one place the manifest layer looks at which
+/// strategy is in force.
+pub(crate) fn for_strategy(strategy: Strategy) -> Box<dyn Protocol> {
+    match strategy {
+        Strategy::EtagCas => Box::new(EtagCas),
+        Strategy::VersionChain => Box::new(VersionChain::default()),
+    }
+}
+
+/// What a strategy needs of a version it builds on or revalidates: never its body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Header<'a> {
+    /// [`Snapshot::version`].
+    pub(crate) version: u64,
+    /// [`Snapshot::write_id`].
+    pub(crate) write_id: &'a str,
+    /// The etag it was read with (etag CAS).
+    pub(crate) etag: Option<&'a str>,
+    /// When this client last knew it to be the newest (version chain).
+    pub(crate) seen: Seen,
+}
+
+impl<T> Snapshot<T> {
+    /// What a strategy needs of this version.
+    pub(crate) fn header(&self) -> Header<'_> {
+        Header {
+            version: self.version,
+            write_id: &self.write_id,
+            etag: self.etag.as_deref(),
+            seen: self.seen,
+        }
+    }
+}
+
+/// The next version, encoded by the manifest layer.
+#[derive(Debug)]
+pub(crate) struct Draft<'a> {
+    /// The version it replaces (`None`: it is the first).
+    pub(crate) after: Option<Header<'a>>,
+    /// Its version.
+    pub(crate) version: u64,
+    /// Its `write_id`, by which write-then-verify recognises it.
+    pub(crate) write_id: &'a str,
+    /// The whole document ([`super::envelope::encode`]).
+    pub(crate) bytes: Bytes,
+}
+
+/// What a strategy's write did.
+#[derive(Debug)]
+pub(crate) enum Wrote {
+    /// The draft is stored (or was, and has been built upon).
+    Written {
+        /// The store's etag of it, while it is the newest (etag CAS).
+        etag: Option<String>,
+        /// When this client knew it to be the newest (version chain).
+        seen: Seen,
+    },
+    /// Another writer got there first; the newest version seen (`None`: the manifest is
+    /// gone).
+    Conflict(Option<Snapshot<RawBody>>),
+}
