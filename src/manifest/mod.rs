@@ -34,6 +34,7 @@
 #![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
 
 mod chain;
+mod collection;
 pub mod envelope;
 mod etag;
 pub(crate) mod held;
@@ -52,6 +53,7 @@ use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use crate::store::keys::Family;
 use crate::store::{Key, Name, Store, WriteId};
+pub use collection::Collection;
 pub use envelope::{Snapshot, FORMAT};
 
 pub use crate::store::protocol::Strategy;
