@@ -41,8 +41,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, Revalidated, Snapshot};
-use crate::store::keys::Family;
+use crate::manifest::{Collection, Manifest, Revalidated, Snapshot};
 use crate::store::{Key, Name, Store};
 
 /// How long entries stay fresh, how long they may be served stale, and how many are kept.
@@ -127,6 +126,16 @@ pub struct View<T> {
     /// True when some of it could not be revalidated because the store was unreachable, and
     /// was served from memory past its fresh time.
     pub stale: bool,
+}
+
+impl<T> View<T> {
+    /// The same view of `f(items)`: as stale as this one.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> View<U> {
+        View {
+            items: f(self.items),
+            stale: self.stale,
+        }
+    }
 }
 
 enum Value<T> {
@@ -495,26 +504,6 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         }
     }
 
-    /// Every existing manifest of `family`, in name order, each opened with `open`: the
-    /// listing and each manifest read through the cache; `stale` when any part of it was
-    /// served stale. Cancel-safe.
-    pub async fn get_family(
-        &self,
-        store: &Store,
-        family: Family,
-        open: impl Fn(&Name) -> Manifest<T>,
-    ) -> Result<View<Vec<(Name, Snapshot<T>)>>> {
-        let names = self.list_folders(store, &family.folder()).await?;
-        let mut stale = names.stale;
-        let mut out = Vec::new();
-        for name in names.items.into_iter().filter_map(|n| Name::new(n).ok()) {
-            let got = self.get(&open(&name)).await?;
-            stale |= got.stale;
-            out.extend(got.items.map(|s| (name, s)));
-        }
-        Ok(View { items: out, stale })
-    }
-
     /// The names of the folders under `folder` (the streams, the members, …), and whether
     /// the list is stale. No request while fresh; then one listing. Cancel-safe.
     pub async fn list_folders(&self, store: &Store, folder: &Key) -> Result<View<Vec<String>>> {
@@ -549,5 +538,89 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 "cache key {key} holds a manifest, not a listing"
             ))),
         }
+    }
+}
+
+/// A [`Collection`] read through a [`ManifestCache`]: the family's listing and each of its
+/// manifests served from memory while fresh, revalidated after, and served stale while the
+/// store is unreachable. The typed views ([`crate::stream::StreamView`],
+/// [`crate::member::MemberView`]) are built on it.
+#[derive(Debug)]
+pub struct CachedCollection<T> {
+    collection: Collection<T>,
+    cache: ManifestCache<T>,
+}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> CachedCollection<T> {
+    /// `collection` read through a new cache with `options`, timed on the collection's clock.
+    pub fn new(collection: Collection<T>, options: CacheOptions) -> Self {
+        let clock = Arc::clone(collection.manifests().clock());
+        Self {
+            collection,
+            cache: ManifestCache::new(options, clock),
+        }
+    }
+
+    /// The names in the collection, in name order, and whether the listing is stale. No
+    /// request while fresh; then one listing. Cancel-safe.
+    pub async fn names(&self) -> Result<View<Vec<Name>>> {
+        let folder = self.collection.family().folder();
+        let store = self.collection.manifests().store();
+        Ok(self.cache.list_folders(store, &folder).await?.map(|names| {
+            names
+                .into_iter()
+                .filter_map(|n| Name::new(n).ok())
+                .collect()
+        }))
+    }
+
+    /// Every existing manifest of the collection, in name order: the listing and each
+    /// manifest read through the cache; `stale` when any part of it was served stale.
+    /// Cancel-safe.
+    pub async fn list(&self) -> Result<View<Vec<(Name, Snapshot<T>)>>> {
+        let names = self.names().await?;
+        let mut stale = names.stale;
+        let mut out = Vec::new();
+        for name in names.items {
+            let got = self.get(&name).await?;
+            stale |= got.stale;
+            out.extend(got.items.map(|s| (name, s)));
+        }
+        Ok(View { items: out, stale })
+    }
+
+    /// The newest version of `name` (`None`: it does not exist), as
+    /// [`ManifestCache::get`]. Cancel-safe.
+    pub async fn get(&self, name: &Name) -> Result<View<Option<Snapshot<T>>>> {
+        self.cache.get(&self.collection.open(name)).await
+    }
+
+    /// The newest version of `name`, fresh only if validated less than `max_age` ago, as
+    /// [`ManifestCache::get_within`]. Cancel-safe.
+    pub async fn get_within(
+        &self,
+        name: &Name,
+        max_age: Duration,
+    ) -> Result<View<Option<Snapshot<T>>>> {
+        self.cache
+            .get_within(&self.collection.open(name), max_age)
+            .await
+    }
+
+    /// Loads the named manifests into the cache ahead of the first reads (one request each).
+    /// Returns how many exist.
+    pub async fn warm(&self, names: &[Name]) -> Result<usize> {
+        let manifests: Vec<_> = names.iter().map(|n| self.collection.open(n)).collect();
+        self.cache.warm(&manifests).await
+    }
+
+    /// The collection read.
+    pub fn collection(&self) -> &Collection<T> {
+        &self.collection
+    }
+
+    /// The cache underneath (for its statistics).
+    pub fn cache(&self) -> &ManifestCache<T> {
+        &self.cache
     }
 }
