@@ -31,18 +31,19 @@
 )]
 #![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lru::LruCache;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, Revalidated, Snapshot};
-use crate::store::keys::Family;
+use crate::manifest::{Collection, Manifest, Revalidated, Snapshot};
 use crate::store::{Key, Name, Store};
 
 /// How long entries stay fresh, how long they may be served stale, and how many are kept.
@@ -129,6 +130,16 @@ pub struct View<T> {
     pub stale: bool,
 }
 
+impl<T> View<T> {
+    /// The same view of `f(items)`: as stale as this one.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> View<U> {
+        View {
+            items: f(self.items),
+            stale: self.stale,
+        }
+    }
+}
+
 enum Value<T> {
     Manifest(Option<Snapshot<T>>),
     Listing(Vec<String>),
@@ -146,23 +157,36 @@ where
     }
 }
 
+/// What an entry caches: one manifest, or the listing of one folder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Slot {
+    /// The manifest at this base key.
+    Manifest(Key),
+    /// The names of the folders under this one.
+    Listing(Key),
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Slot::Manifest(k) => write!(f, "manifest {k}"),
+            Slot::Listing(k) => write!(f, "listing of {k}"),
+        }
+    }
+}
+
 struct Entry<T> {
     value: Value<T>,
     /// When it was last read or revalidated.
     validated: Instant,
-    /// Its place in the recency order.
-    used: u64,
 }
 
 struct State<T> {
-    entries: HashMap<String, Entry<T>>,
-    /// `used` tick → key, oldest first. Ticks saturate: 2^64 lookups never happen, and if
-    /// they did, entries would share a tick and eviction would stop early, never panic.
-    order: BTreeMap<u64, String>,
-    tick: u64,
+    /// The entries, least recently used first out.
+    entries: LruCache<Slot, Entry<T>>,
     stats: CacheStats,
-    /// The request in flight per key: a reader holds its lock while it fetches.
-    flights: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// The request in flight per slot: a reader holds its lock while it fetches.
+    flights: HashMap<Slot, Arc<tokio::sync::Mutex<()>>>,
     /// Requests that failed in a row because the store was unreachable.
     failures: u32,
     /// While the breaker is open: until when.
@@ -206,7 +230,7 @@ enum Lookup<T> {
 struct Flight<'a, T> {
     cache: &'a ManifestCache<T>,
     held: Option<(
-        String,
+        Slot,
         Arc<tokio::sync::Mutex<()>>,
         tokio::sync::OwnedMutexGuard<()>,
     )>,
@@ -214,14 +238,14 @@ struct Flight<'a, T> {
 
 impl<T> Drop for Flight<'_, T> {
     fn drop(&mut self) {
-        let Some((key, gate, guard)) = self.held.take() else {
+        let Some((slot, gate, guard)) = self.held.take() else {
             return;
         };
         drop(guard);
         let mut st = self.cache.state.lock().unwrap_or_else(|e| e.into_inner());
         // Only the map and we hold the gate: nobody waits on it, so it goes.
         if Arc::strong_count(&gate) == 2 {
-            st.flights.remove(&key);
+            st.flights.remove(&slot);
         }
     }
 }
@@ -233,9 +257,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
             options,
             clock,
             state: Mutex::new(State {
-                entries: HashMap::new(),
-                order: BTreeMap::new(),
-                tick: 0,
+                // Capacity 0 keeps one entry, as it always has.
+                entries: LruCache::new(
+                    NonZeroUsize::new(options.capacity).unwrap_or(NonZeroUsize::MIN),
+                ),
                 stats: CacheStats::default(),
                 flights: HashMap::new(),
                 failures: 0,
@@ -268,20 +293,16 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The entry at `key`: fresh while validated less than `fresh` ago.
-    fn lookup(&self, key: &str, fresh: Duration) -> Lookup<T> {
+    /// The entry at `slot`, now the most recently used: fresh while validated less than
+    /// `fresh` ago.
+    fn lookup(&self, slot: &Slot, fresh: Duration) -> Lookup<T> {
         let now = self.clock.monotonic();
         let mut st = self.lock();
-        st.tick = st.tick.saturating_add(1);
-        let tick = st.tick;
-        let Some(e) = st.entries.get_mut(key) else {
+        let Some(e) = st.entries.get(slot) else {
             return Lookup::Absent;
         };
-        let old = std::mem::replace(&mut e.used, tick);
         let fresh = now.saturating_duration_since(e.validated) < fresh;
         let (value, validated) = (e.value.clone(), e.validated);
-        st.order.remove(&old);
-        st.order.insert(tick, key.to_string());
         if fresh {
             bump(&mut st.stats.hits);
             crate::telemetry::cache_read("hit");
@@ -291,26 +312,19 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         }
     }
 
-    fn store(&self, key: &str, value: Value<T>) {
-        let now = self.clock.monotonic();
-        let mut st = self.lock();
-        st.tick = st.tick.saturating_add(1);
-        let tick = st.tick;
+    /// Keeps `value` at `slot`, as the most recently used entry, evicting the least
+    /// recently used one beyond the capacity.
+    fn store(&self, slot: &Slot, value: Value<T>) {
         let entry = Entry {
             value,
-            validated: now,
-            used: tick,
+            validated: self.clock.monotonic(),
         };
-        if let Some(old) = st.entries.insert(key.to_string(), entry) {
-            st.order.remove(&old.used);
-        }
-        st.order.insert(tick, key.to_string());
-        while st.entries.len() > self.options.capacity.max(1) {
-            let Some((_, victim)) = st.order.pop_first() else {
-                break;
-            };
-            st.entries.remove(&victim);
-            bump(&mut st.stats.evicted);
+        let mut st = self.lock();
+        // `push` hands back the entry it replaced (same slot) or the one it evicted.
+        if let Some((out, _)) = st.entries.push(slot.clone(), entry) {
+            if &out != slot {
+                bump(&mut st.stats.evicted);
+            }
         }
     }
 
@@ -380,25 +394,25 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         }
     }
 
-    /// The single-flight gate for `key`: hold its guard while fetching the entry.
-    async fn flight(&self, key: &str) -> Flight<'_, T> {
-        let gate = Arc::clone(self.lock().flights.entry(key.to_string()).or_default());
+    /// The single-flight gate for `slot`: hold its guard while fetching the entry.
+    async fn flight(&self, slot: &Slot) -> Flight<'_, T> {
+        let gate = Arc::clone(self.lock().flights.entry(slot.clone()).or_default());
         let guard = Arc::clone(&gate).lock_owned().await;
         Flight {
             cache: self,
-            held: Some((key.to_string(), gate, guard)),
+            held: Some((slot.clone(), gate, guard)),
         }
     }
 
-    /// The entry for `key` as it is after waiting for any fetch in flight: a fresh value (now
+    /// The entry at `slot` as it is after waiting for any fetch in flight: a fresh value (now
     /// or from the reader just ahead of us), an expired one, or none; with the gate held.
-    async fn lookup_in_flight(&self, key: &str, fresh: Duration) -> (Lookup<T>, Flight<'_, T>) {
-        if let found @ Lookup::Fresh(_) = self.lookup(key, fresh) {
+    async fn lookup_in_flight(&self, slot: &Slot, fresh: Duration) -> (Lookup<T>, Flight<'_, T>) {
+        if let found @ Lookup::Fresh(_) = self.lookup(slot, fresh) {
             return (found, self.no_flight());
         }
-        let waited = self.lock().flights.contains_key(key);
-        let flight = self.flight(key).await;
-        let found = self.lookup(key, fresh);
+        let waited = self.lock().flights.contains_key(slot);
+        let flight = self.flight(slot).await;
+        let found = self.lookup(slot, fresh);
         if waited && matches!(found, Lookup::Fresh(_)) {
             bump(&mut self.lock().stats.coalesced);
             crate::telemetry::cache_read("coalesced");
@@ -439,9 +453,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         manifest: &Manifest<T>,
         max_age: Duration,
     ) -> Result<View<Option<Snapshot<T>>>> {
-        let key = format!("m:{}", manifest.key());
+        let slot = Slot::Manifest(manifest.key().clone());
         let fresh = max_age.min(self.options.fresh);
-        let (found, _flight) = self.lookup_in_flight(&key, fresh).await;
+        let (found, _flight) = self.lookup_in_flight(&slot, fresh).await;
         let (value, stale) = match found {
             Lookup::Fresh(v) => (v, false),
             Lookup::Absent => {
@@ -450,7 +464,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 let v = Value::Manifest(loaded?);
                 bump(&mut self.lock().stats.fetched);
                 crate::telemetry::cache_read("fetched");
-                self.store(&key, v.clone());
+                self.store(&slot, v.clone());
                 (v, false)
             }
             Lookup::Expired(old, validated) if self.short_circuit(validated) => (old, true),
@@ -480,7 +494,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                         }
                         drop(st);
                         let v = Value::Manifest(v);
-                        self.store(&key, v.clone());
+                        self.store(&slot, v.clone());
                         (v, false)
                     }
                     Err(e) => (self.stale_or(e, old, validated)?, true),
@@ -490,36 +504,16 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         match value {
             Value::Manifest(m) => Ok(View { items: m, stale }),
             Value::Listing(_) => Err(Error::Config(format!(
-                "cache key {key} holds a listing, not a manifest"
+                "cache {slot} holds a listing, not a manifest"
             ))),
         }
-    }
-
-    /// Every existing manifest of `family`, in name order, each opened with `open`: the
-    /// listing and each manifest read through the cache; `stale` when any part of it was
-    /// served stale. Cancel-safe.
-    pub async fn get_family(
-        &self,
-        store: &Store,
-        family: Family,
-        open: impl Fn(&Name) -> Manifest<T>,
-    ) -> Result<View<Vec<(Name, Snapshot<T>)>>> {
-        let names = self.list_folders(store, &family.folder()).await?;
-        let mut stale = names.stale;
-        let mut out = Vec::new();
-        for name in names.items.into_iter().filter_map(|n| Name::new(n).ok()) {
-            let got = self.get(&open(&name)).await?;
-            stale |= got.stale;
-            out.extend(got.items.map(|s| (name, s)));
-        }
-        Ok(View { items: out, stale })
     }
 
     /// The names of the folders under `folder` (the streams, the members, …), and whether
     /// the list is stale. No request while fresh; then one listing. Cancel-safe.
     pub async fn list_folders(&self, store: &Store, folder: &Key) -> Result<View<Vec<String>>> {
-        let key = format!("l:{folder}");
-        let (found, _flight) = self.lookup_in_flight(&key, self.options.fresh).await;
+        let slot = Slot::Listing(folder.clone());
+        let (found, _flight) = self.lookup_in_flight(&slot, self.options.fresh).await;
         let (value, stale) = match found {
             Lookup::Fresh(v) => (v, false),
             Lookup::Expired(old, validated) if self.short_circuit(validated) => (old, true),
@@ -531,7 +525,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                         bump(&mut self.lock().stats.fetched);
                         crate::telemetry::cache_read("fetched");
                         let v = Value::Listing(names);
-                        self.store(&key, v.clone());
+                        self.store(&slot, v.clone());
                         (v, false)
                     }
                     Err(e) => match other {
@@ -546,8 +540,92 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         match value {
             Value::Listing(l) => Ok(View { items: l, stale }),
             Value::Manifest(_) => Err(Error::Config(format!(
-                "cache key {key} holds a manifest, not a listing"
+                "cache {slot} holds a manifest, not a listing"
             ))),
         }
+    }
+}
+
+/// A [`Collection`] read through a [`ManifestCache`]: the family's listing and each of its
+/// manifests served from memory while fresh, revalidated after, and served stale while the
+/// store is unreachable. The typed views ([`crate::stream::StreamView`],
+/// [`crate::member::MemberView`]) are built on it.
+#[derive(Debug)]
+pub struct CachedCollection<T> {
+    collection: Collection<T>,
+    cache: ManifestCache<T>,
+}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> CachedCollection<T> {
+    /// `collection` read through a new cache with `options`, timed on the collection's clock.
+    pub fn new(collection: Collection<T>, options: CacheOptions) -> Self {
+        let clock = Arc::clone(collection.manifests().clock());
+        Self {
+            collection,
+            cache: ManifestCache::new(options, clock),
+        }
+    }
+
+    /// The names in the collection, in name order, and whether the listing is stale. No
+    /// request while fresh; then one listing. Cancel-safe.
+    pub async fn names(&self) -> Result<View<Vec<Name>>> {
+        let folder = self.collection.family().folder();
+        let store = self.collection.manifests().store();
+        Ok(self.cache.list_folders(store, &folder).await?.map(|names| {
+            names
+                .into_iter()
+                .filter_map(|n| Name::new(n).ok())
+                .collect()
+        }))
+    }
+
+    /// Every existing manifest of the collection, in name order: the listing and each
+    /// manifest read through the cache; `stale` when any part of it was served stale.
+    /// Cancel-safe.
+    pub async fn list(&self) -> Result<View<Vec<(Name, Snapshot<T>)>>> {
+        let names = self.names().await?;
+        let mut stale = names.stale;
+        let mut out = Vec::new();
+        for name in names.items {
+            let got = self.get(&name).await?;
+            stale |= got.stale;
+            out.extend(got.items.map(|s| (name, s)));
+        }
+        Ok(View { items: out, stale })
+    }
+
+    /// The newest version of `name` (`None`: it does not exist), as
+    /// [`ManifestCache::get`]. Cancel-safe.
+    pub async fn get(&self, name: &Name) -> Result<View<Option<Snapshot<T>>>> {
+        self.cache.get(&self.collection.open(name)).await
+    }
+
+    /// The newest version of `name`, fresh only if validated less than `max_age` ago, as
+    /// [`ManifestCache::get_within`]. Cancel-safe.
+    pub async fn get_within(
+        &self,
+        name: &Name,
+        max_age: Duration,
+    ) -> Result<View<Option<Snapshot<T>>>> {
+        self.cache
+            .get_within(&self.collection.open(name), max_age)
+            .await
+    }
+
+    /// Loads the named manifests into the cache ahead of the first reads (one request each).
+    /// Returns how many exist.
+    pub async fn warm(&self, names: &[Name]) -> Result<usize> {
+        let manifests: Vec<_> = names.iter().map(|n| self.collection.open(n)).collect();
+        self.cache.warm(&manifests).await
+    }
+
+    /// The collection read.
+    pub fn collection(&self) -> &Collection<T> {
+        &self.collection
+    }
+
+    /// The cache underneath (for its statistics).
+    pub fn cache(&self) -> &ManifestCache<T> {
+        &self.cache
     }
 }

@@ -41,10 +41,10 @@ use crate::clock::until;
 use crate::error::{Error, Result};
 use crate::lease::{LockRecord, StoredState};
 use crate::log::EventLog;
-use crate::manifest::{Manifest, Manifests, Snapshot};
+use crate::manifest::{Collection, Manifest, Manifests, Snapshot};
 use crate::member::{Forget, MemberOptions, MemberRecord, Membership, Presence};
 use crate::record::{Record, Records};
-use crate::store::keys::{self, Family};
+use crate::store::keys::Family;
 use crate::store::Name;
 
 /// What [`collect`] collects besides old manifest versions.
@@ -123,10 +123,8 @@ pub async fn collect(
             ..Default::default()
         },
     };
-    g.plain::<serde_json::Value>(Family::Stream, crate::stream::KIND)
-        .await?;
-    g.plain::<serde_json::Value>(Family::Turn, crate::turn::KIND)
-        .await?;
+    g.plain(Family::Stream, crate::stream::KIND).await?;
+    g.plain(Family::Turn, crate::turn::KIND).await?;
     g.locks().await?;
     g.records().await?;
     g.members().await?;
@@ -201,12 +199,17 @@ impl Gc<'_> {
         until(at, self.manifests.clock().now()) >= age
     }
 
-    async fn plain<T>(&mut self, family: Family, kind: &'static str) -> Result<()>
-    where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync,
-    {
-        for name in self.manifests.names(family).await? {
-            let m: Manifest<T> = self.manifests.open(kind, keys::manifest(family, &name));
+    /// The manifests of `family`, read as `kind`.
+    fn collection<T>(&self, family: Family, kind: &'static str) -> Collection<T> {
+        Collection::new(Arc::clone(self.manifests), family, kind)
+    }
+
+    /// Trims every manifest of `family` to the newest `gc_keep` versions, its body read as
+    /// plain JSON whatever the family's type.
+    async fn plain(&mut self, family: Family, kind: &'static str) -> Result<()> {
+        let c = self.collection::<serde_json::Value>(family, kind);
+        for name in c.names().await? {
+            let m = c.open(&name);
             if self.head(&m).await?.is_some() {
                 let keep = self.keep();
                 self.trim(&m, keep, "versions", None).await?;
@@ -216,10 +219,9 @@ impl Gc<'_> {
     }
 
     async fn locks(&mut self) -> Result<()> {
-        for name in self.manifests.names(Family::Lock).await? {
-            let m: Manifest<LockRecord> = self
-                .manifests
-                .open(crate::lease::KIND, keys::manifest(Family::Lock, &name));
+        let c = self.collection::<LockRecord>(Family::Lock, crate::lease::KIND);
+        for name in c.names().await? {
+            let m = c.open(&name);
             let Some(s) = self.head(&m).await? else {
                 continue;
             };
@@ -264,8 +266,9 @@ impl Gc<'_> {
 
     async fn members(&mut self) -> Result<()> {
         let members = Membership::new(Arc::clone(self.manifests), MemberOptions::default());
-        for name in self.manifests.names(Family::Member).await? {
-            let m = members.manifest(&name);
+        let c = self.collection::<MemberRecord>(Family::Member, crate::member::KIND);
+        for name in c.names().await? {
+            let m = c.open(&name);
             let Some(s): Option<Snapshot<MemberRecord>> = self.head(&m).await? else {
                 continue;
             };

@@ -60,7 +60,7 @@ use crate::clock;
 use crate::error::{Error, Result};
 use crate::log::Audit;
 use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Released, Renewal};
-use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
+use crate::manifest::{Change, Collection, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
 use crate::store::{Name, WriteId};
@@ -392,7 +392,7 @@ struct Observation {
 /// The lock client: acquire, list, show and break locks. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Locks {
-    manifests: Arc<Manifests>,
+    collection: Collection<LockRecord>,
     options: LeaseOptions,
     observations: Arc<Mutex<HashMap<String, Observation>>>,
     /// The last version of each lock this client saw released or broken, so the next
@@ -414,7 +414,7 @@ impl Locks {
     pub fn new(manifests: Arc<Manifests>, options: LeaseOptions) -> Result<Self> {
         options.validate()?;
         Ok(Self {
-            manifests,
+            collection: Collection::new(manifests, Family::Lock, KIND),
             options,
             observations: Arc::new(Mutex::new(HashMap::new())),
             free: Arc::new(Mutex::new(HashMap::new())),
@@ -433,16 +433,11 @@ impl Locks {
         &self.options
     }
 
-    fn manifest(&self, name: &Name) -> Manifest<LockRecord> {
-        self.manifests
-            .open(KIND, keys::manifest(Family::Lock, name))
-    }
-
     /// One attempt to acquire `name`. Returns [`Acquired::Busy`] with the holder when the
     /// lock is held and may not be taken over yet. Not cancel-safe (a cancelled attempt may
     /// hold the lock in the store until its ttl runs out).
     pub async fn try_acquire(&self, name: &Name) -> Result<Acquired> {
-        let m = self.manifest(name);
+        let m = self.collection.open(name);
         let current = self.current(name, &m).await?;
         Ok(match self.attempt(name, &m, current).await? {
             Attempt::Acquired(l) => Acquired::Acquired(l),
@@ -454,9 +449,9 @@ impl Locks {
     /// backoff, never sleeping past the moment a takeover becomes allowed, and revalidates
     /// cheaply (a 304 when nothing changed). Not cancel-safe, as [`Locks::try_acquire`].
     pub async fn acquire(&self, name: &Name, wait: Option<Duration>) -> Result<Acquired> {
-        let clock = self.manifests.clock();
+        let clock = self.collection.manifests().clock();
         let start = clock.monotonic();
-        let m = self.manifest(name);
+        let m = self.collection.open(name);
         let mut current = self.current(name, &m).await?;
         let mut backoff = Backoff::new(self.options.poll_min, self.options.poll_max);
         loop {
@@ -473,7 +468,8 @@ impl Locks {
             };
             let until_takeover = self.until_takeover(name, &seen);
             let delay = self
-                .manifests
+                .collection
+                .manifests()
                 .with_rng(|r| backoff.next_delay(r))
                 .max(clock::divide(self.options.poll_min, 2))
                 .min(until_takeover.max(Duration::from_millis(1)))
@@ -507,7 +503,7 @@ impl Locks {
 
     /// How long until this node may take over the lease in `s`, by either rule.
     fn until_takeover(&self, name: &Name, s: &Snapshot<LockRecord>) -> Duration {
-        let clock = self.manifests.clock();
+        let clock = self.collection.manifests().clock();
         let wait = self.takeover_wait(name, &s.body).unwrap_or(MAX_TTL);
         let by_observation = self
             .observed_since(name, s)
@@ -539,7 +535,7 @@ impl Locks {
 
     /// Records that `s` is the version seen now; returns since when it has been seen.
     fn observe(&self, name: &Name, s: &Snapshot<LockRecord>) -> Instant {
-        let now = self.manifests.clock().monotonic();
+        let now = self.collection.manifests().clock().monotonic();
         let mut obs = self.observations.lock().unwrap_or_else(|e| e.into_inner());
         let o = obs.entry(name.to_string()).or_insert_with(|| Observation {
             version: s.version,
@@ -562,7 +558,7 @@ impl Locks {
         m: &Manifest<LockRecord>,
         mut current: Option<Snapshot<LockRecord>>,
     ) -> Result<Attempt> {
-        let clock = Arc::clone(self.manifests.clock());
+        let clock = Arc::clone(self.collection.manifests().clock());
         // A conflict with a release or a takeover's loser is worth a second look; bounded.
         for _ in 0..3 {
             let mut taking_over_from = None;
@@ -589,7 +585,7 @@ impl Locks {
                 );
                 taking_over_from = Some(s.body.holder.clone());
             }
-            let session = self.manifests.with_rng(WriteId::random).0;
+            let session = self.collection.manifests().with_rng(WriteId::random).0;
             let token = FencingToken(match current.as_ref() {
                 Some(c) => clock::next_number(m.key(), "fencing token", c.version)?,
                 None => 1,
@@ -597,7 +593,7 @@ impl Locks {
             let now = clock.now();
             let record = LockRecord {
                 state: StoredState::Held,
-                holder: self.manifests.node().to_string(),
+                holder: self.collection.manifests().node().to_string(),
                 session: session.clone(),
                 fencing_token: token,
                 ttl_ms: clock::millis(self.options.ttl),
@@ -653,24 +649,20 @@ impl Locks {
 
     /// The lock `name`, or `None` if it was never taken.
     pub async fn show(&self, name: &Name) -> Result<Option<LockInfo>> {
-        let now = self.manifests.clock().now();
-        Ok(self
-            .manifest(name)
-            .load()
-            .await?
-            .map(|s| info_of(name.as_str(), &s, now)))
+        let now = self.collection.manifests().clock().now();
+        let s = self.collection.load(name).await?;
+        Ok(s.map(|s| info_of(name.as_str(), &s, now)))
     }
 
     /// Every lock under the prefix, by name. Locks whose manifest cannot be read are
     /// reported as errors, not skipped.
     pub async fn list(&self) -> Result<Vec<LockInfo>> {
-        let mut out = Vec::new();
-        for name in self.manifests.names(Family::Lock).await? {
-            if let Some(i) = self.show(&name).await? {
-                out.push(i);
-            }
-        }
-        Ok(out)
+        let now = self.collection.manifests().clock().now();
+        let all = self.collection.list().await?;
+        Ok(all
+            .iter()
+            .map(|(n, s)| info_of(n.as_str(), s, now))
+            .collect())
     }
 
     /// An operator's break: ends the current lease by writing a version marked broken,
@@ -699,10 +691,11 @@ impl Locks {
         name: &Name,
         token: Option<FencingToken>,
     ) -> Result<Option<(Break, LockInfo)>> {
-        let clock = Arc::clone(self.manifests.clock());
-        let node = self.manifests.node().to_string();
+        let clock = Arc::clone(self.collection.manifests().clock());
+        let node = self.collection.manifests().node().to_string();
         let updated = self
-            .manifest(name)
+            .collection
+            .open(name)
             .update(|cur| match cur {
                 Some(s)
                     if s.body.state == StoredState::Held
@@ -813,7 +806,7 @@ impl Lease {
         sent: Instant,
     ) -> Self {
         let options = locks.options.clone();
-        let manifests = Arc::clone(&locks.manifests);
+        let manifests = Arc::clone(locks.collection.manifests());
         let token = snapshot.body.fencing_token;
         let deadline = clock::after(sent, options.hold_for());
         let due = clock::after(sent, options.renew_interval);

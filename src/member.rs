@@ -74,12 +74,12 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::cache::{CacheOptions, ManifestCache, View};
+use crate::cache::{CacheOptions, CachedCollection, ManifestCache, View};
 use crate::clock::{millis, stored_ms, until, Clock};
 use crate::error::{Error, Result};
 use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Released, Renewal};
-use crate::manifest::{Manifest, Manifests, Removed, Revalidated, Snapshot, Written};
-use crate::store::keys::{self, Family};
+use crate::manifest::{Collection, Manifest, Manifests, Removed, Revalidated, Snapshot, Written};
+use crate::store::keys::Family;
 use crate::store::{Name, WriteId};
 
 /// The manifest kind of member records.
@@ -208,6 +208,8 @@ pub enum Forget {
 /// The membership client. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Membership {
+    collection: Collection<MemberRecord>,
+    /// The collection's manifest layer: the node id, the clock, the randomness.
     manifests: Arc<Manifests>,
     options: MemberOptions,
 }
@@ -215,7 +217,11 @@ pub struct Membership {
 impl Membership {
     /// A membership client.
     pub fn new(manifests: Arc<Manifests>, options: MemberOptions) -> Self {
-        Self { manifests, options }
+        Self {
+            collection: Collection::new(Arc::clone(&manifests), Family::Member, KIND),
+            manifests,
+            options,
+        }
     }
 
     /// The options in force.
@@ -224,8 +230,7 @@ impl Membership {
     }
 
     pub(crate) fn manifest(&self, node: &Name) -> Manifest<MemberRecord> {
-        self.manifests
-            .open(KIND, keys::manifest(Family::Member, node))
+        self.collection.open(node)
     }
 
     /// The timeout for a node with this record: base (default two of its intervals) plus
@@ -279,15 +284,12 @@ impl Membership {
 
     /// Every node that ever joined, classified now. One listing and one read per node.
     pub async fn list(&self) -> Result<Vec<MemberStatus>> {
-        let names = self.manifests.names(Family::Member).await?;
         let now = self.manifests.clock().now();
-        let mut out = Vec::new();
-        for n in names {
-            if let Some(s) = self.manifest(&n).load().await? {
-                out.push(self.classify(n.as_str(), &s, now));
-            }
-        }
-        Ok(out)
+        let all = self.collection.list().await?;
+        Ok(all
+            .iter()
+            .map(|(n, s)| self.classify(n.as_str(), s, now))
+            .collect())
     }
 
     /// Removes `node`'s record (every version) if it left or is offline, or, with `force`,
@@ -331,7 +333,7 @@ impl Membership {
     pub fn view(&self, options: CacheOptions) -> MemberView {
         MemberView {
             membership: self.clone(),
-            cache: ManifestCache::new(options, Arc::clone(self.manifests.clock())),
+            cached: CachedCollection::new(self.collection.clone(), options),
         }
     }
 
@@ -643,7 +645,7 @@ fn overdue(s: &MemberStatus) -> Option<Duration> {
 #[derive(Debug)]
 pub struct MemberView {
     membership: Membership,
-    cache: ManifestCache<MemberRecord>,
+    cached: CachedCollection<MemberRecord>,
 }
 
 impl MemberView {
@@ -654,16 +656,11 @@ impl MemberView {
     pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
         let ms = &self.membership;
         let clock = ms.manifests.clock();
-        let store = ms.manifests.store();
-        let names = self
-            .cache
-            .list_folders(store, &Family::Member.folder())
-            .await?;
+        let names = self.cached.names().await?;
         let mut stale = names.stale;
         let mut items = Vec::with_capacity(names.items.len());
-        for name in names.items.into_iter().filter_map(|n| Name::new(n).ok()) {
-            let m = ms.manifest(&name);
-            let got = self.cache.get(&m).await?;
+        for name in names.items {
+            let got = self.cached.get(&name).await?;
             stale |= got.stale;
             let Some(s) = got.items else { continue };
             // Classified as soon as it is read: ages are not inflated by the reads of the
@@ -673,7 +670,7 @@ impl MemberView {
                 items.push(status);
                 continue;
             };
-            let again = self.cache.get_within(&m, due_for).await?;
+            let again = self.cached.get_within(&name, due_for).await?;
             stale |= again.stale;
             if let Some(s) = again.items {
                 items.push(ms.classify(name.as_str(), &s, clock.now()));
@@ -684,6 +681,6 @@ impl MemberView {
 
     /// The cache underneath (for its statistics).
     pub fn cache(&self) -> &ManifestCache<MemberRecord> {
-        &self.cache
+        self.cached.cache()
     }
 }

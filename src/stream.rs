@@ -28,11 +28,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{CacheOptions, ManifestCache, View};
+use crate::cache::{CacheOptions, CachedCollection, ManifestCache, View};
 use crate::clock::next_number;
 use crate::error::{Error, Result};
-use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
-use crate::store::keys::{self, Family};
+use crate::manifest::{Change, Collection, Manifests, Revalidated, Snapshot, Written};
+use crate::store::keys::Family;
 use crate::store::Name;
 
 /// The manifest kind of streams.
@@ -115,18 +115,15 @@ impl Create {
 /// The streams client. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Streams {
-    manifests: Arc<Manifests>,
+    collection: Collection<StreamRecord>,
 }
 
 impl Streams {
     /// A streams client.
     pub fn new(manifests: Arc<Manifests>) -> Self {
-        Self { manifests }
-    }
-
-    fn manifest(&self, name: &Name) -> Manifest<StreamRecord> {
-        self.manifests
-            .open(KIND, keys::manifest(Family::Stream, name))
+        Self {
+            collection: Collection::new(manifests, Family::Stream, KIND),
+        }
     }
 
     fn record(&self, metadata: serde_json::Value, incarnation: u64) -> StreamRecord {
@@ -134,8 +131,8 @@ impl Streams {
             state: StreamState::Active,
             incarnation,
             metadata,
-            created_by: self.manifests.node().to_string(),
-            created_at: self.manifests.clock().now(),
+            created_by: self.collection.manifests().node().to_string(),
+            created_at: self.collection.manifests().clock().now(),
         }
     }
 
@@ -145,12 +142,12 @@ impl Streams {
     /// [`Error::Encode`] before any request. Not cancel-safe: a cancelled create may have
     /// created the stream.
     pub async fn create(&self, name: &Name, metadata: serde_json::Value) -> Result<Create> {
-        let m = self.manifest(name);
+        let m = self.collection.open(name);
         let mut current = match m.create(self.record(metadata.clone(), 1)).await? {
             Written::Written(s) => return Ok(Create::Created(StreamManifest::of(name, &s))),
             Written::Conflict(c) => c,
         };
-        for _ in 0..self.manifests.options().max_attempts.max(1) {
+        for _ in 0..self.collection.manifests().options().max_attempts.max(1) {
             let Some(s) = current else {
                 // Gone between the conflict and the read-back: try the create again.
                 match m.create(self.record(metadata.clone(), 1)).await? {
@@ -181,7 +178,7 @@ impl Streams {
         }
         Err(Error::Contention {
             key: m.key().to_string(),
-            attempts: self.manifests.options().max_attempts,
+            attempts: self.collection.manifests().options().max_attempts,
         })
     }
 
@@ -194,7 +191,8 @@ impl Streams {
         mut f: impl FnMut(&serde_json::Value) -> Option<serde_json::Value>,
     ) -> Result<Option<StreamManifest>> {
         let updated = self
-            .manifest(name)
+            .collection
+            .open(name)
             .update(|cur| match cur {
                 Some(s) if s.body.state == StreamState::Active => match f(&s.body.metadata) {
                     Some(metadata) if metadata != s.body.metadata => Change::Write(StreamRecord {
@@ -216,7 +214,8 @@ impl Streams {
     /// stream did not exist or was already deleted.
     pub async fn delete(&self, name: &Name) -> Result<Option<StreamManifest>> {
         let updated = self
-            .manifest(name)
+            .collection
+            .open(name)
             .update(|cur| match cur {
                 Some(s) if s.body.state == StreamState::Active => Change::Write(StreamRecord {
                     state: StreamState::Deleted,
@@ -234,29 +233,20 @@ impl Streams {
 
     /// The stream `name` (active or deleted), or `None` if it never existed.
     pub async fn get(&self, name: &Name) -> Result<Option<StreamManifest>> {
-        Ok(self
-            .manifest(name)
-            .load()
-            .await?
-            .map(|s| StreamManifest::of(name, &s)))
+        let s = self.collection.load(name).await?;
+        Ok(s.map(|s| StreamManifest::of(name, &s)))
     }
 
     /// Every stream, active and deleted, by name.
     pub async fn list(&self) -> Result<Vec<StreamManifest>> {
-        let mut out = Vec::new();
-        for name in self.manifests.names(Family::Stream).await? {
-            if let Some(s) = self.get(&name).await? {
-                out.push(s);
-            }
-        }
-        Ok(out)
+        let all = self.collection.list().await?;
+        Ok(all.iter().map(|(n, s)| StreamManifest::of(n, s)).collect())
     }
 
     /// A cached view of the streams, for queriers that read the list often.
     pub fn view(&self, options: CacheOptions) -> StreamView {
         StreamView {
-            streams: self.clone(),
-            cache: ManifestCache::new(options, Arc::clone(self.manifests.clock())),
+            cached: CachedCollection::new(self.collection.clone(), options),
         }
     }
 
@@ -276,47 +266,31 @@ impl Streams {
 /// stale-if-error time.
 #[derive(Debug)]
 pub struct StreamView {
-    streams: Streams,
-    cache: ManifestCache<StreamRecord>,
+    cached: CachedCollection<StreamRecord>,
 }
 
 impl StreamView {
     /// Every stream, active and deleted, by name. Cancel-safe.
     pub async fn list(&self) -> Result<View<Vec<StreamManifest>>> {
-        let s = &self.streams;
-        let all = self
-            .cache
-            .get_family(s.manifests.store(), Family::Stream, |n| s.manifest(n))
-            .await?;
-        Ok(View {
-            items: all
-                .items
-                .iter()
-                .map(|(name, snap)| StreamManifest::of(name, snap))
-                .collect(),
-            stale: all.stale,
-        })
+        let all = self.cached.list().await?;
+        Ok(all.map(|all| all.iter().map(|(n, s)| StreamManifest::of(n, s)).collect()))
     }
 
     /// One stream (active or deleted); `None` if it never existed. Cancel-safe.
     pub async fn get(&self, name: &Name) -> Result<View<Option<StreamManifest>>> {
-        let got = self.cache.get(&self.streams.manifest(name)).await?;
-        Ok(View {
-            items: got.items.map(|s| StreamManifest::of(name, &s)),
-            stale: got.stale,
-        })
+        let got = self.cached.get(name).await?;
+        Ok(got.map(|s| s.map(|s| StreamManifest::of(name, &s))))
     }
 
     /// Loads the named streams into the cache ahead of the first reads (one request each).
     /// Returns how many exist.
     pub async fn warm(&self, names: &[Name]) -> Result<usize> {
-        let manifests: Vec<_> = names.iter().map(|n| self.streams.manifest(n)).collect();
-        self.cache.warm(&manifests).await
+        self.cached.warm(names).await
     }
 
     /// The cache underneath (for its statistics).
     pub fn cache(&self) -> &ManifestCache<StreamRecord> {
-        &self.cache
+        self.cached.cache()
     }
 }
 
@@ -383,8 +357,8 @@ impl Follower {
     /// stream at most once. Cancel-safe: a cancelled poll reports nothing and loses nothing.
     pub async fn poll(&mut self) -> Result<Vec<StreamEvent>> {
         let mut found = Vec::new();
-        for name in self.streams.manifests.names(Family::Stream).await? {
-            let m = self.streams.manifest(&name);
+        for name in self.streams.collection.names().await? {
+            let m = self.streams.collection.open(&name);
             let latest = match self.known.get(name.as_str()) {
                 Some(known) => match m.revalidate(known).await? {
                     Revalidated::Changed(s) => s,

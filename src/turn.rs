@@ -57,7 +57,7 @@ use crate::clock;
 use crate::error::{Error, Result};
 use crate::log::Audit;
 use crate::manifest::held::{self, ClaimBody, Closed};
-use crate::manifest::{Change, Manifest, Manifests, Revalidated, Snapshot, Written};
+use crate::manifest::{Change, Collection, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
 use crate::store::{Name, WriteId};
@@ -423,7 +423,7 @@ impl ClaimedTurn {
         self,
         result: JobResult,
     ) -> Result<(Finished, Option<Snapshot<TurnRecord>>)> {
-        let clock = self.turns.manifests.clock();
+        let clock = self.turns.collection.manifests().clock();
         let duration = clock.monotonic().saturating_duration_since(self.started);
         let duration_ms = clock::millis(duration);
         let outcome = match result {
@@ -517,7 +517,7 @@ fn bounded(v: serde_json::Value) -> serde_json::Value {
 /// The turns client. Cheap to clone; clones share counters.
 #[derive(Debug, Clone)]
 pub struct Turns {
-    manifests: Arc<Manifests>,
+    collection: Collection<TurnRecord>,
     options: TurnOptions,
     counters: Arc<Mutex<HashMap<String, TurnCounters>>>,
     audit: Option<Audit>,
@@ -527,7 +527,7 @@ impl Turns {
     /// A turns client with these options.
     pub fn new(manifests: Arc<Manifests>, options: TurnOptions) -> Self {
         Self {
-            manifests,
+            collection: Collection::new(manifests, Family::Turn, KIND),
             options,
             counters: Arc::default(),
             audit: None,
@@ -543,11 +543,6 @@ impl Turns {
     /// The options in force.
     pub fn options(&self) -> &TurnOptions {
         &self.options
-    }
-
-    fn manifest(&self, name: &Name) -> Manifest<TurnRecord> {
-        self.manifests
-            .open(KIND, keys::manifest(Family::Turn, name))
     }
 
     fn count(&self, name: &Name, f: impl FnOnce(&mut TurnCounters)) {
@@ -588,7 +583,7 @@ impl Turns {
     /// cancelled claim may have been written, and then counts as a turn whose holder died.
     pub async fn try_claim(&self, name: &Name) -> Result<Claim> {
         self.options.validate()?;
-        let current = self.manifest(name).load().await?;
+        let current = self.collection.open(name).load().await?;
         Ok(match self.claim_after(name, current).await? {
             Attempt::Won(t) => Claim::Won(Box::new(t)),
             Attempt::NotDue(s, claimable_at) => Claim::NotDue {
@@ -609,7 +604,7 @@ impl Turns {
     ) -> Result<Attempt> {
         if let Some(c) = &current {
             let claimable_at = self.timing(name, &c.body)?.claimable_at;
-            if self.manifests.clock().now() < claimable_at {
+            if self.collection.manifests().clock().now() < claimable_at {
                 crate::telemetry::turn(name.as_str(), "skipped");
                 self.count(name, |c| c.skipped = c.skipped.saturating_add(1));
                 return Ok(Attempt::NotDue(c.clone(), claimable_at));
@@ -620,8 +615,8 @@ impl Turns {
 
     /// Writes the claim of the turn after `current`.
     async fn claim(&self, name: &Name, current: Option<Snapshot<TurnRecord>>) -> Result<Attempt> {
-        let clock = self.manifests.clock();
-        let m = self.manifest(name);
+        let clock = self.collection.manifests().clock();
+        let m = self.collection.open(name);
         // The turn keeps its own window and jitter; a new turn takes this client's.
         let (turn, window_ms, jitter_ms) = match current.as_ref() {
             Some(c) => (
@@ -637,8 +632,8 @@ impl Turns {
         };
         let record = TurnRecord {
             turn,
-            holder: self.manifests.node().to_string(),
-            session: self.manifests.with_rng(WriteId::random).0,
+            holder: self.collection.manifests().node().to_string(),
+            session: self.collection.manifests().with_rng(WriteId::random).0,
             window_ms,
             jitter_ms,
             started_at: clock.now(),
@@ -736,7 +731,7 @@ impl Turns {
         F: FnMut(u64) -> Fut,
         Fut: Future<Output = JobResult>,
     {
-        let opts = self.manifests.options();
+        let opts = self.collection.manifests().options();
         self.options.validate()?;
         let mut backoff = Backoff::new(opts.backoff_initial, Duration::from_secs(30));
         let mut known: Option<Snapshot<TurnRecord>> = None;
@@ -756,7 +751,10 @@ impl Turns {
                     | Error::Exhausted { .. }),
                 ) => return Err(e),
                 Err(e) => {
-                    let delay = self.manifests.with_rng(|r| backoff.next_delay(r));
+                    let delay = self
+                        .collection
+                        .manifests()
+                        .with_rng(|r| backoff.next_delay(r));
                     warn!(turn = %name, error = %e, ?delay, "turn loop: store error; retrying");
                     loaded = false;
                     tokio::select! {
@@ -781,7 +779,7 @@ impl Turns {
         F: FnMut(u64) -> Fut,
         Fut: Future<Output = JobResult>,
     {
-        let m = self.manifest(name);
+        let m = self.collection.open(name);
         if !*loaded {
             *known = m.load().await?;
             *loaded = true;
@@ -789,9 +787,12 @@ impl Turns {
         if let Some(k) = known.as_ref() {
             // Sleep until this node's wake time for the next turn, with no request between.
             let t = self.timing(name, &k.body)?;
-            let after = self.manifests.with_rng(|r| jittered(t.window, t.jitter, r));
+            let after = self
+                .collection
+                .manifests()
+                .with_rng(|r| jittered(t.window, t.jitter, r));
             let wake = clock::add_saturating(k.body.started_at, after);
-            let wait = clock::until(self.manifests.clock().now(), wake);
+            let wait = clock::until(self.collection.manifests().clock().now(), wake);
             debug!(turn = %name, number = k.body.turn, ?wait, "sleeping until the next turn");
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -832,11 +833,8 @@ impl Turns {
 
     /// The turn `name`, or `None` if it never ran.
     pub async fn get(&self, name: &Name) -> Result<Option<TurnManifest>> {
-        self.manifest(name)
-            .load()
-            .await?
-            .map(|s| TurnManifest::of(name, &s))
-            .transpose()
+        let s = self.collection.load(name).await?;
+        s.map(|s| TurnManifest::of(name, &s)).transpose()
     }
 
     /// Changes the window and jitter stored with turn `name` (an explicit reconfiguration:
@@ -852,7 +850,8 @@ impl Turns {
         check_timing(window, jitter).map_err(Error::Config)?;
         let (window_ms, jitter_ms) = (clock::millis(window), clock::millis(jitter));
         let updated = self
-            .manifest(name)
+            .collection
+            .open(name)
             .update(|cur| match cur {
                 Some(s) if s.body.window_ms != window_ms || s.body.jitter_ms != jitter_ms => {
                     Change::Write(TurnRecord {
@@ -875,13 +874,8 @@ impl Turns {
 
     /// Every turn, by name.
     pub async fn list(&self) -> Result<Vec<TurnManifest>> {
-        let mut out = Vec::new();
-        for n in self.manifests.names(Family::Turn).await? {
-            if let Some(t) = self.get(&n).await? {
-                out.push(t);
-            }
-        }
-        Ok(out)
+        let all = self.collection.list().await?;
+        all.iter().map(|(n, s)| TurnManifest::of(n, s)).collect()
     }
 }
 

@@ -35,6 +35,7 @@
 #![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
 
 mod chain;
+mod collection;
 pub mod envelope;
 mod etag;
 pub(crate) mod held;
@@ -54,6 +55,7 @@ use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use crate::store::keys::Family;
 use crate::store::{Key, Name, Store, WriteId};
+pub use collection::Collection;
 use envelope::RawBody;
 pub use envelope::{Snapshot, FORMAT};
 use protocol::{Draft, Protocol, Wrote};
