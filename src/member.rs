@@ -209,8 +209,6 @@ pub enum Forget {
 #[derive(Debug, Clone)]
 pub struct Membership {
     collection: Collection<MemberRecord>,
-    /// The collection's manifest layer: the node id, the clock, the randomness.
-    manifests: Arc<Manifests>,
     options: MemberOptions,
 }
 
@@ -218,8 +216,7 @@ impl Membership {
     /// A membership client.
     pub fn new(manifests: Arc<Manifests>, options: MemberOptions) -> Self {
         Self {
-            collection: Collection::new(Arc::clone(&manifests), Family::Member, KIND),
-            manifests,
+            collection: Collection::new(manifests, Family::Member, KIND),
             options,
         }
     }
@@ -284,7 +281,7 @@ impl Membership {
 
     /// Every node that ever joined, classified now. One listing and one read per node.
     pub async fn list(&self) -> Result<Vec<MemberStatus>> {
-        let now = self.manifests.clock().now();
+        let now = self.collection.manifests().clock().now();
         let all = self.collection.list().await?;
         Ok(all
             .iter()
@@ -315,7 +312,7 @@ impl Membership {
         let Some(s) = m.load().await? else {
             return Ok(Forget::NotFound);
         };
-        let status = self.classify(node.as_str(), &s, self.manifests.clock().now());
+        let status = self.classify(node.as_str(), &s, self.collection.manifests().clock().now());
         if !force && !status.left && status.health != Health::Offline {
             return Ok(Forget::Refused(Box::new(status)));
         }
@@ -351,10 +348,10 @@ impl Membership {
                 "heartbeat interval {interval:?} must be positive and at most {MAX_INTERVAL:?}"
             )));
         }
-        let node = Name::new(self.manifests.node())?;
+        let node = Name::new(self.collection.manifests().node())?;
         let m = self.manifest(&node);
-        let clock = self.manifests.clock();
-        let session = self.manifests.with_rng(WriteId::random).0;
+        let clock = self.collection.manifests().clock();
+        let session = self.collection.manifests().with_rng(WriteId::random).0;
         let mut current = m.load().await?;
         if let Some(c) = current.clone() {
             let (other_interval, other_latency) = checked(m.key(), &c.body)?;
@@ -526,7 +523,7 @@ impl Heartbeater {
     pub async fn leave(mut self) -> Result<()> {
         self.held.stop().await;
         let m = self.membership.manifest(&self.node);
-        let clock = self.membership.manifests.clock();
+        let clock = self.membership.collection.manifests().clock();
         let released = held::release(&self.held.shared(), &m, |ours| MemberRecord {
             state: Presence::Left,
             heartbeat_at: clock.now(),
@@ -655,7 +652,7 @@ impl MemberView {
     /// look dead (see the module docs).
     pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
         let ms = &self.membership;
-        let clock = ms.manifests.clock();
+        let clock = ms.collection.manifests().clock();
         let names = self.cached.names().await?;
         let mut stale = names.stale;
         let mut items = Vec::with_capacity(names.items.len());
