@@ -599,7 +599,9 @@ impl Guard {
     /// hears from cairn again within `within`.
     fn arm(&mut self, within: Duration, grace: Duration) {
         if let Some(p) = self.pipe.as_mut() {
-            let line = format!("deadline {} {}\n", within.as_millis(), grace.as_millis());
+            // Rounded up: the guard must never act before the lease's give-up time, or
+            // COMMAND could end (143) while the lease still counts as held.
+            let line = format!("deadline {} {}\n", ceil_millis(within), grace.as_millis());
             let _ = p.write_all(line.as_bytes());
         }
     }
@@ -641,6 +643,11 @@ pub fn guard_if_asked() {
     }
 }
 
+/// `d` in whole milliseconds, rounded up (a deadline kept in milliseconds is never early).
+fn ceil_millis(d: Duration) -> u128 {
+    d.as_micros().div_ceil(1000).max(u128::from(!d.is_zero()))
+}
+
 /// Waits until stdin is readable or `deadline` passes; `true` when readable (or closed).
 fn readable_before(deadline: Option<std::time::Instant>) -> bool {
     let timeout = match deadline {
@@ -650,7 +657,8 @@ fn readable_before(deadline: Option<std::time::Instant>) -> bool {
             if left.is_zero() {
                 return false;
             }
-            i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX)
+            // Rounded up, so that poll never wakes before the deadline.
+            i32::try_from(ceil_millis(left)).unwrap_or(i32::MAX)
         }
     };
     let mut pfd = libc::pollfd {
@@ -793,5 +801,15 @@ mod tests {
         assert_eq!(pid_line(1, &mut buf), b"1\n");
         assert_eq!(pid_line(4_194_304, &mut buf), b"4194304\n");
         assert_eq!(pid_line(i32::MAX, &mut buf), b"2147483647\n");
+    }
+
+    #[test]
+    fn a_deadline_in_milliseconds_is_rounded_up_never_early() {
+        assert_eq!(ceil_millis(Duration::ZERO), 0);
+        assert_eq!(ceil_millis(Duration::from_nanos(1)), 1);
+        assert_eq!(ceil_millis(Duration::from_micros(999)), 1);
+        assert_eq!(ceil_millis(Duration::from_millis(5)), 5);
+        assert_eq!(ceil_millis(Duration::from_micros(5_001)), 6);
+        assert_eq!(ceil_millis(Duration::from_micros(11_999_400)), 12_000);
     }
 }
