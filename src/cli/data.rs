@@ -106,24 +106,9 @@ pub async fn stream_create(
 /// `stream ls`.
 pub async fn stream_ls(s: &crate::stream::StreamView, json: bool) -> Result<String> {
     let all = s.list().await?.items;
-    if json {
-        return Ok(super::ops::json_frame(&all));
-    }
-    let rows = all
-        .iter()
-        .map(|m| {
-            vec![
-                m.name.clone(),
-                state(m).into(),
-                m.version.to_string(),
-                m.record.incarnation.to_string(),
-                m.updated_by.clone(),
-                output::time(m.updated_at),
-                m.record.metadata.to_string(),
-            ]
-        })
-        .collect();
-    Ok(output::table(
+    Ok(output::listing(
+        &all,
+        json,
         &[
             "NAME",
             "STATE",
@@ -133,8 +118,18 @@ pub async fn stream_ls(s: &crate::stream::StreamView, json: bool) -> Result<Stri
             "UPDATED AT",
             "METADATA",
         ],
-        rows,
         &[2, 3],
+        |m| {
+            vec![
+                m.name.clone(),
+                state(m).into(),
+                m.version.to_string(),
+                m.record.incarnation.to_string(),
+                m.updated_by.clone(),
+                output::time(m.updated_at),
+                m.record.metadata.to_string(),
+            ]
+        },
     ))
 }
 

@@ -324,12 +324,12 @@ pub async fn hold(
 /// `cairn lock ls`.
 pub async fn ls(locks: &Locks, json: bool) -> Result<String> {
     let all = locks.list().await?;
-    if json {
-        return Ok(super::ops::json_frame(&all));
-    }
-    let rows = all
-        .iter()
-        .map(|l| {
+    Ok(output::listing(
+        &all,
+        json,
+        &["NAME", "STATE", "HOLDER", "TOKEN", "VERSION", "EXPIRES"],
+        &[3, 4],
+        |l| {
             vec![
                 l.name.clone(),
                 state(l).into(),
@@ -338,12 +338,7 @@ pub async fn ls(locks: &Locks, json: bool) -> Result<String> {
                 l.version.to_string(),
                 output::time(l.expires_at),
             ]
-        })
-        .collect();
-    Ok(output::table(
-        &["NAME", "STATE", "HOLDER", "TOKEN", "VERSION", "EXPIRES"],
-        rows,
-        &[3, 4],
+        },
     ))
 }
 

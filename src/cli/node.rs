@@ -53,25 +53,9 @@ pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
 /// `cairn node ls`.
 pub async fn ls(members: &crate::member::MemberView, json: bool) -> Result<String> {
     let all = members.list().await?.items;
-    if json {
-        return Ok(super::ops::json_frame(&all));
-    }
-    let rows = all
-        .iter()
-        .map(|m| {
-            vec![
-                m.node.clone(),
-                format!("{:?}", m.health).to_lowercase(),
-                output::millis(m.age_ms),
-                output::millis(m.timeout_ms),
-                m.record.beats.to_string(),
-                format!("{:.1}ms", m.record.write_latency_ms),
-                output::time(m.record.heartbeat_at),
-                if m.left { "left" } else { "" }.to_string(),
-            ]
-        })
-        .collect();
-    Ok(output::table(
+    Ok(output::listing(
+        &all,
+        json,
         &[
             "NODE",
             "HEALTH",
@@ -82,7 +66,18 @@ pub async fn ls(members: &crate::member::MemberView, json: bool) -> Result<Strin
             "LAST HEARTBEAT",
             "",
         ],
-        rows,
         &[2, 3, 4, 5],
+        |m| {
+            vec![
+                m.node.clone(),
+                format!("{:?}", m.health).to_lowercase(),
+                output::millis(m.age_ms),
+                output::millis(m.timeout_ms),
+                m.record.beats.to_string(),
+                format!("{:.1}ms", m.record.write_latency_ms),
+                output::time(m.record.heartbeat_at),
+                if m.left { "left" } else { "" }.to_string(),
+            ]
+        },
     ))
 }

@@ -101,6 +101,21 @@ pub fn millis(ms: u64) -> String {
     duration(Duration::from_millis(ms))
 }
 
+/// What a listing command prints: the items as one JSON array (a line), or a [`table`] of
+/// `header` with one row per item.
+pub fn listing<T: Serialize>(
+    items: &[T],
+    json: bool,
+    header: &[&str],
+    right: &[usize],
+    row: impl Fn(&T) -> Vec<String>,
+) -> String {
+    if json {
+        return format!("{}\n", json_line(items));
+    }
+    table(header, items.iter().map(row).collect(), right)
+}
+
 /// A table for people: a header row and columns as wide as their widest cell, two spaces
 /// apart, no borders, no trailing spaces, never wrapped. Columns whose index is in `right`
 /// are right-aligned (numbers).

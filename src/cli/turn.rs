@@ -279,12 +279,14 @@ fn report_finish(name: &Name, number: u64, code: i32, finished: &Finished, json:
 /// `cairn turn ls`.
 pub async fn ls(turns: &Turns, json: bool) -> Result<String> {
     let all = turns.list().await?;
-    if json {
-        return Ok(super::ops::json_frame(&all));
-    }
-    let rows = all
-        .iter()
-        .map(|t| {
+    Ok(output::listing(
+        &all,
+        json,
+        &[
+            "NAME", "NUMBER", "STATE", "HOLDER", "OUTCOME", "WINDOW", "NEXT DUE",
+        ],
+        &[1],
+        |t| {
             let outcome = t
                 .record
                 .outcome
@@ -303,14 +305,7 @@ pub async fn ls(turns: &Turns, json: bool) -> Result<String> {
                 ),
                 output::time(t.next_due_at),
             ]
-        })
-        .collect();
-    Ok(output::table(
-        &[
-            "NAME", "NUMBER", "STATE", "HOLDER", "OUTCOME", "WINDOW", "NEXT DUE",
-        ],
-        rows,
-        &[1],
+        },
     ))
 }
 
