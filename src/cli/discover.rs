@@ -86,7 +86,20 @@ pub fn default_store(may_create: bool) -> Result<String> {
             dir
         }
     };
-    Ok(format!("file://{}", dir.display()))
+    store_url(&dir)
+}
+
+/// The `file://` URL of the store directory `dir` (absolute), percent-encoded so that a `#`,
+/// `?` or `%` in a directory's name reads back as itself.
+fn store_url(dir: &Path) -> Result<String> {
+    ::url::Url::from_file_path(dir)
+        .map(|u| u.to_string())
+        .map_err(|()| {
+            Error::Config(format!(
+                "the cairn store at {} has no absolute path",
+                dir.display()
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -111,6 +124,19 @@ mod tests {
             nearest(&deep, &ceiling),
             Found::Store(top.join("a").join(DIR))
         );
+    }
+
+    #[test]
+    fn the_default_stores_url_names_its_directory_whatever_the_directory_is_called() {
+        for name in ["plain", "C# and ?x", "a%20b", "sp ace", "100%"] {
+            let dir = Path::new("/home/u").join(name).join(DIR);
+            let url = store_url(&dir).unwrap();
+            assert_eq!(
+                crate::store::url::parse(&url).unwrap(),
+                crate::store::url::Location::Directory(dir.clone()),
+                "{url}"
+            );
+        }
     }
 
     #[test]

@@ -143,7 +143,13 @@ fn processes(
         Location::Directory(root) => ::url::Url::from_file_path(root.join(prefix))
             .map_err(|()| unreachable_by_children(store_url))?
             .to_string(),
-        Location::S3 { bucket, .. } => format!("s3://{bucket}/{prefix}"),
+        // Percent-encoded: the child's parse decodes the prefix again.
+        Location::S3 { bucket, .. } => {
+            let mut u = ::url::Url::parse(&format!("s3://{bucket}"))
+                .map_err(|_| unreachable_by_children(store_url))?;
+            u.set_path(prefix);
+            u.to_string()
+        }
         Location::Memory => return Err(unreachable_by_children(store_url)),
     };
     let exe = std::env::current_exe()

@@ -5,7 +5,9 @@
 //! percent-decoded (`file:///tmp/a%20b` is the directory `/tmp/a b`) and Hadoop's `s3a://`
 //! means `s3://`. What it also recognises but cairn cannot open as written is refused with
 //! the accepted forms: other clouds, plain `http(s)://` stores, and `https://` S3 URLs, whose
-//! endpoint and region cairn takes from the environment instead.
+//! endpoint and region cairn takes from the environment instead. A URL with a user, port,
+//! query or fragment is refused (a `?` or `#` in a path is written `%3F` or `%23`), and so is
+//! a path with an empty segment (`file:///a//b`), which object_store's paths cannot hold.
 //!
 //! For `s3://` (the `aws` feature) the endpoint, region and credentials come from the
 //! standard AWS environment and `aws-config`'s provider chain (environment, profile, SSO,
@@ -171,7 +173,11 @@ pub(crate) fn parse(url: &str) -> Result<Location> {
     let refused = || Error::Config(format!("{url:?}: {ACCEPTED}"));
     let parsed = url::Url::parse(url).map_err(|_| refused())?;
     let scheme = parsed.scheme();
-    if scheme == "file" && !url[url.len().min(7)..].starts_with('/') {
+    let after_slashes = url
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("file://"))
+        .and_then(|_| url.get(7..));
+    if scheme == "file" && !after_slashes.is_some_and(|r| r.starts_with('/')) {
         return Err(Error::Config(format!(
             "{url:?}: a file URL needs an absolute path, as in file:///var/lib/cairn"
         )));
@@ -188,7 +194,7 @@ pub(crate) fn parse(url: &str) -> Result<Location> {
     {
         return Err(Error::Config(format!(
             "{url:?}: a store URL has no user, port, query or fragment (the S3 endpoint comes \
-             from AWS_ENDPOINT_URL): {ACCEPTED}"
+             from AWS_ENDPOINT_URL; write a '?' or '#' in a path as %3F or %23): {ACCEPTED}"
         )));
     }
     // The path first, so that the scheme's answer below can only be "unrecognised".
@@ -411,12 +417,17 @@ mod parse_tests {
                 "file:relative",
                 "file:/tmp/x",
                 "file://",
+                // Multi-byte characters where "file://" would end.
+                "file:€",
+                "file:/é",
+                "file:/éé",
             ],
             "needs an absolute path",
         );
         // object_store's path rules: no empty segment, valid UTF-8 once decoded.
         assert!(refusal("file:///tmp//x").contains("empty path segment"));
-        assert!(refusal("file:///tmp/%FF").contains("/tmp/%FF"));
+        let m = refusal("file:///tmp/%FF");
+        assert!(m.to_lowercase().contains("utf"), "{m}");
     }
 
     #[test]
