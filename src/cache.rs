@@ -32,7 +32,6 @@
 #![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -257,10 +256,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
             options,
             clock,
             state: Mutex::new(State {
-                // Capacity 0 keeps one entry, as it always has.
-                entries: LruCache::new(
-                    NonZeroUsize::new(options.capacity).unwrap_or(NonZeroUsize::MIN),
-                ),
+                // Bounded in `store`, not here: `LruCache::new` would allocate the whole
+                // capacity up front (and abort on a huge one).
+                entries: LruCache::unbounded(),
                 stats: CacheStats::default(),
                 flights: HashMap::new(),
                 failures: 0,
@@ -320,11 +318,13 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
             validated: self.clock.monotonic(),
         };
         let mut st = self.lock();
-        // `push` hands back the entry it replaced (same slot) or the one it evicted.
-        if let Some((out, _)) = st.entries.push(slot.clone(), entry) {
-            if &out != slot {
-                bump(&mut st.stats.evicted);
+        st.entries.put(slot.clone(), entry);
+        // Capacity 0 keeps one entry, as it always has.
+        while st.entries.len() > self.options.capacity.max(1) {
+            if st.entries.pop_lru().is_none() {
+                break;
             }
+            bump(&mut st.stats.evicted);
         }
     }
 

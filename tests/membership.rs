@@ -578,6 +578,26 @@ async fn the_cache_holds_at_most_its_capacity_and_evicts_the_least_recently_used
     assert_eq!(q.faults.counts().since(&before).gets, 1, "evicted");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_cache_of_any_capacity_starts_empty_and_allocates_as_it_fills() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let start = Instant::now();
+    let w = node(&store, "writer", 1, start).await;
+    let q = node(&store, "querier", 2, start).await;
+    let names = create_streams(&w, 3).await;
+    // "No bound": nothing is allocated for it up front.
+    let view = q.cairn.streams().view(CacheOptions {
+        capacity: usize::MAX,
+        ..CacheOptions::for_streams()
+    });
+    assert!(view.cache().is_empty());
+    for n in &names {
+        assert!(view.get(n).await.unwrap().items.is_some());
+    }
+    assert_eq!(view.cache().len(), 3);
+    assert_eq!(view.cache().stats().evicted, 0);
+}
+
 /// The same protocol against a real S3 server, in real time: heartbeats, a leave, and a
 /// cached stream view whose revalidation LocalStack answers with 304s and no body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
