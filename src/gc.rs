@@ -266,7 +266,7 @@ impl Gc<'_> {
 
     async fn members(&mut self) -> Result<()> {
         let members = Membership::new(Arc::clone(self.manifests), MemberOptions::default());
-        let c = self.collection::<MemberRecord>(Family::Member, crate::member::KIND);
+        let c = members.collection();
         for name in c.names().await? {
             let m = c.open(&name);
             let Some(s): Option<Snapshot<MemberRecord>> = self.head(&m).await? else {

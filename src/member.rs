@@ -221,6 +221,11 @@ impl Membership {
         }
     }
 
+    /// The member records, one per node id.
+    pub fn collection(&self) -> &Collection<MemberRecord> {
+        &self.collection
+    }
+
     /// The options in force.
     pub fn options(&self) -> &MemberOptions {
         &self.options

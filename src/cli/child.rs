@@ -645,7 +645,7 @@ pub fn guard_if_asked() {
 
 /// `d` in whole milliseconds, rounded up (a deadline kept in milliseconds is never early).
 fn ceil_millis(d: Duration) -> u128 {
-    d.as_micros().div_ceil(1000).max(u128::from(!d.is_zero()))
+    d.as_nanos().div_ceil(1_000_000)
 }
 
 /// Waits until stdin is readable or `deadline` passes; `true` when readable (or closed).
@@ -811,5 +811,6 @@ mod tests {
         assert_eq!(ceil_millis(Duration::from_millis(5)), 5);
         assert_eq!(ceil_millis(Duration::from_micros(5_001)), 6);
         assert_eq!(ceil_millis(Duration::from_micros(11_999_400)), 12_000);
+        assert_eq!(ceil_millis(Duration::from_nanos(1_000_500)), 2);
     }
 }

@@ -111,7 +111,7 @@ pub fn listing<T: Serialize>(
     row: impl Fn(&T) -> Vec<String>,
 ) -> String {
     if json {
-        return format!("{}\n", json_line(items));
+        return super::ops::json_frame(items);
     }
     table(header, items.iter().map(row).collect(), right)
 }

@@ -16,12 +16,27 @@ use crate::store::keys::{self, Family};
 use crate::store::Name;
 
 /// The manifests of one family, each of kind `kind` with a body of type `T`. Cheap to clone.
-#[derive(Debug, Clone)]
 pub struct Collection<T> {
     manifests: Arc<Manifests>,
     family: Family,
     kind: &'static str,
     _body: PhantomData<fn() -> T>,
+}
+
+// By hand: the body type is only a marker, so neither needs `T: Clone` or `T: Debug`.
+impl<T> Clone for Collection<T> {
+    fn clone(&self) -> Self {
+        Self::new(Arc::clone(&self.manifests), self.family, self.kind)
+    }
+}
+
+impl<T> std::fmt::Debug for Collection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("family", &self.family)
+            .field("kind", &self.kind)
+            .finish()
+    }
 }
 
 impl<T> Collection<T> {

@@ -10,9 +10,9 @@
 //! deadline — and the release by tombstone, [`release`]: one conditional write of the
 //! holder's closing version over our newest one, on top of our own late writes, never a
 //! delete. A turn, claimed once and never renewed, closes its claim with the same write
-//! ([`close`]) when it records its outcome. What differs — how a renewal body is made, when to renew, what a loss is called,
-//! what is logged and counted — is the holder's [`Keep`]; what the tombstone says, and what a
-//! beaten release means, is the holder's own.
+//! ([`close`]) when it records its outcome. What differs — how a renewal body is made, when
+//! to renew, what a loss is called, what is logged and counted — is the holder's [`Keep`];
+//! what the tombstone says, and what a beaten release means, is the holder's own.
 //!
 //! [`own_late_write`] answers the question every holder asks on a conflict: is the version
 //! that beat our write an earlier write of ours that landed late?

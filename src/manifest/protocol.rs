@@ -21,8 +21,11 @@ use crate::store::Key;
 /// What a strategy's method returns: a boxed future, so that the trait is dyn-compatible.
 pub(crate) type Call<'a, T> = BoxFuture<'a, Result<T>>;
 
-/// One strategy's compare-and-swap protocol. Each method is the strategy's side of the
-/// [`super::Manifest`] method of the same name; its contract is documented there.
+/// One strategy's compare-and-swap protocol. `load`, `write`, `revalidate` and `history` are
+/// the strategy's side of the [`super::Manifest`] methods of the same names, whose contracts
+/// are documented there; `collect` serves [`super::Manifest::trim`] and
+/// [`super::Manifest::collect_garbage`]; `keys_up_to` and `forget` serve
+/// [`super::Manifest::remove`].
 pub(crate) trait Protocol: Send + Sync + std::fmt::Debug {
     /// The strategy this implements.
     fn strategy(&self) -> Strategy;
