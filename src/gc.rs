@@ -148,7 +148,7 @@ impl Gc<'_> {
         if objects == 0 {
             return;
         }
-        self.report.objects += objects;
+        self.report.objects = self.report.objects.saturating_add(objects);
         self.report.collected.push(Collected {
             what,
             name,

@@ -68,19 +68,55 @@
 //! ```
 
 #![deny(missing_docs)]
+// Stored data never makes cairn panic, and no number wraps ("Bad input never corrupts",
+// "Numbers never wrap" in the design): the lints hold the rule in every module but the
+// drivers around the library (the CLI, the fleet simulator, the benchmark engine and the
+// conformance suite), which opt out where they are declared (`drivers!` below). Unit tests
+// may unwrap, expect, panic and index (clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::as_conversions,
+    clippy::arithmetic_side_effects
+)]
 
-#[cfg(feature = "cli")]
-pub mod bench;
+/// Declares the drivers around the library: code that runs cairn (the CLI, the fleet
+/// simulator, the benchmark engine, the conformance suite) rather than reads the store for an
+/// embedder. They opt out of the stored-data lints the crate denies above.
+macro_rules! drivers {
+    ($($(#[$attr:meta])* pub mod $name:ident;)*) => {
+        $(
+            $(#[$attr])*
+            #[allow(
+                clippy::unwrap_used,
+                clippy::expect_used,
+                clippy::panic,
+                clippy::indexing_slicing,
+                clippy::as_conversions,
+                clippy::arithmetic_side_effects
+            )]
+            pub mod $name;
+        )*
+    };
+}
+
+drivers! {
+    #[cfg(feature = "cli")]
+    pub mod bench;
+    #[cfg(feature = "cli")]
+    pub mod cli;
+    #[cfg(feature = "test-util")]
+    pub mod conformance;
+    #[cfg(feature = "cli")]
+    pub mod fleet;
+}
+
 pub mod cache;
 mod cairn;
-#[cfg(feature = "cli")]
-pub mod cli;
 pub mod clock;
-#[cfg(feature = "test-util")]
-pub mod conformance;
 pub mod error;
-#[cfg(feature = "cli")]
-pub mod fleet;
 pub mod gc;
 pub mod lease;
 pub mod log;

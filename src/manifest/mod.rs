@@ -23,17 +23,6 @@
 //! never wraps: a manifest at version `u64::MAX` can be read but not written again
 //! ([`Error::Exhausted`]; retire it under a new name).
 
-// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
-// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
-// panic and index (clippy.toml).
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
-
 mod chain;
 mod collection;
 pub mod envelope;

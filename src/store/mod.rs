@@ -24,17 +24,6 @@
 //! checks it, and sends the write again in that form; where there is none, it fails at once
 //! with [`Error::Unsupported`].
 
-// Stored data never makes this module panic, and no number wraps ("Bad input never corrupts",
-// "Numbers never wrap" in the design): the lints hold the rule. Its tests may unwrap, expect,
-// panic and index (clippy.toml).
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-#![deny(clippy::as_conversions, clippy::arithmetic_side_effects)]
-
 pub mod cause;
 #[cfg(feature = "test-util")]
 pub mod fault;
