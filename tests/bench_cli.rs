@@ -188,6 +188,17 @@ fn bench_membership_on_a_directory_kills_heartbeat_processes_and_cleans_up() {
     assert_eq!(d["kills"], 1, "{report:#}");
     assert!(d["how"].as_str().unwrap().contains("SIGKILL"), "{report:#}");
     assert_eq!(d["samples_ms"].as_array().unwrap().len(), 1, "{report:#}");
+    // The slowest kill → offline, after the same kill's not-online, and its only sample.
+    let offline_max = d["offline_max_ms"].as_f64().unwrap();
+    assert!(
+        offline_max >= d["not_online_max_ms"].as_f64().unwrap(),
+        "{report:#}"
+    );
+    assert_eq!(
+        offline_max,
+        d["offline"]["p50_ms"].as_f64().unwrap(),
+        "{report:#}"
+    );
     let l = &report["liveness"];
     assert_eq!(l["live_nodes"], 2, "{report:#}");
     assert!(l["verdicts"].as_u64().unwrap() >= 2, "{report:#}");
