@@ -1,15 +1,13 @@
 //! `cairn bench` end to end, briefly, on `memory://` and a `file://` store: the JSON report's
 //! shape, the floors it measures, and that the scratch prefix is cleaned up.
 
-use std::process::Command;
+mod common;
 
+use common::cli::{cairn, Run};
 use serde_json::Value;
 
 fn bench(store: &str, dir: &std::path::Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .current_dir(dir)
-        .env_remove("CAIRN_STORE")
-        .env_remove("CAIRN_STRATEGY")
+    let out = cairn(dir)
         .args([
             "--store",
             store,
@@ -24,12 +22,7 @@ fn bench(store: &str, dir: &std::path::Path) -> Value {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the report is JSON")
+    Run(out).ok().json()
 }
 
 fn row<'a>(report: &'a Value, strategy: &str, op: &str) -> &'a Value {
@@ -157,10 +150,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn bench_membership_on_a_directory_kills_heartbeat_processes_and_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .current_dir(dir.path())
-        .env_remove("CAIRN_STORE")
-        .env_remove("CAIRN_STRATEGY")
+    let out = cairn(dir.path())
         .args([
             "--store",
             &format!("file://{}", store.display()),
@@ -176,12 +166,7 @@ fn bench_membership_on_a_directory_kills_heartbeat_processes_and_cleans_up() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("the report is JSON");
+    let report = Run(out).ok().json();
     assert_eq!(report["interval_ms"], 1000, "{report:#}");
     assert_eq!(report["base_timeout_ms"], 2000, "{report:#}");
     let d = &report["detection"];

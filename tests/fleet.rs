@@ -582,17 +582,6 @@ fn checker_flags_log_gaps_overwrites_and_stale_records() {
     );
 }
 
-fn cairn_cli(dir: &std::path::Path) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
-    c.current_dir(dir)
-        .env_remove("CAIRN_STORE")
-        .env_remove("CAIRN_STRATEGY")
-        // The default store is searched for up to the temporary directory, never above it.
-        .env("CAIRN_CEILING_DIRECTORIES", std::env::temp_dir())
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    c
-}
-
 #[test]
 fn fleet_bad_input_is_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -602,7 +591,7 @@ fn fleet_bad_input_is_one_line_and_exit_2() {
         &["fleet", "--duration", "5x"],
         &["fleet", "--processes", "2", "--store", "memory://"],
     ] {
-        let out = cairn_cli(dir.path()).args(args).output().unwrap();
+        let out = common::cli::cairn(dir.path()).args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
@@ -613,7 +602,7 @@ fn fleet_bad_input_is_one_line_and_exit_2() {
 #[test]
 fn fleet_off_a_terminal_prints_a_line_per_event_and_the_verdicts() {
     let dir = tempfile::tempdir().unwrap();
-    let out = cairn_cli(dir.path())
+    let out = common::cli::cairn(dir.path())
         .args([
             "fleet",
             "--duration",
@@ -645,7 +634,7 @@ fn fleet_off_a_terminal_prints_a_line_per_event_and_the_verdicts() {
         "the embedded default store"
     );
 
-    let json = cairn_cli(dir.path())
+    let json = common::cli::cairn(dir.path())
         .args([
             "fleet",
             "--json",
@@ -672,7 +661,7 @@ fn fleet_off_a_terminal_prints_a_line_per_event_and_the_verdicts() {
 #[test]
 fn fleet_with_a_planted_defect_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    let out = cairn_cli(dir.path())
+    let out = common::cli::cairn(dir.path())
         .args([
             "fleet",
             "--torture",

@@ -432,16 +432,9 @@ async fn on_rgw_a_store_that_did_not_probe_finds_the_bare_etag_at_its_first_repl
 }
 
 fn cairn_on_rgw(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    common::cli::cairn(&std::env::temp_dir())
         .args(args)
-        .env_remove("CAIRN_STORE")
-        .env_remove("CAIRN_STRATEGY")
-        .env_remove("CAIRN_NODE")
         .env("AWS_ENDPOINT_URL", Backend::Rgw.endpoint().unwrap())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap()
 }

@@ -165,15 +165,10 @@ async fn a_corrupt_or_newer_protocol_record_is_refused_and_left_alone() {
 }
 
 fn cli(store: &str, node: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    let mut c = common::cli::cairn(&std::env::temp_dir());
     c.env("CAIRN_STORE", store)
         .env("CAIRN_NODE", node)
-        .env_remove("CAIRN_STRATEGY")
-        .env("AWS_ENDPOINT_URL", Backend::LocalStack.endpoint().unwrap())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+        .env("AWS_ENDPOINT_URL", Backend::LocalStack.endpoint().unwrap());
     c
 }
 
