@@ -14,6 +14,8 @@
 //! Every property runs on a paused clock, so a reader that sleeps on a stored duration does
 //! so in virtual time.
 
+mod common;
+
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
@@ -829,15 +831,11 @@ mod cli {
                 &["--json", "node", "ls"],
             ];
             for args in commands {
-                let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+                let out = crate::common::cli::cairn(dir.path())
                     .arg("--store")
                     .arg(format!("file://{}", dir.path().display()))
                     .args(["--strategy", "version-chain", "--node", "viewer"])
                     .args(*args)
-                    .env_remove("CAIRN_STORE")
-                    .env_remove("CAIRN_NODE")
-                    .env_remove("CAIRN_STRATEGY")
-                    .env_remove("CAIRN_LOG")
                     .output()
                     .unwrap();
                 let stderr = String::from_utf8_lossy(&out.stderr);

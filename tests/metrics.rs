@@ -2,6 +2,8 @@
 //! debugging recorder installed for this test's thread (the runtime is current-thread, so
 //! background tasks report to it too).
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,7 +205,7 @@ async fn every_feature_reports_its_metrics() {
 #[test]
 fn a_long_running_command_serves_prometheus_metrics() {
     use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -211,7 +213,7 @@ fn a_long_running_command_serves_prometheus_metrics() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let mut child = common::cli::cairn(dir.path())
         .args(["--store", &format!("file://{}", dir.path().display())])
         .args(["--node", "metrics-test", "--metrics-addr", &addr])
         .args(["lock", "hold", "scraped"])
@@ -250,7 +252,7 @@ fn a_metrics_address_in_use_is_a_usage_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let out = common::cli::cairn(dir.path())
         .args(["--store", &format!("file://{}", dir.path().display())])
         .args(["--metrics-addr", &addr, "lock", "ls"])
         .output()
