@@ -8,11 +8,11 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cli::cairn;
+use common::cli::{cairn, Run};
 use common::{s3_skipped, Backend};
 
 /// `cairn` against an S3 endpoint.
@@ -22,36 +22,28 @@ fn cairn_s3(dir: &Path, endpoint: &str) -> Command {
     c
 }
 
-fn run(c: &mut Command, args: &[&str]) -> Output {
-    c.args(args).output().expect("cairn runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn run(c: &mut Command, args: &[&str]) -> Run {
+    Run(c.args(args).output().expect("cairn runs"))
 }
 
 /// The one line the error is, asserting there is exactly one.
-fn one_line(out: &Output) -> String {
-    let err = stderr(out);
+fn one_line(out: &Run) -> String {
+    let err = out.stderr();
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "expected one line on stderr, got:\n{err}");
     lines[0].to_string()
 }
 
 /// The `{"error": {…}}` object on stdout, asserting it is the only output there.
-fn json_error(out: &Output) -> serde_json::Value {
-    let text = stdout(out);
+fn json_error(out: &Run) -> serde_json::Value {
+    let text = out.stdout();
     let v: serde_json::Value = serde_json::from_str(text.trim())
         .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {text:?}"));
     let obj = v["error"].as_object().unwrap_or_else(|| panic!("{v}"));
     assert_eq!(obj.len(), 3, "{v}");
     assert_eq!(
         v["error"]["exit"].as_i64(),
-        out.status.code().map(i64::from),
+        out.code().map(i64::from),
         "{v}"
     );
     v["error"].clone()
@@ -85,7 +77,7 @@ fn a_wrong_bucket_is_one_line_naming_the_bucket_and_exits_2() {
         &["--store", &store, "stream", "create", "s"],
     ] {
         let out = run(&mut cairn_s3(dir.path(), &s3_endpoint()), args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr());
         let line = one_line(&out);
         assert!(
             line.starts_with(&format!("cairn: bucket {bucket} does not exist: create it")),
@@ -95,7 +87,7 @@ fn a_wrong_bucket_is_one_line_naming_the_bucket_and_exits_2() {
             !line.contains("<?xml") && !line.contains("_probe"),
             "{line}"
         );
-        assert!(stdout(&out).is_empty());
+        assert!(out.stdout().is_empty());
         let out = run(
             &mut cairn_s3(dir.path(), &s3_endpoint()),
             &[&["--json"], args].concat(),
@@ -129,7 +121,7 @@ fn missing_credentials_exit_2_before_any_request_naming_what_to_set() {
         &mut c,
         &["--store", "s3://cairn-test/x", "stream", "create", "s"],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(out.code(), Some(2), "{}", out.stderr());
     // Named before any request: the endpoint (nothing listens on port 1) was never tried.
     let line = one_line(&out);
     assert!(
@@ -153,7 +145,7 @@ fn a_refused_connection_names_the_endpoint_and_is_not_an_unknown_write() {
         &["--store", "s3://cairn-test/x", "stream", "create", "s"],
     ] {
         let out = run(&mut cairn_s3(dir.path(), "http://127.0.0.1:1"), args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert_eq!(out.code(), Some(1), "{args:?}: {}", out.stderr());
         let line = one_line(&out);
         assert!(
             line.starts_with("cairn: cannot connect to http://127.0.0.1:1 (connection refused)"),
@@ -199,7 +191,7 @@ fn an_endpoint_that_never_answers_fails_after_the_timeout_naming_it() {
         ],
     );
     let took = start.elapsed();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.code(), Some(1), "{}", out.stderr());
     let line = one_line(&out);
     assert!(
         line.starts_with(&format!("cairn: no answer from {endpoint} within 1s")),
@@ -220,7 +212,7 @@ fn an_endpoint_that_never_answers_fails_after_the_timeout_naming_it() {
     assert_eq!(e["exit"], 1);
 
     let out = run(&mut cairn(dir.path()), &["--timeout", "0s", "lock", "ls"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.code(), Some(2));
     assert!(one_line(&out).contains("allowed from 100ms to 1h"));
 }
 
@@ -386,7 +378,7 @@ fn read_only_verbs_in_an_empty_directory_create_nothing_and_say_no_store_here() 
     std::fs::create_dir(&sub).unwrap();
     for args in LOOKING {
         let out = run(&mut cairn(&sub), args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(out.code(), Some(2), "{args:?}: {}", out.stderr());
         let line = one_line(&out);
         let looked = format!(
             "cairn: no cairn store here (looked in {}, {}): ",
@@ -395,18 +387,18 @@ fn read_only_verbs_in_an_empty_directory_create_nothing_and_say_no_store_here() 
         );
         assert!(line.starts_with(&looked), "{args:?}: {line}");
         assert!(line.contains("--store"), "{line}");
-        assert!(stdout(&out).is_empty(), "{args:?}");
+        assert!(out.stdout().is_empty(), "{args:?}");
         assert!(is_empty_dir(&sub), "{args:?} created something");
     }
     // A store named but not there is not created either.
     let missing = dir.path().join("missing");
     let url = format!("file://{}", missing.display());
     let out = run(&mut cairn(&sub), &["--store", &url, "lock", "ls"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.code(), Some(2));
     assert!(
         one_line(&out).starts_with(&format!("cairn: no cairn store at {url}")),
         "{}",
-        stderr(&out)
+        out.stderr()
     );
     assert!(!missing.exists());
 }
@@ -424,11 +416,11 @@ fn read_only_verbs_on_a_fresh_s3_prefix_write_nothing() {
             &mut cairn_s3(dir.path(), &s3_endpoint()),
             &[&["--store", &store], *args].concat(),
         );
-        let code = out.status.code();
+        let code = out.code();
         assert!(
             code == Some(0) || code == Some(3),
             "{args:?}: {}",
-            stderr(&out)
+            out.stderr()
         );
     }
     use object_store::ObjectStore;
@@ -453,9 +445,9 @@ fn a_writing_command_creates_the_store_here_and_says_so_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = run(&mut cairn(d), &["lock", "run", "x", "--", "true"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr());
     assert_eq!(
-        stderr(&out),
+        out.stderr(),
         format!(
             "cairn: created cairn store at {}\n",
             d.join(".cairn").display()
@@ -463,8 +455,8 @@ fn a_writing_command_creates_the_store_here_and_says_so_once() {
     );
     assert!(d.join(".cairn").is_dir());
     let out = run(&mut cairn(d), &["lock", "run", "x", "--", "true"]);
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(stderr(&out), "", "said only once");
+    assert_eq!(out.code(), Some(0));
+    assert_eq!(out.stderr(), "", "said only once");
 }
 
 #[test]
@@ -474,19 +466,19 @@ fn a_command_in_a_subdirectory_uses_the_parents_store() {
     let deep = top.join("a/b");
     std::fs::create_dir_all(&deep).unwrap();
     let out = run(&mut cairn(top), &["stream", "create", "up-here"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr());
 
     let out = run(&mut cairn(&deep), &["--json", "stream", "show", "up-here"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.code(), Some(0), "{}", out.stderr());
+    let shown = out.json();
     assert_eq!(shown["name"], "up-here");
 
     let out = run(&mut cairn(&deep), &["stream", "create", "down-there"]);
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(stderr(&out), "", "no store is created below one");
+    assert_eq!(out.code(), Some(0));
+    assert_eq!(out.stderr(), "", "no store is created below one");
     assert!(!deep.join(".cairn").exists() && !top.join("a/.cairn").exists());
     let out = run(&mut cairn(top), &["--json", "stream", "ls"]);
-    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = out.json();
     let names: Vec<&str> = all
         .as_array()
         .unwrap()
@@ -502,13 +494,10 @@ fn a_command_in_a_subdirectory_uses_the_parents_store() {
         &mut cairn(&deep),
         &["--store", &url, "stream", "show", "up-here"],
     );
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(out.code(), Some(3), "{}", out.stderr());
     let mut c = cairn(&deep);
     c.env("CAIRN_STORE", &url);
-    assert_eq!(
-        run(&mut c, &["stream", "show", "up-here"]).status.code(),
-        Some(3)
-    );
+    assert_eq!(run(&mut c, &["stream", "show", "up-here"]).code(), Some(3));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -519,8 +508,8 @@ fn node_seen(c: &mut Command, args: &[&str]) -> String {
     let mut all = args.to_vec();
     all.extend(["lock", "run", "n", "--", "sh", "-c", "echo \"$CAIRN_NODE\""]);
     let out = run(c, &all);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    stdout(&out).trim().to_string()
+    assert_eq!(out.code(), Some(0), "{}", out.stderr());
+    out.stdout().trim().to_string()
 }
 
 #[test]
@@ -587,7 +576,7 @@ fn two_heartbeats_on_one_host_share_the_default_id_and_the_second_is_refused() {
     let (first, first_out, joined) = heartbeat(d, &[]);
     assert_eq!(joined["node"], host);
     let second = run(&mut cairn(d), &["node", "heartbeat", "--interval", "200ms"]);
-    assert_eq!(second.status.code(), Some(78), "{}", stderr(&second));
+    assert_eq!(second.code(), Some(78), "{}", second.stderr());
     // With --node-pid each process has an id of its own.
     let (own, own_out, joined) = heartbeat(d, &["--node-pid"]);
     assert_eq!(joined["node"], format!("{host}-{}", own.id()));
