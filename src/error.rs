@@ -233,6 +233,19 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+
+    /// This node's wall clock was measured against the store's clock
+    /// ([`crate::store::time`]) and is further from it than the bound, so a rule that reads
+    /// time was refused: nothing was written. It succeeds once the clock is corrected.
+    #[error("{offset}, beyond the {bound:?} bound: {refused} is refused until this node's clock is corrected")]
+    ClockOffset {
+        /// The measured offset.
+        offset: crate::store::time::ClockOffset,
+        /// The bound ([`crate::manifest::ManifestOptions::max_clock_offset`]).
+        bound: Duration,
+        /// What was refused.
+        refused: &'static str,
+    },
 }
 
 impl Error {
@@ -271,6 +284,7 @@ impl Error {
             Error::TurnMismatch { .. } => "turn-mismatch",
             Error::Timeout(_) => "wait-timeout",
             Error::Encode { .. } => "encode",
+            Error::ClockOffset { .. } => "clock-offset",
         }
     }
 

@@ -29,11 +29,19 @@
 //!   one, so they acquire only once it can no longer be in use.
 //! - **Takeover without trusting clocks.** Another node takes over an unreleased lease only
 //!   when it has itself observed the same version unchanged for `ttl + takeover_margin` on
-//!   its monotonic clock, or when the holder's written `expires_at` is older than
-//!   `now − max_clock_skew` on its wall clock.
+//!   its monotonic clock, or when the store's own timeline shows the lease expired: the
+//!   store wrote its newest version ([`Snapshot::stored_at`], the store's `Last-Modified`)
+//!   more than `ttl + takeover_margin + RESOLUTION` before a point the store's clock has
+//!   certainly reached ([`crate::store::time`]). No node's wall clock enters either rule:
+//!   not the holder's (`expires_at` is informational) and not the observer's. A node whose
+//!   wall clock is measured beyond the bound
+//!   ([`crate::manifest::ManifestOptions::max_clock_offset`]) from the store's does not take
+//!   over by expiry at all, and says so.
 //!
-//! Both takeover paths happen after the holder's deadline as long as clock rates agree and
-//! wall clocks differ by at most `max_clock_skew`.
+//! Both takeover paths happen after the holder's deadline as long as clock *rates* agree
+//! (the holder's monotonic clock, the observer's and the store's): the holder sent its
+//! newest version before the store wrote it, so its deadline falls before
+//! `stored_at + RESOLUTION + ttl − safety_margin`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -133,10 +141,6 @@ pub struct LeaseOptions {
     /// Default 2 s: an observer's first sight of a version comes after its holder sent it,
     /// and this absorbs scheduling delays on the observer.
     pub takeover_margin: Duration,
-    /// The largest difference between two nodes' wall clocks that is tolerated. A lease
-    /// whose `expires_at` is older than `now − max_clock_skew` may be taken over at once.
-    /// Default 2 s: NTP keeps hosts within milliseconds; 2 s leaves room for a bad one.
-    pub max_clock_skew: Duration,
     /// The first backoff envelope while waiting to acquire; no pause between polls is
     /// shorter than half of it. Default 250 ms.
     pub poll_min: Duration,
@@ -174,7 +178,6 @@ impl LeaseOptions {
             renew_interval: clock::divide(ttl, 3),
             safety_margin: margin,
             takeover_margin: margin,
-            max_clock_skew: Duration::from_secs(2),
             poll_min: Duration::from_millis(250).min(clock::divide(ttl, 10)),
             poll_max: Duration::from_secs(1).min(clock::divide(ttl, 3)),
             retry_interval: Duration::from_secs(1).min(clock::divide(ttl, 10)),
@@ -225,9 +228,9 @@ impl LeaseOptions {
                 need.as_secs().saturating_add(1)
             )));
         }
-        if self.max_clock_skew > MAX_TTL || self.takeover_margin > MAX_TTL {
+        if self.takeover_margin > MAX_TTL {
             return Err(Error::Config(
-                "lease clock skew and takeover margin must be at most a day".into(),
+                "lease takeover margin must be at most a day".into(),
             ));
         }
         Ok(())
@@ -500,11 +503,54 @@ impl Locks {
             .map_or(Duration::MAX, |at| {
                 at.saturating_duration_since(clock.monotonic())
             });
-        let by_expiry = clock::until(
-            clock.now(),
-            clock::add_saturating(s.body.expires_at, self.options.max_clock_skew),
-        );
+        // When the store's timeline will show it expired: by the last clock check's witness
+        // if there is one, else by this node's own clock (only a wake-up time: the rule
+        // itself is checked on the store's timeline when it comes).
+        let by_expiry = match (s.stored_at(), self.expiry_age(name, &s.body)) {
+            (Some(stored), Ok(age)) => {
+                let due = clock::add_saturating(stored, age);
+                let now = match self.collection.manifests().store_time().cached() {
+                    Some(w) => w.store_now(clock.monotonic()),
+                    None => clock.now(),
+                };
+                clock::until(now, due)
+            }
+            _ => Duration::MAX,
+        };
         by_observation.min(by_expiry)
+    }
+
+    /// How old, on the store's clock, the newest version of an unreleased lease must be for
+    /// the expiry rule: its stored ttl, our takeover margin, and the store's time resolution
+    /// (its `Last-Modified` may be up to that much earlier than the write).
+    fn expiry_age(&self, name: &Name, r: &LockRecord) -> Result<Duration> {
+        Ok(self
+            .takeover_wait(name, r)?
+            .saturating_add(crate::store::time::RESOLUTION))
+    }
+
+    /// Whether the lease in `s` has expired on the store's timeline (see the module docs,
+    /// "Takeover without trusting clocks"). Makes a clock check (two requests) only when no
+    /// recent one serves and the lease looks expired by this node's own clock: a lease that
+    /// looks live costs nothing more. `false` while this node's clock is beyond the bound.
+    async fn expired(&self, name: &Name, s: &Snapshot<LockRecord>) -> Result<bool> {
+        let Some(stored) = s.stored_at() else {
+            // Never read from the store (our own write): no store time to judge it by.
+            return Ok(false);
+        };
+        let manifests = self.collection.manifests();
+        let clock = manifests.clock();
+        let time = manifests.store_time();
+        let due = clock::add_saturating(stored, self.expiry_age(name, &s.body)?);
+        if time.cached().is_none() && clock.now() < due {
+            return Ok(false);
+        }
+        let w = manifests.witness().await?;
+        if time.beyond(&w) {
+            debug!(lock = %name, "clock beyond the bound: no takeover by expiry");
+            return Ok(false);
+        }
+        Ok(w.store_now(clock.monotonic()) >= due)
     }
 
     /// How long an observer must see a version unchanged before taking it over: the stored
@@ -560,8 +606,7 @@ impl Locks {
                 let since = self.observe(name, s);
                 let wait = self.takeover_wait(name, &s.body)?;
                 let observed = clock.monotonic().saturating_duration_since(since) >= wait;
-                let expired = s.body.expires_at
-                    < clock::sub_saturating(clock.now(), self.options.max_clock_skew);
+                let expired = !observed && self.expired(name, s).await?;
                 if !observed && !expired {
                     return Ok(Attempt::Busy(
                         Box::new(busy(name, s, clock.now())),

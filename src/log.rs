@@ -90,6 +90,7 @@ impl EventLog {
                 body: event.clone(),
                 etag: None,
                 seen: Default::default(),
+                stored_at: Default::default(),
             };
             let key = keys::log_entry(topic, next);
             match self

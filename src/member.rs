@@ -28,10 +28,13 @@
 //! process heartbeating under the same node id is detected (its write, or ours, conflicts
 //! with a record of another session) and reported as [`Error::DuplicateNode`], never merged.
 //!
-//! Ages compare the writer's wall clock with the viewer's: skew between them adds to the
-//! age. The 2 s base leaves about one interval (less the write latency) for it, which the
-//! milliseconds NTP keeps fit in; a viewer whose clock runs a second or more ahead of a
-//! node's sees it suspect while it lives (offline takes twice the timeout).
+//! Ages are read on the store's clock, not on any node's: a heartbeat's time is when the
+//! store wrote it (its `Last-Modified`), and "now" is the store's time as the viewer measured
+//! it with a clock check ([`crate::store::time`]; two requests, repeated at most every
+//! 15 minutes). A node whose clock runs ahead or behind is aged exactly as any other; a
+//! viewer whose own clock is measured beyond the bound
+//! ([`crate::manifest::ManifestOptions::max_clock_offset`]) calls no node suspect or
+//! offline ([`Health::Unknown`]) and says so.
 //!
 //! ## Stored durations are bounded
 //!
@@ -153,6 +156,22 @@ pub enum Health {
     Suspect,
     /// Heartbeat older than twice the timeout, or the node left.
     Offline,
+    /// Not judged: this viewer's wall clock is measured beyond the bound from the store's
+    /// ([`crate::store::time`]), so it cannot tell a heartbeat's age and calls no node
+    /// suspect or offline. A node that left is still offline.
+    Unknown,
+}
+
+impl Health {
+    /// Its name, as serialized: `online`, `suspect`, `offline`, `unknown`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Online => "online",
+            Health::Suspect => "suspect",
+            Health::Offline => "offline",
+            Health::Unknown => "unknown",
+        }
+    }
 }
 
 /// One node as a view sees it.
@@ -164,7 +183,9 @@ pub struct MemberStatus {
     pub health: Health,
     /// Whether it left on purpose.
     pub left: bool,
-    /// Age of its last heartbeat, in milliseconds, by the viewer's clock.
+    /// Age of its last heartbeat, in milliseconds, on the store's clock: from when the store
+    /// wrote it (its `Last-Modified`) to the store's time now as this viewer measured it
+    /// (0 when not judged, [`Health::Unknown`]).
     pub age_ms: u64,
     /// The timeout used for it, in milliseconds.
     pub timeout_ms: u64,
@@ -240,46 +261,74 @@ impl Membership {
         base.saturating_add(latency.saturating_mul(2))
     }
 
-    /// Classifies a record as seen at wall time `now`. Never panics, whatever the record
-    /// holds: out-of-range durations are clamped (see the module docs), and a heartbeat
-    /// time later than `now` counts as age zero.
+    /// Classifies a record as seen at `now`, a time on the store's clock ([`Membership::now`];
+    /// `None`: this viewer cannot tell the store's time, and judges no age). The heartbeat's
+    /// time is the store's `Last-Modified` of the record ([`Snapshot::stored_at`]), or, for
+    /// a record this client wrote and has not read back, the writer's `heartbeat_at`. Never
+    /// panics, whatever the record holds: out-of-range durations are clamped (see the module
+    /// docs), and a heartbeat later than `now` counts as age zero.
     pub fn classify(
         &self,
         node: &str,
         s: &Snapshot<MemberRecord>,
-        now: DateTime<Utc>,
+        now: Option<DateTime<Utc>>,
     ) -> MemberStatus {
-        let age = until(s.body.heartbeat_at, now);
+        let beat = s.stored_at().unwrap_or(s.body.heartbeat_at);
+        let age = now.map(|now| until(beat, now));
         if let Err(e) = checked(&format_args!("{}/{node}", Family::Member.folder()), &s.body) {
             warn!(error = %e, "member record out of range; classifying it with clamped values");
         }
         let timeout = self.timeout(&s.body);
         let left = s.body.state == Presence::Left;
-        let health = if left || age > timeout.saturating_mul(2) {
-            Health::Offline
-        } else if age > timeout {
-            Health::Suspect
-        } else {
-            Health::Online
+        let health = match age {
+            _ if left => Health::Offline,
+            None => Health::Unknown,
+            Some(age) if age > timeout.saturating_mul(2) => Health::Offline,
+            Some(age) if age > timeout => Health::Suspect,
+            Some(_) => Health::Online,
         };
         MemberStatus {
             node: node.to_string(),
             health,
             left,
-            age_ms: millis(age),
+            age_ms: millis(age.unwrap_or_default()),
             timeout_ms: millis(timeout),
             version: s.version,
             record: s.body.clone(),
         }
     }
 
-    /// Every node that ever joined, classified now. One listing and one read per node.
+    /// The store's time now as this viewer can vouch for it, for [`Membership::classify`]:
+    /// from its clock check ([`crate::store::time`]; two requests when the last is older than
+    /// [`crate::store::time::MAX_WITNESS_AGE`]), `None` when that check puts this node's
+    /// clock beyond the bound. A viewer that cannot make the check (the store refuses the
+    /// write: read-only credentials) falls back to its own wall clock, and says so.
+    /// Cancel-safe.
+    pub async fn now(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.timeline().await?.now())
+    }
+
+    async fn timeline(&self) -> Result<Timeline> {
+        let manifests = self.collection.manifests();
+        match manifests.witness().await {
+            Ok(w) if manifests.store_time().beyond(&w) => Ok(Timeline::Beyond),
+            Ok(w) => Ok(Timeline::Store(w, Arc::clone(manifests.clock()))),
+            Err(e @ (Error::Store { .. } | Error::Unsupported { .. })) => {
+                warn!(error = %e, "no clock check (the store refused its write): ages are read on this node's own clock");
+                Ok(Timeline::Wall(Arc::clone(manifests.clock())))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every node that ever joined, classified now. One listing and one read per node, and
+    /// a clock check when the last is stale.
     pub async fn list(&self) -> Result<Vec<MemberStatus>> {
-        let now = self.collection.manifests().clock().now();
+        let time = self.timeline().await?;
         let all = self.collection.list().await?;
         Ok(all
             .iter()
-            .map(|(n, s)| self.classify(n.as_str(), s, now))
+            .map(|(n, s)| self.classify(n.as_str(), s, time.now()))
             .collect())
     }
 
@@ -306,7 +355,7 @@ impl Membership {
         let Some(s) = m.load().await? else {
             return Ok(Forget::NotFound);
         };
-        let status = self.classify(node.as_str(), &s, self.collection.manifests().clock().now());
+        let status = self.classify(node.as_str(), &s, self.now().await?);
         if !force && !status.left && status.health != Health::Offline {
             return Ok(Forget::Refused(Box::new(status)));
         }
@@ -349,8 +398,12 @@ impl Membership {
         let mut current = m.load().await?;
         if let Some(c) = current.clone() {
             let (other_interval, other_latency) = checked(m.key(), &c.body)?;
-            let status = self.classify(node.as_str(), &c, clock.now());
-            if c.body.state == Presence::Alive && status.health != Health::Offline {
+            // Only a live record needs its age (and so the store's time); an unknown age is
+            // watched, as a recent one is.
+            let alive = c.body.state == Presence::Alive;
+            let now = if alive { self.now().await? } else { None };
+            let status = self.classify(node.as_str(), &c, now);
+            if alive && status.health != Health::Offline {
                 let watch = self.timeout_of(other_interval, other_latency);
                 info!(node = %node, other = %c.body.session, ?watch, "another session's record is recent; watching it before joining");
                 tokio::time::sleep(watch).await;
@@ -619,12 +672,30 @@ impl Keep<MemberRecord> for Beats {
     }
 }
 
+/// Where a view reads "now": the store's clock, through a clock check; this node's wall clock
+/// when no check could be made; nowhere when the check put this node beyond the bound.
+enum Timeline {
+    Store(crate::store::time::Witness, Arc<dyn Clock>),
+    Wall(Arc<dyn Clock>),
+    Beyond,
+}
+
+impl Timeline {
+    fn now(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Timeline::Store(w, clock) => Some(w.store_now(clock.monotonic())),
+            Timeline::Wall(clock) => Some(clock.now()),
+            Timeline::Beyond => None,
+        }
+    }
+}
+
 /// How long ago the verdict on a node that is not online (and did not leave) became due:
 /// its heartbeat's age beyond the timeout (suspect) or twice it (offline). `None` for a
 /// node online or gone for good.
 fn overdue(s: &MemberStatus) -> Option<Duration> {
     let threshold = match s.health {
-        Health::Online => return None,
+        Health::Online | Health::Unknown => return None,
         _ if s.left => return None,
         Health::Suspect => s.timeout_ms,
         Health::Offline => s.timeout_ms.saturating_mul(2),
@@ -646,7 +717,7 @@ impl MemberView {
     /// look dead (see the module docs).
     pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
         let ms = &self.membership;
-        let clock = ms.collection.manifests().clock();
+        let time = ms.timeline().await?;
         let names = self.cached.names().await?;
         let mut stale = names.stale;
         let mut items = Vec::with_capacity(names.items.len());
@@ -656,7 +727,7 @@ impl MemberView {
             let Some(s) = got.items else { continue };
             // Classified as soon as it is read: ages are not inflated by the reads of the
             // nodes after it.
-            let status = ms.classify(name.as_str(), &s, clock.now());
+            let status = ms.classify(name.as_str(), &s, time.now());
             let Some(due_for) = overdue(&status) else {
                 items.push(status);
                 continue;
@@ -664,7 +735,7 @@ impl MemberView {
             let again = self.cached.get_within(&name, due_for).await?;
             stale |= again.stale;
             if let Some(s) = again.items {
-                items.push(ms.classify(name.as_str(), &s, clock.now()));
+                items.push(ms.classify(name.as_str(), &s, time.now()));
             }
         }
         Ok(View { items, stale })

@@ -12,6 +12,7 @@
 //! | `cairn_lock_losses_total` | counter | `lock`, `reason` | leases lost: `taken_over`, `broken`, `unavailable` |
 //! | `cairn_turns_total` | counter | `turn`, `outcome` | turn attempts: `run`, `failed` (ran, job failed), `skipped` (not due or already taken), `lost` |
 //! | `cairn_heartbeats_total` | counter | `outcome` | heartbeats written (`ok`) or failed (`failed`) |
+//! | `cairn_clock_offset_seconds` | gauge | | this node's wall clock measured against the store's (store − node: negative when this node's clock is ahead), at its last clock check |
 //! | `cairn_cache_reads_total` | counter | `result` | cached view reads: `hit`, `revalidated` (a 304), `fetched`, `stale`, `short_circuited` (stale, breaker open), `coalesced` (single flight) |
 
 use std::time::Duration;
@@ -34,11 +35,13 @@ pub const TURNS: &str = "cairn_turns_total";
 pub const HEARTBEATS: &str = "cairn_heartbeats_total";
 /// Cached view reads, by result.
 pub const CACHE_READS: &str = "cairn_cache_reads_total";
+/// This node's clock offset from the store's, at its last clock check.
+pub const CLOCK_OFFSET: &str = "cairn_clock_offset_seconds";
 
 /// Registers every metric's description and unit with the installed recorder (call once,
 /// after installing it; exporters show the descriptions as `# HELP`).
 pub fn describe() {
-    use metrics::{describe_counter, describe_histogram, Unit};
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(REQUESTS, "Object-store requests by operation and outcome");
     describe_histogram!(
         REQUEST_SECONDS,
@@ -55,6 +58,11 @@ pub fn describe() {
     describe_counter!(TURNS, "Turn attempts, by outcome");
     describe_counter!(HEARTBEATS, "Heartbeats written or failed");
     describe_counter!(CACHE_READS, "Cached view reads, by result");
+    describe_gauge!(
+        CLOCK_OFFSET,
+        Unit::Seconds,
+        "Store clock minus this node's wall clock, at the last clock check"
+    );
 }
 
 /// One object-store request: its operation, outcome and latency.
@@ -110,4 +118,13 @@ pub(crate) fn heartbeat(outcome: &'static str) {
 /// A cached view read's result.
 pub(crate) fn cache_read(result: &'static str) {
     metrics::counter!(CACHE_READS, "result" => result).increment(1);
+}
+
+/// The offset measured by a clock check, in milliseconds (store − node).
+pub(crate) fn clock_offset(ms: i64) {
+    // Milliseconds to seconds for the gauge: a float by nature, exact to well below a
+    // millisecond for any offset a clock check can measure.
+    #[allow(clippy::as_conversions, clippy::cast_precision_loss)]
+    let secs = ms as f64 / 1000.0;
+    metrics::gauge!(CLOCK_OFFSET).set(secs);
 }

@@ -22,14 +22,18 @@
 //!   dead one *started*. The window is therefore also the longest a run may take before the
 //!   next one may start beside it.
 //! - Times are wall-clock times written by the claimer and compared with this node's wall
-//!   clock: a node whose clock runs `s` ahead claims up to `s` early. Exactly one claim per
-//!   turn number holds regardless of clocks; the spacing of turns relies on clocks within a
-//!   few seconds of each other (NTP).
+//!   clock, and no node claims by them unless its clock is measured within the bound
+//!   ([`crate::manifest::ManifestOptions::max_clock_offset`], 2 s) of the store's
+//!   ([`crate::store::time`]): a node whose clock is further off gets
+//!   [`Error::ClockOffset`] (the long-running loop warns and retries), so no turn starts
+//!   more than the bound early. Exactly one claim per turn number holds regardless of
+//!   clocks.
 //!
 //! ## Cost
 //!
 //! Claiming a due turn is one conditional write (after a revalidating read in the loop: 1 or
-//! 2 requests); recording the outcome one more. A node that is not due makes no request until
+//! 2 requests), plus a clock check (2 requests) when this process's last one is older than
+//! [`crate::store::time::MAX_WITNESS_AGE`]; recording the outcome one more. A node that is not due makes no request until
 //! its wake time, and then one revalidation (a 304 when nothing changed).
 
 use std::collections::HashMap;
@@ -598,8 +602,28 @@ impl Turns {
                 self.count(name, |c| c.skipped = c.skipped.saturating_add(1));
                 return Ok(Attempt::NotDue(c.clone(), claimable_at));
             }
+            // Due by this node's clock: claim only if that clock agrees with the store's.
+            self.check_clock().await?;
         }
         self.claim(name, current).await
+    }
+
+    /// Refuses a claim by time from a node whose wall clock is measured beyond the bound from
+    /// the store's ([`crate::store::time`]): its `now` says a turn is due, and it writes the
+    /// `started_at` every node's next due time counts from. Free while the last clock check
+    /// serves; else a check, two requests.
+    async fn check_clock(&self) -> Result<()> {
+        let manifests = self.collection.manifests();
+        let w = manifests.witness().await?;
+        let time = manifests.store_time();
+        if time.beyond(&w) {
+            return Err(Error::ClockOffset {
+                offset: w.offset_at(manifests.clock().monotonic(), manifests.clock().now()),
+                bound: time.max_offset(),
+                refused: "claiming a turn",
+            });
+        }
+        Ok(())
     }
 
     /// Writes the claim of the turn after `current`.

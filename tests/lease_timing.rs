@@ -64,8 +64,11 @@ async fn node(shared: &Arc<dyn ObjectStore>, id: &str, strategy: Strategy) -> No
     }
 }
 
+/// The shared store, whose clock (every object's `last_modified`) is the test's unskewed
+/// clock: objects age as the paused clock advances.
 fn store() -> Arc<dyn ObjectStore> {
-    Arc::new(InMemory::new())
+    let clock = Arc::new(TestClock::anchored(origin(), test_start()));
+    Arc::new(FaultStore::stamped(Arc::new(InMemory::new()), 0, clock))
 }
 
 fn lock() -> Name {
@@ -195,22 +198,76 @@ async fn observation_restarts_when_the_holder_renews() {
     lease.release().await.unwrap();
 }
 
+/// The expiry rule reads the store's clock: a lease whose newest version the store wrote
+/// (`last_modified`, t = 0) more than ttl + takeover margin + the store's time resolution
+/// (30 + 2 + 1 s) ago is taken over by a node that never saw it before, after one clock check.
 #[tokio::test(start_paused = true)]
-async fn expired_lease_is_taken_over_by_wall_clock_only_beyond_the_skew_bound() {
+async fn expired_lease_is_taken_over_on_the_store_clock_only() {
     let s = store();
     let a = node(&s, "a", Strategy::EtagCas).await;
-    let lease = acquire(&a).await; // expires_at = origin + 30 s
+    let lease = acquire(&a).await;
     partition(&a);
-    // Fresh observers (no observation history) at 31.9 s: 30 > 31.9 − 2, still busy.
-    sleep(Duration::from_millis(31_900)).await;
+    // Fresh observers (no observation history) at 32.9 s: not yet.
+    sleep(Duration::from_millis(32_900)).await;
     let early = node(&s, "early", Strategy::EtagCas).await;
-    assert!(is_busy(&early).await, "taken over within the skew bound");
-    // At 32.1 s: 30 < 32.1 − 2, taken over at the first attempt.
+    assert!(
+        is_busy(&early).await,
+        "taken over before the store's clock allows"
+    );
+    // At 33.1 s: taken over at the first attempt.
     sleep(Duration::from_millis(200)).await;
     let late = node(&s, "late", Strategy::EtagCas).await;
+    let before = late.faults.counts();
     let taken = acquire(&late).await;
     assert!(!lease.is_held());
     assert_eq!(taken.fencing_token(), FencingToken(2));
+    let c = late.faults.counts();
+    assert_eq!(
+        (c.gets - before.gets, c.puts - before.puts),
+        (2, 2),
+        "a read, a clock check (PUT + HEAD), the takeover"
+    );
+}
+
+/// A node whose wall clock runs a minute ahead sees every live lease as long expired by the
+/// holder's `expires_at`. It measures its clock against the store's, finds it beyond the
+/// bound, and takes over nothing by expiry.
+#[tokio::test(start_paused = true)]
+async fn a_node_a_minute_ahead_takes_over_no_live_lease() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let ahead = node(&s, "ahead", Strategy::EtagCas).await;
+    ahead.clock.set_skew(chrono::Duration::seconds(60));
+    let lease = acquire(&a).await;
+    sleep(Duration::from_secs(5)).await;
+    assert!(
+        is_busy(&ahead).await,
+        "a live lease taken over by a clock a minute ahead"
+    );
+    sleep(Duration::from_secs(20)).await;
+    assert!(is_busy(&ahead).await);
+    assert!(lease.is_held());
+    lease.release().await.unwrap();
+}
+
+/// A holder whose wall clock runs a minute behind writes an `expires_at` already in the past
+/// for everyone else; its lease is judged by when the store wrote it, and stays its own.
+#[tokio::test(start_paused = true)]
+async fn a_holder_a_minute_behind_keeps_its_lease() {
+    let s = store();
+    let behind = node(&s, "behind", Strategy::VersionChain).await;
+    behind.clock.set_skew(chrono::Duration::seconds(-60));
+    let b = node(&s, "b", Strategy::VersionChain).await;
+    let lease = acquire(&behind).await;
+    for _ in 0..6 {
+        sleep(Duration::from_secs(5)).await;
+        assert!(
+            is_busy(&b).await,
+            "a live lease taken over because its holder's clock is behind"
+        );
+    }
+    assert!(lease.is_held());
+    lease.release().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]

@@ -21,6 +21,13 @@ fn origin() -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap()
 }
 
+/// A memory store whose clock (every object's `last_modified`) is the test's clock from now:
+/// objects age as the paused clock advances, and nodes' clock checks find them in step.
+fn memory() -> Arc<dyn ObjectStore> {
+    let clock = Arc::new(TestClock::anchored(origin(), Instant::now()));
+    Arc::new(FaultStore::stamped(Arc::new(InMemory::new()), 0, clock))
+}
+
 struct Node {
     cairn: Cairn,
     faults: Arc<FaultStore>,
@@ -56,7 +63,7 @@ async fn status(viewer: &Membership, id: &str) -> MemberStatus {
 
 #[tokio::test(start_paused = true)]
 async fn a_node_goes_online_suspect_offline_and_online_again() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let a = node(&store, "a", 1, start).await;
     let viewer = members(&node(&store, "viewer", 2, start).await);
@@ -86,7 +93,7 @@ async fn a_node_goes_online_suspect_offline_and_online_again() {
 
 #[tokio::test(start_paused = true)]
 async fn the_timeout_grows_with_heartbeat_write_latency_and_shrinks_back() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let slow = node(&store, "slow", 1, start).await;
     let fast = node(&store, "fast", 2, start).await;
@@ -137,7 +144,7 @@ async fn the_timeout_grows_with_heartbeat_write_latency_and_shrinks_back() {
 
 #[tokio::test(start_paused = true)]
 async fn two_processes_claiming_one_node_id_are_reported_not_merged() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let first = node(&store, "ingest-1", 1, start).await;
     let second = node(&store, "ingest-1", 2, start).await;
@@ -186,7 +193,7 @@ async fn two_processes_claiming_one_node_id_are_reported_not_merged() {
 
 #[tokio::test(start_paused = true)]
 async fn a_membership_view_is_fresh_for_one_interval_then_revalidates_with_304s() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let a = node(&store, "a", 1, start).await;
     let v = node(&store, "viewer", 2, start).await;
@@ -229,7 +236,7 @@ fn add_latency(n: &Node) {
 /// every 100 ms nor by a plain listing every second, both under the same latency.
 #[tokio::test(start_paused = true)]
 async fn live_nodes_under_50_to_200_ms_of_latency_are_never_suspect_in_ten_minutes() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let mut beats = Vec::new();
     for i in 0..5 {
@@ -269,7 +276,7 @@ async fn live_nodes_under_50_to_200_ms_of_latency_are_never_suspect_in_ten_minut
 async fn a_killed_node_is_seen_not_online_within_three_seconds_at_the_defaults() {
     let mut detected = Vec::new();
     for phase in 0..10u64 {
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let store = memory();
         let start = Instant::now();
         let a = node(&store, "a", 1 + phase, start).await;
         add_latency(&a);
@@ -312,7 +319,7 @@ async fn a_killed_node_is_seen_not_online_within_three_seconds_at_the_defaults()
 /// called suspect after one conditional GET, then served from the cache.
 #[tokio::test(start_paused = true)]
 async fn a_cached_view_reads_a_record_again_before_calling_its_node_suspect() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let a = node(&store, "a", 1, start).await;
     let v = node(&store, "viewer", 2, start).await;
@@ -365,7 +372,7 @@ async fn create_streams(n: &Node, count: usize) -> Vec<Name> {
 
 #[tokio::test(start_paused = true)]
 async fn a_revalidated_stream_list_transfers_no_body() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let w = node(&store, "writer", 1, start).await;
     let q = node(&store, "querier", 2, start).await;
@@ -405,7 +412,7 @@ async fn a_revalidated_stream_list_transfers_no_body() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unreachable_store_is_served_stale_and_flagged_until_the_stale_limit() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let w = node(&store, "writer", 1, start).await;
     let q = node(&store, "querier", 2, start).await;
@@ -442,7 +449,7 @@ async fn an_unreachable_store_is_served_stale_and_flagged_until_the_stale_limit(
 /// one's request is in flight.
 #[tokio::test(start_paused = true)]
 async fn concurrent_readers_of_an_expired_entry_send_one_request() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let w = node(&store, "writer", 1, start).await;
     let q = node(&store, "querier", 2, start).await;
@@ -470,7 +477,7 @@ async fn concurrent_readers_of_an_expired_entry_send_one_request() {
 /// view is fresh again.
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_serves_stale_without_asking_until_its_cool_off_ends() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let w = node(&store, "writer", 1, start).await;
     let q = node(&store, "querier", 2, start).await;
@@ -531,7 +538,7 @@ async fn an_open_breaker_serves_stale_without_asking_until_its_cool_off_ends() {
 /// `warm` loads named entries so the first reads after start-up make no request.
 #[tokio::test(start_paused = true)]
 async fn a_warmed_cache_serves_its_first_reads_from_memory() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let w = node(&store, "writer", 1, start).await;
     let q = node(&store, "querier", 2, start).await;
@@ -549,7 +556,7 @@ async fn a_warmed_cache_serves_its_first_reads_from_memory() {
 
 #[tokio::test(start_paused = true)]
 async fn the_cache_holds_at_most_its_capacity_and_evicts_the_least_recently_used() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let w = node(&store, "writer", 1, start).await;
     let q = node(&store, "querier", 2, start).await;
@@ -580,7 +587,7 @@ async fn the_cache_holds_at_most_its_capacity_and_evicts_the_least_recently_used
 
 #[tokio::test(start_paused = true)]
 async fn a_cache_of_any_capacity_starts_empty_and_allocates_as_it_fills() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let w = node(&store, "writer", 1, start).await;
     let q = node(&store, "querier", 2, start).await;
@@ -666,5 +673,67 @@ async fn membership_and_cached_views_work_against_localstack() {
     assert_eq!(
         (c.lists, c.gets, c.not_modified, c.body_bytes),
         (1, 5, 5, 0)
+    );
+}
+
+/// A node like `node`, whose wall clock is `skew` off the test's (and the store's) clock.
+async fn skewed_node(store: &Arc<dyn ObjectStore>, id: &str, start: Instant, skew: i64) -> Node {
+    let faults = Arc::new(FaultStore::new(Arc::clone(store), 7));
+    let clock = TestClock::anchored(origin(), start);
+    clock.set_skew(chrono::Duration::seconds(skew));
+    let cairn = Cairn::builder(faults.clone())
+        .node(id)
+        .unwrap()
+        .clock(Arc::new(clock))
+        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
+        .build()
+        .await
+        .unwrap();
+    Node { cairn, faults }
+}
+
+/// Heartbeats are aged on the store's clock, whatever the writers' clocks say: a node five
+/// minutes ahead that is killed goes suspect and offline on time (not five minutes late),
+/// and a live node thirty seconds behind stays online.
+#[tokio::test(start_paused = true)]
+async fn skewed_writers_are_aged_on_the_store_clock() {
+    let store = memory();
+    let start = Instant::now();
+    let ahead = skewed_node(&store, "ahead", start, 300).await;
+    let behind = skewed_node(&store, "behind", start, -30).await;
+    let viewer = members(&node(&store, "viewer", 2, start).await);
+    let killed = members(&ahead).join().await.unwrap();
+    let live = members(&behind).join().await.unwrap();
+    sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(status(&viewer, "ahead").await.health, Health::Online);
+    assert_eq!(status(&viewer, "behind").await.health, Health::Online);
+    drop(killed);
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(status(&viewer, "ahead").await.health, Health::Offline);
+    for _ in 0..10 {
+        sleep(Duration::from_secs(3)).await;
+        let s = status(&viewer, "behind").await;
+        assert_eq!(s.health, Health::Online, "{s:?}");
+    }
+    live.leave().await.unwrap();
+}
+
+/// A viewer whose own clock is a minute ahead cannot tell a heartbeat's age: it measures its
+/// clock, calls no node suspect or offline, and says so (`unknown`).
+#[tokio::test(start_paused = true)]
+async fn a_viewer_beyond_the_bound_ages_no_node() {
+    let store = memory();
+    let start = Instant::now();
+    let a = node(&store, "a", 1, start).await;
+    let viewer = members(&skewed_node(&store, "viewer", start, 60).await);
+    let hb = members(&a).join().await.unwrap();
+    sleep(Duration::from_millis(1_500)).await;
+    let s = status(&viewer, "a").await;
+    assert_eq!(s.health, Health::Unknown, "{s:?}");
+    hb.leave().await.unwrap();
+    assert_eq!(
+        status(&viewer, "a").await.health,
+        Health::Offline,
+        "a node that left is offline"
     );
 }

@@ -29,6 +29,13 @@ fn origin() -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap()
 }
 
+/// A memory store whose clock (every object's `last_modified`) is the test's clock from now:
+/// objects age as the paused clock advances, and nodes' clock checks find them in step.
+fn memory() -> Arc<dyn ObjectStore> {
+    let clock = Arc::new(TestClock::anchored(origin(), Instant::now()));
+    Arc::new(FaultStore::stamped(Arc::new(InMemory::new()), 0, clock))
+}
+
 fn name() -> Name {
     Name::new("expiry").unwrap()
 }
@@ -80,7 +87,7 @@ struct Run {
 async fn thirty_two_nodes_run_exactly_one_job_per_window_through_kills_and_restarts() {
     const NODES: usize = 32;
     const WINDOWS: usize = 200;
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let runs: Arc<Mutex<Vec<Run>>> = Arc::default();
     let spawn = |i: usize, generation: u64| {
@@ -190,7 +197,7 @@ async fn thirty_two_nodes_run_exactly_one_job_per_window_through_kills_and_resta
 
 #[tokio::test(start_paused = true)]
 async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let (a, fa) = turns_on(Arc::clone(&store), "a", 1, start, Strategy::EtagCas).await;
     let (b, _) = turns_on(Arc::clone(&store), "b", 2, start, Strategy::EtagCas).await;
@@ -240,7 +247,11 @@ async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
     };
     assert_eq!(number, 2);
     let c = fa.counts().since(&before);
-    assert_eq!(c.gets + c.puts, 3, "read, claim, record: {c:?}");
+    assert_eq!(
+        (c.gets, c.puts),
+        (2, 3),
+        "read, clock check (PUT + HEAD: this node's first), claim, record: {c:?}"
+    );
 
     // b is not due either; counters say so.
     assert!(matches!(
@@ -250,6 +261,17 @@ async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
     let counters = a.counters(&name());
     assert_eq!((counters.run, counters.skipped, counters.lost), (2, 1, 0));
     assert_eq!(b.counters(&name()).skipped, 1);
+
+    // The next turn: the clock check of five minutes ago still serves.
+    sleep(WINDOW).await;
+    let before = fa.counts();
+    let RunOnce::Ran { number, .. } = a.run_once(&name(), |_| async { Ok(None) }).await.unwrap()
+    else {
+        panic!("due again");
+    };
+    assert_eq!(number, 3);
+    let c = fa.counts().since(&before);
+    assert_eq!((c.gets, c.puts), (1, 2), "read, claim, record: {c:?}");
 }
 
 /// A wall clock that moves only when the test moves it.
@@ -281,10 +303,13 @@ async fn racing_one_shot_claims_have_one_winner(backend: Backend, strategy: Stra
     };
     let window = Duration::from_millis(200);
     let clock = Arc::new(ManualClock(Mutex::new(origin())));
+    // The store's clock is the racers' (every node checks its clock against the store's).
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(FaultStore::stamped(Arc::clone(&ns.store), 0, clock.clone()));
     let mut clients = Vec::new();
     for i in 0..8 {
         let c = ns
-            .cairn_with(&format!("n{i}"), strategy, Arc::clone(&ns.store), |b| {
+            .cairn_with(&format!("n{i}"), strategy, Arc::clone(&store), |b| {
                 b.clock(clock.clone())
             })
             .await;
@@ -351,7 +376,7 @@ async fn racing_one_shot_claims_have_one_winner_on_localstack() {
 
 #[tokio::test(start_paused = true)]
 async fn a_holder_that_dies_mid_turn_blocks_nothing_and_a_late_finish_is_superseded() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let (a, _) = turns_on(Arc::clone(&store), "a", 1, start, Strategy::EtagCas).await;
     let (b, _) = turns_on(Arc::clone(&store), "b", 2, start, Strategy::EtagCas).await;
@@ -382,7 +407,7 @@ async fn a_holder_that_dies_mid_turn_blocks_nothing_and_a_late_finish_is_superse
 /// A looping node that is not due makes no request until its wake time.
 #[tokio::test(start_paused = true)]
 async fn a_looping_node_makes_no_request_until_the_turn_is_due() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let start = Instant::now();
     let (a, _) = turns_on(Arc::clone(&store), "a", 1, start, Strategy::EtagCas).await;
     let (b, fb) = turns_on(Arc::clone(&store), "b", 2, start, Strategy::EtagCas).await;
@@ -424,15 +449,15 @@ async fn a_looping_node_makes_no_request_until_the_turn_is_due() {
     sleep(JITTER * 2 + Duration::from_secs(2)).await;
     assert_eq!(*ran.lock().unwrap(), vec![2]);
     let c = fb.counts().since(&after_load);
-    // A 304 revalidation, the claim and the outcome.
-    assert_eq!((c.not_modified, c.puts), (1, 2), "{c:?}");
+    // A 304 revalidation, a clock check (a PUT and a HEAD), the claim and the outcome.
+    assert_eq!((c.not_modified, c.gets, c.puts), (1, 2, 3), "{c:?}");
     stop.cancel();
     task.await.unwrap().unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn turn_starts_and_outcomes_go_to_the_audit_log_when_switched_on() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let store = memory();
     let cairn = Cairn::builder(store)
         .node("auditor")
         .unwrap()
@@ -465,4 +490,57 @@ async fn turn_starts_and_outcomes_go_to_the_audit_log_when_switched_on() {
     assert_eq!(events, [("start", 1), ("finish", 1)]);
     assert_eq!(entries[1].event["outcome"]["result"]["expired"], 3);
     assert_eq!(entries[1].event["stored"], true);
+}
+
+/// A node whose wall clock runs five minutes ahead finds turn 2 "due" while turn 1 has just
+/// started. It measures its clock against the store's and refuses to claim, with a typed
+/// error saying how far off it is; once its clock is right it claims in turn.
+#[tokio::test(start_paused = true)]
+async fn a_node_five_minutes_ahead_claims_no_turn_early() {
+    let store = memory();
+    let start = Instant::now();
+    let (a, _) = turns_on(Arc::clone(&store), "a", 1, start, Strategy::EtagCas).await;
+    let clock = Arc::new(TestClock::anchored(origin(), start));
+    clock.set_skew(chrono::Duration::minutes(5));
+    let ahead = Cairn::builder(Arc::clone(&store))
+        .node("ahead")
+        .unwrap()
+        .clock(clock.clone())
+        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
+        .build()
+        .await
+        .unwrap()
+        .turns(TurnOptions {
+            window: WINDOW,
+            jitter: JITTER,
+            adopt_stored: false,
+        });
+    let Claim::Won(first) = a.try_claim(&name()).await.unwrap() else {
+        panic!("first claim");
+    };
+    sleep(Duration::from_secs(10)).await;
+    match ahead.try_claim(&name()).await {
+        Err(cairn::Error::ClockOffset {
+            offset, refused, ..
+        }) => {
+            assert_eq!(refused, "claiming a turn");
+            assert!(offset.high_ms <= -299_000, "{offset:?}");
+            assert!(
+                offset.to_string().contains("ahead of the store's"),
+                "{offset}"
+            );
+        }
+        other => panic!("a clock five minutes ahead must not claim turn 2 now: {other:?}"),
+    }
+    assert!(matches!(
+        first.finish(Ok(None)).await.unwrap(),
+        Finished::Recorded(_)
+    ));
+    // Corrected: due by the window, it claims.
+    clock.set_skew(chrono::Duration::zero());
+    sleep(WINDOW).await;
+    let Claim::Won(second) = ahead.try_claim(&name()).await.unwrap() else {
+        panic!("due, and the clock is right again");
+    };
+    assert_eq!(second.number(), 2);
 }

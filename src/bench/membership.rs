@@ -472,7 +472,7 @@ async fn live(
                 - i64::try_from(m.age_ms).unwrap_or(i64::MAX);
             l.closest_margin_ms = l.closest_margin_ms.min(margin);
             match m.health {
-                Health::Online => {}
+                Health::Online | Health::Unknown => {}
                 Health::Suspect => l.false_suspects += 1,
                 Health::Offline => l.false_offline += 1,
             }

@@ -13,6 +13,15 @@ struct Report<'a> {
     /// What the probe found about If-Match, and so which strategy it picks, in a sentence.
     reason: String,
     capabilities: &'a Capabilities,
+    /// This node's clock against the store's (a clock check).
+    clock: Clock,
+}
+
+#[derive(Serialize)]
+struct Clock {
+    offset: crate::store::time::ClockOffset,
+    bound_ms: u64,
+    within_bound: bool,
 }
 
 /// Probes the store at `url` (opened by `builder`, an observer) and prints what it found.
@@ -29,6 +38,15 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
         }
     };
     let p = cairn.protocol();
+    let manifests = cairn.manifests();
+    let time = manifests.store_time();
+    let witness = time.check(cairn.store(), manifests.node()).await?;
+    let offset = witness.offset_at(manifests.clock().monotonic(), manifests.clock().now());
+    let clock = Clock {
+        offset,
+        bound_ms: crate::clock::millis(time.max_offset()),
+        within_bound: !offset.beyond(time.max_offset()),
+    };
     if json {
         let r = Report {
             store: url,
@@ -36,6 +54,7 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             protocol: p,
             reason: caps.reason(),
             capabilities: caps,
+            clock,
         };
         super::output::json(&r);
         return Ok(());
@@ -69,6 +88,21 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
     println!(
         "round trip: {:.1} ms (median of the probe's requests)",
         caps.round_trip.as_secs_f64() * 1e3
+    );
+    let verdict = if clock.within_bound {
+        "within".to_string()
+    } else {
+        "BEYOND".to_string()
+    };
+    println!(
+        "clock:      {offset}: {verdict} the {} s bound{}",
+        time.max_offset().as_secs_f64(),
+        if clock.within_bound {
+            ""
+        } else {
+            " (this node takes over no lease by expiry, claims no turn and ages no node until \
+             its clock is corrected)"
+        }
     );
     Ok(())
 }

@@ -56,6 +56,9 @@ struct Nodes {
     online: Vec<String>,
     suspect: Vec<String>,
     offline: Vec<String>,
+    /// Not judged: this node's clock is beyond the bound from the store's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unknown: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -158,6 +161,7 @@ fn nodes(members: &[MemberStatus]) -> Nodes {
             Health::Online => n.online.push(m.node.clone()),
             Health::Suspect => n.suspect.push(m.node.clone()),
             Health::Offline => n.offline.push(m.node.clone()),
+            Health::Unknown => n.unknown.push(m.node.clone()),
         }
     }
     n
@@ -315,6 +319,7 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
             ("online", &n.online),
             ("suspect", &n.suspect),
             ("offline", &n.offline),
+            ("unknown", &n.unknown),
         ]
         .iter()
         .filter(|(_, v)| !v.is_empty())

@@ -345,7 +345,7 @@ impl Ctx {
     }
 
     fn skew_of(&self, index: usize) -> chrono::Duration {
-        let bound = LeaseOptions::with_ttl(self.opts.lock_ttl).max_clock_skew;
+        let bound = crate::store::time::DEFAULT_MAX_OFFSET;
         let bound_ms = bound.as_millis() as i64;
         match self.opts.skew {
             Skew::None => chrono::Duration::zero(),
@@ -437,6 +437,15 @@ pub async fn run(
     history: Arc<History>,
 ) -> Result<Report> {
     opts.validate()?;
+    // The store's clock is the fleet's unskewed clock: objects age with the run's time, on a
+    // paused clock too (an in-memory store stamps the system clock), and each node's clock
+    // is skewed against it by exactly its skew, which the nodes' clock checks measure.
+    let origin = chrono::Utc::now();
+    let store: Arc<dyn ObjectStore> = Arc::new(crate::store::fault::FaultStore::stamped(
+        store,
+        opts.seed,
+        Arc::new(TestClock::anchored(origin, history.start())),
+    ));
     // The harness's own handle, on the honest store: no faults; it records the prefix's
     // protocol (probing once) unless the prefix has it already.
     let checker = Cairn::builder(Arc::clone(&store))
@@ -462,7 +471,7 @@ pub async fn run(
         strategy: checker.strategy(),
         inner,
         prefix: prefix.to_string(),
-        origin: chrono::Utc::now(),
+        origin,
         guard: Mutex::new(0),
         ambiguous: AtomicU64::new(0),
         stop: CancellationToken::new(),
@@ -1246,11 +1255,7 @@ async fn querier_loop(ctx: Arc<Ctx>, cairn: Cairn, stop: CancellationToken) {
         if let Ok(v) = view.list().await {
             let stale = v.stale;
             for s in v.items {
-                let health = match s.health {
-                    crate::member::Health::Online => "online",
-                    crate::member::Health::Suspect => "suspect",
-                    crate::member::Health::Offline => "offline",
-                };
+                let health = s.health.label();
                 let changed = last.get(&s.node).map(String::as_str) != Some(health);
                 if changed || health == "offline" {
                     last.insert(s.node.clone(), health.to_string());

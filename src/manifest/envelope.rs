@@ -40,6 +40,30 @@ pub struct Snapshot<T> {
     pub(crate) etag: Option<String>,
     /// When this client last knew this version to be the newest (version chain strategy).
     pub(crate) seen: Seen,
+    /// The store's `Last-Modified` of the object this version was read from.
+    pub(crate) stored_at: StoredAt,
+}
+
+impl<T> Snapshot<T> {
+    /// When the store wrote this version, by the store's own clock (its `Last-Modified`,
+    /// usually whole seconds), if this snapshot was read from the store; `None` for a
+    /// version this client wrote and has not read back. Unlike [`Snapshot::written_at`],
+    /// no node's wall clock is involved: cairn judges ages (a lease's expiry, a heartbeat's
+    /// age) on this timeline.
+    pub fn stored_at(&self) -> Option<DateTime<Utc>> {
+        self.stored_at.0
+    }
+}
+
+/// The store's `Last-Modified` of the object a snapshot was read from. It describes where
+/// the snapshot came from, not the version, so it never affects equality.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StoredAt(pub(crate) Option<DateTime<Utc>>);
+
+impl PartialEq for StoredAt {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// The local monotonic instant, taken just before the request that showed it, at which this
@@ -137,6 +161,7 @@ impl Snapshot<RawBody> {
             body,
             etag: self.etag,
             seen: self.seen,
+            stored_at: self.stored_at,
         })
     }
 }
@@ -151,6 +176,7 @@ pub(crate) fn decode<T: DeserializeOwned>(kind: &'static str, obj: &Object) -> R
 pub(crate) fn decode_raw(kind: &'static str, obj: &Object) -> Result<Snapshot<RawBody>> {
     decode_raw_bytes(kind, &obj.key, &obj.bytes).map(|mut s| {
         s.etag = obj.etag.clone();
+        s.stored_at = StoredAt(Some(obj.last_modified));
         s
     })
 }
@@ -173,6 +199,7 @@ fn decode_raw_bytes(kind: &'static str, key: &Key, bytes: &[u8]) -> Result<Snaps
         },
         etag: None,
         seen: Seen::default(),
+        stored_at: StoredAt::default(),
     })
 }
 
@@ -205,6 +232,7 @@ mod tests {
             body: serde_json::json!({"a": 1}),
             etag: None,
             seen: Seen::default(),
+            stored_at: StoredAt::default(),
         };
         let b = encode("k", &s).unwrap();
         let back: Snapshot<serde_json::Value> = decode_bytes("k", &key(), &b).unwrap();
@@ -236,6 +264,7 @@ mod tests {
             body: "x".repeat(len),
             etag: None,
             seen: Seen::default(),
+            stored_at: StoredAt::default(),
         };
         let limit = usize::try_from(MAX_OBJECT_BYTES).unwrap();
         assert!(encode("k", &s(limit - 1024)).is_ok());
@@ -259,7 +288,7 @@ mod tests {
         fn decoding_mutated_manifests_never_panics(cut in 0usize..200, flip in 0usize..200, byte in any::<u8>()) {
             let s = Snapshot { version: 9, write_id: "w".into(), previous_write_id: None,
                 written_by: "n".into(), written_at: DateTime::<Utc>::from_timestamp(0, 0).unwrap(),
-                body: serde_json::json!({"holder": "x", "n": [1, 2]}), etag: None, seen: Seen::default() };
+                body: serde_json::json!({"holder": "x", "n": [1, 2]}), etag: None, seen: Seen::default(), stored_at: StoredAt::default() };
             let mut b = encode("k", &s).unwrap().to_vec();
             if flip < b.len() { b[flip] = byte; }
             b.truncate(cut.min(b.len()));

@@ -495,6 +495,7 @@ mod tests {
             body: Body { session, open },
             etag: None,
             seen: Seen::default(),
+            stored_at: Default::default(),
         }
     }
 

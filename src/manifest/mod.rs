@@ -43,6 +43,7 @@ use crate::clock::{next_number, Clock};
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use crate::store::keys::Family;
+use crate::store::time::{StoreTime, Witness};
 use crate::store::{Key, Name, Store, WriteId};
 pub use collection::Collection;
 use envelope::RawBody;
@@ -75,6 +76,11 @@ pub struct ManifestOptions {
     pub gc_min_age: Duration,
     /// The chain collects garbage after every this many versions. Default 16.
     pub gc_every: u64,
+    /// The largest offset between this node's wall clock and the store's that it accepts
+    /// for the rules that read time (takeover by expiry, claiming a turn, aging another
+    /// node): beyond it, measured by a clock check ([`crate::store::time`]), the node
+    /// refuses them and says so. Default 2 s ([`crate::store::time::DEFAULT_MAX_OFFSET`]).
+    pub max_clock_offset: Duration,
 }
 
 impl Default for ManifestOptions {
@@ -86,6 +92,7 @@ impl Default for ManifestOptions {
             gc_keep: 8,
             gc_min_age: Duration::from_secs(600),
             gc_every: 16,
+            max_clock_offset: crate::store::time::DEFAULT_MAX_OFFSET,
         }
     }
 }
@@ -101,6 +108,8 @@ pub struct Manifests {
     /// recent knowledge of each manifest's newest version).
     protocol: Box<dyn Protocol>,
     options: ManifestOptions,
+    /// This node's measure of the store's clock.
+    time: StoreTime,
 }
 
 impl Manifests {
@@ -114,6 +123,7 @@ impl Manifests {
         options: ManifestOptions,
     ) -> Self {
         Self {
+            time: StoreTime::new(Arc::clone(&clock), options.max_clock_offset),
             store,
             node,
             clock,
@@ -165,6 +175,17 @@ impl Manifests {
     /// The strategy in force.
     pub fn strategy(&self) -> Strategy {
         self.protocol.strategy()
+    }
+
+    /// This node's measure of the store's clock ([`crate::store::time`]).
+    pub fn store_time(&self) -> &StoreTime {
+        &self.time
+    }
+
+    /// A point on the store's timeline for a rule that reads time: the last clock check while
+    /// it serves, else a new one (two requests). Cancel-safe.
+    pub async fn witness(&self) -> Result<Witness> {
+        self.time.witness(&self.store, &self.node).await
     }
 
     /// The options in force.
@@ -334,6 +355,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
             body,
             etag: None,
             seen: envelope::Seen::default(),
+            stored_at: envelope::StoredAt::default(),
         };
         tracing::Span::current().record("version", next.version);
         let draft = Draft {

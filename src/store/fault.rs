@@ -185,6 +185,50 @@ pub trait Hook: Send + Sync {
     fn deleting(&self, _path: &Path) {}
 }
 
+/// A hook that makes the store's clock a given [`Clock`]: every object's `last_modified` is
+/// that clock's time when it was last written. A store on a paused tokio clock then ages its
+/// objects as the test's time passes (an in-memory store stamps the system clock), and a
+/// test can give the store a clock of its own that nodes' clocks are skewed against.
+#[derive(Debug)]
+pub struct Stamped {
+    clock: Arc<dyn crate::Clock>,
+    stamps: Mutex<std::collections::HashMap<Path, chrono::DateTime<chrono::Utc>>>,
+}
+
+impl Stamped {
+    /// Stamps writes with `clock`'s wall time.
+    pub fn new(clock: Arc<dyn crate::Clock>) -> Self {
+        Self {
+            clock,
+            stamps: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Hook for Stamped {
+    async fn committed(&self, path: &Path, result: PutResult) -> Result<PutResult> {
+        let now = self.clock.now();
+        self.stamps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(path.clone(), now);
+        Ok(result)
+    }
+
+    fn meta(&self, mut meta: ObjectMeta) -> ObjectMeta {
+        if let Some(t) = self
+            .stamps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&meta.location)
+        {
+            meta.last_modified = *t;
+        }
+        meta
+    }
+}
+
 /// The hook of a store built without one.
 struct NoHook;
 
@@ -234,6 +278,12 @@ impl FaultStore {
                 hook: Arc::new(hook),
             }),
         }
+    }
+
+    /// Wraps `inner` as [`FaultStore::new`] does, with `clock` as the store's clock
+    /// ([`Stamped`]).
+    pub fn stamped(inner: Arc<dyn ObjectStore>, seed: u64, clock: Arc<dyn crate::Clock>) -> Self {
+        Self::with_hook(inner, seed, Stamped::new(clock))
     }
 
     /// Adds a rule. The first matching rule that fires decides a request's fate.

@@ -4,6 +4,7 @@
 //! ```text
 //! <root>/
 //!   _cairn/protocol.json                       the prefix's protocol record (strategy, format)
+//!   _cairn/clock.json                          clock check scratch object (any node overwrites it)
 //!   _probe/<id>.json                           capability probe scratch objects
 //!   locks/<name>/manifest.json                 etag CAS strategy: the one manifest object
 //!   locks/<name>/v/<version:020>.json          version chain: one immutable object a version
@@ -132,6 +133,12 @@ pub fn log_entry(topic: &Name, sequence: u64) -> Key {
 /// The prefix's protocol record (see [`crate::store::protocol`]).
 pub fn protocol() -> Key {
     Key("_cairn/protocol.json".into())
+}
+
+/// The clock check's scratch object, overwritten by every node that measures its clock
+/// against the store's ([`crate::store::time`]).
+pub fn clock() -> Key {
+    Key("_cairn/clock.json".into())
 }
 
 /// A capability probe scratch object.

@@ -31,6 +31,7 @@ pub mod keys;
 pub mod name;
 pub mod probe;
 pub mod protocol;
+pub mod time;
 pub mod url;
 
 #[cfg(feature = "aws")]
@@ -802,6 +803,23 @@ impl Store {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// Overwrites the clock check's scratch object and reads back when the store says it
+    /// wrote it (its `Last-Modified`, by the store's clock): two requests, a PUT and a HEAD.
+    /// Neither is conditional: every node may overwrite the object, and any version the HEAD
+    /// finds was written no earlier than ours began (see [`time`]).
+    pub async fn clock_check(&self, body: Bytes) -> Result<DateTime<Utc>> {
+        let key = keys::clock();
+        let path = self.path(&key);
+        self.timed("put", self.inner.put(&path, body.into()))
+            .await
+            .map_err(|e| classify("put", &key, e))?;
+        let meta = self
+            .timed("head", self.inner.head(&path))
+            .await
+            .map_err(|e| classify("read", &key, e))?;
+        Ok(meta.last_modified)
     }
 
     /// Deletes `key`. Used only off the safety path: garbage collection of old versions and
