@@ -322,14 +322,17 @@ impl Membership {
     }
 
     /// Every node that ever joined, classified now. One listing and one read per node, and
-    /// a clock check when the last is stale.
+    /// a clock check when the last is stale and some node is alive (only a live node's age
+    /// is read: a prefix with none, a fresh one, costs no check and gets no write).
     pub async fn list(&self) -> Result<Vec<MemberStatus>> {
-        let time = self.timeline().await?;
         let all = self.collection.list().await?;
-        Ok(all
-            .iter()
-            .map(|(n, s)| self.classify(n.as_str(), s, time.now()))
-            .collect())
+        let mut time = LazyTimeline::default();
+        let mut out = Vec::with_capacity(all.len());
+        for (n, s) in &all {
+            let now = time.now_for(self, s).await?;
+            out.push(self.classify(n.as_str(), s, now));
+        }
+        Ok(out)
     }
 
     /// Removes `node`'s record (every version) if it left or is offline, or, with `force`,
@@ -690,6 +693,27 @@ impl Timeline {
     }
 }
 
+/// The timeline of one view, found at the first record that needs it: a record that left is
+/// offline whatever the time, so a view of none but those makes no clock check.
+#[derive(Default)]
+struct LazyTimeline(Option<Timeline>);
+
+impl LazyTimeline {
+    async fn now_for(
+        &mut self,
+        ms: &Membership,
+        s: &Snapshot<MemberRecord>,
+    ) -> Result<Option<DateTime<Utc>>> {
+        if s.body.state == Presence::Left {
+            return Ok(None);
+        }
+        if self.0.is_none() {
+            self.0 = Some(ms.timeline().await?);
+        }
+        Ok(self.0.as_ref().and_then(Timeline::now))
+    }
+}
+
 /// How long ago the verdict on a node that is not online (and did not leave) became due:
 /// its heartbeat's age beyond the timeout (suspect) or twice it (offline). `None` for a
 /// node online or gone for good.
@@ -717,7 +741,7 @@ impl MemberView {
     /// look dead (see the module docs).
     pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
         let ms = &self.membership;
-        let time = ms.timeline().await?;
+        let mut time = LazyTimeline::default();
         let names = self.cached.names().await?;
         let mut stale = names.stale;
         let mut items = Vec::with_capacity(names.items.len());
@@ -727,7 +751,8 @@ impl MemberView {
             let Some(s) = got.items else { continue };
             // Classified as soon as it is read: ages are not inflated by the reads of the
             // nodes after it.
-            let status = ms.classify(name.as_str(), &s, time.now());
+            let now = time.now_for(ms, &s).await?;
+            let status = ms.classify(name.as_str(), &s, now);
             let Some(due_for) = overdue(&status) else {
                 items.push(status);
                 continue;
@@ -735,7 +760,8 @@ impl MemberView {
             let again = self.cached.get_within(&name, due_for).await?;
             stale |= again.stale;
             if let Some(s) = again.items {
-                items.push(ms.classify(name.as_str(), &s, time.now()));
+                let now = time.now_for(ms, &s).await?;
+                items.push(ms.classify(name.as_str(), &s, now));
             }
         }
         Ok(View { items, stale })

@@ -369,6 +369,17 @@ async fn put(store: &Arc<dyn ObjectStore>, key: &Key, doc: &Value) {
         .unwrap();
 }
 
+/// A memory store whose clock is the handles' (`origin()` from now): their clock checks
+/// find them in step, so what is judged is what the stored documents say.
+fn memory() -> Arc<dyn ObjectStore> {
+    let clock = Arc::new(TestClock::new(origin()));
+    Arc::new(cairn::store::fault::FaultStore::stamped(
+        Arc::new(InMemory::new()),
+        0,
+        clock,
+    ))
+}
+
 /// A handle as node `node-a`, on a clock at `origin()`, with a fixed strategy.
 async fn handle(store: &Arc<dyn ObjectStore>, strategy: ManifestStrategy) -> Cairn {
     Cairn::builder(Arc::clone(store))
@@ -519,7 +530,7 @@ proptest! {
     #[test]
     fn no_stored_lock_makes_a_reader_panic((strategy, version, doc) in planted("lock", lock_body)) {
         on_paused_clock(async move {
-            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let store = memory();
             let key = manifest_key(strategy, &keys::manifest(Family::Lock, &n("job")), version);
             put(&store, &key, &doc).await;
             let c = handle(&store, strategy).await;
@@ -541,7 +552,7 @@ proptest! {
     #[test]
     fn no_stored_turn_makes_a_reader_panic((strategy, version, doc) in planted("turn", turn_body)) {
         on_paused_clock(async move {
-            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let store = memory();
             let key = manifest_key(strategy, &keys::manifest(Family::Turn, &n("expiry")), version);
             put(&store, &key, &doc).await;
             let c = handle(&store, strategy).await;
@@ -575,7 +586,7 @@ proptest! {
     #[test]
     fn no_stored_stream_makes_a_reader_panic((strategy, version, doc) in planted("stream", stream_body)) {
         on_paused_clock(async move {
-            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let store = memory();
             let key = manifest_key(strategy, &keys::manifest(Family::Stream, &n("clicks")), version);
             put(&store, &key, &doc).await;
             let c = handle(&store, strategy).await;
@@ -600,7 +611,7 @@ proptest! {
     #[test]
     fn no_stored_record_makes_a_reader_panic((strategy, version, doc) in planted("record", record_body)) {
         on_paused_clock(async move {
-            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let store = memory();
             let key = manifest_key(strategy, &keys::record(&n("agents"), &n("a1")), version);
             put(&store, &key, &doc).await;
             let c = handle(&store, strategy).await;
@@ -618,7 +629,7 @@ proptest! {
     #[test]
     fn no_stored_heartbeat_makes_a_reader_panic((strategy, version, doc) in planted("member", member_body)) {
         on_paused_clock(async move {
-            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let store = memory();
             // The handle's own node id: joining reads this record.
             let key = manifest_key(strategy, &keys::manifest(Family::Member, &n("node-a")), version);
             put(&store, &key, &doc).await;
@@ -645,7 +656,7 @@ proptest! {
         (sequence, doc) in key_version().prop_flat_map(|s| (Just(s), envelope("event", s, any_json())))
     ) {
         on_paused_clock(async move {
-            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let store = memory();
             let key = keys::log_entry(&n("audit"), sequence);
             put(&store, &key, &doc).await;
             let c = handle(&store, ManifestStrategy::VersionChain).await;
@@ -665,7 +676,7 @@ proptest! {
     #[test]
     fn no_protocol_record_makes_a_node_panic(doc in protocol_record(), strategy in any_strategy()) {
         on_paused_clock(async move {
-            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let store = memory();
             put(&store, &keys::protocol(), &doc).await;
             let mut v = Verdicts::default();
             let read = cairn::store::Store::new(Arc::clone(&store), "", Default::default()).unwrap();
@@ -704,7 +715,7 @@ proptest! {
     #[test]
     fn no_envelope_makes_the_manifest_layer_panic((strategy, version, doc) in planted("test", any_json)) {
         on_paused_clock(async move {
-            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            let store = memory();
             let base = keys::manifest(Family::Scratch, &n("doc"));
             let key = manifest_key(strategy, &base, version);
             put(&store, &key, &doc).await;

@@ -805,13 +805,31 @@ async fn lock_ops(b: &mut Bench<'_>, c: &Cairn, strategy: Strategy) -> Result<()
 /// Turns (one-shot claims, outcomes, the not-due check) and a cached view's revalidation.
 async fn turn_and_view_ops(b: &mut Bench<'_>, c: &Cairn, strategy: Strategy) -> Result<()> {
     let (f, s) = (floors(strategy), Some(strategy));
-    // A handle whose wall clock leaps a day at every reading: every turn is due at once.
-    let leaping = Cairn::builder(Arc::clone(c.store().object_store()))
-        .prefix(c.store().root().to_string())
-        .node("bench")?
-        .clock(Arc::new(Leaping::default()))
-        .build()
-        .await?;
+    // A handle whose wall clock the harness moves a day on before each claim (outside the
+    // timer and the count), over a store whose clock moves with it: every turn is due, and
+    // the node's clock check (made in the same untimed step) finds its clock in step.
+    let days = Arc::new(Leaping::new(SystemClock.now()));
+    let leaping = Cairn::builder(Arc::new(FaultStore::stamped(
+        Arc::clone(c.store().object_store()),
+        0,
+        days.clone(),
+    )))
+    .prefix(c.store().root().to_string())
+    .node("bench")?
+    .clock(days.clone())
+    .build()
+    .await?;
+    let next_day = {
+        let (days, leaping) = (days.clone(), leaping.clone());
+        move || {
+            let (days, leaping) = (days.clone(), leaping.clone());
+            async move {
+                days.leap();
+                leaping.manifests().witness().await?;
+                Ok::<(), crate::Error>(())
+            }
+        }
+    };
     let due = leaping.turns(TurnOptions {
         window: Duration::from_secs(1),
         jitter: Duration::ZERO,
@@ -824,14 +842,22 @@ async fn turn_and_view_ops(b: &mut Bench<'_>, c: &Cairn, strategy: Strategy) -> 
         if let Some(w) = c.lock().await.take() {
             w.finish(Ok(None)).await?;
         }
-        Ok(())
+        Ok::<(), BenchError>(())
     };
     let (t2, n2, c2, c4) = (due.clone(), turn.clone(), claimed.clone(), claimed.clone());
+    let day = next_day.clone();
     b.measure(
         "turn claim, due (read + claim)",
         s,
         &[f.read, f.write],
-        move |_| finish(c4.clone()),
+        move |_| {
+            let (c, day) = (c4.clone(), day.clone());
+            async move {
+                finish(c).await?;
+                day().await?;
+                Ok(())
+            }
+        },
         move |_| {
             let (t, n, c) = (t2.clone(), n2.clone(), c2.clone());
             async move {
@@ -850,9 +876,10 @@ async fn turn_and_view_ops(b: &mut Bench<'_>, c: &Cairn, strategy: Strategy) -> 
         s,
         &[f.write],
         move |_| {
-            let (t, n, c) = (t2.clone(), n2.clone(), c2.clone());
+            let (t, n, c, day) = (t2.clone(), n2.clone(), c2.clone(), next_day.clone());
             async move {
                 if c.lock().await.is_none() {
+                    day().await?;
                     if let Claim::Won(w) = t.try_claim(&n).await? {
                         *c.lock().await = Some(*w);
                     }
@@ -922,18 +949,24 @@ async fn turn_and_view_ops(b: &mut Bench<'_>, c: &Cairn, strategy: Strategy) -> 
     .await
 }
 
-/// A wall clock a day further on at every reading.
-#[derive(Debug, Default)]
-struct Leaping(AtomicU64);
+/// A wall clock that stands still until [`Leaping::leap`] moves it a day on.
+#[derive(Debug)]
+struct Leaping(Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl Leaping {
+    fn new(start: chrono::DateTime<chrono::Utc>) -> Self {
+        Self(Mutex::new(start))
+    }
+
+    fn leap(&self) {
+        let mut t = self.0.lock().unwrap();
+        *t = t.checked_add_signed(chrono::Duration::days(1)).unwrap_or(*t);
+    }
+}
 
 impl Clock for Leaping {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        let n = self.0.fetch_add(1, Ordering::SeqCst);
-        let days = chrono::Duration::days(i64::try_from(n).unwrap_or(0).saturating_add(1));
-        SystemClock
-            .now()
-            .checked_add_signed(days)
-            .unwrap_or_default()
+        *self.0.lock().unwrap()
     }
 }
 

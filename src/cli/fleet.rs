@@ -268,6 +268,12 @@ pub fn summary(r: &Report, header: &str) -> String {
     } else {
         s += &format!("nodes killed: {}\n", r.kills);
     }
+    if !r.clocks_beyond.is_empty() {
+        s += &format!(
+            "clocks measured beyond the bound (time-based rules refused): {}\n",
+            r.clocks_beyond.join(", ")
+        );
+    }
     s += "invariants:\n";
     for i in &r.invariants {
         let mark = match i.verdict {

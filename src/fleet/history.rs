@@ -37,6 +37,13 @@ pub enum What {
         /// How far its wall clock is off, in milliseconds.
         skew_ms: i64,
     },
+    /// A node's clock check found its wall clock beyond the bound from the store's: from
+    /// now on it refuses the rules that read time (takeover by expiry, claiming a turn,
+    /// aging other nodes) until its clock is corrected.
+    ClockBeyond {
+        /// The measured offset (store − node), in milliseconds.
+        offset_ms: i64,
+    },
     /// A node could not start (the store refused, or faults); it tries again.
     StartFailed {
         /// The error.
@@ -416,6 +423,10 @@ impl Event {
                 format!("started ({strategy}, clock {skew_ms:+} ms)")
             }
             What::Started { strategy, .. } => format!("started ({strategy})"),
+            What::ClockBeyond { offset_ms } => format!(
+                "clock measured {:+} ms off the store's: beyond the bound, refuses time-based rules",
+                -offset_ms
+            ),
             What::StartFailed { error } => format!("could not start: {error}"),
             What::Killed if self.node.starts_with("proc-") => "SIGKILLed (cairn process)".into(),
             What::Killed => "KILLED (no release, no goodbye)".into(),

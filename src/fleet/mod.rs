@@ -66,12 +66,14 @@ pub const AGENT_COUNT: usize = 4;
 pub enum Skew {
     /// Every clock exact.
     None,
-    /// Clocks spread across the documented bound (`LeaseOptions::max_clock_skew`): any two
-    /// differ by at most it. Every invariant must hold.
+    /// Clocks spread across the documented bound
+    /// (`ManifestOptions::max_clock_offset`): any two differ by at most it. Every invariant
+    /// must hold.
     WithinBound,
-    /// One node ahead and one behind by more than the bound, to show what the documentation
-    /// says happens then: takeover by expiry while the holder still holds, and a live node
-    /// aged into "offline".
+    /// One node ahead and one behind by more than the bound: each measures its clock against
+    /// the store's, finds it beyond the bound, says so (`What::ClockBeyond`,
+    /// [`Report::clocks_beyond`]) and refuses the rules that read time. Every invariant must
+    /// still hold.
     BeyondBound,
 }
 
@@ -284,6 +286,9 @@ pub struct Report {
     pub process_kills: u64,
     /// `cairn` processes paused (SIGSTOP) past their lease's ttl, then resumed.
     pub pauses: u64,
+    /// Nodes whose clock check found their clock beyond the bound from the store's (so they
+    /// refused the rules that read time), by name.
+    pub clocks_beyond: Vec<String>,
     /// Every invariant's verdict.
     pub invariants: Vec<Invariant>,
     /// Violations in all.
@@ -685,6 +690,16 @@ pub async fn run(
         kills: kills + process_kills,
         process_kills,
         pauses,
+        clocks_beyond: {
+            let mut nodes: Vec<String> = events
+                .iter()
+                .filter(|e| matches!(e.what, What::ClockBeyond { .. }))
+                .map(|e| e.node.clone())
+                .collect();
+            nodes.sort();
+            nodes.dedup();
+            nodes
+        },
         violations: check::violations(&invariants),
         invariants,
     })
@@ -816,6 +831,7 @@ async fn node_main(
                 .turns(seed ^ 1, ctx.opts.turn_window, ctx.opts.turn_jitter, None),
         ),
         tokio::spawn(w.clone().compaction(seed ^ 2)),
+        tokio::spawn(w.clone().clock_watch()),
     ];
     tasks
         .lock()
@@ -835,6 +851,34 @@ struct Worker {
 }
 
 impl Worker {
+    /// Watches this node's measure of the store's clock and records, once, that its clock
+    /// check found it beyond the bound (the nodes of `--skew beyond`).
+    async fn clock_watch(self) {
+        // Each node checks its clock once as it starts, as an operator's `cairn doctor`
+        // would: a node behind the store's clock needs no check otherwise (every rule it
+        // could break waits longer by its clock, not shorter), so it would go unreported.
+        let _ = self.cairn.manifests().witness().await;
+        let time = self.cairn.manifests().store_time();
+        loop {
+            if let Some(o) = time.offset() {
+                if o.beyond(time.max_offset()) {
+                    self.ctx.record(
+                        &self.node,
+                        self.inc,
+                        What::ClockBeyond {
+                            offset_ms: o.estimate_ms(),
+                        },
+                    );
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = self.stop.cancelled() => return,
+            }
+        }
+    }
+
     fn record(&self, what: What) {
         self.ctx.record(&self.node, self.inc, what);
     }

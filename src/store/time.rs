@@ -264,12 +264,19 @@ impl StoreTime {
         self.check_locked(store, node).await
     }
 
+    /// The last check's witness if a rule may use it without another check: it is young
+    /// enough and puts this node within the bound now; or it is young, put the node beyond
+    /// the bound when it was made, and still does (that verdict stands for
+    /// [`RECHECK_BEYOND`]). A check that found the node within the bound while its clock now
+    /// reads beyond it means the wall clock moved since: it is checked again.
     fn usable(&self) -> Option<Witness> {
         let w = self.cached()?;
         let now = self.clock.monotonic();
-        let offset = w.offset_at(now, self.clock.now());
-        let fresh_beyond = now.saturating_duration_since(w.at) < RECHECK_BEYOND;
-        (!offset.beyond(self.max_offset) || fresh_beyond).then_some(w)
+        if !w.offset_at(now, self.clock.now()).beyond(self.max_offset) {
+            return Some(w);
+        }
+        let young = now.saturating_duration_since(w.at) < RECHECK_BEYOND;
+        (young && w.measured().beyond(self.max_offset)).then_some(w)
     }
 
     /// Whether `w` puts this node's clock beyond the bound now; says so (a warning) when
