@@ -233,6 +233,16 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+
+    /// The command line could not write its output (stdout closed: a pipe whose reader
+    /// exited, a terminal that hung up). The command's work is done or undone as its docs
+    /// say (a held lock is released); nothing more is printed.
+    #[error("cannot write to stdout: {source}")]
+    Output {
+        /// The write's error (`EPIPE`, `EIO`, …).
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -271,6 +281,7 @@ impl Error {
             Error::TurnMismatch { .. } => "turn-mismatch",
             Error::Timeout(_) => "wait-timeout",
             Error::Encode { .. } => "encode",
+            Error::Output { .. } => "output",
         }
     }
 

@@ -70,6 +70,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 
+use super::output::say;
 use super::exit;
 
 /// The hidden first argument that makes `cairn` run as a guard (see the module docs).
@@ -411,7 +412,7 @@ impl Child {
             return;
         }
         if !self.group.terminated.load(Ordering::Acquire) {
-            eprintln!(
+            say!(
                 "cairn: COMMAND exited and left processes running in its group; sending them \
              SIGTERM (SIGKILL after {grace:?})"
             );
@@ -436,7 +437,7 @@ impl Child {
         }
         self.signal(libc::SIGKILL);
         if !self.wait_gone(KILL_WAIT).await {
-            eprintln!(
+            say!(
                 "cairn: COMMAND's process group {} is still there {KILL_WAIT:?} after SIGKILL",
                 self.group.pgid
             );
@@ -703,7 +704,7 @@ fn guard() -> i32 {
             let p = pgid.unwrap_or_default();
             match (terminated_at, deadline) {
                 (None, Some((_, grace))) => {
-                    eprintln!("cairn: the lease was not renewed by its give-up time (the store unreachable, or cairn paused); stopping COMMAND's process group {p}");
+                    say!("cairn: the lease was not renewed by its give-up time (the store unreachable, or cairn paused); stopping COMMAND's process group {p}");
                     signal_group(p, libc::SIGTERM);
                     terminated_at = Some((std::time::Instant::now(), grace));
                 }
@@ -751,7 +752,7 @@ fn guard() -> i32 {
     }
     if let (false, Some(p)) = (done, pgid) {
         signal_group(p, libc::SIGKILL);
-        eprintln!("cairn: the cairn running COMMAND died; killed COMMAND's process group {p}");
+        say!("cairn: the cairn running COMMAND died; killed COMMAND's process group {p}");
     }
     exit::OK
 }

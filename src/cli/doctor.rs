@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::output;
 use crate::store::probe::Capabilities;
 use crate::{CairnBuilder, Result, Strategy};
 
@@ -37,38 +38,43 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             reason: caps.reason(),
             capabilities: caps,
         };
-        super::output::json(&r);
-        return Ok(());
+        return output::json(&r);
     }
-    println!("store:      {url}");
+    // Built whole, then escaped line by line: the protocol record and the store's answers
+    // are stored or remote text.
+    let mut lines = vec![format!("store:      {url}")];
     for c in &caps.checks {
         let mark = if c.passed { "ok  " } else { "no  " };
-        println!("  {mark} {:<32} {}", c.name, c.detail);
+        lines.push(format!("  {mark} {:<32} {}", c.name, c.detail));
     }
-    match p {
-        Some(p) => println!(
+    lines.push(match p {
+        Some(p) => format!(
             "strategy:   {} (this prefix's protocol, recorded by {} at {})",
             cairn.strategy(),
-            p.created_by,
-            super::output::time(p.created_at)
+            output::name(&p.created_by),
+            output::time(p.created_at)
         ),
-        None => println!(
+        None => format!(
             "strategy:   {} (no protocol recorded yet: the first coordinating command records it)",
             cairn.strategy()
         ),
-    }
+    });
     if !cairn.strategy().supported_by(caps) {
-        println!("warning:    this store no longer supports the recorded protocol");
+        lines.push("warning:    this store no longer supports the recorded protocol".into());
     }
     let probed = Strategy::for_capabilities(caps);
     if probed == cairn.strategy() {
-        println!("because:    {}", caps.reason());
+        lines.push(format!("because:    {}", caps.reason()));
     } else {
-        println!("probe:      {} ({probed} for a new prefix)", caps.reason());
+        lines.push(format!("probe:      {} ({probed} for a new prefix)", caps.reason()));
     }
-    println!(
+    lines.push(format!(
         "round trip: {:.1} ms (median of the probe's requests)",
         caps.round_trip.as_secs_f64() * 1e3
-    );
-    Ok(())
+    ));
+    let text: String = lines
+        .iter()
+        .map(|l| format!("{}\n", output::text(l)))
+        .collect();
+    output::print(&text)
 }

@@ -1,6 +1,7 @@
 //! The examples and exit codes shown under each command's `--help` (clap's `after_help`).
 //! Exit codes are named from [`super::exit`], so a changed code changes every page.
 
+use super::output::say;
 use super::exit::{
     CANNOT_RUN, DUPLICATE_NODE, FAILURE, INTERRUPTED, LEASE_LOST, LOCK_BUSY, NOT_FOUND, OK,
     STORE_REFUSED, STREAM_CONFLICT, USAGE,
@@ -600,7 +601,7 @@ pub fn log_tail() -> String {
 pub fn print_with_tip(e: &clap::Error, tip: &str) {
     let text = e.render().to_string();
     let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
-    eprintln!("{first}\n\n  tip: {tip}\n{rest}");
+    say!("{first}\n\n  tip: {tip}\n{rest}");
 }
 
 /// Options of `lock run`, `turn run` and the global ones that take a value as the next

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::output::say;
 use super::child::{self, Signals};
 use super::{exit, output};
 use crate::turn::{Claim, Finished, JobResult, TurnManifest, TurnOptions, Turns};
@@ -40,11 +41,11 @@ pub async fn run(
             current,
             claimable_at,
         } => {
-            report_skip(&current, Some(claimable_at), json);
+            report_skip(&current, Some(claimable_at), json)?;
             return Ok(exit::OK);
         }
         Claim::Lost { current } => {
-            report_skip(&current, None, json);
+            report_skip(&current, None, json)?;
             return Ok(exit::OK);
         }
     };
@@ -54,8 +55,10 @@ pub async fn run(
     let mut job = match child::spawn(command, &env, child::Terminal::Share) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("cairn: cannot run {:?}: {e}", command[0]);
-            let _ = turn.finish(Err(format!("cannot run: {e}"))).await?;
+            say!("cairn: cannot run {:?}: {e}", command[0]);
+            if let Err(e) = turn.finish(Err(format!("cannot run: {e}"))).await {
+                say!("cairn: turn {name} {number}: the outcome could not be recorded: {e}");
+            }
             return Ok(exit::CANNOT_RUN);
         }
     };
@@ -70,12 +73,22 @@ pub async fn run(
     let code = match status {
         Ok(s) => child::status_code(s),
         Err(e) => {
-            eprintln!("cairn: waiting for the command failed: {e}");
+            say!("cairn: waiting for the command failed: {e}");
             exit::FAILURE
         }
     };
-    let finished = turn.finish(verdict(code, &result_file)).await?;
-    report_finish(&name, number, code, &finished, json);
+    // COMMAND's status is the outcome whatever becomes of recording it: a store that went
+    // away while COMMAND ran is said on stderr, not turned into cairn's own failure, so that
+    // cron tells a failed job from an outage.
+    let recorded = turn.finish(verdict(code, &result_file)).await;
+    if let Err(e) = &recorded {
+        say!(
+            "cairn: turn {name} {number}: COMMAND exited {code}, but its outcome could not be \
+             recorded: {}",
+            output::text(&e.to_string())
+        );
+    }
+    report_finish(&name, number, code, recorded.as_ref(), json);
     Ok(code)
 }
 
@@ -109,7 +122,7 @@ fn verdict(code: i32, result_file: &std::path::Path) -> JobResult {
             match serde_json::from_slice::<serde_json::Value>(&bytes) {
                 Ok(v) => Some(v),
                 Err(e) => {
-                    eprintln!("cairn: ignoring CAIRN_TURN_RESULT: not JSON ({e})");
+                    say!("cairn: ignoring CAIRN_TURN_RESULT: not JSON ({e})");
                     None
                 }
             }
@@ -162,11 +175,11 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
                     c.finish(GRACE).await;
                     c.reap_guard().await;
                     set(None);
-                    eprintln!("cairn: turn {name} {number}: COMMAND exited {code}");
+                    say!("cairn: turn {name} {number}: COMMAND exited {code}");
                     verdict(code, &result_file)
                 }
                 Err(e) => {
-                    eprintln!("cairn: cannot run {:?}: {e}", command[0]);
+                    say!("cairn: cannot run {:?}: {e}", command[0]);
                     Err(format!("cannot run: {e}"))
                 }
             };
@@ -180,7 +193,7 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
     watcher.abort();
     ended?;
     let c = turns.counters(name);
-    eprintln!(
+    say!(
         "cairn: turn {name}: ran {}, skipped {}, lost {}, failed {}",
         c.run, c.skipped, c.lost, c.failed
     );
@@ -200,9 +213,13 @@ struct RunOutcome<'a> {
     /// COMMAND's exit status, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     exit_code: Option<i32>,
-    /// Whether the outcome was stored with the turn (not when a later turn started first).
+    /// Whether the outcome was stored with the turn (not when a later turn started first,
+    /// nor when the store failed: see `record_error`).
     #[serde(skip_serializing_if = "Option::is_none")]
     recorded: Option<bool>,
+    /// Why the outcome could not be recorded (the store failed while COMMAND ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_error: Option<String>,
     /// When not due: the earliest time this node may claim the next turn.
     #[serde(skip_serializing_if = "Option::is_none")]
     claimable_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -216,9 +233,9 @@ fn report_skip(
     current: &TurnManifest,
     claimable_at: Option<chrono::DateTime<chrono::Utc>>,
     json: bool,
-) {
+) -> Result<()> {
     if json {
-        output::json(&RunOutcome {
+        return output::json(&RunOutcome {
             outcome: if claimable_at.is_some() {
                 "not-due"
             } else {
@@ -228,48 +245,65 @@ fn report_skip(
             number: None,
             exit_code: None,
             recorded: None,
+            record_error: None,
             claimable_at,
             turn: Some(current),
         });
-        return;
     }
     let r = &current.record;
     let next_due = output::time(current.next_due_at);
-    match claimable_at {
-        None => println!(
+    let text = match claimable_at {
+        None => format!(
             "turn {}: {} won turn {}; next due at {next_due}",
-            current.name, r.holder, r.turn
+            current.name,
+            output::name(&r.holder),
+            r.turn
         ),
-        Some(c) => println!(
+        Some(c) => format!(
             "turn {}: not due; turn {} started at {} by {} ({}); next due at {next_due} \
              (claimable from {})",
             current.name,
             r.turn,
             output::time(r.started_at),
-            r.holder,
+            output::name(&r.holder),
             current.state,
             output::time(c),
         ),
-    }
+    };
+    output::line(&output::text(&text))
 }
 
-fn report_finish(name: &Name, number: u64, code: i32, finished: &Finished, json: bool) {
-    let (stored, current) = match finished {
-        Finished::Recorded(t) => (true, Some(t)),
-        Finished::Superseded(t) => (false, t.as_ref()),
+/// Reports a turn this invocation ran: its outcome `finished` as recorded, or the error
+/// recording it. COMMAND's status stands either way, so a stdout that cannot be written is
+/// only said on stderr.
+fn report_finish(
+    name: &Name,
+    number: u64,
+    code: i32,
+    finished: std::result::Result<&Finished, &crate::Error>,
+    json: bool,
+) {
+    let (stored, current, record_error) = match finished {
+        Ok(Finished::Recorded(t)) => (true, Some(t), None),
+        Ok(Finished::Superseded(t)) => (false, t.as_ref(), None),
+        Err(e) => (false, None, Some(e.to_string())),
     };
     if json {
-        output::json(&RunOutcome {
+        let said = output::json(&RunOutcome {
             outcome: "ran",
             name: name.as_str(),
             number: Some(number),
             exit_code: Some(code),
             recorded: Some(stored),
+            record_error,
             claimable_at: None,
             turn: current,
         });
-    } else if !stored {
-        eprintln!(
+        if let Err(e) = said {
+            say!("cairn: {e}");
+        }
+    } else if !stored && record_error.is_none() {
+        say!(
             "cairn: turn {name} {number} ran past the window: a later turn started before it \
              finished, so its outcome is not stored with the turn"
         );
@@ -293,10 +327,10 @@ pub async fn ls(turns: &Turns, json: bool) -> Result<String> {
                 .as_ref()
                 .map_or("-".to_string(), |o| o.status.to_string());
             vec![
-                t.name.clone(),
+                output::name(&t.name).into_owned(),
                 t.record.turn.to_string(),
                 t.state.to_string(),
-                t.record.holder.clone(),
+                output::name(&t.record.holder).into_owned(),
                 outcome,
                 format!(
                     "{} ± {}",
@@ -312,60 +346,61 @@ pub async fn ls(turns: &Turns, json: bool) -> Result<String> {
 /// `cairn turn show NAME`.
 pub async fn show(turns: &Turns, name: &str, json: bool) -> Result<i32> {
     let Some(t) = turns.get(&Name::new(name)?).await? else {
-        eprintln!("cairn: no turn named {name}");
+        say!("cairn: no turn named {name}");
         return Ok(exit::NOT_FOUND);
     };
-    print_turn(&t, json);
+    print_turn(&t, json)?;
     Ok(exit::OK)
 }
 
-/// Prints one turn, as JSON or as labelled lines.
-fn print_turn(t: &TurnManifest, json: bool) {
+/// Prints one turn, as JSON or as labelled lines (stored strings escaped, see
+/// [`output::text`]).
+fn print_turn(t: &TurnManifest, json: bool) -> Result<()> {
     if json {
-        output::json(t);
-        return;
+        return output::json(t);
     }
     let r = &t.record;
-    let line = |label: &str, value: &dyn std::fmt::Display| println!("{label:<13}{value}");
-    line("name:", &t.name);
-    line("number:", &r.turn);
-    line("state:", &t.state);
-    line("holder:", &r.holder);
-    line("started at:", &output::time(r.started_at));
+    let mut out = output::Labelled::new(13);
+    out.line("name:", output::name(&t.name));
+    out.line("number:", r.turn);
+    out.line("state:", &t.state);
+    out.line("holder:", output::name(&r.holder));
+    out.line("started at:", output::time(r.started_at));
     if let Some(f) = r.finished_at {
-        line("finished at:", &output::time(f));
+        out.line("finished at:", output::time(f));
     }
     if let Some(o) = &r.outcome {
-        line(
+        out.line(
             "outcome:",
-            &format!("{} in {}", o.status, output::millis(o.duration_ms)),
+            format!("{} in {}", o.status, output::millis(o.duration_ms)),
         );
         if let Some(res) = &o.result {
-            line("result:", res);
+            out.line("result:", res);
         }
         if let Some(e) = &o.error {
-            line("error:", e);
+            out.line("error:", e);
         }
     }
-    line(
+    out.line(
         "window:",
-        &format!(
+        format!(
             "{} ± {}",
             output::millis(r.window_ms),
             output::millis(r.jitter_ms)
         ),
     );
-    line("next due at:", &output::time(t.next_due_at));
+    out.line("next due at:", output::time(t.next_due_at));
     if let Some(p) = &r.previous {
         let how = p
             .outcome
             .as_ref()
             .map_or("never finished".to_string(), |o| o.status.to_string());
-        line(
+        out.line(
             "previous:",
-            &format!("turn {} by {} ({how})", p.turn, p.holder),
+            format!("turn {} by {} ({how})", p.turn, output::name(&p.holder)),
         );
     }
+    output::print(&out.finish())
 }
 
 /// The options `turn run` claims with: the turn's stored window and jitter unless
@@ -396,11 +431,11 @@ pub async fn configure(
     let jitter = jitter.unwrap_or_else(|| default_jitter(every));
     match turns.reconfigure(&Name::new(name)?, every, jitter).await? {
         Some(t) => {
-            print_turn(&t, json);
+            print_turn(&t, json)?;
             Ok(exit::OK)
         }
         None => {
-            eprintln!("cairn: no turn named {name}: `turn run {name} --every …` creates it");
+            say!("cairn: no turn named {name}: `turn run {name} --every …` creates it");
             Ok(exit::NOT_FOUND)
         }
     }
