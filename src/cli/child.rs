@@ -757,11 +757,14 @@ fn guard() -> i32 {
     exit::OK
 }
 
-/// SIGINT and SIGTERM, to forward to COMMAND or to stop on.
+/// SIGINT, SIGTERM and SIGHUP, to forward to COMMAND or to stop on. SIGHUP (the terminal
+/// or ssh session closed) ends cairn as SIGTERM does: a held lock is released, and COMMAND's
+/// group gets SIGTERM ([`forwarded`]), never a death that strands the lock.
 #[derive(Debug)]
 pub struct Signals {
     int: Signal,
     term: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -773,15 +776,27 @@ impl Signals {
         Ok(Self {
             int: signal(SignalKind::interrupt()).map_err(err)?,
             term: signal(SignalKind::terminate()).map_err(err)?,
+            hup: signal(SignalKind::hangup()).map_err(err)?,
         })
     }
 
-    /// The next SIGINT or SIGTERM received. Cancel-safe.
+    /// The next SIGINT, SIGTERM or SIGHUP received. Cancel-safe.
     pub async fn recv(&mut self) -> libc::c_int {
         tokio::select! {
             _ = self.int.recv() => libc::SIGINT,
             _ = self.term.recv() => libc::SIGTERM,
+            _ = self.hup.recv() => libc::SIGHUP,
         }
+    }
+}
+
+/// The signal COMMAND's group gets for `sig` received by cairn: SIGTERM for SIGHUP (many
+/// programs take SIGHUP as "reload", and cairn is ending), `sig` itself otherwise.
+pub fn forwarded(sig: libc::c_int) -> libc::c_int {
+    if sig == libc::SIGHUP {
+        libc::SIGTERM
+    } else {
+        sig
     }
 }
 

@@ -210,7 +210,7 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
         tokio::select! {
             s = child.wait() => break End::Exited(s),
             r = lease.lost() => break End::Lost(r),
-            sig = signals.recv() => child.signal(sig),
+            sig = signals.recv() => child.signal(child::forwarded(sig)),
             _ = tick.tick() => {
                 let left = lease.deadline().saturating_duration_since(tokio::time::Instant::now());
                 child.arm(left, grace);
@@ -281,8 +281,46 @@ async fn dismiss(guard: std::io::Result<child::Guard>) {
     }
 }
 
-/// `cairn lock hold`: acquire, print the fencing token, renew until SIGINT or SIGTERM, then
-/// release. Exits 76 if the lease is lost meanwhile (or found lost at release).
+/// How often `lock hold` looks whether whoever asked for the hold is gone.
+const ASKER_POLL: Duration = Duration::from_millis(250);
+
+/// Resolves, saying why, once whoever asked for the hold is gone: the parent process
+/// (`parent`, the one that started cairn) has exited, so cairn was re-parented; or stdout is
+/// a pipe (or socket, or terminal) that nobody can read any more. `coproc cairn lock hold`
+/// in a script that exits is both. Polled: a tokio program cannot use `PR_SET_PDEATHSIG`
+/// (it fires when the parent *thread* exits). A closed stdin is not taken as a sign, as
+/// `cmd &` in a script runs with stdin at end of file from the start.
+async fn asker_gone(parent: libc::pid_t) -> &'static str {
+    let mut tick = tokio::time::interval(ASKER_POLL);
+    loop {
+        tick.tick().await;
+        // SAFETY: getppid never fails.
+        if unsafe { libc::getppid() } != parent {
+            return "the process that started it exited";
+        }
+        if stdout_unread() {
+            return "nobody reads its stdout any more";
+        }
+    }
+}
+
+/// Whether stdout can no longer be read: a pipe whose read end is closed everywhere
+/// (`POLLERR`), a socket whose peer is gone or a terminal that hung up (`POLLHUP`). A file
+/// or `/dev/null` never is.
+fn stdout_unread() -> bool {
+    let mut pfd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting; the descriptor is only looked at.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    r > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// `cairn lock hold`: acquire, print the fencing token, renew until SIGINT, SIGTERM or
+/// SIGHUP, or until whoever asked for the hold is gone ([`asker_gone`]), then release.
+/// Exits 76 if the lease is lost meanwhile (or found lost at release).
 pub async fn hold(
     locks: &Locks,
     name: &str,
@@ -291,6 +329,9 @@ pub async fn hold(
     json: bool,
 ) -> Result<i32> {
     let name = Name::new(name)?;
+    // SAFETY: getppid never fails. Taken first: a parent that exits while cairn waits for
+    // the lock is gone too.
+    let parent = unsafe { libc::getppid() };
     let mut signals = Signals::install()?;
     let lease = match acquire(locks, &name, wait, conflict_code, &mut signals, json).await? {
         Ok(l) => l,
@@ -304,8 +345,8 @@ pub async fn hold(
             return Err(e);
         }
         say!(
-            "cairn: holding lock {name} with fencing token {token} until Ctrl-C or SIGTERM \
-             (renewed every {})",
+            "cairn: holding lock {name} with fencing token {token} until Ctrl-C, SIGTERM or \
+             SIGHUP, or until the process that started it exits (renewed every {})",
             output::duration(locks.options().renew_interval)
         );
     }
@@ -326,6 +367,7 @@ pub async fn hold(
     };
     tokio::select! {
         _ = signals.recv() => {}
+        why = asker_gone(parent) => say!("cairn: {why}; releasing lock {name}"),
         reason = lease.lost() => {
             say!("cairn: lost lock {name}: {reason}");
             return Ok(finished(Some(reason), false, exit::LEASE_LOST));
