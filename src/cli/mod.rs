@@ -19,6 +19,7 @@ pub mod output;
 mod preflight;
 mod status;
 mod turn;
+mod turn_result;
 
 use clap::Parser;
 

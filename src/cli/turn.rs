@@ -1,6 +1,5 @@
 //! `cairn turn run|ls|show|configure`.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::output::say;
 use super::child::{self, Signals};
+use super::turn_result::ResultFile;
 use super::{exit, output};
 use crate::turn::{Claim, Finished, JobResult, TurnManifest, TurnOptions, Turns};
 use crate::{Name, Result};
@@ -31,6 +31,8 @@ pub async fn run(
         return run_loop(turns, node, &name, command).await;
     }
     let mut signals = Signals::install()?;
+    // Made before claiming: a run that cannot give COMMAND its result file claims nothing.
+    let result_file = ResultFile::create(&name).map_err(|e| crate::Error::Config(e.to_string()))?;
     let claim = tokio::select! {
         c = turns.try_claim(&name) => c?,
         sig = signals.recv() => return Ok(128 + sig),
@@ -50,8 +52,7 @@ pub async fn run(
         }
     };
     let number = turn.number();
-    let result_file = result_path(&name, number);
-    let env = job_env(&name, node, number, &result_file);
+    let env = job_env(&name, node, number, result_file.path());
     let mut job = match child::spawn(command, &env, child::Terminal::Share) {
         Ok(c) => c,
         Err(e) => {
@@ -65,7 +66,7 @@ pub async fn run(
     let status = loop {
         tokio::select! {
             s = job.wait() => break s,
-            sig = signals.recv() => job.signal(sig),
+            sig = signals.recv() => job.signal(child::forwarded(sig)),
         }
     };
     job.finish(GRACE).await;
@@ -107,27 +108,15 @@ fn job_env(
     ]
 }
 
-fn result_path(name: &Name, number: u64) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "cairn-turn-{name}-{number}-{}.json",
-        std::process::id()
-    ))
-}
-
-/// The job's verdict from COMMAND's exit code and the JSON it left in the result file.
-fn verdict(code: i32, result_file: &std::path::Path) -> JobResult {
-    let result = match std::fs::read(result_file) {
-        Ok(bytes) => {
-            let _ = std::fs::remove_file(result_file);
-            match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    say!("cairn: ignoring CAIRN_TURN_RESULT: not JSON ({e})");
-                    None
-                }
-            }
+/// The job's verdict from COMMAND's exit code and the JSON it left in the result file
+/// (see [`ResultFile`]; a refused one is said on stderr and not recorded).
+fn verdict(code: i32, result_file: &ResultFile) -> JobResult {
+    let result = match result_file.read() {
+        Ok(v) => v,
+        Err(why) => {
+            say!("cairn: CAIRN_TURN_RESULT refused: {why}");
+            None
         }
-        Err(_) => None,
     };
     if code == 0 {
         Ok(result)
@@ -152,7 +141,7 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
                 let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
                 r.1 = true;
                 match &r.0 {
-                    Some(group) => group.signal(sig),
+                    Some(group) => group.signal(child::forwarded(sig)),
                     None => stop.cancel(),
                 }
             }
@@ -160,10 +149,17 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
     };
     let job = |number: u64| {
         let (stop, running) = (stop.clone(), Arc::clone(&running));
-        let result_file = result_path(name, number);
-        let env = job_env(name, node, number, &result_file);
+        let result_file = ResultFile::create(name);
         async move {
             let set = |group| running.lock().unwrap_or_else(|e| e.into_inner()).0 = group;
+            let result_file = match result_file {
+                Ok(f) => f,
+                Err(e) => {
+                    say!("cairn: turn {name} {number}: {e}");
+                    return Err(e.to_string());
+                }
+            };
+            let env = job_env(name, node, number, result_file.path());
             // The terminal stays cairn's: Ctrl-C must reach it, to stop the loop.
             let outcome = match child::spawn(command, &env, child::Terminal::Keep) {
                 Ok(mut c) => {
