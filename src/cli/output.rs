@@ -307,6 +307,27 @@ mod tests {
     }
 
     #[test]
+    fn stored_text_reaches_the_terminal_escaped_and_invalid_names_marked() {
+        assert_eq!(text("node-1 {\"a\": 1} é"), "node-1 {\"a\": 1} é");
+        assert!(matches!(text("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            text("\u{1b}]52;c;eA==\u{7}\n released\r\t\u{7f}\u{9b}2J\u{202e}"),
+            "\\u{1b}]52;c;eA==\\u{7}\\n released\\r\\t\\u{7f}\\u{9b}2J\\u{202e}"
+        );
+        // Escaping what is escaped already changes nothing.
+        let once = text("a\u{1b}b").into_owned();
+        assert_eq!(text(&once), once);
+        assert_eq!(name("node-1"), "node-1");
+        assert_eq!(name("a\nb"), "\"a\\nb\" (invalid name)");
+        assert_eq!(name("has space"), "\"has space\" (invalid name)");
+        let t = table(&["H"], vec![vec!["x\ny".into()]], &[]);
+        assert_eq!(t, "H\nx\\ny\n");
+        let mut l = Labelled::new(7);
+        l.line("holder:", "a\u{1b}[2Jb");
+        assert_eq!(l.finish(), "holder:a\\u{1b}[2Jb\n");
+    }
+
+    #[test]
     fn times_are_rfc3339_to_the_millisecond() {
         let t = DateTime::<Utc>::from_timestamp(1_800_000_000, 123_456_789).unwrap();
         assert_eq!(time(t), "2027-01-15T08:00:00.123Z");
