@@ -8,11 +8,11 @@
 //!
 //! # Writing
 //!
-//! Everything on stdout goes through [`print`] (or [`json`]), which returns
+//! Everything on stdout goes through [`print()`] (or [`json`]), which returns
 //! [`Error::Output`] when stdout cannot be written (a pipe whose reader exited, a terminal
 //! that hung up) instead of panicking as `println!` does: a command that holds a lock
 //! releases it and ends cleanly. Rust ignores SIGPIPE, so a closed pipe is such an error,
-//! not a signal. Messages for people go to stderr through [`say!`], which never panics
+//! not a signal. Messages for people go to stderr through `say!` ([`stderr_line`]), which never panics
 //! (a stderr nobody reads loses the message, nothing else).
 //!
 //! # Stored text
@@ -67,12 +67,12 @@ pub fn print(text: &str) -> Result<()> {
         .map_err(|source| Error::Output { source })
 }
 
-/// [`print`] of `text` and a line break.
+/// [`print()`] of `text` and a line break.
 pub fn line(text: &str) -> Result<()> {
     print(&format!("{text}\n"))
 }
 
-/// Writes one line to stderr, ignoring a stderr that cannot be written. Use [`say!`].
+/// Writes one line to stderr, ignoring a stderr that cannot be written. Use `say!`.
 pub fn stderr_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{args}");
@@ -96,9 +96,10 @@ fn unsafe_char(c: char) -> bool {
         || ('\u{2066}'..='\u{2069}').contains(&c)
 }
 
-/// `s` fit for a terminal: every character [`unsafe_char`] names written as its Rust
-/// escape (`\n`, `\t`, `\u{1b}`, `\u{9b}`), everything else as it is. One line, and no
-/// escape sequence can reach the terminal. The one escaping function of text output.
+/// `s` fit for a terminal: every control character (C0, DEL, C1) and every character
+/// that moves or reorders text written as its Rust escape (`\n`, `\t`, `\u{1b}`,
+/// `\u{9b}`), everything else as it is. One line, and no escape sequence can reach the
+/// terminal. The one escaping function of text output.
 pub fn text(s: &str) -> Cow<'_, str> {
     if !s.chars().any(unsafe_char) {
         return Cow::Borrowed(s);

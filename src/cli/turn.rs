@@ -359,7 +359,7 @@ fn print_turn(t: &TurnManifest, json: bool) -> Result<()> {
     let mut out = output::Labelled::new(13);
     out.line("name:", output::name(&t.name));
     out.line("number:", r.turn);
-    out.line("state:", &t.state);
+    out.line("state:", t.state);
     out.line("holder:", output::name(&r.holder));
     out.line("started at:", output::time(r.started_at));
     if let Some(f) = r.finished_at {
