@@ -507,6 +507,20 @@ fn a_planted_holder_name_reaches_the_terminal_escaped_and_marked() {
             "{args:?}: not marked: {shown:?}"
         );
     }
+    // Messages on stderr quote the holder too (a busy lock).
+    let busy = env
+        .run("other", &["lock", "run", "evil", "-n", "--", "true"])
+        .exits(75);
+    let err = busy.stderr();
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{9b}'),
+        "{err:?}"
+    );
+    assert!(err.contains("(invalid name)"), "{err:?}");
+    assert!(
+        !err.lines().any(|l| l.trim_start().starts_with("released")),
+        "a forged line in {err:?}"
+    );
     // JSON keeps the value as stored (escaped by JSON itself).
     let shown = env.run("viewer", &["--json", "lock", "show", "evil"]).ok();
     assert_eq!(shown.json()["holder"], EVIL);

@@ -237,7 +237,10 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
                 let reason = lease.loss_reason().unwrap_or(LossReason::Unavailable {
                     error: "the lease's give-up time passed before the command ended".into(),
                 });
-                say!("cairn: lost lock {name}: {reason}; the command was stopped");
+                say!(
+                    "cairn: lost lock {name}: {}; the command was stopped",
+                    output::text(&reason.to_string())
+                );
                 child.reap_guard().await;
                 return Ok(finished(code, Some(reason), false, exit::LEASE_LOST));
             }
@@ -251,8 +254,9 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
                 // lease does, whatever the command's own status.
                 Err(crate::Error::LeaseLost { lock, reason }) => {
                     say!(
-                        "cairn: lock {lock} was lost ({reason}); the command's work may have \
-                         overlapped another holder's"
+                        "cairn: lock {lock} was lost ({}); the command's work may have \
+                         overlapped another holder's",
+                        output::text(&reason.to_string())
                     );
                     Ok(finished(code, Some(reason), false, exit::LEASE_LOST))
                 }
@@ -263,7 +267,10 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
             }
         }
         End::Lost(reason) => {
-            say!("cairn: lost lock {name}: {reason}; stopping the command");
+            say!(
+                "cairn: lost lock {name}: {}; stopping the command",
+                output::text(&reason.to_string())
+            );
             child.stop(grace).await;
             child.reap_guard().await;
             let code = child
@@ -369,7 +376,7 @@ pub async fn hold(
         _ = signals.recv() => {}
         why = asker_gone(parent) => say!("cairn: {why}; releasing lock {name}"),
         reason = lease.lost() => {
-            say!("cairn: lost lock {name}: {reason}");
+            say!("cairn: lost lock {name}: {}", output::text(&reason.to_string()));
             return Ok(finished(Some(reason), false, exit::LEASE_LOST));
         }
     }
@@ -381,7 +388,10 @@ pub async fn hold(
             Ok(finished(None, true, exit::OK))
         }
         Err(crate::Error::LeaseLost { lock, reason }) => {
-            say!("cairn: lock {lock} was lost before its release: {reason}");
+            say!(
+                "cairn: lock {lock} was lost before its release: {}",
+                output::text(&reason.to_string())
+            );
             Ok(finished(Some(reason), false, exit::LEASE_LOST))
         }
         Err(e) => Err(e),

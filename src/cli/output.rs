@@ -72,10 +72,15 @@ pub fn line(text: &str) -> Result<()> {
     print(&format!("{text}\n"))
 }
 
-/// Writes one line to stderr, ignoring a stderr that cannot be written. Use `say!`.
+/// Writes one line to stderr, ignoring a stderr that cannot be written. Use `say!`. A
+/// message may quote stored text (a holder in a loss reason, an error from the store): it
+/// is [`text`]-escaped, each of its own lines apart, so that no escape sequence reaches the
+/// terminal; messages that quote a stored name escape its line breaks too ([`name`]).
 pub fn stderr_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{args}");
+    let message = args.to_string();
+    let escaped: Vec<Cow<'_, str>> = message.split('\n').map(text).collect();
+    let _ = writeln!(std::io::stderr().lock(), "{}", escaped.join("\n"));
 }
 
 /// `eprintln!` that never panics: a line for people on stderr, lost if stderr is closed.
