@@ -246,6 +246,16 @@ pub enum Error {
         /// What was refused.
         refused: &'static str,
     },
+
+    /// The command line could not write its output (stdout closed: a pipe whose reader
+    /// exited, a terminal that hung up). The command's work is done or undone as its docs
+    /// say (a held lock is released); nothing more is printed.
+    #[error("cannot write to stdout: {source}")]
+    Output {
+        /// The write's error (`EPIPE`, `EIO`, …).
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -285,6 +295,7 @@ impl Error {
             Error::Timeout(_) => "wait-timeout",
             Error::Encode { .. } => "encode",
             Error::ClockOffset { .. } => "clock-offset",
+            Error::Output { .. } => "output",
         }
     }
 

@@ -255,9 +255,10 @@ pub enum TurnCommand {
     /// Run COMMAND if this invocation wins turn NAME: once --every has passed since the last
     /// turn started (give or take --jitter) and no other node claimed it first. COMMAND sees
     /// CAIRN_TURN (the turn number), CAIRN_TURN_NAME, CAIRN_NODE and CAIRN_TURN_RESULT (a
-    /// file path: JSON written there is recorded as the turn's result). Exits with
-    /// COMMAND's status; when not due or another node won, prints when the next turn is due
-    /// and exits 0 without running anything.
+    /// file path in a private directory made for this run: JSON written there, up to 64 KiB,
+    /// is recorded as the turn's result). Exits with COMMAND's status, also when its outcome
+    /// could not be recorded (said on stderr); when not due or another node won, prints when
+    /// the next turn is due and exits 0 without running anything.
     ///
     /// COMMAND runs in its own process group, and every signal cairn sends goes to the whole
     /// group. What COMMAND leaves running when it exits gets SIGTERM (SIGKILL 10 s later)
@@ -279,7 +280,7 @@ pub enum TurnCommand {
         #[arg(long, value_parser = duration::jitter)]
         jitter: Option<Duration>,
         /// Keep running: sleep until each next due time (no polling in between) and run
-        /// COMMAND whenever this node wins, until stopped with Ctrl-C or SIGTERM.
+        /// COMMAND whenever this node wins, until stopped with Ctrl-C, SIGTERM or SIGHUP.
         #[arg(long = "loop")]
         keep_running: bool,
         /// The command and its arguments, after `--`.
@@ -496,13 +497,15 @@ pub enum LockCommand {
         #[arg(last = true, required_unless_present = "shell_command", num_args = 1..)]
         command: Vec<String>,
     },
-    /// Hold lock NAME, renewing it, until Ctrl-C or SIGTERM; print its fencing token.
+    /// Hold lock NAME, renewing it, until Ctrl-C, SIGTERM or SIGHUP; print its fencing token.
     ///
     /// For work done by hand, or by a script that reads the fencing token. Prints the
     /// fencing token alone on a line of stdout once the lock is held (with --json: the
-    /// acquisition, then the outcome, as JSON lines); releases the lock on Ctrl-C or SIGTERM
-    /// and exits 0. Exits 76 if the lease is lost meanwhile (taken over, broken, renewals
-    /// failed).
+    /// acquisition, then the outcome, as JSON lines); releases the lock on Ctrl-C, SIGTERM or
+    /// SIGHUP and exits 0. Also releases and exits 0 once whoever asked for the hold is gone:
+    /// the process that started it exited, or its stdout is a pipe nobody reads any more
+    /// (stdin is not watched). Exits 76 if the lease is lost meanwhile (taken over, broken,
+    /// renewals failed).
     #[command(after_help = help::lock_hold())]
     Hold {
         /// The lock, and how to wait for it.

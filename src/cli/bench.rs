@@ -3,6 +3,7 @@
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::output::say;
 use super::args::{BenchArgs, StrategyArg};
 use super::exit;
 use crate::bench::membership::{HeartbeatProcess, MembershipOptions};
@@ -73,16 +74,16 @@ fn print_report<R: serde::Serialize>(
         Ok(r) => r,
         Err(bench::BenchError::Cairn(e)) => return Err(e),
         Err(e) => {
-            eprintln!("cairn: {e}");
+            say!("cairn: {e}");
             return Ok(exit::FAILURE);
         }
     };
     if json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|source| Error::Encode { what, source })?;
-        println!("{text}");
+        super::output::line(&text)?;
     } else {
-        print!("{}", table(&report));
+        super::output::print(&table(&report))?;
     }
     Ok(exit::OK)
 }
@@ -96,7 +97,7 @@ async fn membership(
     json: bool,
 ) -> Result<i32> {
     if a.latency_min > a.latency_max {
-        eprintln!("cairn: --latency-min must not exceed --latency-max");
+        say!("cairn: --latency-min must not exceed --latency-max");
         return Ok(exit::USAGE);
     }
     let process = match (opened.kind, std::env::current_exe()) {

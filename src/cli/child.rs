@@ -70,6 +70,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 
+use super::output::say;
 use super::exit;
 
 /// The hidden first argument that makes `cairn` run as a guard (see the module docs).
@@ -411,7 +412,7 @@ impl Child {
             return;
         }
         if !self.group.terminated.load(Ordering::Acquire) {
-            eprintln!(
+            say!(
                 "cairn: COMMAND exited and left processes running in its group; sending them \
              SIGTERM (SIGKILL after {grace:?})"
             );
@@ -436,7 +437,7 @@ impl Child {
         }
         self.signal(libc::SIGKILL);
         if !self.wait_gone(KILL_WAIT).await {
-            eprintln!(
+            say!(
                 "cairn: COMMAND's process group {} is still there {KILL_WAIT:?} after SIGKILL",
                 self.group.pgid
             );
@@ -703,7 +704,7 @@ fn guard() -> i32 {
             let p = pgid.unwrap_or_default();
             match (terminated_at, deadline) {
                 (None, Some((_, grace))) => {
-                    eprintln!("cairn: the lease was not renewed by its give-up time (the store unreachable, or cairn paused); stopping COMMAND's process group {p}");
+                    say!("cairn: the lease was not renewed by its give-up time (the store unreachable, or cairn paused); stopping COMMAND's process group {p}");
                     signal_group(p, libc::SIGTERM);
                     terminated_at = Some((std::time::Instant::now(), grace));
                 }
@@ -751,16 +752,19 @@ fn guard() -> i32 {
     }
     if let (false, Some(p)) = (done, pgid) {
         signal_group(p, libc::SIGKILL);
-        eprintln!("cairn: the cairn running COMMAND died; killed COMMAND's process group {p}");
+        say!("cairn: the cairn running COMMAND died; killed COMMAND's process group {p}");
     }
     exit::OK
 }
 
-/// SIGINT and SIGTERM, to forward to COMMAND or to stop on.
+/// SIGINT, SIGTERM and SIGHUP, to forward to COMMAND or to stop on. SIGHUP (the terminal
+/// or ssh session closed) ends cairn as SIGTERM does: a held lock is released, and COMMAND's
+/// group gets SIGTERM ([`forwarded`]), never a death that strands the lock.
 #[derive(Debug)]
 pub struct Signals {
     int: Signal,
     term: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -772,15 +776,27 @@ impl Signals {
         Ok(Self {
             int: signal(SignalKind::interrupt()).map_err(err)?,
             term: signal(SignalKind::terminate()).map_err(err)?,
+            hup: signal(SignalKind::hangup()).map_err(err)?,
         })
     }
 
-    /// The next SIGINT or SIGTERM received. Cancel-safe.
+    /// The next SIGINT, SIGTERM or SIGHUP received. Cancel-safe.
     pub async fn recv(&mut self) -> libc::c_int {
         tokio::select! {
             _ = self.int.recv() => libc::SIGINT,
             _ = self.term.recv() => libc::SIGTERM,
+            _ = self.hup.recv() => libc::SIGHUP,
         }
+    }
+}
+
+/// The signal COMMAND's group gets for `sig` received by cairn: SIGTERM for SIGHUP (many
+/// programs take SIGHUP as "reload", and cairn is ending), `sig` itself otherwise.
+pub fn forwarded(sig: libc::c_int) -> libc::c_int {
+    if sig == libc::SIGHUP {
+        libc::SIGTERM
+    } else {
+        sig
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::output::say;
 use super::child::Signals;
 use super::{exit, output};
 use crate::clock::next_number;
@@ -46,34 +47,28 @@ fn state(m: &StreamManifest) -> &'static str {
     }
 }
 
-/// One stream as labelled lines.
-fn print_stream_to(out: &mut impl std::io::Write, m: &StreamManifest) {
-    let mut line = |label: &str, value: &dyn std::fmt::Display| {
-        let _ = writeln!(out, "{label:<13}{value}");
-    };
-    line("name:", &m.name);
-    line("state:", &state(m));
-    line("version:", &m.version);
-    line("incarnation:", &m.record.incarnation);
-    line("metadata:", &m.record.metadata);
-    line("created by:", &m.record.created_by);
-    line("created at:", &output::time(m.record.created_at));
-    line("updated by:", &m.updated_by);
-    line("updated at:", &output::time(m.updated_at));
-}
-
-fn print_stream(m: &StreamManifest) {
-    print_stream_to(&mut std::io::stdout().lock(), m);
+/// One stream as labelled lines, stored strings escaped (see [`output::text`]).
+fn stream_text(m: &StreamManifest) -> String {
+    let mut out = output::Labelled::new(13);
+    out.line("name:", output::name(&m.name));
+    out.line("state:", state(m));
+    out.line("version:", m.version);
+    out.line("incarnation:", m.record.incarnation);
+    out.line("metadata:", &m.record.metadata);
+    out.line("created by:", output::name(&m.record.created_by));
+    out.line("created at:", output::time(m.record.created_at));
+    out.line("updated by:", output::name(&m.updated_by));
+    out.line("updated at:", output::time(m.updated_at));
+    out.finish()
 }
 
 /// Prints what a stream verb did: `{"outcome", "stream"}` with --json, else a word and the
 /// stream.
-fn print_outcome(outcome: &str, m: &StreamManifest, json: bool) {
+fn print_outcome(outcome: &str, m: &StreamManifest, json: bool) -> Result<()> {
     if json {
-        output::json(&StreamOutcome { outcome, stream: m });
+        output::json(&StreamOutcome { outcome, stream: m })
     } else {
-        println!("{outcome}");
-        print_stream(m);
+        output::print(&format!("{outcome}\n{}", stream_text(m)))
     }
 }
 
@@ -95,10 +90,10 @@ pub async fn stream_create(
         Create::Conflict(_) => ("conflict", exit::STREAM_CONFLICT),
     };
     if code == exit::STREAM_CONFLICT && !json {
-        eprintln!("cairn: stream {name} exists with different metadata; stored manifest:");
-        print_stream(outcome.manifest());
+        say!("cairn: stream {name} exists with different metadata; stored manifest:");
+        output::print(&stream_text(outcome.manifest()))?;
     } else {
-        print_outcome(word, outcome.manifest(), json);
+        print_outcome(word, outcome.manifest(), json)?;
     }
     Ok(code)
 }
@@ -121,11 +116,11 @@ pub async fn stream_ls(s: &crate::stream::StreamView, json: bool) -> Result<Stri
         &[2, 3],
         |m| {
             vec![
-                m.name.clone(),
+                output::name(&m.name).into_owned(),
                 state(m).into(),
                 m.version.to_string(),
                 m.record.incarnation.to_string(),
-                m.updated_by.clone(),
+                output::name(&m.updated_by).into_owned(),
                 output::time(m.updated_at),
                 m.record.metadata.to_string(),
             ]
@@ -138,14 +133,14 @@ pub async fn stream_show(s: &Streams, name: &str, json: bool) -> Result<i32> {
     match s.get(&Name::new(name)?).await? {
         Some(m) => {
             if json {
-                output::json(&m);
+                output::json(&m)?;
             } else {
-                print_stream(&m);
+                output::print(&stream_text(&m))?;
             }
             Ok(exit::OK)
         }
         None => {
-            eprintln!("cairn: no stream named {name}");
+            say!("cairn: no stream named {name}");
             Ok(exit::NOT_FOUND)
         }
     }
@@ -168,11 +163,11 @@ pub async fn stream_delete(s: &Streams, name: &str, json: bool) -> Result<i32> {
 fn found(outcome: &str, m: Option<StreamManifest>, json: bool, name: &str) -> Result<i32> {
     match m {
         Some(m) => {
-            print_outcome(outcome, &m, json);
+            print_outcome(outcome, &m, json)?;
             Ok(exit::OK)
         }
         None => {
-            eprintln!("cairn: no active stream named {name}");
+            say!("cairn: no active stream named {name}");
             Ok(exit::NOT_FOUND)
         }
     }
@@ -208,12 +203,15 @@ pub async fn stream_watch(s: &Streams, interval: Duration, once: bool, json: boo
             };
             let m = e.manifest();
             if json {
-                output::json(&StreamChange { event, stream: m });
+                output::json(&StreamChange { event, stream: m })?;
             } else {
-                println!(
+                output::line(&output::text(&format!(
                     "{event:<8}  {}  version {}  incarnation {}  metadata {}",
-                    m.name, m.version, m.record.incarnation, m.record.metadata
-                );
+                    output::name(&m.name),
+                    m.version,
+                    m.record.incarnation,
+                    m.record.metadata
+                )))?;
             }
         }
         first = false;
@@ -241,12 +239,14 @@ pub async fn record_put(
         .put_if_newer(&Name::new(namespace)?, &Name::new(key)?, version, value)
         .await?;
     if json {
-        output::json(&outcome);
+        output::json(&outcome)?;
     } else {
         match outcome {
-            crate::record::Put::Applied { version } => println!("applied at version {version}"),
+            crate::record::Put::Applied { version } => {
+                output::line(&format!("applied at version {version}"))?
+            }
             crate::record::Put::Stale { stored_version } => {
-                println!("stale: version {stored_version} is stored")
+                output::line(&format!("stale: version {stored_version} is stored"))?
             }
         }
     }
@@ -257,7 +257,7 @@ pub async fn record_put(
 pub async fn record_get(r: &Records, namespace: &str, key: &str, json: bool) -> Result<i32> {
     match r.get_any(&Name::new(namespace)?, &Name::new(key)?).await? {
         Some(rec) if rec.deleted => {
-            eprintln!(
+            say!(
                 "cairn: record {namespace}/{key} was deleted (its tombstone keeps version {})",
                 rec.version
             );
@@ -265,14 +265,17 @@ pub async fn record_get(r: &Records, namespace: &str, key: &str, json: bool) -> 
         }
         Some(rec) => {
             if json {
-                output::json(&rec);
+                output::json(&rec)?;
             } else {
-                println!("version {}  value {}", rec.version, rec.value);
+                output::line(&output::text(&format!(
+                    "version {}  value {}",
+                    rec.version, rec.value
+                )))?;
             }
             Ok(exit::OK)
         }
         None => {
-            eprintln!("cairn: no record {namespace}/{key}");
+            say!("cairn: no record {namespace}/{key}");
             Ok(exit::NOT_FOUND)
         }
     }
@@ -283,9 +286,9 @@ pub async fn log_append(l: &EventLog, topic: &str, event: &str, json: bool) -> R
     let event = json_arg("the event", event)?;
     let seq = l.append(&Name::new(topic)?, event).await?;
     if json {
-        output::json(&serde_json::json!({ "topic": topic, "sequence": seq }));
+        output::json(&serde_json::json!({ "topic": topic, "sequence": seq }))?;
     } else {
-        println!("{seq}");
+        output::line(&seq.to_string())?;
     }
     Ok(exit::OK)
 }
@@ -314,10 +317,10 @@ pub async fn log_tail(
     let topic = Name::new(topic)?;
     let empty = || {
         if follow {
-            eprintln!("cairn: log topic {topic} has no entries yet; waiting for the first");
+            say!("cairn: log topic {topic} has no entries yet; waiting for the first");
             Ok(())
         } else {
-            eprintln!("cairn: log topic {topic} has no entries (nothing was ever appended to it)");
+            say!("cairn: log topic {topic} has no entries (nothing was ever appended to it)");
             Err(exit::NOT_FOUND)
         }
     };
@@ -356,15 +359,15 @@ pub async fn log_tail(
         checked = true;
         for e in &entries {
             if json {
-                output::json(e);
+                output::json(e)?;
             } else {
-                println!(
+                output::line(&output::text(&format!(
                     "{:>6}  {}  {}  {}",
                     e.sequence,
                     output::time(e.appended_at),
-                    e.appended_by,
+                    output::name(&e.appended_by),
                     e.event
-                );
+                )))?;
             }
         }
         if !follow {

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::output::say;
 use crate::error::{Error, Result};
 
 /// The directory name a store has.
@@ -73,7 +74,7 @@ pub fn default_store(may_create: bool) -> Result<String> {
         Found::Nothing(_) => {
             let dir = cwd.join(DIR);
             match std::fs::create_dir(&dir) {
-                Ok(()) => eprintln!("cairn: created cairn store at {}", dir.display()),
+                Ok(()) => say!("cairn: created cairn store at {}", dir.display()),
                 // Another command created it meanwhile: it said so.
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
                 Err(e) => {

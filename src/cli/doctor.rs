@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::output;
 use crate::store::probe::Capabilities;
 use crate::{CairnBuilder, Result, Strategy};
 
@@ -56,45 +57,42 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             capabilities: caps,
             clock,
         };
-        super::output::json(&r);
-        return Ok(());
+        return output::json(&r);
     }
-    println!("store:      {url}");
+    // Built whole, then escaped line by line: the protocol record and the store's answers
+    // are stored or remote text.
+    let mut lines = vec![format!("store:      {url}")];
     for c in &caps.checks {
         let mark = if c.passed { "ok  " } else { "no  " };
-        println!("  {mark} {:<32} {}", c.name, c.detail);
+        lines.push(format!("  {mark} {:<32} {}", c.name, c.detail));
     }
-    match p {
-        Some(p) => println!(
+    lines.push(match p {
+        Some(p) => format!(
             "strategy:   {} (this prefix's protocol, recorded by {} at {})",
             cairn.strategy(),
-            p.created_by,
-            super::output::time(p.created_at)
+            output::name(&p.created_by),
+            output::time(p.created_at)
         ),
-        None => println!(
+        None => format!(
             "strategy:   {} (no protocol recorded yet: the first coordinating command records it)",
             cairn.strategy()
         ),
-    }
+    });
     if !cairn.strategy().supported_by(caps) {
-        println!("warning:    this store no longer supports the recorded protocol");
+        lines.push("warning:    this store no longer supports the recorded protocol".into());
     }
     let probed = Strategy::for_capabilities(caps);
     if probed == cairn.strategy() {
-        println!("because:    {}", caps.reason());
+        lines.push(format!("because:    {}", caps.reason()));
     } else {
-        println!("probe:      {} ({probed} for a new prefix)", caps.reason());
+        lines.push(format!("probe:      {} ({probed} for a new prefix)", caps.reason()));
     }
-    println!(
+    lines.push(format!(
         "round trip: {:.1} ms (median of the probe's requests)",
         caps.round_trip.as_secs_f64() * 1e3
-    );
-    let verdict = if clock.within_bound {
-        "within".to_string()
-    } else {
-        "BEYOND".to_string()
-    };
-    println!(
+    ));
+    let verdict = if clock.within_bound { "within" } else { "BEYOND" };
+    lines.push(format!(
         "clock:      {offset}: {verdict} the {} s bound{}",
         time.max_offset().as_secs_f64(),
         if clock.within_bound {
@@ -103,6 +101,10 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             " (this node takes over no lease by expiry, claims no turn and ages no node until \
              its clock is corrected)"
         }
-    );
-    Ok(())
+    ));
+    let text: String = lines
+        .iter()
+        .map(|l| format!("{}\n", output::text(l)))
+        .collect();
+    output::print(&text)
 }

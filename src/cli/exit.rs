@@ -1,9 +1,11 @@
 //! Exit codes, with their meanings. Listed in `--help` and in the README.
 
-/// Success.
+/// Success. `lock run` and `turn run` pass COMMAND's own status through instead, `turn
+/// run` also when COMMAND ran but its outcome could not be recorded (the store went away
+/// meanwhile: said on stderr), so that cron tells a failed job from an outage.
 pub const OK: i32 = 0;
 /// A failure cairn cannot classify further (store unreachable or unavailable, no answer
-/// within `--timeout`, bad data, …).
+/// within `--timeout`, bad data, stdout closed, …).
 pub const FAILURE: i32 = 1;
 /// Bad command-line usage or configuration (clap's own code for usage errors): also no
 /// cairn store here, no such bucket, no credentials, access denied.
@@ -32,9 +34,11 @@ pub const INTERRUPTED: i32 = 130;
 /// The exit-code table shown under `--help`.
 pub const HELP: &str = "\
 Exit codes:
-  0    success (lock run, turn run: COMMAND's own status is passed through;
-       turn run: also when the turn was not due or another node won it)
-  1    failure (store unreachable or unavailable, corrupt data, ...)
+  0    success (lock run, turn run: COMMAND's own status is passed through,
+       turn run: also when its outcome could not be recorded; turn run: also
+       when the turn was not due or another node won it)
+  1    failure (store unreachable or unavailable, corrupt data, stdout
+       closed, ...)
   2    usage or configuration error (also: no cairn store here, no such
        bucket, no credentials, access denied; --strategy disagrees with the
        prefix's protocol record, --every/--jitter with the turn's)

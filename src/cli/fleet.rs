@@ -2,7 +2,7 @@
 //! view, or one line per event when stdout is not a terminal or with `--json`), then prints
 //! each invariant and whether it held. Exit 0 only with zero violations.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,20 +104,20 @@ pub async fn run(
         }
     } else {
         if !json {
-            println!("{header}");
+            super::output::line(&header)?;
         }
         lines(&history, task, json).await?
     };
     if json {
-        super::output::json(&serde_json::json!({ "report": report }));
+        super::output::json(&serde_json::json!({ "report": report }))?;
     } else {
-        print!("{}", summary(&report, &header));
+        super::output::print(&summary(&report, &header))?;
         if let Some(d) = proc_dir {
-            println!(
+            super::output::line(&format!(
                 "the cairn processes' work lines: {}; their stderr: {}",
                 d.join("work.log").display(),
                 d.join("cairn.log").display()
-            );
+            ))?;
         }
     }
     Ok(if report.violations == 0 {
@@ -183,15 +183,19 @@ async fn lines(
         };
         let new = history.since(shown);
         shown += new.len();
-        let mut out = std::io::stdout().lock();
+        let mut out = String::new();
         for e in &new {
             if json {
-                let _ = writeln!(out, "{}", super::output::json_line(e));
+                out.push_str(&super::output::json_line(e));
+                out.push('\n');
             } else if worth_a_line(e) {
-                let _ = writeln!(out, "{}", line(e));
+                out.push_str(&line(e));
+                out.push('\n');
             }
         }
-        let _ = out.flush();
+        if !out.is_empty() {
+            super::output::print(&out)?;
+        }
         if let Some(r) = done {
             return r.map_err(|e| crate::Error::Config(format!("the fleet task failed: {e}")))?;
         }

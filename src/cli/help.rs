@@ -1,6 +1,7 @@
 //! The examples and exit codes shown under each command's `--help` (clap's `after_help`).
 //! Exit codes are named from [`super::exit`], so a changed code changes every page.
 
+use super::output::say;
 use super::exit::{
     CANNOT_RUN, DUPLICATE_NODE, FAILURE, INTERRUPTED, LEASE_LOST, LOCK_BUSY, NOT_FOUND, OK,
     STORE_REFUSED, STREAM_CONFLICT, USAGE,
@@ -151,14 +152,14 @@ pub fn lock_run() -> String {
 pub fn lock_hold() -> String {
     page(
         &[
-            ("hold a lock while doing maintenance by hand; Ctrl-C releases it", "cairn lock hold schema-migration"),
+            ("hold a lock while doing maintenance by hand; Ctrl-C (or closing the terminal) releases it", "cairn lock hold schema-migration"),
             (
                 "in a script: take the lock, read its fencing token, release with SIGTERM",
                 "coproc cairn lock hold deploy -w 1m; read -r token <&\"${COPROC[0]}\"; ...; kill $COPROC_PID",
             ),
         ],
         &[
-            (OK, "held, then released on Ctrl-C or SIGTERM"),
+            (OK, "held, then released on Ctrl-C, SIGTERM or SIGHUP, or once the process that started it exited or nobody reads its stdout"),
             (LOCK_BUSY, "the lock is held by another node and --wait ran out (or -E CODE)"),
             (LEASE_LOST, "the lease was lost while held (taken over, broken, renewals failed)"),
             (INTERRUPTED, "interrupted before the lock was acquired (128+N for signal N)"),
@@ -387,7 +388,7 @@ pub fn turn_run() -> String {
             ("one long-running process per node", "cairn turn run expiry --loop -- ./expire.sh"),
         ],
         &[
-            (OK, "COMMAND's own status is passed through; also 0 when the turn was not due or another node won it"),
+            (OK, "COMMAND's own status is passed through (also when its outcome could not be recorded: said on stderr); also 0 when the turn was not due or another node won it"),
             (USAGE, "usage error, or --every/--jitter disagree with the turn's"),
             (CANNOT_RUN, "COMMAND could not be started"),
             (INTERRUPTED, "interrupted before COMMAND started (128+N for signal N)"),
@@ -600,7 +601,7 @@ pub fn log_tail() -> String {
 pub fn print_with_tip(e: &clap::Error, tip: &str) {
     let text = e.render().to_string();
     let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
-    eprintln!("{first}\n\n  tip: {tip}\n{rest}");
+    say!("{first}\n\n  tip: {tip}\n{rest}");
 }
 
 /// Options of `lock run`, `turn run` and the global ones that take a value as the next

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::output::say;
 use super::child::{self, Signals};
 use super::{exit, output};
 use crate::lease::{Acquired, Break, FencingToken, Lease, LockInfo, LockState, Locks, LossReason};
@@ -61,10 +62,15 @@ async fn acquire(
     match acquired {
         Acquired::Acquired(l) => {
             if json {
-                output::json(&LockEvent {
+                let said = output::json(&LockEvent {
                     event: "acquired",
                     lock: &l.info(),
                 });
+                if let Err(e) = said {
+                    // Nobody reads what happens next: give the lock back, start nothing.
+                    release_unread(name, l).await;
+                    return Err(e);
+                }
             }
             Ok(Ok(l))
         }
@@ -73,16 +79,32 @@ async fn acquire(
                 output::json(&LockEvent {
                     event: "busy",
                     lock: &b.lock,
-                });
+                })?;
             }
-            eprintln!(
+            say!(
                 "cairn: lock {name} is held by {} (fencing token {}, expires {})",
-                b.holder,
+                output::name(&b.holder),
                 b.fencing_token,
                 output::time(b.expires_at)
             );
             Ok(Err(conflict_code))
         }
+    }
+}
+
+/// Releases a lease just acquired whose acquisition could not be reported (stdout closed).
+async fn release_unread(name: &Name, lease: Lease) {
+    match lease.release().await {
+        Ok(()) => say!("cairn: stdout is closed; released lock {name} without running anything"),
+        Err(e) => say!("cairn: stdout is closed; releasing lock {name} failed ({e})"),
+    }
+}
+
+/// The last line of `lock run --json` / `lock hold --json`, printed if stdout is still
+/// open: the outcome it reports stands either way (COMMAND's status is passed through).
+fn print_finished(f: &Finished<'_>) {
+    if let Err(e) = output::json(f) {
+        say!("cairn: {e}");
     }
 }
 
@@ -131,7 +153,7 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
     let token = lease.fencing_token();
     let finished = |exit_code: i32, loss: Option<LossReason>, released: bool, code: i32| {
         if json {
-            output::json(&Finished {
+            print_finished(&Finished {
                 event: "finished",
                 name: &name,
                 fencing_token: token,
@@ -164,7 +186,7 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("cairn: cannot run {:?}: {e}", command[0]);
+            say!("cairn: cannot run {:?}: {e}", command[0]);
             return match lease.release().await {
                 Ok(()) => Ok(finished(exit::CANNOT_RUN, None, true, exit::CANNOT_RUN)),
                 Err(crate::Error::LeaseLost { reason, .. }) => Ok(finished(
@@ -188,7 +210,7 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
         tokio::select! {
             s = child.wait() => break End::Exited(s),
             r = lease.lost() => break End::Lost(r),
-            sig = signals.recv() => child.signal(sig),
+            sig = signals.recv() => child.signal(child::forwarded(sig)),
             _ = tick.tick() => {
                 let left = lease.deadline().saturating_duration_since(tokio::time::Instant::now());
                 child.arm(left, grace);
@@ -204,7 +226,7 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
             let code = match status {
                 Ok(s) => child::status_code(s),
                 Err(e) => {
-                    eprintln!("cairn: waiting for the command failed: {e}");
+                    say!("cairn: waiting for the command failed: {e}");
                     exit::FAILURE
                 }
             };
@@ -215,7 +237,10 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
                 let reason = lease.loss_reason().unwrap_or(LossReason::Unavailable {
                     error: "the lease's give-up time passed before the command ended".into(),
                 });
-                eprintln!("cairn: lost lock {name}: {reason}; the command was stopped");
+                say!(
+                    "cairn: lost lock {name}: {}; the command was stopped",
+                    output::text(&reason.to_string())
+                );
                 child.reap_guard().await;
                 return Ok(finished(code, Some(reason), false, exit::LEASE_LOST));
             }
@@ -228,20 +253,24 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
                 // The command finished, but not under the lock: say so, and fail as a lost
                 // lease does, whatever the command's own status.
                 Err(crate::Error::LeaseLost { lock, reason }) => {
-                    eprintln!(
-                        "cairn: lock {lock} was lost ({reason}); the command's work may have \
-                         overlapped another holder's"
+                    say!(
+                        "cairn: lock {lock} was lost ({}); the command's work may have \
+                         overlapped another holder's",
+                        output::text(&reason.to_string())
                     );
                     Ok(finished(code, Some(reason), false, exit::LEASE_LOST))
                 }
                 Err(e) => {
-                    eprintln!("cairn: releasing lock {name} failed ({e}); it will expire");
+                    say!("cairn: releasing lock {name} failed ({e}); it will expire");
                     Ok(finished(code, None, false, code))
                 }
             }
         }
         End::Lost(reason) => {
-            eprintln!("cairn: lost lock {name}: {reason}; stopping the command");
+            say!(
+                "cairn: lost lock {name}: {}; stopping the command",
+                output::text(&reason.to_string())
+            );
             child.stop(grace).await;
             child.reap_guard().await;
             let code = child
@@ -259,8 +288,46 @@ async fn dismiss(guard: std::io::Result<child::Guard>) {
     }
 }
 
-/// `cairn lock hold`: acquire, print the fencing token, renew until SIGINT or SIGTERM, then
-/// release. Exits 76 if the lease is lost meanwhile (or found lost at release).
+/// How often `lock hold` looks whether whoever asked for the hold is gone.
+const ASKER_POLL: Duration = Duration::from_millis(250);
+
+/// Resolves, saying why, once whoever asked for the hold is gone: the parent process
+/// (`parent`, the one that started cairn) has exited, so cairn was re-parented; or stdout is
+/// a pipe (or socket, or terminal) that nobody can read any more. `coproc cairn lock hold`
+/// in a script that exits is both. Polled: a tokio program cannot use `PR_SET_PDEATHSIG`
+/// (it fires when the parent *thread* exits). A closed stdin is not taken as a sign, as
+/// `cmd &` in a script runs with stdin at end of file from the start.
+async fn asker_gone(parent: libc::pid_t) -> &'static str {
+    let mut tick = tokio::time::interval(ASKER_POLL);
+    loop {
+        tick.tick().await;
+        // SAFETY: getppid never fails.
+        if unsafe { libc::getppid() } != parent {
+            return "the process that started it exited";
+        }
+        if stdout_unread() {
+            return "nobody reads its stdout any more";
+        }
+    }
+}
+
+/// Whether stdout can no longer be read: a pipe whose read end is closed everywhere
+/// (`POLLERR`), a socket whose peer is gone or a terminal that hung up (`POLLHUP`). A file
+/// or `/dev/null` never is.
+fn stdout_unread() -> bool {
+    let mut pfd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting; the descriptor is only looked at.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    r > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// `cairn lock hold`: acquire, print the fencing token, renew until SIGINT, SIGTERM or
+/// SIGHUP, or until whoever asked for the hold is gone ([`asker_gone`]), then release.
+/// Exits 76 if the lease is lost meanwhile (or found lost at release).
 pub async fn hold(
     locks: &Locks,
     name: &str,
@@ -269,6 +336,9 @@ pub async fn hold(
     json: bool,
 ) -> Result<i32> {
     let name = Name::new(name)?;
+    // SAFETY: getppid never fails. Taken first: a parent that exits while cairn waits for
+    // the lock is gone too.
+    let parent = unsafe { libc::getppid() };
     let mut signals = Signals::install()?;
     let lease = match acquire(locks, &name, wait, conflict_code, &mut signals, json).await? {
         Ok(l) => l,
@@ -277,16 +347,19 @@ pub async fn hold(
     let token = lease.fencing_token();
     if !json {
         // The token alone on stdout, for a script to read; the explanation for people.
-        println!("{token}");
-        eprintln!(
-            "cairn: holding lock {name} with fencing token {token} until Ctrl-C or SIGTERM \
-             (renewed every {})",
+        if let Err(e) = output::line(&token.to_string()) {
+            release_unread(&name, lease).await;
+            return Err(e);
+        }
+        say!(
+            "cairn: holding lock {name} with fencing token {token} until Ctrl-C, SIGTERM or \
+             SIGHUP, or until the process that started it exits (renewed every {})",
             output::duration(locks.options().renew_interval)
         );
     }
     let finished = |loss: Option<LossReason>, released: bool, code: i32| {
         if json {
-            output::json(&Finished {
+            print_finished(&Finished {
                 event: "finished",
                 name: &name,
                 fencing_token: token,
@@ -301,20 +374,24 @@ pub async fn hold(
     };
     tokio::select! {
         _ = signals.recv() => {}
+        why = asker_gone(parent) => say!("cairn: {why}; releasing lock {name}"),
         reason = lease.lost() => {
-            eprintln!("cairn: lost lock {name}: {reason}");
+            say!("cairn: lost lock {name}: {}", output::text(&reason.to_string()));
             return Ok(finished(Some(reason), false, exit::LEASE_LOST));
         }
     }
     match lease.release().await {
         Ok(()) => {
             if !json {
-                eprintln!("cairn: released lock {name} (fencing token {token})");
+                say!("cairn: released lock {name} (fencing token {token})");
             }
             Ok(finished(None, true, exit::OK))
         }
         Err(crate::Error::LeaseLost { lock, reason }) => {
-            eprintln!("cairn: lock {lock} was lost before its release: {reason}");
+            say!(
+                "cairn: lock {lock} was lost before its release: {}",
+                output::text(&reason.to_string())
+            );
             Ok(finished(Some(reason), false, exit::LEASE_LOST))
         }
         Err(e) => Err(e),
@@ -331,9 +408,9 @@ pub async fn ls(locks: &Locks, json: bool) -> Result<String> {
         &[3, 4],
         |l| {
             vec![
-                l.name.clone(),
+                output::name(&l.name).into_owned(),
                 state(l).into(),
-                l.holder.clone(),
+                output::name(&l.holder).into_owned(),
                 l.fencing_token.to_string(),
                 l.version.to_string(),
                 output::time(l.expires_at),
@@ -347,14 +424,14 @@ pub async fn show(locks: &Locks, name: &str, json: bool) -> Result<i32> {
     match locks.show(&Name::new(name)?).await? {
         Some(l) => {
             if json {
-                output::json(&l);
+                output::json(&l)?;
             } else {
-                print_lock(&l);
+                output::print(&lock_text(&l))?;
             }
             Ok(exit::OK)
         }
         None => {
-            eprintln!("cairn: no lock named {name}");
+            say!("cairn: no lock named {name}");
             Ok(exit::NOT_FOUND)
         }
     }
@@ -392,69 +469,74 @@ pub async fn break_lock(
 ) -> Result<i32> {
     let name = Name::new(name)?;
     let token = FencingToken(token);
-    let say = |outcome: &str, l: &LockInfo| {
+    let report = |outcome: &str, l: &LockInfo| {
         if json {
-            output::json(&BreakOutcome { outcome, lock: l });
+            output::json(&BreakOutcome { outcome, lock: l })
         } else {
-            print_lock(l);
+            output::print(&lock_text(l))
         }
     };
     let Some(current) = locks.show(&name).await? else {
-        eprintln!("cairn: no lock named {name}");
+        say!("cairn: no lock named {name}");
         return Ok(exit::NOT_FOUND);
     };
     if current.fencing_token != token {
-        return Ok(other_lease(&name, token, &current, say));
+        return other_lease(&name, token, &current, report);
     }
     if matches!(current.state, LockState::Released | LockState::Broken) {
-        return Ok(not_held(&name, token, &current, say));
+        return not_held(&name, token, &current, report);
     }
     if !force {
         let mut err = std::io::stderr().lock();
-        print_lock_to(&mut err, &current);
         let _ = write!(
             err,
-            "Break lease {token} of lock {name}, held by {}? Its holder stops at its next \
+            "{}Break lease {token} of lock {name}, held by {}? Its holder stops at its next \
              renewal; no other node gets the lock before {}. [y/N] ",
-            current.holder,
+            lock_text(&current),
+            output::name(&current.holder),
             output::time(current.expires_at)
         );
         let _ = err.flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-            eprintln!("cairn: not broken");
+            say!("cairn: not broken");
             if json {
                 output::json(&BreakOutcome {
                     outcome: "declined",
                     lock: &current,
-                });
+                })?;
             }
             return Ok(exit::FAILURE);
         }
     }
     match locks.break_lease(&name, token).await? {
         None => {
-            eprintln!("cairn: no lock named {name}");
+            say!("cairn: no lock named {name}");
             Ok(exit::NOT_FOUND)
         }
         Some(Break::Broken(l)) => {
-            say("broken", &l);
+            report("broken", &l)?;
             Ok(exit::OK)
         }
-        Some(Break::NotHeld(l)) => Ok(not_held(&name, token, &l, say)),
-        Some(Break::OtherLease(l)) => Ok(other_lease(&name, token, &l, say)),
+        Some(Break::NotHeld(l)) => not_held(&name, token, &l, report),
+        Some(Break::OtherLease(l)) => other_lease(&name, token, &l, report),
     }
 }
 
 /// Says that lease `token` of `name` is no longer held: nothing to break.
-fn not_held(name: &Name, token: FencingToken, l: &LockInfo, say: impl Fn(&str, &LockInfo)) -> i32 {
-    eprintln!(
+fn not_held(
+    name: &Name,
+    token: FencingToken,
+    l: &LockInfo,
+    report: impl Fn(&str, &LockInfo) -> Result<()>,
+) -> Result<i32> {
+    say!(
         "cairn: lease {token} of lock {name} is not held ({}): nothing to break",
         state(l)
     );
-    say("not-held", l);
-    exit::OK
+    report("not-held", l)?;
+    Ok(exit::OK)
 }
 
 /// Refuses to break lease `token` of `name` when `current` is another lease.
@@ -462,18 +544,18 @@ fn other_lease(
     name: &Name,
     token: FencingToken,
     current: &LockInfo,
-    say: impl Fn(&str, &LockInfo),
-) -> i32 {
-    eprintln!(
+    report: impl Fn(&str, &LockInfo) -> Result<()>,
+) -> Result<i32> {
+    say!(
         "cairn: refusing to break lock {name}: its current lease has fencing token {} ({} by \
          {}), not {token}; the lease you named is gone. Nothing was broken; check with \
          `cairn lock show {name}` and pass the token it shows",
         current.fencing_token,
         state(current),
-        current.holder
+        output::name(&current.holder)
     );
-    say("other-lease", current);
-    exit::NOT_FOUND
+    report("other-lease", current)?;
+    Ok(exit::NOT_FOUND)
 }
 
 /// The lock's state as a word (`held`, `expired`, `released`, `broken`).
@@ -486,27 +568,23 @@ fn state(l: &LockInfo) -> &'static str {
     }
 }
 
-fn print_lock(l: &LockInfo) {
-    print_lock_to(&mut std::io::stdout().lock(), l);
-}
-
-/// One lock as labelled lines.
-fn print_lock_to(out: &mut impl Write, l: &LockInfo) {
-    let mut line = |label: &str, value: &dyn std::fmt::Display| {
-        let _ = writeln!(out, "{label:<15}{value}");
-    };
-    line("name:", &l.name);
-    line("state:", &state(l));
-    line("holder:", &l.holder);
-    line("fencing token:", &l.fencing_token);
-    line("version:", &l.version);
-    line("acquired at:", &output::time(l.acquired_at));
-    line("renewed at:", &output::time(l.renewed_at));
-    line("expires at:", &output::time(l.expires_at));
+/// One lock as labelled lines, stored strings escaped and names checked (see
+/// [`output::text`]).
+fn lock_text(l: &LockInfo) -> String {
+    let mut out = output::Labelled::new(15);
+    out.line("name:", output::name(&l.name));
+    out.line("state:", state(l));
+    out.line("holder:", output::name(&l.holder));
+    out.line("fencing token:", l.fencing_token);
+    out.line("version:", l.version);
+    out.line("acquired at:", output::time(l.acquired_at));
+    out.line("renewed at:", output::time(l.renewed_at));
+    out.line("expires at:", output::time(l.expires_at));
     if let Some(by) = &l.broken_by {
-        line("broken by:", by);
+        out.line("broken by:", output::name(by));
     }
     if let Some(at) = l.broken_at {
-        line("broken at:", &output::time(at));
+        out.line("broken at:", output::time(at));
     }
+    out.finish()
 }

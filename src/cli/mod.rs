@@ -19,6 +19,7 @@ pub mod output;
 mod preflight;
 mod status;
 mod turn;
+mod turn_result;
 
 use clap::Parser;
 
@@ -31,6 +32,7 @@ use crate::lease::LeaseOptions;
 use crate::manifest::Strategy;
 use crate::store::url;
 use crate::{Cairn, CairnBuilder, Name, Result, StrategyChoice};
+use output::say;
 use args::{
     Cli, Command, Global, LockCommand, LogCommand, NodeCommand, RecordCommand, StrategyArg,
     StreamCommand, TurnCommand,
@@ -101,7 +103,7 @@ fn usage_error(e: clap::Error) -> i32 {
     if json {
         print_json_error("usage", line, exit::USAGE);
     }
-    eprintln!("cairn: {line}");
+    say!("cairn: {line}");
     exit::USAGE
 }
 
@@ -371,22 +373,24 @@ fn strategy(g: &Global) -> StrategyChoice {
 /// Prints an error in one line on stderr (under `--json` also as one JSON object on
 /// stdout) and returns its exit code. The full error, with every source, is logged at
 /// debug level (`CAIRN_LOG=debug`).
+/// The message, which may quote stored data, is escaped ([`output::text`]). An error
+/// writing stdout ([`Error::Output`]) is only said on stderr: stdout is closed.
 fn report(e: &Error, json: bool) -> i32 {
     let code = exit_code(e);
     let message = one_line(&e.to_string());
     tracing::debug!(error = ?e, "command failed");
-    if json {
+    if json && !matches!(e, Error::Output { .. }) {
         print_json_error(e.kind(), &message, code);
     }
-    eprintln!("cairn: {message}");
+    say!("cairn: {}", output::text(&message));
     code
 }
 
-/// `{"error": {"kind": …, "message": …, "exit": …}}` on stdout.
+/// `{"error": {"kind": …, "message": …, "exit": …}}` on stdout (nothing if stdout is
+/// closed: the line on stderr stays).
 fn print_json_error(kind: &str, message: &str, code: i32) {
-    println!(
-        "{}",
-        serde_json::json!({ "error": { "kind": kind, "message": message, "exit": code } })
+    let _ = output::json(
+        &serde_json::json!({ "error": { "kind": kind, "message": message, "exit": code } }),
     );
 }
 

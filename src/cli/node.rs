@@ -1,5 +1,6 @@
 //! `cairn node heartbeat|ls`.
 
+use super::output::say;
 use super::child::Signals;
 use super::{exit, output};
 use crate::member::{HeartbeatEnd, Membership};
@@ -14,11 +15,16 @@ pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
     };
     let joined = hb.last();
     if json {
-        output::json(
+        let said = output::json(
             &serde_json::json!({ "event": "joined", "node": hb.node(), "session": joined.body.session }),
         );
+        if let Err(e) = said {
+            // Nobody reads the events: leave rather than heartbeat unwatched.
+            hb.leave().await?;
+            return Err(e);
+        }
     } else {
-        eprintln!(
+        say!(
             "cairn: node {} joined (session {}); heartbeat every {}",
             hb.node(),
             joined.body.session,
@@ -30,15 +36,15 @@ pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
             let node = hb.node().clone();
             hb.leave().await?;
             if json {
-                output::json(&serde_json::json!({ "event": "left", "node": node }));
+                output::json(&serde_json::json!({ "event": "left", "node": node }))?;
             } else {
-                eprintln!("cairn: node {node} left");
+                say!("cairn: node {node} left");
             }
             Ok(exit::OK)
         }
         end = hb.ended() => {
             match end {
-                HeartbeatEnd::Duplicate { other_session, other_started_at } => eprintln!(
+                HeartbeatEnd::Duplicate { other_session, other_started_at } => say!(
                     "cairn: node id {} is in use by another process (session {other_session}, \
                      started {}); stopped",
                     hb.node(),
@@ -69,7 +75,7 @@ pub async fn ls(members: &crate::member::MemberView, json: bool) -> Result<Strin
         &[2, 3, 4, 5],
         |m| {
             vec![
-                m.node.clone(),
+                output::name(&m.node).into_owned(),
                 format!("{:?}", m.health).to_lowercase(),
                 output::millis(m.age_ms),
                 output::millis(m.timeout_ms),

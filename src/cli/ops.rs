@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::output::say;
 use super::args::GcArgs;
 use super::child::Signals;
 use super::{exit, output};
@@ -43,11 +44,15 @@ pub async fn gc(cairn: &Cairn, a: &GcArgs, json: bool) -> Result<i32> {
     };
     let report = crate::gc::collect(cairn.manifests(), &cairn.event_log(), &options).await?;
     if json {
-        output::json(&report);
+        output::json(&report)?;
     } else {
-        print!("{}", gc_text(&report));
+        output::print(&gc_text(&report))?;
         for s in &report.skipped {
-            eprintln!("cairn: left alone (unreadable): {}: {}", s.key, s.reason);
+            say!(
+                "cairn: left alone (unreadable): {}: {}",
+                output::text(&s.key),
+                output::text(&s.reason)
+            );
         }
     }
     Ok(exit::OK)
@@ -120,11 +125,11 @@ pub async fn node_forget(members: &Membership, node: &str, force: bool, json: bo
         ),
     };
     if json {
-        output::json(&shape);
+        output::json(&shape)?;
     } else if code == exit::OK {
-        println!("{text}");
+        output::line(&text)?;
     } else {
-        eprintln!("cairn: {text}");
+        say!("cairn: {text}");
     }
     Ok(code)
 }
@@ -133,24 +138,28 @@ pub async fn node_forget(members: &Membership, node: &str, force: bool, json: bo
 pub async fn record_delete(r: &Records, namespace: &str, key: &str, json: bool) -> Result<i32> {
     let outcome = r.delete(&Name::new(namespace)?, &Name::new(key)?).await?;
     if json {
-        output::json(&outcome);
+        output::json(&outcome)?;
     }
     Ok(match outcome {
         Deleted::Deleted { version } => {
             if !json {
-                println!("deleted {namespace}/{key} (tombstone keeps version {version})");
+                output::line(&format!(
+                    "deleted {namespace}/{key} (tombstone keeps version {version})"
+                ))?;
             }
             exit::OK
         }
         Deleted::AlreadyDeleted { version } => {
             if !json {
-                println!("{namespace}/{key} was deleted already (at version {version})");
+                output::line(&format!(
+                    "{namespace}/{key} was deleted already (at version {version})"
+                ))?;
             }
             exit::OK
         }
         Deleted::NotFound => {
             if !json {
-                eprintln!("cairn: no record {namespace}/{key}");
+                say!("cairn: no record {namespace}/{key}");
             }
             exit::NOT_FOUND
         }
@@ -165,7 +174,8 @@ pub type Frame = Result<String>;
 /// elsewhere each is printed after a `# <time>` header line and followed by a blank line,
 /// and under `--json` each is one JSON line and nothing else. A refresh that fails is
 /// reported (on stderr off a terminal) and the next one tried: a dashboard outlives an
-/// outage. Without `watch`, a failure is the command's error.
+/// outage. Without `watch`, a failure is the command's error. A stdout that cannot be
+/// written ends the command ([`Error::Output`]), watching or not.
 pub async fn show<F, Fut>(
     title: &str,
     watch: Option<Duration>,
@@ -177,7 +187,7 @@ where
     Fut: Future<Output = Frame>,
 {
     let Some(interval) = watch else {
-        print!("{}", frame().await?);
+        output::print(&frame().await?)?;
         return Ok(exit::OK);
     };
     let mut signals = Signals::install()?;
@@ -188,7 +198,7 @@ where
             _ = signals.recv() => break,
         };
         let now = output::time(chrono::Utc::now());
-        match got {
+        let printed = match got {
             Ok(text) if tty => {
                 // Home, clear the screen, then the frame: one write, so it does not flicker.
                 let header = format!("{title}  (every {})", output::duration(interval));
@@ -197,18 +207,23 @@ where
                     _ => (80, 24), // a terminal that does not say its size
                 };
                 let screen = format!("{}\n\n{text}", header_line(&header, &now, cols.into()));
-                print!(
+                output::print(&format!(
                     "\x1b[H\x1b[2J{}",
                     fit_screen(&screen, cols.into(), rows.into())
-                );
+                ))
             }
-            Ok(text) if json => print!("{text}"),
-            Ok(text) => print!("# {now}\n{text}\n"),
-            Err(e) if tty => print!("\x1b[H\x1b[2J{title}  {now}\n\ncairn: {e}\n"),
-            Err(e) => eprintln!("cairn: {now}: {e}"),
-        }
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
+            Ok(text) if json => output::print(&text),
+            Ok(text) => output::print(&format!("# {now}\n{text}\n")),
+            Err(e) if tty => output::print(&format!(
+                "\x1b[H\x1b[2J{title}  {now}\n\ncairn: {}\n",
+                output::text(&e.to_string())
+            )),
+            Err(e) => {
+                say!("cairn: {now}: {}", output::text(&e.to_string()));
+                Ok(())
+            }
+        };
+        printed?;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = signals.recv() => break,

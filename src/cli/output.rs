@@ -5,12 +5,36 @@
 //! Every JSON value a command prints goes through [`json`]: one line, with every
 //! floating-point figure rounded to three decimals (`0.402`, not `0.4021934000000001`).
 //! Timestamps in JSON are RFC 3339 in UTC as chrono writes them (to the nanosecond).
+//!
+//! # Writing
+//!
+//! Everything on stdout goes through [`print()`] (or [`json`]), which returns
+//! [`Error::Output`] when stdout cannot be written (a pipe whose reader exited, a terminal
+//! that hung up) instead of panicking as `println!` does: a command that holds a lock
+//! releases it and ends cleanly. Rust ignores SIGPIPE, so a closed pipe is such an error,
+//! not a signal. Messages for people go to stderr through `say!` ([`stderr_line`]), which never panics
+//! (a stderr nobody reads loses the message, nothing else).
+//!
+//! # Stored text
+//!
+//! Any node that may write under the prefix can store any string: a holder or node name,
+//! a stream's metadata, a turn's outcome. Text output never passes one to the terminal
+//! raw: [`text`] escapes control characters (C0, DEL, C1 — so ANSI and OSC escape
+//! sequences and line breaks — and Unicode line separators and bidirectional overrides),
+//! and [`name`] also marks a name that breaks [`Name`]'s rules, as the store never should
+//! hold one. [`table`] and [`Labelled`] escape every cell and value they are given; JSON
+//! output is escaped by JSON itself.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{presets::NOTHING, CellAlignment, Table};
 use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::Name;
 
 /// Decimals kept in printed floating-point figures.
 const DECIMALS: i32 = 3;
@@ -27,9 +51,111 @@ pub fn json_line<T: Serialize + ?Sized>(value: &T) -> String {
     }
 }
 
-/// Prints `value` as one line of JSON on stdout (see [`json_line`]).
-pub fn json<T: Serialize + ?Sized>(value: &T) {
-    println!("{}", json_line(value));
+/// Prints `value` as one line of JSON on stdout (see [`json_line`]); [`Error::Output`]
+/// when stdout cannot be written.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    print(&format!("{}\n", json_line(value)))
+}
+
+/// Writes `text` to stdout as it is, and flushes; [`Error::Output`] when stdout cannot be
+/// written (see the module docs).
+pub fn print(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| Error::Output { source })
+}
+
+/// [`print()`] of `text` and a line break.
+pub fn line(text: &str) -> Result<()> {
+    print(&format!("{text}\n"))
+}
+
+/// Writes one line to stderr, ignoring a stderr that cannot be written. Use `say!`. A
+/// message may quote stored text (a holder in a loss reason, an error from the store): it
+/// is [`text`]-escaped, each of its own lines apart, so that no escape sequence reaches the
+/// terminal; messages that quote a stored name escape its line breaks too ([`name`]).
+pub fn stderr_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let message = args.to_string();
+    let escaped: Vec<Cow<'_, str>> = message.split('\n').map(text).collect();
+    let _ = writeln!(std::io::stderr().lock(), "{}", escaped.join("\n"));
+}
+
+/// `eprintln!` that never panics: a line for people on stderr, lost if stderr is closed.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::output::stderr_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use say;
+
+/// Whether `c` must not reach a terminal raw: a control character (C0, DEL, C1) or a
+/// character that moves or reorders text (line and paragraph separators, bidirectional
+/// marks, embeddings, overrides and isolates).
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// `s` fit for a terminal: every control character (C0, DEL, C1) and every character
+/// that moves or reorders text written as its Rust escape (`\n`, `\t`, `\u{1b}`,
+/// `\u{9b}`), everything else as it is. One line, and no escape sequence can reach the
+/// terminal. The one escaping function of text output.
+pub fn text(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            let _ = write!(out, "{}", c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A name read from the store (a holder, a node, a writer), for text output: as it is when
+/// it passes [`Name`]'s rules, as every name cairn writes does; otherwise [`text`]-escaped,
+/// quoted and marked `(invalid name)`, so that nobody takes it for a real node.
+pub fn name(s: &str) -> Cow<'_, str> {
+    if Name::new(s).is_ok() {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(format!("\"{}\" (invalid name)", text(s)))
+}
+
+/// Labelled lines (`holder:       node-1`), the labels padded to one width and every value
+/// [`text`]-escaped.
+pub struct Labelled {
+    width: usize,
+    out: String,
+}
+
+impl Labelled {
+    /// No lines yet; labels padded to `width` characters.
+    pub fn new(width: usize) -> Self {
+        Self {
+            width,
+            out: String::new(),
+        }
+    }
+
+    /// Adds `label` and `value`, escaped.
+    pub fn line(&mut self, label: &str, value: impl std::fmt::Display) {
+        let value = value.to_string();
+        let _ = writeln!(self.out, "{label:<w$}{}", text(&value), w = self.width);
+    }
+
+    /// The lines, each ending in a line break.
+    pub fn finish(self) -> String {
+        self.out
+    }
 }
 
 /// serde_json's compact output, with every float rounded to [`DECIMALS`] decimals as it is
@@ -123,7 +249,8 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String
     let mut t = Table::new();
     t.load_preset(NOTHING).set_header(header.to_vec());
     for r in rows {
-        t.add_row(r);
+        // Cells hold stored strings: escaped, so that none reaches the terminal raw.
+        t.add_row(r.iter().map(|c| text(c).into_owned()).collect::<Vec<_>>());
     }
     let last = header.len().saturating_sub(1);
     for (i, c) in t.column_iter_mut().enumerate() {
@@ -183,6 +310,27 @@ mod tests {
             format!("{} ± {}", millis(300_000), millis(30_000)),
             "5m ± 30s"
         );
+    }
+
+    #[test]
+    fn stored_text_reaches_the_terminal_escaped_and_invalid_names_marked() {
+        assert_eq!(text("node-1 {\"a\": 1} é"), "node-1 {\"a\": 1} é");
+        assert!(matches!(text("plain"), Cow::Borrowed(_)));
+        assert_eq!(
+            text("\u{1b}]52;c;eA==\u{7}\n released\r\t\u{7f}\u{9b}2J\u{202e}"),
+            "\\u{1b}]52;c;eA==\\u{7}\\n released\\r\\t\\u{7f}\\u{9b}2J\\u{202e}"
+        );
+        // Escaping what is escaped already changes nothing.
+        let once = text("a\u{1b}b").into_owned();
+        assert_eq!(text(&once), once);
+        assert_eq!(name("node-1"), "node-1");
+        assert_eq!(name("a\nb"), "\"a\\nb\" (invalid name)");
+        assert_eq!(name("has space"), "\"has space\" (invalid name)");
+        let t = table(&["H"], vec![vec!["x\ny".into()]], &[]);
+        assert_eq!(t, "H\nx\\ny\n");
+        let mut l = Labelled::new(7);
+        l.line("holder:", "a\u{1b}[2Jb");
+        assert_eq!(l.finish(), "holder:a\\u{1b}[2Jb\n");
     }
 
     #[test]

@@ -167,10 +167,12 @@ fn nodes(members: &[MemberStatus]) -> Nodes {
     n
 }
 
-/// `s` cut to `width` characters, with `…` when cut.
+/// `s` escaped ([`output::text`]: every line of the screen passes here, so no stored
+/// string reaches the terminal raw) and cut to `width` characters, with `…` when cut.
 fn fit(s: &str, width: usize) -> String {
+    let s = output::text(s);
     if s.chars().count() <= width {
-        return s.to_string();
+        return s.into_owned();
     }
     let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
     out.push('…');
@@ -230,6 +232,7 @@ fn names(v: &[String], width: usize) -> String {
     if v.is_empty() {
         return "-".into();
     }
+    let v: Vec<_> = v.iter().map(|n| output::name(n)).collect();
     fit(&v.join(", "), width)
 }
 
@@ -255,9 +258,9 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
             };
             format!(
                 "{:<18} {:<8} {:<18} token {:<6} {expiry}",
-                fit(&l.name, 18),
+                fit(&output::name(&l.name), 18),
                 lock_state(l),
-                fit(&l.holder, 18),
+                fit(&output::name(&l.holder), 18),
                 l.fencing_token
             )
             .trim_end()
@@ -280,9 +283,9 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
             };
             format!(
                 "{:<18} #{:<5} {:<14} {:<8} {:<10} {}",
-                fit(&t.name, 18),
+                fit(&output::name(&t.name), 18),
                 t.record.turn,
-                fit(&t.record.holder, 14),
+                fit(&output::name(&t.record.holder), 14),
                 last,
                 relative(t.record.started_at, now),
                 due(t.next_due_at, now)
@@ -293,7 +296,7 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
     let newest = d.streams.newest.map_or(String::new(), |s| {
         format!(
             " · newest {} ({})",
-            fit(&s.name, 24),
+            fit(&output::name(&s.name), 24),
             relative(s.updated_at, now)
         )
     });
@@ -338,7 +341,7 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
                         "{:>6} {} {:<12} {}",
                         e.sequence,
                         e.appended_at.format("%H:%M:%S"),
-                        fit(&e.appended_by, 12),
+                        fit(&output::name(&e.appended_by), 12),
                         e.event
                     )
                 })

@@ -1,12 +1,13 @@
 //! `cairn turn run|ls|show|configure`.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::output::say;
 use super::child::{self, Signals};
+use super::turn_result::ResultFile;
 use super::{exit, output};
 use crate::turn::{Claim, Finished, JobResult, TurnManifest, TurnOptions, Turns};
 use crate::{Name, Result};
@@ -30,6 +31,8 @@ pub async fn run(
         return run_loop(turns, node, &name, command).await;
     }
     let mut signals = Signals::install()?;
+    // Made before claiming: a run that cannot give COMMAND its result file claims nothing.
+    let result_file = ResultFile::create(&name).map_err(|e| crate::Error::Config(e.to_string()))?;
     let claim = tokio::select! {
         c = turns.try_claim(&name) => c?,
         sig = signals.recv() => return Ok(128 + sig),
@@ -40,29 +43,30 @@ pub async fn run(
             current,
             claimable_at,
         } => {
-            report_skip(&current, Some(claimable_at), json);
+            report_skip(&current, Some(claimable_at), json)?;
             return Ok(exit::OK);
         }
         Claim::Lost { current } => {
-            report_skip(&current, None, json);
+            report_skip(&current, None, json)?;
             return Ok(exit::OK);
         }
     };
     let number = turn.number();
-    let result_file = result_path(&name, number);
-    let env = job_env(&name, node, number, &result_file);
+    let env = job_env(&name, node, number, result_file.path());
     let mut job = match child::spawn(command, &env, child::Terminal::Share) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("cairn: cannot run {:?}: {e}", command[0]);
-            let _ = turn.finish(Err(format!("cannot run: {e}"))).await?;
+            say!("cairn: cannot run {:?}: {e}", command[0]);
+            if let Err(e) = turn.finish(Err(format!("cannot run: {e}"))).await {
+                say!("cairn: turn {name} {number}: the outcome could not be recorded: {e}");
+            }
             return Ok(exit::CANNOT_RUN);
         }
     };
     let status = loop {
         tokio::select! {
             s = job.wait() => break s,
-            sig = signals.recv() => job.signal(sig),
+            sig = signals.recv() => job.signal(child::forwarded(sig)),
         }
     };
     job.finish(GRACE).await;
@@ -70,12 +74,22 @@ pub async fn run(
     let code = match status {
         Ok(s) => child::status_code(s),
         Err(e) => {
-            eprintln!("cairn: waiting for the command failed: {e}");
+            say!("cairn: waiting for the command failed: {e}");
             exit::FAILURE
         }
     };
-    let finished = turn.finish(verdict(code, &result_file)).await?;
-    report_finish(&name, number, code, &finished, json);
+    // COMMAND's status is the outcome whatever becomes of recording it: a store that went
+    // away while COMMAND ran is said on stderr, not turned into cairn's own failure, so that
+    // cron tells a failed job from an outage.
+    let recorded = turn.finish(verdict(code, &result_file)).await;
+    if let Err(e) = &recorded {
+        say!(
+            "cairn: turn {name} {number}: COMMAND exited {code}, but its outcome could not be \
+             recorded: {}",
+            output::text(&e.to_string())
+        );
+    }
+    report_finish(&name, number, code, recorded.as_ref(), json);
     Ok(code)
 }
 
@@ -94,27 +108,15 @@ fn job_env(
     ]
 }
 
-fn result_path(name: &Name, number: u64) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "cairn-turn-{name}-{number}-{}.json",
-        std::process::id()
-    ))
-}
-
-/// The job's verdict from COMMAND's exit code and the JSON it left in the result file.
-fn verdict(code: i32, result_file: &std::path::Path) -> JobResult {
-    let result = match std::fs::read(result_file) {
-        Ok(bytes) => {
-            let _ = std::fs::remove_file(result_file);
-            match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    eprintln!("cairn: ignoring CAIRN_TURN_RESULT: not JSON ({e})");
-                    None
-                }
-            }
+/// The job's verdict from COMMAND's exit code and the JSON it left in the result file
+/// (see [`ResultFile`]; a refused one is said on stderr and not recorded).
+fn verdict(code: i32, result_file: &ResultFile) -> JobResult {
+    let result = match result_file.read() {
+        Ok(v) => v,
+        Err(why) => {
+            say!("cairn: CAIRN_TURN_RESULT refused: {why}");
+            None
         }
-        Err(_) => None,
     };
     if code == 0 {
         Ok(result)
@@ -139,7 +141,7 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
                 let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
                 r.1 = true;
                 match &r.0 {
-                    Some(group) => group.signal(sig),
+                    Some(group) => group.signal(child::forwarded(sig)),
                     None => stop.cancel(),
                 }
             }
@@ -147,10 +149,17 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
     };
     let job = |number: u64| {
         let (stop, running) = (stop.clone(), Arc::clone(&running));
-        let result_file = result_path(name, number);
-        let env = job_env(name, node, number, &result_file);
+        let result_file = ResultFile::create(name);
         async move {
             let set = |group| running.lock().unwrap_or_else(|e| e.into_inner()).0 = group;
+            let result_file = match result_file {
+                Ok(f) => f,
+                Err(e) => {
+                    say!("cairn: turn {name} {number}: {e}");
+                    return Err(e.to_string());
+                }
+            };
+            let env = job_env(name, node, number, result_file.path());
             // The terminal stays cairn's: Ctrl-C must reach it, to stop the loop.
             let outcome = match child::spawn(command, &env, child::Terminal::Keep) {
                 Ok(mut c) => {
@@ -162,11 +171,11 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
                     c.finish(GRACE).await;
                     c.reap_guard().await;
                     set(None);
-                    eprintln!("cairn: turn {name} {number}: COMMAND exited {code}");
+                    say!("cairn: turn {name} {number}: COMMAND exited {code}");
                     verdict(code, &result_file)
                 }
                 Err(e) => {
-                    eprintln!("cairn: cannot run {:?}: {e}", command[0]);
+                    say!("cairn: cannot run {:?}: {e}", command[0]);
                     Err(format!("cannot run: {e}"))
                 }
             };
@@ -180,7 +189,7 @@ async fn run_loop(turns: &Turns, node: &Name, name: &Name, command: &[String]) -
     watcher.abort();
     ended?;
     let c = turns.counters(name);
-    eprintln!(
+    say!(
         "cairn: turn {name}: ran {}, skipped {}, lost {}, failed {}",
         c.run, c.skipped, c.lost, c.failed
     );
@@ -200,9 +209,13 @@ struct RunOutcome<'a> {
     /// COMMAND's exit status, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     exit_code: Option<i32>,
-    /// Whether the outcome was stored with the turn (not when a later turn started first).
+    /// Whether the outcome was stored with the turn (not when a later turn started first,
+    /// nor when the store failed: see `record_error`).
     #[serde(skip_serializing_if = "Option::is_none")]
     recorded: Option<bool>,
+    /// Why the outcome could not be recorded (the store failed while COMMAND ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_error: Option<String>,
     /// When not due: the earliest time this node may claim the next turn.
     #[serde(skip_serializing_if = "Option::is_none")]
     claimable_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -216,9 +229,9 @@ fn report_skip(
     current: &TurnManifest,
     claimable_at: Option<chrono::DateTime<chrono::Utc>>,
     json: bool,
-) {
+) -> Result<()> {
     if json {
-        output::json(&RunOutcome {
+        return output::json(&RunOutcome {
             outcome: if claimable_at.is_some() {
                 "not-due"
             } else {
@@ -228,48 +241,65 @@ fn report_skip(
             number: None,
             exit_code: None,
             recorded: None,
+            record_error: None,
             claimable_at,
             turn: Some(current),
         });
-        return;
     }
     let r = &current.record;
     let next_due = output::time(current.next_due_at);
-    match claimable_at {
-        None => println!(
+    let text = match claimable_at {
+        None => format!(
             "turn {}: {} won turn {}; next due at {next_due}",
-            current.name, r.holder, r.turn
+            current.name,
+            output::name(&r.holder),
+            r.turn
         ),
-        Some(c) => println!(
+        Some(c) => format!(
             "turn {}: not due; turn {} started at {} by {} ({}); next due at {next_due} \
              (claimable from {})",
             current.name,
             r.turn,
             output::time(r.started_at),
-            r.holder,
+            output::name(&r.holder),
             current.state,
             output::time(c),
         ),
-    }
+    };
+    output::line(&output::text(&text))
 }
 
-fn report_finish(name: &Name, number: u64, code: i32, finished: &Finished, json: bool) {
-    let (stored, current) = match finished {
-        Finished::Recorded(t) => (true, Some(t)),
-        Finished::Superseded(t) => (false, t.as_ref()),
+/// Reports a turn this invocation ran: its outcome `finished` as recorded, or the error
+/// recording it. COMMAND's status stands either way, so a stdout that cannot be written is
+/// only said on stderr.
+fn report_finish(
+    name: &Name,
+    number: u64,
+    code: i32,
+    finished: std::result::Result<&Finished, &crate::Error>,
+    json: bool,
+) {
+    let (stored, current, record_error) = match finished {
+        Ok(Finished::Recorded(t)) => (true, Some(t), None),
+        Ok(Finished::Superseded(t)) => (false, t.as_ref(), None),
+        Err(e) => (false, None, Some(e.to_string())),
     };
     if json {
-        output::json(&RunOutcome {
+        let said = output::json(&RunOutcome {
             outcome: "ran",
             name: name.as_str(),
             number: Some(number),
             exit_code: Some(code),
             recorded: Some(stored),
+            record_error,
             claimable_at: None,
             turn: current,
         });
-    } else if !stored {
-        eprintln!(
+        if let Err(e) = said {
+            say!("cairn: {e}");
+        }
+    } else if !stored && record_error.is_none() {
+        say!(
             "cairn: turn {name} {number} ran past the window: a later turn started before it \
              finished, so its outcome is not stored with the turn"
         );
@@ -293,10 +323,10 @@ pub async fn ls(turns: &Turns, json: bool) -> Result<String> {
                 .as_ref()
                 .map_or("-".to_string(), |o| o.status.to_string());
             vec![
-                t.name.clone(),
+                output::name(&t.name).into_owned(),
                 t.record.turn.to_string(),
                 t.state.to_string(),
-                t.record.holder.clone(),
+                output::name(&t.record.holder).into_owned(),
                 outcome,
                 format!(
                     "{} ± {}",
@@ -312,60 +342,61 @@ pub async fn ls(turns: &Turns, json: bool) -> Result<String> {
 /// `cairn turn show NAME`.
 pub async fn show(turns: &Turns, name: &str, json: bool) -> Result<i32> {
     let Some(t) = turns.get(&Name::new(name)?).await? else {
-        eprintln!("cairn: no turn named {name}");
+        say!("cairn: no turn named {name}");
         return Ok(exit::NOT_FOUND);
     };
-    print_turn(&t, json);
+    print_turn(&t, json)?;
     Ok(exit::OK)
 }
 
-/// Prints one turn, as JSON or as labelled lines.
-fn print_turn(t: &TurnManifest, json: bool) {
+/// Prints one turn, as JSON or as labelled lines (stored strings escaped, see
+/// [`output::text`]).
+fn print_turn(t: &TurnManifest, json: bool) -> Result<()> {
     if json {
-        output::json(t);
-        return;
+        return output::json(t);
     }
     let r = &t.record;
-    let line = |label: &str, value: &dyn std::fmt::Display| println!("{label:<13}{value}");
-    line("name:", &t.name);
-    line("number:", &r.turn);
-    line("state:", &t.state);
-    line("holder:", &r.holder);
-    line("started at:", &output::time(r.started_at));
+    let mut out = output::Labelled::new(13);
+    out.line("name:", output::name(&t.name));
+    out.line("number:", r.turn);
+    out.line("state:", t.state);
+    out.line("holder:", output::name(&r.holder));
+    out.line("started at:", output::time(r.started_at));
     if let Some(f) = r.finished_at {
-        line("finished at:", &output::time(f));
+        out.line("finished at:", output::time(f));
     }
     if let Some(o) = &r.outcome {
-        line(
+        out.line(
             "outcome:",
-            &format!("{} in {}", o.status, output::millis(o.duration_ms)),
+            format!("{} in {}", o.status, output::millis(o.duration_ms)),
         );
         if let Some(res) = &o.result {
-            line("result:", res);
+            out.line("result:", res);
         }
         if let Some(e) = &o.error {
-            line("error:", e);
+            out.line("error:", e);
         }
     }
-    line(
+    out.line(
         "window:",
-        &format!(
+        format!(
             "{} ± {}",
             output::millis(r.window_ms),
             output::millis(r.jitter_ms)
         ),
     );
-    line("next due at:", &output::time(t.next_due_at));
+    out.line("next due at:", output::time(t.next_due_at));
     if let Some(p) = &r.previous {
         let how = p
             .outcome
             .as_ref()
             .map_or("never finished".to_string(), |o| o.status.to_string());
-        line(
+        out.line(
             "previous:",
-            &format!("turn {} by {} ({how})", p.turn, p.holder),
+            format!("turn {} by {} ({how})", p.turn, output::name(&p.holder)),
         );
     }
+    output::print(&out.finish())
 }
 
 /// The options `turn run` claims with: the turn's stored window and jitter unless
@@ -396,11 +427,11 @@ pub async fn configure(
     let jitter = jitter.unwrap_or_else(|| default_jitter(every));
     match turns.reconfigure(&Name::new(name)?, every, jitter).await? {
         Some(t) => {
-            print_turn(&t, json);
+            print_turn(&t, json)?;
             Ok(exit::OK)
         }
         None => {
-            eprintln!("cairn: no turn named {name}: `turn run {name} --every …` creates it");
+            say!("cairn: no turn named {name}: `turn run {name} --every …` creates it");
             Ok(exit::NOT_FOUND)
         }
     }
