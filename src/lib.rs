@@ -29,8 +29,12 @@
 //!
 //! ## Timing assumptions
 //!
-//! Safety rules run on each node's monotonic clock; wall-clock times written into
-//! manifests are informational and trusted only within a configured skew bound.
+//! Safety rules run on each node's monotonic clock and on the store's own clock (objects'
+//! `Last-Modified`); wall-clock times written into manifests are informational. A node
+//! measures its wall clock against the store's before any rule that reads time and refuses
+//! those rules when it is further off than a bound ([`store::time`]). What is assumed is
+//! that clock *rates* agree (monotonic clocks and the store's run at the same speed, to
+//! parts per million).
 //!
 //! ## Features
 //!
