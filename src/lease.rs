@@ -871,8 +871,13 @@ impl Lease {
     /// Stops renewing and writes a released tombstone (never a delete). A lease that was
     /// lost (taken over, broken, or given up at its deadline), before or at the release,
     /// returns [`Error::LeaseLost`] with the reason and writes nothing: the caller's work
-    /// may have overlapped another holder's, and it must know. Not cancel-safe: a cancelled
-    /// release leaves the lease to expire.
+    /// may have overlapped another holder's, and it must know. That takes proof: a version
+    /// of another node's written over ours while it was live. A tombstone answered with a
+    /// refusal after it landed (a retried request), and overtaken by later holders before
+    /// it could be read back, is a release; when the store can no longer show which version
+    /// followed ours (etag CAS keeps only the newest), the outcome is
+    /// [`Error::Ambiguous`], never a loss. Not cancel-safe: a cancelled release leaves the
+    /// lease to expire.
     pub async fn release(mut self) -> Result<()> {
         self.held.stop().await;
         release_shared(

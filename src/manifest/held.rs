@@ -131,12 +131,68 @@ where
         match m.write(Some(&ours), closing(&ours.body)).await? {
             Written::Written(stored) => return Ok(Closed::Written(stored)),
             Written::Conflict(Some(latest)) if own_late_write(&ours, &latest) => ours = latest,
-            Written::Conflict(latest) => return Ok(Closed::Beaten { ours, latest }),
+            Written::Conflict(None) => return Ok(Closed::Beaten { ours, latest: None }),
+            Written::Conflict(Some(latest)) => return after_ours(m, ours, latest).await,
         }
     }
     Err(Error::Contention {
         key: m.key().to_string(),
         attempts: CLOSE_ATTEMPTS,
+    })
+}
+
+/// What a closing write of ours over `ours` came to, given that `latest`, not an open
+/// version of our session, is the newest version now.
+///
+/// A closing write can be answered with a refusal after it landed (a client that retries a
+/// 5xx gets 412 for its own write, which took effect the first time). By the time it is
+/// read back, later holders may have written over our closing version too: the newest
+/// version then says nothing about which version came right after ours. So the claim counts
+/// as taken from us only when the store shows it: the version right after ours is a
+/// foreign one, built on ours (`latest` itself, when it is that version, or that version
+/// read on its own: the version chain keeps it under its own key). When that version is
+/// our closing version, the close happened ([`Closed::Written`], as read back). When it
+/// cannot be read (etag CAS has overwritten it; the chain collected it), nothing proves
+/// either outcome: [`Error::Ambiguous`], never a loss that may not have happened.
+async fn after_ours<T>(
+    m: &Manifest<T>,
+    mut ours: Snapshot<T>,
+    latest: Snapshot<T>,
+) -> crate::error::Result<Closed<T>>
+where
+    T: ClaimBody + Serialize + DeserializeOwned + Clone + Send + Sync,
+{
+    let mut next = Some(latest);
+    for _ in 0..CLOSE_ATTEMPTS {
+        let number = crate::clock::next_number(m.key(), "version", ours.version)?;
+        let after = match next.take().filter(|s| s.version == number) {
+            Some(s) => Some(s),
+            None => m.version(number).await?,
+        };
+        let Some(after) = after.filter(|s| s.previous_write_id.as_ref() == Some(&ours.write_id))
+        else {
+            break;
+        };
+        if after.body.session() != ours.body.session() {
+            return Ok(Closed::Beaten {
+                ours,
+                latest: Some(after),
+            });
+        }
+        if !after.body.is_open() {
+            return Ok(Closed::Written(after));
+        }
+        // An open version of ours that landed late: what follows it is the question now.
+        ours = after;
+    }
+    Err(Error::Ambiguous {
+        key: m.key().to_string(),
+        reason: format!(
+            "the closing write after version {} was refused, and other writers have written \
+             since; the version after ours cannot be read to tell whether ours landed or \
+             another node wrote over it",
+            ours.version
+        ),
     })
 }
 
@@ -557,18 +613,28 @@ mod tests {
     }
 
     fn manifest(strategy: crate::store::protocol::Strategy) -> Manifest<Claim> {
-        use rand::SeedableRng;
-        let store = crate::store::Store::new(
+        manifest_on(
             Arc::new(object_store::memory::InMemory::new()),
-            "",
-            crate::store::StoreOptions::default(),
+            "n",
+            strategy,
         )
-        .unwrap();
+    }
+
+    /// The claim's manifest on `store`, as node `node` writes it.
+    fn manifest_on(
+        store: Arc<dyn object_store::ObjectStore>,
+        node: &str,
+        strategy: crate::store::protocol::Strategy,
+    ) -> Manifest<Claim> {
+        use rand::SeedableRng;
+        let store =
+            crate::store::Store::new(store, "", crate::store::StoreOptions::default()).unwrap();
         let manifests = Arc::new(super::super::Manifests::new(
             store,
-            "n".into(),
+            node.into(),
             Arc::new(crate::clock::SystemClock),
-            rand::rngs::StdRng::seed_from_u64(7),
+            // A seed of each node's own: write ids must differ between nodes.
+            rand::rngs::StdRng::seed_from_u64(node.bytes().map(u64::from).sum()),
             strategy,
             super::super::ManifestOptions::default(),
         ));
@@ -660,6 +726,147 @@ mod tests {
             let r = release(&lost.shared(), &m, closed).await.unwrap();
             assert!(matches!(r, Released::Lost("taken")), "{strategy:?}");
             assert_eq!(m.load().await.unwrap().unwrap().version, 2, "{strategy:?}");
+        }
+    }
+
+    /// Once armed, lets other nodes write `sessions` (each an open version, then its closed
+    /// one for all but the last) after the next put commits and before it is answered: the
+    /// store moved on past our write while its answer was on the way.
+    #[cfg(feature = "test-util")]
+    struct Overtake {
+        armed: std::sync::atomic::AtomicBool,
+        others: std::sync::OnceLock<Manifest<Claim>>,
+        sessions: &'static [&'static str],
+    }
+
+    #[cfg(feature = "test-util")]
+    #[async_trait::async_trait]
+    impl crate::store::fault::Hook for Overtake {
+        async fn committed(
+            &self,
+            _path: &object_store::path::Path,
+            result: object_store::PutResult,
+        ) -> object_store::Result<object_store::PutResult> {
+            let armed = self.armed.swap(false, std::sync::atomic::Ordering::SeqCst);
+            if let (true, Some(m)) = (armed, self.others.get()) {
+                for (i, session) in self.sessions.iter().enumerate() {
+                    let current = m.load().await.unwrap();
+                    let open = stored(m, current.as_ref(), session).await;
+                    if i + 1 < self.sessions.len() {
+                        let _ = m.write(Some(&open), closed(&open.body)).await.unwrap();
+                    }
+                }
+            }
+            Ok(result)
+        }
+    }
+
+    /// Our manifest on a fault store over `inner`, and the hook that overtakes our writes.
+    #[cfg(feature = "test-util")]
+    fn overtaken(
+        strategy: crate::store::protocol::Strategy,
+        sessions: &'static [&'static str],
+    ) -> (
+        Manifest<Claim>,
+        Arc<crate::store::fault::FaultStore>,
+        Arc<Overtake>,
+    ) {
+        let inner: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::memory::InMemory::new());
+        let hook = Arc::new(Overtake {
+            armed: std::sync::atomic::AtomicBool::new(false),
+            others: std::sync::OnceLock::new(),
+            sessions,
+        });
+        let _ = hook
+            .others
+            .set(manifest_on(Arc::clone(&inner), "other", strategy));
+        struct Shared(Arc<Overtake>);
+        #[async_trait::async_trait]
+        impl crate::store::fault::Hook for Shared {
+            async fn committed(
+                &self,
+                path: &object_store::path::Path,
+                result: object_store::PutResult,
+            ) -> object_store::Result<object_store::PutResult> {
+                self.0.committed(path, result).await
+            }
+        }
+        let fault = Arc::new(crate::store::fault::FaultStore::with_hook(
+            inner,
+            1,
+            Shared(Arc::clone(&hook)),
+        ));
+        let ours = manifest_on(
+            Arc::clone(&fault) as Arc<dyn object_store::ObjectStore>,
+            "n",
+            strategy,
+        );
+        (ours, fault, hook)
+    }
+
+    /// Our closing write lands, is answered 412 (a client's retry of a 5xx refused for our
+    /// own write), and before it is read back two other holders have come and gone over it.
+    /// That is a release, never a loss: the chain reads the version after ours (our
+    /// tombstone); etag CAS cannot see it any more, and says it cannot tell.
+    #[cfg(feature = "test-util")]
+    #[tokio::test]
+    async fn should_not_call_a_release_overtaken_by_later_holders_a_loss() {
+        use crate::store::fault::{Fault, Op, Rule};
+        for strategy in STRATEGIES {
+            let (m, fault, hook) = overtaken(strategy, &["b", "c"]);
+            let ours = stored(&m, None, "a").await;
+            let held = holding(ours);
+            hook.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+            fault.add(Rule::times(Op::Put, "", Fault::CommitThenStatus(412), 1));
+            let r = release(&held.shared(), &m, closed).await;
+            assert!(
+                !matches!(r, Ok(Released::Beaten { .. }) | Ok(Released::Lost(_))),
+                "{strategy:?}: a release that landed was reported as beaten: {r:?}"
+            );
+            match strategy {
+                crate::store::protocol::Strategy::VersionChain => assert!(
+                    matches!(&r, Ok(Released::Written(t)) if t.version == 2 && !t.body.open),
+                    "{strategy:?}: {r:?}"
+                ),
+                _ => assert!(
+                    matches!(&r, Err(Error::Ambiguous { .. })),
+                    "{strategy:?}: {r:?}"
+                ),
+            }
+            let latest = m.load().await.unwrap().unwrap();
+            assert_eq!(
+                (latest.version, latest.body),
+                (5, claim("c")),
+                "{strategy:?}"
+            );
+        }
+    }
+
+    /// Another node wrote over our live version, and then wrote again, before our release:
+    /// where the store still shows the version after ours (the chain), the release is
+    /// beaten by it, named; where it does not (etag CAS), the outcome cannot be told.
+    #[tokio::test]
+    async fn should_name_the_version_that_wrote_over_ours_only_when_it_can_be_read() {
+        for strategy in STRATEGIES {
+            let m = manifest(strategy);
+            let ours = stored(&m, None, "a").await;
+            let taken = stored(&m, Some(&ours), "b").await;
+            stored(&m, Some(&taken), "b").await;
+            let held = holding(ours);
+            let r = release(&held.shared(), &m, closed).await;
+            match strategy {
+                crate::store::protocol::Strategy::VersionChain => assert!(
+                    matches!(&r, Ok(Released::Beaten { ours, latest: Some(l) })
+                        if ours.version == 1 && l.version == 2 && l.body.session == "b"),
+                    "{strategy:?}: {r:?}"
+                ),
+                _ => assert!(
+                    matches!(&r, Err(Error::Ambiguous { .. })),
+                    "{strategy:?}: {r:?}"
+                ),
+            }
+            assert_eq!(m.load().await.unwrap().unwrap().version, 3, "{strategy:?}");
         }
     }
 
