@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Manifest, Snapshot, Written};
-use crate::clock::Clock;
+use crate::clock::{sleep_until_boottime, Clock};
 use crate::error::Error;
 
 /// A manifest body written by one session of a claim (a lease, a heartbeat, a turn).
@@ -54,7 +54,8 @@ pub fn own_late_write<T: ClaimBody>(ours: &Snapshot<T>, latest: &Snapshot<T>) ->
 pub struct HeldState<T, R, X> {
     /// The newest version of our claim known to be stored.
     pub snapshot: Snapshot<T>,
-    /// When this holder must consider the claim lost (`None`: never by time alone).
+    /// When this holder must consider the claim lost (`None`: never by time alone), on
+    /// [`Clock::boottime`]'s timeline: time the system spent suspended counts.
     pub deadline: Option<Instant>,
     /// Why the claim was lost, once it was.
     pub lost: Option<R>,
@@ -408,7 +409,8 @@ pub trait Keep<T>: Send + 'static {
     /// The renewal failed with `e`.
     fn failed(&mut self, e: &Error);
 
-    /// The local deadline after a renewal sent at `sent` (`None`: the claim has none).
+    /// The local deadline after a renewal sent at `sent` (`None`: the claim has none), both
+    /// on [`Clock::boottime`]'s timeline.
     fn hold_until(&self, sent: Instant) -> Option<Instant>;
 
     /// When to renew next, after `renewal`: `due` is when this renewal was due, `woke`
@@ -447,11 +449,17 @@ pub async fn keep<T, K>(
         let deadline = keeper.state().deadline;
         tokio::select! {
             _ = keeper.stopped() => return,
-            _ = sleep_until(deadline) => {
+            _ = sleep_until_boottime(&*clock, deadline) => {
                 lose(k.expired(last_error));
                 return;
             }
             _ = tokio::time::sleep_until(due) => {}
+        }
+        // Woken to renew after the deadline passed (the system slept through both): the
+        // claim is lost, whatever a renewal would answer now.
+        if deadline.is_some_and(|d| clock.boottime() >= d) {
+            lose(k.expired(last_error));
+            return;
         }
         let woke = clock.monotonic();
         let (current, body) = {
@@ -459,6 +467,7 @@ pub async fn keep<T, K>(
             (s.snapshot.clone(), k.next_body(&s))
         };
         let sent = clock.monotonic();
+        let sent_boot = crate::clock::after(sent, clock.suspended());
         let write = m.write(Some(&current), body);
         let cut_short = k.cut_short();
         let stop = async {
@@ -470,7 +479,7 @@ pub async fn keep<T, K>(
         };
         let result = tokio::select! {
             _ = stop => return,
-            _ = sleep_until(deadline) => {
+            _ = sleep_until_boottime(&*clock, deadline) => {
                 lose(k.expired(format!("renewal still in flight ({last_error})")));
                 return;
             }
@@ -484,7 +493,7 @@ pub async fn keep<T, K>(
                 Ok(Written::Written(new)) => {
                     k.renewed(&new, took);
                     s.snapshot = new;
-                    if let Some(d) = k.hold_until(sent) {
+                    if let Some(d) = k.hold_until(sent_boot) {
                         s.deadline = Some(d);
                     }
                     due = k.next_due(Renewal::Written { sent }, due, woke);
@@ -496,6 +505,11 @@ pub async fn keep<T, K>(
                     due = k.next_due(Renewal::OwnLateWrite, due, woke);
                     None
                 }
+                // Unlike a close, a refused renewal that is overtaken cannot hide a clean
+                // end: renewals keep the claim open, and nothing of ours closes it while a
+                // renewal is in flight (a release stops this task first). So a foreign
+                // version after ours wrote over an open version of ours (`current`, or our
+                // renewal if it landed): the claim was taken, whichever it was.
                 Ok(Written::Conflict(latest)) => Some(latest),
                 Err(e) => {
                     k.failed(&e);
@@ -509,14 +523,6 @@ pub async fn keep<T, K>(
             keeper.lose(k.foreign(&current, latest));
             return;
         }
-    }
-}
-
-/// Sleeps until `deadline`, or for ever when there is none. Cancel-safe.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
