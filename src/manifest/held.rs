@@ -758,7 +758,7 @@ mod tests {
                 for (i, session) in self.sessions.iter().enumerate() {
                     let current = m.load().await.unwrap();
                     let open = stored(m, current.as_ref(), session).await;
-                    if i + 1 < self.sessions.len() {
+                    if i < self.sessions.len().saturating_sub(1) {
                         let _ = m.write(Some(&open), closed(&open.body)).await.unwrap();
                     }
                 }
@@ -803,11 +803,8 @@ mod tests {
             1,
             Shared(Arc::clone(&hook)),
         ));
-        let ours = manifest_on(
-            Arc::clone(&fault) as Arc<dyn object_store::ObjectStore>,
-            "n",
-            strategy,
-        );
+        let through: Arc<dyn object_store::ObjectStore> = fault.clone();
+        let ours = manifest_on(through, "n", strategy);
         (ours, fault, hook)
     }
 
