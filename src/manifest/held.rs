@@ -15,7 +15,11 @@
 //! what the tombstone says, and what a beaten release means, is the holder's own.
 //!
 //! [`own_late_write`] answers the question every holder asks on a conflict: is the version
-//! that beat our write an earlier write of ours that landed late?
+//! that beat our write an earlier write of ours that landed late? A closing write that was
+//! refused is beaten only when the store shows another node's version right after ours;
+//! when it no longer can, the outcome is [`Error::Ambiguous`], never a loss that may not
+//! have happened (see [`close`]). Deadlines count time the system spent suspended
+//! ([`Clock::boottime`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -118,7 +122,8 @@ const CLOSE_ATTEMPTS: u32 = 8;
 /// Closes a claim of ours: writes `closing(our newest body)` as the version after `ours`
 /// (a released lease, a node that left, a turn's outcome). A version that beats it and is
 /// a write of our own session that still holds the claim open ([`own_late_write`]) is
-/// adopted and written over; any other is [`Closed::Beaten`]. Never a delete. Not
+/// adopted and written over; any other is [`Closed::Beaten`] when the store shows it came
+/// right after ours, else [`Error::Ambiguous`] (see [`after_ours`]). Never a delete. Not
 /// cancel-safe: a cancelled close may or may not have written.
 pub async fn close<T>(
     m: &Manifest<T>,
