@@ -4,6 +4,19 @@
 //!
 //! The monotonic side is `tokio::time::Instant`, so tests that run on a paused tokio clock
 //! (`#[tokio::test(start_paused = true)]`) drive every timing rule without sleeping.
+//!
+//! # Time the monotonic clock does not see
+//!
+//! `CLOCK_MONOTONIC`, on which `Instant` runs, stops while the host is suspended or its VM
+//! paused (for a snapshot, a live migration). Other nodes' clocks do not stop: a holder
+//! resumed after a minute would count its lease live for that minute more. So every holder
+//! deadline runs on [`Clock::boottime`], the monotonic instant moved on by the time the
+//! system has spent suspended ([`Clock::suspended`]: on Linux, `CLOCK_BOOTTIME` minus
+//! `CLOCK_MONOTONIC`; elsewhere nothing is known, and zero is assumed). A holder waits on
+//! its deadline in slices of at most [`SUSPEND_CHECK`], reading the clock again after each,
+//! since a timer armed on the monotonic clock would wake only after the time it did not
+//! see had passed once more. Takeover waits stay on the plain monotonic clock: counting
+//! less time there only makes an observer wait longer.
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -20,6 +33,61 @@ pub trait Clock: Send + Sync + Debug + 'static {
     fn monotonic(&self) -> Instant {
         Instant::now()
     }
+    /// How long the system has been suspended (or its VM paused) since it started: time
+    /// that passed for everyone else while [`Clock::monotonic`] stood still. Never goes
+    /// down. The default reads the system's clocks (zero where they cannot tell).
+    fn suspended(&self) -> Duration {
+        system_suspended()
+    }
+    /// [`Clock::monotonic`] moved on by [`Clock::suspended`]: an instant on a timeline that
+    /// does not stop while the system sleeps, on which holder deadlines are set and checked.
+    /// Not meant to be overridden.
+    fn boottime(&self) -> Instant {
+        after(self.monotonic(), self.suspended())
+    }
+}
+
+/// How long a holder waits on its deadline before reading the clock again: the longest a
+/// deadline that passed during a suspension goes unnoticed after the system resumes.
+pub const SUSPEND_CHECK: Duration = Duration::from_millis(250);
+
+/// Sleeps until `deadline`, an instant on [`Clock::boottime`]'s timeline, or for ever when
+/// there is none: in slices of at most [`SUSPEND_CHECK`], so that time spent suspended
+/// meanwhile counts. Cancel-safe.
+pub async fn sleep_until_boottime(clock: &dyn Clock, deadline: Option<Instant>) {
+    let Some(deadline) = deadline else {
+        return std::future::pending().await;
+    };
+    loop {
+        let left = deadline.saturating_duration_since(clock.boottime());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(SUSPEND_CHECK)).await;
+    }
+}
+
+/// Time this system has spent suspended since boot: `CLOCK_BOOTTIME − CLOCK_MONOTONIC`,
+/// in whole milliseconds (the two readings are a few nanoseconds apart; rounding down keeps
+/// that out), and never less than an earlier answer.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn system_suspended() -> Duration {
+    use nix::time::{clock_gettime, ClockId};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static MOST_MS: AtomicU64 = AtomicU64::new(0);
+    let read = clock_gettime(ClockId::CLOCK_MONOTONIC).and_then(|mono| {
+        clock_gettime(ClockId::CLOCK_BOOTTIME)
+            .map(|boot| Duration::from(boot).saturating_sub(Duration::from(mono)))
+    });
+    let ms = read.map_or(0, millis);
+    let most = MOST_MS.fetch_max(ms, Ordering::Relaxed).max(ms);
+    Duration::from_millis(most)
+}
+
+/// Elsewhere nothing is known of suspended time: none is counted.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn system_suspended() -> Duration {
+    Duration::ZERO
 }
 
 /// The real clocks: `Utc::now()` and tokio's monotonic clock.
@@ -37,7 +105,7 @@ pub use test_clock::TestClock;
 
 #[cfg(feature = "test-util")]
 mod test_clock {
-    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
     use chrono::{DateTime, Utc};
     use tokio::time::Instant;
@@ -45,12 +113,14 @@ mod test_clock {
     use super::{add_saturating, Clock};
 
     /// A clock for tests whose wall time advances with tokio's (possibly paused) clock, plus
-    /// an adjustable skew, so a test can model a node whose wall clock is wrong.
+    /// an adjustable skew, so a test can model a node whose wall clock is wrong, and
+    /// injected suspensions ([`TestClock::suspend`]), so a test can model a host that slept.
     #[derive(Debug)]
     pub struct TestClock {
         wall_origin: DateTime<Utc>,
         mono_origin: Instant,
         skew_ms: AtomicI64,
+        suspended_ms: AtomicU64,
     }
 
     impl TestClock {
@@ -66,6 +136,7 @@ mod test_clock {
                 wall_origin,
                 mono_origin,
                 skew_ms: AtomicI64::new(0),
+                suspended_ms: AtomicU64::new(0),
             }
         }
 
@@ -74,15 +145,28 @@ mod test_clock {
             self.skew_ms
                 .store(skew.num_milliseconds(), Ordering::SeqCst);
         }
+
+        /// The system was suspended for `d` just now: wall time and [`Clock::boottime`] move
+        /// on by `d`, the monotonic clock (tokio's) does not. Whole milliseconds.
+        pub fn suspend(&self, d: std::time::Duration) {
+            self.suspended_ms
+                .fetch_add(super::millis(d), Ordering::SeqCst);
+        }
     }
 
     impl Clock for TestClock {
         fn now(&self) -> DateTime<Utc> {
-            let elapsed = Instant::now().saturating_duration_since(self.mono_origin);
+            let elapsed = Instant::now()
+                .saturating_duration_since(self.mono_origin)
+                .saturating_add(self.suspended());
             let t = add_saturating(self.wall_origin, elapsed);
             chrono::Duration::try_milliseconds(self.skew_ms.load(Ordering::SeqCst))
                 .and_then(|skew| t.checked_add_signed(skew))
                 .unwrap_or(t)
+        }
+
+        fn suspended(&self) -> std::time::Duration {
+            std::time::Duration::from_millis(self.suspended_ms.load(Ordering::SeqCst))
         }
     }
 }

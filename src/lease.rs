@@ -638,6 +638,7 @@ impl Locks {
                 broken_at: None,
             };
             let sent = clock.monotonic();
+            let sent_boot = clock::after(sent, clock.suspended());
             match m.write(current.as_ref(), record).await? {
                 Written::Written(s) => {
                     info!(lock = %name, fencing_token = %token, "acquired");
@@ -664,6 +665,7 @@ impl Locks {
                         m.clone(),
                         s,
                         sent,
+                        sent_boot,
                     )));
                 }
                 Written::Conflict(latest) => {
@@ -838,11 +840,13 @@ impl Lease {
         manifest: Manifest<LockRecord>,
         snapshot: Snapshot<LockRecord>,
         sent: Instant,
+        sent_boot: Instant,
     ) -> Self {
         let options = locks.options.clone();
         let manifests = Arc::clone(locks.collection.manifests());
         let token = snapshot.body.fencing_token;
-        let deadline = clock::after(sent, options.hold_for());
+        // Time the system spends suspended counts against the deadline (see `clock`).
+        let deadline = clock::after(sent_boot, options.hold_for());
         let due = clock::after(sent, options.renew_interval);
         let renewer = Renewer {
             name: name.clone(),
@@ -880,19 +884,27 @@ impl Lease {
         info_of(self.name.as_str(), &self.held.state().snapshot, now)
     }
 
-    /// The local deadline: after this instant the lease counts as lost unless renewed.
+    /// The local deadline: after this instant (on the monotonic clock, as things stand
+    /// now) the lease counts as lost unless renewed. Time the system spends suspended
+    /// counts against the lease, so a suspension moves this instant earlier, by as long as
+    /// it lasted.
     pub fn deadline(&self) -> Instant {
+        let clock = self.manifests.clock();
         // A lease always has a deadline (set in `start`); `now` is never used.
         let deadline = self.held.state().deadline;
-        deadline.unwrap_or_else(|| self.manifests.clock().monotonic())
+        let deadline = deadline.unwrap_or_else(|| clock.boottime());
+        deadline
+            .checked_sub(clock.suspended())
+            .unwrap_or_else(|| clock.monotonic())
     }
 
-    /// Whether the lease is still held: not lost, and the local deadline not passed.
+    /// Whether the lease is still held: not lost, and the local deadline not passed (time
+    /// the system spent suspended counted, so a holder that slept past it knows at once).
     pub fn is_held(&self) -> bool {
         let s = self.held.state();
         s.lost.is_none()
             && s.deadline
-                .is_some_and(|d| self.manifests.clock().monotonic() < d)
+                .is_some_and(|d| self.manifests.clock().boottime() < d)
     }
 
     /// A token cancelled when the lease is lost. Cancel-safe to wait on.
@@ -916,8 +928,13 @@ impl Lease {
     /// Stops renewing and writes a released tombstone (never a delete). A lease that was
     /// lost (taken over, broken, or given up at its deadline), before or at the release,
     /// returns [`Error::LeaseLost`] with the reason and writes nothing: the caller's work
-    /// may have overlapped another holder's, and it must know. Not cancel-safe: a cancelled
-    /// release leaves the lease to expire.
+    /// may have overlapped another holder's, and it must know. That takes proof: a version
+    /// of another node's written over ours while it was live. A tombstone answered with a
+    /// refusal after it landed (a retried request), and overtaken by later holders before
+    /// it could be read back, is a release; when the store can no longer show which version
+    /// followed ours (etag CAS keeps only the newest), the outcome is
+    /// [`Error::Ambiguous`], never a loss. Not cancel-safe: a cancelled release leaves the
+    /// lease to expire.
     pub async fn release(mut self) -> Result<()> {
         self.held.stop().await;
         release_shared(

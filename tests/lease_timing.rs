@@ -619,3 +619,66 @@ async fn a_waiter_learns_of_a_release_within_about_a_second() {
     let c = b.faults.counts();
     assert!(c.requests() <= 2 * 27 + 4, "{c:?}");
 }
+
+/// A host suspended (or a VM paused) for longer than the lease had left: the monotonic clock
+/// stood still, everyone else's did not. On wake the lease is no longer held, at once, and
+/// its loss fires without waiting for a renewal to fail (none is even sent).
+#[tokio::test(start_paused = true)]
+async fn a_suspension_past_the_deadline_loses_the_lease_on_wake() {
+    let s = store();
+    let a = node(&s, "a", Strategy::EtagCas).await;
+    let lease = acquire(&a).await;
+    sleep(Duration::from_secs(5)).await;
+    assert!(lease.is_held());
+    a.clock.suspend(Duration::from_secs(60));
+    assert!(
+        !lease.is_held(),
+        "a lease whose give-up time passed while the host slept is not held"
+    );
+    assert!(lease.deadline() <= Instant::now());
+    let reason = tokio::time::timeout(cairn::clock::SUSPEND_CHECK, lease.lost())
+        .await
+        .expect("the loss fires as soon as the holder looks at its clock again");
+    assert!(
+        matches!(reason, LossReason::Unavailable { .. }),
+        "{reason:?}"
+    );
+    assert_eq!(
+        a.faults.counts().puts,
+        1,
+        "no renewal was sent after the wake"
+    );
+    assert!(matches!(
+        lease.release().await,
+        Err(cairn::Error::LeaseLost { .. })
+    ));
+}
+
+/// A suspension shorter than what the lease had left counts against it all the same: cut
+/// off from the store at 5 s and suspended for 20 s, the holder gives up at 8 s on its
+/// monotonic clock (28 s after the acquire, counting the 20 s it slept).
+#[tokio::test(start_paused = true)]
+async fn time_spent_suspended_counts_against_the_deadline() {
+    for strategy in [Strategy::EtagCas, Strategy::VersionChain] {
+        let s = store();
+        let a = node(&s, "a", strategy).await;
+        let t0 = Instant::now();
+        let lease = acquire(&a).await;
+        sleep(Duration::from_secs(5)).await;
+        partition(&a);
+        a.clock.suspend(Duration::from_secs(20));
+        assert!(lease.is_held(), "{strategy:?}");
+        assert_eq!(
+            lease.deadline() - t0,
+            Duration::from_secs(8),
+            "{strategy:?}"
+        );
+        let reason = lease.lost().await;
+        assert_eq!(Instant::now() - t0, Duration::from_secs(8), "{strategy:?}");
+        assert!(
+            matches!(reason, LossReason::Unavailable { .. }),
+            "{strategy:?}: {reason:?}"
+        );
+        assert!(!lease.is_held());
+    }
+}

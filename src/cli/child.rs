@@ -51,7 +51,9 @@
 //! if cairn has not pushed it further by then, the guard itself sends the group SIGTERM,
 //! and SIGKILL after the grace period, exactly what cairn would have done. A live cairn
 //! always pushes the deadline on long before it comes (it is ttl − margin − grace after the
-//! last renewal), so the guard only acts for a cairn that cannot.
+//! last renewal), so the guard only acts for a cairn that cannot. The guard counts that
+//! time on `CLOCK_BOOTTIME`, as the lease counts its deadline: a host suspended past the
+//! give-up time stops COMMAND as soon as it wakes.
 //!
 //! # Limits
 //!
@@ -649,31 +651,61 @@ fn ceil_millis(d: Duration) -> u128 {
     d.as_nanos().div_ceil(1_000_000)
 }
 
-/// Waits until stdin is readable or `deadline` passes; `true` when readable (or closed).
-fn readable_before(deadline: Option<std::time::Instant>) -> bool {
-    let timeout = match deadline {
-        None => -1,
-        Some(d) => {
-            let left = d.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            // Rounded up, so that poll never wakes before the deadline.
-            i32::try_from(ceil_millis(left)).unwrap_or(i32::MAX)
-        }
+/// Now on `CLOCK_BOOTTIME`. Unlike `CLOCK_MONOTONIC` (std's `Instant`), it counts the time
+/// the system spent suspended (or its VM paused), as the lease's deadline does
+/// ([`crate::clock`]): a give-up time that passed while the host slept has passed for the
+/// guard too when it wakes.
+fn boottime() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
+    // SAFETY: clock_gettime writes one timespec we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        // Not on this kernel (before 2.6.39): the monotonic clock, as before.
+        // SAFETY: as above.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Waits until stdin is readable or `deadline` (on [`boottime`]) passes; `true` when
+/// readable (or closed).
+fn readable_before(deadline: Option<Duration>) -> bool {
+    readable_before_on(0, deadline, &boottime)
+}
+
+/// [`readable_before`] on `fd`, with `now` for the clock. A poll's timeout runs on the
+/// monotonic clock, which stands still while the system is suspended: so the wait is cut
+/// into slices of at most [`crate::clock::SUSPEND_CHECK`], and `now` read after each.
+fn readable_before_on(fd: RawFd, deadline: Option<Duration>, now: &dyn Fn() -> Duration) -> bool {
     let mut pfd = libc::pollfd {
-        fd: 0,
+        fd,
         events: libc::POLLIN,
         revents: 0,
     };
     loop {
-        // SAFETY: one valid pollfd on our own stdin.
+        let timeout = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_sub(now());
+                if left.is_zero() {
+                    return false;
+                }
+                // Rounded up, so that poll never wakes before the deadline.
+                let slice = left.min(crate::clock::SUSPEND_CHECK);
+                i32::try_from(ceil_millis(slice)).unwrap_or(i32::MAX)
+            }
+        };
+        // SAFETY: one valid pollfd on a descriptor of ours.
         let r = unsafe { libc::poll(&mut pfd, 1, timeout) };
-        if r >= 0 {
-            return r > 0;
+        if r > 0 {
+            return true;
         }
-        if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
             return true; // let the read report the error
         }
     }
@@ -689,14 +721,15 @@ fn guard() -> i32 {
     unsafe { libc::prctl(libc::PR_SET_NAME, c"cairn-guard".as_ptr()) };
     let mut pgid: Option<libc::pid_t> = None;
     let mut done = false;
-    let mut deadline: Option<(std::time::Instant, Duration)> = None;
-    let mut terminated_at: Option<(std::time::Instant, Duration)> = None;
+    // On `boottime`: time the system spends suspended counts.
+    let mut deadline: Option<(Duration, Duration)> = None;
+    let mut terminated_at: Option<(Duration, Duration)> = None;
     let mut stdin = std::io::stdin().lock();
     let mut line = Vec::new();
     loop {
         // A deadline passed: SIGTERM now, SIGKILL once the grace has run out.
         let wake = match (terminated_at, deadline) {
-            (Some((t, grace)), _) => Some(t + grace),
+            (Some((t, grace)), _) => Some(t.saturating_add(grace)),
             (None, Some((d, _))) => Some(d),
             (None, None) => None,
         };
@@ -706,7 +739,7 @@ fn guard() -> i32 {
                 (None, Some((_, grace))) => {
                     say!("cairn: the lease was not renewed by its give-up time (the store unreachable, or cairn paused); stopping COMMAND's process group {p}");
                     signal_group(p, libc::SIGTERM);
-                    terminated_at = Some((std::time::Instant::now(), grace));
+                    terminated_at = Some((boottime(), grace));
                 }
                 _ => {
                     signal_group(p, libc::SIGKILL);
@@ -729,7 +762,7 @@ fn guard() -> i32 {
                         .map(|n| n.parse::<u64>().ok());
                     if let (Some(Some(within)), Some(Some(grace))) = (f.next(), f.next()) {
                         deadline = Some((
-                            std::time::Instant::now() + Duration::from_millis(within),
+                            boottime().saturating_add(Duration::from_millis(within)),
                             Duration::from_millis(grace),
                         ));
                     }
@@ -817,6 +850,35 @@ mod tests {
         assert_eq!(pid_line(1, &mut buf), b"1\n");
         assert_eq!(pid_line(4_194_304, &mut buf), b"4194304\n");
         assert_eq!(pid_line(i32::MAX, &mut buf), b"2147483647\n");
+    }
+
+    /// The guard's clock jumps a minute ahead while it waits (the host was suspended): its
+    /// wait ends at the next slice, not a minute of monotonic time later.
+    #[test]
+    fn the_guard_counts_time_spent_suspended() {
+        let mut fds = [0 as RawFd; 2];
+        // SAFETY: pipe2 fills `fds` with two new descriptors.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: new descriptors owned by nothing else; the writer stays open, so the
+        // reader is never readable.
+        let (read, _write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let start = std::time::Instant::now();
+        let reads = std::cell::Cell::new(0u32);
+        // The first reading is at the start; every later one a minute on (and what really
+        // passed), as after a suspension of a minute.
+        let now = || {
+            reads.set(reads.get() + 1);
+            let slept = if reads.get() > 1 { 60 } else { 0 };
+            Duration::from_secs(slept) + start.elapsed()
+        };
+        let deadline = Some(Duration::from_secs(30));
+        assert!(!readable_before_on(read.as_raw_fd(), deadline, &now));
+        assert_eq!(reads.get(), 2, "woke once, to read the clock again");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the wait ran on the monotonic clock: {:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

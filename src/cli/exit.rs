@@ -52,6 +52,7 @@ Exit codes:
        online or suspect (use --force)
   76   lock run, lock hold: the lease was lost (taken over, broken, renewals
        failed) while held, or found lost at release; COMMAND was stopped
+       (or, acquired past the lease's give-up time, never started)
   78   node heartbeat: another process heartbeats under this node id
   127  lock run, turn run: COMMAND could not be started
   130  interrupted before COMMAND started

@@ -33,7 +33,8 @@ struct Finished<'a> {
     name: &'a Name,
     fencing_token: FencingToken,
     /// COMMAND's exit status (128+N when killed by signal N, 127 when it could not be
-    /// started); absent for `lock hold`.
+    /// started); absent for `lock hold`, and when the lease was past its give-up time
+    /// before COMMAND was started (it is not started then).
     #[serde(skip_serializing_if = "Option::is_none")]
     exit_code: Option<i32>,
     lease_lost: bool,
@@ -171,6 +172,34 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
         ("CAIRN_NODE", cairn.node().to_string()),
         ("CAIRN_FENCING_TOKEN", token.to_string()),
     ];
+    // The acquire's answer may have come back after the lease's give-up time (a slow store,
+    // a --timeout longer than the ttl, a suspended host): COMMAND would start on a lease that
+    // may be another node's by now. It is not started.
+    if !lease.is_held() {
+        dismiss(guard).await;
+        let reason = lease.loss_reason().unwrap_or(LossReason::Unavailable {
+            error: "the acquire was answered after the lease's give-up time".into(),
+        });
+        eprintln!(
+            "cairn: lock {name} was acquired too late to use ({reason}); the command was not \
+             started"
+        );
+        // Nobody may have written over it: then the tombstone frees the lock at once.
+        let released = lease.release().await.is_ok();
+        if json {
+            output::json(&Finished {
+                event: "finished",
+                name: &name,
+                fencing_token: token,
+                exit_code: None,
+                lease_lost: true,
+                loss: Some(reason),
+                released,
+                cairn_exit_code: exit::LEASE_LOST,
+            });
+        }
+        return Ok(exit::LEASE_LOST);
+    }
     let left = lease
         .deadline()
         .saturating_duration_since(tokio::time::Instant::now());

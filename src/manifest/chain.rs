@@ -116,6 +116,15 @@ impl Protocol for VersionChain {
     fn history<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Vec<Snapshot<RawBody>>> {
         Box::pin(history(m))
     }
+
+    /// A GET of the version's own key (`None` once collected).
+    fn version<'a>(
+        &'a self,
+        m: &'a RawManifest,
+        version: u64,
+    ) -> Call<'a, Option<Snapshot<RawBody>>> {
+        Box::pin(async move { Ok(read_version(m, version).await?.map(|(s, _)| s)) })
+    }
 }
 
 /// What this client last knew of each manifest's newest version, and when: the source of

@@ -49,6 +49,15 @@ impl Protocol for EtagCas {
     fn history<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Vec<Snapshot<RawBody>>> {
         Box::pin(async { Ok(load(m).await?.into_iter().collect()) })
     }
+
+    /// The one object, if it is at `version`: older versions are overwritten.
+    fn version<'a>(
+        &'a self,
+        m: &'a RawManifest,
+        version: u64,
+    ) -> Call<'a, Option<Snapshot<RawBody>>> {
+        Box::pin(async move { Ok(load(m).await?.filter(|s| s.version == version)) })
+    }
 }
 
 async fn load(m: &RawManifest) -> Result<Option<Snapshot<RawBody>>> {

@@ -15,7 +15,11 @@
 //! what the tombstone says, and what a beaten release means, is the holder's own.
 //!
 //! [`own_late_write`] answers the question every holder asks on a conflict: is the version
-//! that beat our write an earlier write of ours that landed late?
+//! that beat our write an earlier write of ours that landed late? A closing write that was
+//! refused is beaten only when the store shows another node's version right after ours;
+//! when it no longer can, the outcome is [`Error::Ambiguous`], never a loss that may not
+//! have happened (see [`close`]). Deadlines count time the system spent suspended
+//! ([`Clock::boottime`]).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,7 +33,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Manifest, Snapshot, Written};
-use crate::clock::Clock;
+use crate::clock::{sleep_until_boottime, Clock};
 use crate::error::Error;
 
 /// A manifest body written by one session of a claim (a lease, a heartbeat, a turn).
@@ -54,7 +58,8 @@ pub fn own_late_write<T: ClaimBody>(ours: &Snapshot<T>, latest: &Snapshot<T>) ->
 pub struct HeldState<T, R, X> {
     /// The newest version of our claim known to be stored.
     pub snapshot: Snapshot<T>,
-    /// When this holder must consider the claim lost (`None`: never by time alone).
+    /// When this holder must consider the claim lost (`None`: never by time alone), on
+    /// [`Clock::boottime`]'s timeline: time the system spent suspended counts.
     pub deadline: Option<Instant>,
     /// Why the claim was lost, once it was.
     pub lost: Option<R>,
@@ -117,7 +122,8 @@ const CLOSE_ATTEMPTS: u32 = 8;
 /// Closes a claim of ours: writes `closing(our newest body)` as the version after `ours`
 /// (a released lease, a node that left, a turn's outcome). A version that beats it and is
 /// a write of our own session that still holds the claim open ([`own_late_write`]) is
-/// adopted and written over; any other is [`Closed::Beaten`]. Never a delete. Not
+/// adopted and written over; any other is [`Closed::Beaten`] when the store shows it came
+/// right after ours, else [`Error::Ambiguous`] (see [`after_ours`]). Never a delete. Not
 /// cancel-safe: a cancelled close may or may not have written.
 pub async fn close<T>(
     m: &Manifest<T>,
@@ -131,12 +137,68 @@ where
         match m.write(Some(&ours), closing(&ours.body)).await? {
             Written::Written(stored) => return Ok(Closed::Written(stored)),
             Written::Conflict(Some(latest)) if own_late_write(&ours, &latest) => ours = latest,
-            Written::Conflict(latest) => return Ok(Closed::Beaten { ours, latest }),
+            Written::Conflict(None) => return Ok(Closed::Beaten { ours, latest: None }),
+            Written::Conflict(Some(latest)) => return after_ours(m, ours, latest).await,
         }
     }
     Err(Error::Contention {
         key: m.key().to_string(),
         attempts: CLOSE_ATTEMPTS,
+    })
+}
+
+/// What a closing write of ours over `ours` came to, given that `latest`, not an open
+/// version of our session, is the newest version now.
+///
+/// A closing write can be answered with a refusal after it landed (a client that retries a
+/// 5xx gets 412 for its own write, which took effect the first time). By the time it is
+/// read back, later holders may have written over our closing version too: the newest
+/// version then says nothing about which version came right after ours. So the claim counts
+/// as taken from us only when the store shows it: the version right after ours is a
+/// foreign one, built on ours (`latest` itself, when it is that version, or that version
+/// read on its own: the version chain keeps it under its own key). When that version is
+/// our closing version, the close happened ([`Closed::Written`], as read back). When it
+/// cannot be read (etag CAS has overwritten it; the chain collected it), nothing proves
+/// either outcome: [`Error::Ambiguous`], never a loss that may not have happened.
+async fn after_ours<T>(
+    m: &Manifest<T>,
+    mut ours: Snapshot<T>,
+    latest: Snapshot<T>,
+) -> crate::error::Result<Closed<T>>
+where
+    T: ClaimBody + Serialize + DeserializeOwned + Clone + Send + Sync,
+{
+    let mut next = Some(latest);
+    for _ in 0..CLOSE_ATTEMPTS {
+        let number = crate::clock::next_number(m.key(), "version", ours.version)?;
+        let after = match next.take().filter(|s| s.version == number) {
+            Some(s) => Some(s),
+            None => m.version(number).await?,
+        };
+        let Some(after) = after.filter(|s| s.previous_write_id.as_ref() == Some(&ours.write_id))
+        else {
+            break;
+        };
+        if after.body.session() != ours.body.session() {
+            return Ok(Closed::Beaten {
+                ours,
+                latest: Some(after),
+            });
+        }
+        if !after.body.is_open() {
+            return Ok(Closed::Written(after));
+        }
+        // An open version of ours that landed late: what follows it is the question now.
+        ours = after;
+    }
+    Err(Error::Ambiguous {
+        key: m.key().to_string(),
+        reason: format!(
+            "the closing write after version {} was refused, and other writers have written \
+             since; the version after ours cannot be read to tell whether ours landed or \
+             another node wrote over it",
+            ours.version
+        ),
     })
 }
 
@@ -352,7 +414,8 @@ pub trait Keep<T>: Send + 'static {
     /// The renewal failed with `e`.
     fn failed(&mut self, e: &Error);
 
-    /// The local deadline after a renewal sent at `sent` (`None`: the claim has none).
+    /// The local deadline after a renewal sent at `sent` (`None`: the claim has none), both
+    /// on [`Clock::boottime`]'s timeline.
     fn hold_until(&self, sent: Instant) -> Option<Instant>;
 
     /// When to renew next, after `renewal`: `due` is when this renewal was due, `woke`
@@ -391,11 +454,17 @@ pub async fn keep<T, K>(
         let deadline = keeper.state().deadline;
         tokio::select! {
             _ = keeper.stopped() => return,
-            _ = sleep_until(deadline) => {
+            _ = sleep_until_boottime(&*clock, deadline) => {
                 lose(k.expired(last_error));
                 return;
             }
             _ = tokio::time::sleep_until(due) => {}
+        }
+        // Woken to renew after the deadline passed (the system slept through both): the
+        // claim is lost, whatever a renewal would answer now.
+        if deadline.is_some_and(|d| clock.boottime() >= d) {
+            lose(k.expired(last_error));
+            return;
         }
         let woke = clock.monotonic();
         let (current, body) = {
@@ -403,6 +472,7 @@ pub async fn keep<T, K>(
             (s.snapshot.clone(), k.next_body(&s))
         };
         let sent = clock.monotonic();
+        let sent_boot = crate::clock::after(sent, clock.suspended());
         let write = m.write(Some(&current), body);
         let cut_short = k.cut_short();
         let stop = async {
@@ -414,7 +484,7 @@ pub async fn keep<T, K>(
         };
         let result = tokio::select! {
             _ = stop => return,
-            _ = sleep_until(deadline) => {
+            _ = sleep_until_boottime(&*clock, deadline) => {
                 lose(k.expired(format!("renewal still in flight ({last_error})")));
                 return;
             }
@@ -428,7 +498,7 @@ pub async fn keep<T, K>(
                 Ok(Written::Written(new)) => {
                     k.renewed(&new, took);
                     s.snapshot = new;
-                    if let Some(d) = k.hold_until(sent) {
+                    if let Some(d) = k.hold_until(sent_boot) {
                         s.deadline = Some(d);
                     }
                     due = k.next_due(Renewal::Written { sent }, due, woke);
@@ -440,6 +510,11 @@ pub async fn keep<T, K>(
                     due = k.next_due(Renewal::OwnLateWrite, due, woke);
                     None
                 }
+                // Unlike a close, a refused renewal that is overtaken cannot hide a clean
+                // end: renewals keep the claim open, and nothing of ours closes it while a
+                // renewal is in flight (a release stops this task first). So a foreign
+                // version after ours wrote over an open version of ours (`current`, or our
+                // renewal if it landed): the claim was taken, whichever it was.
                 Ok(Written::Conflict(latest)) => Some(latest),
                 Err(e) => {
                     k.failed(&e);
@@ -453,14 +528,6 @@ pub async fn keep<T, K>(
             keeper.lose(k.foreign(&current, latest));
             return;
         }
-    }
-}
-
-/// Sleeps until `deadline`, or for ever when there is none. Cancel-safe.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -558,18 +625,28 @@ mod tests {
     }
 
     fn manifest(strategy: crate::store::protocol::Strategy) -> Manifest<Claim> {
-        use rand::SeedableRng;
-        let store = crate::store::Store::new(
+        manifest_on(
             Arc::new(object_store::memory::InMemory::new()),
-            "",
-            crate::store::StoreOptions::default(),
+            "n",
+            strategy,
         )
-        .unwrap();
+    }
+
+    /// The claim's manifest on `store`, as node `node` writes it.
+    fn manifest_on(
+        store: Arc<dyn object_store::ObjectStore>,
+        node: &str,
+        strategy: crate::store::protocol::Strategy,
+    ) -> Manifest<Claim> {
+        use rand::SeedableRng;
+        let store =
+            crate::store::Store::new(store, "", crate::store::StoreOptions::default()).unwrap();
         let manifests = Arc::new(super::super::Manifests::new(
             store,
-            "n".into(),
+            node.into(),
             Arc::new(crate::clock::SystemClock),
-            rand::rngs::StdRng::seed_from_u64(7),
+            // A seed of each node's own: write ids must differ between nodes.
+            rand::rngs::StdRng::seed_from_u64(node.bytes().map(u64::from).sum()),
             strategy,
             super::super::ManifestOptions::default(),
         ));
@@ -661,6 +738,144 @@ mod tests {
             let r = release(&lost.shared(), &m, closed).await.unwrap();
             assert!(matches!(r, Released::Lost("taken")), "{strategy:?}");
             assert_eq!(m.load().await.unwrap().unwrap().version, 2, "{strategy:?}");
+        }
+    }
+
+    /// Once armed, lets other nodes write `sessions` (each an open version, then its closed
+    /// one for all but the last) after the next put commits and before it is answered: the
+    /// store moved on past our write while its answer was on the way.
+    #[cfg(feature = "test-util")]
+    struct Overtake {
+        armed: std::sync::atomic::AtomicBool,
+        others: std::sync::OnceLock<Manifest<Claim>>,
+        sessions: &'static [&'static str],
+    }
+
+    #[cfg(feature = "test-util")]
+    #[async_trait::async_trait]
+    impl crate::store::fault::Hook for Overtake {
+        async fn committed(
+            &self,
+            _path: &object_store::path::Path,
+            result: object_store::PutResult,
+        ) -> object_store::Result<object_store::PutResult> {
+            let armed = self.armed.swap(false, std::sync::atomic::Ordering::SeqCst);
+            if let (true, Some(m)) = (armed, self.others.get()) {
+                for (i, session) in self.sessions.iter().enumerate() {
+                    let current = m.load().await.unwrap();
+                    let open = stored(m, current.as_ref(), session).await;
+                    if i < self.sessions.len().saturating_sub(1) {
+                        let _ = m.write(Some(&open), closed(&open.body)).await.unwrap();
+                    }
+                }
+            }
+            Ok(result)
+        }
+    }
+
+    /// Our manifest on a fault store over `inner`, and the hook that overtakes our writes.
+    #[cfg(feature = "test-util")]
+    fn overtaken(
+        strategy: crate::store::protocol::Strategy,
+        sessions: &'static [&'static str],
+    ) -> (
+        Manifest<Claim>,
+        Arc<crate::store::fault::FaultStore>,
+        Arc<Overtake>,
+    ) {
+        let inner: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::memory::InMemory::new());
+        let hook = Arc::new(Overtake {
+            armed: std::sync::atomic::AtomicBool::new(false),
+            others: std::sync::OnceLock::new(),
+            sessions,
+        });
+        let _ = hook
+            .others
+            .set(manifest_on(Arc::clone(&inner), "other", strategy));
+        struct Shared(Arc<Overtake>);
+        #[async_trait::async_trait]
+        impl crate::store::fault::Hook for Shared {
+            async fn committed(
+                &self,
+                path: &object_store::path::Path,
+                result: object_store::PutResult,
+            ) -> object_store::Result<object_store::PutResult> {
+                self.0.committed(path, result).await
+            }
+        }
+        let fault = Arc::new(crate::store::fault::FaultStore::with_hook(
+            inner,
+            1,
+            Shared(Arc::clone(&hook)),
+        ));
+        let through: Arc<dyn object_store::ObjectStore> = fault.clone();
+        let ours = manifest_on(through, "n", strategy);
+        (ours, fault, hook)
+    }
+
+    /// Our closing write lands, is answered 412 (a client's retry of a 5xx refused for our
+    /// own write), and before it is read back two other holders have come and gone over it.
+    /// That is a release, never a loss: the chain reads the version after ours (our
+    /// tombstone); etag CAS cannot see it any more, and says it cannot tell.
+    #[cfg(feature = "test-util")]
+    #[tokio::test]
+    async fn should_not_call_a_release_overtaken_by_later_holders_a_loss() {
+        use crate::store::fault::{Fault, Op, Rule};
+        for strategy in STRATEGIES {
+            let (m, fault, hook) = overtaken(strategy, &["b", "c"]);
+            let ours = stored(&m, None, "a").await;
+            let held = holding(ours);
+            hook.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+            fault.add(Rule::times(Op::Put, "", Fault::CommitThenStatus(412), 1));
+            let r = release(&held.shared(), &m, closed).await;
+            assert!(
+                !matches!(r, Ok(Released::Beaten { .. }) | Ok(Released::Lost(_))),
+                "{strategy:?}: a release that landed was reported as beaten: {r:?}"
+            );
+            match strategy {
+                crate::store::protocol::Strategy::VersionChain => assert!(
+                    matches!(&r, Ok(Released::Written(t)) if t.version == 2 && !t.body.open),
+                    "{strategy:?}: {r:?}"
+                ),
+                _ => assert!(
+                    matches!(&r, Err(Error::Ambiguous { .. })),
+                    "{strategy:?}: {r:?}"
+                ),
+            }
+            let latest = m.load().await.unwrap().unwrap();
+            assert_eq!(
+                (latest.version, latest.body),
+                (5, claim("c")),
+                "{strategy:?}"
+            );
+        }
+    }
+
+    /// Another node wrote over our live version, and then wrote again, before our release:
+    /// where the store still shows the version after ours (the chain), the release is
+    /// beaten by it, named; where it does not (etag CAS), the outcome cannot be told.
+    #[tokio::test]
+    async fn should_name_the_version_that_wrote_over_ours_only_when_it_can_be_read() {
+        for strategy in STRATEGIES {
+            let m = manifest(strategy);
+            let ours = stored(&m, None, "a").await;
+            let taken = stored(&m, Some(&ours), "b").await;
+            stored(&m, Some(&taken), "b").await;
+            let held = holding(ours);
+            let r = release(&held.shared(), &m, closed).await;
+            match strategy {
+                crate::store::protocol::Strategy::VersionChain => assert!(
+                    matches!(&r, Ok(Released::Beaten { ours, latest: Some(l) })
+                        if ours.version == 1 && l.version == 2 && l.body.session == "b"),
+                    "{strategy:?}: {r:?}"
+                ),
+                _ => assert!(
+                    matches!(&r, Err(Error::Ambiguous { .. })),
+                    "{strategy:?}: {r:?}"
+                ),
+            }
+            assert_eq!(m.load().await.unwrap().unwrap().version, 3, "{strategy:?}");
         }
     }
 

@@ -379,6 +379,15 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         })
     }
 
+    /// Version `version` of this manifest, when it can still be read on its own: the
+    /// version chain reads that version's key (`None` once collected); etag CAS stores only
+    /// the newest version, so it has it only while it is the newest. `None` says nothing
+    /// about whether the version was ever written. Cancel-safe.
+    pub async fn version(&self, version: u64) -> Result<Option<Snapshot<T>>> {
+        let read = self.protocol().version(&self.raw, version).await?;
+        read.map(|s| self.typed(s)).transpose()
+    }
+
     /// Creates the first version; `Conflict` carries the existing one.
     pub async fn create(&self, body: T) -> Result<Written<T>> {
         self.write(None, body).await

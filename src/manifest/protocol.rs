@@ -59,6 +59,15 @@ pub(crate) trait Protocol: Send + Sync + std::fmt::Debug {
 
     /// Every stored version still kept, oldest first.
     fn history<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Vec<Snapshot<RawBody>>>;
+
+    /// Version `version`, when it can still be read on its own (`None`: it cannot, which
+    /// says nothing about whether it was ever written). The chain reads its key; etag CAS
+    /// keeps only the newest version, so it has version `version` only while that is newest.
+    fn version<'a>(
+        &'a self,
+        m: &'a RawManifest,
+        version: u64,
+    ) -> Call<'a, Option<Snapshot<RawBody>>>;
 }
 
 /// The implementation of `strategy`: the one place the manifest layer looks at which
