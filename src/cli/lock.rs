@@ -180,9 +180,9 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
         let reason = lease.loss_reason().unwrap_or(LossReason::Unavailable {
             error: "the acquire was answered after the lease's give-up time".into(),
         });
-        eprintln!(
-            "cairn: lock {name} was acquired too late to use ({reason}); the command was not \
-             started"
+        say!(
+            "cairn: lock {name} was acquired too late to use ({}); the command was not started",
+            output::text(&reason.to_string())
         );
         // Nobody may have written over it: then the tombstone frees the lock at once.
         let released = lease.release().await.is_ok();
@@ -196,7 +196,7 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
                 loss: Some(reason),
                 released,
                 cairn_exit_code: exit::LEASE_LOST,
-            });
+            })?;
         }
         return Ok(exit::LEASE_LOST);
     }
