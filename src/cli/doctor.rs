@@ -10,6 +10,9 @@ struct Report<'a> {
     store: &'a str,
     strategy: String,
     protocol: Option<&'a crate::store::protocol::ProtocolRecord>,
+    /// A coordination object found where the protocol record is missing (it was deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol_missing: Option<String>,
     /// What the probe found about If-Match, and so which strategy it picks, in a sentence.
     reason: String,
     capabilities: &'a Capabilities,
@@ -34,6 +37,7 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             store: url,
             strategy: cairn.strategy().to_string(),
             protocol: p,
+            protocol_missing: cairn.protocol_missing().map(ToString::to_string),
             reason: caps.reason(),
             capabilities: caps,
         };
@@ -52,10 +56,20 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             p.created_by,
             super::output::time(p.created_at)
         ),
-        None => println!(
-            "strategy:   {} (no protocol recorded yet: the first coordinating command records it)",
-            cairn.strategy()
-        ),
+        None => match cairn.protocol_missing() {
+            Some(found) => println!(
+                "strategy:   {} (read from the objects' key shapes)\n\
+                 warning:    the protocol record is MISSING, yet this prefix is in use \
+                 ({found}): nodes refuse it; check why it vanished (no lifecycle rule may \
+                 expire _cairn/), then run `cairn protocol recreate`",
+                cairn.strategy()
+            ),
+            None => println!(
+                "strategy:   {} (no protocol recorded yet: the first coordinating command \
+                 records it)",
+                cairn.strategy()
+            ),
+        },
     }
     if !cairn.strategy().supported_by(caps) {
         println!("warning:    this store no longer supports the recorded protocol");
