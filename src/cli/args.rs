@@ -182,7 +182,7 @@ pub enum ProtocolCommand {
     /// Re-create a deleted protocol record. Nodes refuse a prefix that holds locks, streams,
     /// ... but no record, rather than decide the protocol afresh. This lists the whole
     /// prefix, infers the strategy in use from the objects' key shapes (etag CAS writes
-    /// .../manifest.json, the version chain .../v/<n>.json), refuses a --strategy they
+    /// .../manifest.json, the version chain .../v/NUMBER.json), refuses a --strategy they
     /// contradict, probes the store, and writes the record. Nothing happens where a record
     /// exists. Check first why it vanished: no lifecycle rule may expire _cairn/.
     Recreate,
