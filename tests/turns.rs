@@ -240,7 +240,14 @@ async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
     };
     assert_eq!(number, 2);
     let c = fa.counts().since(&before);
-    assert_eq!(c.gets + c.puts, 3, "read, claim, record: {c:?}");
+    // Plus, after more than 30 s without a write, one revalidation of the prefix's protocol
+    // record before the claim (a 304; `store::protocol::ProtocolWatch`).
+    assert_eq!(
+        c.gets + c.puts,
+        4,
+        "read, protocol 304, claim, record: {c:?}"
+    );
+    assert_eq!(c.not_modified, 1, "{c:?}");
 
     // b is not due either; counters say so.
     assert!(matches!(
@@ -424,8 +431,9 @@ async fn a_looping_node_makes_no_request_until_the_turn_is_due() {
     sleep(JITTER * 2 + Duration::from_secs(2)).await;
     assert_eq!(*ran.lock().unwrap(), vec![2]);
     let c = fb.counts().since(&after_load);
-    // A 304 revalidation, the claim and the outcome.
-    assert_eq!((c.not_modified, c.puts), (1, 2), "{c:?}");
+    // A 304 revalidation, the claim and the outcome; and, the handle's last write being
+    // more than 30 s ago, a 304 revalidation of the protocol record before the claim.
+    assert_eq!((c.not_modified, c.puts), (2, 2), "{c:?}");
     stop.cancel();
     task.await.unwrap().unwrap();
 }
