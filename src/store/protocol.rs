@@ -645,6 +645,51 @@ mod tests {
     }
 
     #[test]
+    fn key_shapes_show_the_strategy_and_a_contradicting_one_is_refused() {
+        let k = |s: &str| keys::from_listed(s.into());
+        assert_eq!(
+            shape_of(&k("locks/a/manifest.json")),
+            Some(Strategy::EtagCas)
+        );
+        assert_eq!(
+            shape_of(&k("records/ns/v/v/00000000000000000003.json")),
+            Some(Strategy::VersionChain)
+        );
+        // Log entries are written alike under both strategies, even in a topic named v.
+        assert_eq!(shape_of(&k("log/v/00000000000000000003.json")), None);
+        assert_eq!(shape_of(&k("locks/v/3.json")), None);
+        assert!(keys::is_coordination(&k("log/t/00000000000000000001.json")));
+        assert!(!keys::is_coordination(&k("_probe/x.json")));
+        assert!(!keys::is_coordination(&k("_cairn/protocol.json")));
+        assert!(!keys::is_coordination(&k("backups/x")));
+
+        let chain = Survey {
+            first: Some(k("locks/a/v/00000000000000000001.json")),
+            version_chain: Some(k("locks/a/v/00000000000000000001.json")),
+            ..Survey::default()
+        };
+        assert_eq!(chain.strategy(None).unwrap(), Some(Strategy::VersionChain));
+        assert!(matches!(
+            chain.strategy(Some(Strategy::EtagCas)),
+            Err(Error::ProtocolContradicted {
+                written_with: Strategy::VersionChain,
+                ..
+            })
+        ));
+        let both = Survey {
+            etag_cas: Some(k("locks/b/manifest.json")),
+            ..chain.clone()
+        };
+        for wanted in [None, Some(Strategy::EtagCas), Some(Strategy::VersionChain)] {
+            assert!(both.strategy(wanted).is_err(), "{wanted:?}");
+        }
+        assert_eq!(
+            Survey::default().strategy(Some(Strategy::EtagCas)).unwrap(),
+            None
+        );
+    }
+
+    #[test]
     fn newer_foreign_and_garbage_records_are_typed_errors() {
         let k = keys::protocol();
         assert!(matches!(
