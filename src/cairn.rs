@@ -13,7 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestOptions, Manifests, Strategy};
 use crate::store::probe::Capabilities;
-use crate::store::protocol::ProtocolRecord;
+use crate::store::protocol::{ProtocolRecord, ProtocolWatch, WatchOptions, SURVEY_PAGE};
 use crate::store::{url, Key, Name, Store, StoreOptions, WriteId};
 
 /// How the manifest strategy is chosen. Either way the prefix's protocol record
@@ -46,6 +46,8 @@ pub struct CairnBuilder {
     observer: bool,
     /// The strategy an observer reads with on a prefix without a protocol record.
     unprobed: Strategy,
+    recreate: bool,
+    watch: WatchOptions,
 }
 
 impl CairnBuilder {
@@ -91,6 +93,31 @@ impl CairnBuilder {
         self
     }
 
+    /// The operator's repair of a prefix whose protocol record was deleted
+    /// ([`Error::ProtocolRecordMissing`]): where there is no record, re-creates it instead
+    /// of refusing. The strategy is the one configured ([`CairnBuilder::strategy`]), which
+    /// the objects present must not contradict ([`Error::ProtocolContradicted`]); with
+    /// [`StrategyChoice::Probe`], the one their key shapes show, or where none does, the
+    /// probe's. The whole prefix is listed to see them (one LIST per thousand objects), and
+    /// the store is probed as for a new prefix. Where a record exists, this changes nothing
+    /// (a different configured strategy is still [`Error::ProtocolMismatch`]).
+    ///
+    /// Running nodes of the prefix keep coordinating across the repair when the record says
+    /// what they obey (the same strategy and, on the version chain, the same `gc_min_age`:
+    /// set [`ManifestOptions::gc_min_age`] to the prefix's); else they stop with
+    /// [`Error::ProtocolChanged`].
+    pub fn recreate_protocol(mut self) -> Self {
+        self.recreate = true;
+        self
+    }
+
+    /// When the handle revalidates the prefix's protocol record while it runs
+    /// ([`crate::store::protocol::ProtocolWatch`]).
+    pub fn protocol_watch(mut self, options: WatchOptions) -> Self {
+        self.watch = options;
+        self
+    }
+
     /// Store-layer tuning.
     pub fn store_options(mut self, options: StoreOptions) -> Self {
         self.store_options = options;
@@ -104,7 +131,10 @@ impl CairnBuilder {
     }
 
     /// Reads the prefix's protocol record (one GET) and returns the handle. Where there is
-    /// no record yet, probes the store and creates it first.
+    /// no record yet, looks at the prefix (one LIST): an empty one is new, and the store is
+    /// probed and the record created first; one holding coordination objects lost its
+    /// record, and the node refuses with [`Error::ProtocolRecordMissing`] (unless
+    /// [`CairnBuilder::recreate_protocol`]).
     pub async fn build(self) -> Result<Cairn> {
         let age = self.manifest_options.gc_min_age;
         if !crate::store::protocol::GC_MIN_AGE_RANGE.contains(&age) {
@@ -126,27 +156,81 @@ impl CairnBuilder {
             StrategyChoice::Fixed(s) => Some(s),
             StrategyChoice::Probe => None,
         };
-        let (strategy, protocol, capabilities) = match store.read_protocol().await? {
-            Some(p) => (p.admit(configured)?, Some(p), None),
+        let mut missing = None;
+        let mut found = store.read_protocol_tagged().await?;
+        if found.is_none() && !self.recreate {
+            // No record: has anything coordinated here? One LIST, on this path only.
+            let survey = store.survey(Some(SURVEY_PAGE)).await?;
+            if let Some(first) = survey.first.clone() {
+                if self.observer {
+                    // An observer decides nothing: it reads with what the objects show.
+                    tracing::warn!(
+                        found = %first,
+                        "this prefix has no protocol record yet holds coordination objects"
+                    );
+                    let shown = survey.strategy(None).ok().flatten();
+                    missing = Some((first, shown));
+                } else {
+                    // The first node may have recorded and coordinated since our GET.
+                    found = store.read_protocol_tagged().await?;
+                    if found.is_none() {
+                        return Err(Error::ProtocolRecordMissing {
+                            key: crate::store::keys::protocol().to_string(),
+                            found: first.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        let (strategy, record, capabilities) = match found {
+            Some((p, etag)) => (p.admit(configured)?, Some((p, etag)), None),
             // An observer never decides the protocol and never writes, not even the probe's
-            // scratch object: with no record, nothing has coordinated here yet.
-            None if self.observer => (configured.unwrap_or(self.unprobed), None, None),
+            // scratch object: with no record, nothing has coordinated here yet, or (when
+            // objects were found) it reads with the strategy their key shapes show.
+            None if self.observer => {
+                let shown = missing.as_ref().and_then(|(_, s)| *s);
+                (shown.or(configured).unwrap_or(self.unprobed), None, None)
+            }
             None => {
+                // A new prefix, or the operator's repair (`recreate_protocol`): then the
+                // objects present must not contradict the strategy recorded.
+                let shown = if self.recreate {
+                    store.survey(None).await?.strategy(configured)?
+                } else {
+                    None
+                };
                 let caps = store.probe(&mut rng).await?;
-                let wanted = configured.unwrap_or_else(|| Strategy::for_capabilities(&caps));
+                let wanted = configured
+                    .or(shown)
+                    .unwrap_or_else(|| Strategy::for_capabilities(&caps));
                 // Never record a protocol the store cannot run.
                 refuse_unsupported(wanted, &caps, "this node is configured for")?;
                 let id = WriteId::random(&mut rng);
                 let mine =
                     ProtocolRecord::new(wanted, node.as_str(), self.clock.now(), Some(&caps), id)
                         .with_gc_min_age(self.manifest_options.gc_min_age);
-                let p = store.create_protocol(&mine).await?;
+                let (p, etag) = store.create_protocol_tagged(&mine).await?;
                 let s = p.admit(configured)?;
                 // Another node may have recorded first, from its own probe: this store must
                 // run that protocol too.
                 refuse_unsupported(s, &caps, "this prefix uses")?;
-                (s, Some(p), Some(caps))
+                (s, Some((p, etag)), Some(caps))
             }
+        };
+        let protocol = match record {
+            Some((p, etag)) => {
+                // Only a handle that coordinates watches the record it obeys.
+                if !self.observer {
+                    store.watch_protocol(ProtocolWatch::new(
+                        p.clone(),
+                        etag,
+                        Arc::clone(&self.clock),
+                        self.watch,
+                    ));
+                }
+                Some(p)
+            }
+            None => None,
         };
         let mut options = self.manifest_options;
         // The chain's collection age is the prefix's: every node collects and trusts its
@@ -164,6 +248,7 @@ impl CairnBuilder {
             node,
             capabilities,
             protocol,
+            missing: missing.map(|(k, _)| k),
         })
     }
 }
@@ -195,6 +280,7 @@ pub struct Cairn {
     node: Name,
     capabilities: Option<Capabilities>,
     protocol: Option<ProtocolRecord>,
+    missing: Option<Key>,
 }
 
 impl Cairn {
@@ -211,6 +297,8 @@ impl Cairn {
             manifest_options: ManifestOptions::default(),
             observer: false,
             unprobed: Strategy::EtagCas,
+            recreate: false,
+            watch: WatchOptions::default(),
         }
     }
 
@@ -252,6 +340,14 @@ impl Cairn {
     /// [observer](CairnBuilder::observer) on a prefix that has none yet).
     pub fn protocol(&self) -> Option<&ProtocolRecord> {
         self.protocol.as_ref()
+    }
+
+    /// For an [observer](CairnBuilder::observer) on a prefix whose protocol record is
+    /// missing although coordination objects are present: one of them (the record was
+    /// deleted; see [`Error::ProtocolRecordMissing`]). The observer reads with the strategy
+    /// their key shapes show.
+    pub fn protocol_missing(&self) -> Option<&Key> {
+        self.missing.as_ref()
     }
 
     /// The manifest layer, for features built on it.

@@ -546,7 +546,13 @@ pub async fn chain_collection_keeps_newest_and_young_versions(ns: Namespace) {
     };
     let young = ns
         .cairn_with("young", strategy, Arc::clone(&ns.store), |b| {
+            // This handle must keep its age after the record changes under it, which a
+            // running handle otherwise refuses (`Error::ProtocolChanged`): no revalidation.
             b.manifest_options(opts(Duration::from_secs(3600)))
+                .protocol_watch(crate::store::protocol::WatchOptions {
+                    every: Duration::MAX,
+                    before_create: Duration::MAX,
+                })
         })
         .await
         .manifest::<u64>(KIND, base("gc"));

@@ -256,6 +256,47 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// The prefix has no protocol record, yet it holds coordination objects (`found` is
+    /// one): the record was deleted (a lifecycle rule, a restore, an `rm`). Deciding the
+    /// protocol afresh could pick the other strategy and split the fleet (each side sees
+    /// the other's locks as free), so the node refuses. Nothing was written. An operator
+    /// re-creates the record: `cairn protocol recreate`
+    /// ([`crate::CairnBuilder::recreate_protocol`]); running nodes re-create it too.
+    #[error("{key} is missing, yet this prefix holds coordination objects (such as {found}): the protocol is not decided afresh over them; check why it vanished (no lifecycle rule may expire _cairn/), then re-create it with `cairn protocol recreate`")]
+    ProtocolRecordMissing {
+        /// The protocol record's key.
+        key: String,
+        /// A coordination object found under the prefix.
+        found: String,
+    },
+
+    /// The prefix's protocol record changed under a running handle: it now names another
+    /// strategy (or another version chain `gc_min_age`), or it no longer parses. This
+    /// handle's manifests may no longer be the ones other nodes read, so it stops
+    /// coordinating: every later write fails with this error, and a held lease is lost
+    /// when its renewals have failed up to its deadline.
+    #[error("the protocol record {key} changed under this running node: it coordinates with {known}, the record now says {now}; this node stops coordinating (restart it)")]
+    ProtocolChanged {
+        /// The protocol record's key.
+        key: String,
+        /// The strategy this handle coordinates with.
+        known: crate::store::protocol::Strategy,
+        /// What the record says now.
+        now: String,
+    },
+
+    /// Re-creating the protocol record with `wanted` is refused: an object present under
+    /// the prefix (`found`) was written with the other strategy. Nothing was written.
+    #[error("cannot record the {wanted} protocol for this prefix: {found} was written with {written_with}")]
+    ProtocolContradicted {
+        /// The strategy asked for.
+        wanted: crate::store::protocol::Strategy,
+        /// The strategy the object present was written with.
+        written_with: crate::store::protocol::Strategy,
+        /// The object.
+        found: String,
+    },
 }
 
 impl Error {
@@ -296,6 +337,9 @@ impl Error {
             Error::Encode { .. } => "encode",
             Error::ClockOffset { .. } => "clock-offset",
             Error::Output { .. } => "output",
+            Error::ProtocolRecordMissing { .. } => "protocol-record-missing",
+            Error::ProtocolChanged { .. } => "protocol-changed",
+            Error::ProtocolContradicted { .. } => "protocol-contradicted",
         }
     }
 

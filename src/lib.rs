@@ -15,11 +15,15 @@
 //! - **Bad data never spreads.** A manifest that does not parse, is of another kind, or has
 //!   a newer format is a typed error and is never overwritten.
 //! - **Probed, not assumed.** A store is probed before use; one that ignores preconditions
-//!   is refused ([`Error::StoreRefused`]), and a store without `If-Match` (the local
-//!   filesystem) runs on the version chain.
+//!   is refused ([`Error::StoreRefused`]), as is one that lets concurrent conditional
+//!   creates of one key all win (the probe races them); a store without `If-Match` (the
+//!   local filesystem), or whose concurrent `If-Match` replaces all win, runs on the version
+//!   chain.
 //! - **One protocol per prefix.** The first node records the strategy in the prefix's
 //!   protocol record ([`store::protocol`]); every other node obeys it, and one configured
-//!   otherwise is refused ([`Error::ProtocolMismatch`]).
+//!   otherwise is refused ([`Error::ProtocolMismatch`]). A prefix in use whose record was
+//!   deleted is refused, not decided afresh ([`Error::ProtocolRecordMissing`]); running
+//!   nodes re-create a vanished record and stop on a changed one ([`Error::ProtocolChanged`]).
 //! - **Holder stops first.** A holder gives its lease up early enough for its work to stop
 //!   ([`LeaseOptions::stop_grace`]) before any other node may take over; an operator's break
 //!   keeps the lock blocked until then.

@@ -388,9 +388,13 @@ async fn handle(store: &Arc<dyn ObjectStore>, strategy: ManifestStrategy) -> Cai
         .seed(7)
         .clock(Arc::new(TestClock::new(origin())))
         .strategy(StrategyChoice::Fixed(strategy))
+        // The planted objects are in use, and no protocol record is planted: an open would
+        // refuse the prefix (`ProtocolRecordMissing`), so the handle records it, as an
+        // operator's repair does (the planted keys have the strategy's shape).
+        .recreate_protocol()
         .build()
         .await
-        .expect("no protocol record is planted: the handle builds")
+        .expect("the handle records the protocol of the planted objects")
 }
 
 /// Panics anywhere in the process since it started: in a reader, or in a task it spawned

@@ -11,9 +11,11 @@ mod common;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use cairn::lease::{Acquired, LeaseOptions};
 use cairn::manifest::{Change, Strategy, Written};
 use cairn::store::fault::FaultStore;
 use cairn::store::keys::{self, Family};
@@ -25,7 +27,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UpdateVersion,
+    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    UpdateVersion,
 };
 
 /// How [`PickyEtags`] treats `If-Match`.
@@ -387,6 +390,223 @@ async fn the_probe_refuses_a_store_that_ignores_if_match_in_the_form_it_accepts(
             assert_eq!(check, "replace with stale etag", "{detail}");
         }
         other => panic!("expected StoreRefused, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A store that races: each conditional PUT is checked on arrival and committed a moment
+// later, unconditionally, so requests that overlap all pass (a check-then-write race inside
+// the server). One request at a time, it honours every precondition.
+// ---------------------------------------------------------------------------------------
+
+/// Which preconditions [`Racy`] applies non-atomically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Races {
+    /// `If-None-Match: *` and `If-Match`.
+    Both,
+    /// Only `If-Match`; creates are atomic.
+    IfMatchOnly,
+}
+
+#[derive(Debug)]
+struct Racy {
+    inner: InMemory,
+    races: Races,
+}
+
+impl Racy {
+    fn new(races: Races) -> Arc<Self> {
+        Arc::new(Self {
+            inner: InMemory::new(),
+            races,
+        })
+    }
+}
+
+impl fmt::Display for Racy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Racy({:?})", self.races)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Racy {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let current = self.inner.head(location).await;
+        match &opts.mode {
+            PutMode::Create if self.races == Races::Both => {
+                if current.is_ok() {
+                    return Err(object_store::Error::AlreadyExists {
+                        path: location.to_string(),
+                        source: "exists".into(),
+                    });
+                }
+            }
+            PutMode::Update(v) => {
+                let current = current?;
+                let sent = v.e_tag.as_deref().unwrap_or_default();
+                if current.e_tag.as_deref() != Some(sent) {
+                    return Err(precondition(location));
+                }
+            }
+            // Atomic: the inner store checks it.
+            _ => return self.inner.put_opts(location, payload, opts).await,
+        }
+        // Checked; the write lands a moment later, whatever landed meanwhile.
+        tokio::task::yield_now().await;
+        self.inner
+            .put_opts(location, payload, PutOptions::from(PutMode::Overwrite))
+            .await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Six handles on `store`, each its own node, built one after the other.
+async fn six_nodes(store: &Arc<Racy>) -> cairn::Result<Vec<Cairn>> {
+    let mut nodes = Vec::new();
+    for i in 0..6 {
+        let c = Cairn::builder(store.clone() as Arc<dyn ObjectStore>)
+            .prefix("p")
+            .node(format!("n{i}"))?
+            .seed(i)
+            .build()
+            .await?;
+        nodes.push(c);
+    }
+    Ok(nodes)
+}
+
+/// Six nodes race for `lock` at once: the fencing tokens of those that got it.
+async fn race_for(nodes: &[Cairn], lock: &str) -> Vec<u64> {
+    let name = Name::new(lock).unwrap();
+    let locks: Vec<_> = nodes
+        .iter()
+        .map(|c| {
+            c.locks(LeaseOptions::with_ttl(Duration::from_secs(30)))
+                .unwrap()
+        })
+        .collect();
+    let tries = locks.iter().map(|l| l.try_acquire(&name));
+    let mut tokens = Vec::new();
+    for r in futures::future::join_all(tries).await {
+        if let Acquired::Acquired(lease) = r.unwrap() {
+            tokens.push(lease.fencing_token().0);
+            std::mem::forget(lease);
+        }
+    }
+    tokens
+}
+
+#[tokio::test]
+async fn the_racy_store_honours_each_precondition_one_request_at_a_time() {
+    // The wrapper is what the issue describes: the probe's sequential checks pass on it.
+    let store = Store::new(Racy::new(Races::Both), "p", StoreOptions::default()).unwrap();
+    let mut rng = rand::rng();
+    let key = scratch("seq");
+    let etag = created(&store, &key, &mut rng).await;
+    let id = WriteId::random(&mut rng);
+    assert!(matches!(
+        store.create(&key, body(&id, 1), &id).await.unwrap(),
+        CreateOutcome::Exists { .. }
+    ));
+    let id = WriteId::random(&mut rng);
+    assert!(matches!(
+        store.replace(&key, body(&id, 2), &id, &etag).await.unwrap(),
+        ReplaceOutcome::Replaced { .. }
+    ));
+    let id = WriteId::random(&mut rng);
+    assert!(matches!(
+        store.replace(&key, body(&id, 3), &id, &etag).await.unwrap(),
+        ReplaceOutcome::Conflict { .. }
+    ));
+}
+
+#[tokio::test]
+async fn the_probe_races_and_refuses_a_store_whose_concurrent_creates_all_win() {
+    let store = Racy::new(Races::Both);
+    match six_nodes(&store).await {
+        Err(Error::StoreRefused { check, detail }) => {
+            assert_eq!(check, "concurrent create-if-absent", "{detail}");
+            assert!(detail.contains("8 of 8"), "{detail}");
+        }
+        Ok(nodes) => panic!(
+            "the probe passed a racing store; six nodes racing for a fresh lock got tokens {:?}",
+            race_for(&nodes, "fresh").await
+        ),
+        Err(other) => panic!("expected StoreRefused, got {other:?}"),
+    }
+    // Nothing was recorded: no node may coordinate through it.
+    let s = Store::new(store, "p", StoreOptions::default()).unwrap();
+    assert!(s.read_protocol().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_store_whose_concurrent_replaces_all_win_gets_the_version_chain_and_one_holder() {
+    let store = Racy::new(Races::IfMatchOnly);
+    let nodes = six_nodes(&store).await.unwrap();
+    // A lock released at version 2: six nodes replace it at once, where etag CAS on this
+    // store would let every one of them through with token 3.
+    let name = Name::new("shared").unwrap();
+    let l = nodes[0]
+        .locks(LeaseOptions::with_ttl(Duration::from_secs(30)))
+        .unwrap();
+    match l.try_acquire(&name).await.unwrap() {
+        Acquired::Acquired(lease) => lease.release().await.unwrap(),
+        Acquired::Busy(b) => panic!("busy: {b:?}"),
+    }
+    let tokens = race_for(&nodes, "shared").await;
+    assert_eq!(tokens.len(), 1, "one holder: {tokens:?}");
+    let caps = nodes[0].capabilities().expect("the first node probed");
+    let race = caps
+        .checks
+        .iter()
+        .find(|c| c.name == "concurrent replace (If-Match)")
+        .expect("the probe lists the concurrent replace check");
+    assert!(!race.passed, "{race:?}");
+    assert!(race.detail.contains("8 of 8"), "{race:?}");
+    assert!(caps
+        .checks
+        .iter()
+        .any(|c| c.name == "concurrent create-if-absent" && c.passed));
+    assert!(!caps.replace_if_match);
+    assert!(caps.reason().contains("version chain"), "{}", caps.reason());
+    for c in &nodes {
+        assert_eq!(c.strategy(), Strategy::VersionChain);
     }
 }
 

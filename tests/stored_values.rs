@@ -53,11 +53,27 @@ async fn each_backend() -> Vec<(Namespace, Strategy)> {
     for backend in [Backend::Memory, Backend::Fs, Backend::LocalStack] {
         for &strategy in backend.strategies() {
             if let Some(ns) = namespace(backend).await {
+                record_protocol(Arc::clone(&ns.store), &ns.prefix, strategy).await;
                 out.push((ns, strategy));
             }
         }
     }
     out
+}
+
+/// Records `strategy` as the prefix's protocol, as the first node on a prefix does: the
+/// planted objects are then those of a prefix in use (one with coordination objects and no
+/// record is refused: `Error::ProtocolRecordMissing`).
+async fn record_protocol(store: Arc<dyn ObjectStore>, prefix: &str, strategy: Strategy) {
+    let store = cairn::store::Store::new(store, prefix, cairn::StoreOptions::default()).unwrap();
+    let record = cairn::store::protocol::ProtocolRecord::new(
+        strategy,
+        "planted",
+        origin(),
+        None,
+        cairn::store::WriteId(uuid::Uuid::new_v4().to_string()),
+    );
+    store.create_protocol(&record).await.unwrap();
 }
 
 fn raw_path(ns: &cairn::conformance::Namespace, key: &str) -> Path {
@@ -478,6 +494,7 @@ async fn should_refuse_at_once_to_join_over_a_record_with_an_endless_interval() 
     for backend in [Backend::Memory, Backend::Fs] {
         for &strategy in backend.strategies() {
             let ns = namespace(backend).await.unwrap();
+            record_protocol(Arc::clone(&ns.store), &ns.prefix, strategy).await;
             let ctx = format!("{backend:?}/{strategy}");
             let base = keys::manifest(Family::Member, &n("a"));
             plant(
@@ -527,6 +544,7 @@ async fn should_clamp_stored_durations_in_views_and_never_panic() {
     for backend in [Backend::Memory, Backend::Fs] {
         for &strategy in backend.strategies() {
             let ns = namespace(backend).await.unwrap();
+            record_protocol(Arc::clone(&ns.store), &ns.prefix, strategy).await;
             // The store's clock is the viewer's: planted records age as the paused clock
             // moves (ages are read on the store's clock, from each record's Last-Modified).
             let clock = Arc::new(TestClock::new(origin()));
@@ -914,6 +932,10 @@ async fn run_bounded(mut c: tokio::process::Command) -> std::process::Output {
 }
 
 async fn plant_fs(dir: &std::path::Path, key: &str, bytes: Vec<u8>) {
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap();
+    if fs.head(&Path::from("_cairn/protocol.json")).await.is_err() {
+        record_protocol(Arc::new(fs), "", Strategy::VersionChain).await;
+    }
     let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap();
     fs.put(&Path::from(key), PutPayload::from(bytes))
         .await

@@ -247,10 +247,13 @@ async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
     };
     assert_eq!(number, 2);
     let c = fa.counts().since(&before);
+    // A read, a clock check (PUT + HEAD: this node's first), the claim, the outcome, and,
+    // after more than 30 s without a write, one revalidation of the prefix's protocol record
+    // before the claim (a 304; `store::protocol::ProtocolWatch`).
     assert_eq!(
-        (c.gets, c.puts),
-        (2, 3),
-        "read, clock check (PUT + HEAD: this node's first), claim, record: {c:?}"
+        (c.gets, c.puts, c.not_modified),
+        (3, 3, 1),
+        "read, protocol 304, clock check, claim, record: {c:?}"
     );
 
     // b is not due either; counters say so.
@@ -271,7 +274,11 @@ async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
     };
     assert_eq!(number, 3);
     let c = fa.counts().since(&before);
-    assert_eq!((c.gets, c.puts), (1, 2), "read, claim, record: {c:?}");
+    assert_eq!(
+        (c.gets, c.puts, c.not_modified),
+        (2, 2, 1),
+        "read, protocol 304, claim, record: {c:?}"
+    );
 }
 
 /// A wall clock that moves only when the test moves it.
@@ -449,8 +456,10 @@ async fn a_looping_node_makes_no_request_until_the_turn_is_due() {
     sleep(JITTER * 2 + Duration::from_secs(2)).await;
     assert_eq!(*ran.lock().unwrap(), vec![2]);
     let c = fb.counts().since(&after_load);
-    // A 304 revalidation, a clock check (a PUT and a HEAD), the claim and the outcome.
-    assert_eq!((c.not_modified, c.gets, c.puts), (1, 2, 3), "{c:?}");
+    // A 304 revalidation, a clock check (a PUT and a HEAD), the claim and the outcome; and,
+    // the handle's last write being more than 30 s ago, a 304 revalidation of the protocol
+    // record before the claim.
+    assert_eq!((c.not_modified, c.gets, c.puts), (2, 3, 3), "{c:?}");
     stop.cancel();
     task.await.unwrap().unwrap();
 }

@@ -166,6 +166,26 @@ pub enum Command {
     /// one lock. Runs under a scratch prefix it deletes afterwards; under a minute on a local S3.
     #[command(after_help = help::bench())]
     Bench(BenchArgs),
+    /// The prefix's protocol record (_cairn/protocol.json), which fixes the manifest strategy
+    /// for every node: repair it when it was deleted.
+    #[command(after_help = help::protocol())]
+    Protocol {
+        /// What to do with the protocol record.
+        #[command(subcommand)]
+        command: ProtocolCommand,
+    },
+}
+
+/// `cairn protocol` verbs.
+#[derive(Debug, Subcommand)]
+pub enum ProtocolCommand {
+    /// Re-create a deleted protocol record. Nodes refuse a prefix that holds locks, streams,
+    /// ... but no record, rather than decide the protocol afresh. This lists the whole
+    /// prefix, infers the strategy in use from the objects' key shapes (etag CAS writes
+    /// .../manifest.json, the version chain .../v/NUMBER.json), refuses a --strategy they
+    /// contradict, probes the store, and writes the record. Nothing happens where a record
+    /// exists. Check first why it vanished: no lifecycle rule may expire _cairn/.
+    Recreate,
 }
 
 /// `--watch` and `--interval`, on the listing commands and `status`.

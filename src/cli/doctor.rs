@@ -11,6 +11,9 @@ struct Report<'a> {
     store: &'a str,
     strategy: String,
     protocol: Option<&'a crate::store::protocol::ProtocolRecord>,
+    /// A coordination object found where the protocol record is missing (it was deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol_missing: Option<String>,
     /// What the probe found about If-Match, and so which strategy it picks, in a sentence.
     reason: String,
     capabilities: &'a Capabilities,
@@ -53,6 +56,7 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             store: url,
             strategy: cairn.strategy().to_string(),
             protocol: p,
+            protocol_missing: cairn.protocol_missing().map(ToString::to_string),
             reason: caps.reason(),
             capabilities: caps,
             clock,
@@ -73,10 +77,20 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             output::name(&p.created_by),
             output::time(p.created_at)
         ),
-        None => format!(
-            "strategy:   {} (no protocol recorded yet: the first coordinating command records it)",
-            cairn.strategy()
-        ),
+        None => match cairn.protocol_missing() {
+            Some(found) => format!(
+                "strategy:   {} (read from the objects' key shapes)\n\
+                 warning:    the protocol record is MISSING, yet this prefix is in use \
+                 ({found}): nodes refuse it; check why it vanished (no lifecycle rule may \
+                 expire _cairn/), then run `cairn protocol recreate`",
+                cairn.strategy()
+            ),
+            None => format!(
+                "strategy:   {} (no protocol recorded yet: the first coordinating command \
+                 records it)",
+                cairn.strategy()
+            ),
+        },
     });
     if !cairn.strategy().supported_by(caps) {
         lines.push("warning:    this store no longer supports the recorded protocol".into());

@@ -41,7 +41,8 @@ Exit codes:
        closed, ...)
   2    usage or configuration error (also: no cairn store here, no such
        bucket, no credentials, access denied; --strategy disagrees with the
-       prefix's protocol record, --every/--jitter with the turn's)
+       prefix's protocol record, --every/--jitter with the turn's; the
+       protocol record is missing on a prefix in use: cairn protocol recreate)
   3    not found (lock show, stream show, record get, record delete,
        node forget, log tail, ...;
        lock break: the lock's current lease has another --token)

@@ -85,6 +85,22 @@ pub fn doctor() -> String {
     )
 }
 
+pub fn protocol() -> String {
+    page(
+        &[
+            (
+                "re-create a deleted record, with the strategy the objects show",
+                "cairn --store s3://ops-bucket/fleet protocol recreate",
+            ),
+            (
+                "re-create it for the version chain (refused if etag-CAS objects are present)",
+                "cairn --store s3://ops-bucket/fleet --strategy version-chain protocol recreate",
+            ),
+        ],
+        &[(OK, "the record is in place (re-created, or it existed)")],
+    )
+}
+
 pub fn bench() -> String {
     page(
         &[

@@ -17,6 +17,7 @@ mod node;
 mod ops;
 pub mod output;
 mod preflight;
+mod protocol;
 mod status;
 mod turn;
 mod turn_result;
@@ -128,6 +129,11 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             let st = status::Status::new(&cairn, topic, a.watch.interval);
             ops::show("cairn status", watch(&a.watch), g.json, || st.frame(g.json)).await
         }
+        Command::Protocol { command } => match command {
+            args::ProtocolCommand::Recreate => {
+                protocol::recreate(builder(g, &url, access).await?, &url, g.json).await
+            }
+        },
         Command::Doctor => {
             doctor::run(builder(g, &url, access).await?, &url, g.json).await?;
             Ok(exit::OK)
@@ -402,6 +408,8 @@ fn exit_code(e: &Error) -> i32 {
         Error::Config(_)
         | Error::InvalidName { .. }
         | Error::ProtocolMismatch { .. }
+        | Error::ProtocolRecordMissing { .. }
+        | Error::ProtocolContradicted { .. }
         | Error::TurnMismatch { .. }
         | Error::NoStore { .. }
         | Error::NoSuchBucket { .. }

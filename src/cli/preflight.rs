@@ -85,6 +85,7 @@ fn looks(cli: &Cli) -> Result<bool> {
         }
         // The fleet checks its own options (fleet::cli) and opens its own handles.
         Command::Fleet(_) => false,
+        Command::Protocol { .. } => false,
         Command::Lock { command } => match command {
             LockCommand::Run {
                 acquire: a, grace, ..

@@ -364,6 +364,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
             write_id: &next.write_id,
             bytes: envelope::encode(self.raw.kind, &next)?,
         };
+        // The prefix's protocol record still says what this handle obeys (revalidated when
+        // due; see `store::protocol::ProtocolWatch`).
+        ctx.store.check_protocol(current.is_none()).await?;
         let wrote = self.protocol().write(&self.raw, draft).await?;
         Ok(match wrote {
             Wrote::Written { etag, seen } => {

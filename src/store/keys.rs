@@ -146,6 +146,20 @@ pub fn probe(id: &str) -> Key {
     Key("_probe".into()).child(&format!("{id}.json"))
 }
 
+/// The top-level folders cairn coordinates through (every [`Family`], records, the log).
+pub const COORDINATION_FOLDERS: [&str; 7] = [
+    "locks", "log", "members", "records", "scratch", "streams", "turns",
+];
+
+/// Whether `key` (relative to the root) lies in one of [`COORDINATION_FOLDERS`]: an object
+/// nodes coordinated through, not the protocol record, a probe's scratch object or anything
+/// foreign.
+pub fn is_coordination(key: &Key) -> bool {
+    key.as_str()
+        .split_once('/')
+        .is_some_and(|(top, _)| COORDINATION_FOLDERS.contains(&top))
+}
+
 /// `<number:020>.json`.
 fn numbered(n: u64) -> String {
     format!("{n:0width$}.json", width = NUMBER_WIDTH)

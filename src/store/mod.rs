@@ -281,6 +281,9 @@ pub struct Store {
     if_match: Arc<AtomicU8>,
     /// What is known of that form, shared by clones; held while `replace` looks for one.
     form_check: Arc<tokio::sync::Mutex<FormCheck>>,
+    /// The watch on the protocol record the handle obeys, shared by clones
+    /// ([`protocol::ProtocolWatch`]); unset for an observer.
+    watch: Arc<std::sync::OnceLock<Arc<protocol::ProtocolWatch>>>,
 }
 
 /// What a [`Store`] knows of its [`IfMatchForm`].
@@ -331,6 +334,7 @@ impl Store {
             options,
             if_match: Arc::new(AtomicU8::new(IfMatchForm::AsReported.to_u8())),
             form_check: Arc::new(tokio::sync::Mutex::new(FormCheck::Unchecked)),
+            watch: Arc::new(std::sync::OnceLock::new()),
         })
     }
 

@@ -14,7 +14,25 @@
 //! 5. a conditional GET with the current etag answers "unchanged" (else: revalidation falls
 //!    back to full reads).
 //!
-//! The scratch object is deleted afterwards.
+//! Those checks are sequential, and a store can honour a precondition one request at a time
+//! yet let concurrent conditional PUTs of one key all succeed (a check-then-write race
+//! inside the server: three concurrent creates all answered 200 on SeaweedFS). Six nodes
+//! racing for a fresh lock would then all hold it with token 1. So the probe also races:
+//!
+//! 6. [`RACERS`] concurrent creates of one fresh scratch key: exactly one may win (else:
+//!    refused, whatever the strategy: both rely on create-if-absent);
+//! 7. where `If-Match` passed steps 3 and 4, [`RACERS`] concurrent replaces of one scratch
+//!    key with the same (current) etag: exactly one may win. Else `If-Match` is not to be
+//!    trusted, but create-if-absent is (step 6), so the probe reports no `If-Match` and the
+//!    version chain is used, as on a store without `If-Match`: a slower protocol, not a
+//!    refused store. (A prefix that already records etag CAS is then refused by
+//!    [`crate::CairnBuilder::build`], since the store cannot run it.)
+//!
+//! Cost: the probe runs once per prefix (the first node, then only `cairn doctor`); the races
+//! add 2 × [`RACERS`] conditional PUTs (and a read-back for each loser), sent at once, so
+//! about four round trips of latency.
+//!
+//! The scratch objects are deleted afterwards.
 
 use std::time::Duration;
 
@@ -62,7 +80,7 @@ impl Capabilities {
                 let why = self
                     .checks
                     .iter()
-                    .find(|c| c.name == REPLACE_CURRENT && !c.passed)
+                    .find(|c| (c.name == REPLACE_CURRENT || c.name == RACE_REPLACE) && !c.passed)
                     .map_or("If-Match is not honoured", |c| c.detail.as_str());
                 format!("{why}; create-if-absent is honoured, so the version chain is used")
             }
@@ -72,6 +90,13 @@ impl Capabilities {
 
 const REPLACE_CURRENT: &str = "replace with current etag";
 const REPLACE_STALE: &str = "replace with stale etag";
+/// The name of the probe's concurrent-create check (step 6).
+pub const RACE_CREATE: &str = "concurrent create-if-absent";
+/// The name of the probe's concurrent-replace check (step 7).
+pub const RACE_REPLACE: &str = "concurrent replace (If-Match)";
+
+/// How many conditional PUTs of one key the probe sends at once (steps 6 and 7).
+pub const RACERS: usize = 8;
 
 /// One probe step.
 #[derive(Debug, Clone, Serialize)]
@@ -90,13 +115,20 @@ impl Store {
     pub async fn probe(&self, rng: &mut impl rand::Rng) -> Result<Capabilities> {
         let id = WriteId::random(rng);
         let key = keys::probe(&id.0);
-        let result = self.probe_on(&key, rng).await;
+        let race_key = keys::probe(&format!("{}-race", id.0));
+        let result = self.probe_on(&key, &race_key, rng).await;
         // Best effort: a scratch object left behind harms nothing.
         let _ = self.delete(&key).await;
+        let _ = self.delete(&race_key).await;
         result
     }
 
-    async fn probe_on(&self, key: &keys::Key, rng: &mut impl rand::Rng) -> Result<Capabilities> {
+    async fn probe_on(
+        &self,
+        key: &keys::Key,
+        race_key: &keys::Key,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Capabilities> {
         let mut checks = Vec::new();
         let mut times = Vec::new();
 
@@ -143,6 +175,10 @@ impl Store {
             detail: "second create refused".into(),
         });
 
+        // 6: concurrent creates of one fresh key.
+        let racers: Vec<WriteId> = (0..RACERS).map(|_| WriteId::random(rng)).collect();
+        checks.push(self.race_creates(race_key, &racers).await?);
+
         // 3 & 4: replace with the current etag, then with the stale one.
         let if_match_form = match first_etag.as_deref() {
             None => {
@@ -155,8 +191,18 @@ impl Store {
             }
             Some(etag) => {
                 let mut ids = || WriteId::random(rng);
-                let (found, form) = self.probe_if_match(key, etag, &mut ids, &mut times).await?;
+                let (found, mut form) =
+                    self.probe_if_match(key, etag, &mut ids, &mut times).await?;
                 checks.extend(found);
+                // 7: concurrent replaces with the same etag, in the form that worked.
+                if let Some(f) = form {
+                    let racers: Vec<WriteId> = (0..RACERS).map(|_| ids()).collect();
+                    let check = self.race_replaces(key, f, &racers).await?;
+                    if !check.passed {
+                        form = None;
+                    }
+                    checks.push(check);
+                }
                 self.record_form_check(form).await;
                 form
             }
@@ -192,6 +238,77 @@ impl Store {
             conditional_get,
             round_trip: times.get(times.len() / 2).copied().unwrap_or_default(),
             checks,
+        })
+    }
+
+    /// Step 6: one create of the fresh `key` per racer, all sent at once. Exactly one may
+    /// win; else [`Error::StoreRefused`].
+    async fn race_creates(&self, key: &keys::Key, racers: &[WriteId]) -> Result<Check> {
+        let sent = racers.iter().map(|id| self.create(key, probe_body(id), id));
+        let mut winners = 0usize;
+        for outcome in futures::future::join_all(sent).await {
+            if let CreateOutcome::Created { .. } = outcome? {
+                winners = winners.saturating_add(1);
+            }
+        }
+        if winners != 1 {
+            return Err(Error::StoreRefused {
+                check: RACE_CREATE,
+                detail: format!(
+                    "{winners} of {} concurrent creates (If-None-Match: *) of one fresh key \
+                     succeeded, where exactly one may: the store does not apply the \
+                     precondition atomically",
+                    racers.len()
+                ),
+            });
+        }
+        Ok(Check {
+            name: RACE_CREATE,
+            passed: true,
+            detail: format!("{} at once: exactly one won", racers.len()),
+        })
+    }
+
+    /// Step 7: one replace of `key` per racer, all with its current etag in `form`, sent at
+    /// once. The check passes when exactly one wins.
+    async fn race_replaces(
+        &self,
+        key: &keys::Key,
+        form: IfMatchForm,
+        racers: &[WriteId],
+    ) -> Result<Check> {
+        let Some(etag) = self.read(key).await?.and_then(|o| o.etag) else {
+            return Ok(Check {
+                name: RACE_REPLACE,
+                passed: false,
+                detail: "the scratch object has no etag to race on".into(),
+            });
+        };
+        let sent = racers
+            .iter()
+            .map(|id| self.replace_as(key, probe_body(id), id, &etag, form, true));
+        let mut winners = 0usize;
+        for attempt in futures::future::join_all(sent).await {
+            if let ReplaceAttempt::Decided(ReplaceOutcome::Replaced { .. }) = attempt? {
+                winners = winners.saturating_add(1);
+            }
+        }
+        let n = racers.len();
+        Ok(if winners == 1 {
+            Check {
+                name: RACE_REPLACE,
+                passed: true,
+                detail: format!("{n} at once with the same etag: exactly one won"),
+            }
+        } else {
+            Check {
+                name: RACE_REPLACE,
+                passed: false,
+                detail: format!(
+                    "{winners} of {n} concurrent replaces with the same etag succeeded, where \
+                     exactly one may: If-Match is not applied atomically"
+                ),
+            }
         })
     }
 

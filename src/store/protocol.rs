@@ -21,15 +21,53 @@
 //!   [`Error::StoreRefused`].
 //! - A record of a newer format is [`Error::UnsupportedFormat`]; one that does not parse is
 //!   [`Error::Corrupt`]. Neither is ever overwritten: an operator must look.
+//!
+//! # A record that vanishes
+//!
+//! The record is written once and never rewritten, so it is the first object an age-based
+//! lifecycle rule expires (no rule may touch `_cairn/`; see the README). A node that then
+//! decided afresh could pick the other strategy, and from then on every node would follow
+//! it and see the locks held under the old one as free. So:
+//!
+//! - **No record, but coordination objects.** A node that finds no record looks at the
+//!   prefix (one LIST, its first page: [`Store::survey`], on this path only, so opening a
+//!   prefix with a record stays one GET). Anything in cairn's folders (`locks/`, `streams/`,
+//!   …; probe scratch objects do not count) means nodes have coordinated here: it refuses
+//!   with [`Error::ProtocolRecordMissing`] naming one, and decides nothing. An observer
+//!   reads with the strategy the objects' key shapes show, and says the record is missing.
+//! - **The operator re-creates it**, explicitly: [`crate::CairnBuilder::recreate_protocol`]
+//!   (`cairn protocol recreate`). It lists the whole prefix and infers the strategy in use
+//!   from the key shapes (`…/manifest.json`: etag CAS; `…/v/<n>.json`: the version chain);
+//!   a strategy they contradict is refused ([`Error::ProtocolContradicted`]).
+//! - **Running nodes notice** ([`ProtocolWatch`]): a handle remembers the record it obeys
+//!   and its etag, and revalidates it with one conditional GET (a 304 when unchanged),
+//!   piggybacked on its writes: before a write that creates a manifest where none existed
+//!   (the write that decides a lock is free because nothing is there) when the record was
+//!   last confirmed more than [`WatchOptions::before_create`] ago, and before any other
+//!   write when more than [`WatchOptions::every`] ago. No task of its own, and in the
+//!   steady state no extra request: a lock acquire over a cached free version stays one
+//!   request, a stream create one request (within `before_create` of the last check, such
+//!   as the open's GET). The cost is one conditional GET per `every` on a busy handle, and
+//!   one before the first fresh create after `before_create` of quiet.
+//!   A record found **gone** is re-created by the running node exactly as it knows it
+//!   (create-if-absent, the same document: it knows the prefix's strategy), with a warning.
+//!   A record found **changed** (another strategy or chain `gc_min_age`, or unreadable) is
+//!   [`Error::ProtocolChanged`], for that write and every later one: the handle stops
+//!   coordinating, and a held lease, whose renewals now fail, is lost at its deadline.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tracing::{info, warn};
 
 use super::probe::Capabilities;
-use super::{keys, CreateOutcome, Key, Store, WriteId};
+use super::{keys, CreateOutcome, Key, ReadIfChanged, Store, WriteId};
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 
 /// cairn's on-storage format version: written into the protocol record and into every
@@ -239,12 +277,87 @@ pub(crate) fn parse_document(
     }
 }
 
+/// How many listed objects [`Store::survey`] looks at when bounded: S3's first page.
+pub const SURVEY_PAGE: usize = 1000;
+
+/// What a look at the prefix's objects found.
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    /// The first coordination object found (in cairn's folders, probe scratch excluded).
+    pub first: Option<Key>,
+    /// An object whose key shape only etag CAS writes (`…/manifest.json`).
+    pub etag_cas: Option<Key>,
+    /// An object whose key shape only the version chain writes (`…/v/<n>.json`).
+    pub version_chain: Option<Key>,
+    /// Whether the whole prefix was listed (else only its first [`SURVEY_PAGE`] objects).
+    pub complete: bool,
+}
+
+impl Survey {
+    /// The strategy the key shapes show (`None`: none shows one), or
+    /// [`Error::ProtocolContradicted`] when `wanted` (or, without one, the first shape found)
+    /// is contradicted by an object of the other shape.
+    pub fn strategy(&self, wanted: Option<Strategy>) -> Result<Option<Strategy>> {
+        let shown = match (&self.etag_cas, &self.version_chain) {
+            (None, None) => None,
+            (Some(_), None) => Some(Strategy::EtagCas),
+            (None, Some(_)) => Some(Strategy::VersionChain),
+            (Some(_), Some(_)) => {
+                // Both shapes: the prefix is split already; whatever is asked, one contradicts.
+                let w = wanted.unwrap_or(Strategy::EtagCas);
+                return Err(self.contradiction(w));
+            }
+        };
+        match (wanted, shown) {
+            (Some(w), Some(s)) if w != s => Err(self.contradiction(w)),
+            _ => Ok(shown),
+        }
+    }
+
+    fn contradiction(&self, wanted: Strategy) -> Error {
+        let written_with = wanted.other();
+        let found = match written_with {
+            Strategy::EtagCas => &self.etag_cas,
+            Strategy::VersionChain => &self.version_chain,
+        };
+        Error::ProtocolContradicted {
+            wanted,
+            written_with,
+            found: found.as_ref().map(Key::to_string).unwrap_or_default(),
+        }
+    }
+}
+
+/// The strategy a listed key's shape shows: `…/manifest.json` only etag CAS writes,
+/// `…/v/<number:020>.json` only the version chain (see [`keys`]). Event log entries
+/// (`log/…`) are written alike under both, and show none.
+pub fn shape_of(key: &Key) -> Option<Strategy> {
+    let mut parts = key.as_str().rsplit('/');
+    let file = parts.next()?;
+    let parent = parts.next()?;
+    if key.as_str().starts_with("log/") {
+        return None;
+    }
+    if file == "manifest.json" {
+        Some(Strategy::EtagCas)
+    } else if parent == "v" && keys::parse_numbered(file).is_some() {
+        Some(Strategy::VersionChain)
+    } else {
+        None
+    }
+}
+
 impl Store {
     /// The prefix's protocol record, if one was written. One GET.
     pub async fn read_protocol(&self) -> Result<Option<ProtocolRecord>> {
+        Ok(self.read_protocol_tagged().await?.map(|(r, _)| r))
+    }
+
+    /// The prefix's protocol record with its etag, if one was written. One GET.
+    pub async fn read_protocol_tagged(&self) -> Result<Option<(ProtocolRecord, Option<String>)>> {
         let key = keys::protocol();
         match self.read(&key).await? {
-            Some(obj) => decode(&key, &obj.bytes).map(Some),
+            Some(obj) => Ok(Some((decode(&key, &obj.bytes)?, obj.etag))),
             None => Ok(None),
         }
     }
@@ -252,6 +365,14 @@ impl Store {
     /// Creates the protocol record unless one exists, and returns the record in force:
     /// ours, or the one another node wrote first. One request when ours wins.
     pub async fn create_protocol(&self, record: &ProtocolRecord) -> Result<ProtocolRecord> {
+        Ok(self.create_protocol_tagged(record).await?.0)
+    }
+
+    /// [`Store::create_protocol`], with the etag of the record in force.
+    pub async fn create_protocol_tagged(
+        &self,
+        record: &ProtocolRecord,
+    ) -> Result<(ProtocolRecord, Option<String>)> {
         let key = keys::protocol();
         let bytes = serde_json::to_vec(record).map_err(|source| Error::Encode {
             what: "protocol record",
@@ -259,11 +380,12 @@ impl Store {
         })?;
         let id = WriteId(record.write_id.clone());
         match self.create(&key, Bytes::from(bytes), &id).await? {
-            CreateOutcome::Created { .. } => Ok(record.clone()),
+            CreateOutcome::Created { etag } => Ok((record.clone(), etag)),
             CreateOutcome::Exists {
                 current: Some(obj), ..
-            } => decode(&key, &obj.bytes),
-            CreateOutcome::Exists { current: None, .. } => match self.read_protocol().await? {
+            } => Ok((decode(&key, &obj.bytes)?, obj.etag)),
+            CreateOutcome::Exists { current: None, .. } => match self.read_protocol_tagged().await?
+            {
                 Some(r) => Ok(r),
                 None => Err(Error::Unavailable {
                     operation: "create",
@@ -276,6 +398,225 @@ impl Store {
                 }),
             },
         }
+    }
+
+    /// Looks at the objects under the prefix for coordination objects and their key shapes:
+    /// the first `limit` listed (one LIST on S3 for [`SURVEY_PAGE`]), or all of them
+    /// (`None`: one LIST per thousand objects). Objects outside cairn's folders (probe
+    /// scratch objects, the protocol record, anything foreign) are skipped; the listing
+    /// starts after the probe's folder, so none of those before it is even listed.
+    pub async fn survey(&self, limit: Option<usize>) -> Result<Survey> {
+        let root = keys::from_listed(String::new());
+        // Every cairn folder sorts after `_probe/…` (`_` is below every lower-case letter).
+        let offset = self.path(&keys::from_listed("_probe0".into()));
+        let mut stream = self.inner.list_with_offset(Some(&self.root), &offset);
+        let collect = async {
+            let mut survey = Survey {
+                complete: true,
+                ..Survey::default()
+            };
+            let mut listed = 0usize;
+            while let Some(meta) = stream.try_next().await? {
+                if limit.is_some_and(|l| listed >= l) {
+                    survey.complete = false;
+                    break;
+                }
+                listed = listed.saturating_add(1);
+                let Some(key) = self.relative(&meta.location) else {
+                    continue;
+                };
+                if !keys::is_coordination(&key) {
+                    continue;
+                }
+                match shape_of(&key) {
+                    Some(Strategy::EtagCas) if survey.etag_cas.is_none() => {
+                        survey.etag_cas = Some(key.clone());
+                    }
+                    Some(Strategy::VersionChain) if survey.version_chain.is_none() => {
+                        survey.version_chain = Some(key.clone());
+                    }
+                    _ => {}
+                }
+                if survey.first.is_none() {
+                    survey.first = Some(key);
+                }
+                // Bounded: enough once a coordination object and a shape are seen.
+                let shaped = survey.etag_cas.is_some() || survey.version_chain.is_some();
+                if limit.is_some() && shaped {
+                    survey.complete = false;
+                    break;
+                }
+            }
+            Ok(survey)
+        };
+        self.timed("list", collect)
+            .await
+            .map_err(|e| super::classify("list", &root, e))
+    }
+
+    /// Sets the watch on the protocol record this store's handle obeys (see
+    /// [`ProtocolWatch`]). Set once, by [`crate::CairnBuilder::build`].
+    pub(crate) fn watch_protocol(&self, watch: ProtocolWatch) {
+        let _ = self.watch.set(Arc::new(watch));
+    }
+
+    /// Revalidates the prefix's protocol record when due (see [`ProtocolWatch`]), before a
+    /// write: `fresh` for a write that creates a manifest where none existed.
+    /// [`Error::ProtocolChanged`] when the record changed. A store without a watch (an
+    /// observer, or one used directly) checks nothing.
+    pub async fn check_protocol(&self, fresh: bool) -> Result<()> {
+        match self.watch.get() {
+            Some(w) => w.check(self, fresh).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// When a running handle revalidates the protocol record it obeys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchOptions {
+    /// Before any write, when the record was last confirmed longer ago than this.
+    /// Default 30 s.
+    pub every: Duration,
+    /// Before a write that creates a manifest where none existed, when the record was last
+    /// confirmed longer ago than this. Default 1 s.
+    pub before_create: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        Self {
+            every: Duration::from_secs(30),
+            before_create: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A running handle's watch on the protocol record it obeys: the record, its etag when last
+/// confirmed, and when (on the injected clock's monotonic side). See the module docs.
+#[derive(Debug)]
+pub struct ProtocolWatch {
+    record: ProtocolRecord,
+    clock: Arc<dyn Clock>,
+    options: WatchOptions,
+    state: tokio::sync::Mutex<WatchState>,
+}
+
+#[derive(Debug)]
+struct WatchState {
+    etag: Option<String>,
+    confirmed: Instant,
+    /// What the record said when it was found changed: from then on every check fails.
+    changed: Option<String>,
+}
+
+impl ProtocolWatch {
+    /// A watch on `record`, read (or written) with `etag` just now.
+    pub fn new(
+        record: ProtocolRecord,
+        etag: Option<String>,
+        clock: Arc<dyn Clock>,
+        options: WatchOptions,
+    ) -> Self {
+        let confirmed = clock.monotonic();
+        Self {
+            record,
+            clock,
+            options,
+            state: tokio::sync::Mutex::new(WatchState {
+                etag,
+                confirmed,
+                changed: None,
+            }),
+        }
+    }
+
+    fn changed(&self, now: String) -> Error {
+        Error::ProtocolChanged {
+            key: keys::protocol().to_string(),
+            known: self.record.strategy,
+            now,
+        }
+    }
+
+    /// Whether `other` says what this handle relies on: the same strategy and, on the
+    /// version chain, the same `gc_min_age`.
+    fn agrees(&self, other: &ProtocolRecord) -> bool {
+        other.strategy == self.record.strategy
+            && (self.record.strategy != Strategy::VersionChain
+                || other.gc_min_age_ms == self.record.gc_min_age_ms)
+    }
+
+    fn describe(other: &ProtocolRecord) -> String {
+        let gc = other
+            .gc_min_age_ms
+            .map(|ms| format!(", gc_min_age {ms} ms"))
+            .unwrap_or_default();
+        format!(
+            "{}{gc} (recorded by {} at {})",
+            other.strategy, other.created_by, other.created_at
+        )
+    }
+
+    async fn check(&self, store: &Store, fresh: bool) -> Result<()> {
+        let mut st = self.state.lock().await;
+        if let Some(now) = &st.changed {
+            return Err(self.changed(now.clone()));
+        }
+        let started = self.clock.monotonic();
+        let due = if fresh {
+            self.options.before_create
+        } else {
+            self.options.every
+        };
+        if started.saturating_duration_since(st.confirmed) < due {
+            return Ok(());
+        }
+        let key = keys::protocol();
+        let seen = match st.etag.as_deref() {
+            Some(etag) => store.read_if_changed(&key, etag).await?,
+            None => match store.read(&key).await? {
+                Some(obj) => ReadIfChanged::Changed(obj),
+                None => ReadIfChanged::Missing,
+            },
+        };
+        let (found, etag) = match seen {
+            ReadIfChanged::Unchanged => {
+                st.confirmed = started;
+                return Ok(());
+            }
+            ReadIfChanged::Changed(obj) => match decode(&key, &obj.bytes) {
+                Ok(r) => (r, obj.etag),
+                Err(e) => {
+                    let now = format!("something unreadable ({e})");
+                    st.changed = Some(now.clone());
+                    return Err(self.changed(now));
+                }
+            },
+            ReadIfChanged::Missing => {
+                warn!(
+                    key = %key,
+                    strategy = %self.record.strategy,
+                    "the protocol record is gone (a lifecycle rule or an operator deleted it); \
+                     re-creating the record this node obeys"
+                );
+                store.create_protocol_tagged(&self.record).await?
+            }
+        };
+        if !self.agrees(&found) {
+            let now = Self::describe(&found);
+            st.changed = Some(now.clone());
+            return Err(self.changed(now));
+        }
+        if found.write_id != self.record.write_id {
+            info!(
+                key = %key,
+                "the protocol record was re-created with the same protocol; following it"
+            );
+        }
+        st.etag = etag;
+        st.confirmed = started;
+        Ok(())
     }
 }
 
@@ -301,6 +642,51 @@ mod tests {
             r.admit(Some(Strategy::EtagCas)),
             Err(Error::ProtocolMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn key_shapes_show_the_strategy_and_a_contradicting_one_is_refused() {
+        let k = |s: &str| keys::from_listed(s.into());
+        assert_eq!(
+            shape_of(&k("locks/a/manifest.json")),
+            Some(Strategy::EtagCas)
+        );
+        assert_eq!(
+            shape_of(&k("records/ns/v/v/00000000000000000003.json")),
+            Some(Strategy::VersionChain)
+        );
+        // Log entries are written alike under both strategies, even in a topic named v.
+        assert_eq!(shape_of(&k("log/v/00000000000000000003.json")), None);
+        assert_eq!(shape_of(&k("locks/v/3.json")), None);
+        assert!(keys::is_coordination(&k("log/t/00000000000000000001.json")));
+        assert!(!keys::is_coordination(&k("_probe/x.json")));
+        assert!(!keys::is_coordination(&k("_cairn/protocol.json")));
+        assert!(!keys::is_coordination(&k("backups/x")));
+
+        let chain = Survey {
+            first: Some(k("locks/a/v/00000000000000000001.json")),
+            version_chain: Some(k("locks/a/v/00000000000000000001.json")),
+            ..Survey::default()
+        };
+        assert_eq!(chain.strategy(None).unwrap(), Some(Strategy::VersionChain));
+        assert!(matches!(
+            chain.strategy(Some(Strategy::EtagCas)),
+            Err(Error::ProtocolContradicted {
+                written_with: Strategy::VersionChain,
+                ..
+            })
+        ));
+        let both = Survey {
+            etag_cas: Some(k("locks/b/manifest.json")),
+            ..chain.clone()
+        };
+        for wanted in [None, Some(Strategy::EtagCas), Some(Strategy::VersionChain)] {
+            assert!(both.strategy(wanted).is_err(), "{wanted:?}");
+        }
+        assert_eq!(
+            Survey::default().strategy(Some(Strategy::EtagCas)).unwrap(),
+            None
+        );
     }
 
     #[test]
