@@ -121,13 +121,45 @@ macro_rules! per_backend {
                 check::probe_picks_the_right_strategy(ns(&n), strategy, form).await;
             }
 
+            per_backend!(@chain $backend);
+        }
+    };
+    // A store whose If-Match races under concurrency: the probe picks etag CAS only when its
+    // racers happened not to overlap, and the version chain when they did (never a refusal:
+    // its concurrent creates are sound).
+    ($backend:ident, $mod:ident, racy_if_match) => {
+        mod $mod {
+            use super::*;
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn chain_collection_keeps_newest_and_young_versions() {
+            async fn probe_never_refuses_and_falls_back_when_if_match_races() {
                 let Some(n) = namespace(Backend::$backend).await else {
                     return;
                 };
-                check::chain_collection_keeps_newest_and_young_versions(ns(&n)).await;
+                let c = cairn::Cairn::builder(n.store.clone())
+                    .prefix(n.prefix.clone())
+                    .node("prober")
+                    .unwrap()
+                    .build()
+                    .await
+                    .expect("concurrent creates are sound: the store is not refused");
+                let caps = c.capabilities().expect("a fresh prefix is probed");
+                let raced = caps.checks.iter().any(|c| c.name.contains("concurrent replace") && !c.passed);
+                let expected = if raced { Strategy::VersionChain } else { Strategy::EtagCas };
+                assert_eq!(c.strategy(), expected, "{caps:?}");
             }
+
+            per_backend!(@chain $backend);
+        }
+    };
+    (@chain $backend:ident) => {
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn chain_collection_keeps_newest_and_young_versions() {
+            let Some(n) = namespace(Backend::$backend).await else {
+                return;
+            };
+            check::chain_collection_keeps_newest_and_young_versions(ns(&n)).await;
         }
     };
 }
@@ -135,7 +167,7 @@ macro_rules! per_backend {
 per_backend!(Memory, memory);
 per_backend!(Fs, fs);
 per_backend!(LocalStack, localstack);
-per_backend!(Moto, moto);
+per_backend!(Moto, moto, racy_if_match);
 per_backend!(Rgw, rgw);
 
 per_strategy!(Memory, EtagCas, memory_etag_cas);
@@ -143,7 +175,10 @@ per_strategy!(Memory, VersionChain, memory_version_chain);
 per_strategy!(Fs, VersionChain, fs_version_chain);
 per_strategy!(LocalStack, EtagCas, localstack_etag_cas);
 per_strategy!(LocalStack, VersionChain, localstack_version_chain);
-per_strategy!(Moto, EtagCas, moto_etag_cas);
+// moto honours If-Match one request at a time but lets two concurrent replaces of one key
+// with the same etag both win (boto3 with 8 threads: in 24 of 40 rounds; cairn's racing probe
+// catches it when its racers overlap, not every time). cairn must not run etag CAS there, so
+// only the version chain's checks run on moto.
 per_strategy!(Moto, VersionChain, moto_version_chain);
 // On RGW, etag CAS sends If-Match with the bare etag, which each handle finds by itself.
 per_strategy!(Rgw, EtagCas, rgw_etag_cas);
