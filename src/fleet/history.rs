@@ -44,6 +44,17 @@ pub enum What {
         /// The measured offset (store − node), in milliseconds.
         offset_ms: i64,
     },
+    /// The lifecycle actor deleted every object of a lock, a turn or the protocol record.
+    Vanished {
+        /// `lock`, `turn` or `protocol`.
+        what: String,
+        /// Its name.
+        name: String,
+        /// Objects deleted.
+        objects: usize,
+        /// A delete or listing that failed.
+        error: Option<String>,
+    },
     /// A node could not start (the store refused, or faults); it tries again.
     StartFailed {
         /// The error.
@@ -426,6 +437,15 @@ impl Event {
             What::ClockBeyond { offset_ms } => format!(
                 "clock measured {:+} ms off the store's: beyond the bound, refuses time-based rules",
                 -offset_ms
+            ),
+            What::Vanished {
+                what,
+                name,
+                objects,
+                error,
+            } => format!(
+                "deleted {what} {name} ({objects} objects, as a lifecycle rule would){}",
+                opt(error)
             ),
             What::StartFailed { error } => format!("could not start: {error}"),
             What::Killed if self.node.starts_with("proc-") => "SIGKILLed (cairn process)".into(),

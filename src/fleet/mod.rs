@@ -30,7 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use object_store::ObjectStore;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -110,6 +111,10 @@ pub struct FleetOptions {
     pub operator_break: bool,
     /// Start a node with another strategy and one with another turn window.
     pub misconfigured: bool,
+    /// A bucket lifecycle rule (or an operator's `rm`) at work: every object of the held
+    /// lock, then of the turn, is deleted twice in the run, and the prefix's protocol record
+    /// once. Numbers must not go backwards, and the nodes must go on.
+    pub lifecycle: bool,
     /// Clock skew.
     pub skew: Skew,
     /// Plant a defect: a store that ignores preconditions, with the probe bypassed.
@@ -138,6 +143,7 @@ impl FleetOptions {
             random_kills: false,
             operator_break: false,
             misconfigured: false,
+            lifecycle: false,
             skew: Skew::None,
             planted_defect: false,
             processes: None,
@@ -152,6 +158,7 @@ impl FleetOptions {
             random_kills: true,
             operator_break: true,
             misconfigured: true,
+            lifecycle: true,
             skew: Skew::WithinBound,
             request_timeout: Duration::from_secs(1),
             ..Self::demo()
@@ -525,6 +532,9 @@ pub async fn run(
     }
     if opts.operator_break {
         pending.push(tokio::spawn(operator(Arc::clone(&ctx))));
+    }
+    if opts.lifecycle {
+        pending.push(tokio::spawn(lifecycle(Arc::clone(&ctx))));
     }
 
     // The driver: data, status updates, kills and restarts, on one timeline.
@@ -1367,6 +1377,66 @@ async fn operator(ctx: Arc<Ctx>) {
             },
         };
         ctx.record("operator", 1, what);
+    }
+}
+
+/// A lifecycle rule at work, through the honest store (as a foreign client): deletes every
+/// object of the held lock at 45 % and 80 % of the run, of the turn at 50 % and 85 %, and the
+/// prefix's protocol record at 65 %. Each deletion is recorded (`What::Vanished`) after it
+/// is done, so the checker knows what may follow it: a lock acquired afresh beside a holder
+/// that has not yet renewed (its token must be higher), a turn numbered afresh (above every
+/// earlier number).
+async fn lifecycle(ctx: Arc<Ctx>) {
+    let plan: [(u32, &str); 5] = [
+        (45, "lock"),
+        (50, "turn"),
+        (65, "protocol"),
+        (80, "lock"),
+        (85, "turn"),
+    ];
+    for (pct, what) in plan {
+        let at = ctx.history.start() + ctx.opts.duration * pct / 100;
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = ctx.stop.cancelled() => return,
+        }
+        let (folder, name) = match what {
+            "lock" => (format!("locks/{LOCK}"), LOCK),
+            "turn" => (format!("turns/{TURN}"), TURN),
+            _ => ("_cairn/protocol.json".to_string(), "protocol"),
+        };
+        let under = Path::from(format!("{}/{folder}", ctx.prefix.trim_end_matches('/')));
+        let mut objects = 0usize;
+        let mut error = None;
+        if what == "protocol" {
+            match ctx.inner.delete(&under).await {
+                Ok(()) => objects = 1,
+                Err(e) => error = Some(e.to_string()),
+            }
+        } else {
+            use futures::TryStreamExt;
+            match ctx.inner.list(Some(&under)).try_collect::<Vec<_>>().await {
+                Ok(metas) => {
+                    for m in metas {
+                        match ctx.inner.delete(&m.location).await {
+                            Ok(()) => objects += 1,
+                            Err(e) => error = Some(e.to_string()),
+                        }
+                    }
+                }
+                Err(e) => error = Some(e.to_string()),
+            }
+        }
+        ctx.record(
+            "lifecycle",
+            1,
+            What::Vanished {
+                what: what.into(),
+                name: name.into(),
+                objects,
+                error,
+            },
+        );
     }
 }
 
