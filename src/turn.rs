@@ -613,8 +613,11 @@ impl Turns {
                 c.body.window_ms,
                 c.body.jitter_ms,
             ),
+            // A turn manifest created afresh (also after its objects vanished) numbers its
+            // first turn from the floor of now, above every turn of an earlier incarnation
+            // (`clock::floor`).
             None => (
-                1,
+                self.collection.manifests().first_number(m.key())?,
                 clock::millis(self.options.window),
                 clock::millis(self.options.jitter),
             ),

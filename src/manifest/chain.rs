@@ -1,6 +1,21 @@
 //! The version chain strategy: one immutable object a version, `…/v/<version:020>.json`,
 //! written with create-if-absent.
 //!
+//! **The first version's slot.** A chain's first version is stored in slot 1
+//! (`…/v/00000000000000000001.json`) whatever its number, and every later version `k` at
+//! slot `k`. The number of a first version is a floor drawn from time
+//! ([`crate::clock::floor`]), so that a chain whose every object vanished and is created
+//! again numbers above its earlier incarnation; but two nodes creating one chain at once
+//! draw different floors, and only a shared key makes create-if-absent pick one winner. So
+//! the first version is written where every creator writes it, slot 1, as chains from
+//! earlier releases (numbered from 1) have it too: an old and a new node racing to create
+//! a chain still collide. A slot `k ≥ 2` must hold version `k`; slot 1 holds any version.
+//! Listings therefore order by version, not by slot: when slot 1 is listed beside others it
+//! is read to place it ([`ordered`]). Normally its number is below theirs (it is the
+//! oldest); it is above them only when versions of an earlier incarnation were written
+//! after the chain vanished and was created again (a stale writer), and those are then
+//! below it, as the floor intends.
+//!
 //! **Why a verify.** Create-if-absent makes each version number a single winner. But a
 //! writer that stayed stale long enough for garbage collection to delete the version after
 //! the one it read could re-create that number below newer versions. So after a create,
@@ -218,8 +233,17 @@ fn is_fresh(m: &RawManifest, seen: Instant) -> bool {
     now(m).saturating_duration_since(seen) < fresh_for(m.ctx.options.gc_min_age)
 }
 
-/// Version numbers stored, ascending, from a listing of the chain folder. A version key
-/// whose number is above `u64::MAX` is [`Error::Corrupt`].
+/// The slot of a chain's first version, whatever its number (see the module docs).
+const FIRST_SLOT: u64 = 1;
+
+/// The key a version is written at: slot 1 for a chain's first version, else its number.
+fn slot_key(m: &RawManifest, version: u64, first: bool) -> Key {
+    keys::chain_version(&m.base, if first { FIRST_SLOT } else { version })
+}
+
+/// Slot numbers stored, ascending, from a listing of the chain folder (a slot is a version's
+/// number, except slot 1: [`ordered`]). A key whose number is above `u64::MAX` is
+/// [`Error::Corrupt`].
 fn versions(listed: &[Listed]) -> Result<Vec<(u64, &Listed)>> {
     let mut v = Vec::with_capacity(listed.len());
     for l in listed {
@@ -229,6 +253,30 @@ fn versions(listed: &[Listed]) -> Result<Vec<(u64, &Listed)>> {
     }
     v.sort_by_key(|(n, _)| *n);
     Ok(v)
+}
+
+/// Versions stored, ascending by version, from a listing of the whole chain folder: slots
+/// as numbered, except that slot 1, listed beside others, is read for its number (one GET,
+/// only while a chain's first version is kept). Slot 1 listed alone stays numbered 1 here:
+/// there is nothing to order it against, and whoever wants its number reads it. A slot 1
+/// collected between the listing and the read had newer versions, so it is left out.
+async fn ordered<'l>(m: &RawManifest, listed: &'l [Listed]) -> Result<Vec<(u64, &'l Listed)>> {
+    let mut all = versions(listed)?;
+    let has_first = all.first().is_some_and(|(slot, _)| *slot == FIRST_SLOT);
+    if !has_first || all.len() < 2 {
+        return Ok(all);
+    }
+    let first = read_version(m, FIRST_SLOT).await?.map(|(s, _)| s.version);
+    all = all
+        .into_iter()
+        .filter_map(|(slot, l)| match (slot == FIRST_SLOT, first) {
+            (false, _) => Some((slot, l)),
+            (true, Some(version)) => Some((version, l)),
+            (true, None) => None,
+        })
+        .collect();
+    all.sort_by_key(|(n, _)| *n);
+    Ok(all)
 }
 
 impl VersionChain {
@@ -318,7 +366,10 @@ impl VersionChain {
     ) -> Result<Option<Snapshot<RawBody>>> {
         let folder = keys::chain_folder(&m.base);
         let seen = now(m);
-        let newer = m.ctx.store.list_after(&folder, &obj.key).await?;
+        // After the version's number (for a first version in slot 1, after its floor: slots
+        // between are an earlier incarnation's, below it).
+        let after = keys::chain_version(&m.base, s.version);
+        let newer = m.ctx.store.list_after(&folder, &after).await?;
         match versions(&newer)?.last() {
             None => {
                 s.seen = self.know(m, s.version, &s.write_id, Some(obj), seen);
@@ -342,7 +393,13 @@ impl VersionChain {
         for _ in 0..3 {
             let seen = now(m);
             let listed = m.ctx.store.list(&folder).await?;
-            let Some(&(head, _)) = versions(&listed)?.last() else {
+            let Some(head) = ordered(m, &listed)
+                .await?
+                .last()
+                .map(|(_, l)| listed_number(&l.key))
+                .transpose()?
+                .flatten()
+            else {
                 self.heads.put(
                     &m.base,
                     Head {
@@ -370,7 +427,7 @@ impl VersionChain {
     }
 
     async fn write(&self, m: &RawManifest, next: Draft<'_>) -> Result<Wrote> {
-        let key = keys::chain_version(&m.base, next.version);
+        let key = slot_key(m, next.version, next.after.is_none());
         let bytes = next.bytes;
         let id = WriteId(next.write_id.to_string());
         // Is what we build on known as the head from less than F ago? Then a successful create
@@ -413,10 +470,15 @@ impl VersionChain {
         } else {
             // Verify: is there a newer version, and was it built on ours?
             let listed_at = now(m);
+            // After our number: for a first version in slot 1, what lies between is an earlier
+            // incarnation's, below ours.
             let newer = m
                 .ctx
                 .store
-                .list_after(&keys::chain_folder(&m.base), &key)
+                .list_after(
+                    &keys::chain_folder(&m.base),
+                    &keys::chain_version(&m.base, next.version),
+                )
                 .await?;
             match versions(&newer)?.first() {
                 None => self.know(m, next.version, next.write_id, Some(ours), listed_at),
@@ -505,7 +567,7 @@ impl VersionChain {
         let opts = &m.ctx.options;
         let started = now(m);
         let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
-        let all = versions(&listed)?;
+        let all = ordered(m, &listed).await?;
         let keep = keep.max(1);
         let candidates = all.iter().take(all.len().saturating_sub(keep));
         let store_now = all
@@ -544,16 +606,17 @@ impl VersionChain {
     }
 }
 
-async fn read_version(
-    m: &RawManifest,
-    version: u64,
-) -> Result<Option<(Snapshot<RawBody>, Object)>> {
-    let key = keys::chain_version(&m.base, version);
+/// The version stored in `slot`: version `slot`, or for slot 1 a chain's first version,
+/// whatever its number.
+async fn read_version(m: &RawManifest, slot: u64) -> Result<Option<(Snapshot<RawBody>, Object)>> {
+    let version = slot;
+    let key = keys::chain_version(&m.base, slot);
     let Some(obj) = m.ctx.store.read(&key).await? else {
         return Ok(None);
     };
     let s = decode_raw(m.kind, &obj)?;
-    if s.version != version {
+    let first = slot == FIRST_SLOT && s.version >= 1 && s.previous_write_id.is_none();
+    if s.version != version && !first {
         return Err(Error::Corrupt {
             key: key.to_string(),
             reason: format!(
@@ -569,7 +632,7 @@ async fn read_version(
 /// a version above `head` exists (the manifest moved on).
 async fn keys_up_to(m: &RawManifest, head: u64) -> Result<Option<Vec<Key>>> {
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
-    let all = versions(&listed)?;
+    let all = ordered(m, &listed).await?;
     if all.iter().any(|(n, _)| *n > head) {
         return Ok(None);
     }
@@ -579,8 +642,11 @@ async fn keys_up_to(m: &RawManifest, head: u64) -> Result<Option<Vec<Key>>> {
 async fn history(m: &RawManifest) -> Result<Vec<Snapshot<RawBody>>> {
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
     let mut out = Vec::new();
-    for (n, _) in versions(&listed)? {
-        if let Some((s, _)) = read_version(m, n).await? {
+    for (_, l) in ordered(m, &listed).await? {
+        let Some(slot) = listed_number(&l.key)? else {
+            continue;
+        };
+        if let Some((s, _)) = read_version(m, slot).await? {
             out.push(s);
         }
     }

@@ -19,9 +19,14 @@
 //!   the next version's key (a 404) to revalidate or reload. Older knowledge takes a
 //!   listing, as does a cold load. The proof is in `chain.rs`.
 //!
-//! Both strategies number versions from 1, +1 a transition; a version is never reused, and
-//! never wraps: a manifest at version `u64::MAX` can be read but not written again
-//! ([`Error::Exhausted`]; retire it under a new name).
+//! Both strategies number a manifest created afresh from a floor drawn from time
+//! ([`crate::clock::floor`] of [`Manifests::floor_time`]), not from 1, and +1 a transition,
+//! so that a manifest whose every object vanished (a lifecycle rule, a restore, an operator's
+//! `rm`) and is created again numbers above everything its earlier incarnation reached: a
+//! fencing token, a turn, never goes backwards. Manifests stored by earlier releases, numbered
+//! from 1, keep counting from where they are (numbers are only ever compared within one
+//! manifest). A version is never reused, and never wraps: a manifest at version `u64::MAX`
+//! can be read but not written again ([`Error::Exhausted`]; retire it under a new name).
 
 mod chain;
 mod collection;
@@ -160,6 +165,20 @@ impl Manifests {
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The time a number created afresh is floored at ([`crate::clock::floor`]): the one
+    /// place that chooses it, so that it can become the store's clock (measured through this
+    /// node's offset from it) rather than this node's. Today: this node's clock, within the
+    /// skew bound of every other node's.
+    pub fn floor_time(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    /// The first number of `what` created afresh at `key` now: [`crate::clock::floor`] of
+    /// [`Self::floor_time`]. Never below 1.
+    pub fn first_number(&self, key: &impl std::fmt::Display) -> Result<u64> {
+        crate::clock::floor(key, self.floor_time())
     }
 
     /// The strategy in force.
@@ -318,13 +337,48 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// [`Written::Conflict`], not an error. When `current` is at version `u64::MAX` there is
     /// no next version: [`Error::Exhausted`], before any request. Not cancel-safe: a
     /// cancelled call may or may not have written.
-    #[tracing::instrument(level = "debug", skip_all, fields(key = %self.raw.base, version))]
     pub async fn write(&self, current: Option<&Snapshot<T>>, body: T) -> Result<Written<T>> {
+        let version = self.next_version(current)?;
+        self.write_as(current, version, body).await
+    }
+
+    /// The version a write after `current` takes: `current`'s + 1, or for the first version
+    /// (`None`) the floor of now ([`Manifests::first_number`]), so that a manifest created
+    /// again after its objects vanished numbers above its earlier incarnation. A caller that
+    /// writes the number into the body too (a fencing token) takes it from here and writes
+    /// with [`Manifest::write_as`].
+    pub fn next_version(&self, current: Option<&Snapshot<T>>) -> Result<u64> {
+        match current {
+            None => self.raw.ctx.first_number(&self.raw.base),
+            Some(c) => next_number(&self.raw.base, "version", c.version),
+        }
+    }
+
+    /// [`Manifest::write`] at `version`, taken from [`Manifest::next_version`] for the same
+    /// `current`. A version that does not follow `current` (not its + 1, or 0 for a first
+    /// version) is refused before any request, as [`Error::Corrupt`] of the key: writing it
+    /// would break the manifest's order.
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %self.raw.base, version))]
+    pub(crate) async fn write_as(
+        &self,
+        current: Option<&Snapshot<T>>,
+        version: u64,
+        body: T,
+    ) -> Result<Written<T>> {
         let ctx = &self.raw.ctx;
-        let version = match current {
-            None => 1,
-            Some(c) => next_number(&self.raw.base, "version", c.version)?,
+        let in_order = match current {
+            None => version >= 1,
+            Some(c) => c.version.checked_add(1) == Some(version),
         };
+        if !in_order {
+            return Err(Error::Corrupt {
+                key: self.raw.base.to_string(),
+                reason: format!(
+                    "version {version} cannot follow {}",
+                    current.map_or_else(|| "nothing".to_string(), |c| c.version.to_string())
+                ),
+            });
+        }
         let mut next = Snapshot {
             version,
             write_id: ctx.write_id().0,
