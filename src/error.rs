@@ -233,6 +233,20 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+
+    /// A record is stored below a version this client saw stored for it, or is gone: its
+    /// objects vanished (a lifecycle rule, a restore from backup, an operator's `rm`). The
+    /// put was refused, since the version it carries is not above the one seen, and
+    /// applying it could bring back a stale value. A put above `seen` still applies.
+    #[error("record {key} vanished: this client saw version {seen} stored, and the store now holds {}; refusing to apply an update at or below {seen}", stored.map_or_else(|| "nothing".to_string(), |v| format!("version {v}")))]
+    RecordVanished {
+        /// The record's key.
+        key: String,
+        /// The highest version this client saw stored.
+        seen: u64,
+        /// The version stored now (`None`: the record is gone).
+        stored: Option<u64>,
+    },
 }
 
 impl Error {
@@ -271,6 +285,7 @@ impl Error {
             Error::TurnMismatch { .. } => "turn-mismatch",
             Error::Timeout(_) => "wait-timeout",
             Error::Encode { .. } => "encode",
+            Error::RecordVanished { .. } => "record-vanished",
         }
     }
 

@@ -3,9 +3,26 @@
 //!
 //! An append writes the entry after the newest one it knows of with create-if-absent. If
 //! that number is taken, it lists what came after and tries the next free one. Sequence
-//! numbers are only ever claimed one past an existing entry, so the log has no gaps, and a
-//! number is claimed once, so concurrent appenders never overwrite each other. An entry is
-//! written with a `write_id` and verified like every other write.
+//! numbers are claimed one past an existing entry, so the log has no gaps after its first
+//! entry, and a number is claimed once, so concurrent appenders never overwrite each other.
+//! An entry is written with a `write_id` and verified like every other write.
+//!
+//! # The first entry starts at a floor
+//!
+//! An append to a topic with no entries (never used, or every entry vanished: a lifecycle
+//! rule, a restore, an operator's `rm`) numbers its entry from the floor of now
+//! ([`crate::clock::floor`]), not from 1, so a topic emptied and appended to again numbers
+//! above everything it held before. Two residual cases, both about a topic with no entries:
+//!
+//! - Two appends racing on an empty topic draw different floors, so both land (no single
+//!   winner, unlike every later number): the topic then starts with a gap, and a reader that
+//!   read the higher entry before the lower one landed does not see the lower one. The
+//!   appender of a first entry lists what came after it, so its next append goes after the
+//!   newest, not into the gap.
+//! - An appender that knows the tail (it appended or read before) continues after it without
+//!   a listing; if every entry vanished since, it continues after what it knew, which is
+//!   above everything it saw but maybe not above entries others appended before they
+//!   vanished. A fresh client (every CLI command) lists, and starts from the floor.
 //!
 //! The log is an audit trail: the only thing that deletes entries is an operator's
 //! [`EventLog::delete_before`] (`cairn gc --log-before TOPIC:SEQ`), which deletes the oldest
@@ -39,7 +56,8 @@ pub const KIND: &str = "event";
 pub struct Entry {
     /// The topic.
     pub topic: String,
-    /// Its sequence number: 1, 2, 3, … with no gaps.
+    /// Its sequence number: the topic's first starts at a floor drawn from time, each later
+    /// one is the previous + 1 (see the module docs).
     pub sequence: u64,
     /// The node that appended it.
     pub appended_by: String,
@@ -76,9 +94,17 @@ impl EventLog {
         let mut backoff = Backoff::new(opts.backoff_initial, opts.backoff_max);
         let folder = keys::log_topic(topic);
         let after = |newest: u64| next_number(&folder, "sequence", newest);
+        let mut first = false;
         let mut next = match self.tail_hint(topic) {
             Some(t) => after(t)?,
-            None => after(self.newest(topic, 0).await?)?,
+            None => match self.newest(topic, 0).await? {
+                // No entries: start above anything the topic may have held (module docs).
+                0 => {
+                    first = true;
+                    self.manifests.first_number(&folder)?
+                }
+                newest => after(newest)?,
+            },
         };
         for _ in 0..opts.max_attempts.max(1) {
             let s = Snapshot {
@@ -100,10 +126,21 @@ impl EventLog {
             {
                 CreateOutcome::Created { .. } => {
                     self.set_tail(topic, next);
+                    if first {
+                        // Another first entry may have landed above ours (a different floor):
+                        // learn the newest, so that the next append goes after it.
+                        // Our entry is stored whatever this listing answers: a failure
+                        // leaves the tail at ours (the next append then finds the newest
+                        // by its create's conflict).
+                        if let Err(e) = self.newest(topic, next).await {
+                            debug!(topic = %topic, error = %e, "could not list after a first entry");
+                        }
+                    }
                     debug!(topic = %topic, sequence = next, "appended");
                     return Ok(next);
                 }
                 CreateOutcome::Exists { .. } => {
+                    first = false;
                     next = after(self.newest(topic, next).await?)?;
                     let delay = self.manifests.with_rng(|r| backoff.next_delay(r));
                     tokio::time::sleep(crate::clock::divide(delay, 4)).await;

@@ -173,7 +173,9 @@ pub struct PreviousTurn {
 /// The stored body of a turn manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnRecord {
-    /// The current turn number: 1, 2, 3, …
+    /// The current turn number: the previous turn's + 1; a turn created afresh (also after
+    /// its objects vanished) starts at a floor drawn from time ([`crate::clock::floor`]), so
+    /// turn numbers never go backwards.
     pub turn: u64,
     /// The node that claimed it.
     pub holder: String,
