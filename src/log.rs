@@ -19,10 +19,12 @@
 //!   read the higher entry before the lower one landed does not see the lower one. The
 //!   appender of a first entry lists what came after it, so its next append goes after the
 //!   newest, not into the gap.
-//! - An appender that knows the tail (it appended or read before) continues after it without
-//!   a listing; if every entry vanished since, it continues after what it knew, which is
-//!   above everything it saw but maybe not above entries others appended before they
-//!   vanished. A fresh client (every CLI command) lists, and starts from the floor.
+//!
+//! An appender that knows a tail (it appended or read it before) first reads that entry: if
+//! it is still there, nothing up to it vanished or was trimmed (both take the oldest first),
+//! so the entry after it is one past the newest or taken (the create's conflict then finds
+//! the newest). If it is gone, the appender lists, as a fresh client does: a tail it knew
+//! must not number an entry below ones appended after it and then trimmed or vanished.
 //!
 //! The log is an audit trail: the only thing that deletes entries is an operator's
 //! [`EventLog::delete_before`] (`cairn gc --log-before TOPIC:SEQ`), which deletes the oldest
@@ -84,8 +86,9 @@ impl EventLog {
         }
     }
 
-    /// Appends `event` to `topic` and returns its sequence number. One request when this
-    /// client knows the tail, else a listing first. Fails with [`Error::Exhausted`], without
+    /// Appends `event` to `topic` and returns its sequence number. Two requests when this
+    /// client knows the tail (a read that it is still there, and the create), else a listing
+    /// first. Fails with [`Error::Exhausted`], without
     /// writing, when the newest entry is at `u64::MAX`, and with [`Error::Encode`], before
     /// any request, when the entry would exceed [`crate::store::MAX_OBJECT_BYTES`]. Not
     /// cancel-safe: a cancelled append may or may not have been written.
@@ -95,7 +98,13 @@ impl EventLog {
         let folder = keys::log_topic(topic);
         let after = |newest: u64| next_number(&folder, "sequence", newest);
         let mut first = false;
-        let mut next = match self.tail_hint(topic) {
+        let store = self.manifests.store();
+        let known = match self.tail_hint(topic) {
+            Some(t) => store.read(&keys::log_entry(topic, t)).await?.map(|_| t),
+            None => None,
+        };
+        let mut next = match known {
+            // Still there: nothing up to it was trimmed or vanished (module docs).
             Some(t) => after(t)?,
             None => match self.newest(topic, 0).await? {
                 // No entries: start above anything the topic may have held (module docs).
