@@ -17,7 +17,7 @@ use cairn::lease::{Acquired, LeaseOptions};
 use cairn::manifest::{Change, Strategy, Written};
 use cairn::record::Put;
 use cairn::turn::{Claim, TurnOptions};
-use cairn::{Cairn, Name, StrategyChoice, TestClock};
+use cairn::{Cairn, ManifestOptions, Name, StrategyChoice, TestClock};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
@@ -77,6 +77,10 @@ impl World {
     }
 
     async fn node(&self, name: &str) -> Cairn {
+        self.node_with(name, ManifestOptions::default()).await
+    }
+
+    async fn node_with(&self, name: &str, options: ManifestOptions) -> Cairn {
         Cairn::builder(Arc::clone(&self.store))
             .prefix(PREFIX)
             .node(name)
@@ -84,6 +88,7 @@ impl World {
             .seed(name.len() as u64)
             .clock(self.clock.clone())
             .strategy(StrategyChoice::Fixed(self.strategy))
+            .manifest_options(options)
             .build()
             .await
             .expect("build")
@@ -373,5 +378,86 @@ async fn should_let_one_of_two_creators_with_different_floors_win() {
         }
         let head = mb.load().await.unwrap().unwrap();
         assert_eq!(head.body, "a", "{}", w.label);
+    }
+}
+
+/// A version-chain writer that keeps writing on fresh knowledge (each create renews it) while
+/// its chain vanishes and another node creates it again (in slot 1, at a higher floor) would
+/// otherwise live on in the old incarnation for ever, its writes landing below the new head.
+/// Knowledge derived without a listing is capped at half of `gc_min_age` after the last
+/// listing, so within `gc_min_age` it lists, loses, and finds the new head.
+#[tokio::test(start_paused = true)]
+async fn should_bring_a_chain_writer_on_fresh_knowledge_to_the_new_incarnation() {
+    const MIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+    let options = || ManifestOptions {
+        gc_min_age: MIN_AGE,
+        gc_every: u64::MAX,
+        ..Default::default()
+    };
+    for w in World::all()
+        .into_iter()
+        .filter(|w| w.strategy == Strategy::VersionChain)
+    {
+        let base = cairn::store::keys::manifest(cairn::store::keys::Family::Scratch, &name("u"));
+        let a = w.node_with("a", options()).await;
+        let ma = a.manifest::<String>("test", base.clone());
+        let mut cur = ma
+            .update(|_| Change::Write("a0".into()))
+            .await
+            .unwrap()
+            .snapshot
+            .unwrap();
+        let old = cur.version;
+
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        w.vanish("scratch/u").await;
+        let b = w.node_with("b", options()).await;
+        let mb = b.manifest::<String>("test", base.clone());
+        let theirs = mb.update(|_| Change::Write("b0".into())).await.unwrap();
+        let theirs = mb
+            .write(theirs.snapshot.as_ref(), "b1".into())
+            .await
+            .unwrap();
+        let Written::Written(theirs) = theirs else {
+            panic!("{}: b writes on its own chain", w.label)
+        };
+        assert!(
+            theirs.version > old,
+            "{}: the new incarnation numbers higher",
+            w.label
+        );
+
+        // a writes every 10 s on what it knows; by gc_min_age (plus a step) it must have lost.
+        let mut lost = None;
+        for step in 0..8 {
+            tokio::time::advance(std::time::Duration::from_secs(10)).await;
+            match ma.write(Some(&cur), format!("a{step}")).await.unwrap() {
+                Written::Written(s) => cur = s,
+                Written::Conflict(head) => {
+                    lost = Some((step, head));
+                    break;
+                }
+            }
+        }
+        let Some((step, head)) = lost else {
+            panic!("{}: a kept writing below the new head for 80 s", w.label)
+        };
+        assert!(step <= 6, "{}: a lost only at step {step}", w.label);
+        let head = head.expect("the head");
+        assert_eq!(
+            (head.version, head.body.as_str()),
+            (theirs.version, "b1"),
+            "{}",
+            w.label
+        );
+        // A cold reader sees the new incarnation throughout.
+        let c = w.node_with("c", options()).await;
+        let seen = c
+            .manifest::<String>("test", base)
+            .load()
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen.version, theirs.version, "{}", w.label);
     }
 }

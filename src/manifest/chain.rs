@@ -62,6 +62,20 @@
 //! head (orphans aside): a listing's newest is the head, and a version vanishing between a
 //! listing and its read means a newer one exists.
 //!
+//! # When objects vanish
+//!
+//! The proof rests on 1: only collection deletes versions. A lifecycle rule, a restore or an
+//! operator's `rm` breaks it: a writer whose knowledge is fresh keeps creating `n + 1`,
+//! `n + 2`, … into empty slots while another node, finding the chain empty, creates it
+//! again in slot 1 at a floor above `n` ([`crate::clock::floor`]). Cold readers, which list,
+//! see the new incarnation (its numbers are higher); the stale writer would not, as long as
+//! each 404 and each of its own creates renewed its knowledge. So knowledge derived without a
+//! listing (a 404, a create on fresh knowledge) never claims an instant later than F after
+//! the last listing it descends from (`Head::cap`): a writer lists at least once every 2F,
+//! one listing per 5 min at the default, and from then on loses to the new incarnation.
+//! Within that bound the stale writer's transitions land below the new head, and its numbers
+//! (a fencing token) are below the new incarnation's, so a fenced resource refuses it.
+//!
 //! Knowledge older than F (a node that slept, a cold start) takes the listing paths, which
 //! need no timing assumption. A node configured with a shorter `gc_min_age` than the rest of
 //! the fleet weakens the bound for everyone: it is a fleet-wide setting.
@@ -140,8 +154,12 @@ struct Heads(Mutex<HashMap<Key, Head>>, Mutex<HashMap<Key, Instant>>);
 
 #[derive(Debug, Clone)]
 struct Head {
-    /// When it was known to be the newest (monotonic, before the request that showed it).
+    /// When it was known to be the newest (monotonic, before the request that showed it),
+    /// at most `cap`.
     seen: Instant,
+    /// The latest `seen` that knowledge derived without a listing may claim: F after the
+    /// last listing it descends from (module docs, "When objects vanish").
+    cap: Instant,
     /// 0: the manifest had no version.
     version: u64,
     write_id: String,
@@ -174,20 +192,34 @@ impl Heads {
     }
 
     /// Renews the knowledge of `version`/`write_id` as the head at `seen`, keeping the
-    /// cached object when it is the same version.
-    fn renew(&self, base: &Key, version: u64, write_id: &str, seen: Instant) {
+    /// cached object when it is the same version. `listed`: a listing showed it, and derived
+    /// knowledge may claim up to this instant; `None`: derived knowledge (a 404), which
+    /// claims no later than the cap it has.
+    fn renew(
+        &self,
+        base: &Key,
+        version: u64,
+        write_id: &str,
+        seen: Instant,
+        listed: Option<Instant>,
+    ) {
         let mut map = self.lock();
         if let Some(h) = map.get_mut(base) {
             if h.version == version && h.write_id == write_id {
-                h.seen = h.seen.max(seen);
+                if let Some(cap) = listed {
+                    h.cap = h.cap.max(cap);
+                }
+                h.seen = h.seen.max(seen.min(h.cap));
                 return;
             }
         }
         drop(map);
+        let cap = listed.unwrap_or(seen);
         self.put(
             base,
             Head {
-                seen,
+                seen: seen.min(cap),
+                cap,
                 version,
                 write_id: write_id.to_string(),
                 object: None,
@@ -231,6 +263,11 @@ fn now(m: &RawManifest) -> Instant {
 
 fn is_fresh(m: &RawManifest, seen: Instant) -> bool {
     now(m).saturating_duration_since(seen) < fresh_for(m.ctx.options.gc_min_age)
+}
+
+/// The cap of knowledge rooted in a listing made at `listed` (see [`Head::cap`]).
+fn cap_after(m: &RawManifest, listed: Instant) -> Instant {
+    crate::clock::after(listed, fresh_for(m.ctx.options.gc_min_age))
 }
 
 /// The slot of a chain's first version, whatever its number (see the module docs).
@@ -290,8 +327,8 @@ impl VersionChain {
         s.seen.0.max(cached)
     }
 
-    /// Remembers `version`/`write_id` (stored as `object`) as the head at `seen`: the mark
-    /// to put on it.
+    /// Remembers `version`/`write_id` (stored as `object`) as the head at `seen`, claimed no
+    /// later than `cap`: the mark to put on it.
     fn know(
         &self,
         m: &RawManifest,
@@ -299,12 +336,15 @@ impl VersionChain {
         write_id: &str,
         object: Option<Object>,
         seen: Instant,
+        cap: Instant,
     ) -> Seen {
         let object = object.filter(|o| o.bytes.len() <= CACHED_OBJECT_BYTES);
+        let seen = seen.min(cap);
         self.heads.put(
             &m.base,
             Head {
                 seen,
+                cap,
                 version,
                 write_id: write_id.to_string(),
                 object,
@@ -348,7 +388,8 @@ impl VersionChain {
         match read_version(m, next).await? {
             None => {
                 if let Some(h) = self.heads.get(&m.base).filter(|h| h.version == n) {
-                    self.heads.renew(&m.base, h.version, &h.write_id, seen);
+                    self.heads
+                        .renew(&m.base, h.version, &h.write_id, seen, None);
                 }
                 Ok(None)
             }
@@ -372,12 +413,26 @@ impl VersionChain {
         let newer = m.ctx.store.list_after(&folder, &after).await?;
         match versions(&newer)?.last() {
             None => {
-                s.seen = self.know(m, s.version, &s.write_id, Some(obj), seen);
+                s.seen = self.know(
+                    m,
+                    s.version,
+                    &s.write_id,
+                    Some(obj),
+                    seen,
+                    cap_after(m, seen),
+                );
                 Ok(Some(s))
             }
             Some(&(head, _)) => match read_version(m, head).await? {
                 Some((mut h, obj)) => {
-                    h.seen = self.know(m, h.version, &h.write_id, Some(obj), seen);
+                    h.seen = self.know(
+                        m,
+                        h.version,
+                        &h.write_id,
+                        Some(obj),
+                        seen,
+                        cap_after(m, seen),
+                    );
                     Ok(Some(h))
                 }
                 None => self.load_listed(m).await,
@@ -404,6 +459,7 @@ impl VersionChain {
                     &m.base,
                     Head {
                         seen,
+                        cap: cap_after(m, seen),
                         version: 0,
                         write_id: String::new(),
                         object: None,
@@ -412,7 +468,14 @@ impl VersionChain {
                 return Ok(None);
             };
             if let Some((mut s, obj)) = read_version(m, head).await? {
-                s.seen = self.know(m, s.version, &s.write_id, Some(obj), seen);
+                s.seen = self.know(
+                    m,
+                    s.version,
+                    &s.write_id,
+                    Some(obj),
+                    seen,
+                    cap_after(m, seen),
+                );
                 return Ok(Some(s));
             }
         }
@@ -440,6 +503,22 @@ impl VersionChain {
                 .is_some_and(|h| h.version == 0 && is_fresh(m, h.seen)),
         };
         let sent = now(m);
+        // What our version's knowledge may claim, when it comes from the fresh path: no more
+        // than what it is derived from.
+        let cap = match next.after {
+            Some(c) => self
+                .heads
+                .get(&m.base)
+                .filter(|h| h.version == c.version && h.write_id == c.write_id)
+                .map(|h| h.cap)
+                .or(c.seen.0),
+            None => self
+                .heads
+                .get(&m.base)
+                .filter(|h| h.version == 0)
+                .map(|h| h.cap),
+        }
+        .unwrap_or(sent);
         match m.ctx.store.create(&key, bytes.clone(), &id).await? {
             // The version that beat us may itself be far behind the head: a writer that walked
             // up one version per attempt would need as many attempts as it is behind. Load the
@@ -466,7 +545,7 @@ impl VersionChain {
             last_modified: m.ctx.clock.now(),
         };
         let seen = if fresh {
-            self.know(m, next.version, next.write_id, Some(ours), sent)
+            self.know(m, next.version, next.write_id, Some(ours), sent, cap)
         } else {
             // Verify: is there a newer version, and was it built on ours?
             let listed_at = now(m);
@@ -481,7 +560,14 @@ impl VersionChain {
                 )
                 .await?;
             match versions(&newer)?.first() {
-                None => self.know(m, next.version, next.write_id, Some(ours), listed_at),
+                None => self.know(
+                    m,
+                    next.version,
+                    next.write_id,
+                    Some(ours),
+                    listed_at,
+                    cap_after(m, listed_at),
+                ),
                 Some(&(after, _)) => {
                     let successor = read_version(m, after).await?;
                     // `after` is above our version, so ours is below u64::MAX; checked all the
@@ -519,7 +605,7 @@ impl VersionChain {
                 // Carry the knowledge over to the shared record, so that the 404 renews it.
                 if let Some(seen) = known.seen.0 {
                     self.heads
-                        .renew(&m.base, known.version, known.write_id, seen);
+                        .renew(&m.base, known.version, known.write_id, seen, None);
                 }
             }
             return Ok(match self.successor(m, known.version).await? {
@@ -535,8 +621,13 @@ impl VersionChain {
         if versions(&newer)?.is_empty() {
             // Nothing above `known`: no version above it was ever stored (the newest never goes
             // down), so it is the head, never collected, and now known as such.
-            self.heads
-                .renew(&m.base, known.version, known.write_id, listed_at);
+            self.heads.renew(
+                &m.base,
+                known.version,
+                known.write_id,
+                listed_at,
+                Some(cap_after(m, listed_at)),
+            );
             return Ok(Revalidated::Unchanged);
         }
         Ok(match self.load_listed(m).await? {
