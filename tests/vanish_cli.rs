@@ -60,3 +60,24 @@ fn should_give_the_next_holder_a_higher_token_after_the_held_locks_folder_was_re
     holder.signal(libc::SIGTERM);
     holder.wait();
 }
+
+/// `doctor` cannot read a bucket's lifecycle rules; it says so, and says which folders a
+/// rule may touch, in text and in JSON.
+#[test]
+fn should_have_doctor_say_lifecycle_rules_were_not_checked_and_which_folders_they_may_touch() {
+    let env = Env::new();
+    let text = env.run("a", &["doctor"]).ok().stdout();
+    let warning = text
+        .lines()
+        .find(|l| l.starts_with("warning:") && l.contains("lifecycle"))
+        .unwrap_or_else(|| panic!("no lifecycle warning in:\n{text}"));
+    assert!(warning.contains("not checked"), "{warning}");
+    for folder in ["_cairn/", "locks/", "records/", "turns/", "log/"] {
+        assert!(warning.contains(folder), "{folder} missing from: {warning}");
+    }
+    let json = env.run("a", &["doctor", "--json"]).ok().json();
+    assert_eq!(json["lifecycle"]["checked"], false, "{json}");
+    assert!(json["lifecycle"]["guidance"]
+        .as_str()
+        .is_some_and(|g| g.contains("locks/")));
+}

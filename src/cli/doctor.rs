@@ -13,6 +13,31 @@ struct Report<'a> {
     /// What the probe found about If-Match, and so which strategy it picks, in a sentence.
     reason: String,
     capabilities: &'a Capabilities,
+    /// What doctor can say about bucket lifecycle rules.
+    lifecycle: Lifecycle,
+}
+
+/// What doctor can say about bucket lifecycle rules: it cannot read them (object_store has
+/// no call for a bucket's lifecycle configuration, and cairn sends no request of its own), so
+/// it says so and gives the rule to follow (README, "Lifecycle rules").
+#[derive(Serialize)]
+struct Lifecycle {
+    /// Always `false`: the rules were not read.
+    checked: bool,
+    /// What a rule may touch under the prefix.
+    guidance: &'static str,
+}
+
+const LIFECYCLE_GUIDANCE: &str = "a bucket lifecycle rule must not expire or transition \
+     objects under the prefix's _cairn/, locks/, turns/, streams/, records/, members/ or \
+     scratch/ (held leases, record tombstones and turn schedules would vanish); log/ only if \
+     losing old entries is acceptable; _probe/ freely (README, \"Lifecycle rules\")";
+
+fn lifecycle() -> Lifecycle {
+    Lifecycle {
+        checked: false,
+        guidance: LIFECYCLE_GUIDANCE,
+    }
 }
 
 /// Probes the store at `url` (opened by `builder`, an observer) and prints what it found.
@@ -36,6 +61,7 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             protocol: p,
             reason: caps.reason(),
             capabilities: caps,
+            lifecycle: lifecycle(),
         };
         super::output::json(&r);
         return Ok(());
@@ -70,5 +96,6 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
         "round trip: {:.1} ms (median of the probe's requests)",
         caps.round_trip.as_secs_f64() * 1e3
     );
+    println!("warning:    lifecycle rules not checked (the bucket's lifecycle configuration cannot be read through object_store); {LIFECYCLE_GUIDANCE}");
     Ok(())
 }
