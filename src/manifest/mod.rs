@@ -175,8 +175,8 @@ impl Manifests {
         self.clock.now()
     }
 
-    /// The first number of `what` created afresh at `key` now: [`crate::clock::floor`] of
-    /// [`Self::floor_time`]. Never below 1.
+    /// The first number of something created afresh at `key` now (a manifest version, a
+    /// turn, a log sequence): [`crate::clock::floor`] of [`Self::floor_time`]. Never below 1.
     pub fn first_number(&self, key: &impl std::fmt::Display) -> Result<u64> {
         crate::clock::floor(key, self.floor_time())
     }
@@ -505,9 +505,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// first and the head last, and a version above `expected` found in the listing stops
     /// it before any delete.
     ///
-    /// **Off the safety path only.** The next writer starts again at version 1, so this is
-    /// for manifests whose version is not a fencing token or an order anyone compares with
-    /// an earlier incarnation (a member record that left). Locks and records are never
+    /// **Off the safety path only.** The next writer starts again, at a floor drawn from
+    /// time ([`crate::clock::floor`]), above this incarnation only as far as clocks agree; so
+    /// this is for manifests whose version is not a fencing token or an order anyone compares
+    /// with an earlier incarnation (a member record that left). Locks and records are never
     /// removed: they keep a tombstone ([`Manifest::trim`]).
     ///
     /// **The residual race.** Object stores (S3 included, through `object_store`) offer no
