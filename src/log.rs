@@ -265,12 +265,12 @@ impl EventLog {
     /// The newest sequence number of `topic` (one listing, and slot 1's read when it must be
     /// placed), or `None` when it has no entries.
     async fn newest(&self, topic: &Name) -> Result<Option<u64>> {
-        let listed = self
-            .manifests
-            .store()
-            .list(&keys::log_topic(topic))
-            .await?;
-        let newest = self.sequences(topic, &listed).await?.last().map(|(n, _)| *n);
+        let listed = self.manifests.store().list(&keys::log_topic(topic)).await?;
+        let newest = self
+            .sequences(topic, &listed)
+            .await?
+            .last()
+            .map(|(n, _)| *n);
         if let Some(n) = newest {
             self.set_tail(topic, n);
         }
