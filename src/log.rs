@@ -118,13 +118,17 @@ impl EventLog {
         let after = |newest: u64| next_number(&folder, "sequence", newest);
         let store = self.manifests.store();
         let known = match self.tail_hint(topic) {
-            Some(t) => store.read(&self.key_of(topic, t)).await?.map(|_| t),
+            // Nothing comes after the last number: no request is worth making.
+            Some(t) => {
+                let next = after(t)?;
+                store.read(&self.key_of(topic, t)).await?.map(|_| next)
+            }
             None => None,
         };
         // (the sequence to claim, whether it is the topic's first entry)
         let mut next = match known {
             // Still there: nothing up to it was trimmed or vanished (module docs).
-            Some(t) => (after(t)?, false),
+            Some(n) => (n, false),
             None => self.after_newest(topic).await?,
         };
         for _ in 0..opts.max_attempts.max(1) {

@@ -461,3 +461,37 @@ async fn should_bring_a_chain_writer_on_fresh_knowledge_to_the_new_incarnation()
         assert_eq!(seen.version, theirs.version, "{}", w.label);
     }
 }
+
+/// A chain's first version is in slot 1, which collection empties under a living chain: a
+/// create without knowledge of the chain (as `Streams::create` makes) must still find the
+/// chain and conflict, not start a second incarnation in slot 1 above it.
+#[tokio::test]
+async fn should_conflict_when_creating_a_chain_whose_first_slot_was_collected() {
+    let w = World::fs();
+    let options = ManifestOptions {
+        gc_keep: 2,
+        gc_min_age: std::time::Duration::ZERO,
+        gc_every: u64::MAX,
+        ..Default::default()
+    };
+    let base = cairn::store::keys::manifest(cairn::store::keys::Family::Scratch, &name("gc"));
+    let a = w.node_with("a", options.clone()).await;
+    let ma = a.manifest::<u64>("test", base.clone());
+    for i in 0..5 {
+        ma.update(|_| Change::Write(i)).await.unwrap();
+    }
+    assert_eq!(ma.collect_garbage().await.unwrap(), 3);
+    let slot1 = Path::from(format!(
+        "{PREFIX}/{}",
+        cairn::store::keys::chain_version(&base, 1)
+    ));
+    assert!(w.store.head(&slot1).await.is_err(), "slot 1 was collected");
+    let head = ma.load().await.unwrap().unwrap();
+
+    let b = w.node_with("b", options).await;
+    match b.manifest::<u64>("test", base).create(99).await.unwrap() {
+        Written::Conflict(Some(h)) => assert_eq!((h.version, h.body), (head.version, 4)),
+        other => panic!("a second incarnation was created beside a living chain: {other:?}"),
+    }
+    assert_eq!(ma.load().await.unwrap().unwrap().version, head.version);
+}

@@ -495,13 +495,25 @@ impl VersionChain {
         let id = WriteId(next.write_id.to_string());
         // Is what we build on known as the head from less than F ago? Then a successful create
         // is the head (proof in the module docs) and needs no verify.
-        let fresh = match next.after {
+        let mut fresh = match next.after {
             Some(c) => self.seen_of(m, c).is_some_and(|s| is_fresh(m, s)),
             None => self
                 .heads
                 .get(&m.base)
                 .is_some_and(|h| h.version == 0 && is_fresh(m, h.seen)),
         };
+        if next.after.is_none() && !fresh {
+            // A first version goes into slot 1, which collection may have emptied under a
+            // living chain; a verify listing after the create could not tell our version
+            // from a chain created again. So a first version is written only onto a chain
+            // known to be empty: list first (a cold load), and if it is, the create is the
+            // head, as on fresh knowledge (a chain created since has its slot 1, which no
+            // collection can have removed within F).
+            if let Some(head) = self.load_listed(m).await? {
+                return Ok(Wrote::Conflict(Some(head)));
+            }
+            fresh = true;
+        }
         let sent = now(m);
         // What our version's knowledge may claim, when it comes from the fresh path: no more
         // than what it is derived from.
