@@ -17,7 +17,8 @@
 //!   That bound lets a writer whose knowledge of the newest version is recent (under half
 //!   of `gc_min_age`) skip the verifying listing: one request a transition, and one GET of
 //!   the next version's key (a 404) to revalidate or reload. Older knowledge takes a
-//!   listing, as does a cold load. The proof is in `chain.rs`.
+//!   listing, as does a cold load (with a read of slot 1, where a chain's first version is
+//!   kept, while it is still there beside later ones). The proof is in `chain.rs`.
 //!
 //! Both strategies number a manifest created afresh from a floor drawn from time
 //! ([`crate::clock::floor`] of [`Manifests::floor_time`]), not from 1, and +1 a transition,
@@ -346,7 +347,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// (`None`) the floor of now ([`Manifests::first_number`]), so that a manifest created
     /// again after its objects vanished numbers above its earlier incarnation. A caller that
     /// writes the number into the body too (a fencing token) takes it from here and writes
-    /// with [`Manifest::write_as`].
+    /// with `Manifest::write_as` (crate-internal).
     pub fn next_version(&self, current: Option<&Snapshot<T>>) -> Result<u64> {
         match current {
             None => self.raw.ctx.first_number(&self.raw.base),
