@@ -246,3 +246,80 @@ pub fn next_number(key: &impl std::fmt::Display, what: &'static str, n: u64) -> 
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// Numbers allotted per millisecond of [`floor`]: the rate of transitions a number may sustain
+/// for ever without its successors catching up with a floor drawn later.
+pub const FLOOR_PER_MS: u64 = 1024;
+
+/// The floor a number starts at when its object is created afresh (a fencing token, a
+/// manifest version, a turn number, a log sequence): `ms since the epoch of t × 1024`, and
+/// never below 1 (a time before the epoch gives 1).
+///
+/// **Why.** Numbers are compared only within one object, and each transition adds 1 to the
+/// number it replaces. When every object of a name vanishes (a lifecycle rule, a restore, an
+/// operator's `rm`), the next writer cannot read the number it must exceed; it starts from
+/// the clock instead. A number created afresh at `t1` and advanced `k` times since is
+/// `floor(t1) + k`, which is below `floor(t2)` whenever
+/// `k < (t2 − t1) × 1024/ms`: fewer than about one transition a microsecond on average over
+/// the object's life. Every cairn transition is a store round trip (a millisecond at the very
+/// least), so a number drawn afresh at `t2` is above every number of an earlier incarnation,
+/// as long as the two creators' clocks agree to better than the time between them, which is
+/// what the clock-skew bound states (see [`crate::manifest::Manifests::floor_time`]). Today's
+/// floor is ≈ 1.8 × 10¹⁵, below 2⁵³ until about the year 2245, so JSON consumers that read
+/// numbers as doubles stay exact.
+///
+/// Checked: [`crate::Error::Exhausted`], naming `key`, if the product did not fit a `u64`
+/// (chrono's range ends near 8.3 × 10¹⁸ after the multiplication, so it fits; the check is
+/// what keeps that a fact rather than an assumption).
+pub fn floor(key: &impl std::fmt::Display, t: DateTime<Utc>) -> crate::Result<u64> {
+    let ms = u64::try_from(t.timestamp_millis()).unwrap_or(0);
+    ms.checked_mul(FLOOR_PER_MS)
+        .map(|n| n.max(1))
+        .ok_or_else(|| crate::Error::Exhausted {
+            key: key.to_string(),
+            what: "floor",
+        })
+}
+
+#[cfg(test)]
+mod floor_tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(ms).unwrap()
+    }
+
+    #[test]
+    fn floor_is_ms_times_1024() {
+        assert_eq!(floor(&"k", at(1_000)).unwrap(), 1_024_000);
+        // Today's floors stay below 2^53 (exact as JSON doubles) for two centuries.
+        let y2245 = DateTime::parse_from_rfc3339("2245-01-01T00:00:00Z").unwrap();
+        assert!(floor(&"k", y2245.with_timezone(&Utc)).unwrap() < 1 << 53);
+    }
+
+    #[test]
+    fn floor_is_monotone_in_time() {
+        let mut last = 0;
+        for ms in [0, 1, 2, 999, 1_000, 1_800_000_000_000, 1_800_000_000_001] {
+            let f = floor(&"k", at(ms)).unwrap();
+            assert!(f >= last, "floor({ms}) = {f} went below {last}");
+            last = f;
+        }
+        // One millisecond leaves room for 1024 transitions.
+        let a = floor(&"k", at(1_800_000_000_000)).unwrap();
+        let b = floor(&"k", at(1_800_000_000_001)).unwrap();
+        assert_eq!(b - a, FLOOR_PER_MS);
+    }
+
+    #[test]
+    fn floor_is_never_below_one() {
+        assert_eq!(floor(&"k", at(0)).unwrap(), 1);
+        assert_eq!(floor(&"k", at(-5_000)).unwrap(), 1);
+    }
+
+    #[test]
+    fn floor_does_not_overflow_at_the_end_of_time() {
+        let end = floor(&"k", DateTime::<Utc>::MAX_UTC).unwrap();
+        assert!(end > floor(&"k", at(1_800_000_000_000)).unwrap());
+    }
+}

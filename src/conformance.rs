@@ -169,6 +169,7 @@ pub async fn probe_picks_the_right_strategy(
 
 /// N creators race to create one manifest: exactly one wins, every loser sees the winner.
 pub async fn racing_creators_have_exactly_one_winner(ns: Namespace, strategy: Strategy) {
+    let floor_before = floor_now();
     let n = 16;
     let mut tasks = Vec::new();
     for i in 0..n {
@@ -205,7 +206,13 @@ pub async fn racing_creators_have_exactly_one_winner(ns: Namespace, strategy: St
         .expect("load")
         .expect("the manifest exists");
     assert_eq!(head.body, winners[0]);
-    assert_eq!(head.version, 1);
+    // A first version starts at the floor of its creation time (`clock::floor`).
+    assert!(head.version >= floor_before, "{} < {floor_before}", head.version);
+}
+
+/// The floor of the real time now: every first version created later is at least this.
+fn floor_now() -> u64 {
+    crate::clock::floor(&"test", chrono::Utc::now()).expect("a floor")
 }
 
 /// `writers` tasks each add 1, `increments` times: the counter ends at exactly
@@ -218,6 +225,7 @@ pub async fn cas_counter_reaches_exact_total(
     writers: u64,
     increments: u64,
 ) {
+    let floor_before = floor_now();
     let mut tasks = Vec::new();
     for w in 0..writers {
         let c = ns
@@ -267,7 +275,9 @@ pub async fn cas_counter_reaches_exact_total(
         .expect("load")
         .expect("the counter exists");
     assert_eq!(head.body, writers * increments);
-    assert_eq!(head.version, writers * increments);
+    // One version a write, the first at a floor.
+    let first = head.version - (writers * increments - 1);
+    assert!(first >= floor_before, "first version {first} < {floor_before}");
 }
 
 /// A write based on a version that is no longer the newest is a conflict carrying the newest.
@@ -288,7 +298,8 @@ pub async fn stale_write_is_a_conflict(ns: Namespace, strategy: Strategy) {
     };
     match b.write(Some(&v1), 99).await.expect("the stale write") {
         Written::Conflict(Some(cur)) => {
-            assert_eq!(cur.version, 2);
+            assert_eq!(cur.version, v2.version);
+            assert_eq!(cur.version, v1.version + 1);
             assert_eq!(cur.body, 2);
             assert_eq!(cur.write_id, v2.write_id);
         }
@@ -328,7 +339,9 @@ pub async fn revalidation_of_unchanged_manifest_transfers_no_body(
         panic!("the other writer writes")
     };
     match m.revalidate(&known).await.expect("revalidate") {
-        Revalidated::Changed(s) => assert_eq!((s.version, s.body.as_str()), (2, "y")),
+        Revalidated::Changed(s) => {
+            assert_eq!((s.version, s.body.as_str()), (v1.version + 1, "y"))
+        }
         other => panic!("expected a change, got {other:?}"),
     }
 }
@@ -507,8 +520,8 @@ pub async fn a_landed_write_overtaken_twice_is_never_a_conflict(ns: Namespace, s
     });
     let watched = match strategy {
         Strategy::EtagCas => "overtaken".to_string(),
-        // In the chain, the key of version 2, the author's.
-        Strategy::VersionChain => keys::chain_version(&base("overtaken"), 2).to_string(),
+        // In the chain, the key of the version after v1, the author's.
+        Strategy::VersionChain => keys::chain_version(&base("overtaken"), v1.version + 1).to_string(),
     };
     let overtaken = overtaken::Overtaken {
         watched,
@@ -526,9 +539,13 @@ pub async fn a_landed_write_overtaken_twice_is_never_a_conflict(ns: Namespace, s
         .await
         .expect("load")
         .expect("the manifest is there");
-    assert_eq!(history.version, 4, "ours (2) and the other writer's two");
+    assert_eq!(
+        history.version,
+        v1.version + 3,
+        "ours (v1 + 1) and the other writer's two"
+    );
     match result {
-        Ok(Written::Written(s)) => assert_eq!(s.version, 2),
+        Ok(Written::Written(s)) => assert_eq!(s.version, v1.version + 1),
         Err(Error::Ambiguous { .. }) => {}
         other => panic!("our write landed as version 2, yet the author was told {other:?}"),
     }
@@ -569,12 +586,18 @@ pub async fn chain_collection_keeps_newest_and_young_versions(ns: Namespace) {
         .await
         .manifest::<u64>(KIND, base("gc"));
     let mut stale = None;
+    let mut first = 0;
     for i in 1..=20u64 {
-        young.update(|_| Change::Write(i)).await.expect("update");
+        let u = young.update(|_| Change::Write(i)).await.expect("update");
+        if i == 1 {
+            first = u.snapshot.expect("written").version;
+        }
         if i == 3 {
             stale = young.load().await.expect("load");
         }
     }
+    // Write i is version first + i - 1.
+    let v = |i: u64| first + i - 1;
     assert_eq!(
         young.collect_garbage().await.expect("collect"),
         0,
@@ -588,18 +611,18 @@ pub async fn chain_collection_keeps_newest_and_young_versions(ns: Namespace) {
         .iter()
         .map(|s| s.version)
         .collect();
-    assert_eq!(kept, (13..=20).collect::<Vec<_>>());
+    assert_eq!(kept, (v(13)..=v(20)).collect::<Vec<_>>());
     // The writer that read version 3 long ago re-creates the collected slot 4.
     match old
         .write(stale.as_ref(), 999)
         .await
         .expect("the stale write")
     {
-        Written::Conflict(Some(head)) => assert_eq!(head.version, 20),
+        Written::Conflict(Some(head)) => assert_eq!(head.version, v(20)),
         other => panic!("a stale write below the head must be a conflict, got {other:?}"),
     }
     let head = old.load().await.expect("load").expect("exists");
-    assert_eq!((head.version, head.body), (20, 20));
+    assert_eq!((head.version, head.body), (v(20), 20));
 }
 
 /// A store without `If-Match` (the probe finds none honoured) refuses a handle fixed to etag

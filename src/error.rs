@@ -297,6 +297,20 @@ pub enum Error {
         /// The object.
         found: String,
     },
+
+    /// A record is stored below a version this client saw stored for it, or is gone: its
+    /// objects vanished (a lifecycle rule, a restore from backup, an operator's `rm`). The
+    /// put was refused, since the version it carries is not above the one seen, and
+    /// applying it could bring back a stale value. A put above `seen` still applies.
+    #[error("record {key} vanished: this client saw version {seen} stored, and the store now holds {}; refusing to apply an update at or below {seen}", stored.map_or_else(|| "nothing".to_string(), |v| format!("version {v}")))]
+    RecordVanished {
+        /// The record's key.
+        key: String,
+        /// The highest version this client saw stored.
+        seen: u64,
+        /// The version stored now (`None`: the record is gone).
+        stored: Option<u64>,
+    },
 }
 
 impl Error {
@@ -340,6 +354,7 @@ impl Error {
             Error::ProtocolRecordMissing { .. } => "protocol-record-missing",
             Error::ProtocolChanged { .. } => "protocol-changed",
             Error::ProtocolContradicted { .. } => "protocol-contradicted",
+            Error::RecordVanished { .. } => "record-vanished",
         }
     }
 

@@ -10,10 +10,10 @@
 //!   manifests nobody writes any more.
 //! - **Released locks and deleted records** older than an age: their history is trimmed to
 //!   the tombstone alone ([`Manifest::trim`] with 1). The tombstone itself is **never**
-//!   deleted. A lock's fencing token is its manifest version; deleting a released lock would
-//!   let the next acquirer create version 1 again, handing out a token lower than one an
-//!   earlier holder already passed to the fenced resource, which would then accept writes
-//!   from both or refuse the new holder. Likewise a deleted record keeps its version so a
+//!   deleted. A lock's fencing token is its manifest version; the tombstone hands the next
+//!   acquirer the next token. Were it deleted, the next acquirer would create the lock
+//!   afresh at a floor drawn from time ([`crate::clock::floor`]): still above every earlier
+//!   token, but only as far as clocks agree, while the tombstone needs no clock. Likewise a deleted record keeps its version so a
 //!   stale `put_if_newer` stays stale. Keeping one small object per name is the price. Under
 //!   etag CAS a manifest is one object already, so there is nothing to trim.
 //! - **Nodes that left** longer ago than an age: removed entirely

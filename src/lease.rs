@@ -622,7 +622,9 @@ impl Locks {
             let session = self.collection.manifests().with_rng(WriteId::random).0;
             let token = FencingToken(match current.as_ref() {
                 Some(c) => clock::next_number(m.key(), "fencing token", c.version)?,
-                None => 1,
+                // A lock created afresh (also after its objects vanished) starts at the floor
+                // of now, above every token its earlier incarnation gave (`clock::floor`).
+                None => m.next_version(None)?,
             });
             let now = clock.now();
             let record = LockRecord {
@@ -639,7 +641,8 @@ impl Locks {
             };
             let sent = clock.monotonic();
             let sent_boot = clock::after(sent, clock.suspended());
-            match m.write(current.as_ref(), record).await? {
+            // The token is the manifest version: written at the number chosen above.
+            match m.write_as(current.as_ref(), token.0, record).await? {
                 Written::Written(s) => {
                     info!(lock = %name, fencing_token = %token, "acquired");
                     let how = match taking_over_from {

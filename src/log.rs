@@ -7,6 +7,25 @@
 //! number is claimed once, so concurrent appenders never overwrite each other. An entry is
 //! written with a `write_id` and verified like every other write.
 //!
+//! # The first entry starts at a floor
+//!
+//! An append to a topic with no entries (never used, or every entry vanished: a lifecycle
+//! rule, a restore, an operator's `rm`) numbers its entry from the floor of now
+//! ([`crate::clock::floor`]), not from 1, so a topic emptied and appended to again numbers
+//! above everything it held before. Concurrent first appends draw different floors, so, as
+//! in the version chain, the first entry is stored in **slot 1** (`…/00000000000000000001.json`)
+//! whatever its sequence, where every first append collides: one wins, the others append
+//! after it, and the log stays gap-free. Every later entry `n` is at slot `n`. Topics written
+//! before floors have sequence 1 in slot 1, which reads the same. Slot 1's sequence is read
+//! from the entry (and remembered: the entry is immutable) when a listing or a read needs to
+//! place it; a cold client on a topic that still has its first entry pays one GET for it.
+//!
+//! An appender that knows a tail (it appended or read it before) first reads that entry: if
+//! it is still there, nothing up to it vanished or was trimmed (both take the oldest first),
+//! so the entry after it is one past the newest or taken (the create's conflict then finds
+//! the newest). If it is gone, the appender lists, as a fresh client does: a tail it knew
+//! must not number an entry below ones appended after it and then trimmed or vanished.
+//!
 //! The log is an audit trail: the only thing that deletes entries is an operator's
 //! [`EventLog::delete_before`] (`cairn gc --log-before TOPIC:SEQ`), which deletes the oldest
 //! entries, oldest first, and never the newest one, so the next append still continues
@@ -29,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::manifest::envelope::{decode, encode};
 use crate::manifest::{listed_number, Manifests, Snapshot};
 use crate::retry::Backoff;
-use crate::store::{keys, CreateOutcome, Name, WriteId};
+use crate::store::{keys, CreateOutcome, Key, Name, WriteId};
 
 /// The envelope kind of log entries.
 pub const KIND: &str = "event";
@@ -39,7 +58,8 @@ pub const KIND: &str = "event";
 pub struct Entry {
     /// The topic.
     pub topic: String,
-    /// Its sequence number: 1, 2, 3, … with no gaps.
+    /// Its sequence number: the topic's first starts at a floor drawn from time, each later
+    /// one is the previous + 1 (see the module docs).
     pub sequence: u64,
     /// The node that appended it.
     pub appended_by: String,
@@ -55,6 +75,23 @@ pub struct EventLog {
     manifests: Arc<Manifests>,
     /// The newest sequence number this client knows of, per topic.
     tails: Arc<Mutex<HashMap<String, u64>>>,
+    /// The sequence of each topic's first entry (slot 1) as last read.
+    firsts: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// The slot of a topic's first entry, whatever its sequence (module docs).
+const FIRST_SLOT: u64 = 1;
+
+/// Entries of a listing as (slot, key), in slot order; keys of other shapes are left alone.
+fn slots(listed: &[crate::store::Listed]) -> Result<Vec<(u64, Key)>> {
+    let mut v = Vec::with_capacity(listed.len());
+    for l in listed {
+        if let Some(n) = listed_number(&l.key)? {
+            v.push((n, l.key.clone()));
+        }
+    }
+    v.sort_unstable_by_key(|(n, _)| *n);
+    Ok(v)
 }
 
 impl EventLog {
@@ -63,26 +100,41 @@ impl EventLog {
         Self {
             manifests,
             tails: Arc::default(),
+            firsts: Arc::default(),
         }
     }
 
-    /// Appends `event` to `topic` and returns its sequence number. One request when this
-    /// client knows the tail, else a listing first. Fails with [`Error::Exhausted`], without
-    /// writing, when the newest entry is at `u64::MAX`, and with [`Error::Encode`], before
-    /// any request, when the entry would exceed [`crate::store::MAX_OBJECT_BYTES`]. Not
-    /// cancel-safe: a cancelled append may or may not have been written.
+    /// Appends `event` to `topic` and returns its sequence number. Two requests when this
+    /// client knows the tail (a read that it is still there, and the create), else a listing
+    /// first (and, on a topic that still has its first entry, a read of it). Fails with
+    /// [`Error::Exhausted`], without writing, when the newest entry is at `u64::MAX`, and
+    /// with [`Error::Encode`], before any request, when the entry would exceed
+    /// [`crate::store::MAX_OBJECT_BYTES`]. Not cancel-safe: a cancelled append may or may
+    /// not have been written.
     pub async fn append(&self, topic: &Name, event: serde_json::Value) -> Result<u64> {
         let opts = self.manifests.options();
         let mut backoff = Backoff::new(opts.backoff_initial, opts.backoff_max);
         let folder = keys::log_topic(topic);
         let after = |newest: u64| next_number(&folder, "sequence", newest);
-        let mut next = match self.tail_hint(topic) {
-            Some(t) => after(t)?,
-            None => after(self.newest(topic, 0).await?)?,
+        let store = self.manifests.store();
+        let known = match self.tail_hint(topic) {
+            // Nothing comes after the last number: no request is worth making.
+            Some(t) => {
+                let next = after(t)?;
+                store.read(&self.key_of(topic, t)).await?.map(|_| next)
+            }
+            None => None,
+        };
+        // (the sequence to claim, whether it is the topic's first entry)
+        let mut next = match known {
+            // Still there: nothing up to it was trimmed or vanished (module docs).
+            Some(n) => (n, false),
+            None => self.after_newest(topic).await?,
         };
         for _ in 0..opts.max_attempts.max(1) {
+            let (seq, first) = next;
             let s = Snapshot {
-                version: next,
+                version: seq,
                 write_id: self.manifests.with_rng(WriteId::random).0,
                 previous_write_id: None,
                 written_by: self.manifests.node().to_string(),
@@ -92,7 +144,7 @@ impl EventLog {
                 seen: Default::default(),
                 stored_at: Default::default(),
             };
-            let key = keys::log_entry(topic, next);
+            let key = keys::log_entry(topic, if first { FIRST_SLOT } else { seq });
             match self
                 .manifests
                 .store()
@@ -100,12 +152,20 @@ impl EventLog {
                 .await?
             {
                 CreateOutcome::Created { .. } => {
-                    self.set_tail(topic, next);
-                    debug!(topic = %topic, sequence = next, "appended");
-                    return Ok(next);
+                    if first {
+                        self.set_first(topic, seq);
+                    }
+                    self.set_tail(topic, seq);
+                    debug!(topic = %topic, sequence = seq, "appended");
+                    return Ok(seq);
                 }
                 CreateOutcome::Exists { .. } => {
-                    next = after(self.newest(topic, next).await?)?;
+                    next = if first {
+                        // Another first entry won slot 1: append after the newest.
+                        self.after_newest(topic).await?
+                    } else {
+                        (after(self.newest_after(topic, seq).await?)?, false)
+                    };
                     let delay = self.manifests.with_rng(|r| backoff.next_delay(r));
                     tokio::time::sleep(crate::clock::divide(delay, 4)).await;
                 }
@@ -114,6 +174,16 @@ impl EventLog {
         Err(Error::Contention {
             key: keys::log_topic(topic).to_string(),
             attempts: opts.max_attempts,
+        })
+    }
+
+    /// What to claim after a listing: one past the newest entry, or, for a topic with no
+    /// entries, its first entry at the floor of now.
+    async fn after_newest(&self, topic: &Name) -> Result<(u64, bool)> {
+        let folder = keys::log_topic(topic);
+        Ok(match self.newest(topic).await? {
+            Some(n) => (next_number(&folder, "sequence", n)?, false),
+            None => (self.manifests.first_number(&folder)?, true),
         })
     }
 
@@ -131,21 +201,98 @@ impl EventLog {
         *e = (*e).max(seq);
     }
 
-    /// The newest sequence number at or after `at_least` (listing only what comes after).
-    async fn newest(&self, topic: &Name, at_least: u64) -> Result<u64> {
-        let folder = keys::log_topic(topic);
-        let listed = if at_least == 0 {
-            self.manifests.store().list(&folder).await?
-        } else {
-            self.manifests
-                .store()
-                .list_after(&folder, &keys::log_entry(topic, at_least))
-                .await?
+    fn first_hint(&self, topic: &Name) -> Option<u64> {
+        self.firsts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic.as_str())
+            .copied()
+    }
+
+    fn set_first(&self, topic: &Name, seq: u64) {
+        let mut f = self.firsts.lock().unwrap_or_else(|e| e.into_inner());
+        f.insert(topic.to_string(), seq);
+    }
+
+    /// The key of the entry at `seq`: slot 1 when it is the topic's first as known.
+    fn key_of(&self, topic: &Name, seq: u64) -> Key {
+        let first = self.first_hint(topic) == Some(seq);
+        keys::log_entry(topic, if first { FIRST_SLOT } else { seq })
+    }
+
+    /// The sequence of `topic`'s first entry, read from slot 1 (and remembered), or `None`
+    /// when slot 1 is empty.
+    async fn read_first(&self, topic: &Name) -> Result<Option<u64>> {
+        let key = keys::log_entry(topic, FIRST_SLOT);
+        let Some(obj) = self.manifests.store().read(&key).await? else {
+            return Ok(None);
         };
-        let mut newest = at_least;
-        for l in &listed {
-            newest = newest.max(listed_number(&l.key)?.unwrap_or(0));
+        let s: Snapshot<serde_json::Value> = decode(KIND, &obj)?;
+        if s.version == 0 {
+            return Err(Error::Corrupt {
+                key: key.to_string(),
+                reason: "holds sequence 0".into(),
+            });
         }
+        self.set_first(topic, s.version);
+        Ok(Some(s.version))
+    }
+
+    /// Entries of a listing of the whole topic as (sequence, key), ascending by sequence:
+    /// slot 1 placed by its sequence (remembered, else read; read again when no other slot is
+    /// above what is remembered, for a first entry created again after the topic vanished).
+    async fn sequences(
+        &self,
+        topic: &Name,
+        listed: &[crate::store::Listed],
+    ) -> Result<Vec<(u64, Key)>> {
+        let mut all = slots(listed)?;
+        if all.first().is_some_and(|(slot, _)| *slot == FIRST_SLOT) {
+            let above = all.last().map(|(n, _)| *n);
+            let first = match self.first_hint(topic) {
+                Some(f) if above.is_some_and(|a| a > f) => Some(f),
+                _ => self.read_first(topic).await?,
+            };
+            all = all
+                .into_iter()
+                .filter_map(|(slot, key)| match (slot == FIRST_SLOT, first) {
+                    (false, _) => Some((slot, key)),
+                    (true, Some(f)) => Some((f, key)),
+                    // Deleted since the listing (trimmed, oldest first): leave it out.
+                    (true, None) => None,
+                })
+                .collect();
+            all.sort_unstable_by_key(|(n, _)| *n);
+        }
+        Ok(all)
+    }
+
+    /// The newest sequence number of `topic` (one listing, and slot 1's read when it must be
+    /// placed), or `None` when it has no entries.
+    async fn newest(&self, topic: &Name) -> Result<Option<u64>> {
+        let listed = self.manifests.store().list(&keys::log_topic(topic)).await?;
+        let newest = self
+            .sequences(topic, &listed)
+            .await?
+            .last()
+            .map(|(n, _)| *n);
+        if let Some(n) = newest {
+            self.set_tail(topic, n);
+        }
+        Ok(newest)
+    }
+
+    /// The newest sequence number at or after `at_least` (not a first entry: slot
+    /// `at_least` is its own), listing only what comes after it.
+    async fn newest_after(&self, topic: &Name, at_least: u64) -> Result<u64> {
+        let listed = self
+            .manifests
+            .store()
+            .list_after(&keys::log_topic(topic), &keys::log_entry(topic, at_least))
+            .await?;
+        let newest = slots(&listed)?
+            .last()
+            .map_or(at_least, |(n, _)| (*n).max(at_least));
         self.set_tail(topic, newest);
         Ok(newest)
     }
@@ -153,31 +300,38 @@ impl EventLog {
     /// The sequence number of `topic`'s newest entry, or `None` when the topic has none (it
     /// was never appended to). One listing.
     pub async fn newest_sequence(&self, topic: &Name) -> Result<Option<u64>> {
-        Ok(Some(self.newest(topic, 0).await?).filter(|n| *n > 0))
+        self.newest(topic).await
     }
 
     /// Entries of `topic` with sequence number ≥ `from`, in order, at most `limit`.
     pub async fn read(&self, topic: &Name, from: u64, limit: usize) -> Result<Vec<Entry>> {
         let folder = keys::log_topic(topic);
         let store = self.manifests.store();
-        // Everything after the entry before `from`; from 0 or 1, everything.
-        let listed = match from.checked_sub(1).filter(|before| *before > 0) {
-            None => store.list(&folder).await?,
+        // Everything after the slot before `from`; from 0 or 1, everything.
+        let mut seqs = match from.checked_sub(1).filter(|before| *before > 0) {
+            None => self.sequences(topic, &store.list(&folder).await?).await?,
             Some(before) => {
-                store
+                let listed = store
                     .list_after(&folder, &keys::log_entry(topic, before))
-                    .await?
+                    .await?;
+                let mut seqs = slots(&listed)?;
+                // Slot 1 lies before the listing; its entry counts when its sequence is at
+                // least `from` (a reader not yet past the first entry).
+                let first = match self.first_hint(topic) {
+                    Some(f) if f < from => None,
+                    _ => self.read_first(topic).await?.filter(|f| *f >= from),
+                };
+                if let Some(f) = first {
+                    seqs.push((f, keys::log_entry(topic, FIRST_SLOT)));
+                    seqs.sort_unstable_by_key(|(n, _)| *n);
+                }
+                seqs
             }
         };
-        let mut seqs = Vec::with_capacity(listed.len());
-        for l in &listed {
-            seqs.extend(listed_number(&l.key)?.filter(|s| *s >= from));
-        }
-        seqs.sort_unstable();
+        seqs.retain(|(s, _)| *s >= from);
         seqs.truncate(limit);
         let mut out = Vec::with_capacity(seqs.len());
-        for seq in seqs {
-            let key = keys::log_entry(topic, seq);
+        for (seq, key) in seqs {
             let Some(obj) = store.read(&key).await? else {
                 if out.is_empty() {
                     // Collected since the listing: collection goes oldest first, so only a
@@ -195,7 +349,7 @@ impl EventLog {
             if s.version != seq {
                 return Err(Error::Corrupt {
                     key: key.to_string(),
-                    reason: format!("holds sequence {} at the key of {seq}", s.version),
+                    reason: format!("holds sequence {} where {seq} was expected", s.version),
                 });
             }
             self.set_tail(topic, seq);
@@ -242,20 +396,16 @@ impl EventLog {
     ) -> Result<Vec<u64>> {
         let store = self.manifests.store();
         let listed = store.list(&keys::log_topic(topic)).await?;
-        let mut seqs = Vec::with_capacity(listed.len());
-        for l in &listed {
-            seqs.extend(listed_number(&l.key)?);
-        }
-        seqs.sort_unstable();
-        let newest = seqs.last().copied().unwrap_or(0);
-        seqs.retain(|s| *s < before && *s < newest);
+        let mut seqs = self.sequences(topic, &listed).await?;
+        let newest = seqs.last().map_or(0, |(n, _)| *n);
+        seqs.retain(|(s, _)| *s < before && *s < newest);
         if !dry_run {
-            for s in &seqs {
-                store.delete(&keys::log_entry(topic, *s)).await?;
+            for (_, key) in &seqs {
+                store.delete(key).await?;
             }
             debug!(topic = %topic, deleted = seqs.len(), "deleted old entries");
         }
-        Ok(seqs)
+        Ok(seqs.into_iter().map(|(s, _)| s).collect())
     }
 
     /// The topics that have entries. One listing.

@@ -342,8 +342,8 @@ impl Membership {
     ///
     /// Why deleting is harmless here (unlike a lock or a record, which keep a tombstone): a
     /// member record's version is no fencing token, and nothing compares it across
-    /// incarnations. A node that joins again after being forgotten starts a new record at
-    /// version 1. What remains: without a conditional delete, a node coming back to life
+    /// incarnations. A node that joins again after being forgotten starts a new record (at
+    /// a floor drawn from time, as every manifest created afresh). What remains: without a conditional delete, a node coming back to life
     /// between the second read and the delete loses that heartbeat's record (the next view
     /// simply does not list it; under etag CAS its heartbeat process then stops as if
     /// another process had taken the id, exit 78), and a long-running view that knew the old

@@ -15,14 +15,43 @@
 //! version stores the record again. `cairn gc` trims a tombstone's history to the tombstone
 //! alone (version chain) but never deletes it: one small object per deleted key is the
 //! price of never accepting a stale version.
+//!
+//! # When the objects vanish
+//!
+//! The tombstone protects against cairn's own deletes; a lifecycle rule, a restore from
+//! backup or an operator's `rm` removes it with the record. A record's version is the
+//! caller's, so unlike a fencing token it cannot be floored ([`crate::clock::floor`]): a
+//! client cannot know the version of a record it never saw. What is enforced:
+//!
+//! - A [`Records`] handle remembers the highest version it saw stored for each key (read,
+//!   written, or refused as stale; the [`MAX_REMEMBERED`] most recent keys). A put at or below
+//!   that version onto a record that is gone, or stored below it, is refused with
+//!   [`crate::Error::RecordVanished`] naming the record, instead of being applied: a
+//!   long-running process that saw version 7 never stores 3 after the record vanished. A
+//!   put above what it saw applies as usual.
+//! - The record's manifest version is drawn from a floor when the record is created, so a
+//!   record created again after it vanished carries a manifest version above its earlier
+//!   incarnation's (a generation, in the envelope's `version`), and a restore from backup
+//!   shows as a manifest version that went down.
+//!
+//! What is not: **a client that never saw the record** (a fresh process, every CLI command)
+//! applies whatever version comes first after the record vanished, as it would to a key
+//! never written. Keep records out of reach of lifecycle rules and restores (see the
+//! README), or have the caller's versions drawn from time, so that a late stale update
+//! carries a lower number than any update issued after it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::manifest::{Change, Manifest, Manifests};
-use crate::store::{keys, Name};
+use crate::store::{keys, Key, Name};
+
+/// How many keys a [`Records`] handle remembers the highest seen version of; past it, the
+/// memory starts afresh (a forgotten key is treated as never seen).
+pub const MAX_REMEMBERED: usize = 4096;
 
 /// The manifest kind of records.
 pub const KIND: &str = "record";
@@ -79,16 +108,40 @@ pub enum Put {
     },
 }
 
-/// The records client. Cheap to clone.
+/// The records client. Cheap to clone; clones share what they have seen.
 #[derive(Debug, Clone)]
 pub struct Records {
     manifests: Arc<Manifests>,
+    /// The highest version seen stored, per record key (module docs: vanished records).
+    seen: Arc<Mutex<HashMap<Key, u64>>>,
 }
 
 impl Records {
     /// A records client.
     pub fn new(manifests: Arc<Manifests>) -> Self {
-        Self { manifests }
+        Self {
+            manifests,
+            seen: Arc::default(),
+        }
+    }
+
+    /// The highest version this handle saw stored for `key`.
+    fn seen(&self, key: &Key) -> Option<u64> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied()
+    }
+
+    /// Remembers that `version` was stored for `key` (never lowers what is remembered).
+    fn saw(&self, key: &Key, version: u64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= MAX_REMEMBERED && !seen.contains_key(key) {
+            seen.clear();
+        }
+        let v = seen.entry(key.clone()).or_insert(version);
+        *v = (*v).max(version);
     }
 
     fn manifest(&self, namespace: &Name, key: &Name) -> Manifest<Record> {
@@ -100,6 +153,9 @@ impl Records {
     /// retried against the newer record, so the highest version always ends up stored.
     /// `version` is only compared, never incremented, so any `u64` is valid; the record's
     /// manifest version is what cannot wrap ([`crate::Error::Exhausted`] at `u64::MAX`).
+    ///
+    /// When this handle saw a version ≥ `version` stored and the record is now gone or
+    /// stored lower, nothing is written: [`crate::Error::RecordVanished`] (module docs).
     pub async fn put_if_newer(
         &self,
         namespace: &Name,
@@ -108,12 +164,20 @@ impl Records {
         value: serde_json::Value,
     ) -> Result<Put> {
         let node = self.manifests.node().to_string();
+        let m = self.manifest(namespace, key);
+        let seen = self.seen(m.key());
         let mut stale = None;
-        let u = self
-            .manifest(namespace, key)
+        let mut vanished = None;
+        let u = m
             .update(|cur| match cur {
                 Some(s) if s.body.version >= version => {
                     stale = Some(s.body.version);
+                    Change::Keep
+                }
+                // Below what this handle saw stored: the record vanished (or was restored
+                // from an older copy), and `version` is not above what it held.
+                _ if seen.is_some_and(|seen| version <= seen) => {
+                    vanished = Some(cur.map(|s| s.body.version));
                     Change::Keep
                 }
                 _ => Change::Write(Record {
@@ -124,6 +188,16 @@ impl Records {
                 }),
             })
             .await?;
+        if let (false, Some(stored), Some(seen)) = (u.changed, vanished, seen) {
+            return Err(Error::RecordVanished {
+                key: m.key().to_string(),
+                seen,
+                stored,
+            });
+        }
+        if let Some(s) = &u.snapshot {
+            self.saw(m.key(), s.body.version);
+        }
         Ok(match (u.changed, stale) {
             (true, _) => Put::Applied { version },
             (false, Some(stored_version)) => Put::Stale { stored_version },
@@ -140,7 +214,12 @@ impl Records {
 
     /// The stored record or its tombstone (`deleted`), or `None` when there never was one.
     pub async fn get_any(&self, namespace: &Name, key: &Name) -> Result<Option<Record>> {
-        Ok(self.manifest(namespace, key).load().await?.map(|s| s.body))
+        let m = self.manifest(namespace, key);
+        let got = m.load().await?.map(|s| s.body);
+        if let Some(r) = &got {
+            self.saw(m.key(), r.version);
+        }
+        Ok(got)
     }
 
     /// Deletes a record by writing a tombstone at its version (see the module docs: the
@@ -148,7 +227,8 @@ impl Records {
     pub async fn delete(&self, namespace: &Name, key: &Name) -> Result<Deleted> {
         let node = self.manifests.node().to_string();
         let mut outcome = Deleted::NotFound;
-        self.manifest(namespace, key)
+        let m = self.manifest(namespace, key);
+        let u = m
             .update(|cur| match cur {
                 None => {
                     outcome = Deleted::NotFound;
@@ -173,6 +253,9 @@ impl Records {
                 }
             })
             .await?;
+        if let Some(s) = &u.snapshot {
+            self.saw(m.key(), s.body.version);
+        }
         Ok(outcome)
     }
 

@@ -147,6 +147,8 @@ async fn chain_operations_are_at_the_floor(store: Arc<dyn ObjectStore>) {
     let m = a.manifest("floor");
     // A cold first write lists once to verify (nothing is known about the manifest).
     let mut cur = write_ok(&m, None, 0).await;
+    // A first version is numbered from a floor (`clock::floor`); each write adds 1.
+    let first = cur.version;
     for i in 1..=10 {
         let before = a.counts();
         cur = write_ok(&m, Some(&cur), i).await;
@@ -170,7 +172,7 @@ async fn chain_operations_are_at_the_floor(store: Arc<dyn ObjectStore>) {
     // Reloading a recently known manifest: the same single GET.
     let before = a.counts();
     let head = m.load().await.unwrap().unwrap();
-    assert_eq!((head.version, head.body), (11, 10));
+    assert_eq!((head.version, head.body), (first + 10, 10));
     let d = a.counts().since(&before);
     assert_eq!((d.requests(), d.gets, d.lists), (1, 1, 0), "{d:?}");
 
@@ -268,13 +270,14 @@ async fn should_take_the_listing_path_when_the_snapshot_is_stale() {
     ));
     let d = a.counts().since(&before);
     assert_eq!((d.lists, d.gets), (1, 0), "{d:?}");
-    // ... a reload lists and reads, ...
+    // ... a reload lists and reads (the head, and slot 1, where the chain's first version is
+    // kept beside the later ones, to place it by its number), ...
     tokio::time::advance(MIN_AGE / 2 + Duration::from_millis(1)).await;
     let before = a.counts();
     let head = m.load().await.unwrap().unwrap();
     assert_eq!(head.version, cur.version);
     let d = a.counts().since(&before);
-    assert_eq!((d.lists, d.gets), (1, 1), "{d:?}");
+    assert_eq!((d.lists, d.gets), (1, 2), "{d:?}");
     // ... and a write verifies with a listing after its create.
     tokio::time::advance(MIN_AGE / 2 + Duration::from_millis(1)).await;
     let before = a.counts();
@@ -293,11 +296,14 @@ async fn should_detect_a_conflict_when_a_stale_writers_successor_was_collected()
     let busy = Node::new(store.clone(), "busy", options()).await;
     let (ms, mb) = (stale.manifest("gc"), busy.manifest("gc"));
     let mut cur = write_ok(&mb, None, 1).await;
+    // Write i is version v(i); the first is in slot 1 (`chain.rs`), the others in slot v(i).
+    let first = cur.version;
+    let v = |i: u64| first + i - 1;
     for i in 2..=3 {
         cur = write_ok(&mb, Some(&cur), i).await;
     }
     let seen = ms.load().await.unwrap().unwrap();
-    assert_eq!(seen.version, 3);
+    assert_eq!(seen.version, v(3));
     for i in 4..=12 {
         cur = write_ok(&mb, Some(&cur), i).await;
     }
@@ -306,17 +312,18 @@ async fn should_detect_a_conflict_when_a_stale_writers_successor_was_collected()
         cur = write_ok(&mb, Some(&cur), i).await;
     }
     assert_eq!(mb.collect_garbage().await.unwrap(), 12);
-    assert_eq!(clock.deleted_versions(), (1..=12).collect::<Vec<_>>());
+    let slots: Vec<u64> = std::iter::once(1).chain((2..=12).map(v)).collect();
+    assert_eq!(clock.deleted_versions(), slots);
     // The stale writer's create of version 4 succeeds (the slot is free again) ...
     let before = stale.counts();
     match ms.write(Some(&seen), 999).await.unwrap() {
         // ... and its verify listing finds version 13 above it, not built on it.
-        Written::Conflict(Some(head)) => assert_eq!((head.version, head.body), (20, 20)),
+        Written::Conflict(Some(head)) => assert_eq!((head.version, head.body), (v(20), 20)),
         other => panic!("a stale write below the head must be a conflict, got {other:?}"),
     }
     assert!(stale.counts().since(&before).lists >= 1);
     let head = ms.load().await.unwrap().unwrap();
-    assert_eq!((head.version, head.body), (20, 20));
+    assert_eq!((head.version, head.body), (v(20), 20));
 }
 
 /// Collection's age bound does not trust the collector's clock: one an hour ahead still
@@ -349,19 +356,25 @@ async fn should_collect_oldest_first_and_stop_at_the_first_young_version() {
     let a = Node::new(store.clone(), "collector", options()).await;
     let m = a.manifest("order");
     let mut cur = write_ok(&m, None, 1).await;
+    // Write i is version v(i); the first is in slot 1 (`chain.rs`), the others in slot v(i).
+    let first = cur.version;
+    let v = |i: u64| first + i - 1;
     for i in 2..=10 {
         cur = write_ok(&m, Some(&cur), i).await;
     }
     tokio::time::advance(MIN_AGE * 2).await;
     // A young object at version 5 (as a stale writer's orphan would be).
-    let v5 = Path::from(format!("floor/{}", keys::chain_version(&base("order"), 5)));
+    let v5 = Path::from(format!(
+        "floor/{}",
+        keys::chain_version(&base("order"), v(5))
+    ));
     let bytes = inner.get(&v5).await.unwrap().bytes().await.unwrap();
     store.put(&v5, bytes.into()).await.unwrap();
     for i in 11..=20 {
         cur = write_ok(&m, Some(&cur), i).await;
     }
     assert_eq!(m.collect_garbage().await.unwrap(), 4);
-    assert_eq!(clock.deleted_versions(), vec![1, 2, 3, 4]);
+    assert_eq!(clock.deleted_versions(), vec![1, v(2), v(3), v(4)]);
     let kept: Vec<u64> = m
         .history()
         .await
@@ -369,7 +382,7 @@ async fn should_collect_oldest_first_and_stop_at_the_first_young_version() {
         .iter()
         .map(|s| s.version)
         .collect();
-    assert_eq!(kept, (5..=20).collect::<Vec<_>>());
+    assert_eq!(kept, (v(5)..=v(20)).collect::<Vec<_>>());
 }
 
 /// A fast writer does not list its chain every `gc_every` versions while everything is too
@@ -388,10 +401,13 @@ async fn should_not_list_for_collection_while_every_version_is_too_young() {
     .await;
     let m = a.manifest("busy");
     let mut cur = write_ok(&m, None, 0).await;
+    // Versions number from a floor (a multiple of 1024, so of `gc_every`): write i is
+    // version first + i, and passes run on writes 4, 8, 12, ….
+    let first = cur.version;
     for i in 1..=12 {
         cur = write_ok(&m, Some(&cur), i).await;
     }
-    // Version 12's pass found versions 1–4 too young and noted when they will not be.
+    // Write 12's pass found the oldest versions too young and noted when they will not be.
     let before = a.counts();
     for i in 13..=40 {
         cur = write_ok(&m, Some(&cur), i).await;
@@ -405,9 +421,9 @@ async fn should_not_list_for_collection_while_every_version_is_too_young() {
     }
     let d = a.counts().since(&before);
     // The first write verifies (its knowledge is now older than half of gc_min_age);
-    // version 44's pass lists once and deletes every version but the newest 8.
-    assert_eq!((d.lists, d.deletes), (2, 36), "{d:?}");
-    assert_eq!(cur.version, 45);
+    // write 44's pass lists once and deletes every version but the newest 8 (of 45).
+    assert_eq!((d.lists, d.deletes), (2, 37), "{d:?}");
+    assert_eq!(cur.version, first + 44);
 }
 
 /// The chain's collection age is the prefix's: the first node records its `gc_min_age` in the

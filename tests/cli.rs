@@ -180,7 +180,8 @@ fn lock_run_passes_the_exit_status_and_reports_a_busy_lock_with_75() {
             "--",
             "sh",
             "-c",
-            "test \"$CAIRN_LOCK\" = x && test \"$CAIRN_FENCING_TOKEN\" = 1 && exit 7",
+            // A new lock's first token is a floor drawn from time (`clock::floor`), far above 1.
+            "test \"$CAIRN_LOCK\" = x && test \"$CAIRN_FENCING_TOKEN\" -gt 1000000 && exit 7",
         ],
     );
     assert_eq!(code, 7);
@@ -229,11 +230,11 @@ fn lock_run_stops_the_command_and_exits_76_when_the_lease_is_broken() {
         ])
         .spawn()
         .unwrap();
-    wait_until_held(d, "x");
+    let token = wait_until_held(d, "x").to_string();
     let (code, _) = run_ok(
         d,
         &[
-            "--node", "operator", "lock", "break", "x", "--token", "1", "--force",
+            "--node", "operator", "lock", "break", "x", "--token", &token, "--force",
         ],
     );
     assert_eq!(code, 0);
@@ -268,7 +269,10 @@ fn turn_run_runs_once_per_window_records_the_outcome_and_skips_with_exit_0() {
     };
     let (code, _) = run(&[]);
     assert_eq!(code, 0);
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1\n");
+    // The turn's first number is a floor drawn from time (`clock::floor`).
+    let ran = std::fs::read_to_string(&marker).unwrap();
+    let first: u64 = ran.trim().parse().unwrap();
+    assert!(first > 1_000_000, "{ran}");
 
     // Not due: nothing runs, exit 0, and the answer says when it is due.
     let (code, out) = run(&["--json"]);
@@ -277,12 +281,12 @@ fn turn_run_runs_once_per_window_records_the_outcome_and_skips_with_exit_0() {
     assert_eq!(skip["outcome"], "not-due");
     assert_eq!(skip["name"], "expiry");
     assert!(skip["turn"]["next_due_at"].is_string());
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1\n");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), ran);
 
     let (code, out) = run_ok(dir.path(), &["turn", "show", "expiry", "--json"]);
     assert_eq!(code, 0);
     let t: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(t["number"], 1);
+    assert_eq!(t["number"], first);
     assert_eq!(t["holder"], "n1");
     assert_eq!(t["outcome"]["status"], "success");
     assert_eq!(t["outcome"]["result"]["expired"], 7);
@@ -295,7 +299,7 @@ fn turn_run_runs_once_per_window_records_the_outcome_and_skips_with_exit_0() {
         ],
     );
     assert_eq!(code, 2, "a caller with another window must not run");
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1\n");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), ran);
     // Zero and absurd windows are refused before any request, naming the range.
     let out = cairn(dir.path())
         .args(["turn", "run", "expiry", "--every", "0s", "--", "true"])
@@ -320,7 +324,7 @@ fn turn_run_runs_once_per_window_records_the_outcome_and_skips_with_exit_0() {
     assert_eq!(code, 0);
     let t: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(t["window_ms"], 1000);
-    assert_eq!(t["number"], 1);
+    assert_eq!(t["number"], first);
     // Due a second after turn 1 started: a failing command's status is passed through and
     // recorded as a failure. (Polled: the turn becomes due on the wall clock.)
     let mut code = 0;
@@ -338,7 +342,7 @@ fn turn_run_runs_once_per_window_records_the_outcome_and_skips_with_exit_0() {
     assert_eq!(code, 4);
     let (_, out) = run_ok(dir.path(), &["turn", "ls", "--json"]);
     let all: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(all[0]["number"], 2);
+    assert_eq!(all[0]["number"], first + 1);
     assert_eq!(all[0]["outcome"]["status"], "failure");
     assert_eq!(all[0]["previous"]["outcome"]["status"], "success");
     assert_eq!(run_ok(dir.path(), &["turn", "show", "nope"]).0, 3);
@@ -410,16 +414,18 @@ fn node_heartbeat_shows_online_leaves_on_sigterm_and_refuses_a_duplicate_id_with
 }
 
 /// Polls `lock show` until `name` is held (bounded: the holder is a process starting up).
-fn wait_until_held(d: &std::path::Path, name: &str) {
+/// Waits until `name` is held and returns its fencing token.
+fn wait_until_held(d: &std::path::Path, name: &str) -> u64 {
     for _ in 0..200 {
         let out = cairn(d)
             .args(["--json", "lock", "show", name])
             .output()
             .unwrap();
-        if out.status.success()
-            && serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["state"] == "held"
-        {
-            return;
+        if out.status.success() {
+            let shown = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+            if shown["state"] == "held" {
+                return shown["fencing_token"].as_u64().unwrap();
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

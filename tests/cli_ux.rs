@@ -242,7 +242,9 @@ fn lock_run_json_prints_the_acquisition_then_the_outcome() {
     assert_eq!(lock["name"], "job");
     assert_eq!(lock["holder"], "worker-1");
     assert_eq!(lock["state"], "held");
-    assert_eq!(lock["fencing_token"], 1);
+    // A new lock's first token is a floor drawn from time (`clock::floor`).
+    let token = lock["fencing_token"].as_u64().unwrap();
+    assert!(token > 1_000_000, "{lock}");
     assert!(lock["expires_at"].as_str().unwrap().ends_with('Z'));
     chrono::DateTime::parse_from_rfc3339(lock["expires_at"].as_str().unwrap()).unwrap();
     // The lock object has the shape `lock show` gives.
@@ -250,7 +252,7 @@ fn lock_run_json_prints_the_acquisition_then_the_outcome() {
     assert_eq!(keys(lock), keys(&shown));
     assert_eq!(done["event"], "finished");
     assert_eq!(done["name"], "job");
-    assert_eq!(done["fencing_token"], 1);
+    assert_eq!(done["fencing_token"], token);
     assert_eq!(done["exit_code"], 7);
     assert_eq!(done["lease_lost"], false);
     assert_eq!(done["loss"], Value::Null);
@@ -341,11 +343,13 @@ fn a_turn_s_name_is_name_and_its_number_is_number_in_every_command() {
         .json();
     assert_eq!(ran["outcome"], "ran");
     assert_eq!(ran["name"], "expiry");
-    assert_eq!(ran["number"], 1);
+    // A new turn's first number is a floor drawn from time (`clock::floor`).
+    let number = ran["number"].as_u64().unwrap();
+    assert!(number > 1_000_000, "{ran}");
     assert_eq!(ran["exit_code"], 0);
     assert_eq!(ran["recorded"], true);
     assert_eq!(ran["turn"]["name"], "expiry");
-    assert_eq!(ran["turn"]["number"], 1);
+    assert_eq!(ran["turn"]["number"], number);
     let skipped = env
         .run("n", &["--json", "turn", "run", "expiry", "--", "true"])
         .ok()
@@ -360,7 +364,7 @@ fn a_turn_s_name_is_name_and_its_number_is_number_in_every_command() {
     let listed = env.run("n", &["--json", "turn", "ls"]).ok().json();
     for t in [&ran["turn"], &skipped["turn"], &shown, &listed[0]] {
         assert_eq!(t["name"], "expiry", "{t}");
-        assert_eq!(t["number"], 1, "{t}");
+        assert_eq!(t["number"], number, "{t}");
         assert!(t.get("turn").is_none(), "{t}");
         chrono::DateTime::parse_from_rfc3339(t["started_at"].as_str().unwrap()).unwrap();
     }
@@ -471,7 +475,14 @@ fn log_tail_n_prints_the_last_n_events() {
         .iter()
         .map(|e| e["sequence"].as_u64().unwrap())
         .collect();
-    assert_eq!(seqs, [4, 5]);
+    // The topic's first sequence is a floor drawn from time; the last two follow it by 3, 4.
+    let first = env
+        .run("n", &["--json", "log", "tail", "deploys", "-n", "5"])
+        .ok()
+        .json_lines()[0]["sequence"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(seqs, [first + 3, first + 4]);
     assert_eq!(last2[1]["event"]["i"], 5);
     let all = env
         .run("n", &["log", "tail", "deploys", "-n", "50"])
@@ -479,7 +490,11 @@ fn log_tail_n_prints_the_last_n_events() {
         .stdout();
     assert_eq!(all.lines().count(), 5, "{all}");
     assert!(
-        all.lines().next().unwrap().trim_start().starts_with("1  "),
+        all.lines()
+            .next()
+            .unwrap()
+            .trim_start()
+            .starts_with(&format!("{first}  ")),
         "{all}"
     );
     let none = env.run("n", &["log", "tail", "deploys", "-n", "0"]).ok();
@@ -532,13 +547,17 @@ fn hold(env: &Env, node: &str, name: &str, extra: &[&str]) -> (Spawned, u64) {
 fn lock_run_nonblock_wait_conflict_code_and_command_string_behave_as_flock_s() {
     let env = Env::new();
     let (mut holder, token) = hold(&env, "holder", "L", &[]);
-    assert_eq!(token, 1);
+    // A new lock's first token is a floor drawn from time (`clock::floor`).
+    assert!(token > 1_000_000, "{token}");
     // -n: at once, 75 by default, naming the holder.
     let err = env
         .run("other", &["lock", "run", "L", "-n", "--", "true"])
         .exits(75)
         .stderr();
-    assert!(err.contains("held by holder (fencing token 1"), "{err}");
+    assert!(
+        err.contains(&format!("held by holder (fencing token {token}")),
+        "{err}"
+    );
     // -E: the conflict code of one's choice.
     env.run(
         "other",
@@ -572,7 +591,7 @@ fn lock_run_nonblock_wait_conflict_code_and_command_string_behave_as_flock_s() {
         .json();
     assert_eq!(busy["event"], "busy");
     assert_eq!(busy["lock"]["holder"], "holder");
-    assert_eq!(busy["lock"]["fencing_token"], 1);
+    assert_eq!(busy["lock"]["fencing_token"], token);
     // -n with -w is a contradiction.
     env.run(
         "other",
@@ -595,7 +614,8 @@ fn lock_run_nonblock_wait_conflict_code_and_command_string_behave_as_flock_s() {
             ],
         )
         .exits(5);
-    assert_eq!(out.stdout(), "L 3\n");
+    // The holder's lease (token), its release (token + 1), this one.
+    assert_eq!(out.stdout(), format!("L {}\n", token + 2));
     // -c and a COMMAND after -- do not mix.
     env.run("other", &["lock", "run", "L", "-c", "true", "--", "true"])
         .exits(2);
@@ -666,15 +686,22 @@ fn lock_hold_exits_76_when_its_lease_is_broken() {
 fn lock_break_refuses_a_token_that_is_not_the_current_lease_s() {
     let env = Env::new();
     env.run("a", &["lock", "run", "L", "--", "true"]).ok();
+    let first = env.lock("L")["fencing_token"].as_u64().unwrap();
     let (mut h, token) = hold(&env, "b", "L", &[]);
-    assert_eq!(token, 3, "a newer lease than the one an operator saw first");
+    // a's lease (first), its release (first + 1), b's lease.
+    assert_eq!(
+        token,
+        first + 2,
+        "a newer lease than the one an operator saw first"
+    );
+    let (first, token_s) = (first.to_string(), token.to_string());
     let before = env.lock("L");
     let out = env
-        .run("op", &["lock", "break", "L", "--token", "1", "--force"])
+        .run("op", &["lock", "break", "L", "--token", &first, "--force"])
         .exits(3);
     let err = out.stderr();
     assert!(err.contains("refusing to break lock L"), "{err}");
-    assert!(err.contains("fencing token 3"), "{err}");
+    assert!(err.contains(&format!("fencing token {token}")), "{err}");
     assert_eq!(env.lock("L"), before, "nothing written");
     let j = env
         .run(
@@ -684,7 +711,7 @@ fn lock_break_refuses_a_token_that_is_not_the_current_lease_s() {
         .exits(3)
         .json();
     assert_eq!(j["outcome"], "other-lease");
-    assert_eq!(j["lock"]["fencing_token"], 3);
+    assert_eq!(j["lock"]["fencing_token"], token);
     env.run(
         "op",
         &["lock", "break", "nosuch", "--token", "1", "--force"],
@@ -694,7 +721,9 @@ fn lock_break_refuses_a_token_that_is_not_the_current_lease_s() {
     let j = env
         .run(
             "op",
-            &["--json", "lock", "break", "L", "--token", "3", "--force"],
+            &[
+                "--json", "lock", "break", "L", "--token", &token_s, "--force",
+            ],
         )
         .ok()
         .json();
@@ -704,7 +733,10 @@ fn lock_break_refuses_a_token_that_is_not_the_current_lease_s() {
     assert_eq!(h.wait(), Some(76), "{}", h.stderr());
     // Breaking it again: nothing to break, exit 0.
     let again = env
-        .run("op", &["lock", "break", "L", "--token", "3", "--force"])
+        .run(
+            "op",
+            &["lock", "break", "L", "--token", &token_s, "--force"],
+        )
         .ok();
     assert!(
         again.stderr().contains("not held (broken)"),
@@ -762,7 +794,7 @@ fn lock_break_on_a_terminal_asks_and_breaks_only_on_yes() {
     let (code, screen) = break_on_a_terminal(&env, token, "n");
     assert_eq!(code, Some(1), "{screen}");
     assert!(
-        screen.contains("Break lease 1 of lock L, held by b?"),
+        screen.contains(&format!("Break lease {token} of lock L, held by b?")),
         "{screen}"
     );
     assert!(screen.contains("[y/N]"), "{screen}");

@@ -117,32 +117,32 @@ async fn follower_sees_every_change_once_in_order(ns: Namespace, strategy: Strat
         ("update", "b"),
         ("create", "a"),
     ];
+    // Each stream's versions: its first (a floor drawn from time, `clock::floor`), + 1 a change.
     let mut versions: BTreeMap<&str, u64> = BTreeMap::new();
     for (i, (op, s)) in steps.iter().enumerate() {
         let name = n(s);
-        let v = versions.entry(s).or_insert(0);
-        *v += 1;
-        let kind = match *op {
-            "create" => {
-                assert!(matches!(
-                    writer.create(&name, json!({"v": i})).await.unwrap(),
-                    Create::Created(_)
-                ));
-                "created"
-            }
+        let (kind, version) = match *op {
+            "create" => match writer.create(&name, json!({"v": i})).await.unwrap() {
+                Create::Created(m) => ("created", m.version),
+                other => panic!("{other:?}"),
+            },
             "update" => {
-                writer
+                let m = writer
                     .update(&name, |_| Some(json!({"v": i})))
                     .await
                     .unwrap()
                     .unwrap();
-                "changed"
+                ("changed", m.version)
             }
             _ => {
-                writer.delete(&name).await.unwrap().unwrap();
-                "deleted"
+                let m = writer.delete(&name).await.unwrap().unwrap();
+                ("deleted", m.version)
             }
         };
+        if let Some(before) = versions.insert(s, version) {
+            assert_eq!(version, before + 1, "{s}: + 1 a change");
+        }
+        let v = &version;
         expected.push((s.to_string(), kind, *v));
         record(follower.poll().await.unwrap(), &mut seen);
         if i == steps.len() / 2 {
@@ -294,9 +294,13 @@ async fn concurrent_appenders(ns: Namespace, strategy: Strategy, appenders: usiz
     let total = appenders * each;
     assert_eq!(entries.len(), total);
     let seqs: Vec<u64> = entries.iter().map(|e| e.sequence).collect();
+    // The first entry is numbered from a floor drawn from time (`clock::floor`); the racing
+    // first appends collided on its slot, so the rest follow it without a gap.
+    let first = seqs[0];
+    assert!(first > 1_000_000, "{first}");
     assert_eq!(
         seqs,
-        (1..=total as u64).collect::<Vec<_>>(),
+        (first..first + total as u64).collect::<Vec<_>>(),
         "gap-free and ordered"
     );
     let events: BTreeSet<(u64, u64)> = entries
@@ -310,7 +314,7 @@ async fn concurrent_appenders(ns: Namespace, strategy: Strategy, appenders: usiz
         .collect();
     assert_eq!(events.len(), total, "every event exactly once");
     for (seq, a, i) in claimed {
-        let e = &entries[seq as usize - 1];
+        let e = &entries[(seq - first) as usize];
         assert_eq!(
             (e.event["appender"].as_u64(), e.event["i"].as_u64()),
             (Some(a as u64), Some(i as u64)),
@@ -318,13 +322,15 @@ async fn concurrent_appenders(ns: Namespace, strategy: Strategy, appenders: usiz
         );
     }
     // Reading from the middle, and following from the tail.
-    let tail = log
-        .read(&topic, total as u64 - 2, usize::MAX)
-        .await
-        .unwrap();
+    let last = first + total as u64 - 1;
+    let tail = log.read(&topic, last - 2, usize::MAX).await.unwrap();
     assert_eq!(tail.len(), 3);
+    // From the first entry's own sequence, and from between 1 and it (slot 1 placed by the
+    // sequence it holds).
+    assert_eq!(log.read(&topic, first, 2).await.unwrap()[0].sequence, first);
+    assert_eq!(log.read(&topic, 2, 1).await.unwrap()[0].sequence, first);
     let next = log.append(&topic, json!({"late": true})).await.unwrap();
-    assert_eq!(next, total as u64 + 1);
+    assert_eq!(next, last + 1);
     let waited = log
         .wait_for(&topic, next, std::time::Duration::from_millis(10))
         .await

@@ -114,10 +114,11 @@ async fn holder_renews_every_third_of_the_ttl() {
     assert_eq!(puts(&a), 4, "renewals at 10 s, 20 s, 30 s");
     assert!(lease.is_held());
     let info = a.locks.show(&lock()).await.unwrap().unwrap();
-    assert_eq!(info.version, 4);
+    // The first version is a floor drawn from time (`clock::floor`); three renewals since.
+    assert_eq!(info.version, lease.fencing_token().0 + 3);
     assert_eq!(
         info.fencing_token,
-        FencingToken(1),
+        lease.fencing_token(),
         "renewals keep the token"
     );
     lease.release().await.unwrap();
@@ -220,7 +221,7 @@ async fn expired_lease_is_taken_over_on_the_store_clock_only() {
     let before = late.faults.counts();
     let taken = acquire(&late).await;
     assert!(!lease.is_held());
-    assert_eq!(taken.fencing_token(), FencingToken(2));
+    assert_eq!(taken.fencing_token().0, lease.fencing_token().0 + 1);
     let c = late.faults.counts();
     assert_eq!(
         (c.gets - before.gets, c.puts - before.puts),
@@ -313,9 +314,10 @@ async fn break_is_seen_by_the_holder_at_its_next_renewal_and_blocks_others_until
         reason,
         LossReason::Broken {
             by: "operator".into(),
-            version: 2
+            version: broken.version
         }
     );
+    assert_eq!(broken.version, lease.fencing_token().0 + 1);
     // Its release reports the loss instead of pretending all went well.
     let token = lease.fencing_token();
     assert!(matches!(
@@ -474,7 +476,7 @@ async fn waiting_acquire_gets_the_lock_soon_after_release_and_gives_up_after_its
     {
         Acquired::Busy(busy) => {
             assert_eq!(busy.holder, "a");
-            assert_eq!(busy.fencing_token, FencingToken(1));
+            assert_eq!(busy.fencing_token, lease.fencing_token());
         }
         Acquired::Acquired(_) => panic!("acquired a held lock"),
     }
@@ -485,6 +487,7 @@ async fn waiting_acquire_gets_the_lock_soon_after_release_and_gives_up_after_its
     });
     sleep(Duration::from_secs(7)).await;
     let released_at = Instant::now();
+    let first = lease.fencing_token();
     lease.release().await.unwrap();
     let (at, got) = waiter.await.unwrap();
     let Acquired::Acquired(l) = got else {
@@ -494,7 +497,7 @@ async fn waiting_acquire_gets_the_lock_soon_after_release_and_gives_up_after_its
         at - released_at <= Duration::from_secs(10),
         "polling must stay below the renew interval"
     );
-    assert!(l.fencing_token() > FencingToken(1));
+    assert!(l.fencing_token() > first);
 }
 
 /// Holders whose renewals suffer random faults (lost answers, 500s, hangs) while two other

@@ -112,13 +112,17 @@ fn gc_trims_a_released_lock_to_its_tombstone_and_the_next_holder_gets_a_higher_t
         .find(|l| l.starts_with("released-lock"))
         .unwrap_or_else(|| panic!("{out}"));
     assert!(row.contains("locks/deploy"), "{row}");
-    assert!(row.contains("tombstone kept: token 8"), "{row}");
+    // The tombstone is the last release, one above the last holder's token.
+    assert!(
+        row.contains(&format!("tombstone kept: token {}", last + 1)),
+        "{row}"
+    );
     assert_eq!(env.versions("locks/deploy"), vec![tombstone]);
 
     // The fencing token carries on from the tombstone: strictly above every earlier one.
     let next = env.token_of_a_run("deploy");
     assert!(next > last, "token {next} after {last}");
-    assert_eq!(next, 9);
+    assert_eq!(next, last + 2);
 }
 
 #[test]
@@ -159,7 +163,15 @@ fn gc_leaves_a_manifest_it_cannot_read_alone_and_reports_it() {
     }
     env.collect_at_any_age();
     let dir = env.root().join("locks/broken/v");
-    std::fs::write(dir.join("00000000000000000007.json"), b"{not json").unwrap();
+    // The version after the head (versions number from a floor: `clock::floor`).
+    let head: u64 = env
+        .versions("locks/broken")
+        .last()
+        .unwrap()
+        .trim_end_matches(".json")
+        .parse()
+        .unwrap();
+    std::fs::write(dir.join(format!("{:020}.json", head + 1)), b"{not json").unwrap();
     let before = env.versions("locks/broken");
     let r = env.run("ops", &["gc", "--released-older-than", "0s"]).ok();
     assert_eq!(r.stdout(), "nothing to delete\n");
@@ -321,10 +333,18 @@ fn gc_removes_nodes_that_left_and_old_log_entries_but_never_the_newest_entry() {
     assert!(hb.line().contains("\"joined\""));
     hb.signal(libc::SIGTERM);
     assert_eq!(hb.wait(), Some(0), "{}", hb.stderr());
+    // The topic's first sequence is a floor drawn from time (`clock::floor`).
+    let mut first = 0;
     for i in 1..=3 {
-        env.run("a", &["log", "append", "audit", &format!("{{\"n\":{i}}}")])
-            .ok();
+        let seq = env
+            .run("a", &["log", "append", "audit", &format!("{{\"n\":{i}}}")])
+            .ok()
+            .stdout();
+        if i == 1 {
+            first = seq.trim().parse::<u64>().unwrap();
+        }
     }
+    let before = format!("audit:{}", first + 100);
     // A left node younger than the age stays.
     let r = env
         .run("ops", &["--json", "gc", "--left-older-than", "1d"])
@@ -335,7 +355,7 @@ fn gc_removes_nodes_that_left_and_old_log_entries_but_never_the_newest_entry() {
     let r = env
         .run(
             "ops",
-            &["gc", "--left-older-than", "0s", "--log-before", "audit:100"],
+            &["gc", "--left-older-than", "0s", "--log-before", &before],
         )
         .ok()
         .stdout();
@@ -348,7 +368,7 @@ fn gc_removes_nodes_that_left_and_old_log_entries_but_never_the_newest_entry() {
     );
     let log = rows.iter().find(|l| l.starts_with("log")).unwrap();
     assert!(
-        log.contains("audit") && log.contains("entries up to 2"),
+        log.contains("audit") && log.contains(&format!("entries up to {}", first + 1)),
         "{log}"
     );
     assert!(env.versions("members/old").is_empty());
@@ -366,12 +386,12 @@ fn gc_removes_nodes_that_left_and_old_log_entries_but_never_the_newest_entry() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(seqs, vec![3]);
+    assert_eq!(seqs, vec![first + 2]);
     let next = env
         .run("a", &["log", "append", "audit", "{}"])
         .ok()
         .stdout();
-    assert_eq!(next.trim(), "4");
+    assert_eq!(next.trim(), (first + 3).to_string());
 }
 
 #[test]
@@ -396,8 +416,12 @@ fn status_fits_80_columns_and_its_json_is_one_document() {
         &["lock", "run", "other", "--", "true"],
     )
     .ok();
-    env.run("a", &["log", "append", "audit", "{\"what\":\"a long event body that goes on and on past the edge of an eighty column terminal\"}"])
-        .ok();
+    let appended: u64 = env.run("a", &["log", "append", "audit", "{\"what\":\"a long event body that goes on and on past the edge of an eighty column terminal\"}"])
+        .ok()
+        .stdout()
+        .trim()
+        .parse()
+        .unwrap();
     let text = env
         .run("ops", &["status", "--topic", "audit"])
         .ok()
@@ -422,7 +446,7 @@ fn status_fits_80_columns_and_its_json_is_one_document() {
     assert_eq!(j["streams"]["newest"]["name"], "clicks");
     assert_eq!(
         j["log"]["topics"][0],
-        serde_json::json!({"topic": "audit", "newest": 1})
+        serde_json::json!({"topic": "audit", "newest": appended})
     );
 }
 
@@ -578,12 +602,12 @@ async fn remove_leaves_a_manifest_alone_that_changed_after_it_was_inspected() {
             m.remove(&v1, false).await.unwrap(),
             Removed::Changed
         ));
-        assert_eq!(m.load().await.unwrap().unwrap().version, 2);
+        assert_eq!(m.load().await.unwrap().unwrap().version, v2.version);
         // A dry run names the objects and deletes none.
         let Removed::Removed(would) = m.remove(&v2, true).await.unwrap() else {
             panic!("{strategy:?}: a dry run finds it")
         };
-        assert_eq!(m.load().await.unwrap().unwrap().version, 2);
+        assert_eq!(m.load().await.unwrap().unwrap().version, v2.version);
         let Removed::Removed(gone) = m.remove(&v2, false).await.unwrap() else {
             panic!("{strategy:?}: removed")
         };

@@ -442,7 +442,14 @@ fn cli_turn_views_on_a_planted_window_exit_1_with_the_key_not_101() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    let v = dir.path().join("turns/y/v/00000000000000000002.json");
+    // The turn's newest version: the highest slot (versions number from a floor).
+    let folder = dir.path().join("turns/y/v");
+    let mut slots: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    slots.sort();
+    let v = slots.pop().unwrap();
     let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&v).unwrap()).unwrap();
     doc["body"]["window_ms"] = u64::MAX.into();
     std::fs::write(&v, serde_json::to_vec(&doc).unwrap()).unwrap();
@@ -510,8 +517,15 @@ fn a_broken_holder_that_ignores_sigterm_is_dead_before_the_next_holder_starts() 
         ])
         .spawn()
         .unwrap();
+    let shown = cli(&store, "operator")
+        .args(["--json", "lock", "show", "job"])
+        .output()
+        .unwrap();
+    let token = serde_json::from_slice::<serde_json::Value>(&shown.stdout).unwrap()
+        ["fencing_token"]
+        .to_string();
     let broke = cli(&store, "operator")
-        .args(["lock", "break", "job", "--token", "1", "--force"])
+        .args(["lock", "break", "job", "--token", &token, "--force"])
         .output()
         .unwrap();
     assert!(

@@ -168,10 +168,12 @@ async fn thirty_two_nodes_run_exactly_one_job_per_window_through_kills_and_resta
     }
     let runs = runs.lock().unwrap().clone();
     assert!(kills > 100, "the chaos must kill often; killed {kills}");
+    // The first turn is numbered from a floor drawn from time (`clock::floor`).
+    let first = runs.first().map_or(1, |r| r.turn);
     for (i, r) in runs.iter().enumerate() {
         assert_eq!(
             r.turn,
-            i as u64 + 1,
+            first + i as u64,
             "turn numbers must run once each, in order: {:?}",
             &runs[i.saturating_sub(2)..(i + 1)]
         );
@@ -207,7 +209,9 @@ async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
     let Claim::Won(t) = a.try_claim(&name()).await.unwrap() else {
         panic!("the first claim must win");
     };
-    assert_eq!(t.number(), 1);
+    // The first turn is numbered from a floor drawn from time (`clock::floor`).
+    let first = t.number();
+    assert!(first > 1_000_000, "{first}");
     assert_eq!(fa.counts().since(&before).puts, 1);
     assert!(matches!(
         t.finish(Ok(Some(serde_json::json!({"expired": 12}))))
@@ -224,7 +228,7 @@ async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
             current,
             claimable_at,
         } => {
-            assert_eq!(current.record.turn, 1);
+            assert_eq!(current.record.turn, first);
             assert_eq!(
                 claimable_at,
                 current.record.started_at + chrono::Duration::seconds(270)
@@ -245,7 +249,7 @@ async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
     else {
         panic!("due at 270 s");
     };
-    assert_eq!(number, 2);
+    assert_eq!(number, first + 1);
     let c = fa.counts().since(&before);
     // A read, a clock check (PUT + HEAD: this node's first), the claim, the outcome, and,
     // after more than 30 s without a write, one revalidation of the prefix's protocol record
@@ -353,7 +357,8 @@ async fn racing_one_shot_claims_have_one_winner(backend: Backend, strategy: Stra
         seen.extend(won);
         clock.advance(window + Duration::from_millis(50));
     }
-    assert_eq!(seen, vec![1, 2, 3, 4]);
+    let first = seen[0];
+    assert_eq!(seen, vec![first, first + 1, first + 2, first + 3]);
     let others: u64 = clients
         .iter()
         .map(|t| {
@@ -394,17 +399,19 @@ async fn a_holder_that_dies_mid_turn_blocks_nothing_and_a_late_finish_is_superse
     let Claim::Won(next) = b.try_claim(&name()).await.unwrap() else {
         panic!("the dead holder's turn must not block the next window");
     };
-    assert_eq!(next.number(), 2);
+    let stuck_number = stuck.number();
+    let second = stuck_number + 1;
+    assert_eq!(next.number(), second);
     // The stuck holder comes back and tries to record: a later turn exists.
     match stuck.finish(Err("took too long".into())).await.unwrap() {
-        Finished::Superseded(Some(t)) => assert_eq!(t.record.turn, 2),
+        Finished::Superseded(Some(t)) => assert_eq!(t.record.turn, second),
         other => panic!("must be superseded: {other:?}"),
     }
     let Finished::Recorded(t) = next.finish(Err("disk full".into())).await.unwrap() else {
         panic!("b's outcome is stored");
     };
     let prev = t.record.previous.unwrap();
-    assert_eq!((prev.turn, prev.holder.as_str()), (1, "a"));
+    assert_eq!((prev.turn, prev.holder.as_str()), (stuck_number, "a"));
     assert!(prev.outcome.is_none(), "turn 1 never recorded an outcome");
     assert_eq!(t.record.outcome.unwrap().status, Status::Failure);
     assert_eq!(b.counters(&name()).failed, 1);
@@ -419,10 +426,11 @@ async fn a_looping_node_makes_no_request_until_the_turn_is_due() {
     let (a, _) = turns_on(Arc::clone(&store), "a", 1, start, Strategy::EtagCas).await;
     let (b, fb) = turns_on(Arc::clone(&store), "b", 2, start, Strategy::EtagCas).await;
     let built = fb.counts(); // the protocol record's GET
-    assert!(matches!(
-        a.run_once(&name(), |_| async { Ok(None) }).await.unwrap(),
-        RunOnce::Ran { number: 1, .. }
-    ));
+    let RunOnce::Ran { number: first, .. } =
+        a.run_once(&name(), |_| async { Ok(None) }).await.unwrap()
+    else {
+        panic!("the first turn runs")
+    };
     let stop = CancellationToken::new();
     let ran: Arc<Mutex<Vec<u64>>> = Arc::default();
     let r = Arc::clone(&ran);
@@ -454,7 +462,7 @@ async fn a_looping_node_makes_no_request_until_the_turn_is_due() {
         "no polling before the wake time"
     );
     sleep(JITTER * 2 + Duration::from_secs(2)).await;
-    assert_eq!(*ran.lock().unwrap(), vec![2]);
+    assert_eq!(*ran.lock().unwrap(), vec![first + 1]);
     let c = fb.counts().since(&after_load);
     // A 304 revalidation, a clock check (a PUT and a HEAD), the claim and the outcome; and,
     // the handle's last write being more than 30 s ago, a 304 revalidation of the protocol
@@ -485,7 +493,9 @@ async fn turn_starts_and_outcomes_go_to_the_audit_log_when_switched_on() {
         })
         .await
         .unwrap();
-    assert!(matches!(ran, RunOnce::Ran { number: 1, .. }));
+    let RunOnce::Ran { number, .. } = ran else {
+        panic!("{ran:?}")
+    };
     let entries = cairn.event_log().read(&topic, 1, 10).await.unwrap();
     let events: Vec<(&str, u64)> = entries
         .iter()
@@ -496,7 +506,7 @@ async fn turn_starts_and_outcomes_go_to_the_audit_log_when_switched_on() {
             )
         })
         .collect();
-    assert_eq!(events, [("start", 1), ("finish", 1)]);
+    assert_eq!(events, [("start", number), ("finish", number)]);
     assert_eq!(entries[1].event["outcome"]["result"]["expired"], 3);
     assert_eq!(entries[1].event["stored"], true);
 }

@@ -19,6 +19,8 @@ struct Report<'a> {
     capabilities: &'a Capabilities,
     /// This node's clock against the store's (a clock check).
     clock: Clock,
+    /// What doctor can say about bucket lifecycle rules.
+    lifecycle: Lifecycle,
 }
 
 #[derive(Serialize)]
@@ -26,6 +28,29 @@ struct Clock {
     offset: crate::store::time::ClockOffset,
     bound_ms: u64,
     within_bound: bool,
+}
+
+/// What doctor can say about bucket lifecycle rules: it cannot read them (object_store has
+/// no call for a bucket's lifecycle configuration, and cairn sends no request of its own), so
+/// it says so and gives the rule to follow (README, "Lifecycle rules").
+#[derive(Serialize)]
+struct Lifecycle {
+    /// Always `false`: the rules were not read.
+    checked: bool,
+    /// What a rule may touch under the prefix.
+    guidance: &'static str,
+}
+
+const LIFECYCLE_GUIDANCE: &str = "a bucket lifecycle rule must not expire or transition \
+     objects under the prefix's _cairn/, locks/, turns/, streams/, records/, members/ or \
+     scratch/ (held leases, record tombstones and turn schedules would vanish); log/ only if \
+     losing old entries is acceptable; _probe/ freely (README, \"Lifecycle rules\")";
+
+fn lifecycle() -> Lifecycle {
+    Lifecycle {
+        checked: false,
+        guidance: LIFECYCLE_GUIDANCE,
+    }
 }
 
 /// Probes the store at `url` (opened by `builder`, an observer) and prints what it found.
@@ -60,6 +85,7 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             reason: caps.reason(),
             capabilities: caps,
             clock,
+            lifecycle: lifecycle(),
         };
         return output::json(&r);
     }
@@ -115,6 +141,10 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             " (this node takes over no lease by expiry, claims no turn and ages no node until \
              its clock is corrected)"
         }
+    ));
+    lines.push(format!(
+        "warning:    lifecycle rules not checked (the bucket's lifecycle configuration cannot \
+         be read through object_store); {LIFECYCLE_GUIDANCE}"
     ));
     let text: String = lines
         .iter()

@@ -171,8 +171,12 @@ fn locks(events: &[Event]) -> (Invariant, Invariant, Invariant) {
     // token is higher, so the protected object refuses the old holder.
     let vanished: Vec<f64> = events
         .iter()
-        .filter(|e| matches!(&e.what, What::Vanished { what, .. } if what == "lock"))
-        .map(|e| e.at_ms)
+        .filter_map(|e| match &e.what {
+            What::Vanished {
+                what, started_ms, ..
+            } if what == "lock" => Some(*started_ms),
+            _ => None,
+        })
         .collect();
     let mut excused = 0usize;
     fn close<'a>(
@@ -445,6 +449,16 @@ fn turns(events: &[Event]) -> (Invariant, Invariant) {
     }
     let end = end_ms(events);
     let mut excused = 0;
+    let mut renumbered = 0usize;
+    let vanished_turns: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Vanished {
+                what, started_ms, ..
+            } if what == "turn" => Some(*started_ms),
+            _ => None,
+        })
+        .collect();
     for (turn, numbers) in &runs {
         for (n, rs) in numbers {
             one.checked += 1;
@@ -455,53 +469,86 @@ fn turns(events: &[Event]) -> (Invariant, Invariant) {
                 );
             }
         }
-        let max = numbers.keys().next_back().copied().unwrap_or(0);
-        for n in 1..=max {
-            skip.checked += 1;
-            if numbers.contains_key(&n) {
+        // A turn created afresh numbers from a floor drawn from time (`clock::floor`), not
+        // from 1: the numbers to account for run from the first one seen, and, after the
+        // lifecycle actor deleted the turn, from the first one of the new incarnation (a floor
+        // far above the old numbers: the jump is the deletion's, and no number in it was
+        // ever handed out).
+        let seen: Vec<u64> = numbers.keys().copied().collect();
+        for pair in seen.windows(2) {
+            let [p, q] = [pair[0], pair[1]];
+            if q <= p.saturating_add(1) {
                 continue;
             }
-            let after = n
-                .checked_sub(1)
-                .and_then(|p| numbers.get(&p))
-                .and_then(|r| r.first())
-                .map_or(0.0, |r| match r.what {
-                    What::TurnRun { begun_ms, .. } => begun_ms,
-                    _ => r.at_ms,
-                });
-            let before = numbers
-                .range(n + 1..)
-                .next()
-                .and_then(|(_, r)| r.first())
-                .map_or(end, |r| r.at_ms);
-            // A claim whose outcome is unknown may have written number n if it was in
-            // flight at any moment between turn n − 1's claim and turn n + 1's: it began
-            // before the latter and ended (failed, or was killed) after the former. (Its
-            // begin alone is not enough: a claim that began just before n − 1 was claimed
-            // may have loaded n − 1 and claimed n.)
-            let excuse = unresolved
-                .iter()
-                .find(|(t, begun, ended)| t == turn && ended.at_ms >= after && *begun <= before);
-            match excuse {
-                Some(_) => excused += 1,
-                None => {
-                    let mut ex: Vec<&Event> = Vec::new();
-                    ex.extend(
-                        n.checked_sub(1)
-                            .and_then(|p| numbers.get(&p))
-                            .and_then(|r| r.first()),
-                    );
-                    ex.extend(numbers.range(n + 1..).next().and_then(|(_, r)| r.first()));
-                    skip.violate(
-                        format!("turn {turn} number {n} never ran, and no claim of its window failed or was cut short"),
-                        ex,
-                    );
+            let run_at = |n: u64| numbers.get(&n).and_then(|r| r.first()).map(|r| r.at_ms);
+            let (p_at, q_at) = (run_at(p).unwrap_or(0.0), run_at(q).unwrap_or(end));
+            if vanished_turns.iter().any(|v| p_at <= *v && *v <= q_at) {
+                renumbered += 1;
+                continue;
+            }
+            if q - p > 10_000 {
+                skip.checked += 1;
+                skip.violate(
+                    format!("turn {turn} jumped from number {p} to {q} with no deletion between"),
+                    [numbers.get(&p), numbers.get(&q)]
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r.first().copied())
+                        .collect(),
+                );
+                continue;
+            }
+            for n in p + 1..q {
+                skip.checked += 1;
+                if numbers.contains_key(&n) {
+                    continue;
+                }
+                let after = n
+                    .checked_sub(1)
+                    .and_then(|p| numbers.get(&p))
+                    .and_then(|r| r.first())
+                    .map_or(0.0, |r| match r.what {
+                        What::TurnRun { begun_ms, .. } => begun_ms,
+                        _ => r.at_ms,
+                    });
+                let before = numbers
+                    .range(n + 1..)
+                    .next()
+                    .and_then(|(_, r)| r.first())
+                    .map_or(end, |r| r.at_ms);
+                // A claim whose outcome is unknown may have written number n if it was in
+                // flight at any moment between turn n − 1's claim and turn n + 1's: it began
+                // before the latter and ended (failed, or was killed) after the former. (Its
+                // begin alone is not enough: a claim that began just before n − 1 was claimed
+                // may have loaded n − 1 and claimed n.)
+                let excuse = unresolved
+                    .iter()
+                    .find(|(t, begun, ended)| t == turn && ended.at_ms >= after && *begun <= before);
+                match excuse {
+                    Some(_) => excused += 1,
+                    None => {
+                        let mut ex: Vec<&Event> = Vec::new();
+                        ex.extend(
+                            n.checked_sub(1)
+                                .and_then(|p| numbers.get(&p))
+                                .and_then(|r| r.first()),
+                        );
+                        ex.extend(numbers.range(n + 1..).next().and_then(|(_, r)| r.first()));
+                        skip.violate(
+                            format!("turn {turn} number {n} never ran, and no claim of its window failed or was cut short"),
+                            ex,
+                        );
+                    }
                 }
             }
         }
+        skip.checked += seen.len();
     }
     skip.note =
         format!("{excused} numbers claimed by a claim that failed or was killed, and so never run");
+    if renumbered > 0 {
+        skip.note += &format!("; {renumbered} renumberings after the turn was deleted");
+    }
     (one.done(), skip.done())
 }
 
@@ -748,9 +795,12 @@ fn log(events: &[Event]) -> Invariant {
                     continue;
                 }
                 let mut ids: HashMap<&str, u64> = HashMap::new();
+                // A topic's first entry is numbered from a floor drawn from time
+                // (`clock::floor`); from there every entry is the previous + 1.
+                let first = entries.first().map_or(1, |(seq, _)| *seq);
                 for (i, (seq, id)) in entries.iter().enumerate() {
                     acc.checked += 1;
-                    if *seq != i as u64 + 1 {
+                    if *seq != first + i as u64 {
                         acc.violate(
                             format!("the log's entry {} has sequence {seq}: a gap", i + 1),
                             vec![e],
@@ -770,7 +820,7 @@ fn log(events: &[Event]) -> Invariant {
                 for a in &acked {
                     if let What::LogAppended { id, sequence } = &a.what {
                         let found = entries
-                            .get((*sequence as usize).wrapping_sub(1))
+                            .get((sequence.wrapping_sub(first)) as usize)
                             .map(|(_, i)| i.as_str());
                         if found != Some(id.as_str()) {
                             acc.violate(

@@ -48,6 +48,9 @@ pub enum What {
     Vanished {
         /// `lock`, `turn` or `protocol`.
         what: String,
+        /// When the deleting began (run time, ms): what follows a deletion is judged from
+        /// here, since a node may act on it before it is recorded.
+        started_ms: f64,
         /// Its name.
         name: String,
         /// Objects deleted.
@@ -443,6 +446,7 @@ impl Event {
                 name,
                 objects,
                 error,
+                ..
             } => format!(
                 "deleted {what} {name} ({objects} objects, as a lifecycle rule would){}",
                 opt(error)

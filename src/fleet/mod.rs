@@ -1406,6 +1406,7 @@ async fn lifecycle(ctx: Arc<Ctx>) {
             _ => ("_cairn/protocol.json".to_string(), "protocol"),
         };
         let under = Path::from(format!("{}/{folder}", ctx.prefix.trim_end_matches('/')));
+        let started_ms = ctx.history.ms(tokio::time::Instant::now());
         let mut objects = 0usize;
         let mut error = None;
         if what == "protocol" {
@@ -1432,6 +1433,7 @@ async fn lifecycle(ctx: Arc<Ctx>) {
             1,
             What::Vanished {
                 what: what.into(),
+                started_ms,
                 name: name.into(),
                 objects,
                 error,

@@ -1,6 +1,21 @@
 //! The version chain strategy: one immutable object a version, `…/v/<version:020>.json`,
 //! written with create-if-absent.
 //!
+//! **The first version's slot.** A chain's first version is stored in slot 1
+//! (`…/v/00000000000000000001.json`) whatever its number, and every later version `k` at
+//! slot `k`. The number of a first version is a floor drawn from time
+//! ([`crate::clock::floor`]), so that a chain whose every object vanished and is created
+//! again numbers above its earlier incarnation; but two nodes creating one chain at once
+//! draw different floors, and only a shared key makes create-if-absent pick one winner. So
+//! the first version is written where every creator writes it, slot 1, as chains from
+//! earlier releases (numbered from 1) have it too: an old and a new node racing to create
+//! a chain still collide. A slot `k ≥ 2` must hold version `k`; slot 1 holds any version.
+//! Listings therefore order by version, not by slot: when slot 1 is listed beside others it
+//! is read to place it ([`ordered`]). Normally its number is below theirs (it is the
+//! oldest); it is above them only when versions of an earlier incarnation were written
+//! after the chain vanished and was created again (a stale writer), and those are then
+//! below it, as the floor intends.
+//!
 //! **Why a verify.** Create-if-absent makes each version number a single winner. But a
 //! writer that stayed stale long enough for garbage collection to delete the version after
 //! the one it read could re-create that number below newer versions. So after a create,
@@ -46,6 +61,20 @@
 //! first version too young to go, so the versions it leaves are a contiguous run up to the
 //! head (orphans aside): a listing's newest is the head, and a version vanishing between a
 //! listing and its read means a newer one exists.
+//!
+//! # When objects vanish
+//!
+//! The proof rests on 1: only collection deletes versions. A lifecycle rule, a restore or an
+//! operator's `rm` breaks it: a writer whose knowledge is fresh keeps creating `n + 1`,
+//! `n + 2`, … into empty slots while another node, finding the chain empty, creates it
+//! again in slot 1 at a floor above `n` ([`crate::clock::floor`]). Cold readers, which list,
+//! see the new incarnation (its numbers are higher); the stale writer would not, as long as
+//! each 404 and each of its own creates renewed its knowledge. So knowledge derived without a
+//! listing (a 404, a create on fresh knowledge) never claims an instant later than F after
+//! the last listing it descends from (`Head::cap`): a writer lists at least once every 2F,
+//! one listing per 5 min at the default, and from then on loses to the new incarnation.
+//! Within that bound the stale writer's transitions land below the new head, and its numbers
+//! (a fencing token) are below the new incarnation's, so a fenced resource refuses it.
 //!
 //! Knowledge older than F (a node that slept, a cold start) takes the listing paths, which
 //! need no timing assumption. A node configured with a shorter `gc_min_age` than the rest of
@@ -134,8 +163,12 @@ struct Heads(Mutex<HashMap<Key, Head>>, Mutex<HashMap<Key, Instant>>);
 
 #[derive(Debug, Clone)]
 struct Head {
-    /// When it was known to be the newest (monotonic, before the request that showed it).
+    /// When it was known to be the newest (monotonic, before the request that showed it),
+    /// at most `cap`.
     seen: Instant,
+    /// The latest `seen` that knowledge derived without a listing may claim: F after the
+    /// last listing it descends from (module docs, "When objects vanish").
+    cap: Instant,
     /// 0: the manifest had no version.
     version: u64,
     write_id: String,
@@ -168,20 +201,34 @@ impl Heads {
     }
 
     /// Renews the knowledge of `version`/`write_id` as the head at `seen`, keeping the
-    /// cached object when it is the same version.
-    fn renew(&self, base: &Key, version: u64, write_id: &str, seen: Instant) {
+    /// cached object when it is the same version. `listed`: a listing showed it, and derived
+    /// knowledge may claim up to this instant; `None`: derived knowledge (a 404), which
+    /// claims no later than the cap it has.
+    fn renew(
+        &self,
+        base: &Key,
+        version: u64,
+        write_id: &str,
+        seen: Instant,
+        listed: Option<Instant>,
+    ) {
         let mut map = self.lock();
         if let Some(h) = map.get_mut(base) {
             if h.version == version && h.write_id == write_id {
-                h.seen = h.seen.max(seen);
+                if let Some(cap) = listed {
+                    h.cap = h.cap.max(cap);
+                }
+                h.seen = h.seen.max(seen.min(h.cap));
                 return;
             }
         }
         drop(map);
+        let cap = listed.unwrap_or(seen);
         self.put(
             base,
             Head {
-                seen,
+                seen: seen.min(cap),
+                cap,
                 version,
                 write_id: write_id.to_string(),
                 object: None,
@@ -227,8 +274,22 @@ fn is_fresh(m: &RawManifest, seen: Instant) -> bool {
     now(m).saturating_duration_since(seen) < fresh_for(m.ctx.options.gc_min_age)
 }
 
-/// Version numbers stored, ascending, from a listing of the chain folder. A version key
-/// whose number is above `u64::MAX` is [`Error::Corrupt`].
+/// The cap of knowledge rooted in a listing made at `listed` (see [`Head::cap`]).
+fn cap_after(m: &RawManifest, listed: Instant) -> Instant {
+    crate::clock::after(listed, fresh_for(m.ctx.options.gc_min_age))
+}
+
+/// The slot of a chain's first version, whatever its number (see the module docs).
+const FIRST_SLOT: u64 = 1;
+
+/// The key a version is written at: slot 1 for a chain's first version, else its number.
+fn slot_key(m: &RawManifest, version: u64, first: bool) -> Key {
+    keys::chain_version(&m.base, if first { FIRST_SLOT } else { version })
+}
+
+/// Slot numbers stored, ascending, from a listing of the chain folder (a slot is a version's
+/// number, except slot 1: [`ordered`]). A key whose number is above `u64::MAX` is
+/// [`Error::Corrupt`].
 fn versions(listed: &[Listed]) -> Result<Vec<(u64, &Listed)>> {
     let mut v = Vec::with_capacity(listed.len());
     for l in listed {
@@ -238,6 +299,30 @@ fn versions(listed: &[Listed]) -> Result<Vec<(u64, &Listed)>> {
     }
     v.sort_by_key(|(n, _)| *n);
     Ok(v)
+}
+
+/// Versions stored, ascending by version, from a listing of the whole chain folder: slots
+/// as numbered, except that slot 1, listed beside others, is read for its number (one GET,
+/// only while a chain's first version is kept). Slot 1 listed alone stays numbered 1 here:
+/// there is nothing to order it against, and whoever wants its number reads it. A slot 1
+/// collected between the listing and the read had newer versions, so it is left out.
+async fn ordered<'l>(m: &RawManifest, listed: &'l [Listed]) -> Result<Vec<(u64, &'l Listed)>> {
+    let mut all = versions(listed)?;
+    let has_first = all.first().is_some_and(|(slot, _)| *slot == FIRST_SLOT);
+    if !has_first || all.len() < 2 {
+        return Ok(all);
+    }
+    let first = read_version(m, FIRST_SLOT).await?.map(|(s, _)| s.version);
+    all = all
+        .into_iter()
+        .filter_map(|(slot, l)| match (slot == FIRST_SLOT, first) {
+            (false, _) => Some((slot, l)),
+            (true, Some(version)) => Some((version, l)),
+            (true, None) => None,
+        })
+        .collect();
+    all.sort_by_key(|(n, _)| *n);
+    Ok(all)
 }
 
 impl VersionChain {
@@ -251,8 +336,8 @@ impl VersionChain {
         s.seen.0.max(cached)
     }
 
-    /// Remembers `version`/`write_id` (stored as `object`) as the head at `seen`: the mark
-    /// to put on it.
+    /// Remembers `version`/`write_id` (stored as `object`) as the head at `seen`, claimed no
+    /// later than `cap`: the mark to put on it.
     fn know(
         &self,
         m: &RawManifest,
@@ -260,12 +345,15 @@ impl VersionChain {
         write_id: &str,
         object: Option<Object>,
         seen: Instant,
+        cap: Instant,
     ) -> Seen {
         let object = object.filter(|o| o.bytes.len() <= CACHED_OBJECT_BYTES);
+        let seen = seen.min(cap);
         self.heads.put(
             &m.base,
             Head {
                 seen,
+                cap,
                 version,
                 write_id: write_id.to_string(),
                 object,
@@ -309,7 +397,8 @@ impl VersionChain {
         match read_version(m, next).await? {
             None => {
                 if let Some(h) = self.heads.get(&m.base).filter(|h| h.version == n) {
-                    self.heads.renew(&m.base, h.version, &h.write_id, seen);
+                    self.heads
+                        .renew(&m.base, h.version, &h.write_id, seen, None);
                 }
                 Ok(None)
             }
@@ -327,15 +416,32 @@ impl VersionChain {
     ) -> Result<Option<Snapshot<RawBody>>> {
         let folder = keys::chain_folder(&m.base);
         let seen = now(m);
-        let newer = m.ctx.store.list_after(&folder, &obj.key).await?;
+        // After the version's number (for a first version in slot 1, after its floor: slots
+        // between are an earlier incarnation's, below it).
+        let after = keys::chain_version(&m.base, s.version);
+        let newer = m.ctx.store.list_after(&folder, &after).await?;
         match versions(&newer)?.last() {
             None => {
-                s.seen = self.know(m, s.version, &s.write_id, Some(obj), seen);
+                s.seen = self.know(
+                    m,
+                    s.version,
+                    &s.write_id,
+                    Some(obj),
+                    seen,
+                    cap_after(m, seen),
+                );
                 Ok(Some(s))
             }
             Some(&(head, _)) => match read_version(m, head).await? {
                 Some((mut h, obj)) => {
-                    h.seen = self.know(m, h.version, &h.write_id, Some(obj), seen);
+                    h.seen = self.know(
+                        m,
+                        h.version,
+                        &h.write_id,
+                        Some(obj),
+                        seen,
+                        cap_after(m, seen),
+                    );
                     Ok(Some(h))
                 }
                 None => self.load_listed(m).await,
@@ -351,11 +457,18 @@ impl VersionChain {
         for _ in 0..3 {
             let seen = now(m);
             let listed = m.ctx.store.list(&folder).await?;
-            let Some(&(head, _)) = versions(&listed)?.last() else {
+            let Some(head) = ordered(m, &listed)
+                .await?
+                .last()
+                .map(|(_, l)| listed_number(&l.key))
+                .transpose()?
+                .flatten()
+            else {
                 self.heads.put(
                     &m.base,
                     Head {
                         seen,
+                        cap: cap_after(m, seen),
                         version: 0,
                         write_id: String::new(),
                         object: None,
@@ -364,7 +477,14 @@ impl VersionChain {
                 return Ok(None);
             };
             if let Some((mut s, obj)) = read_version(m, head).await? {
-                s.seen = self.know(m, s.version, &s.write_id, Some(obj), seen);
+                s.seen = self.know(
+                    m,
+                    s.version,
+                    &s.write_id,
+                    Some(obj),
+                    seen,
+                    cap_after(m, seen),
+                );
                 return Ok(Some(s));
             }
         }
@@ -379,19 +499,47 @@ impl VersionChain {
     }
 
     async fn write(&self, m: &RawManifest, next: Draft<'_>) -> Result<Wrote> {
-        let key = keys::chain_version(&m.base, next.version);
+        let key = slot_key(m, next.version, next.after.is_none());
         let bytes = next.bytes;
         let id = WriteId(next.write_id.to_string());
         // Is what we build on known as the head from less than F ago? Then a successful create
         // is the head (proof in the module docs) and needs no verify.
-        let fresh = match next.after {
+        let mut fresh = match next.after {
             Some(c) => self.seen_of(m, c).is_some_and(|s| is_fresh(m, s)),
             None => self
                 .heads
                 .get(&m.base)
                 .is_some_and(|h| h.version == 0 && is_fresh(m, h.seen)),
         };
+        if next.after.is_none() && !fresh {
+            // A first version goes into slot 1, which collection may have emptied under a
+            // living chain; a verify listing after the create could not tell our version
+            // from a chain created again. So a first version is written only onto a chain
+            // known to be empty: list first (a cold load), and if it is, the create is the
+            // head, as on fresh knowledge (a chain created since has its slot 1, which no
+            // collection can have removed within F).
+            if let Some(head) = self.load_listed(m).await? {
+                return Ok(Wrote::Conflict(Some(head)));
+            }
+            fresh = true;
+        }
         let sent = now(m);
+        // What our version's knowledge may claim, when it comes from the fresh path: no more
+        // than what it is derived from.
+        let cap = match next.after {
+            Some(c) => self
+                .heads
+                .get(&m.base)
+                .filter(|h| h.version == c.version && h.write_id == c.write_id)
+                .map(|h| h.cap)
+                .or(c.seen.0),
+            None => self
+                .heads
+                .get(&m.base)
+                .filter(|h| h.version == 0)
+                .map(|h| h.cap),
+        }
+        .unwrap_or(sent);
         match m.ctx.store.create(&key, bytes.clone(), &id).await? {
             // The version that beat us may itself be far behind the head: a writer that walked
             // up one version per attempt would need as many attempts as it is behind. Load the
@@ -418,17 +566,29 @@ impl VersionChain {
             last_modified: m.ctx.clock.now(),
         };
         let seen = if fresh {
-            self.know(m, next.version, next.write_id, Some(ours), sent)
+            self.know(m, next.version, next.write_id, Some(ours), sent, cap)
         } else {
             // Verify: is there a newer version, and was it built on ours?
             let listed_at = now(m);
+            // After our number: for a first version in slot 1, what lies between is an earlier
+            // incarnation's, below ours.
             let newer = m
                 .ctx
                 .store
-                .list_after(&keys::chain_folder(&m.base), &key)
+                .list_after(
+                    &keys::chain_folder(&m.base),
+                    &keys::chain_version(&m.base, next.version),
+                )
                 .await?;
             match versions(&newer)?.first() {
-                None => self.know(m, next.version, next.write_id, Some(ours), listed_at),
+                None => self.know(
+                    m,
+                    next.version,
+                    next.write_id,
+                    Some(ours),
+                    listed_at,
+                    cap_after(m, listed_at),
+                ),
                 Some(&(after, _)) => {
                     let successor = read_version(m, after).await?;
                     // `after` is above our version, so ours is below u64::MAX; checked all the
@@ -466,7 +626,7 @@ impl VersionChain {
                 // Carry the knowledge over to the shared record, so that the 404 renews it.
                 if let Some(seen) = known.seen.0 {
                     self.heads
-                        .renew(&m.base, known.version, known.write_id, seen);
+                        .renew(&m.base, known.version, known.write_id, seen, None);
                 }
             }
             return Ok(match self.successor(m, known.version).await? {
@@ -482,8 +642,13 @@ impl VersionChain {
         if versions(&newer)?.is_empty() {
             // Nothing above `known`: no version above it was ever stored (the newest never goes
             // down), so it is the head, never collected, and now known as such.
-            self.heads
-                .renew(&m.base, known.version, known.write_id, listed_at);
+            self.heads.renew(
+                &m.base,
+                known.version,
+                known.write_id,
+                listed_at,
+                Some(cap_after(m, listed_at)),
+            );
             return Ok(Revalidated::Unchanged);
         }
         Ok(match self.load_listed(m).await? {
@@ -514,7 +679,7 @@ impl VersionChain {
         let opts = &m.ctx.options;
         let started = now(m);
         let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
-        let all = versions(&listed)?;
+        let all = ordered(m, &listed).await?;
         let keep = keep.max(1);
         let candidates = all.iter().take(all.len().saturating_sub(keep));
         let store_now = all
@@ -553,16 +718,17 @@ impl VersionChain {
     }
 }
 
-async fn read_version(
-    m: &RawManifest,
-    version: u64,
-) -> Result<Option<(Snapshot<RawBody>, Object)>> {
-    let key = keys::chain_version(&m.base, version);
+/// The version stored in `slot`: version `slot`, or for slot 1 a chain's first version,
+/// whatever its number.
+async fn read_version(m: &RawManifest, slot: u64) -> Result<Option<(Snapshot<RawBody>, Object)>> {
+    let version = slot;
+    let key = keys::chain_version(&m.base, slot);
     let Some(obj) = m.ctx.store.read(&key).await? else {
         return Ok(None);
     };
     let s = decode_raw(m.kind, &obj)?;
-    if s.version != version {
+    let first = slot == FIRST_SLOT && s.version >= 1 && s.previous_write_id.is_none();
+    if s.version != version && !first {
         return Err(Error::Corrupt {
             key: key.to_string(),
             reason: format!(
@@ -578,7 +744,7 @@ async fn read_version(
 /// a version above `head` exists (the manifest moved on).
 async fn keys_up_to(m: &RawManifest, head: u64) -> Result<Option<Vec<Key>>> {
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
-    let all = versions(&listed)?;
+    let all = ordered(m, &listed).await?;
     if all.iter().any(|(n, _)| *n > head) {
         return Ok(None);
     }
@@ -588,8 +754,11 @@ async fn keys_up_to(m: &RawManifest, head: u64) -> Result<Option<Vec<Key>>> {
 async fn history(m: &RawManifest) -> Result<Vec<Snapshot<RawBody>>> {
     let listed = m.ctx.store.list(&keys::chain_folder(&m.base)).await?;
     let mut out = Vec::new();
-    for (n, _) in versions(&listed)? {
-        if let Some((s, _)) = read_version(m, n).await? {
+    for (_, l) in ordered(m, &listed).await? {
+        let Some(slot) = listed_number(&l.key)? else {
+            continue;
+        };
+        if let Some((s, _)) = read_version(m, slot).await? {
             out.push(s);
         }
     }

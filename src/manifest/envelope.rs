@@ -24,11 +24,13 @@ pub const FORMAT: u32 = crate::store::protocol::FORMAT;
 /// One version of a manifest, as read or as written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot<T> {
-    /// The manifest version: 1 for the first write, +1 for every transition. Never reused.
+    /// The manifest version: for the first write a floor drawn from time
+    /// ([`crate::clock::floor`]; 1 in manifests written before floors), +1 for every
+    /// transition. Never reused.
     pub version: u64,
     /// The unique id of the write that stored this version.
     pub write_id: String,
-    /// The write id of the version this one replaced (`None` for version 1).
+    /// The write id of the version this one replaced (`None` for the first version).
     pub previous_write_id: Option<String>,
     /// The node that wrote it.
     pub written_by: String,

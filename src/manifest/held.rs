@@ -684,15 +684,17 @@ mod tests {
         for strategy in STRATEGIES {
             let m = manifest(strategy);
             let ours = stored(&m, None, "a").await;
+            // A first version starts at a floor (`clock::floor`); what matters is the + 1.
+            let v2 = ours.version + 1;
             let held = holding(ours);
             let r = release(&held.shared(), &m, closed).await.unwrap();
             assert!(
-                matches!(&r, Released::Written(t) if t.version == 2 && !t.body.open),
+                matches!(&r, Released::Written(t) if t.version == v2 && !t.body.open),
                 "{strategy:?}: {r:?}"
             );
             let again = release(&held.shared(), &m, closed).await.unwrap();
             assert!(matches!(again, Released::Already), "{strategy:?}");
-            assert_eq!(m.load().await.unwrap().unwrap().version, 2, "{strategy:?}");
+            assert_eq!(m.load().await.unwrap().unwrap().version, v2, "{strategy:?}");
         }
     }
 
@@ -703,10 +705,11 @@ mod tests {
             let ours = stored(&m, None, "a").await;
             // A renewal of ours that landed after we stopped waiting for it.
             stored(&m, Some(&ours), "a").await;
+            let v3 = ours.version + 2;
             let held = holding(ours);
             let r = release(&held.shared(), &m, closed).await.unwrap();
             assert!(
-                matches!(&r, Released::Written(t) if t.version == 3 && !t.body.open),
+                matches!(&r, Released::Written(t) if t.version == v3 && !t.body.open),
                 "{strategy:?}: {r:?}"
             );
         }
@@ -718,17 +721,18 @@ mod tests {
             let m = manifest(strategy);
             let ours = stored(&m, None, "a").await;
             stored(&m, Some(&ours), "b").await;
+            let (v1, v2) = (ours.version, ours.version + 1);
             let held = holding(ours.clone());
             let r = release(&held.shared(), &m, closed).await.unwrap();
             assert!(
                 matches!(&r, Released::Beaten { ours, latest: Some(l) }
-                    if ours.version == 1 && l.version == 2 && l.body.session == "b"),
+                    if ours.version == v1 && l.version == v2 && l.body.session == "b"),
                 "{strategy:?}: {r:?}"
             );
             let stored = m.load().await.unwrap().unwrap();
             assert_eq!(
                 (stored.version, stored.body),
-                (2, claim("b")),
+                (v2, claim("b")),
                 "{strategy:?}"
             );
 
@@ -737,7 +741,7 @@ mod tests {
             assert_eq!(lost.lost().await, Some("taken"));
             let r = release(&lost.shared(), &m, closed).await.unwrap();
             assert!(matches!(r, Released::Lost("taken")), "{strategy:?}");
-            assert_eq!(m.load().await.unwrap().unwrap().version, 2, "{strategy:?}");
+            assert_eq!(m.load().await.unwrap().unwrap().version, v2, "{strategy:?}");
         }
     }
 

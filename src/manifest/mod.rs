@@ -17,11 +17,17 @@
 //!   That bound lets a writer whose knowledge of the newest version is recent (under half
 //!   of `gc_min_age`) skip the verifying listing: one request a transition, and one GET of
 //!   the next version's key (a 404) to revalidate or reload. Older knowledge takes a
-//!   listing, as does a cold load. The proof is in `chain.rs`.
+//!   listing, as does a cold load (with a read of slot 1, where a chain's first version is
+//!   kept, while it is still there beside later ones). The proof is in `chain.rs`.
 //!
-//! Both strategies number versions from 1, +1 a transition; a version is never reused, and
-//! never wraps: a manifest at version `u64::MAX` can be read but not written again
-//! ([`Error::Exhausted`]; retire it under a new name).
+//! Both strategies number a manifest created afresh from a floor drawn from time
+//! ([`crate::clock::floor`] of [`Manifests::floor_time`]), not from 1, and +1 a transition,
+//! so that a manifest whose every object vanished (a lifecycle rule, a restore, an operator's
+//! `rm`) and is created again numbers above everything its earlier incarnation reached: a
+//! fencing token, a turn, never goes backwards. Manifests stored by earlier releases, numbered
+//! from 1, keep counting from where they are (numbers are only ever compared within one
+//! manifest). A version is never reused, and never wraps: a manifest at version `u64::MAX`
+//! can be read but not written again ([`Error::Exhausted`]; retire it under a new name).
 
 mod chain;
 mod collection;
@@ -170,6 +176,26 @@ impl Manifests {
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The time a number created afresh is floored at ([`crate::clock::floor`]): the later
+    /// of this node's wall clock and the store's time as this node's last clock check vouches
+    /// for it ([`crate::store::time`]; no request is made here). Nodes that have checked
+    /// their clocks floor on the store's one timeline, so a node whose clock runs behind
+    /// draws no lower floor than the node that created the earlier incarnation; a node that
+    /// has not checked floors on its own clock.
+    pub fn floor_time(&self) -> chrono::DateTime<chrono::Utc> {
+        let wall = self.clock.now();
+        match self.time.cached() {
+            Some(w) => wall.max(w.store_now(self.clock.monotonic())),
+            None => wall,
+        }
+    }
+
+    /// The first number of something created afresh at `key` now (a manifest version, a
+    /// turn, a log sequence): [`crate::clock::floor`] of [`Self::floor_time`]. Never below 1.
+    pub fn first_number(&self, key: &impl std::fmt::Display) -> Result<u64> {
+        crate::clock::floor(key, self.floor_time())
     }
 
     /// The strategy in force.
@@ -339,13 +365,48 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// [`Written::Conflict`], not an error. When `current` is at version `u64::MAX` there is
     /// no next version: [`Error::Exhausted`], before any request. Not cancel-safe: a
     /// cancelled call may or may not have written.
-    #[tracing::instrument(level = "debug", skip_all, fields(key = %self.raw.base, version))]
     pub async fn write(&self, current: Option<&Snapshot<T>>, body: T) -> Result<Written<T>> {
+        let version = self.next_version(current)?;
+        self.write_as(current, version, body).await
+    }
+
+    /// The version a write after `current` takes: `current`'s + 1, or for the first version
+    /// (`None`) the floor of now ([`Manifests::first_number`]), so that a manifest created
+    /// again after its objects vanished numbers above its earlier incarnation. A caller that
+    /// writes the number into the body too (a fencing token) takes it from here and writes
+    /// with `Manifest::write_as` (crate-internal).
+    pub fn next_version(&self, current: Option<&Snapshot<T>>) -> Result<u64> {
+        match current {
+            None => self.raw.ctx.first_number(&self.raw.base),
+            Some(c) => next_number(&self.raw.base, "version", c.version),
+        }
+    }
+
+    /// [`Manifest::write`] at `version`, taken from [`Manifest::next_version`] for the same
+    /// `current`. A version that does not follow `current` (not its + 1, or 0 for a first
+    /// version) is refused before any request, as [`Error::Corrupt`] of the key: writing it
+    /// would break the manifest's order.
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %self.raw.base, version))]
+    pub(crate) async fn write_as(
+        &self,
+        current: Option<&Snapshot<T>>,
+        version: u64,
+        body: T,
+    ) -> Result<Written<T>> {
         let ctx = &self.raw.ctx;
-        let version = match current {
-            None => 1,
-            Some(c) => next_number(&self.raw.base, "version", c.version)?,
+        let in_order = match current {
+            None => version >= 1,
+            Some(c) => c.version.checked_add(1) == Some(version),
         };
+        if !in_order {
+            return Err(Error::Corrupt {
+                key: self.raw.base.to_string(),
+                reason: format!(
+                    "version {version} cannot follow {}",
+                    current.map_or_else(|| "nothing".to_string(), |c| c.version.to_string())
+                ),
+            });
+        }
         let mut next = Snapshot {
             version,
             write_id: ctx.write_id().0,
@@ -485,9 +546,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// first and the head last, and a version above `expected` found in the listing stops
     /// it before any delete.
     ///
-    /// **Off the safety path only.** The next writer starts again at version 1, so this is
-    /// for manifests whose version is not a fencing token or an order anyone compares with
-    /// an earlier incarnation (a member record that left). Locks and records are never
+    /// **Off the safety path only.** The next writer starts again, at a floor drawn from
+    /// time ([`crate::clock::floor`]), above this incarnation only as far as clocks agree; so
+    /// this is for manifests whose version is not a fencing token or an order anyone compares
+    /// with an earlier incarnation (a member record that left). Locks and records are never
     /// removed: they keep a tombstone ([`Manifest::trim`]).
     ///
     /// **The residual race.** Object stores (S3 included, through `object_store`) offer no

@@ -1,0 +1,497 @@
+//! Objects that vanish do not rewind the numbers (issue 18, item 2). A foreign client (plain
+//! `object_store`, as a lifecycle rule or an operator's `aws s3 rm` would) deletes every
+//! object of a held lock, a turn, a log topic or a record; the next writer creates it afresh
+//! and must number above what the earlier incarnation reached: a fencing token above the live
+//! holder's, a later turn, a later sequence; a handle that saw a record's version refuses to
+//! store a lower one. Both strategies on the in-memory store, the version chain on the local
+//! filesystem (which has no `If-Match`).
+//!
+//! Wall time comes from one shared `TestClock`, moved forward by setting its skew (no sleep);
+//! the leases' renewals run on the real monotonic clock, seconds away, and never fire here.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use cairn::error::Error;
+use cairn::lease::{Acquired, LeaseOptions};
+use cairn::manifest::{Change, Strategy, Written};
+use cairn::record::Put;
+use cairn::turn::{Claim, TurnOptions};
+use cairn::{Cairn, ManifestOptions, Name, StrategyChoice, TestClock};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde_json::json;
+
+const PREFIX: &str = "p";
+
+fn origin() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+}
+
+/// A store, one wall clock for every node on it, and the strategy they use.
+struct World {
+    store: Arc<dyn ObjectStore>,
+    clock: Arc<TestClock>,
+    strategy: Strategy,
+    label: &'static str,
+    /// How far `later` has moved the clock.
+    skew_ms: AtomicI64,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl World {
+    fn memory(strategy: Strategy, label: &'static str) -> Self {
+        Self {
+            store: Arc::new(InMemory::new()),
+            clock: Arc::new(TestClock::new(origin())),
+            strategy,
+            label,
+            skew_ms: AtomicI64::new(0),
+            _dir: None,
+        }
+    }
+
+    fn fs() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            store: Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+            clock: Arc::new(TestClock::new(origin())),
+            strategy: Strategy::VersionChain,
+            label: "fs/chain",
+            skew_ms: AtomicI64::new(0),
+            _dir: Some(dir),
+        }
+    }
+
+    /// Every world a test runs in.
+    fn all() -> Vec<Self> {
+        vec![
+            Self::memory(Strategy::EtagCas, "memory/etag"),
+            Self::memory(Strategy::VersionChain, "memory/chain"),
+            Self::fs(),
+        ]
+    }
+
+    async fn node(&self, name: &str) -> Cairn {
+        self.node_with(name, ManifestOptions::default()).await
+    }
+
+    async fn node_with(&self, name: &str, options: ManifestOptions) -> Cairn {
+        Cairn::builder(Arc::clone(&self.store))
+            .prefix(PREFIX)
+            .node(name)
+            .unwrap()
+            .seed(name.len() as u64)
+            .clock(self.clock.clone())
+            .strategy(StrategyChoice::Fixed(self.strategy))
+            .manifest_options(options)
+            .build()
+            .await
+            .expect("build")
+    }
+
+    /// Moves every node's wall clock `ms` milliseconds on.
+    fn later(&self, ms: i64) {
+        let skew = self.skew_ms.fetch_add(ms, Ordering::SeqCst) + ms;
+        self.clock.set_skew(chrono::Duration::milliseconds(skew));
+    }
+
+    /// Deletes every object under `folder` (below the prefix) as a foreign client would,
+    /// and returns how many there were (at least one, or the test proves nothing).
+    async fn vanish(&self, folder: &str) -> usize {
+        let under = Path::from(format!("{PREFIX}/{folder}"));
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&under))
+            .try_collect()
+            .await
+            .expect("list");
+        for o in &listed {
+            self.store.delete(&o.location).await.expect("delete");
+        }
+        assert!(!listed.is_empty(), "{}: nothing under {under}", self.label);
+        listed.len()
+    }
+}
+
+fn name(s: &str) -> Name {
+    Name::new(s).unwrap()
+}
+
+#[tokio::test]
+async fn should_give_a_higher_fencing_token_than_the_live_holder_after_the_lock_vanished() {
+    for w in World::all() {
+        let a = w.node("a").await.locks(LeaseOptions::default()).unwrap();
+        // A few acquire/release rounds, so that the live holder's token is not the first.
+        for _ in 0..2 {
+            let Acquired::Acquired(l) = a.try_acquire(&name("db")).await.unwrap() else {
+                panic!("{}: a free lock", w.label)
+            };
+            l.release().await.unwrap();
+        }
+        let Acquired::Acquired(held) = a.try_acquire(&name("db")).await.unwrap() else {
+            panic!("{}: a free lock", w.label)
+        };
+        let live = held.fencing_token();
+
+        w.later(1_000);
+        w.vanish("locks/db").await;
+
+        let b = w.node("b").await.locks(LeaseOptions::default()).unwrap();
+        let Acquired::Acquired(theirs) = b.try_acquire(&name("db")).await.unwrap() else {
+            panic!("{}: the lock's objects are gone, so it is free", w.label)
+        };
+        assert!(
+            theirs.fencing_token() > live,
+            "{}: the lock created again gave token {} to b while a holds {live}",
+            w.label,
+            theirs.fencing_token()
+        );
+        theirs.release().await.unwrap();
+        drop(held);
+    }
+}
+
+#[tokio::test]
+async fn should_number_a_turn_above_the_vanished_one() {
+    for w in World::all() {
+        let turns = w.node("a").await.turns(TurnOptions::default());
+        let Claim::Won(first) = turns.try_claim(&name("compact")).await.unwrap() else {
+            panic!("{}: a new turn is due", w.label)
+        };
+        let before = first.number();
+        drop(first);
+
+        w.later(1_000);
+        w.vanish("turns/compact").await;
+
+        let turns = w.node("b").await.turns(TurnOptions::default());
+        let Claim::Won(again) = turns.try_claim(&name("compact")).await.unwrap() else {
+            panic!("{}: the turn's objects are gone, so a turn is due", w.label)
+        };
+        assert!(
+            again.number() > before,
+            "{}: turn {} after turn {before} vanished",
+            w.label,
+            again.number()
+        );
+    }
+}
+
+#[tokio::test]
+async fn should_append_above_every_vanished_sequence() {
+    for w in World::all() {
+        let log = w.node("a").await.event_log();
+        let topic = name("deploys");
+        let mut last = 0;
+        for i in 0..3 {
+            last = log.append(&topic, json!({ "i": i })).await.unwrap();
+        }
+
+        w.later(1_000);
+        w.vanish("log/deploys").await;
+
+        // A fresh client (as every CLI command is) finds the topic empty.
+        let fresh = w.node("b").await.event_log();
+        let next = fresh.append(&topic, json!({ "i": 3 })).await.unwrap();
+        assert!(
+            next > last,
+            "{}: sequence {next} after {last} vanished",
+            w.label
+        );
+        // After the new first entry, numbering is + 1 again, for every client: also for the
+        // one that knew the old tail (it finds its tail gone, and lists).
+        assert_eq!(
+            log.append(&topic, json!({ "i": 4 })).await.unwrap(),
+            next + 1,
+            "{}",
+            w.label
+        );
+        let read = fresh.read(&topic, 0, 10).await.unwrap();
+        let seqs: Vec<u64> = read.iter().map(|e| e.sequence).collect();
+        assert_eq!(seqs, vec![next, next + 1], "{}", w.label);
+    }
+}
+
+#[tokio::test]
+async fn should_keep_appending_after_the_newest_when_only_older_entries_were_trimmed() {
+    for w in World::all() {
+        let log = w.node("a").await.event_log();
+        let topic = name("audit");
+        let mut seqs = Vec::new();
+        for i in 0..4 {
+            seqs.push(log.append(&topic, json!({ "i": i })).await.unwrap());
+        }
+        // An age-based rule takes the oldest entries, never all of them.
+        let deleted = log.delete_before(&topic, seqs[3], false).await.unwrap();
+        assert_eq!(deleted, seqs[..3].to_vec());
+        w.later(1_000);
+        let fresh = w.node("b").await.event_log();
+        assert_eq!(
+            fresh.append(&topic, json!({ "i": 4 })).await.unwrap(),
+            seqs[3] + 1,
+            "{}: a topic that still has entries continues after its newest",
+            w.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn should_refuse_a_lower_record_version_once_the_record_vanished() {
+    for w in World::all() {
+        let (ns, key) = (name("agents"), name("agent-7"));
+        let records = w.node("a").await.records();
+        let stored = records.put_if_newer(&ns, &key, 7, json!("connected")).await;
+        assert_eq!(stored.unwrap(), Put::Applied { version: 7 });
+        let generation = record_generation(&w, "a").await;
+
+        w.later(1_000);
+        w.vanish("records/agents/agent-7").await;
+
+        // The late "disconnected at 3" must not be stored over what was "connected at 7": a
+        // typed refusal naming the record. (Under the version chain, a handle that knows the
+        // head from moments ago still trusts it, and finds 3 stale: refused too.)
+        match records
+            .put_if_newer(&ns, &key, 3, json!("disconnected"))
+            .await
+        {
+            Err(Error::RecordVanished {
+                key: k,
+                seen: 7,
+                stored: None,
+            }) => {
+                assert!(k.contains("agent-7"), "{}: {k}", w.label)
+            }
+            Ok(Put::Stale { stored_version: 7 }) if w.strategy == Strategy::VersionChain => {}
+            other => panic!(
+                "{}: a stale version applied to a vanished record: {other:?}",
+                w.label
+            ),
+        }
+        assert!(
+            w.store
+                .list(Some(&Path::from(format!(
+                    "{PREFIX}/records/agents/agent-7"
+                ))))
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: nothing was written",
+            w.label
+        );
+
+        // A fresh client cannot know version 7 (the documented residue): it stores 3.
+        let fresh = w.node("b").await.records();
+        let put = fresh
+            .put_if_newer(&ns, &key, 3, json!("disconnected"))
+            .await;
+        assert_eq!(put.unwrap(), Put::Applied { version: 3 }, "{}", w.label);
+        // The record created again carries a higher generation (its manifest version).
+        assert!(record_generation(&w, "b").await > generation, "{}", w.label);
+        // The handle that saw 7 still refuses what is not above 7, naming what is stored...
+        match records.put_if_newer(&ns, &key, 5, json!("stale")).await {
+            Err(Error::RecordVanished {
+                seen: 7,
+                stored: Some(3),
+                ..
+            }) => {}
+            Ok(Put::Stale { stored_version: 7 }) if w.strategy == Strategy::VersionChain => {}
+            other => panic!("{}: {other:?}", w.label),
+        }
+        // ...and applies what is.
+        let put = records.put_if_newer(&ns, &key, 8, json!("connected")).await;
+        assert_eq!(put.unwrap(), Put::Applied { version: 8 }, "{}", w.label);
+    }
+}
+
+/// The manifest version of the record agents/agent-7, read by a new node `node`.
+async fn record_generation(w: &World, node: &str) -> u64 {
+    let c = w.node(node).await;
+    let base = cairn::store::keys::record(&name("agents"), &name("agent-7"));
+    c.manifest::<cairn::record::Record>(cairn::record::KIND, base)
+        .load()
+        .await
+        .unwrap()
+        .expect("the record is stored")
+        .version
+}
+
+/// Manifests stored before floors, numbered from 1, keep counting from where they are: a
+/// chain at version 3 (slots 1, 2, 3) or an etag object at version 3 updates to 4.
+#[tokio::test]
+async fn should_keep_counting_an_old_manifest_from_its_small_version() {
+    for w in World::all() {
+        // A clock before the epoch floors at 1: what every release before floors wrote.
+        let epoch = Arc::new(TestClock::new(DateTime::UNIX_EPOCH));
+        epoch.set_skew(chrono::Duration::hours(-1));
+        let old = Cairn::builder(Arc::clone(&w.store))
+            .prefix(PREFIX)
+            .node("old")
+            .unwrap()
+            .clock(epoch)
+            .strategy(StrategyChoice::Fixed(w.strategy))
+            .build()
+            .await
+            .expect("build");
+        let base = cairn::store::keys::manifest(cairn::store::keys::Family::Scratch, &name("old"));
+        let m = old.manifest::<u64>("test", base.clone());
+        for i in 1..=3u64 {
+            let u = m.update(|_| Change::Write(i)).await.unwrap();
+            assert_eq!(u.snapshot.unwrap().version, i, "{}", w.label);
+        }
+        let now = w.node("new").await;
+        let m = now.manifest::<u64>("test", base);
+        let u = m.update(|_| Change::Write(4)).await.unwrap();
+        assert_eq!(u.snapshot.unwrap().version, 4, "{}", w.label);
+        let loaded = m.load().await.unwrap().unwrap();
+        assert_eq!((loaded.version, loaded.body), (4, 4), "{}", w.label);
+    }
+}
+
+/// Two nodes creating one chain at once draw different floors, yet collide on the first
+/// version's slot: exactly one wins, and the loser sees the winner.
+#[tokio::test]
+async fn should_let_one_of_two_creators_with_different_floors_win() {
+    for w in World::all() {
+        let a = w.node("a").await;
+        let b = w.node("b").await;
+        let base = cairn::store::keys::manifest(cairn::store::keys::Family::Scratch, &name("c"));
+        let ma = a.manifest::<String>("test", base.clone());
+        let mb = b.manifest::<String>("test", base);
+        // Both saw nothing.
+        assert!(ma.load().await.unwrap().is_none());
+        assert!(mb.load().await.unwrap().is_none());
+        let Written::Written(first) = ma.create("a".into()).await.unwrap() else {
+            panic!("{}: the first create wins", w.label)
+        };
+        w.later(1_000);
+        match mb.create("b".into()).await.unwrap() {
+            Written::Conflict(Some(winner)) => {
+                assert_eq!((winner.version, winner.body), (first.version, "a".into()))
+            }
+            other => panic!("{}: a second first version was stored: {other:?}", w.label),
+        }
+        let head = mb.load().await.unwrap().unwrap();
+        assert_eq!(head.body, "a", "{}", w.label);
+    }
+}
+
+/// A version-chain writer that keeps writing on fresh knowledge (each create renews it) while
+/// its chain vanishes and another node creates it again (in slot 1, at a higher floor) would
+/// otherwise live on in the old incarnation for ever, its writes landing below the new head.
+/// Knowledge derived without a listing is capped at half of `gc_min_age` after the last
+/// listing, so within `gc_min_age` it lists, loses, and finds the new head.
+#[tokio::test(start_paused = true)]
+async fn should_bring_a_chain_writer_on_fresh_knowledge_to_the_new_incarnation() {
+    const MIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+    let options = || ManifestOptions {
+        gc_min_age: MIN_AGE,
+        gc_every: u64::MAX,
+        ..Default::default()
+    };
+    for w in World::all()
+        .into_iter()
+        .filter(|w| w.strategy == Strategy::VersionChain)
+    {
+        let base = cairn::store::keys::manifest(cairn::store::keys::Family::Scratch, &name("u"));
+        let a = w.node_with("a", options()).await;
+        let ma = a.manifest::<String>("test", base.clone());
+        let mut cur = ma
+            .update(|_| Change::Write("a0".into()))
+            .await
+            .unwrap()
+            .snapshot
+            .unwrap();
+        let old = cur.version;
+
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        w.vanish("scratch/u").await;
+        let b = w.node_with("b", options()).await;
+        let mb = b.manifest::<String>("test", base.clone());
+        let theirs = mb.update(|_| Change::Write("b0".into())).await.unwrap();
+        let theirs = mb
+            .write(theirs.snapshot.as_ref(), "b1".into())
+            .await
+            .unwrap();
+        let Written::Written(theirs) = theirs else {
+            panic!("{}: b writes on its own chain", w.label)
+        };
+        assert!(
+            theirs.version > old,
+            "{}: the new incarnation numbers higher",
+            w.label
+        );
+
+        // a writes every 10 s on what it knows; by gc_min_age (plus a step) it must have lost.
+        let mut lost = None;
+        for step in 0..8 {
+            tokio::time::advance(std::time::Duration::from_secs(10)).await;
+            match ma.write(Some(&cur), format!("a{step}")).await.unwrap() {
+                Written::Written(s) => cur = s,
+                Written::Conflict(head) => {
+                    lost = Some((step, head));
+                    break;
+                }
+            }
+        }
+        let Some((step, head)) = lost else {
+            panic!("{}: a kept writing below the new head for 80 s", w.label)
+        };
+        assert!(step <= 6, "{}: a lost only at step {step}", w.label);
+        let head = head.expect("the head");
+        assert_eq!(
+            (head.version, head.body.as_str()),
+            (theirs.version, "b1"),
+            "{}",
+            w.label
+        );
+        // A cold reader sees the new incarnation throughout.
+        let c = w.node_with("c", options()).await;
+        let seen = c
+            .manifest::<String>("test", base)
+            .load()
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen.version, theirs.version, "{}", w.label);
+    }
+}
+
+/// A chain's first version is in slot 1, which collection empties under a living chain: a
+/// create without knowledge of the chain (as `Streams::create` makes) must still find the
+/// chain and conflict, not start a second incarnation in slot 1 above it.
+#[tokio::test]
+async fn should_conflict_when_creating_a_chain_whose_first_slot_was_collected() {
+    let w = World::fs();
+    let options = ManifestOptions {
+        gc_keep: 2,
+        gc_min_age: std::time::Duration::ZERO,
+        gc_every: u64::MAX,
+        ..Default::default()
+    };
+    let base = cairn::store::keys::manifest(cairn::store::keys::Family::Scratch, &name("gc"));
+    let a = w.node_with("a", options.clone()).await;
+    let ma = a.manifest::<u64>("test", base.clone());
+    for i in 0..5 {
+        ma.update(|_| Change::Write(i)).await.unwrap();
+    }
+    assert_eq!(ma.collect_garbage().await.unwrap(), 3);
+    let slot1 = Path::from(format!(
+        "{PREFIX}/{}",
+        cairn::store::keys::chain_version(&base, 1)
+    ));
+    assert!(w.store.head(&slot1).await.is_err(), "slot 1 was collected");
+    let head = ma.load().await.unwrap().unwrap();
+
+    let b = w.node_with("b", options).await;
+    match b.manifest::<u64>("test", base).create(99).await.unwrap() {
+        Written::Conflict(Some(h)) => assert_eq!((h.version, h.body), (head.version, 4)),
+        other => panic!("a second incarnation was created beside a living chain: {other:?}"),
+    }
+    assert_eq!(ma.load().await.unwrap().unwrap().version, head.version);
+}
