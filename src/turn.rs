@@ -667,16 +667,6 @@ impl Turns {
         };
         let started = clock.monotonic();
         match m.write(current.as_ref(), record).await? {
-            Written::Written(s) if !self.still_follows(&m, current.as_ref()).await? => {
-                warn!(
-                    turn = %name, number = s.body.turn,
-                    "the turn's earlier versions vanished under this claim (deleted by a foreign \
-                     client or a lifecycle rule): its job is not run"
-                );
-                crate::telemetry::turn(name.as_str(), "lost");
-                self.count(name, |c| c.lost = c.lost.saturating_add(1));
-                Ok(Attempt::Lost(s))
-            }
             Written::Written(s) => {
                 if let Some(p) = s.body.previous.as_ref().filter(|p| p.outcome.is_none()) {
                     warn!(turn = %name, number = p.turn, holder = %p.holder, "previous turn never recorded an outcome");
@@ -711,27 +701,6 @@ impl Turns {
                 Ok(Attempt::Lost(latest))
             }
         }
-    }
-
-    /// Whether the version a claim was written after is still stored. Under the version
-    /// chain a claim is a create of the next version's own key, which succeeds in a folder
-    /// a foreign client emptied: a node that knew the deleted chain would then run a turn
-    /// number that already ran. So, on the chain, a claim after a known version reads that
-    /// version back (one GET) and is not run when it is gone. Etag CAS needs no check: a
-    /// replace of a deleted object is refused.
-    async fn still_follows(
-        &self,
-        m: &Manifest<TurnRecord>,
-        previous: Option<&Snapshot<TurnRecord>>,
-    ) -> Result<bool> {
-        let Some(p) = previous else { return Ok(true) };
-        if self.collection.manifests().strategy() != crate::manifest::Strategy::VersionChain {
-            return Ok(true);
-        }
-        Ok(m
-            .version(p.version)
-            .await?
-            .is_some_and(|stored| stored.write_id == p.write_id))
     }
 
     /// One-shot: claims the turn if due, runs `job` with the turn number, records its

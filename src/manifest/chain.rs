@@ -152,7 +152,19 @@ impl Protocol for VersionChain {
         m: &'a RawManifest,
         version: u64,
     ) -> Call<'a, Option<Snapshot<RawBody>>> {
-        Box::pin(async move { Ok(read_version(m, version).await?.map(|(s, _)| s)) })
+        Box::pin(async move {
+            if let Some((s, _)) = read_version(m, version).await? {
+                return Ok(Some(s));
+            }
+            // The first version of a chain lives in slot 1 whatever its number.
+            if version == FIRST_SLOT {
+                return Ok(None);
+            }
+            Ok(read_version(m, FIRST_SLOT)
+                .await?
+                .map(|(s, _)| s)
+                .filter(|s| s.version == version))
+        })
     }
 }
 
