@@ -301,8 +301,8 @@ impl Membership {
     /// The store's time now as this viewer can vouch for it, for [`Membership::classify`]:
     /// from its clock check ([`crate::store::time`]; two requests when the last is older than
     /// [`crate::store::time::MAX_WITNESS_AGE`]), `None` when that check puts this node's
-    /// clock beyond the bound. A viewer that cannot make the check (the store refuses the
-    /// write: read-only credentials) falls back to its own wall clock, and says so.
+    /// clock beyond the bound, or cannot be made (the store refuses the write: read-only
+    /// credentials), which it says.
     /// Cancel-safe.
     pub async fn now(&self) -> Result<Option<DateTime<Utc>>> {
         Ok(self.timeline().await?.now())
@@ -314,8 +314,8 @@ impl Membership {
             Ok(w) if manifests.store_time().beyond(&w) => Ok(Timeline::Beyond),
             Ok(w) => Ok(Timeline::Store(w, Arc::clone(manifests.clock()))),
             Err(e @ (Error::Store { .. } | Error::Unsupported { .. })) => {
-                warn!(error = %e, "no clock check (the store refused its write): ages are read on this node's own clock");
-                Ok(Timeline::Wall(Arc::clone(manifests.clock())))
+                warn!(error = %e, "no clock check (the store refused its write): this node cannot tell heartbeats' ages, and calls no node suspect or offline");
+                Ok(Timeline::Beyond)
             }
             Err(e) => Err(e),
         }
@@ -675,11 +675,10 @@ impl Keep<MemberRecord> for Beats {
     }
 }
 
-/// Where a view reads "now": the store's clock, through a clock check; this node's wall clock
-/// when no check could be made; nowhere when the check put this node beyond the bound.
+/// Where a view reads "now": the store's clock, through a clock check; nowhere when the check
+/// put this node beyond the bound or could not be made (read-only credentials).
 enum Timeline {
     Store(crate::store::time::Witness, Arc<dyn Clock>),
-    Wall(Arc<dyn Clock>),
     Beyond,
 }
 
@@ -687,7 +686,6 @@ impl Timeline {
     fn now(&self) -> Option<DateTime<Utc>> {
         match self {
             Timeline::Store(w, clock) => Some(w.store_now(clock.monotonic())),
-            Timeline::Wall(clock) => Some(clock.now()),
             Timeline::Beyond => None,
         }
     }

@@ -604,8 +604,6 @@ impl Turns {
                 self.count(name, |c| c.skipped = c.skipped.saturating_add(1));
                 return Ok(Attempt::NotDue(c.clone(), claimable_at));
             }
-            // Due by this node's clock: claim only if that clock agrees with the store's.
-            self.check_clock().await?;
         }
         self.claim(name, current).await
     }
@@ -628,8 +626,11 @@ impl Turns {
         Ok(())
     }
 
-    /// Writes the claim of the turn after `current`.
+    /// Writes the claim of the turn after `current`, if this node's clock agrees with the
+    /// store's: every claim writes the `started_at` that the next due time counts from, the
+    /// first turn's too.
     async fn claim(&self, name: &Name, current: Option<Snapshot<TurnRecord>>) -> Result<Attempt> {
+        self.check_clock().await?;
         let clock = self.collection.manifests().clock();
         let m = self.collection.open(name);
         // The turn keeps its own window and jitter; a new turn takes this client's.

@@ -44,10 +44,21 @@ struct World {
 }
 
 impl World {
+    /// `store` with the world's clock as the store's clock too (nodes check theirs against
+    /// it before a rule that reads time, as claiming a turn).
+    fn stamped(store: Arc<dyn ObjectStore>, clock: &Arc<TestClock>) -> Arc<dyn ObjectStore> {
+        Arc::new(cairn::store::fault::FaultStore::stamped(
+            store,
+            0,
+            clock.clone(),
+        ))
+    }
+
     fn memory(strategy: Strategy, label: &'static str) -> Self {
+        let clock = Arc::new(TestClock::new(origin()));
         Self {
-            store: Arc::new(InMemory::new()),
-            clock: Arc::new(TestClock::new(origin())),
+            store: Self::stamped(Arc::new(InMemory::new()), &clock),
+            clock,
             strategy,
             label,
             skew_ms: AtomicI64::new(0),
@@ -57,9 +68,13 @@ impl World {
 
     fn fs() -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(TestClock::new(origin()));
         Self {
-            store: Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
-            clock: Arc::new(TestClock::new(origin())),
+            store: Self::stamped(
+                Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+                &clock,
+            ),
+            clock,
             strategy: Strategy::VersionChain,
             label: "fs/chain",
             skew_ms: AtomicI64::new(0),

@@ -173,8 +173,12 @@ fn locks(events: &[Event]) -> (Invariant, Invariant, Invariant) {
         .iter()
         .filter_map(|e| match &e.what {
             What::Vanished {
-                what, started_ms, ..
-            } if what == "lock" => Some(*started_ms),
+                what,
+                started_ms,
+                objects,
+                error: None,
+                ..
+            } if what == "lock" && *objects > 0 => Some(*started_ms),
             _ => None,
         })
         .collect();
@@ -454,8 +458,12 @@ fn turns(events: &[Event]) -> (Invariant, Invariant) {
         .iter()
         .filter_map(|e| match &e.what {
             What::Vanished {
-                what, started_ms, ..
-            } if what == "turn" => Some(*started_ms),
+                what,
+                started_ms,
+                objects,
+                error: None,
+                ..
+            } if what == "turn" && *objects > 0 => Some(*started_ms),
             _ => None,
         })
         .collect();

@@ -154,7 +154,8 @@ impl Protocol for VersionChain {
     ) -> Call<'a, Option<Snapshot<RawBody>>> {
         Box::pin(async move {
             if let Some((s, _)) = read_version(m, version).await? {
-                return Ok(Some(s));
+                // Slot 1 holds a chain's first version whatever its number.
+                return Ok(Some(s).filter(|s| s.version == version));
             }
             // The first version of a chain lives in slot 1 whatever its number.
             if version == FIRST_SLOT {

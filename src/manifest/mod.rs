@@ -43,7 +43,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::clock::{next_number, Clock};
 use crate::error::{Error, Result};
@@ -430,17 +430,6 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         ctx.store.check_protocol(current.is_none()).await?;
         let wrote = self.protocol().write(&self.raw, draft).await?;
         Ok(match wrote {
-            Wrote::Written { .. } if !self.still_follows(current).await? => {
-                // Under the version chain a version is a create of its own key, which lands in
-                // a folder a foreign client (a lifecycle rule, an operator) emptied: built on
-                // what this client knew of a chain that is gone, it would carry on numbers
-                // that a new incarnation has passed (two holders, tokens going backwards). It
-                // counts as a conflict with a manifest that is gone: the caller starts afresh,
-                // above a floor.
-                warn!(key = %self.raw.base, version, "the version this write followed has vanished (objects deleted?): treated as a conflict with a manifest that is gone");
-                crate::telemetry::conflict(self.protocol().strategy().label());
-                Written::Conflict(None)
-            }
             Wrote::Written { etag, seen } => {
                 next.etag = etag;
                 next.seen = seen;
@@ -461,21 +450,6 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     pub async fn version(&self, version: u64) -> Result<Option<Snapshot<T>>> {
         let read = self.protocol().version(&self.raw, version).await?;
         read.map(|s| self.typed(s)).transpose()
-    }
-
-    /// Whether the version a write followed is still stored, after the write landed. Etag
-    /// CAS needs no check (a replace of a deleted object is refused). The version chain reads
-    /// it back: one GET per write that follows a version.
-    async fn still_follows(&self, previous: Option<&Snapshot<T>>) -> Result<bool> {
-        let Some(p) = previous else { return Ok(true) };
-        if self.protocol().strategy() != Strategy::VersionChain {
-            return Ok(true);
-        }
-        Ok(self
-            .protocol()
-            .version(&self.raw, p.version)
-            .await?
-            .is_some_and(|stored| stored.write_id == p.write_id))
     }
 
     /// Creates the first version; `Conflict` carries the existing one.
