@@ -580,7 +580,7 @@ impl Turns {
         self.options.validate()?;
         let current = self.collection.open(name).load().await?;
         Ok(match self.claim_after(name, current).await? {
-            Attempt::Won(t) => Claim::Won(Box::new(t)),
+            Attempt::Won(t) => Claim::Won(t),
             Attempt::NotDue(s, claimable_at) => Claim::NotDue {
                 current: TurnManifest::of(name, &s)?,
                 claimable_at,
@@ -680,13 +680,13 @@ impl Turns {
                     }))
                     .await;
                 }
-                Ok(Attempt::Won(ClaimedTurn {
+                Ok(Attempt::Won(Box::new(ClaimedTurn {
                     name: name.clone(),
                     manifest: m,
                     snapshot: s,
                     started,
                     turns: self.clone(),
-                }))
+                })))
             }
             Written::Conflict(latest) => {
                 crate::telemetry::turn(name.as_str(), "lost");
@@ -900,7 +900,7 @@ impl Turns {
 
 /// [`Claim`] with the snapshots the loop keeps.
 enum Attempt {
-    Won(ClaimedTurn),
+    Won(Box<ClaimedTurn>),
     NotDue(Snapshot<TurnRecord>, DateTime<Utc>),
     Lost(Snapshot<TurnRecord>),
 }

@@ -316,7 +316,7 @@ mod tests {
     use super::*;
 
     fn t(s: i64) -> DateTime<Utc> {
-        DateTime::<Utc>::from_timestamp(1_800_000_000 + s, 0).unwrap()
+        DateTime::<Utc>::from_timestamp(1_800_000_000_i64.checked_add(s).unwrap(), 0).unwrap()
     }
 
     fn witness(store: i64, wall: i64) -> Witness {
