@@ -185,7 +185,7 @@ pub trait Hook: Send + Sync {
     fn deleting(&self, _path: &Path) {}
 }
 
-/// A hook that makes the store's clock a given [`Clock`]: every object's `last_modified` is
+/// A hook that makes the store's clock a given [`crate::Clock`]: every object's `last_modified` is
 /// that clock's time when it was last written. A store on a paused tokio clock then ages its
 /// objects as the test's time passes (an in-memory store stamps the system clock), and a
 /// test can give the store a clock of its own that nodes' clocks are skewed against.
