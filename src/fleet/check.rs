@@ -133,6 +133,24 @@ pub fn check(events: &[Event]) -> Vec<Invariant> {
     ]
 }
 
+/// When the lifecycle actor began deleting every object of a `kind` (`lock`, `turn`), for
+/// each deletion that deleted something and failed nowhere.
+fn deletions(events: &[Event], kind: &str) -> Vec<f64> {
+    events
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Vanished {
+                what,
+                started_ms,
+                objects,
+                error: None,
+                ..
+            } if what == kind && *objects > 0 => Some(*started_ms),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The number of violations in all.
 pub fn violations(invariants: &[Invariant]) -> usize {
     invariants.iter().map(|i| i.violation_count).sum()
@@ -169,19 +187,7 @@ fn locks(events: &[Event]) -> (Invariant, Invariant, Invariant) {
     // beside a holder that has not renewed yet (it learns at its next renewal). Such an
     // overlap is the deletion's, not the protocol's, and fencing must cover it: the new
     // token is higher, so the protected object refuses the old holder.
-    let vanished: Vec<f64> = events
-        .iter()
-        .filter_map(|e| match &e.what {
-            What::Vanished {
-                what,
-                started_ms,
-                objects,
-                error: None,
-                ..
-            } if what == "lock" && *objects > 0 => Some(*started_ms),
-            _ => None,
-        })
-        .collect();
+    let vanished = deletions(events, "lock");
     let mut excused = 0usize;
     fn close<'a>(
         open: &mut HashMap<Actor, &'a Event>,
@@ -454,19 +460,7 @@ fn turns(events: &[Event]) -> (Invariant, Invariant) {
     let end = end_ms(events);
     let mut excused = 0;
     let mut renumbered = 0usize;
-    let vanished_turns: Vec<f64> = events
-        .iter()
-        .filter_map(|e| match &e.what {
-            What::Vanished {
-                what,
-                started_ms,
-                objects,
-                error: None,
-                ..
-            } if what == "turn" && *objects > 0 => Some(*started_ms),
-            _ => None,
-        })
-        .collect();
+    let vanished_turns = deletions(events, "turn");
     for (turn, numbers) in &runs {
         for (n, rs) in numbers {
             one.checked += 1;
