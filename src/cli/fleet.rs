@@ -272,6 +272,12 @@ pub fn summary(r: &Report, header: &str) -> String {
     } else {
         s += &format!("nodes killed: {}\n", r.kills);
     }
+    if r.deleted_objects > 0 {
+        s += &format!(
+            "objects deleted under the nodes (a lifecycle rule): {}\n",
+            r.deleted_objects
+        );
+    }
     if !r.clocks_beyond.is_empty() {
         s += &format!(
             "clocks measured beyond the bound (time-based rules refused): {}\n",

@@ -297,6 +297,8 @@ pub struct Report {
     /// Nodes whose clock check found their clock beyond the bound from the store's (so they
     /// refused the rules that read time), by name.
     pub clocks_beyond: Vec<String>,
+    /// Objects the lifecycle actor deleted (a lock's, a turn's, the protocol record).
+    pub deleted_objects: usize,
     /// Every invariant's verdict.
     pub invariants: Vec<Invariant>,
     /// Violations in all.
@@ -711,6 +713,13 @@ pub async fn run(
             nodes.dedup();
             nodes
         },
+        deleted_objects: events
+            .iter()
+            .map(|e| match &e.what {
+                What::Vanished { objects, .. } => *objects,
+                _ => 0,
+            })
+            .sum(),
         violations: check::violations(&invariants),
         invariants,
     })
