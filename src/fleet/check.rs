@@ -133,9 +133,24 @@ pub fn check(events: &[Event]) -> Vec<Invariant> {
     ]
 }
 
-/// When the lifecycle actor began deleting every object of a `kind` (`lock`, `turn`), for
-/// each deletion that deleted something and failed nowhere.
-fn deletions(events: &[Event], kind: &str) -> Vec<f64> {
+/// When the lifecycle actor deleted every object of a `kind` (`lock`, `turn`), for each
+/// deletion that deleted something and failed nowhere: from when it began to when it was
+/// done (a write that landed in between may be among the deleted).
+#[derive(Debug, Clone, Copy)]
+struct Deletion {
+    began: f64,
+    done: f64,
+}
+
+impl Deletion {
+    /// Whether this deletion may have removed what was written at `from` and come before
+    /// what happened at `to`.
+    fn between(&self, from: f64, to: f64) -> bool {
+        self.done >= from && self.began <= to
+    }
+}
+
+fn deletions(events: &[Event], kind: &str) -> Vec<Deletion> {
     events
         .iter()
         .filter_map(|e| match &e.what {
@@ -145,7 +160,10 @@ fn deletions(events: &[Event], kind: &str) -> Vec<f64> {
                 objects,
                 error: None,
                 ..
-            } if what == kind && *objects > 0 => Some(*started_ms),
+            } if what == kind && *objects > 0 => Some(Deletion {
+                began: *started_ms,
+                done: e.at_ms,
+            }),
             _ => None,
         })
         .collect()
@@ -266,9 +284,9 @@ fn locks(events: &[Event]) -> (Invariant, Invariant, Invariant) {
                     // After a deletion of the lock's objects, its old holder may still write
                     // until its next renewal, and the object accepts it until the new holder
                     // presents its higher token: fencing then refuses it (the check above).
-                    let by_deletion = acquired_at.get(token).is_some_and(|at| {
-                        vanished.iter().any(|v| *at <= *v && *v <= acq.at_ms)
-                    });
+                    let by_deletion = acquired_at
+                        .get(token)
+                        .is_some_and(|at| vanished.iter().any(|v| v.between(*at, acq.at_ms)));
                     if *token < m && by_deletion {
                         excused_writes += 1;
                     } else if *token < m {
@@ -312,7 +330,7 @@ fn locks(events: &[Event]) -> (Invariant, Invariant, Invariant) {
             if actor(a.acquired) == actor(b.acquired) {
                 continue;
             }
-            if b.token > a.token && vanished.iter().any(|v| a.start <= *v && *v <= b.start) {
+            if b.token > a.token && vanished.iter().any(|v| v.between(a.start, b.start)) {
                 excused += 1;
                 continue;
             }
@@ -501,7 +519,7 @@ fn turns(events: &[Event]) -> (Invariant, Invariant) {
             }
             let run_at = |n: u64| numbers.get(&n).and_then(|r| r.first()).map(|r| r.at_ms);
             let (p_at, q_at) = (run_at(p).unwrap_or(0.0), run_at(q).unwrap_or(end));
-            if vanished_turns.iter().any(|v| p_at <= *v && *v <= q_at) {
+            if q > p && vanished_turns.iter().any(|v| v.between(p_at, q_at)) {
                 renumbered += 1;
                 continue;
             }
