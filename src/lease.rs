@@ -20,7 +20,8 @@
 //!   time its work needs to stop once told (for `cairn lock run`, the SIGTERM→SIGKILL
 //!   grace), so the work has stopped by `sent + ttl − safety_margin`: before either takeover
 //!   rule below can fire, since an observer's first sight of a version comes after it was
-//!   sent, and `expires_at` was computed from a wall-clock reading taken before sending.
+//!   sent, and the store wrote it (its `Last-Modified`, which the expiry rule reads) after it
+//!   was sent too.
 //!   Options that leave no room for a renewal in that budget are refused
 //!   ([`LeaseOptions::validate`]).
 //! - **A break is a revocation, not a takeover.** [`Locks::break_lock`] writes a version

@@ -5,15 +5,14 @@
 //! tokio clock, and the store's `last_modified` on a test clock, so nothing depends on
 //! scheduling or on the real time.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cairn::manifest::{Revalidated, Strategy, Written};
-use cairn::store::fault::{Counts, FaultStore, Hook};
+use cairn::store::fault::{Counts, FaultStore, Hook, Stamped};
 use cairn::store::keys::{self, Family};
-use cairn::{Cairn, Clock, ManifestOptions, Name, StrategyChoice, TestClock};
+use cairn::{Cairn, ManifestOptions, Name, StrategyChoice, TestClock};
 use chrono::{DateTime, Utc};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -32,11 +31,11 @@ fn origin() -> DateTime<Utc> {
 }
 
 /// A [`FaultStore`] hook that makes `last_modified` the hook's own test clock's time at each
-/// write (so a paused tokio clock ages objects), and records the order of deletes.
+/// write (so a paused tokio clock ages objects: the library's [`Stamped`]), and records the
+/// order of deletes.
 #[derive(Debug, Clone)]
 struct StoreClock {
-    clock: Arc<TestClock>,
-    stamps: Arc<Mutex<HashMap<Path, DateTime<Utc>>>>,
+    stamped: Arc<Stamped>,
     deleted: Arc<Mutex<Vec<Path>>>,
 }
 
@@ -44,8 +43,7 @@ impl StoreClock {
     /// `inner` with a fresh store clock, and the hook, to read its deletes from.
     fn over(inner: Arc<dyn ObjectStore>) -> (Arc<FaultStore>, Self) {
         let hook = Self {
-            clock: Arc::new(TestClock::new(origin())),
-            stamps: Arc::default(),
+            stamped: Arc::new(Stamped::new(Arc::new(TestClock::new(origin())))),
             deleted: Arc::default(),
         };
         (
@@ -67,16 +65,11 @@ impl StoreClock {
 #[async_trait]
 impl Hook for StoreClock {
     async fn committed(&self, path: &Path, landed: PutResult) -> object_store::Result<PutResult> {
-        let now = self.clock.now();
-        self.stamps.lock().unwrap().insert(path.clone(), now);
-        Ok(landed)
+        self.stamped.committed(path, landed).await
     }
 
-    fn meta(&self, mut meta: ObjectMeta) -> ObjectMeta {
-        if let Some(t) = self.stamps.lock().unwrap().get(&meta.location) {
-            meta.last_modified = *t;
-        }
-        meta
+    fn meta(&self, meta: ObjectMeta) -> ObjectMeta {
+        self.stamped.meta(meta)
     }
 
     fn deleting(&self, path: &Path) {
