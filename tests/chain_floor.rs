@@ -146,9 +146,10 @@ async fn chain_operations_are_at_the_floor(store: Arc<dyn ObjectStore>) {
         let before = a.counts();
         cur = write_ok(&m, Some(&cur), i).await;
         let d = a.counts().since(&before);
+        // The create, and a GET of slot 1: is there a chain created again above ours?
         assert_eq!(
-            (d.requests(), d.puts),
-            (1, 1),
+            (d.requests(), d.puts, d.gets),
+            (2, 1, 1),
             "uncontended write {i}: {d:?}"
         );
     }
@@ -198,8 +199,8 @@ async fn chain_operations_are_at_the_floor(store: Arc<dyn ObjectStore>) {
     assert_eq!(mine.snapshot.unwrap().body, 102);
     assert_eq!(
         b.counts().since(&before).requests(),
-        2,
-        "a reload (1 GET) and a write"
+        3,
+        "a reload (1 GET), a write and its read of slot 1"
     );
     // The writer's stale-by-one snapshot loses, and learns the head.
     match m.write(Some(&cur), 999).await.unwrap() {

@@ -124,6 +124,27 @@ async fn holder_renews_every_third_of_the_ttl() {
     lease.release().await.unwrap();
 }
 
+/// On the version chain an acquisition reads slot 1 after its create (a chain created again
+/// above it?), but a renewal hands out nothing new: one create, no read.
+#[tokio::test(start_paused = true)]
+async fn chain_renewals_are_one_create_and_an_acquisition_adds_one_read() {
+    let s = store();
+    let a = node(&s, "a", Strategy::VersionChain).await;
+    // Two rounds, so that the chain has versions beyond its first slot. The acquisition
+    // writes on what the release left known: its create and the read of slot 1.
+    acquire(&a).await.release().await.unwrap();
+    let before = a.faults.counts();
+    let lease = acquire(&a).await;
+    let d = a.faults.counts().since(&before);
+    assert_eq!((d.puts, d.gets, d.lists), (1, 1, 0), "acquire: {d:?}");
+    let before = a.faults.counts();
+    sleep(Duration::from_millis(10_100)).await;
+    let d = a.faults.counts().since(&before);
+    assert_eq!((d.puts, d.gets, d.lists), (1, 0, 0), "a renewal: {d:?}");
+    assert!(lease.is_held());
+    lease.release().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn holder_gives_up_at_last_renewal_sent_plus_ttl_minus_margin() {
     let s = store();

@@ -171,6 +171,45 @@ async fn should_give_a_higher_fencing_token_than_the_live_holder_after_the_lock_
     }
 }
 
+/// A node that knows a released lock's chain from moments ago (so it writes without
+/// listing) acquires it after the chain vanished and another node created it again at a
+/// higher floor. Its create lands in an empty slot of the old incarnation, below the new
+/// head: it must not come back holding a token below the one already handed out.
+#[tokio::test]
+async fn should_not_hand_a_stale_chain_writer_a_token_below_a_chain_created_again() {
+    for w in World::all() {
+        let a = w.node("a").await.locks(LeaseOptions::default()).unwrap();
+        for _ in 0..2 {
+            let Acquired::Acquired(l) = a.try_acquire(&name("db")).await.unwrap() else {
+                panic!("{}: a free lock", w.label)
+            };
+            l.release().await.unwrap();
+        }
+        w.later(1_000);
+        w.vanish("locks/db").await;
+        let b = w.node("b").await.locks(LeaseOptions::default()).unwrap();
+        let Acquired::Acquired(theirs) = b.try_acquire(&name("db")).await.unwrap() else {
+            panic!("{}: the lock's objects are gone, so it is free", w.label)
+        };
+        // a's knowledge of the released head is fresh: it acquires without a listing.
+        match a.try_acquire(&name("db")).await.unwrap() {
+            Acquired::Acquired(ours) => panic!(
+                "{}: a acquired with token {} while b holds {} (the chain created again)",
+                w.label,
+                ours.fencing_token(),
+                theirs.fencing_token()
+            ),
+            Acquired::Busy(busy) => assert_eq!(
+                (busy.holder.as_str(), busy.fencing_token),
+                ("b", theirs.fencing_token()),
+                "{}: busy with b's lease",
+                w.label
+            ),
+        }
+        theirs.release().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn should_number_a_turn_above_the_vanished_one() {
     for w in World::all() {

@@ -619,10 +619,15 @@ async fn raw_ops(b: &mut Bench<'_>, prefix: &str) -> Result<()> {
     Ok(())
 }
 
-/// The floors: `write` is one conditional write, `peek` one read that finds the manifest
-/// unchanged.
+/// The floors: `write` is one conditional write (a renewal or a release continues a claim
+/// with just that), `start` a write that starts something (an acquisition, a claim, an
+/// update: on the version chain the create and its read of slot 1, for a chain created
+/// again above it), `read_start` a read and such a write, `peek` one read that finds the
+/// manifest unchanged.
 struct Floors {
     write: &'static str,
+    start: &'static [&'static str],
+    read_start: &'static [&'static str],
     read: &'static str,
     peek: &'static str,
 }
@@ -631,12 +636,16 @@ fn floors(strategy: Strategy) -> Floors {
     match strategy {
         Strategy::EtagCas => Floors {
             write: RAW_REPLACE,
+            start: &[RAW_REPLACE],
+            read_start: &[RAW_GET, RAW_REPLACE],
             read: RAW_GET,
             peek: RAW_GET_304,
         },
         // A chain reads a recently known manifest by finding its next version absent.
         Strategy::VersionChain => Floors {
             write: RAW_CREATE,
+            start: &[RAW_CREATE, RAW_GET],
+            read_start: &[RAW_GET_ABSENT, RAW_CREATE, RAW_GET],
             read: RAW_GET_ABSENT,
             peek: RAW_GET_ABSENT,
         },
@@ -679,7 +688,7 @@ async fn cairn_ops(b: &mut Bench<'_>, prefix: &str, strategy: Strategy) -> Resul
     b.measure(
         "manifest write (known version)",
         s,
-        &[f.write],
+        f.start,
         none,
         |_| {
             let (m, cur) = (m2.clone(), cur2.clone());
@@ -687,6 +696,25 @@ async fn cairn_ops(b: &mut Bench<'_>, prefix: &str, strategy: Strategy) -> Resul
                 let known = cur.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let Written::Written(s) = m.write(Some(&known), known.body + 1).await? else {
                     return unexpected("an uncontended write conflicted");
+                };
+                *cur.lock().unwrap_or_else(|e| e.into_inner()) = s;
+                Ok(())
+            }
+        },
+    )
+    .await?;
+    let (m2, cur2) = (m.clone(), cur.clone());
+    b.measure(
+        "manifest renewal (continues a claim)",
+        s,
+        &[f.write],
+        none,
+        |_| {
+            let (m, cur) = (m2.clone(), cur2.clone());
+            async move {
+                let known = cur.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let Written::Written(s) = m.continue_claim(&known, known.body + 1).await? else {
+                    return unexpected("an uncontended renewal conflicted");
                 };
                 *cur.lock().unwrap_or_else(|e| e.into_inner()) = s;
                 Ok(())
@@ -707,7 +735,7 @@ async fn cairn_ops(b: &mut Bench<'_>, prefix: &str, strategy: Strategy) -> Resul
     b.measure(
         "manifest update (load + write)",
         s,
-        &[f.read, f.write],
+        f.read_start,
         none,
         |_| {
             let m = m2.clone();
@@ -779,7 +807,7 @@ async fn lock_ops(b: &mut Bench<'_>, c: &Cairn, strategy: Strategy) -> Result<()
     b.measure(
         "lock re-acquire (released lock)",
         s,
-        &[f.write],
+        f.start,
         |_| release(held.clone()),
         |_| acquire(locks.clone(), held.clone(), hot.clone()),
     )
@@ -849,7 +877,7 @@ async fn turn_and_view_ops(b: &mut Bench<'_>, c: &Cairn, strategy: Strategy) -> 
     b.measure(
         "turn claim, due (read + claim)",
         s,
-        &[f.read, f.write],
+        f.read_start,
         move |_| {
             let (c, day) = (c4.clone(), day.clone());
             async move {

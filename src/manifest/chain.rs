@@ -53,7 +53,8 @@
 //!    these many times over; NTP keeps the clock errors under a second.
 //!
 //! Hence, within F of t: (a) a create of n + 1 that succeeds is the head, with nothing
-//! above it, so the writer needs no verify listing (**one request a transition**), and it
+//! above it, so the writer needs no verify listing (**one request a transition**; one GET
+//! more for a write that starts something, see "When objects vanish"), and it
 //! knows n + 1 as the head from just before its create; (b) a GET of n + 1 answered 404
 //! proves nothing was written above n (**revalidation and reload are one GET**), and renews
 //! the knowledge; (c) when n + 1 is there it is the one legitimate incarnation, and a
@@ -75,6 +76,16 @@
 //! one listing per 5 min at the default, and from then on loses to the new incarnation.
 //! Within that bound the stale writer's transitions land below the new head, and its numbers
 //! (a fencing token) are below the new incarnation's, so a fenced resource refuses it.
+//!
+//! That bound suffices for writes that *continue* a claim the writer holds (a renewal, a
+//! heartbeat, a release: [`super::Manifest::continue_claim`]): they hand out nothing new.
+//! Every other write (an acquisition, a turn claim, a record or stream update) would hand
+//! out a number or report a write that readers never see, so after its create in slot
+//! `k ≥ 2` it reads slot 1 (one GET): a first version numbered above `k` there is a chain
+//! created again above ours, and our write is a conflict (`created_again_above`). A chain
+//! created again after that read lists first (a creator that knows the chain as empty from
+//! before our create skips the listing, but then draws a floor above our number), so a
+//! number handed out later is always the higher one.
 //!
 //! Knowledge older than F (a node that slept, a cold start) takes the listing paths, which
 //! need no timing assumption. A node configured with a shorter `gc_min_age` than the rest of
@@ -572,6 +583,13 @@ impl VersionChain {
             }
             CreateOutcome::Created { .. } => {}
         }
+        if next.after.is_some() && !next.continues {
+            if let Some(head) = self.created_again_above(m, next.version).await? {
+                warn!(key = %key, ours = next.version, head = head.version, "the chain was created again above our write (its objects were deleted under us); treating as a conflict");
+                self.heads.forget(&m.base);
+                return Ok(Wrote::Conflict(Some(head)));
+            }
+        }
         let ours = Object {
             key: key.clone(),
             bytes,
@@ -630,6 +648,34 @@ impl VersionChain {
             }
         }
         Ok(Wrote::Written { etag: None, seen })
+    }
+
+    /// After our create of `version` in its own slot (k ≥ 2): is slot 1 holding a first
+    /// version numbered above ours? Then the chain vanished under us (a lifecycle rule, an
+    /// operator's `rm`: not collection, which never removes the newest) and another node
+    /// created it again at a higher floor, so our version is an orphan below the new head
+    /// and must not stand: a write that hands out a number (a fencing token, a turn) would
+    /// otherwise hand out one below a number already handed out. One GET. A chain created
+    /// again *after* this read finds ours when it lists (a creator lists unless it knows the
+    /// chain as empty since before our create, and then it numbers above us): the later
+    /// number is still the higher. `Some(head)`: the new head, as a cold load finds it.
+    async fn created_again_above(
+        &self,
+        m: &RawManifest,
+        version: u64,
+    ) -> Result<Option<Snapshot<RawBody>>> {
+        let Some((first, _)) = read_version(m, FIRST_SLOT).await? else {
+            return Ok(None);
+        };
+        if first.version <= version {
+            return Ok(None);
+        }
+        self.heads.forget(&m.base);
+        match self.load_listed(m).await? {
+            Some(head) => Ok(Some(head)),
+            // Vanished again meanwhile: report what we read.
+            None => Ok(Some(first)),
+        }
     }
 
     async fn revalidate(&self, m: &RawManifest, known: Header<'_>) -> Result<Revalidated<RawBody>> {

@@ -134,7 +134,7 @@ where
     T: ClaimBody + Serialize + DeserializeOwned + Clone + Send + Sync,
 {
     for _ in 0..CLOSE_ATTEMPTS {
-        match m.write(Some(&ours), closing(&ours.body)).await? {
+        match m.continue_claim(&ours, closing(&ours.body)).await? {
             Written::Written(stored) => return Ok(Closed::Written(stored)),
             Written::Conflict(Some(latest)) if own_late_write(&ours, &latest) => ours = latest,
             Written::Conflict(None) => return Ok(Closed::Beaten { ours, latest: None }),
@@ -473,7 +473,7 @@ pub async fn keep<T, K>(
         };
         let sent = clock.monotonic();
         let sent_boot = crate::clock::after(sent, clock.suspended());
-        let write = m.write(Some(&current), body);
+        let write = m.continue_claim(&current, body);
         let cut_short = k.cut_short();
         let stop = async {
             if cut_short {

@@ -370,6 +370,20 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         self.write_as(current, version, body).await
     }
 
+    /// [`Manifest::write`] of a version that continues a claim this client holds on
+    /// `current` (a renewal, a heartbeat, a closing write): it starts nothing and hands out
+    /// no new number, so the version chain writes it without checking for a chain created
+    /// again under it (one request, as etag CAS). Crate-internal: only the held-claim core
+    /// and membership continue claims.
+    pub(crate) async fn continue_claim(
+        &self,
+        current: &Snapshot<T>,
+        body: T,
+    ) -> Result<Written<T>> {
+        let version = self.next_version(Some(current))?;
+        self.write_draft(Some(current), version, body, true).await
+    }
+
     /// The version a write after `current` takes: `current`'s + 1, or for the first version
     /// (`None`) the floor of now ([`Manifests::first_number`]), so that a manifest created
     /// again after its objects vanished numbers above its earlier incarnation. A caller that
@@ -386,12 +400,22 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// `current`. A version that does not follow `current` (not its + 1, or 0 for a first
     /// version) is refused before any request, as [`Error::Corrupt`] of the key: writing it
     /// would break the manifest's order.
-    #[tracing::instrument(level = "debug", skip_all, fields(key = %self.raw.base, version))]
     pub(crate) async fn write_as(
         &self,
         current: Option<&Snapshot<T>>,
         version: u64,
         body: T,
+    ) -> Result<Written<T>> {
+        self.write_draft(current, version, body, false).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(key = %self.raw.base, version))]
+    async fn write_draft(
+        &self,
+        current: Option<&Snapshot<T>>,
+        version: u64,
+        body: T,
+        continues: bool,
     ) -> Result<Written<T>> {
         let ctx = &self.raw.ctx;
         let in_order = match current {
@@ -424,6 +448,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
             version,
             write_id: &next.write_id,
             bytes: envelope::encode(self.raw.kind, &next)?,
+            continues,
         };
         // The prefix's protocol record still says what this handle obeys (revalidated when
         // due; see `store::protocol::ProtocolWatch`).

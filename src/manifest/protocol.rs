@@ -115,6 +115,11 @@ pub(crate) struct Draft<'a> {
     pub(crate) write_id: &'a str,
     /// The whole document ([`super::envelope::encode`]).
     pub(crate) bytes: Bytes,
+    /// The write continues a claim this client holds on `after` (a renewal, a heartbeat, a
+    /// release), rather than starting something: it hands out no new number. The version
+    /// chain skips its check for a chain created again under the write for these (see
+    /// `chain`'s module docs, "When objects vanish").
+    pub(crate) continues: bool,
 }
 
 /// What a strategy's write did.
