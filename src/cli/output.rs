@@ -80,7 +80,12 @@ pub fn stderr_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let message = args.to_string();
     let escaped: Vec<Cow<'_, str>> = message.split('\n').map(text).collect();
-    let _ = writeln!(std::io::stderr().lock(), "{}", escaped.join("\n"));
+    // One write of the whole line: stderr is unbuffered, and `writeln!` would send the text
+    // and its line break apart, so that another process writing to the same stderr (the
+    // guard, COMMAND) could land between them.
+    let mut line = escaped.join("\n");
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// `eprintln!` that never panics: a line for people on stderr, lost if stderr is closed.
