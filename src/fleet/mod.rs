@@ -1399,11 +1399,13 @@ async fn operator(ctx: Arc<Ctx>) {
 async fn lifecycle(ctx: Arc<Ctx>) {
     // On the version chain only the protocol record is deleted. A chain is many objects,
     // and a node that knows a chain's head writes the next version without listing (for up
-    // to half of `gc_min_age`): when a deletion leaves part of the old chain, or a node
-    // extends it while a new incarnation starts beside it, two lines of versions coexist
-    // until that node lists again, and both may hold the lock or run a turn. Fencing still
-    // refuses the older line's tokens; closing that window is open work (README, "Lifecycle
-    // rules"). Etag CAS keeps one object, whose replace fails once it is deleted.
+    // to half of `gc_min_age`). A write that starts something checks for a chain created
+    // again above it (`chain::created_again_above`), but when the newest version itself is
+    // deleted, a node that knew the one before re-creates it: the same number twice, and no
+    // object left to tell. With the lock's and the turn's objects deleted as below, 38 of 40
+    // seeds of the short memory torture broke the token and turn invariants (2026-12-06).
+    // That is open work (README, "Lifecycle rules"). Etag CAS keeps one object, whose replace
+    // fails once it is deleted.
     let plan: &[(u32, &str)] = match ctx.strategy {
         Strategy::EtagCas => &[
             (45, "lock"),
