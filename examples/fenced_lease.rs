@@ -3,51 +3,34 @@
 //! Node A holds the compaction lock and starts a write, which then stalls (a GC pause, a
 //! slow disk, a network partition: here A's link to the bucket is cut). A cannot renew: it
 //! gives its lease up at its own deadline, and node B takes the lock over once A's lease
-//! can no longer be in use, with a higher fencing token. B writes. Then A's stalled write
-//! finally arrives, carrying A's old token: the resource refuses it, because it has seen a
-//! higher one. Without the token it would have overwritten B's work.
+//! can no longer be in use, with a higher fencing token. B writes. Then A's link comes back
+//! and its stalled write finally arrives, carrying A's old token: the resource refuses it,
+//! because a higher token has written it. Without the token it would have overwritten B's
+//! work.
+//!
+//! The resource is a fenced object in the same bucket (`cairn::fenced`): every write
+//! carries the writer's token and is a compare-and-swap refused once a higher token has
+//! written. (A database does the same with `WHERE token <= $1`.)
 //!
 //! A 2 s ttl instead of the default 30 s keeps the demo short. A `FaultStore` (cairn's
 //! `test-util` feature) plays the cut link.
 //!
 //! Runs on an in-memory store: `cargo run --example fenced_lease`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use cairn::fenced::FencedWrite;
 use cairn::store::fault::{Fault, FaultStore, Op, Rule};
-use cairn::{Acquired, Cairn, FencingToken, LeaseOptions, LossReason, Name};
+use cairn::{Acquired, Cairn, LeaseOptions, LossReason, Name};
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
-
-/// The protected resource: it remembers the highest token it has seen and refuses writes
-/// carrying a lower one. (An object store can do the same with a conditional write of a
-/// record holding the token; a database with `WHERE token <= $1`.)
-#[derive(Default)]
-struct Compacted {
-    highest: Option<FencingToken>,
-    segments: Vec<String>,
-}
-
-impl Compacted {
-    fn write(&mut self, token: FencingToken, segment: &str) -> Result<(), String> {
-        if self.highest.is_some_and(|h| token < h) {
-            return Err(format!(
-                "token {token} is older than {}",
-                self.highest.unwrap_or(token)
-            ));
-        }
-        self.highest = Some(token);
-        self.segments.push(format!("{segment} (token {token})"));
-        Ok(())
-    }
-}
 
 #[tokio::main]
 async fn main() -> cairn::Result<()> {
     let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let resource = Arc::new(Mutex::new(Compacted::default()));
     let lock = Name::new("compaction")?;
+    let segments = Name::new("compacted-segments")?;
     let options = LeaseOptions::with_ttl(Duration::from_secs(2));
 
     let a_link = Arc::new(FaultStore::new(Arc::clone(&bucket), 1));
@@ -60,34 +43,32 @@ async fn main() -> cairn::Result<()> {
         .build()
         .await?;
     let (a_locks, b_locks) = (a.locks(options.clone())?, b.locks(options)?);
+    let (a_segments, b_segments) = (
+        a.fenced::<Vec<String>>(&segments),
+        b.fenced::<Vec<String>>(&segments),
+    );
+    let append = |token, segment: &str| {
+        let segment = format!("{segment} (token {token})");
+        move |current: Option<&Vec<String>>| {
+            let mut all = current.cloned().unwrap_or_default();
+            all.push(segment.clone());
+            all
+        }
+    };
 
     let Acquired::Acquired(lease_a) = a_locks.try_acquire(&lock).await? else {
         panic!("nobody holds the lock yet")
     };
     let token_a = lease_a.fencing_token();
     println!("node-a holds the lock with token {token_a}");
-    resource
-        .lock()
-        .unwrap()
-        .write(token_a, "segment-1 by node-a")
-        .expect("fresh token");
+    let wrote = a_segments
+        .update(token_a, append(token_a, "segment-1 by node-a"))
+        .await?;
+    assert!(matches!(wrote, FencedWrite::Written(_)), "a fresh token");
 
     // node-a starts its next write, and stalls; meanwhile its link to the bucket is cut.
     a_link.add(Rule::always(Op::Put, "", Fault::FailBeforeCommit));
     a_link.add(Rule::always(Op::Get, "", Fault::FailBeforeCommit));
-    let (b_wrote, pause_ends) = tokio::sync::oneshot::channel::<()>();
-    let stalled = tokio::spawn({
-        let resource = Arc::clone(&resource);
-        async move {
-            let _ = pause_ends.await; // the pause lasts until node-b has written
-            let late = resource
-                .lock()
-                .unwrap()
-                .write(token_a, "segment-2 by node-a");
-            println!("node-a's stalled write arrives with token {token_a}: {late:?}");
-            late
-        }
-    });
 
     let reason = match lease_a.lost().await {
         LossReason::Unavailable { .. } => "its renewals failed until then".to_string(),
@@ -103,23 +84,29 @@ async fn main() -> cairn::Result<()> {
     let token_b = lease_b.fencing_token();
     println!("node-b took over with token {token_b}");
     assert!(token_b > token_a);
-    let wrote = resource
-        .lock()
-        .unwrap()
-        .write(token_b, "segment-2 by node-b");
-    wrote.expect("the newest token");
-    let _ = b_wrote.send(());
+    let wrote = b_segments
+        .update(token_b, append(token_b, "segment-2 by node-b"))
+        .await?;
+    assert!(matches!(wrote, FencedWrite::Written(_)), "the newest token");
 
-    let late = stalled.await.expect("node-a's task");
-    assert!(late.is_err(), "the stale token was refused");
+    // node-a's link comes back, and its stalled write arrives with its old token.
+    a_link.clear();
+    let late = a_segments
+        .update(token_a, append(token_a, "segment-2 by node-a"))
+        .await?;
+    println!("node-a's stalled write arrives with token {token_a}: {late:?}");
+    assert_eq!(late, FencedWrite::Refused { token: token_b });
+
     lease_b.release().await?;
     // node-a learns, when it tries to release, that its work may have overlapped another's.
     let released = lease_a.release().await;
     assert!(matches!(released, Err(cairn::Error::LeaseLost { .. })));
     println!("node-a's release: refused, the lease was lost");
+    let stored = b_segments.read().await?.expect("written");
     println!(
-        "the resource holds: {:?}",
-        resource.lock().unwrap().segments
+        "the bucket holds, under token {}: {:?}",
+        stored.token, stored.value
     );
+    assert_eq!(stored.value.len(), 2);
     Ok(())
 }

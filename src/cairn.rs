@@ -375,6 +375,15 @@ impl Cairn {
         crate::record::Records::new(Arc::clone(&self.manifests))
     }
 
+    /// The fenced object `app/<name>/` ([`crate::fenced`]): the embedder's own small value,
+    /// written only under a fencing token no lower than any that has written it. No request.
+    pub fn fenced<T: Serialize + DeserializeOwned + Clone + Send + Sync>(
+        &self,
+        name: &Name,
+    ) -> crate::fenced::Fenced<T> {
+        crate::fenced::Fenced::new(&self.manifests, name)
+    }
+
     /// The turns client, with these options.
     pub fn turns(&self, options: crate::turn::TurnOptions) -> crate::turn::Turns {
         crate::turn::Turns::new(Arc::clone(&self.manifests), options)

@@ -125,6 +125,7 @@ pub async fn collect(
     };
     g.plain(Family::Stream, crate::stream::KIND).await?;
     g.plain(Family::Turn, crate::turn::KIND).await?;
+    g.plain(Family::App, crate::fenced::KIND).await?;
     g.locks().await?;
     g.records().await?;
     g.members().await?;

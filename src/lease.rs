@@ -67,7 +67,10 @@ use crate::store::{Name, WriteId};
 pub const KIND: &str = "lock";
 
 /// A lease's fencing token: the manifest version it was acquired at. Strictly increasing
-/// across holders, never reused.
+/// across holders, never reused, but not consecutive: renewals and releases write versions
+/// too, so the next holder's token is usually several above the last. Guard a resource with
+/// it by comparing (refuse a write whose token is below the highest seen), never by
+/// expecting the next number; [`crate::fenced`] does this for objects in the bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FencingToken(pub u64);

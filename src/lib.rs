@@ -125,6 +125,7 @@ pub mod cache;
 mod cairn;
 pub mod clock;
 pub mod error;
+pub mod fenced;
 pub mod gc;
 pub mod lease;
 pub mod log;
@@ -142,6 +143,7 @@ pub use crate::cairn::{default_node_id, node_id_with_pid, Cairn, CairnBuilder, S
 pub use clock::TestClock;
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
+pub use fenced::{Fenced, FencedWrite};
 pub use lease::{Acquired, FencingToken, Lease, LeaseOptions, Locks, LossReason};
 pub use manifest::{Manifest, ManifestOptions, Snapshot, Strategy};
 pub use store::probe::Capabilities;

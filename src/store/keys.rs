@@ -62,6 +62,8 @@ pub enum Family {
     Member,
     /// Test and benchmark manifests (`scratch/`).
     Scratch,
+    /// The embedder's fenced objects (`app/`, [`crate::fenced`]).
+    App,
 }
 
 impl Family {
@@ -73,6 +75,7 @@ impl Family {
             Family::Turn => "turns",
             Family::Member => "members",
             Family::Scratch => "scratch",
+            Family::App => "app",
         }
         .to_string())
     }
