@@ -303,9 +303,17 @@ impl Cairn {
     }
 
     /// Starts building a handle on the store a URL names (`s3://bucket/prefix`,
-    /// `file:///path`, `memory://`).
+    /// `file:///path`, `memory://`). A `file://` directory that does not exist is
+    /// [`Error::NoStore`] (nothing is created): [`Cairn::open_with`] with
+    /// [`url::OpenOptions::create`] creates it.
     pub async fn open(store_url: &str) -> Result<CairnBuilder> {
         Ok(Self::opened(url::open(store_url).await?))
+    }
+
+    /// [`Cairn::open`] as `options` say (create a missing `file://` directory, the request
+    /// timeout of an `s3://` store).
+    pub async fn open_with(store_url: &str, options: &url::OpenOptions) -> Result<CairnBuilder> {
+        Ok(Self::opened(url::open_with(store_url, options).await?))
     }
 
     /// Starts building a handle on a store opened with [`url::open_with`]; requests name

@@ -394,8 +394,7 @@ fn unavailable(operation: &str, key: &str, source: &object_store::Error) -> Stri
 fn no_store(named: Option<&str>, looked_in: &[std::path::PathBuf]) -> String {
     match named {
         Some(url) => format!(
-            "no cairn store at {url}: the directory does not exist (a command that writes \
-             creates it)"
+            "no cairn store at {url}: the directory does not exist, and nothing was created"
         ),
         None => {
             let shown: Vec<String> = looked_in.iter().map(|p| p.display().to_string()).collect();

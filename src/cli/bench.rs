@@ -41,7 +41,12 @@ impl Progress for Bar {
 
 /// Runs the benchmark against `store_url` and prints the result.
 pub async fn run(store_url: &str, strategy: StrategyArg, a: &BenchArgs, json: bool) -> Result<i32> {
-    let opened = url::open(store_url).await?;
+    // Asked to run here: a missing directory is created, as by the writing commands.
+    let create = url::OpenOptions {
+        create: true,
+        ..Default::default()
+    };
+    let opened = url::open_with(store_url, &create).await?;
     if a.membership {
         return membership(store_url, opened, a, json).await;
     }

@@ -54,7 +54,12 @@ pub async fn run(
     if a.processes > 0 && location == Location::Memory {
         return Err(unreachable_by_children(store_url));
     }
-    let opened = url::open(store_url).await?;
+    // Asked to run here: a missing directory is created, as by the writing commands.
+    let create = url::OpenOptions {
+        create: true,
+        ..Default::default()
+    };
+    let opened = url::open_with(store_url, &create).await?;
     // A fresh prefix per run: a run's checks judge only what it did itself.
     let run_id = format!(
         "{}-s{}",

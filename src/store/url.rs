@@ -74,9 +74,10 @@ impl Opened {
 /// How [`open_with`] opens a store.
 #[derive(Debug, Clone)]
 pub struct OpenOptions {
-    /// Create a `file://` URL's directory when it does not exist. Default: yes. Commands
-    /// that only look open with `false`: a missing directory is then [`Error::NoStore`],
-    /// and nothing is created.
+    /// Create a `file://` URL's directory when it does not exist. Default: no: a missing
+    /// directory is [`Error::NoStore`] and nothing is created, so that a typo in a path
+    /// does not leave a node coordinating alone in a directory of its own. The CLI's
+    /// writing commands create it, as `mkdir -p` would.
     pub create: bool,
     /// The longest one request to an `s3://` store may take: the HTTP client's timeout, and
     /// the time within which object_store retries a failed attempt. Default 10 s, as
@@ -89,7 +90,7 @@ pub struct OpenOptions {
 impl Default for OpenOptions {
     fn default() -> Self {
         Self {
-            create: true,
+            create: false,
             timeout: Duration::from_secs(10),
         }
     }
@@ -100,7 +101,8 @@ impl Default for OpenOptions {
 #[cfg(feature = "aws")]
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Opens the store a URL names, creating a `file://` directory that does not exist yet.
+/// Opens the store a URL names. A `file://` directory that does not exist is
+/// [`Error::NoStore`]; [`open_with`] and [`OpenOptions::create`] create it.
 pub async fn open(url: &str) -> Result<Opened> {
     open_with(url, &OpenOptions::default()).await
 }
