@@ -39,3 +39,22 @@ export CAIRN_RGW_ENDPOINT=${CAIRN_RGW_ENDPOINT:-http://127.0.0.1:7480}
 
 cargo build --locked --all-targets
 cargo test --locked "$@"
+
+# The library without the CLI also builds against object_store 0.13 (Cargo.toml allows
+# 0.13.2 up to 0.14), so an embedder on 0.13 can hand cairn its store: a copy of the tree with
+# the lockfile moved to 0.13.2 runs the conformance suite and the fenced-data tests on memory,
+# the filesystem and LocalStack. (The `cli` feature needs 0.14.)
+if [ $# -eq 0 ]; then
+  os13=$(mktemp -d)
+  trap 'rm -rf "$os13"; "$here/stop.sh"' EXIT
+  cp -r Cargo.toml Cargo.lock src tests examples "$os13/"
+  [ -d benches ] && cp -r benches "$os13/"
+  (
+    cd "$os13"
+    cargo update --quiet -p object_store --precise 0.13.2
+    grep -A1 '^name = "object_store"' Cargo.lock | grep -q '"0.13.2"'
+    flags=(--no-default-features --features aws,test-util --target-dir "$here/../target/os13")
+    cargo test "${flags[@]}" --test conformance -- memory_ fs_ localstack_
+    cargo test "${flags[@]}" --test fenced
+  )
+fi

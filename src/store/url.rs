@@ -101,6 +101,23 @@ impl Default for OpenOptions {
 #[cfg(feature = "aws")]
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The HTTP client's options for an `s3://` store.
+#[cfg(feature = "aws")]
+fn client_options(timeout: Duration, plain_http: bool) -> ClientOptions {
+    let options = ClientOptions::new()
+        .with_timeout(timeout)
+        .with_connect_timeout(timeout.min(CONNECT_TIMEOUT));
+    // Plain HTTP never needs a root certificate: not loading them saves a read of every file
+    // under /etc/ssl/certs on each start, which a short-lived CLI command notices. The option
+    // is object_store 0.14's; the library also builds against 0.13 (without `cli`, which
+    // requires 0.14), where every client loads them.
+    #[cfg(feature = "cli")]
+    let options = options.with_no_system_certificates(plain_http);
+    #[cfg(not(feature = "cli"))]
+    let _ = plain_http;
+    options
+}
+
 /// Opens the store a URL names. A `file://` directory that does not exist is
 /// [`Error::NoStore`]; [`open_with`] and [`OpenOptions::create`] create it.
 pub async fn open(url: &str) -> Result<Opened> {
@@ -319,8 +336,6 @@ async fn open_s3(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened
                 (endpoint, region, sdk.credentials_provider())
             }
         };
-    // Plain HTTP never needs a root certificate: not loading them saves a read of every
-    // file under /etc/ssl/certs on each start.
     let plain_http = endpoint
         .as_deref()
         .is_some_and(|e| e.starts_with("http://"));
@@ -340,12 +355,7 @@ async fn open_s3(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened
             ..Default::default()
         })
         // Set before `with_allow_http`: `with_client_options` replaces every client option.
-        .with_client_options(
-            ClientOptions::new()
-                .with_timeout(timeout)
-                .with_connect_timeout(timeout.min(CONNECT_TIMEOUT))
-                .with_no_system_certificates(plain_http),
-        );
+        .with_client_options(client_options(timeout, plain_http));
     if let Some(endpoint) = endpoint {
         builder = builder
             .with_endpoint(endpoint)
