@@ -219,6 +219,11 @@ impl CairnBuilder {
         };
         let protocol = match record {
             Some((p, etag)) => {
+                // The store's `If-Match` form, as the prefix's record says it: no search at
+                // the first replace (see `store::protocol`).
+                if let Some(form) = p.if_match_form {
+                    store.adopt_if_match_form(form);
+                }
                 // Only a handle that coordinates watches the record it obeys.
                 if !self.observer {
                     store.watch_protocol(ProtocolWatch::new(
@@ -227,6 +232,15 @@ impl CairnBuilder {
                         Arc::clone(&self.clock),
                         self.watch,
                     ));
+                    // A record of an earlier build, found while this node probed (it lost
+                    // the race to create one): this node completes it with the form found.
+                    let probed = capabilities.as_ref().filter(|c| c.replace_if_match);
+                    if let (None, Some(form)) =
+                        (p.if_match_form, probed.and_then(|c| c.if_match_form))
+                    {
+                        let seed = WriteId::random(&mut rng);
+                        store.complete_protocol(form, &seed).await;
+                    }
                 }
                 Some(p)
             }

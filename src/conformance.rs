@@ -451,10 +451,12 @@ pub async fn ambiguous_writes_resolve_by_write_id(
             } else {
                 None
             };
+            // On the manifest's own keys: not on the clock check a first version's floor
+            // takes (`Manifests::floor_time`), which fails on its own.
             let rule = if times == u64::MAX {
-                Rule::always(Op::Put, "", fault)
+                Rule::always(Op::Put, &name, fault)
             } else {
-                Rule::times(Op::Put, "", fault, times)
+                Rule::times(Op::Put, &name, fault, times)
             };
             faulty.add(rule);
             let result = m.write(current.as_ref(), format!("{label}-{phase}")).await;
@@ -491,8 +493,9 @@ pub async fn unverifiable_write_is_ambiguous(ns: Namespace, strategy: Strategy) 
         .cairn_with("author", strategy, faulty.clone(), |b| b)
         .await;
     let m = c.manifest::<u8>(KIND, base("unverifiable"));
-    faulty.add(Rule::always(Op::Put, "", Fault::CommitThenFail));
-    faulty.add(Rule::always(Op::Get, "", Fault::Status(503)));
+    // On the manifest's keys, not on the clock check its floor takes first.
+    faulty.add(Rule::always(Op::Put, "unverifiable", Fault::CommitThenFail));
+    faulty.add(Rule::always(Op::Get, "unverifiable", Fault::Status(503)));
     match m.create(1).await {
         Err(Error::Ambiguous { .. }) => {}
         other => panic!("expected Ambiguous, got {other:?}"),

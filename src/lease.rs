@@ -635,7 +635,7 @@ impl Locks {
                 Some(c) => clock::next_number(m.key(), "fencing token", c.version)?,
                 // A lock created afresh (also after its objects vanished) starts at the floor
                 // of now, above every token its earlier incarnation gave (`clock::floor`).
-                None => m.next_version(None)?,
+                None => m.next_version(None).await?,
             });
             let now = clock.now();
             let record = LockRecord {

@@ -115,6 +115,7 @@ impl EventLog {
         let opts = self.manifests.options();
         let mut backoff = Backoff::new(opts.backoff_initial, opts.backoff_max);
         let folder = keys::log_topic(topic);
+        crate::manifest::envelope::check_body_size(KIND, &event)?;
         let after = |newest: u64| next_number(&folder, "sequence", newest);
         let store = self.manifests.store();
         let known = match self.tail_hint(topic) {
@@ -183,7 +184,7 @@ impl EventLog {
         let folder = keys::log_topic(topic);
         Ok(match self.newest(topic).await? {
             Some(n) => (next_number(&folder, "sequence", n)?, false),
-            None => (self.manifests.first_number(&folder)?, true),
+            None => (self.manifests.first_number(&folder).await?, true),
         })
     }
 

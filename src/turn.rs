@@ -644,7 +644,7 @@ impl Turns {
             // first turn from the floor of now, above every turn of an earlier incarnation
             // (`clock::floor`).
             None => (
-                self.collection.manifests().first_number(m.key())?,
+                self.collection.manifests().first_number(m.key()).await?,
                 clock::millis(self.options.window),
                 clock::millis(self.options.jitter),
             ),

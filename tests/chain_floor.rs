@@ -230,6 +230,15 @@ async fn should_create_a_manifest_known_absent_in_one_request() {
     assert!(m.load().await.unwrap().is_none());
     let before = a.counts();
     write_ok(&m, None, 1).await;
+    // The process's first fresh create checks the clock first (a PUT and a HEAD of
+    // `_cairn/clock.json`), to floor its first version on the store's time.
+    let d = a.counts().since(&before);
+    assert_eq!((d.requests(), d.puts, d.gets), (3, 2, 1), "{d:?}");
+    // Later ones reuse that check: one request.
+    let m = a.manifest("fresher");
+    assert!(m.load().await.unwrap().is_none());
+    let before = a.counts();
+    write_ok(&m, None, 1).await;
     assert_eq!(a.counts().since(&before).requests(), 1);
 }
 

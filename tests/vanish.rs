@@ -96,12 +96,24 @@ impl World {
     }
 
     async fn node_with(&self, name: &str, options: ManifestOptions) -> Cairn {
+        self.node_on(name, options, self.clock.clone()).await
+    }
+
+    /// A node whose wall clock runs `behind_ms` behind everyone else's (and the store's).
+    async fn node_behind(&self, name: &str, behind_ms: i64) -> Cairn {
+        let clock = Arc::new(TestClock::new(origin()));
+        let skew = self.skew_ms.load(Ordering::SeqCst) - behind_ms;
+        clock.set_skew(chrono::Duration::milliseconds(skew));
+        self.node_on(name, ManifestOptions::default(), clock).await
+    }
+
+    async fn node_on(&self, name: &str, options: ManifestOptions, clock: Arc<TestClock>) -> Cairn {
         Cairn::builder(Arc::clone(&self.store))
             .prefix(PREFIX)
             .node(name)
             .unwrap()
             .seed(name.len() as u64)
-            .clock(self.clock.clone())
+            .clock(clock)
             .strategy(StrategyChoice::Fixed(self.strategy))
             .manifest_options(options)
             .build()
@@ -208,6 +220,103 @@ async fn should_not_hand_a_stale_chain_writer_a_token_below_a_chain_created_agai
         }
         theirs.release().await.unwrap();
     }
+}
+
+/// A fresh process whose wall clock runs a minute behind creates the vanished lock, and a
+/// vanished log topic, afresh: it floors on the store's clock (a clock check first, two
+/// requests), not on its own, so its token is above the live holder's and its sequence above
+/// the vanished ones.
+#[tokio::test]
+async fn should_floor_above_the_vanished_numbers_from_a_node_whose_clock_runs_behind() {
+    for w in World::all() {
+        let a = w.node("a").await;
+        let locks = a.locks(LeaseOptions::default()).unwrap();
+        let Acquired::Acquired(held) = locks.try_acquire(&name("db")).await.unwrap() else {
+            panic!("{}: a free lock", w.label)
+        };
+        let live = held.fencing_token();
+        let topic = name("deploys");
+        let last = a
+            .event_log()
+            .append(&topic, json!({ "i": 0 }))
+            .await
+            .unwrap();
+
+        // Past the store's time resolution, which real stores truncate to.
+        w.later(2_000);
+        w.vanish("locks/db").await;
+        w.vanish("log/deploys").await;
+
+        let b = w.node_behind("b", 60_000).await;
+        let Acquired::Acquired(theirs) = b
+            .locks(LeaseOptions::default())
+            .unwrap()
+            .try_acquire(&name("db"))
+            .await
+            .unwrap()
+        else {
+            panic!("{}: the lock's objects are gone, so it is free", w.label)
+        };
+        assert!(
+            theirs.fencing_token() > live,
+            "{}: a node a minute behind created the lock again with token {} while a holds {live}",
+            w.label,
+            theirs.fencing_token()
+        );
+        let next = b
+            .event_log()
+            .append(&topic, json!({ "i": 1 }))
+            .await
+            .unwrap();
+        assert!(
+            next > last,
+            "{}: a node a minute behind appended {next} after {last} vanished",
+            w.label
+        );
+        theirs.release().await.unwrap();
+        drop(held);
+    }
+}
+
+/// A fresh create that cannot make its clock check (here the store refuses the clock object's
+/// PUT, as read-only or narrower credentials would) is refused with the store's error and
+/// writes nothing: flooring on the wall clock instead could rewind the lock's tokens.
+#[tokio::test]
+async fn should_refuse_a_fresh_create_without_a_clock_check() {
+    use cairn::store::fault::{Fault, FaultStore, Op, Rule};
+    let w = World::memory(Strategy::EtagCas, "memory/etag");
+    let faults = Arc::new(FaultStore::new(Arc::clone(&w.store), 0));
+    faults.add(Rule::always(
+        Op::Put,
+        "_cairn/clock.json",
+        Fault::Status(403),
+    ));
+    let node = Cairn::builder(faults.clone())
+        .prefix(PREFIX)
+        .node("ro")
+        .unwrap()
+        .clock(w.clock.clone())
+        .strategy(StrategyChoice::Fixed(w.strategy))
+        .build()
+        .await
+        .expect("build");
+    let locks = node.locks(LeaseOptions::default()).unwrap();
+    let before = faults.counts();
+    match locks.try_acquire(&name("db")).await {
+        Err(e) => assert!(e.to_string().contains("clock.json"), "{e}"),
+        Ok(other) => panic!("created on the wall clock: {other:?}"),
+    }
+    let d = faults.counts().since(&before);
+    assert_eq!(d.puts, 1, "only the clock object's PUT was tried: {d:?}");
+    assert!(
+        w.store
+            .list(Some(&Path::from(format!("{PREFIX}/locks"))))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing was written"
+    );
 }
 
 #[tokio::test]
@@ -383,7 +492,13 @@ async fn should_keep_counting_an_old_manifest_from_its_small_version() {
         // A clock before the epoch floors at 1: what every release before floors wrote.
         let epoch = Arc::new(TestClock::new(DateTime::UNIX_EPOCH));
         epoch.set_skew(chrono::Duration::hours(-1));
-        let old = Cairn::builder(Arc::clone(&w.store))
+        // Its store's clock reads the same (floors are drawn on the store's timeline).
+        let at_epoch: Arc<dyn ObjectStore> = Arc::new(cairn::store::fault::FaultStore::stamped(
+            Arc::clone(&w.store),
+            0,
+            epoch.clone(),
+        ));
+        let old = Cairn::builder(at_epoch)
             .prefix(PREFIX)
             .node("old")
             .unwrap()

@@ -106,6 +106,43 @@ struct In {
     body: serde_json::Value,
 }
 
+/// Refuses `body` with [`Error::Encode`] when it alone is larger than [`MAX_OBJECT_BYTES`],
+/// without keeping its encoding: what a first write checks before the clock check its floor
+/// may take ([`crate::manifest::Manifests::floor_time`]), so that an oversized value is still
+/// refused before any request. The envelope around it is checked by [`encode`].
+pub(crate) fn check_body_size<T: Serialize>(kind: &str, body: &T) -> Result<()> {
+    /// Counts bytes, and stops the encoding once past the limit.
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = u64::try_from(buf.len()).unwrap_or(u64::MAX);
+            self.0 = self.0.saturating_add(n);
+            if self.0 > MAX_OBJECT_BYTES {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, body) {
+        Ok(()) => Ok(()),
+        Err(_) if count.0 > MAX_OBJECT_BYTES => Err(Error::Encode {
+            what: "manifest",
+            source: serde::ser::Error::custom(format!(
+                "{kind} of more than {MAX_OBJECT_BYTES} bytes exceeds the 1 MiB limit for a \
+                 cairn manifest (MAX_OBJECT_BYTES = {MAX_OBJECT_BYTES})"
+            )),
+        }),
+        Err(source) => Err(Error::Encode {
+            what: "manifest",
+            source,
+        }),
+    }
+}
+
 /// Encodes one version. A document larger than [`MAX_OBJECT_BYTES`] (a caller's oversized
 /// value: stream metadata, a record value, a log event) is refused with [`Error::Encode`]
 /// before any request: no reader would accept it.

@@ -178,24 +178,42 @@ impl Manifests {
         &self.clock
     }
 
-    /// The time a number created afresh is floored at ([`crate::clock::floor`]): the later
-    /// of this node's wall clock and the store's time as this node's last clock check vouches
-    /// for it ([`crate::store::time`]; no request is made here). Nodes that have checked
-    /// their clocks floor on the store's one timeline, so a node whose clock runs behind
-    /// draws no lower floor than the node that created the earlier incarnation; a node that
-    /// has not checked floors on its own clock.
-    pub fn floor_time(&self) -> chrono::DateTime<chrono::Utc> {
-        let wall = self.clock.now();
-        match self.time.cached() {
-            Some(w) => wall.max(w.store_now(self.clock.monotonic())),
-            None => wall,
+    /// The time a number created afresh is floored at ([`crate::clock::floor`]), on the
+    /// store's timeline as a clock check ([`crate::store::time`]) vouches for it: the check's
+    /// witness moved along by this node's monotonic clock, or this node's wall clock when that
+    /// is later and the check puts it within the bound
+    /// ([`ManifestOptions::max_clock_offset`]). A node beyond the bound floors on the witness
+    /// alone: a clock running behind would draw a floor below numbers handed out already, and
+    /// one running ahead a floor that the next incarnation, drawn by a node in step, would
+    /// fall below.
+    ///
+    /// **Why a check first.** Every creator floors on the one clock all nodes share, so a
+    /// process whose wall clock runs behind, creating a lock afresh after its objects were
+    /// deleted, still draws a token above every token handed out more than the store's time
+    /// resolution (1 s) before. The last check serves while [`Self::witness`] accepts it
+    /// (15 min); else one is made here: two requests, the first fresh create of a process.
+    ///
+    /// **When no check can be made** (an error, credentials that may not write
+    /// `_cairn/clock.json`), the error is returned and nothing is created. Flooring on the
+    /// wall clock instead is the very rewind this guards against, and refusing costs only the
+    /// create: the manifest does not exist, so no holder is stranded, and a retry succeeds
+    /// once the store answers. A node that may not write the clock object may not take over
+    /// by expiry or claim a turn either (see the README's permissions).
+    pub async fn floor_time(&self) -> Result<chrono::DateTime<chrono::Utc>> {
+        let w = self.witness().await?;
+        let store = w.store_now(self.clock.monotonic());
+        if self.time.beyond(&w) {
+            return Ok(store);
         }
+        Ok(self.clock.now().max(store))
     }
 
     /// The first number of something created afresh at `key` now (a manifest version, a
-    /// turn, a log sequence): [`crate::clock::floor`] of [`Self::floor_time`]. Never below 1.
-    pub fn first_number(&self, key: &impl std::fmt::Display) -> Result<u64> {
-        crate::clock::floor(key, self.floor_time())
+    /// fencing token, a turn, a log sequence): [`crate::clock::floor`] of
+    /// [`Self::floor_time`], never below 1. A clock check (two requests) when no recent one
+    /// serves; its error is returned and nothing may be created. Cancel-safe.
+    pub async fn first_number(&self, key: &(impl std::fmt::Display + Sync)) -> Result<u64> {
+        crate::clock::floor(key, self.floor_time().await?)
     }
 
     /// The strategy in force.
@@ -366,7 +384,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// no next version: [`Error::Exhausted`], before any request. Not cancel-safe: a
     /// cancelled call may or may not have written.
     pub async fn write(&self, current: Option<&Snapshot<T>>, body: T) -> Result<Written<T>> {
-        let version = self.next_version(current)?;
+        if current.is_none() {
+            // Before the clock check a first version's floor may take.
+            envelope::check_body_size(self.raw.kind, &body)?;
+        }
+        let version = self.next_version(current).await?;
         self.write_as(current, version, body).await
     }
 
@@ -380,7 +402,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         current: &Snapshot<T>,
         body: T,
     ) -> Result<Written<T>> {
-        let version = self.next_version(Some(current))?;
+        let version = self.next_version(Some(current)).await?;
         self.write_draft(Some(current), version, body, true).await
     }
 
@@ -388,10 +410,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// (`None`) the floor of now ([`Manifests::first_number`]), so that a manifest created
     /// again after its objects vanished numbers above its earlier incarnation. A caller that
     /// writes the number into the body too (a fencing token) takes it from here and writes
-    /// with `Manifest::write_as` (crate-internal).
-    pub fn next_version(&self, current: Option<&Snapshot<T>>) -> Result<u64> {
+    /// with `Manifest::write_as` (crate-internal). A first version takes a clock check when
+    /// no recent one serves (two requests; see [`Manifests::floor_time`]).
+    pub async fn next_version(&self, current: Option<&Snapshot<T>>) -> Result<u64> {
         match current {
-            None => self.raw.ctx.first_number(&self.raw.base),
+            None => self.raw.ctx.first_number(&self.raw.base).await,
             Some(c) => next_number(&self.raw.base, "version", c.version),
         }
     }

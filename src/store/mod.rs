@@ -22,7 +22,9 @@
 //! form it was written ([`IfMatchForm`]), and sending the same again cannot help. `replace`
 //! looks once (per store) for a form the store honours, checked on a scratch key as the probe
 //! checks it, and sends the write again in that form; where there is none, it fails at once
-//! with [`Error::Unsupported`].
+//! with [`Error::Unsupported`]. The form found is kept in the prefix's protocol record
+//! ([`protocol::ProtocolRecord::if_match_form`]), so a handle that opens the prefix sends
+//! `If-Match` in it from its first replace.
 
 pub mod cause;
 #[cfg(feature = "test-util")]
@@ -147,7 +149,7 @@ pub enum ReplaceOutcome {
 /// reported, and accepts the bare value. The capability probe tries the other forms only
 /// after the reported one was refused that way, and sets the one that works on the store
 /// only once a stale etag in that form has been refused too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IfMatchForm {
     /// The etag exactly as the store reported it. Default.
@@ -363,6 +365,14 @@ impl Store {
     /// set it by hand only to the form a probe of the same store found.
     pub async fn set_if_match_form(&self, form: IfMatchForm) {
         self.record_form_check(Some(form)).await;
+    }
+
+    /// Sends `If-Match` in `form` from now on, as the prefix's protocol record says the
+    /// store honours it ([`protocol::ProtocolRecord::if_match_form`]), without the search a
+    /// first replace would make. Taken on the record's word only: a 412 in it with the object
+    /// unchanged still searches, as on a store never checked.
+    pub(crate) fn adopt_if_match_form(&self, form: IfMatchForm) {
+        self.if_match.store(form.to_u8(), Ordering::Relaxed);
     }
 
     /// Records what the probe or a search found: the form honoured, or none.
@@ -581,25 +591,34 @@ impl Store {
     /// The form in which the store honours `If-Match`: as already verified (by the probe,
     /// or by another task meanwhile), or as a search on a scratch key finds it (only once
     /// for this store and its clones). Sets it on the store.
+    /// Once found, the form is written into the prefix's protocol record when the record
+    /// does not say it yet (a record of an earlier build), so that no later process searches
+    /// again ([`protocol::ProtocolWatch`]).
     async fn find_if_match_form(&self, write_id: &WriteId) -> Result<Option<IfMatchForm>> {
-        let mut check = self.form_check.lock().await;
-        match *check {
-            FormCheck::Verified => return Ok(Some(self.if_match_form())),
-            FormCheck::NoneHonoured => return Ok(None),
-            FormCheck::Unchecked => {}
-        }
-        debug!("412 with the object unchanged; checking which If-Match form the store honours");
-        let found = self.search_if_match_form(write_id).await?;
-        match found {
-            Some(form) => {
-                debug!(
-                    form = form.describe(),
-                    "the store honours If-Match in this form"
-                );
-                self.if_match.store(form.to_u8(), Ordering::Relaxed);
-                *check = FormCheck::Verified;
+        let found = {
+            let mut check = self.form_check.lock().await;
+            match *check {
+                FormCheck::Verified => return Ok(Some(self.if_match_form())),
+                FormCheck::NoneHonoured => return Ok(None),
+                FormCheck::Unchecked => {}
             }
-            None => *check = FormCheck::NoneHonoured,
+            debug!("412 with the object unchanged; checking which If-Match form the store honours");
+            let found = self.search_if_match_form(write_id).await?;
+            match found {
+                Some(form) => {
+                    debug!(
+                        form = form.describe(),
+                        "the store honours If-Match in this form"
+                    );
+                    self.if_match.store(form.to_u8(), Ordering::Relaxed);
+                    *check = FormCheck::Verified;
+                }
+                None => *check = FormCheck::NoneHonoured,
+            }
+            found
+        };
+        if let Some(form) = found {
+            self.complete_protocol(form, write_id).await;
         }
         Ok(found)
     }

@@ -54,6 +54,19 @@
 //!   A record found **changed** (another strategy or chain `gc_min_age`, or unreadable) is
 //!   [`Error::ProtocolChanged`], for that write and every later one: the handle stops
 //!   coordinating, and a held lease, whose renewals now fail, is lost at its deadline.
+//!
+//! # What the store needs, recorded once
+//!
+//! Beside the strategy the record keeps what the probe found that every request depends on:
+//! the form in which the store honours `If-Match` ([`ProtocolRecord::if_match_form`]; Ceph
+//! RGW compares the bare etag). A node that opens the prefix sends `If-Match` in that form
+//! at once, instead of discovering it at its first replace (a 412, then a search on a
+//! `_probe/` scratch key: three PUTs, two GETs and a DELETE), which a short-lived CLI call
+//! would otherwise pay every time. A record of an earlier build lacks the field: it is read
+//! as before (the first replace searches), and the first node that finds the form completes
+//! the record once, with a conditional replace of the etag it read ([`ProtocolWatch`]): of
+//! two completers one wins, the other sees the record completed; nothing else in the record
+//! changes, so no node sees another protocol.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +79,10 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::probe::Capabilities;
-use super::{keys, CreateOutcome, Key, ReadIfChanged, Store, WriteId};
+use super::{
+    keys, CreateOutcome, IfMatchForm, Key, ReadIfChanged, ReplaceAttempt, ReplaceOutcome, Store,
+    WriteId,
+};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 
@@ -149,6 +165,12 @@ pub struct ProtocolRecord {
     /// What that node's capability probe found (informational).
     #[serde(default)]
     pub capabilities: Option<serde_json::Value>,
+    /// The form in which the store honours `If-Match`, as the probe (or a node's search at
+    /// its first replace) found it: every node sends `If-Match` in it without looking again
+    /// (see the module docs). Absent from records of earlier builds, which the first node
+    /// that finds the form completes, and where the store honours `If-Match` in no form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_match_form: Option<IfMatchForm>,
     /// The version chain's `gc_min_age` on this prefix, in milliseconds: no node collects a
     /// version younger than this, and every node trusts what it knows of a chain's head
     /// without a listing for at most half of it. A setting of the prefix, not of one node
@@ -181,6 +203,9 @@ impl ProtocolRecord {
             created_at: now,
             cairn_version: env!("CARGO_PKG_VERSION").into(),
             capabilities: caps.and_then(|c| serde_json::to_value(c).ok()),
+            if_match_form: caps
+                .filter(|c| c.replace_if_match)
+                .and_then(|c| c.if_match_form),
             gc_min_age_ms: None,
         }
     }
@@ -470,6 +495,15 @@ impl Store {
             None => Ok(()),
         }
     }
+
+    /// Writes `form`, just found to be the one the store honours, into the protocol record
+    /// this handle obeys, unless the record says one already ([`ProtocolWatch::complete`]).
+    /// Best effort: a record left incomplete costs only another search, in a later process.
+    pub(crate) async fn complete_protocol(&self, form: IfMatchForm, seed: &WriteId) {
+        if let Some(w) = self.watch.get() {
+            w.complete(self, form, seed).await;
+        }
+    }
 }
 
 /// When a running handle revalidates the protocol record it obeys.
@@ -504,6 +538,10 @@ pub struct ProtocolWatch {
 
 #[derive(Debug)]
 struct WatchState {
+    /// The write id of the record as last confirmed (a completion changes it).
+    write_id: String,
+    /// The `If-Match` form the record says, as last confirmed.
+    form: Option<IfMatchForm>,
     etag: Option<String>,
     confirmed: Instant,
     /// What the record said when it was found changed: from then on every check fails.
@@ -520,14 +558,78 @@ impl ProtocolWatch {
     ) -> Self {
         let confirmed = clock.monotonic();
         Self {
-            record,
-            clock,
-            options,
             state: tokio::sync::Mutex::new(WatchState {
+                write_id: record.write_id.clone(),
+                form: record.if_match_form,
                 etag,
                 confirmed,
                 changed: None,
             }),
+            record,
+            clock,
+            options,
+        }
+    }
+
+    /// Completes a record that does not say the store's `If-Match` form (one of an earlier
+    /// build) with `form`, just found by a search (see the module docs): one conditional
+    /// replace of the record, `If-Match` the etag this handle confirmed, in `form`, with a
+    /// write id derived from `seed` (the write that led to the search, itself unique). Of
+    /// two completers one wins; the other's replace conflicts, and it adopts the winner's
+    /// record when it says the same protocol (else its next check reports the change).
+    /// Nothing else in the record changes. Best effort: an error is logged, not returned.
+    async fn complete(&self, store: &Store, form: IfMatchForm, seed: &WriteId) {
+        let mut st = self.state.lock().await;
+        if st.form.is_some() || st.changed.is_some() {
+            return;
+        }
+        let Some(etag) = st.etag.clone() else {
+            return;
+        };
+        let key = keys::protocol();
+        let mut record = self.record.clone();
+        record.if_match_form = Some(form);
+        record.write_id = format!("{}-protocol", seed.0);
+        let Ok(bytes) = serde_json::to_vec(&record) else {
+            return;
+        };
+        let id = WriteId(record.write_id.clone());
+        let started = self.clock.monotonic();
+        match store
+            .replace_as(&key, Bytes::from(bytes), &id, &etag, form, true)
+            .await
+        {
+            Ok(ReplaceAttempt::Decided(ReplaceOutcome::Replaced { etag })) => {
+                info!(
+                    key = %key,
+                    form = form.describe(),
+                    "recorded the store's If-Match form in the protocol record"
+                );
+                st.write_id = record.write_id;
+                st.form = Some(form);
+                st.etag = etag;
+                st.confirmed = started;
+            }
+            Ok(ReplaceAttempt::Decided(ReplaceOutcome::Conflict {
+                current: Some(obj), ..
+            })) => match decode(&key, &obj.bytes) {
+                // Completed by another node first: follow it.
+                Ok(found) if self.agrees(&found) => {
+                    st.write_id = found.write_id;
+                    st.form = found.if_match_form;
+                    st.etag = obj.etag;
+                    st.confirmed = started;
+                }
+                // Changed or unreadable: the next check says so.
+                _ => {}
+            },
+            Ok(_) => {}
+            Err(e) => warn!(
+                key = %key,
+                error = %e,
+                "could not record the store's If-Match form in the protocol record; \
+                 a later process looks for it again"
+            ),
         }
     }
 
@@ -600,7 +702,9 @@ impl ProtocolWatch {
                     "the protocol record is gone (a lifecycle rule or an operator deleted it); \
                      re-creating the record this node obeys"
                 );
-                store.create_protocol_tagged(&self.record).await?
+                let mut known = self.record.clone();
+                known.if_match_form = st.form;
+                store.create_protocol_tagged(&known).await?
             }
         };
         if !self.agrees(&found) {
@@ -608,12 +712,14 @@ impl ProtocolWatch {
             st.changed = Some(now.clone());
             return Err(self.changed(now));
         }
-        if found.write_id != self.record.write_id {
+        if found.write_id != st.write_id && found.if_match_form == st.form {
             info!(
                 key = %key,
                 "the protocol record was re-created with the same protocol; following it"
             );
         }
+        st.write_id = found.write_id;
+        st.form = found.if_match_form;
         st.etag = etag;
         st.confirmed = started;
         Ok(())
