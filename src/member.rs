@@ -70,9 +70,11 @@ use crate::cache::{CacheOptions, CachedCollection, ManifestCache, View};
 use crate::clock::{millis, stored_ms, until, Clock};
 use crate::error::{Error, Result};
 use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Released, Renewal};
+use crate::manifest::listing::Entry;
 use crate::manifest::{Collection, Manifest, Manifests, Removed, Revalidated, Snapshot, Written};
 use crate::store::keys::Family;
 use crate::store::{Name, WriteId};
+use futures::StreamExt;
 
 /// The manifest kind of member records.
 pub const KIND: &str = "member";
@@ -321,16 +323,35 @@ impl Membership {
         }
     }
 
-    /// Every node that ever joined, classified now. One listing and one read per node, and
-    /// a clock check when the last is stale and some node is alive (only a live node's age
-    /// is read: a prefix with none, a fresh one, costs no check and gets no write).
+    /// Every node that ever joined, classified now, failing on the first record that cannot
+    /// be read (see [`Membership::entries`]).
     pub async fn list(&self) -> Result<Vec<MemberStatus>> {
-        let all = self.collection.list().await?;
+        self.entries()
+            .await?
+            .into_iter()
+            .map(|e| e.map_err(Error::from))
+            .collect()
+    }
+
+    /// Every node that ever joined, classified now; a record that cannot be read is an
+    /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. One LIST per
+    /// 1,000 nodes and one GET per node, several in flight, and a clock check when the last
+    /// is stale and some node is alive (only a live node's age is read: a prefix with none, a
+    /// fresh one, costs no check and gets no write). Each node is classified as soon as its
+    /// record is read.
+    pub async fn entries(&self) -> Result<Vec<Entry<MemberStatus>>> {
+        let all = self.collection.entries().await?;
+        let mut all = std::pin::pin!(all);
         let mut time = LazyTimeline::default();
-        let mut out = Vec::with_capacity(all.len());
-        for (n, s) in &all {
-            let now = time.now_for(self, s).await?;
-            out.push(self.classify(n.as_str(), s, now));
+        let mut out = Vec::new();
+        while let Some(e) = all.next().await {
+            out.push(match e {
+                Ok((n, s)) => {
+                    let now = time.now_for(self, &s).await?;
+                    Ok(self.classify(n.as_str(), &s, now))
+                }
+                Err(u) => Err(u),
+            });
         }
         Ok(out)
     }
@@ -738,28 +759,51 @@ impl MemberView {
     /// due is read again first (one conditional GET), so the cache never makes a live node
     /// look dead (see the module docs).
     pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
+        let all = self.entries().await?;
+        let stale = all.stale;
+        let items = all
+            .items
+            .into_iter()
+            .map(|e| e.map_err(Error::from))
+            .collect::<Result<_>>()?;
+        Ok(View { items, stale })
+    }
+
+    /// [`MemberView::list`], with a record that cannot be read as an
+    /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. A refresh is
+    /// one listing of the members plus one GET per record changed since the last
+    /// ([`CachedCollection::entries`]). Cancel-safe.
+    pub async fn entries(&self) -> Result<View<Vec<Entry<MemberStatus>>>> {
         let ms = &self.membership;
         let mut time = LazyTimeline::default();
-        let names = self.cached.names().await?;
-        let mut stale = names.stale;
-        let mut items = Vec::with_capacity(names.items.len());
-        for name in names.items {
-            let got = self.cached.get(&name).await?;
-            stale |= got.stale;
-            let Some(s) = got.items else { continue };
-            // Classified as soon as it is read: ages are not inflated by the reads of the
-            // nodes after it.
+        let all = self.cached.entries().await?;
+        let mut stale = all.stale;
+        let mut items = Vec::with_capacity(all.items.len());
+        for e in all.items {
+            let (name, s) = match e {
+                Ok(v) => v,
+                Err(u) => {
+                    items.push(Err(u));
+                    continue;
+                }
+            };
             let now = time.now_for(ms, &s).await?;
             let status = ms.classify(name.as_str(), &s, now);
             let Some(due_for) = overdue(&status) else {
-                items.push(status);
+                items.push(Ok(status));
                 continue;
             };
-            let again = self.cached.get_within(&name, due_for).await?;
+            let again = match self.cached.get_within(&name, due_for).await {
+                Ok(again) => again,
+                Err(e) => {
+                    items.push(Err(self.cached.collection().unreadable(&name, e)));
+                    continue;
+                }
+            };
             stale |= again.stale;
             if let Some(s) = again.items {
                 let now = time.now_for(ms, &s).await?;
-                items.push(ms.classify(name.as_str(), &s, now));
+                items.push(Ok(ms.classify(name.as_str(), &s, now)));
             }
         }
         Ok(View { items, stale })

@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::cache::{CacheOptions, CachedCollection, ManifestCache, View};
 use crate::clock::next_number;
 use crate::error::{Error, Result};
+use crate::manifest::listing::Entry;
 use crate::manifest::{Change, Collection, Manifests, Revalidated, Snapshot, Written};
 use crate::store::keys::Family;
 use crate::store::Name;
+use futures::StreamExt;
 
 /// The manifest kind of streams.
 pub const KIND: &str = "stream";
@@ -226,10 +228,27 @@ impl Streams {
         Ok(s.map(|s| StreamManifest::of(name, &s)))
     }
 
-    /// Every stream, active and deleted, by name.
+    /// Every stream, active and deleted, by name, failing on the first that cannot be read
+    /// (see [`Streams::entries`]).
     pub async fn list(&self) -> Result<Vec<StreamManifest>> {
-        let all = self.collection.list().await?;
-        Ok(all.iter().map(|(n, s)| StreamManifest::of(n, s)).collect())
+        self.entries()
+            .await?
+            .into_iter()
+            .map(|e| e.map_err(crate::Error::from))
+            .collect()
+    }
+
+    /// Every stream, active and deleted, by name; one that cannot be read is an
+    /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. One LIST per
+    /// 1,000 streams and one GET per stream, several in flight.
+    pub async fn entries(&self) -> Result<Vec<Entry<StreamManifest>>> {
+        Ok(self
+            .collection
+            .entries()
+            .await?
+            .map(|e| e.map(|(n, s)| StreamManifest::of(&n, &s)))
+            .collect()
+            .await)
     }
 
     /// A cached view of the streams, for queriers that read the list often.
@@ -250,7 +269,8 @@ impl Streams {
 }
 
 /// Streams read through a [`ManifestCache`]: while fresh, listing them costs nothing; then
-/// one listing plus a conditional GET per stream (a 304 for each unchanged one). When the
+/// one listing of the streams, plus one GET per stream changed since (an unchanged one costs
+/// nothing). When the
 /// store is unreachable the last known list is served, marked stale, for up to the cache's
 /// stale-if-error time.
 #[derive(Debug)]
@@ -259,10 +279,24 @@ pub struct StreamView {
 }
 
 impl StreamView {
-    /// Every stream, active and deleted, by name. Cancel-safe.
+    /// Every stream, active and deleted, by name, failing on the first that cannot be read
+    /// (see [`StreamView::entries`]). Cancel-safe.
     pub async fn list(&self) -> Result<View<Vec<StreamManifest>>> {
         let all = self.cached.list().await?;
         Ok(all.map(|all| all.iter().map(|(n, s)| StreamManifest::of(n, s)).collect()))
+    }
+
+    /// Every stream, active and deleted, by name; one that cannot be read is an
+    /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. A refresh is
+    /// one listing of the streams, plus one GET per stream changed since the last
+    /// ([`CachedCollection::entries`]). Cancel-safe.
+    pub async fn entries(&self) -> Result<View<Vec<Entry<StreamManifest>>>> {
+        let all = self.cached.entries().await?;
+        Ok(all.map(|all| {
+            all.into_iter()
+                .map(|e| e.map(|(n, s)| StreamManifest::of(&n, &s)))
+                .collect()
+        }))
     }
 
     /// One stream (active or deleted); `None` if it never existed. Cancel-safe.
