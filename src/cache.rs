@@ -604,9 +604,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         }
     }
 
-    /// What the cache holds of the manifest `found` names, against the listing: unchanged
-    /// (its mark is the same as when it was kept), or to be read.
-    fn known(&self, slot: &Slot, found: &Found) -> Known<T> {
+    /// What the cache holds of the manifest `found` names: unchanged when the listing was
+    /// not made again (`listed` false: the entry is as fresh as the listing) or shows the same
+    /// mark as when it was kept; else to be read.
+    fn known(&self, slot: &Slot, found: &Found, listed: bool) -> Known<T> {
         let st = self.lock();
         let Some(e) = st.entries.peek(slot) else {
             return Known::Read(None, None, None);
@@ -616,7 +617,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         };
         let mark = found.mark();
         let old = e.found.as_ref();
-        if mark.is_some() && old.and_then(Found::mark) == mark {
+        if !listed || (mark.is_some() && old.and_then(Found::mark) == mark) {
             return Known::Unchanged(held.clone());
         }
         // Slot 1 listed as before (beside the head, or as the head): it holds at most the
@@ -697,7 +698,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         };
         let f = &f;
         let slot = Slot::Manifest(collection.open(&f.name).key().clone());
-        match self.known(&slot, f) {
+        match self.known(&slot, f, listed) {
             Known::Unchanged(held) => {
                 let mut st = self.lock();
                 if listed {
