@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::manifest::envelope::StoredAt;
 use crate::manifest::listing::{Entry as ListEntry, Found};
 use crate::manifest::{Collection, Manifest, Revalidated, Snapshot};
 use crate::store::{Key, Name, Store};
@@ -180,6 +181,10 @@ struct Entry<T> {
     /// unchanged: a later listing that shows the same [`Found::mark`] means it is unchanged.
     /// `None` when it was read without a listing.
     found: Option<Found>,
+    /// The value is older than the object `found` names: the listing showed a change that
+    /// was taken without reading it (only its store time, see
+    /// [`CachedCollection::entries_with`]).
+    behind: bool,
 }
 
 struct State<T> {
@@ -315,15 +320,23 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     /// Keeps `value` at `slot`, as the most recently used entry, evicting the least
     /// recently used one beyond the capacity.
     fn store(&self, slot: &Slot, value: Value<T>) {
-        self.store_listed(slot, value, self.clock.monotonic(), None);
+        self.store_listed(slot, value, self.clock.monotonic(), None, false);
     }
 
     /// [`Self::store`], validated at `validated` against what a family listing showed of it.
-    fn store_listed(&self, slot: &Slot, value: Value<T>, validated: Instant, found: Option<Found>) {
+    fn store_listed(
+        &self,
+        slot: &Slot,
+        value: Value<T>,
+        validated: Instant,
+        found: Option<Found>,
+        behind: bool,
+    ) {
         let entry = Entry {
             value,
             validated,
             found,
+            behind,
         };
         let mut st = self.lock();
         st.entries.put(slot.clone(), entry);
@@ -554,10 +567,17 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     }
 }
 
+/// Whether a change the listing shows of a manifest held as this value may be taken from the
+/// listing without reading it (see [`CachedCollection::entries_with`]).
+pub(crate) type FromListing<T> = dyn Fn(&Snapshot<T>) -> bool + Send + Sync;
+
 /// What a refresh knows of one listed manifest before reading it.
 enum Known<T> {
     /// The listing shows it as the cache has it: no request.
     Unchanged(Option<Snapshot<T>>),
+    /// Changed, and the caller takes the change from the listing: the value held, with the
+    /// listed object's store time.
+    Listed(Snapshot<T>),
     /// Changed or new: read it. The version held, if any, and the version slot 1 is known to
     /// hold at most (chain; see `Protocol::read_listed`).
     Read(Option<Snapshot<T>>, Option<u64>, Option<Instant>),
@@ -607,7 +627,13 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     /// What the cache holds of the manifest `found` names: unchanged when the listing was
     /// not made again (`listed` false: the entry is as fresh as the listing) or shows the same
     /// mark as when it was kept; else to be read.
-    fn known(&self, slot: &Slot, found: &Found, listed: bool) -> Known<T> {
+    fn known(
+        &self,
+        slot: &Slot,
+        found: &Found,
+        listed: bool,
+        from_listing: Option<&FromListing<T>>,
+    ) -> Known<T> {
         let st = self.lock();
         let Some(e) = st.entries.peek(slot) else {
             return Known::Read(None, None, None);
@@ -617,8 +643,16 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         };
         let mark = found.mark();
         let old = e.found.as_ref();
-        if !listed || (mark.is_some() && old.and_then(Found::mark) == mark) {
+        let same = mark.is_some() && old.and_then(Found::mark) == mark;
+        if !listed || (same && !e.behind) {
             return Known::Unchanged(held.clone());
+        }
+        // A change after one that was read or listed: the caller may take it from the
+        // listing. (An object that stopped changing is read: `same` and behind.)
+        if let (false, Some(h), Some(_), Some(take)) = (same, held, old, from_listing) {
+            if take(h) {
+                return Known::Listed(h.clone());
+            }
         }
         // Slot 1 listed as before (beside the head, or as the head): it holds at most the
         // version read then.
@@ -654,6 +688,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     async fn entries(
         &self,
         collection: &Collection<T>,
+        from_listing: Option<&FromListing<T>>,
     ) -> Result<View<Vec<ListEntry<(Name, Snapshot<T>)>>>> {
         let (scan, mut stale, listed) = self.scan(collection).await?;
         let (listed_at, found) = (&scan.0, &scan.1);
@@ -669,7 +704,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         let n = collection.manifests().options().list_concurrency.max(1);
         let owned: Vec<ListEntry<Found>> = found.iter().map(own).collect();
         let read = futures::stream::iter(owned)
-            .map(|f| self.refresh_one(collection, f, listed, listed_at))
+            .map(|f| self.refresh_one(collection, f, listed, listed_at, from_listing))
             .buffered(n);
         let all: Vec<(ListEntry<Option<(Name, Snapshot<T>)>>, bool)> = read.collect().await;
         let mut items = Vec::with_capacity(all.len());
@@ -691,6 +726,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         f: ListEntry<Found>,
         listed: bool,
         listed_at: Instant,
+        from_listing: Option<&FromListing<T>>,
     ) -> (ListEntry<Option<(Name, Snapshot<T>)>>, bool) {
         let f = match f {
             Ok(f) => f,
@@ -698,7 +734,15 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         };
         let f = &f;
         let slot = Slot::Manifest(collection.open(&f.name).key().clone());
-        match self.known(&slot, f, listed) {
+        match self.known(&slot, f, listed, from_listing) {
+            Known::Listed(mut held) => {
+                held.stored_at = StoredAt(Some(f.head.last_modified));
+                bump(&mut self.lock().stats.revalidated);
+                crate::telemetry::cache_read("revalidated");
+                let v = Value::Manifest(Some(held.clone()));
+                self.store_listed(&slot, v, listed_at, Some(f.clone()), true);
+                (Ok(Some((f.name.clone(), held))), false)
+            }
             Known::Unchanged(held) => {
                 let mut st = self.lock();
                 if listed {
@@ -711,7 +755,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 drop(st);
                 if listed {
                     let v = Value::Manifest(held.clone());
-                    self.store_listed(&slot, v, listed_at, Some(f.clone()));
+                    self.store_listed(&slot, v, listed_at, Some(f.clone()), false);
                 }
                 (Ok(held.map(|s| (f.name.clone(), s))), false)
             }
@@ -733,7 +777,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                         bump(&mut self.lock().stats.fetched);
                         crate::telemetry::cache_read("fetched");
                         let v = Value::Manifest(s.clone());
-                        self.store_listed(&slot, v, listed_at, Some(f.clone()));
+                        self.store_listed(&slot, v, listed_at, Some(f.clone()), false);
                         (Ok(s.map(|s| (f.name.clone(), s))), false)
                     }
                     Err(u) => match (held, validated) {
@@ -830,7 +874,34 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> CachedCollection<T> 
     /// `manifest/listing.rs`), and those no longer listed drop out. Under etag CAS, a view
     /// of N unchanged manifests costs ⌈N/1000⌉ requests a refresh. Cancel-safe.
     pub async fn entries(&self) -> Result<View<Vec<ListEntry<(Name, Snapshot<T>)>>>> {
-        self.cache.entries(&self.collection).await
+        self.cache.entries(&self.collection, None).await
+    }
+
+    /// [`CachedCollection::entries`], except that a manifest the listing shows changed since
+    /// it was read (or last taken this way) is not read when `from_listing` says its held
+    /// value may stand: the value is kept, with the listed object's `last_modified` as its
+    /// [`Snapshot::stored_at`], and marked behind. A manifest that then stops changing (the
+    /// next listing shows it as the last) is read once, so its last word is never missed
+    /// for longer than one refresh. For membership (`member.rs`): a heartbeat is a change of
+    /// the record's object, and its time is all a view needs of it.
+    pub(crate) async fn entries_with(
+        &self,
+        from_listing: &FromListing<T>,
+    ) -> Result<View<Vec<ListEntry<(Name, Snapshot<T>)>>>> {
+        self.cache
+            .entries(&self.collection, Some(from_listing))
+            .await
+    }
+
+    /// Whether the value held for `name` was last taken from the listing without a read
+    /// (its body is older than the object).
+    pub(crate) fn is_behind(&self, name: &Name) -> bool {
+        let slot = Slot::Manifest(self.collection.open(name).key().clone());
+        self.cache
+            .lock()
+            .entries
+            .peek(&slot)
+            .is_some_and(|e| e.behind)
     }
 
     /// The newest version of `name` (`None`: it does not exist), as

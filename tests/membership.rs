@@ -34,13 +34,23 @@ struct Node {
 }
 
 async fn node(store: &Arc<dyn ObjectStore>, id: &str, seed: u64, start: Instant) -> Node {
+    node_with(store, id, seed, start, Strategy::EtagCas).await
+}
+
+async fn node_with(
+    store: &Arc<dyn ObjectStore>,
+    id: &str,
+    seed: u64,
+    start: Instant,
+    strategy: Strategy,
+) -> Node {
     let faults = Arc::new(FaultStore::new(Arc::clone(store), seed));
     let cairn = Cairn::builder(faults.clone())
         .node(id)
         .unwrap()
         .clock(Arc::new(TestClock::anchored(origin(), start)))
         .seed(seed)
-        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
+        .strategy(StrategyChoice::Fixed(strategy))
         .build()
         .await
         .unwrap();
@@ -214,7 +224,10 @@ async fn a_membership_view_is_fresh_for_one_interval_then_revalidates_with_304s(
     assert_eq!(again.items[0].record.beats, first.items[0].record.beats);
     sleep(Duration::from_millis(750)).await; // a heartbeat landed at 1 s
     let later = view.list().await.unwrap();
-    assert_eq!(later.items[0].record.beats, first.items[0].record.beats + 1);
+    // The heartbeat at 1 s is seen from the listing (its store time; the record's body,
+    // beats included, is read only when it stops changing: member.rs, "Views at fleet
+    // scale").
+    assert!(later.items[0].age_ms <= 500, "{:?}", later.items[0]);
     assert!(!later.stale);
     hb.leave().await.unwrap();
 }
@@ -740,4 +753,70 @@ async fn a_viewer_beyond_the_bound_ages_no_node() {
         Health::Offline,
         "a node that left is offline"
     );
+}
+
+/// A view of live, heartbeating nodes refreshed every second costs one listing a refresh and
+/// no GET (issue #20): each heartbeat's time comes from the listing (the store's
+/// `last_modified`, the timestamp a GET would give). A node that leaves is read once when
+/// its record stops changing, and shown as left at most one refresh late.
+#[tokio::test(start_paused = true)]
+async fn a_view_of_heartbeating_nodes_costs_one_listing_a_refresh() {
+    for strategy in [Strategy::EtagCas, Strategy::VersionChain] {
+        let store = memory();
+        let start = Instant::now();
+        let mut beats = Vec::new();
+        for i in 0..20 {
+            let n = node_with(&store, &format!("n{i:02}"), 10 + i, start, strategy).await;
+            beats.push(members(&n).join().await.unwrap());
+        }
+        let v = node_with(&store, "viewer", 99, start, strategy).await;
+        let view = members(&v).view(CacheOptions {
+            fresh: Duration::ZERO,
+            ..CacheOptions::for_membership(Duration::from_secs(1))
+        });
+        assert_eq!(view.list().await.unwrap().items.len(), 20);
+        for round in 0..5 {
+            sleep(Duration::from_millis(1000)).await; // every node heartbeats once more
+            let before = v.faults.counts();
+            let all = view.list().await.unwrap().items;
+            let c = v.faults.counts().since(&before);
+            assert_eq!(
+                (c.lists, c.gets, c.puts),
+                (1, 0, 0),
+                "{strategy:?} round {round}: {c:?}"
+            );
+            // Aged from the newest heartbeat the listing showed, not from the first read.
+            for m in &all {
+                assert_eq!(
+                    m.health,
+                    Health::Online,
+                    "{strategy:?} round {round}: {m:?}"
+                );
+                assert!(m.age_ms <= 1000, "{strategy:?} round {round}: {m:?}");
+            }
+        }
+        // n03 leaves: its record stops changing, is read once, and shows it left.
+        beats.remove(3).leave().await.unwrap();
+        let before = v.faults.counts();
+        let mut left = false;
+        for _ in 0..2 {
+            sleep(Duration::from_millis(1000)).await;
+            let all = view.list().await.unwrap().items;
+            let n03 = all.iter().find(|m| m.node == "n03").unwrap();
+            if n03.left {
+                assert_eq!(n03.health, Health::Offline);
+                left = true;
+                break;
+            }
+        }
+        assert!(left, "{strategy:?}: seen as left within two refreshes");
+        let c = v.faults.counts().since(&before);
+        assert_eq!(
+            c.gets, 1,
+            "{strategy:?}: one read, of the record that stopped: {c:?}"
+        );
+        for b in beats {
+            b.leave().await.unwrap();
+        }
+    }
 }
