@@ -571,6 +571,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
 /// listing without reading it (see [`CachedCollection::entries_with`]).
 pub(crate) type FromListing<T> = dyn Fn(&Snapshot<T>) -> bool + Send + Sync;
 
+/// One listed manifest after a refresh: its name and newest version (`None`: gone since the
+/// listing), or why it cannot be read.
+type Refreshed<T> = ListEntry<Option<(Name, Snapshot<T>)>>;
+
 /// What a refresh knows of one listed manifest before reading it.
 enum Known<T> {
     /// The listing shows it as the cache has it: no request.
@@ -706,7 +710,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         let read = futures::stream::iter(owned)
             .map(|f| self.refresh_one(collection, f, listed, listed_at, from_listing))
             .buffered(n);
-        let all: Vec<(ListEntry<Option<(Name, Snapshot<T>)>>, bool)> = read.collect().await;
+        let all: Vec<(Refreshed<T>, bool)> = read.collect().await;
         let mut items = Vec::with_capacity(all.len());
         for (e, was_stale) in all {
             stale |= was_stale;
@@ -727,7 +731,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         listed: bool,
         listed_at: Instant,
         from_listing: Option<&FromListing<T>>,
-    ) -> (ListEntry<Option<(Name, Snapshot<T>)>>, bool) {
+    ) -> (Refreshed<T>, bool) {
         let f = match f {
             Ok(f) => f,
             Err(u) => return (Err(u), false),

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::cache::{CacheOptions, CachedCollection, ManifestCache, View};
 use crate::clock::next_number;
 use crate::error::{Error, Result};
-use crate::manifest::listing::Entry;
-use crate::manifest::{Change, Collection, Manifests, Revalidated, Snapshot, Written};
+use crate::manifest::listing::{Entry, Found, Unreadable};
+use crate::manifest::{Change, Collection, Manifests, Snapshot, Written};
 use crate::store::keys::Family;
 use crate::store::Name;
 use futures::StreamExt;
@@ -264,6 +264,7 @@ impl Streams {
             streams: self.clone(),
             cursor,
             known: BTreeMap::new(),
+            listed: BTreeMap::new(),
         }
     }
 }
@@ -357,9 +358,10 @@ impl StreamEvent {
     }
 }
 
-/// Follows streams incrementally. Each [`Follower::poll`] lists stream names once (to
-/// discover new ones) and revalidates every known stream conditionally: an unchanged
-/// stream costs a 304 and no body. Several changes to one stream between two polls are
+/// Follows streams incrementally. Each [`Follower::poll`] lists the streams once (one LIST
+/// per 1,000 objects), which shows every stream's etag (on the version chain, its newest
+/// version's key): an unchanged stream costs nothing more, a new or changed one one GET
+/// (several in flight). Several changes to one stream between two polls are
 /// reported as one, at the newest version (as a Kubernetes informer coalesces); a stream's
 /// reported versions only ever rise, and none is reported twice, across restarts from a
 /// saved [`Cursor`].
@@ -368,6 +370,8 @@ pub struct Follower {
     streams: Streams,
     cursor: Cursor,
     known: BTreeMap<String, Snapshot<StreamRecord>>,
+    /// What the listing showed of each stream when it was last read.
+    listed: BTreeMap<String, Found>,
 }
 
 impl Follower {
@@ -379,22 +383,43 @@ impl Follower {
     /// Reports what changed since the last poll (or since the cursor), in name order, each
     /// stream at most once. Cancel-safe: a cancelled poll reports nothing and loses nothing.
     pub async fn poll(&mut self) -> Result<Vec<StreamEvent>> {
+        let c = &self.streams.collection;
+        let (listed_at, listed) = c.scan().await?;
+        let mut changed = Vec::new();
+        for f in listed {
+            let f = f?;
+            let old = self.listed.get(f.name.as_str());
+            if old.is_some_and(|old| f.unchanged_since(old)) {
+                continue;
+            }
+            let held = self.known.get(f.name.as_str()).map(|k| k.version);
+            let hint = old.zip(held).and_then(|(old, h)| f.first_at_most(old, h));
+            changed.push((f, hint));
+        }
+        let n = c.manifests().options().list_concurrency.max(1);
+        let read: Vec<_> = futures::stream::iter(changed)
+            .map(|(f, hint)| async move {
+                let s = c.read_found(&f, listed_at, hint).await?;
+                Ok::<_, Unreadable>((f, s))
+            })
+            .buffered(n)
+            .collect()
+            .await;
         let mut found = Vec::new();
-        for name in self.streams.collection.names().await? {
-            let m = self.streams.collection.open(&name);
-            let latest = match self.known.get(name.as_str()) {
-                Some(known) => match m.revalidate(known).await? {
-                    Revalidated::Changed(s) => s,
-                    Revalidated::Unchanged | Revalidated::Missing => continue,
-                },
-                None => match m.load().await? {
-                    Some(s) => s,
-                    None => continue,
-                },
-            };
+        let mut seen = Vec::new();
+        for r in read {
+            let (f, latest) = r?;
+            let Some(latest) = latest else { continue };
+            let name = f.name.clone();
+            seen.push((name.to_string(), f));
+            let known = self.known.get(name.as_str());
+            if known.is_some_and(|k| k.version >= latest.version) {
+                continue;
+            }
             found.push((name, latest));
         }
         // Only now, with every read done, change state: a cancelled poll changes nothing.
+        self.listed.extend(seen);
         let mut events = Vec::new();
         for (name, latest) in found {
             let seen = self.cursor.streams.get(name.as_str()).copied();

@@ -205,7 +205,7 @@ async fn one_corrupt_manifest_is_reported_in_place_and_the_rest_listed() {
         let u = e.as_ref().unwrap_err();
         assert_eq!(u.name, "job-00017");
         assert_eq!(u.key, bad.to_string());
-        assert!(matches!(u.error, cairn::Error::Corrupt { .. }), "{u:?}");
+        assert!(matches!(*u.error, cairn::Error::Corrupt { .. }), "{u:?}");
         assert_eq!(at, 17, "in name order");
         match l.list().await {
             Err(cairn::Error::Corrupt { key, .. }) => assert_eq!(key, bad.to_string()),
@@ -410,5 +410,40 @@ mod cli {
             help.contains("  65   listed, but some entries could not be read"),
             "{help}"
         );
+    }
+}
+
+/// `stream watch`'s follower: a poll of unchanged streams is the listing alone, a changed
+/// stream one GET more, and it is reported once.
+#[tokio::test]
+async fn a_follower_poll_costs_the_listing_plus_what_changed() {
+    for strategy in [Strategy::EtagCas, Strategy::VersionChain] {
+        let ns = namespace(Backend::Memory).await.unwrap();
+        let c = ns.cairn("planter", strategy).await;
+        let _ = c
+            .streams()
+            .create(&n("clicks"), serde_json::json!({"schema": 1}))
+            .await
+            .unwrap();
+        clone_out(&ns, strategy, Family::Stream, "clicks", "clicks", 1500).await;
+        let (v, f) = counted(&ns, "viewer", strategy).await;
+        let mut follower = v.streams().follow(cairn::stream::Cursor::default());
+        assert_eq!(follower.poll().await.unwrap().len(), 1501);
+        let before = f.counts();
+        assert!(follower.poll().await.unwrap().is_empty());
+        let used = since(&f, &before);
+        assert_eq!((used.lists, used.gets), (2, 0), "{strategy:?}: {used:?}");
+        c.streams()
+            .update(&n("clicks-00042"), |_| {
+                Some(serde_json::json!({"schema": 2}))
+            })
+            .await
+            .unwrap();
+        let before = f.counts();
+        let events = follower.poll().await.unwrap();
+        let used = since(&f, &before);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].manifest().name, "clicks-00042");
+        assert_eq!((used.lists, used.gets), (2, 1), "{strategy:?}: {used:?}");
     }
 }

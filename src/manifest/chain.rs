@@ -491,7 +491,7 @@ impl VersionChain {
         };
         let known = self.heads.get(&m.base).map(|h| h.version);
         let mut head = None;
-        if found.first.is_some() && !first_at_most.is_some_and(|v| v < slot) {
+        if found.first.is_some() && first_at_most.is_none_or(|v| v >= slot) {
             head = read_version(m, FIRST_SLOT)
                 .await?
                 .filter(|(s, _)| s.version > slot);

@@ -87,12 +87,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Collection<T> {
     /// [`Collection::entries`] reads them, failing on the first that cannot be read.
     /// Cancel-safe.
     pub async fn list(&self) -> Result<Vec<(Name, Snapshot<T>)>> {
-        Ok(self
-            .entries()
+        self.entries()
             .await?
             .map_err(crate::Error::from)
             .try_collect()
-            .await?)
+            .await
     }
 
     /// Every manifest of the family that exists, in name order, at its newest version, each

@@ -68,6 +68,21 @@ impl Found {
         Some(Mark(v))
     }
 
+    /// Whether this listing shows the manifest as `old` (an earlier listing) did: the same
+    /// newest version. Never when the store lists no etags.
+    pub(crate) fn unchanged_since(&self, old: &Found) -> bool {
+        let mark = self.mark();
+        mark.is_some() && old.mark() == mark
+    }
+
+    /// Chain: what slot 1 is known to hold at most, given that `held` was read when a
+    /// listing showed `old`: `held`, when slot 1 is listed as then (beside the head, or as
+    /// the head), so that it need not be read again (`Protocol::read_listed`).
+    pub(crate) fn first_at_most(&self, old: &Found, held: u64) -> Option<u64> {
+        let first = self.first_mark();
+        (first.is_some() && old.slot_one_mark() == first).then_some(held)
+    }
+
     /// Chain: slot 1 as listed beside higher slots, if it is.
     pub(crate) fn first_mark(&self) -> Option<(Key, Option<String>, DateTime<Utc>)> {
         self.first.as_ref().map(identity)
@@ -98,9 +113,9 @@ pub struct Unreadable {
     pub name: String,
     /// The key of the object that could not be read (or decoded).
     pub key: String,
-    /// Why.
+    /// Why (boxed: an entry of a listing stays small).
     #[serde(serialize_with = "as_text")]
-    pub error: Error,
+    pub error: Box<Error>,
 }
 
 fn as_text<S: serde::Serializer>(e: &Error, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -121,7 +136,7 @@ impl Unreadable {
         Self {
             name: name.to_string(),
             key,
-            error,
+            error: Box::new(error),
         }
     }
 }
@@ -130,17 +145,17 @@ impl Unreadable {
     /// The same report again (an [`Error`] is not `Clone`): as [`Error::Corrupt`] at the
     /// same key, with the same reason.
     pub(crate) fn copy(&self) -> Self {
-        let reason = match &self.error {
+        let reason = match &*self.error {
             Error::Corrupt { reason, .. } => reason.clone(),
             e => e.to_string(),
         };
         Self {
             name: self.name.clone(),
             key: self.key.clone(),
-            error: Error::Corrupt {
+            error: Box::new(Error::Corrupt {
                 key: self.key.clone(),
                 reason,
-            },
+            }),
         }
     }
 }
@@ -154,7 +169,7 @@ impl std::fmt::Display for Unreadable {
 impl From<Unreadable> for Error {
     /// The error, for a caller that fails on the first unreadable entry.
     fn from(u: Unreadable) -> Self {
-        u.error
+        *u.error
     }
 }
 
@@ -203,7 +218,7 @@ pub(crate) fn group(strategy: Strategy, folder: &Key, listed: Vec<Listed>) -> Ve
                         acc.bad.get_or_insert(Unreadable {
                             name: name.to_string(),
                             key: l.key.to_string(),
-                            error,
+                            error: Box::new(error),
                         });
                         continue;
                     }
