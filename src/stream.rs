@@ -7,9 +7,9 @@
 //! manifest; nothing is overwritten. Metadata evolves by compare-and-swap; delete is a
 //! tombstone, and creating a deleted name again starts a new incarnation at a higher version.
 //!
-//! Queriers follow streams with a [`Follower`]: a listing discovers names, and each known
-//! stream is revalidated with a conditional GET, so an unchanged stream costs a 304 and no
-//! body.
+//! Queriers follow streams with a [`Follower`]: one listing a poll shows every stream's etag
+//! (version chain: newest version key), so an unchanged stream costs nothing beyond it and a
+//! changed one one GET.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -239,7 +239,7 @@ impl Streams {
     }
 
     /// Every stream, active and deleted, by name; one that cannot be read is an
-    /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. One LIST per
+    /// [`Unreadable`] entry in its place. One LIST per
     /// 1,000 streams and one GET per stream, several in flight.
     pub async fn entries(&self) -> Result<Vec<Entry<StreamManifest>>> {
         Ok(self
@@ -288,7 +288,7 @@ impl StreamView {
     }
 
     /// Every stream, active and deleted, by name; one that cannot be read is an
-    /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. A refresh is
+    /// [`Unreadable`] entry in its place. A refresh is
     /// one listing of the streams, plus one GET per stream changed since the last
     /// ([`CachedCollection::entries`]). Cancel-safe.
     pub async fn entries(&self) -> Result<View<Vec<Entry<StreamManifest>>>> {

@@ -80,7 +80,8 @@ struct Topic {
 
 impl Status {
     /// Reads through `cairn`; `topic` is the log topic to show events of. The views stay
-    /// fresh for half of `interval`, so each refresh revalidates (cheaply: 304s).
+    /// fresh for half of `interval`, so each refresh revalidates (cheaply: one listing, and
+    /// a GET per changed entry).
     pub fn new(cairn: &Cairn, topic: Option<Name>, interval: Duration) -> Self {
         let members = cairn.membership(Default::default());
         let fresh = interval / 2;

@@ -11,7 +11,7 @@
 //! `chain.rs`), unless the reader already knows it lies below the listed head.
 //!
 //! **Unchanged without a request.** A listing carries each object's etag and
-//! `last_modified`, and the objects that decide a manifest's head (its [`Mark`]) change
+//! `last_modified`, and the objects that decide a manifest's head (its mark) change
 //! whenever a new version is stored: under etag CAS the object is replaced (a new etag), on
 //! the chain a higher slot appears (a new key). A view that kept a manifest together with
 //! its mark knows it unchanged when the listing shows the same mark, at no request.
