@@ -447,3 +447,127 @@ async fn a_follower_poll_costs_the_listing_plus_what_changed() {
         assert_eq!((used.lists, used.gets), (2, 1), "{strategy:?}: {used:?}");
     }
 }
+
+/// A store whose recursive listings leave out keys containing `hide`: a listing that lags
+/// behind what a reader already knows.
+#[derive(Debug)]
+struct Lagging {
+    inner: Arc<dyn ObjectStore>,
+    hide: std::sync::Mutex<Option<String>>,
+}
+
+impl std::fmt::Display for Lagging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lagging({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Lagging {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        let hide = self.hide.lock().unwrap().clone();
+        self.inner
+            .list(prefix)
+            .filter(move |m| {
+                let shown = match (m, &hide) {
+                    (Ok(m), Some(h)) => !m.location.as_ref().contains(h.as_str()),
+                    _ => true,
+                };
+                std::future::ready(shown)
+            })
+            .boxed()
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A family listing that lags behind a version the reader already knows (version chain:
+/// the listing misses the newest version) never takes the reader back to the older one: the
+/// name is loaded the ordinary way, in a plain listing and in a cached view.
+#[tokio::test]
+async fn a_lagging_listing_never_shows_a_version_older_than_one_already_known() {
+    let strategy = Strategy::VersionChain;
+    let ns = namespace(Backend::Memory).await.unwrap();
+    let lagging = Arc::new(Lagging {
+        inner: Arc::clone(&ns.store),
+        hide: std::sync::Mutex::new(None),
+    });
+    let c = ns
+        .cairn_with("viewer", strategy, lagging.clone(), |b| b)
+        .await;
+    let locks = c.locks(LeaseOptions::default()).unwrap();
+    let lease = match locks.try_acquire(&n("job")).await.unwrap() {
+        cairn::lease::Acquired::Acquired(lease) => lease,
+        other => panic!("{other:?}"),
+    };
+    let held = locks.show(&n("job")).await.unwrap().unwrap();
+    lease.release().await.unwrap();
+    let released = locks.show(&n("job")).await.unwrap().unwrap();
+    assert_eq!(released.version, held.version + 1);
+    // From now on the listing misses the released version.
+    let newest = keys::chain_version(&keys::manifest(Family::Lock, &n("job")), released.version);
+    *lagging.hide.lock().unwrap() = Some(newest.file_name().to_string());
+    let all = locks.list().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(
+        (all[0].version, all[0].state),
+        (released.version, cairn::lease::LockState::Released)
+    );
+}
