@@ -881,7 +881,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> CachedCollection<T> 
     /// etag (on the version chain: newest version key) is as when it was read costs no
     /// request; only changed and new ones are read (one GET each, several in flight;
     /// `manifest/listing.rs`), and those no longer listed drop out. Under etag CAS, a view
-    /// of N unchanged manifests costs ⌈N/1000⌉ requests a refresh. Cancel-safe.
+    /// of N unchanged manifests costs ⌈N/1000⌉ requests a refresh, as long as N fits the
+    /// cache's [`CacheOptions::capacity`] (an evicted entry is read again). Cancel-safe.
     pub async fn entries(&self) -> Result<View<Vec<ListEntry<(Name, Snapshot<T>)>>>> {
         self.cache.entries(&self.collection, None).await
     }

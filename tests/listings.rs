@@ -405,6 +405,17 @@ mod cli {
             .contains("not a valid cairn manifest"));
         assert_eq!(all[2]["state"], "released");
 
+        // `status` shows the rest and names the unreadable lock, and exits 65 too.
+        let out = env.run("a", &["status"]).exits(65);
+        let text = out.stdout();
+        assert!(text.contains("LOCKS  2"), "{text}");
+        assert!(
+            text.contains("UNREADABLE  1") && text.contains(&key),
+            "{text}"
+        );
+        let out = env.run("a", &["--json", "status"]).exits(65);
+        assert_eq!(out.json()["unreadable"][0]["key"], key);
+
         let help = env.run("a", &["lock", "ls", "--help"]).ok().stdout();
         assert!(
             help.contains("  65   listed, but some entries could not be read"),
