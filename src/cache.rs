@@ -650,9 +650,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         let Value::Manifest(held) = &e.value else {
             return Known::Read(None, None, None);
         };
-        let mark = found.mark();
         let old = e.found.as_ref();
-        let same = mark.is_some() && old.and_then(Found::mark) == mark;
+        let same = old.is_some_and(|old| found.unchanged_since(old));
         if !listed || (same && !e.behind) {
             return Known::Unchanged(held.clone());
         }
@@ -663,13 +662,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
                 return Known::Listed(h.clone());
             }
         }
-        // Slot 1 listed as before (beside the head, or as the head): it holds at most the
-        // version read then.
-        let first = found.first_mark();
-        let first_at_most = held
-            .as_ref()
-            .filter(|_| first.is_some() && old.and_then(Found::slot_one_mark) == first)
-            .map(|s| s.version);
+        let first_at_most = old
+            .zip(held.as_ref())
+            .and_then(|(old, h)| found.first_at_most(old, h.version));
         Known::Read(held.clone(), first_at_most, Some(e.validated))
     }
 
