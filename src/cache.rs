@@ -2,7 +2,10 @@
 //! lists).
 //!
 //! An entry is served from memory while *fresh*; after that it is revalidated with a
-//! conditional GET, and a 304 keeps it (no body transferred). When the store cannot be
+//! conditional GET, and a 304 keeps it (no body transferred). A whole family
+//! ([`CachedCollection::entries`]) is revalidated from one listing instead: an entry whose
+//! listed etag (version chain: newest version key) is as when it was read costs no request,
+//! a changed or new one one GET, and one no longer listed drops out. When the store cannot be
 //! reached, an entry is served *stale* for a while longer, and the answer says so. The cache
 //! holds at most `capacity` entries and evicts the least recently used.
 //!
@@ -24,6 +27,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use lru::LruCache;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -31,6 +35,8 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::manifest::envelope::StoredAt;
+use crate::manifest::listing::{Entry as ListEntry, Found};
 use crate::manifest::{Collection, Manifest, Revalidated, Snapshot};
 use crate::store::{Key, Name, Store};
 
@@ -53,7 +59,8 @@ pub struct CacheOptions {
 
 impl CacheOptions {
     /// For stream lists: fresh 30 s (a querier learns a new stream within half a minute, and
-    /// 100 streams revalidated every 30 s cost about 8.6 million 304s, ≈ $3.5, a month),
+    /// 100 unchanged streams revalidated every 30 s cost one listing each time, about 86,000
+    /// LISTs, ≈ $0.43, a month),
     /// stale-if-error 5 minutes (rides out a short outage), 4,096 entries, the breaker open
     /// for 10 s after 3 failures in a row.
     pub fn for_streams() -> Self {
@@ -92,7 +99,8 @@ impl Default for CacheOptions {
 pub struct CacheStats {
     /// Served fresh from memory, no request.
     pub hits: u64,
-    /// Revalidated and unchanged (a 304): kept.
+    /// Revalidated and unchanged (a 304, or the same etag or newest version key in a
+    /// listing; for membership, a heartbeat taken from the listing): kept.
     pub revalidated: u64,
     /// Fetched in full: first reads, changed entries, listings.
     pub fetched: u64,
@@ -131,6 +139,9 @@ impl<T> View<T> {
 enum Value<T> {
     Manifest(Option<Snapshot<T>>),
     Listing(Vec<String>),
+    /// A family's recursive listing, grouped by name (`manifest/listing.rs`), and the instant
+    /// taken just before it.
+    Scan(Arc<(Instant, Vec<ListEntry<Found>>)>),
 }
 
 impl<T> Clone for Value<T>
@@ -141,6 +152,7 @@ where
         match self {
             Value::Manifest(m) => Value::Manifest(m.clone()),
             Value::Listing(l) => Value::Listing(l.clone()),
+            Value::Scan(s) => Value::Scan(Arc::clone(s)),
         }
     }
 }
@@ -152,6 +164,8 @@ enum Slot {
     Manifest(Key),
     /// The names of the folders under this one.
     Listing(Key),
+    /// The recursive listing of this family folder.
+    Scan(Key),
 }
 
 impl std::fmt::Display for Slot {
@@ -159,6 +173,7 @@ impl std::fmt::Display for Slot {
         match self {
             Slot::Manifest(k) => write!(f, "manifest {k}"),
             Slot::Listing(k) => write!(f, "listing of {k}"),
+            Slot::Scan(k) => write!(f, "recursive listing of {k}"),
         }
     }
 }
@@ -167,6 +182,14 @@ struct Entry<T> {
     value: Value<T>,
     /// When it was last read or revalidated.
     validated: Instant,
+    /// What the family listing showed of the manifest when it was read or last found
+    /// unchanged: a later listing that shows the same [`Found::mark`] means it is unchanged.
+    /// `None` when it was read without a listing.
+    found: Option<Found>,
+    /// The value is older than the object `found` names: the listing showed a change that
+    /// was taken without reading it (only its store time, see
+    /// [`CachedCollection::entries_with`]).
+    behind: bool,
 }
 
 struct State<T> {
@@ -302,9 +325,23 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
     /// Keeps `value` at `slot`, as the most recently used entry, evicting the least
     /// recently used one beyond the capacity.
     fn store(&self, slot: &Slot, value: Value<T>) {
+        self.store_listed(slot, value, self.clock.monotonic(), None, false);
+    }
+
+    /// [`Self::store`], validated at `validated` against what a family listing showed of it.
+    fn store_listed(
+        &self,
+        slot: &Slot,
+        value: Value<T>,
+        validated: Instant,
+        found: Option<Found>,
+        behind: bool,
+    ) {
         let entry = Entry {
             value,
-            validated: self.clock.monotonic(),
+            validated,
+            found,
+            behind,
         };
         let mut st = self.lock();
         st.entries.put(slot.clone(), entry);
@@ -460,7 +497,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
             Lookup::Expired(old, validated) => {
                 let known = match &old {
                     Value::Manifest(m) => m.clone(),
-                    Value::Listing(_) => None,
+                    Value::Listing(_) | Value::Scan(_) => None,
                 };
                 let fetched = match &known {
                     Some(k) => manifest.revalidate(k).await.map(|r| match r {
@@ -492,7 +529,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         };
         match value {
             Value::Manifest(m) => Ok(View { items: m, stale }),
-            Value::Listing(_) => Err(Error::Config(format!(
+            Value::Listing(_) | Value::Scan(_) => Err(Error::Config(format!(
                 "cache {slot} holds a listing, not a manifest"
             ))),
         }
@@ -528,10 +565,260 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         };
         match value {
             Value::Listing(l) => Ok(View { items: l, stale }),
-            Value::Manifest(_) => Err(Error::Config(format!(
+            Value::Manifest(_) | Value::Scan(_) => Err(Error::Config(format!(
                 "cache {slot} holds a manifest, not a listing"
             ))),
         }
+    }
+}
+
+/// Whether a change the listing shows of a manifest held as this value may be taken from the
+/// listing without reading it (see [`CachedCollection::entries_with`]).
+pub(crate) type FromListing<T> = dyn Fn(&Snapshot<T>) -> bool + Send + Sync;
+
+/// One listed manifest after a refresh: its name and newest version (`None`: gone since the
+/// listing), or why it cannot be read.
+type Refreshed<T> = ListEntry<Option<(Name, Snapshot<T>)>>;
+
+/// What a refresh knows of one listed manifest before reading it.
+enum Known<T> {
+    /// The listing shows it as the cache has it: no request.
+    Unchanged(Option<Snapshot<T>>),
+    /// Changed, and the caller takes the change from the listing: the value held, with the
+    /// listed object's store time.
+    Listed(Snapshot<T>),
+    /// Changed or new: read it. The version held, if any, and the version slot 1 is known to
+    /// hold at most (chain; see `Protocol::read_listed`).
+    Read(Option<Snapshot<T>>, Option<u64>, Option<Instant>),
+}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
+    /// The family listing of `collection`, and whether it is stale: no request while
+    /// fresh, then one recursive listing (one LIST per 1,000 objects). The bool says whether
+    /// this call listed.
+    async fn scan(
+        &self,
+        collection: &Collection<T>,
+    ) -> Result<(Arc<(Instant, Vec<ListEntry<Found>>)>, bool, bool)> {
+        let slot = Slot::Scan(collection.family().folder());
+        let (found, _flight) = self.lookup_in_flight(&slot, self.options.fresh).await;
+        let (value, stale, listed) = match found {
+            Lookup::Fresh(v) => (v, false, false),
+            Lookup::Expired(old, validated) if self.short_circuit(validated) => (old, true, false),
+            other => {
+                let scanned = collection.scan().await;
+                self.note(&scanned);
+                match scanned {
+                    Ok(scan) => {
+                        bump(&mut self.lock().stats.fetched);
+                        crate::telemetry::cache_read("fetched");
+                        let v = Value::Scan(Arc::new(scan));
+                        self.store(&slot, v.clone());
+                        (v, false, true)
+                    }
+                    Err(e) => match other {
+                        Lookup::Expired(old, validated) => {
+                            (self.stale_or(e, old, validated)?, true, false)
+                        }
+                        _ => return Err(e),
+                    },
+                }
+            }
+        };
+        match value {
+            Value::Scan(s) => Ok((s, stale, listed)),
+            _ => Err(Error::Config(format!(
+                "cache {slot} holds something else than a recursive listing"
+            ))),
+        }
+    }
+
+    /// What the cache holds of the manifest `found` names: unchanged when the listing was
+    /// not made again (`listed` false: the entry is as fresh as the listing) or shows the same
+    /// mark as when it was kept; else to be read.
+    fn known(
+        &self,
+        slot: &Slot,
+        found: &Found,
+        listed: bool,
+        from_listing: Option<&FromListing<T>>,
+    ) -> Known<T> {
+        let st = self.lock();
+        let Some(e) = st.entries.peek(slot) else {
+            return Known::Read(None, None, None);
+        };
+        let Value::Manifest(held) = &e.value else {
+            return Known::Read(None, None, None);
+        };
+        let old = e.found.as_ref();
+        let same = old.is_some_and(|old| found.unchanged_since(old));
+        if !listed || (same && !e.behind) {
+            return Known::Unchanged(held.clone());
+        }
+        // A change after one that was read or listed: the caller may take it from the
+        // listing. (An object that stopped changing is read: `same` and behind.)
+        if let (false, Some(h), Some(_), Some(take)) = (same, held, old, from_listing) {
+            if take(h) {
+                return Known::Listed(h.clone());
+            }
+        }
+        let first_at_most = old
+            .zip(held.as_ref())
+            .and_then(|(old, h)| found.first_at_most(old, h.version));
+        Known::Read(held.clone(), first_at_most, Some(e.validated))
+    }
+
+    /// Removes the manifests of `folder` that `keep` does not name (gone from the listing).
+    fn drop_unlisted(&self, collection: &Collection<T>, keep: &std::collections::HashSet<Key>) {
+        let folder = format!("{}/", collection.family().folder());
+        let mut st = self.lock();
+        let gone: Vec<Slot> = st
+            .entries
+            .iter()
+            .filter_map(|(slot, _)| match slot {
+                Slot::Manifest(k) if k.as_str().starts_with(&folder) && !keep.contains(k) => {
+                    Some(slot.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for slot in gone {
+            st.entries.pop(&slot);
+        }
+    }
+
+    /// Every manifest of `collection`, in name order, revalidated from one family listing
+    /// (see [`CachedCollection::entries`]).
+    async fn entries(
+        &self,
+        collection: &Collection<T>,
+        from_listing: Option<&FromListing<T>>,
+    ) -> Result<View<Vec<ListEntry<(Name, Snapshot<T>)>>>> {
+        let (scan, mut stale, listed) = self.scan(collection).await?;
+        let (listed_at, found) = (&scan.0, &scan.1);
+        let listed_at = *listed_at;
+        if listed {
+            let keep = found
+                .iter()
+                .filter_map(|f| f.as_ref().ok())
+                .map(|f| collection.open(&f.name).key().clone())
+                .collect();
+            self.drop_unlisted(collection, &keep);
+        }
+        let n = collection.manifests().options().list_concurrency.max(1);
+        let owned: Vec<ListEntry<Found>> = found.iter().map(own).collect();
+        let read = futures::stream::iter(owned)
+            .map(|f| self.refresh_one(collection, f, listed, listed_at, from_listing))
+            .buffered(n);
+        let all: Vec<(Refreshed<T>, bool)> = read.collect().await;
+        let mut items = Vec::with_capacity(all.len());
+        for (e, was_stale) in all {
+            stale |= was_stale;
+            match e {
+                Ok(Some(v)) => items.push(Ok(v)),
+                Ok(None) => {}
+                Err(u) => items.push(Err(u)),
+            }
+        }
+        Ok(View { items, stale })
+    }
+    /// One listed manifest of a refresh (see [`Self::entries`]): from the cache when the
+    /// listing shows it unchanged, else read. The bool: served stale.
+    async fn refresh_one(
+        &self,
+        collection: &Collection<T>,
+        f: ListEntry<Found>,
+        listed: bool,
+        listed_at: Instant,
+        from_listing: Option<&FromListing<T>>,
+    ) -> (Refreshed<T>, bool) {
+        let f = match f {
+            Ok(f) => f,
+            Err(u) => return (Err(u), false),
+        };
+        let f = &f;
+        let slot = Slot::Manifest(collection.open(&f.name).key().clone());
+        match self.known(&slot, f, listed, from_listing) {
+            Known::Listed(mut held) => {
+                held.stored_at = StoredAt(Some(f.head.last_modified));
+                bump(&mut self.lock().stats.revalidated);
+                crate::telemetry::cache_read("revalidated");
+                let v = Value::Manifest(Some(held.clone()));
+                self.store_listed(&slot, v, listed_at, Some(f.clone()), true);
+                (Ok(Some((f.name.clone(), held))), false)
+            }
+            Known::Unchanged(held) => {
+                let mut st = self.lock();
+                if listed {
+                    bump(&mut st.stats.revalidated);
+                    crate::telemetry::cache_read("revalidated");
+                } else {
+                    bump(&mut st.stats.hits);
+                    crate::telemetry::cache_read("hit");
+                }
+                drop(st);
+                if listed {
+                    let v = Value::Manifest(held.clone());
+                    self.store_listed(&slot, v, listed_at, Some(f.clone()), false);
+                }
+                (Ok(held.map(|s| (f.name.clone(), s))), false)
+            }
+            Known::Read(held, first_at_most, validated) => {
+                let got = match collection.read_found(f, listed_at, first_at_most).await {
+                    // Never back to a version older than the one held: load the
+                    // ordinary way (see `listing.rs`).
+                    Ok(Some(s)) if held.as_ref().is_some_and(|h| h.version > s.version) => {
+                        collection
+                            .load(&f.name)
+                            .await
+                            .map_err(|e| collection.unreadable(&f.name, e))
+                    }
+                    other => other,
+                };
+                self.note(&got.as_ref().map_err(|u| clone_kind(&u.error)));
+                match got {
+                    Ok(s) => {
+                        bump(&mut self.lock().stats.fetched);
+                        crate::telemetry::cache_read("fetched");
+                        let v = Value::Manifest(s.clone());
+                        self.store_listed(&slot, v, listed_at, Some(f.clone()), false);
+                        (Ok(s.map(|s| (f.name.clone(), s))), false)
+                    }
+                    Err(u) => match (held, validated) {
+                        (Some(h), Some(at)) if unreachable(&u.error) && self.servable_stale(at) => {
+                            bump(&mut self.lock().stats.stale);
+                            crate::telemetry::cache_read("stale");
+                            (Ok(Some((f.name.clone(), h))), true)
+                        }
+                        _ => (Err(u), false),
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// An owned copy of a listed entry.
+fn own(f: &ListEntry<Found>) -> ListEntry<Found> {
+    match f {
+        Ok(f) => Ok(f.clone()),
+        Err(u) => Err(u.copy()),
+    }
+}
+
+/// An error of the same kind as `e`, for the breaker's count (it only looks at the kind).
+fn clone_kind(e: &Error) -> Error {
+    if unreachable(e) {
+        Error::Unavailable {
+            operation: "read",
+            key: String::new(),
+            source: object_store::Error::Generic {
+                store: "cairn",
+                source: e.to_string().into(),
+            },
+        }
+    } else {
+        Error::Config(e.to_string())
     }
 }
 
@@ -568,19 +855,58 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> CachedCollection<T> 
         }))
     }
 
-    /// Every existing manifest of the collection, in name order: the listing and each
-    /// manifest read through the cache; `stale` when any part of it was served stale.
-    /// Cancel-safe.
+    /// Every existing manifest of the collection, in name order, failing on the first that
+    /// cannot be read (see [`CachedCollection::entries`]). Cancel-safe.
     pub async fn list(&self) -> Result<View<Vec<(Name, Snapshot<T>)>>> {
-        let names = self.names().await?;
-        let mut stale = names.stale;
-        let mut out = Vec::new();
-        for name in names.items {
-            let got = self.get(&name).await?;
-            stale |= got.stale;
-            out.extend(got.items.map(|s| (name, s)));
-        }
-        Ok(View { items: out, stale })
+        let all = self.entries().await?;
+        let stale = all.stale;
+        let items = all
+            .items
+            .into_iter()
+            .map(|e| e.map_err(Error::from))
+            .collect::<Result<_>>()?;
+        Ok(View { items, stale })
+    }
+
+    /// Every existing manifest of the collection, in name order; one that cannot be read is
+    /// an [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. `stale` when any part was served stale.
+    ///
+    /// **Cost.** No request while the family listing is fresh. Then one recursive listing of
+    /// the family (one LIST per 1,000 objects) revalidates every entry: one whose listed
+    /// etag (on the version chain: newest version key) is as when it was read costs no
+    /// request; only changed and new ones are read (one GET each, several in flight;
+    /// `manifest/listing.rs`), and those no longer listed drop out. Under etag CAS, a view
+    /// of N unchanged manifests costs ⌈N/1000⌉ requests a refresh, as long as N fits the
+    /// cache's [`CacheOptions::capacity`] (an evicted entry is read again). Cancel-safe.
+    pub async fn entries(&self) -> Result<View<Vec<ListEntry<(Name, Snapshot<T>)>>>> {
+        self.cache.entries(&self.collection, None).await
+    }
+
+    /// [`CachedCollection::entries`], except that a manifest the listing shows changed since
+    /// it was read (or last taken this way) is not read when `from_listing` says its held
+    /// value may stand: the value is kept, with the listed object's `last_modified` as its
+    /// [`Snapshot::stored_at`], and marked behind. A manifest that then stops changing (the
+    /// next listing shows it as the last) is read once, so its last word is never missed
+    /// for longer than one refresh. For membership (`member.rs`): a heartbeat is a change of
+    /// the record's object, and its time is all a view needs of it.
+    pub(crate) async fn entries_with(
+        &self,
+        from_listing: &FromListing<T>,
+    ) -> Result<View<Vec<ListEntry<(Name, Snapshot<T>)>>>> {
+        self.cache
+            .entries(&self.collection, Some(from_listing))
+            .await
+    }
+
+    /// Whether the value held for `name` was last taken from the listing without a read
+    /// (its body is older than the object).
+    pub(crate) fn is_behind(&self, name: &Name) -> bool {
+        let slot = Slot::Manifest(self.collection.open(name).key().clone());
+        self.cache
+            .lock()
+            .entries
+            .peek(&slot)
+            .is_some_and(|e| e.behind)
     }
 
     /// The newest version of `name` (`None`: it does not exist), as

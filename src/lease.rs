@@ -58,10 +58,12 @@ use crate::clock;
 use crate::error::{Error, Result};
 use crate::log::Audit;
 use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Released, Renewal};
+use crate::manifest::listing::Entry;
 use crate::manifest::{Change, Collection, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
 use crate::store::{Name, WriteId};
+use futures::StreamExt;
 
 /// The manifest kind of locks.
 pub const KIND: &str = "lock";
@@ -704,15 +706,29 @@ impl Locks {
         Ok(s.map(|s| info_of(name.as_str(), &s, now)))
     }
 
-    /// Every lock under the prefix, by name. Locks whose manifest cannot be read are
-    /// reported as errors, not skipped.
+    /// Every lock under the prefix, by name, failing on the first that cannot be read (see
+    /// [`Locks::entries`]).
     pub async fn list(&self) -> Result<Vec<LockInfo>> {
+        self.entries()
+            .await?
+            .into_iter()
+            .map(|e| e.map_err(Error::from))
+            .collect()
+    }
+
+    /// Every lock under the prefix, by name; one that cannot be read is an
+    /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. One LIST per
+    /// 1,000 locks and one GET per lock, several in flight
+    /// ([`crate::manifest::Collection::entries`]). Only a failed listing is an error.
+    pub async fn entries(&self) -> Result<Vec<Entry<LockInfo>>> {
         let now = self.collection.manifests().clock().now();
-        let all = self.collection.list().await?;
-        Ok(all
-            .iter()
-            .map(|(n, s)| info_of(n.as_str(), s, now))
-            .collect())
+        Ok(self
+            .collection
+            .entries()
+            .await?
+            .map(|e| e.map(|(n, s)| info_of(n.as_str(), &s, now)))
+            .collect()
+            .await)
     }
 
     /// An operator's break: ends the current lease by writing a version marked broken,

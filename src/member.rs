@@ -21,8 +21,9 @@
 //!
 //! A [`MemberView`] serves records from its cache for up to one interval; a cached record
 //! can therefore look older than the store's. Before it calls a node suspect or offline, the
-//! view reads that node's record again unless it was read after the verdict became due, so
-//! the cache never makes a live node suspect, and delays no verdict on a dead one.
+//! view reads that node's record again unless it was read (or listed) after the verdict
+//! became due, so the cache never makes a live node suspect, and delays no verdict on a dead
+//! one.
 //!
 //! Every heartbeat is a compare-and-swap on the version the node wrote last, so a second
 //! process heartbeating under the same node id is detected (its write, or ours, conflicts
@@ -50,13 +51,33 @@
 //!   over with [`Error::Corrupt`], at once: it never sleeps on a duration it has not checked,
 //!   and never overwrites a record it cannot interpret.
 //!
+//! ## Views at fleet scale
+//!
+//! A [`MemberView`] refreshes from one listing of `members/` (one LIST per 1,000 nodes),
+//! which carries every record object's etag and `last_modified`. A heartbeat replaces the
+//! record's object (etag CAS) or adds a version (chain), so the listing shows it as a
+//! changed object, and its `last_modified` is the heartbeat's time by the store's clock,
+//! the same timestamp a GET's `Last-Modified` gives: the view takes that time from the
+//! listing and does not read the record. The age is then judged exactly as before (from
+//! that store time to the viewer's clock witness, `Health::Unknown` when the viewer's
+//! clock is beyond the bound, [`crate::store::time`]): no clock is trusted more than by a
+//! read. The record's body (its interval, latency average, beats, session) is read only
+//! - when the node is new to the view, or its held record says it left (a node back);
+//! - when its object stops changing: the first refresh that lists the same object as the
+//!   last one taken from the listing reads it once, so a node's last word (`left`) is seen
+//!   at most one refresh late, and a dead node costs one GET, then nothing;
+//! - before a verdict other than online, since the timeout comes from the body.
+//!
+//! So a view of N nodes costs ⌈N/1000⌉ requests a refresh when nothing stopped or started,
+//! whether they heartbeat or not; between reads, a row's beats, latency and version are as
+//! of the last read.
+//!
 //! ## Cost
 //!
 //! One PUT per node per interval: at 1 s, 3,600 PUTs an hour (≈ $0.018 at S3 list prices),
 //! about 2.6 million PUTs, ≈ $13, per node per month; at `--interval 2s` half that, at 10 s
-//! ≈ $1.3. A view costs a listing plus one conditional GET per node each time its cache
-//! entry goes stale (fresh for one interval by default), and one more conditional GET for a
-//! node it is about to call suspect or offline.
+//! ≈ $1.3. A view costs one listing per refresh once its cache entry goes stale (fresh for
+//! one interval by default), plus the reads above.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,9 +91,11 @@ use crate::cache::{CacheOptions, CachedCollection, ManifestCache, View};
 use crate::clock::{millis, stored_ms, until, Clock};
 use crate::error::{Error, Result};
 use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Released, Renewal};
+use crate::manifest::listing::Entry;
 use crate::manifest::{Collection, Manifest, Manifests, Removed, Revalidated, Snapshot, Written};
 use crate::store::keys::Family;
 use crate::store::{Name, WriteId};
+use futures::StreamExt;
 
 /// The manifest kind of member records.
 pub const KIND: &str = "member";
@@ -321,16 +344,35 @@ impl Membership {
         }
     }
 
-    /// Every node that ever joined, classified now. One listing and one read per node, and
-    /// a clock check when the last is stale and some node is alive (only a live node's age
-    /// is read: a prefix with none, a fresh one, costs no check and gets no write).
+    /// Every node that ever joined, classified now, failing on the first record that cannot
+    /// be read (see [`Membership::entries`]).
     pub async fn list(&self) -> Result<Vec<MemberStatus>> {
-        let all = self.collection.list().await?;
+        self.entries()
+            .await?
+            .into_iter()
+            .map(|e| e.map_err(Error::from))
+            .collect()
+    }
+
+    /// Every node that ever joined, classified now; a record that cannot be read is an
+    /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. One LIST per
+    /// 1,000 nodes and one GET per node, several in flight, and a clock check when the last
+    /// is stale and some node is alive (only a live node's age is read: a prefix with none, a
+    /// fresh one, costs no check and gets no write). Each node is classified as soon as its
+    /// record is read.
+    pub async fn entries(&self) -> Result<Vec<Entry<MemberStatus>>> {
+        let all = self.collection.entries().await?;
+        let mut all = std::pin::pin!(all);
         let mut time = LazyTimeline::default();
-        let mut out = Vec::with_capacity(all.len());
-        for (n, s) in &all {
-            let now = time.now_for(self, s).await?;
-            out.push(self.classify(n.as_str(), s, now));
+        let mut out = Vec::new();
+        while let Some(e) = all.next().await {
+            out.push(match e {
+                Ok((n, s)) => {
+                    let now = time.now_for(self, &s).await?;
+                    Ok(self.classify(n.as_str(), &s, now))
+                }
+                Err(u) => Err(u),
+            });
         }
         Ok(out)
     }
@@ -738,28 +780,63 @@ impl MemberView {
     /// due is read again first (one conditional GET), so the cache never makes a live node
     /// look dead (see the module docs).
     pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
+        let all = self.entries().await?;
+        let stale = all.stale;
+        let items = all
+            .items
+            .into_iter()
+            .map(|e| e.map_err(Error::from))
+            .collect::<Result<_>>()?;
+        Ok(View { items, stale })
+    }
+
+    /// [`MemberView::list`], with a record that cannot be read as an
+    /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. A refresh is
+    /// one listing of the members (one LIST per 1,000 nodes); a heartbeat costs no GET, a
+    /// record is read only when new, when it stops changing, and before a verdict other than
+    /// online (module docs, "Views at fleet scale"). Cancel-safe.
+    pub async fn entries(&self) -> Result<View<Vec<Entry<MemberStatus>>>> {
         let ms = &self.membership;
         let mut time = LazyTimeline::default();
-        let names = self.cached.names().await?;
-        let mut stale = names.stale;
-        let mut items = Vec::with_capacity(names.items.len());
-        for name in names.items {
-            let got = self.cached.get(&name).await?;
-            stale |= got.stale;
-            let Some(s) = got.items else { continue };
-            // Classified as soon as it is read: ages are not inflated by the reads of the
-            // nodes after it.
+        // A live node's heartbeat is a change of its record's object: its store time is
+        // taken from the listing, and the record is read only when new, when it stops
+        // changing, and before a verdict other than online (module docs, "Views").
+        let alive = |s: &Snapshot<MemberRecord>| s.body.state == Presence::Alive;
+        let all = self.cached.entries_with(&alive).await?;
+        let mut stale = all.stale;
+        let mut items = Vec::with_capacity(all.items.len());
+        for e in all.items {
+            let (name, s) = match e {
+                Ok(v) => v,
+                Err(u) => {
+                    items.push(Err(u));
+                    continue;
+                }
+            };
             let now = time.now_for(ms, &s).await?;
             let status = ms.classify(name.as_str(), &s, now);
             let Some(due_for) = overdue(&status) else {
-                items.push(status);
+                items.push(Ok(status));
                 continue;
             };
-            let again = self.cached.get_within(&name, due_for).await?;
+            // A record whose body is older than its object (its heartbeats taken from the
+            // listing) is read before the verdict: its timeout is the body's.
+            let due_for = if self.cached.is_behind(&name) {
+                Duration::ZERO
+            } else {
+                due_for
+            };
+            let again = match self.cached.get_within(&name, due_for).await {
+                Ok(again) => again,
+                Err(e) => {
+                    items.push(Err(self.cached.collection().unreadable(&name, e)));
+                    continue;
+                }
+            };
             stale |= again.stale;
             if let Some(s) = again.items {
                 let now = time.now_for(ms, &s).await?;
-                items.push(ms.classify(name.as_str(), &s, now));
+                items.push(Ok(ms.classify(name.as_str(), &s, now)));
             }
         }
         Ok(View { items, stale })

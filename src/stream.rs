@@ -7,9 +7,9 @@
 //! manifest; nothing is overwritten. Metadata evolves by compare-and-swap; delete is a
 //! tombstone, and creating a deleted name again starts a new incarnation at a higher version.
 //!
-//! Queriers follow streams with a [`Follower`]: a listing discovers names, and each known
-//! stream is revalidated with a conditional GET, so an unchanged stream costs a 304 and no
-//! body.
+//! Queriers follow streams with a [`Follower`]: one listing a poll shows every stream's etag
+//! (version chain: newest version key), so an unchanged stream costs nothing beyond it and a
+//! changed one one GET.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::cache::{CacheOptions, CachedCollection, ManifestCache, View};
 use crate::clock::next_number;
 use crate::error::{Error, Result};
-use crate::manifest::{Change, Collection, Manifests, Revalidated, Snapshot, Written};
+use crate::manifest::listing::{Entry, Found, Unreadable};
+use crate::manifest::{Change, Collection, Manifests, Snapshot, Written};
 use crate::store::keys::Family;
 use crate::store::Name;
+use futures::StreamExt;
 
 /// The manifest kind of streams.
 pub const KIND: &str = "stream";
@@ -226,10 +228,27 @@ impl Streams {
         Ok(s.map(|s| StreamManifest::of(name, &s)))
     }
 
-    /// Every stream, active and deleted, by name.
+    /// Every stream, active and deleted, by name, failing on the first that cannot be read
+    /// (see [`Streams::entries`]).
     pub async fn list(&self) -> Result<Vec<StreamManifest>> {
-        let all = self.collection.list().await?;
-        Ok(all.iter().map(|(n, s)| StreamManifest::of(n, s)).collect())
+        self.entries()
+            .await?
+            .into_iter()
+            .map(|e| e.map_err(crate::Error::from))
+            .collect()
+    }
+
+    /// Every stream, active and deleted, by name; one that cannot be read is an
+    /// [`Unreadable`] entry in its place. One LIST per
+    /// 1,000 streams and one GET per stream, several in flight.
+    pub async fn entries(&self) -> Result<Vec<Entry<StreamManifest>>> {
+        Ok(self
+            .collection
+            .entries()
+            .await?
+            .map(|e| e.map(|(n, s)| StreamManifest::of(&n, &s)))
+            .collect()
+            .await)
     }
 
     /// A cached view of the streams, for queriers that read the list often.
@@ -245,12 +264,14 @@ impl Streams {
             streams: self.clone(),
             cursor,
             known: BTreeMap::new(),
+            listed: BTreeMap::new(),
         }
     }
 }
 
 /// Streams read through a [`ManifestCache`]: while fresh, listing them costs nothing; then
-/// one listing plus a conditional GET per stream (a 304 for each unchanged one). When the
+/// one listing of the streams, plus one GET per stream changed since (an unchanged one costs
+/// nothing). When the
 /// store is unreachable the last known list is served, marked stale, for up to the cache's
 /// stale-if-error time.
 #[derive(Debug)]
@@ -259,10 +280,24 @@ pub struct StreamView {
 }
 
 impl StreamView {
-    /// Every stream, active and deleted, by name. Cancel-safe.
+    /// Every stream, active and deleted, by name, failing on the first that cannot be read
+    /// (see [`StreamView::entries`]). Cancel-safe.
     pub async fn list(&self) -> Result<View<Vec<StreamManifest>>> {
         let all = self.cached.list().await?;
         Ok(all.map(|all| all.iter().map(|(n, s)| StreamManifest::of(n, s)).collect()))
+    }
+
+    /// Every stream, active and deleted, by name; one that cannot be read is an
+    /// [`Unreadable`] entry in its place. A refresh is
+    /// one listing of the streams, plus one GET per stream changed since the last
+    /// ([`CachedCollection::entries`]). Cancel-safe.
+    pub async fn entries(&self) -> Result<View<Vec<Entry<StreamManifest>>>> {
+        let all = self.cached.entries().await?;
+        Ok(all.map(|all| {
+            all.into_iter()
+                .map(|e| e.map(|(n, s)| StreamManifest::of(&n, &s)))
+                .collect()
+        }))
     }
 
     /// One stream (active or deleted); `None` if it never existed. Cancel-safe.
@@ -323,9 +358,10 @@ impl StreamEvent {
     }
 }
 
-/// Follows streams incrementally. Each [`Follower::poll`] lists stream names once (to
-/// discover new ones) and revalidates every known stream conditionally: an unchanged
-/// stream costs a 304 and no body. Several changes to one stream between two polls are
+/// Follows streams incrementally. Each [`Follower::poll`] lists the streams once (one LIST
+/// per 1,000 objects), which shows every stream's etag (on the version chain, its newest
+/// version's key): an unchanged stream costs nothing more, a new or changed one one GET
+/// (several in flight). Several changes to one stream between two polls are
 /// reported as one, at the newest version (as a Kubernetes informer coalesces); a stream's
 /// reported versions only ever rise, and none is reported twice, across restarts from a
 /// saved [`Cursor`].
@@ -334,6 +370,8 @@ pub struct Follower {
     streams: Streams,
     cursor: Cursor,
     known: BTreeMap<String, Snapshot<StreamRecord>>,
+    /// What the listing showed of each stream when it was last read.
+    listed: BTreeMap<String, Found>,
 }
 
 impl Follower {
@@ -345,22 +383,43 @@ impl Follower {
     /// Reports what changed since the last poll (or since the cursor), in name order, each
     /// stream at most once. Cancel-safe: a cancelled poll reports nothing and loses nothing.
     pub async fn poll(&mut self) -> Result<Vec<StreamEvent>> {
+        let c = &self.streams.collection;
+        let (listed_at, listed) = c.scan().await?;
+        let mut changed = Vec::new();
+        for f in listed {
+            let f = f?;
+            let old = self.listed.get(f.name.as_str());
+            if old.is_some_and(|old| f.unchanged_since(old)) {
+                continue;
+            }
+            let held = self.known.get(f.name.as_str()).map(|k| k.version);
+            let hint = old.zip(held).and_then(|(old, h)| f.first_at_most(old, h));
+            changed.push((f, hint));
+        }
+        let n = c.manifests().options().list_concurrency.max(1);
+        let read: Vec<_> = futures::stream::iter(changed)
+            .map(|(f, hint)| async move {
+                let s = c.read_found(&f, listed_at, hint).await?;
+                Ok::<_, Unreadable>((f, s))
+            })
+            .buffered(n)
+            .collect()
+            .await;
         let mut found = Vec::new();
-        for name in self.streams.collection.names().await? {
-            let m = self.streams.collection.open(&name);
-            let latest = match self.known.get(name.as_str()) {
-                Some(known) => match m.revalidate(known).await? {
-                    Revalidated::Changed(s) => s,
-                    Revalidated::Unchanged | Revalidated::Missing => continue,
-                },
-                None => match m.load().await? {
-                    Some(s) => s,
-                    None => continue,
-                },
-            };
+        let mut seen = Vec::new();
+        for r in read {
+            let (f, latest) = r?;
+            let Some(latest) = latest else { continue };
+            let name = f.name.clone();
+            seen.push((name.to_string(), f));
+            let known = self.known.get(name.as_str());
+            if known.is_some_and(|k| k.version >= latest.version) {
+                continue;
+            }
             found.push((name, latest));
         }
         // Only now, with every read done, change state: a cancelled poll changes nothing.
+        self.listed.extend(seen);
         let mut events = Vec::new();
         for (name, latest) in found {
             let seen = self.cursor.streams.get(name.as_str()).copied();

@@ -50,10 +50,12 @@ use crate::clock;
 use crate::error::{Error, Result};
 use crate::log::Audit;
 use crate::manifest::held::{self, ClaimBody, Closed};
+use crate::manifest::listing::Entry;
 use crate::manifest::{Change, Collection, Manifest, Manifests, Revalidated, Snapshot, Written};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
 use crate::store::{Name, WriteId};
+use futures::StreamExt;
 
 /// The manifest kind of turns.
 pub const KIND: &str = "turn";
@@ -891,10 +893,26 @@ impl Turns {
             .transpose()
     }
 
-    /// Every turn, by name.
+    /// Every turn, by name, failing on the first that cannot be read (see
+    /// [`Turns::entries`]).
     pub async fn list(&self) -> Result<Vec<TurnManifest>> {
-        let all = self.collection.list().await?;
-        all.iter().map(|(n, s)| TurnManifest::of(n, s)).collect()
+        self.entries()
+            .await?
+            .into_iter()
+            .map(|e| e.map_err(Error::from))
+            .collect()
+    }
+
+    /// Every turn, by name; one that cannot be read (or whose stored timing is out of
+    /// range) is an [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place.
+    /// One LIST per 1,000 turns and one GET per turn, several in flight.
+    pub async fn entries(&self) -> Result<Vec<Entry<TurnManifest>>> {
+        let c = &self.collection;
+        Ok(c.entries()
+            .await?
+            .map(|e| e.and_then(|(n, s)| TurnManifest::of(&n, &s).map_err(|e| c.unreadable(&n, e))))
+            .collect()
+            .await)
     }
 }
 

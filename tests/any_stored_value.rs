@@ -857,9 +857,15 @@ mod cli {
                 let code = out.status.code();
                 prop_assert!(!stderr.contains("panicked"), "{:?} panicked: {}", args, stderr);
                 // 0 shown, 1 a failure, 2 a stored window or strategy this command refuses,
-                // 3 not found; a panic is 101, a signal no code.
-                prop_assert!(matches!(code, Some(0..=3)), "{:?} exited {:?}: {}", args, code, stderr);
-                if code == Some(0) && args[0] == "--json" {
+                // 3 not found, 65 listed with some entries unreadable (each in its row); a
+                // panic is 101, a signal no code.
+                prop_assert!(matches!(code, Some(0..=3 | 65)), "{:?} exited {:?}: {}", args, code, stderr);
+                if code == Some(65) {
+                    let stdout = String::from_utf8_lossy(&out.stdout);
+                    prop_assert!(stdout.contains("unreadable"), "{:?}: {}", args, stdout);
+                    prop_assert!(NAMES.iter().any(|n| stdout.contains(n)), "{:?} names nothing planted: {}", args, stdout);
+                }
+                if matches!(code, Some(0 | 65)) && args[0] == "--json" {
                     prop_assert!(
                         serde_json::from_slice::<Value>(&out.stdout).is_ok(),
                         "{:?} printed no JSON: {}", args, String::from_utf8_lossy(&out.stdout)

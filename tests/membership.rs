@@ -34,13 +34,23 @@ struct Node {
 }
 
 async fn node(store: &Arc<dyn ObjectStore>, id: &str, seed: u64, start: Instant) -> Node {
+    node_with(store, id, seed, start, Strategy::EtagCas).await
+}
+
+async fn node_with(
+    store: &Arc<dyn ObjectStore>,
+    id: &str,
+    seed: u64,
+    start: Instant,
+    strategy: Strategy,
+) -> Node {
     let faults = Arc::new(FaultStore::new(Arc::clone(store), seed));
     let cairn = Cairn::builder(faults.clone())
         .node(id)
         .unwrap()
         .clock(Arc::new(TestClock::anchored(origin(), start)))
         .seed(seed)
-        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
+        .strategy(StrategyChoice::Fixed(strategy))
         .build()
         .await
         .unwrap();
@@ -214,7 +224,10 @@ async fn a_membership_view_is_fresh_for_one_interval_then_revalidates_with_304s(
     assert_eq!(again.items[0].record.beats, first.items[0].record.beats);
     sleep(Duration::from_millis(750)).await; // a heartbeat landed at 1 s
     let later = view.list().await.unwrap();
-    assert_eq!(later.items[0].record.beats, first.items[0].record.beats + 1);
+    // The heartbeat at 1 s is seen from the listing (its store time; the record's body,
+    // beats included, is read only when it stops changing: member.rs, "Views at fleet
+    // scale").
+    assert!(later.items[0].age_ms <= 500, "{:?}", later.items[0]);
     assert!(!later.stale);
     hb.leave().await.unwrap();
 }
@@ -390,8 +403,9 @@ async fn a_revalidated_stream_list_transfers_no_body() {
     let second = view.list().await.unwrap();
     assert_eq!(second.items, first.items);
     let c = q.faults.counts().since(&before);
-    assert_eq!((c.lists, c.gets, c.not_modified), (1, 10, 10));
-    assert_eq!(c.body_bytes, 0, "304s carry no body");
+    // The listing's etags say nothing changed: no GET at all (issue #20).
+    assert_eq!((c.lists, c.gets, c.not_modified), (1, 0, 0));
+    assert_eq!(c.body_bytes, 0, "no body");
     assert_eq!(view.cache().stats().revalidated, 10);
 
     // One stream changes: only it is transferred.
@@ -405,7 +419,7 @@ async fn a_revalidated_stream_list_transfers_no_body() {
     let before = q.faults.counts();
     let third = view.list().await.unwrap();
     let c = q.faults.counts().since(&before);
-    assert_eq!(c.not_modified, 9);
+    assert_eq!((c.lists, c.gets, c.not_modified), (1, 1, 0));
     assert!(c.body_bytes > 0);
     assert_eq!(third.items[4].record.metadata["v"], 2);
 }
@@ -489,15 +503,17 @@ async fn an_open_breaker_serves_stale_without_asking_until_its_cool_off_ends() {
         q.faults.add(Rule::always(op, "", Fault::Status(503)));
     }
     sleep(Duration::from_secs(60)).await;
-    // The listing and the first two streams fail: three in a row, the breaker opens, and the
-    // third stream is served stale without a request.
-    let stale = view.list().await.unwrap();
-    assert!(stale.stale);
-    assert_eq!(stale.items, fresh.items);
+    // A refresh is one listing: three refreshes fail, three in a row, and the breaker opens;
+    // each is served stale.
+    for _ in 0..3 {
+        let stale = view.list().await.unwrap();
+        assert!(stale.stale);
+        assert_eq!(stale.items, fresh.items);
+    }
     let stats = view.cache().stats();
     assert_eq!(
         (stats.breaker_opened, stats.short_circuited),
-        (1, 1),
+        (1, 0),
         "{stats:?}"
     );
 
@@ -670,9 +686,10 @@ async fn membership_and_cached_views_work_against_localstack() {
     let again = view.list().await.unwrap();
     assert_eq!(again.items, first.items);
     let c = faults.counts().since(&before);
+    // Unchanged etags in the listing: the listing alone (issue #20).
     assert_eq!(
         (c.lists, c.gets, c.not_modified, c.body_bytes),
-        (1, 5, 5, 0)
+        (1, 0, 0, 0)
     );
 }
 
@@ -736,4 +753,70 @@ async fn a_viewer_beyond_the_bound_ages_no_node() {
         Health::Offline,
         "a node that left is offline"
     );
+}
+
+/// A view of live, heartbeating nodes refreshed every second costs one listing a refresh and
+/// no GET (issue #20): each heartbeat's time comes from the listing (the store's
+/// `last_modified`, the timestamp a GET would give). A node that leaves is read once when
+/// its record stops changing, and shown as left at most one refresh late.
+#[tokio::test(start_paused = true)]
+async fn a_view_of_heartbeating_nodes_costs_one_listing_a_refresh() {
+    for strategy in [Strategy::EtagCas, Strategy::VersionChain] {
+        let store = memory();
+        let start = Instant::now();
+        let mut beats = Vec::new();
+        for i in 0..20 {
+            let n = node_with(&store, &format!("n{i:02}"), 10 + i, start, strategy).await;
+            beats.push(members(&n).join().await.unwrap());
+        }
+        let v = node_with(&store, "viewer", 99, start, strategy).await;
+        let view = members(&v).view(CacheOptions {
+            fresh: Duration::ZERO,
+            ..CacheOptions::for_membership(Duration::from_secs(1))
+        });
+        assert_eq!(view.list().await.unwrap().items.len(), 20);
+        for round in 0..5 {
+            sleep(Duration::from_millis(1000)).await; // every node heartbeats once more
+            let before = v.faults.counts();
+            let all = view.list().await.unwrap().items;
+            let c = v.faults.counts().since(&before);
+            assert_eq!(
+                (c.lists, c.gets, c.puts),
+                (1, 0, 0),
+                "{strategy:?} round {round}: {c:?}"
+            );
+            // Aged from the newest heartbeat the listing showed, not from the first read.
+            for m in &all {
+                assert_eq!(
+                    m.health,
+                    Health::Online,
+                    "{strategy:?} round {round}: {m:?}"
+                );
+                assert!(m.age_ms <= 1000, "{strategy:?} round {round}: {m:?}");
+            }
+        }
+        // n03 leaves: its record stops changing, is read once, and shows it left.
+        beats.remove(3).leave().await.unwrap();
+        let before = v.faults.counts();
+        let mut left = false;
+        for _ in 0..2 {
+            sleep(Duration::from_millis(1000)).await;
+            let all = view.list().await.unwrap().items;
+            let n03 = all.iter().find(|m| m.node == "n03").unwrap();
+            if n03.left {
+                assert_eq!(n03.health, Health::Offline);
+                left = true;
+                break;
+            }
+        }
+        assert!(left, "{strategy:?}: seen as left within two refreshes");
+        let c = v.faults.counts().since(&before);
+        assert_eq!(
+            c.gets, 1,
+            "{strategy:?}: one read, of the record that stopped: {c:?}"
+        );
+        for b in beats {
+            b.leave().await.unwrap();
+        }
+    }
 }

@@ -454,8 +454,7 @@ fn cli_turn_views_on_a_planted_window_exit_1_with_the_key_not_101() {
     doc["body"]["window_ms"] = u64::MAX.into();
     std::fs::write(&v, serde_json::to_vec(&doc).unwrap()).unwrap();
     for args in [
-        &["turn", "ls"][..],
-        &["turn", "show", "y"],
+        &["turn", "show", "y"][..],
         &["turn", "run", "y", "--", "true"],
     ] {
         let out = cli(&store, "n").args(args).output().unwrap();
@@ -466,6 +465,15 @@ fn cli_turn_views_on_a_planted_window_exit_1_with_the_key_not_101() {
             "{args:?}: {err}"
         );
     }
+    // A listing shows the turn's row as unreadable, with the key and why, and exits 65.
+    let out = cli(&store, "n").args(["turn", "ls"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(65), "{text}");
+    let row = text.lines().find(|l| l.starts_with('y')).unwrap();
+    assert!(
+        row.contains("unreadable") && row.contains("turns/y") && row.contains("window_ms"),
+        "{row}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -401,7 +401,7 @@ pub enum StreamCommand {
     /// --json.
     #[command(after_help = help::stream_watch())]
     Watch {
-        /// How often to poll (one listing plus a conditional GET per known stream; 100ms to 1h).
+        /// How often to poll (one listing plus a GET per changed stream; 100ms to 1h).
         #[arg(long, default_value = "5s", value_parser = duration::interval)]
         interval: Duration,
         /// Poll once, print what is there, and exit.

@@ -99,9 +99,9 @@ pub async fn stream_create(
 }
 
 /// `stream ls`.
-pub async fn stream_ls(s: &crate::stream::StreamView, json: bool) -> Result<String> {
-    let all = s.list().await?.items;
-    Ok(output::listing(
+pub async fn stream_ls(s: &crate::stream::StreamView, json: bool) -> super::ops::Frame {
+    let all = s.entries().await?.items;
+    Ok(output::entries(
         &all,
         json,
         &[

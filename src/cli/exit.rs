@@ -15,6 +15,10 @@ pub const STORE_REFUSED: i32 = 69;
 /// Not found: `lock show`, `stream show`, `record get`, `record delete`, `node forget`,
 /// `log tail` (a topic with no entries); `lock break`: no such lock, or its current lease has another fencing token.
 pub const NOT_FOUND: i32 = 3;
+/// `lock ls`, `stream ls`, `turn ls`, `node ls`, `status`: listed, but some entries could
+/// not be read (corrupt, foreign, or unreachable); each is shown in its place with its key and
+/// why, and the rest as usual (EX_DATAERR).
+pub const UNREADABLE: i32 = 65;
 /// `stream create`: the stream exists with different metadata (EX_CANTCREAT).
 pub const STREAM_CONFLICT: i32 = 73;
 /// `lock run`, `lock hold`: the lock could not be had within `--wait` (EX_TEMPFAIL); `-E`
@@ -46,6 +50,8 @@ Exit codes:
   3    not found (lock show, stream show, record get, record delete,
        node forget, log tail, ...;
        lock break: the lock's current lease has another --token)
+  65   lock ls, stream ls, turn ls, node ls, status: listed, but some
+       entries could not be read (each is shown in its row with its key)
   69   the store was refused by the capability probe
   73   stream create: the stream exists with different metadata
   75   lock run, lock hold: the lock is held by another node and --wait

@@ -4,8 +4,14 @@
 use super::output::say;
 use super::exit::{
     CANNOT_RUN, DUPLICATE_NODE, FAILURE, INTERRUPTED, LEASE_LOST, LOCK_BUSY, NOT_FOUND, OK,
-    STORE_REFUSED, STREAM_CONFLICT, USAGE,
+    STORE_REFUSED, STREAM_CONFLICT, UNREADABLE, USAGE,
 };
+
+/// The code a listing ends with when some of its entries could not be read.
+const SOME_UNREADABLE: (i32, &str) = (
+    UNREADABLE,
+    "listed, but some entries could not be read (each shown in its row with its key and why)",
+);
 
 /// A help page's tail: examples (a comment line, then the command), then the exit codes
 /// that apply, followed by those every command that opens a store can end with.
@@ -196,10 +202,13 @@ pub fn lock_ls() -> String {
                 "cairn lock ls --watch --interval 1s",
             ),
         ],
-        &[(
-            OK,
-            "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
-        )],
+        &[
+            (
+                OK,
+                "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
+            ),
+            SOME_UNREADABLE,
+        ],
     )
 }
 
@@ -292,10 +301,13 @@ pub fn stream_ls() -> String {
             ("as JSON", "cairn stream ls --json"),
             ("refresh every 2s until Ctrl-C", "cairn stream ls --watch"),
         ],
-        &[(
-            OK,
-            "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
-        )],
+        &[
+            (
+                OK,
+                "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
+            ),
+            SOME_UNREADABLE,
+        ],
     )
 }
 
@@ -421,10 +433,13 @@ pub fn turn_ls() -> String {
             ),
             ("refresh every 2s until Ctrl-C", "cairn turn ls --watch"),
         ],
-        &[(
-            OK,
-            "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
-        )],
+        &[
+            (
+                OK,
+                "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
+            ),
+            SOME_UNREADABLE,
+        ],
     )
 }
 
@@ -494,10 +509,13 @@ pub fn node_ls() -> String {
                 "cairn node ls --watch",
             ),
         ],
-        &[(
-            OK,
-            "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
-        )],
+        &[
+            (
+                OK,
+                "listed (also when there is none); --watch: stopped by Ctrl-C or SIGTERM",
+            ),
+            SOME_UNREADABLE,
+        ],
     )
 }
 
@@ -556,7 +574,10 @@ pub fn status() -> String {
                 "cairn status --watch --interval 5s",
             ),
         ],
-        &[(OK, "shown; --watch: stopped by Ctrl-C or SIGTERM")],
+        &[
+            (OK, "shown; --watch: stopped by Ctrl-C or SIGTERM"),
+            SOME_UNREADABLE,
+        ],
     )
 }
 

@@ -428,9 +428,9 @@ pub async fn hold(
 }
 
 /// `cairn lock ls`.
-pub async fn ls(locks: &Locks, json: bool) -> Result<String> {
-    let all = locks.list().await?;
-    Ok(output::listing(
+pub async fn ls(locks: &Locks, json: bool) -> super::ops::Frame {
+    let all = locks.entries().await?;
+    Ok(output::entries(
         &all,
         json,
         &["NAME", "STATE", "HOLDER", "TOKEN", "VERSION", "EXPIRES"],

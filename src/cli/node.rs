@@ -57,9 +57,9 @@ pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
 }
 
 /// `cairn node ls`.
-pub async fn ls(members: &crate::member::MemberView, json: bool) -> Result<String> {
-    let all = members.list().await?.items;
-    Ok(output::listing(
+pub async fn ls(members: &crate::member::MemberView, json: bool) -> super::ops::Frame {
+    let all = members.entries().await?.items;
+    Ok(output::entries(
         &all,
         json,
         &[

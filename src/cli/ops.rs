@@ -166,8 +166,33 @@ pub async fn record_delete(r: &Records, namespace: &str, key: &str, json: bool) 
     })
 }
 
-/// One snapshot of a listing: its text (or one JSON line).
-pub type Frame = Result<String>;
+/// One snapshot of a listing: its text (or one JSON line), and how many of its entries could
+/// not be read (each shown in its place).
+#[derive(Debug, Clone, Default)]
+pub struct Shown {
+    /// What is printed.
+    pub text: String,
+    /// Entries that could not be read.
+    pub unreadable: usize,
+}
+
+impl From<String> for Shown {
+    fn from(text: String) -> Self {
+        Self {
+            text,
+            unreadable: 0,
+        }
+    }
+}
+
+/// One snapshot of a listing.
+pub type Frame = Result<Shown>;
+
+/// What is said on stderr after a frame with `n` unreadable entries.
+fn unreadable_note(n: usize) -> String {
+    let entries = if n == 1 { "entry" } else { "entries" };
+    format!("cairn: {n} {entries} could not be read (shown in place, with the key and why)")
+}
 
 /// Prints `frame()` once, or with `watch` every `interval` until SIGINT or SIGTERM (then
 /// exit 0). On a terminal each refresh redraws the screen in place under a header line;
@@ -187,7 +212,12 @@ where
     Fut: Future<Output = Frame>,
 {
     let Some(interval) = watch else {
-        output::print(&frame().await?)?;
+        let shown = frame().await?;
+        output::print(&shown.text)?;
+        if shown.unreadable > 0 {
+            say!("{}", unreadable_note(shown.unreadable));
+            return Ok(exit::UNREADABLE);
+        }
         return Ok(exit::OK);
     };
     let mut signals = Signals::install()?;
@@ -198,7 +228,12 @@ where
             _ = signals.recv() => break,
         };
         let now = output::time(chrono::Utc::now());
-        let printed = match got {
+        if let Ok(s) = &got {
+            if s.unreadable > 0 && !tty {
+                say!("{}", unreadable_note(s.unreadable));
+            }
+        }
+        let printed = match got.map(|s| s.text) {
             Ok(text) if tty => {
                 // Home, clear the screen, then the frame: one write, so it does not flicker.
                 let header = format!("{title}  (every {})", output::duration(interval));

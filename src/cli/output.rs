@@ -34,6 +34,7 @@ use comfy_table::{presets::NOTHING, CellAlignment, Table};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::manifest::listing::{Entry, Unreadable};
 use crate::Name;
 
 /// Decimals kept in printed floating-point figures.
@@ -245,6 +246,63 @@ pub fn listing<T: Serialize>(
         return super::ops::json_frame(items);
     }
     table(header, items.iter().map(row).collect(), right)
+}
+
+/// [`listing`] of entries some of which could not be read: each of those is a row that says
+/// `unreadable` in the second column and `KEY: why` in the last (in JSON an object
+/// `{"name": …, "unreadable": {"key": …, "error": …}}` in its place), and is counted.
+pub fn entries<T: Serialize>(
+    items: &[Entry<T>],
+    json: bool,
+    header: &[&str],
+    right: &[usize],
+    row: impl Fn(&T) -> Vec<String>,
+) -> super::ops::Shown {
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Item<'a, T> {
+        Read(&'a T),
+        Unreadable {
+            name: &'a str,
+            unreadable: &'a Unreadable,
+        },
+    }
+    let unreadable = items.iter().filter(|e| e.is_err()).count();
+    let text = if json {
+        let all: Vec<Item<'_, T>> = items
+            .iter()
+            .map(|e| match e {
+                Ok(t) => Item::Read(t),
+                Err(u) => Item::Unreadable {
+                    name: &u.name,
+                    unreadable: u,
+                },
+            })
+            .collect();
+        super::ops::json_frame(&all)
+    } else {
+        let rows = items
+            .iter()
+            .map(|e| match e {
+                Ok(t) => row(t),
+                Err(u) => unreadable_row(u, header.len()),
+            })
+            .collect();
+        table(header, rows, right)
+    };
+    super::ops::Shown { text, unreadable }
+}
+
+/// The row of an entry that could not be read: its name, `unreadable`, `-` in the columns
+/// between, and `KEY: why` in the last.
+fn unreadable_row(u: &Unreadable, columns: usize) -> Vec<String> {
+    let mut r = vec![name(&u.name).into_owned(), "unreadable".into()];
+    while r.len() < columns.saturating_sub(1) {
+        r.push("-".into());
+    }
+    r.push(format!("{}: {}", u.key, u.error));
+    r.truncate(columns.max(1));
+    r
 }
 
 /// A table for people: a header row and columns as wide as their widest cell, two spaces

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::output;
 use crate::cache::CacheOptions;
 use crate::lease::{LockInfo, LockState, Locks};
+use crate::manifest::listing::{Entry as Listed, Unreadable};
 use crate::log::{Entry, EventLog};
 use crate::member::{Health, MemberStatus, MemberView};
 use crate::stream::{StreamManifest, StreamState, StreamView};
@@ -42,6 +43,9 @@ struct Doc<'a> {
     streams: Streams<'a>,
     nodes: Nodes,
     log: Log,
+    /// Locks, turns, streams and nodes that could not be read, each with its key and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreadable: Vec<&'a Unreadable>,
 }
 
 #[derive(Serialize)]
@@ -76,7 +80,8 @@ struct Topic {
 
 impl Status {
     /// Reads through `cairn`; `topic` is the log topic to show events of. The views stay
-    /// fresh for half of `interval`, so each refresh revalidates (cheaply: 304s).
+    /// fresh for half of `interval`, so each refresh revalidates (cheaply: one listing, and
+    /// a GET per changed entry).
     pub fn new(cairn: &Cairn, topic: Option<Name>, interval: Duration) -> Self {
         let members = cairn.membership(Default::default());
         let fresh = interval / 2;
@@ -97,17 +102,27 @@ impl Status {
     }
 
     /// One refresh: the text screen, or one JSON line.
-    pub async fn frame(&self, json: bool) -> Result<String> {
+    pub async fn frame(&self, json: bool) -> super::ops::Frame {
         let locks = match &self.locks {
-            Ok(l) => l.list().await?,
+            Ok(l) => l.entries().await?,
             Err(e) => return Err(crate::Error::Config(e.to_string())),
         };
-        let turns = self.turns.list().await?;
-        let streams = self.streams.list().await?.items;
-        let members = self.members.list().await?.items;
+        let turns = self.turns.entries().await?;
+        let streams = self.streams.entries().await?.items;
+        let members = self.members.entries().await?.items;
+        let mut unreadable = Vec::new();
+        let locks = read(&locks, &mut unreadable);
+        let turns = read(&turns, &mut unreadable);
+        let streams = read(&streams, &mut unreadable);
+        let members: Vec<MemberStatus> = read(&members, &mut unreadable)
+            .into_iter()
+            .cloned()
+            .collect();
+        let locks: Vec<LockInfo> = locks.into_iter().cloned().collect();
+        let turns: Vec<TurnManifest> = turns.into_iter().cloned().collect();
         let log = self.log().await?;
         let now = Utc::now();
-        let newest = streams.iter().max_by_key(|s| s.updated_at);
+        let newest = streams.iter().copied().max_by_key(|s| s.updated_at);
         let doc = Doc {
             at: now,
             locks: &locks,
@@ -122,11 +137,16 @@ impl Status {
             },
             nodes: nodes(&members),
             log,
+            unreadable,
+        };
+        let shown = |text| super::ops::Shown {
+            text,
+            unreadable: doc.unreadable.len(),
         };
         if json {
-            return Ok(super::ops::json_frame(&doc));
+            return Ok(shown(super::ops::json_frame(&doc)));
         }
-        Ok(text(&doc, now))
+        Ok(shown(text(&doc, now)))
     }
 
     async fn log(&self) -> Result<Log> {
@@ -152,6 +172,18 @@ impl Status {
         }
         Ok(Log::Topics { topics })
     }
+}
+
+/// The entries that were read; those that could not be are added to `unreadable`.
+fn read<'a, T>(all: &'a [Listed<T>], unreadable: &mut Vec<&'a Unreadable>) -> Vec<&'a T> {
+    let mut out = Vec::with_capacity(all.len());
+    for e in all {
+        match e {
+            Ok(t) => out.push(t),
+            Err(u) => unreadable.push(u),
+        }
+    }
+    out
 }
 
 fn nodes(members: &[MemberStatus]) -> Nodes {
@@ -330,6 +362,17 @@ fn text(d: &Doc<'_>, now: DateTime<Utc>) -> String {
         .collect(),
         3,
     );
+    if !d.unreadable.is_empty() {
+        section(
+            &mut out,
+            format!("UNREADABLE  {}", d.unreadable.len()),
+            d.unreadable
+                .iter()
+                .map(|u| format!("{}: {}", u.key, u.error))
+                .collect(),
+            ROWS,
+        );
+    }
     match &d.log {
         Log::Topic { topic, events } => section(
             &mut out,

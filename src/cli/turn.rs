@@ -307,9 +307,9 @@ fn report_finish(
 }
 
 /// `cairn turn ls`.
-pub async fn ls(turns: &Turns, json: bool) -> Result<String> {
-    let all = turns.list().await?;
-    Ok(output::listing(
+pub async fn ls(turns: &Turns, json: bool) -> super::ops::Frame {
+    let all = turns.entries().await?;
+    Ok(output::entries(
         &all,
         json,
         &[

@@ -101,6 +101,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::envelope::{decode_raw, RawBody, Seen};
+use super::listing::Found;
 use super::protocol::{Call, Draft, Header, Protocol, Wrote};
 use super::{listed_number, RawManifest, Revalidated, Snapshot, Strategy};
 use crate::clock::sub_saturating;
@@ -155,6 +156,16 @@ impl Protocol for VersionChain {
 
     fn history<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Vec<Snapshot<RawBody>>> {
         Box::pin(history(m))
+    }
+
+    fn read_listed<'a>(
+        &'a self,
+        m: &'a RawManifest,
+        found: &'a Found,
+        listed_at: Instant,
+        first_at_most: Option<u64>,
+    ) -> Call<'a, Option<Snapshot<RawBody>>> {
+        Box::pin(self.read_listed(m, found, listed_at, first_at_most))
     }
 
     /// A GET of the version's own key (`None` once collected).
@@ -470,6 +481,48 @@ impl VersionChain {
                 }
                 None => self.load_listed(m).await,
             },
+        }
+    }
+
+    /// The head a family listing made at `listed_at` showed (see `listing.rs`): its highest
+    /// slot, or slot 1 when that holds a higher version (read only when it is listed beside
+    /// higher slots and `first_at_most` does not already place it below them). What it
+    /// reads is known as the head from `listed_at`, as after [`Self::load_listed`]'s listing.
+    /// A head gone since the listing (collected: newer versions exist), or below a version
+    /// this client already knows, is loaded the ordinary way.
+    async fn read_listed(
+        &self,
+        m: &RawManifest,
+        found: &Found,
+        listed_at: Instant,
+        first_at_most: Option<u64>,
+    ) -> Result<Option<Snapshot<RawBody>>> {
+        let Some(slot) = listed_number(&found.head.key)? else {
+            return self.load(m).await;
+        };
+        let known = self.heads.get(&m.base).map(|h| h.version);
+        let mut head = None;
+        if found.first.is_some() && first_at_most.is_none_or(|v| v >= slot) {
+            head = read_version(m, FIRST_SLOT)
+                .await?
+                .filter(|(s, _)| s.version > slot);
+        }
+        if head.is_none() {
+            head = read_version(m, slot).await?;
+        }
+        match head {
+            Some((mut s, obj)) if known.is_none_or(|k| k <= s.version) => {
+                s.seen = self.know(
+                    m,
+                    s.version,
+                    &s.write_id,
+                    Some(obj),
+                    listed_at,
+                    cap_after(m, listed_at),
+                );
+                Ok(Some(s))
+            }
+            _ => self.load(m).await,
         }
     }
 

@@ -7,9 +7,12 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use futures::{Stream, StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::time::Instant;
 
+use super::listing::{Entry, Found, Unreadable};
 use super::{Manifest, Manifests, Snapshot};
 use crate::error::Result;
 use crate::store::keys::{self, Family};
@@ -80,16 +83,65 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Collection<T> {
         self.open(name).load().await
     }
 
-    /// Every manifest of the family that exists, in name order, at its newest version: one
-    /// listing and one load per name. A manifest that cannot be read fails the whole list
-    /// (it is reported, not skipped). Cancel-safe.
+    /// Every manifest of the family that exists, in name order, at its newest version, as
+    /// [`Collection::entries`] reads them, failing on the first that cannot be read.
+    /// Cancel-safe.
     pub async fn list(&self) -> Result<Vec<(Name, Snapshot<T>)>> {
-        let mut out = Vec::new();
-        for name in self.names().await? {
-            if let Some(s) = self.load(&name).await? {
-                out.push((name, s));
-            }
-        }
-        Ok(out)
+        self.entries()
+            .await?
+            .map_err(crate::Error::from)
+            .try_collect()
+            .await
+    }
+
+    /// Every manifest of the family that exists, in name order, at its newest version, each
+    /// as it is read: one recursive listing of the family (one LIST per 1,000 objects) and
+    /// one GET per manifest, [`super::ManifestOptions::list_concurrency`] of them in flight
+    /// (costs and races: `listing.rs`). A manifest that cannot be read is an
+    /// [`Unreadable`] entry in its place, and the rest are still read; only a listing that
+    /// fails is an error. Nothing is held but the listing and the reads in flight: consume
+    /// the stream as it comes. Cancel-safe.
+    pub async fn entries(
+        &self,
+    ) -> Result<impl Stream<Item = Entry<(Name, Snapshot<T>)>> + Send + '_> {
+        let (listed_at, found) = self.manifests.scan(self.family).await?;
+        let n = self.manifests.options().list_concurrency.max(1);
+        Ok(futures::stream::iter(found)
+            .map(move |f| async move {
+                let f = f?;
+                let read = self.read_found(&f, listed_at, None).await?;
+                Ok(read.map(|s| (f.name, s)))
+            })
+            .buffered(n)
+            .filter_map(|e: Entry<Option<(Name, Snapshot<T>)>>| std::future::ready(e.transpose())))
+    }
+
+    /// The newest version of the manifest a listing made at `listed_at` showed as `found`
+    /// (`None`: gone since), or why it cannot be read. `first_at_most`: see
+    /// `Protocol::read_listed`.
+    pub(crate) async fn read_found(
+        &self,
+        found: &Found,
+        listed_at: Instant,
+        first_at_most: Option<u64>,
+    ) -> Entry<Option<Snapshot<T>>> {
+        let m = self.open(&found.name);
+        let read = m
+            .protocol()
+            .read_listed(&m.raw, found, listed_at, first_at_most)
+            .await
+            .and_then(|s| s.map(|s| m.typed(s)).transpose());
+        read.map_err(|error| Unreadable::new(&found.name, &found.head.key, error))
+    }
+
+    /// `name` could not be read, for `error` found after its manifest was read (a body that
+    /// does not make sense as a whole): at the key the error names, else the manifest's.
+    pub fn unreadable(&self, name: &Name, error: crate::Error) -> Unreadable {
+        Unreadable::new(name, self.open(name).key(), error)
+    }
+
+    /// A recursive listing of the family, grouped by name (see `listing.rs`).
+    pub(crate) async fn scan(&self) -> Result<(Instant, Vec<Entry<Found>>)> {
+        self.manifests.scan(self.family).await
     }
 }

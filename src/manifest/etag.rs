@@ -3,6 +3,7 @@
 use tracing::debug;
 
 use super::envelope::{decode_raw, RawBody, Seen};
+use super::listing::Found;
 use super::protocol::{Call, Draft, Header, Protocol, Wrote};
 use super::{RawManifest, Revalidated, Snapshot, Strategy};
 use crate::error::{Error, Result};
@@ -44,6 +45,22 @@ impl Protocol for EtagCas {
     }
 
     fn forget(&self, _: &RawManifest) {}
+
+    /// A GET of the listed object (the manifest's one object).
+    fn read_listed<'a>(
+        &'a self,
+        m: &'a RawManifest,
+        found: &'a Found,
+        _: tokio::time::Instant,
+        _: Option<u64>,
+    ) -> Call<'a, Option<Snapshot<RawBody>>> {
+        Box::pin(async move {
+            match m.ctx.store.read(&found.head.key).await? {
+                Some(obj) => decode_raw(m.kind, &obj).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
 
     /// The current version.
     fn history<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Vec<Snapshot<RawBody>>> {

@@ -34,6 +34,7 @@ mod collection;
 pub mod envelope;
 mod etag;
 pub(crate) mod held;
+pub mod listing;
 mod protocol;
 
 use std::marker::PhantomData;
@@ -87,6 +88,9 @@ pub struct ManifestOptions {
     /// node): beyond it, measured by a clock check ([`crate::store::time`]), the node
     /// refuses them and says so. Default 2 s ([`crate::store::time::DEFAULT_MAX_OFFSET`]).
     pub max_clock_offset: Duration,
+    /// GETs a listing of a whole family keeps in flight at once
+    /// ([`Collection::entries`], the cached views). Default 32; 0 counts as 1.
+    pub list_concurrency: usize,
 }
 
 impl Default for ManifestOptions {
@@ -99,6 +103,7 @@ impl Default for ManifestOptions {
             gc_min_age: Duration::from_secs(600),
             gc_every: 16,
             max_clock_offset: crate::store::time::DEFAULT_MAX_OFFSET,
+            list_concurrency: 32,
         }
     }
 }
@@ -161,6 +166,18 @@ impl Manifests {
             .into_iter()
             .filter_map(|n| Name::new(n).ok())
             .collect())
+    }
+
+    /// One recursive listing of `family` (one LIST per 1,000 objects), grouped by manifest
+    /// name in name order, and the monotonic instant taken just before it.
+    pub(crate) async fn scan(
+        &self,
+        family: Family,
+    ) -> Result<(tokio::time::Instant, Vec<listing::Entry<listing::Found>>)> {
+        let at = self.clock.monotonic();
+        let folder = family.folder();
+        let listed = self.store.list(&folder).await?;
+        Ok((at, listing::group(self.strategy(), &folder, listed)))
     }
 
     /// The store.

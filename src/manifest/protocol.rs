@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 use super::chain::VersionChain;
 use super::envelope::{RawBody, Seen};
 use super::etag::EtagCas;
+use super::listing::Found;
 use super::{RawManifest, Revalidated, Snapshot, Strategy};
 use crate::error::Result;
 use crate::store::Key;
@@ -59,6 +60,19 @@ pub(crate) trait Protocol: Send + Sync + std::fmt::Debug {
 
     /// Every stored version still kept, oldest first.
     fn history<'a>(&'a self, m: &'a RawManifest) -> Call<'a, Vec<Snapshot<RawBody>>>;
+
+    /// The newest version of the manifest a family listing made at `listed_at` showed as
+    /// `found` (`None`: it is gone), read from the keys the listing names: one GET (two on a
+    /// chain whose slot 1 is listed beside higher slots, unless `first_at_most`, a version
+    /// slot 1 is known to hold at most, is below the listed head). A listed head that is gone,
+    /// or below what this client knows, is loaded as [`Protocol::load`] does.
+    fn read_listed<'a>(
+        &'a self,
+        m: &'a RawManifest,
+        found: &'a Found,
+        listed_at: tokio::time::Instant,
+        first_at_most: Option<u64>,
+    ) -> Call<'a, Option<Snapshot<RawBody>>>;
 
     /// Version `version`, when it can still be read on its own (`None`: it cannot, which
     /// says nothing about whether it was ever written). The chain reads its key; etag CAS

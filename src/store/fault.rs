@@ -27,6 +27,9 @@ use object_store::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// Keys in one page of a listing (S3's `max-keys` default).
+const PAGE: u64 = 1000;
+
 /// The kind of request a rule applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -129,7 +132,8 @@ pub struct Counts {
     pub not_modified: u64,
     /// Body bytes returned by GETs.
     pub body_bytes: u64,
-    /// LIST requests.
+    /// LIST requests: one per page of up to 1,000 keys (or folders), as S3 answers them, so a
+    /// listing of 2,500 objects counts 3 on every backend.
     pub lists: u64,
     /// DELETE requests.
     pub deletes: u64,
@@ -244,7 +248,7 @@ pub struct FaultStore {
 struct Shared {
     rules: Mutex<Vec<Rule>>,
     rng: Mutex<StdRng>,
-    counters: Counters,
+    counters: Arc<Counters>,
     hook: Arc<dyn Hook>,
 }
 
@@ -274,7 +278,7 @@ impl FaultStore {
             shared: Arc::new(Shared {
                 rules: Mutex::new(Vec::new()),
                 rng: Mutex::new(StdRng::seed_from_u64(seed)),
-                counters: Counters::default(),
+                counters: Arc::default(),
                 hook: Arc::new(hook),
             }),
         }
@@ -368,7 +372,18 @@ impl Shared {
         match self.pick(Op::List, at) {
             None | Some(Fault::Delay(_) | Fault::DelayBetween(..)) => {
                 let hook = Arc::clone(&self.hook);
-                inner().map(move |m| m.map(|m| hook.meta(m))).boxed()
+                let counters = Arc::clone(&self.counters);
+                let mut listed: u64 = 0;
+                inner()
+                    .map(move |m| {
+                        // Every key past a page of 1,000 starts the next page's request.
+                        if listed > 0 && listed % PAGE == 0 {
+                            counters.lists.fetch_add(1, Ordering::SeqCst);
+                        }
+                        listed = listed.saturating_add(1);
+                        m.map(|m| hook.meta(m))
+                    })
+                    .boxed()
             }
             Some(f) => {
                 futures::stream::once(futures::future::ready(Err(fault_error(at, f)))).boxed()
@@ -543,6 +558,9 @@ impl ObjectStore for FaultStore {
         let at = prefix.cloned().unwrap_or_default();
         let forward = async {
             let mut r = self.inner.list_with_delimiter(prefix).await?;
+            let entries = r.objects.len().saturating_add(r.common_prefixes.len());
+            let more = u64::try_from(entries.saturating_sub(1)).unwrap_or(u64::MAX) / PAGE;
+            self.shared.counters.lists.fetch_add(more, Ordering::SeqCst);
             r.objects = r
                 .objects
                 .into_iter()

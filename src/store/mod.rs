@@ -244,6 +244,9 @@ pub struct Listed {
     pub last_modified: DateTime<Utc>,
     /// Size in bytes.
     pub size: u64,
+    /// The store's entity tag, when the listing reports one (S3, the filesystem and memory
+    /// do): what a view compares to tell an unchanged object without reading it.
+    pub etag: Option<String>,
 }
 
 /// Tuning of the store layer.
@@ -805,6 +808,7 @@ impl Store {
                     key: self.relative(&m.location)?,
                     last_modified: m.last_modified,
                     size: m.size,
+                    etag: m.e_tag,
                 })
             })
             .collect();
