@@ -143,7 +143,8 @@ impl CairnBuilder {
                 crate::store::protocol::GC_MIN_AGE_RANGE.end().as_secs() / 86_400
             )));
         }
-        let store = Store::new(self.store, &self.prefix, self.store_options)?;
+        let store = Store::new(self.store, &self.prefix, self.store_options)?
+            .with_clock(self.clock.clone());
         let mut rng = match self.seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),

@@ -30,6 +30,10 @@ pub trait Clock: Send + Sync + Debug + 'static {
     /// alone for safety: other nodes' clocks may be skewed.
     fn now(&self) -> DateTime<Utc>;
     /// Monotonic time on this node, on which holder deadlines and takeover waits run.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the clock itself: tokio's monotonic clock, which tests pause"
+    )]
     fn monotonic(&self) -> Instant {
         Instant::now()
     }
@@ -95,6 +99,7 @@ fn system_suspended() -> Duration {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods, reason = "the real wall clock")]
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
@@ -125,6 +130,7 @@ mod test_clock {
 
     impl TestClock {
         /// A clock whose wall time starts at `wall_origin` now.
+        #[allow(clippy::disallowed_methods, reason = "anchors on tokio's clock")]
         pub fn new(wall_origin: DateTime<Utc>) -> Self {
             Self::anchored(wall_origin, Instant::now())
         }
@@ -155,6 +161,10 @@ mod test_clock {
     }
 
     impl Clock for TestClock {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "runs on tokio's clock, which tests pause"
+        )]
         fn now(&self) -> DateTime<Utc> {
             let elapsed = Instant::now()
                 .saturating_duration_since(self.mono_origin)

@@ -89,6 +89,10 @@
     clippy::as_conversions,
     clippy::arithmetic_side_effects
 )]
+// Time, sleep, threads and randomness come from what the library is given (clippy.toml lists
+// what is denied and why); unit tests and the drivers may use them.
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+#![cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
 
 /// Declares the drivers around the library: code that runs cairn (the CLI, the fleet
 /// simulator, the benchmark engine, the conformance suite) rather than reads the store for an
@@ -103,7 +107,9 @@ macro_rules! drivers {
                 clippy::panic,
                 clippy::indexing_slicing,
                 clippy::as_conversions,
-                clippy::arithmetic_side_effects
+                clippy::arithmetic_side_effects,
+                clippy::disallowed_methods,
+                clippy::disallowed_types
             )]
             pub mod $name;
         )*

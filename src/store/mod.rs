@@ -289,6 +289,8 @@ pub struct Store {
     /// The watch on the protocol record the handle obeys, shared by clones
     /// ([`protocol::ProtocolWatch`]); unset for an observer.
     watch: Arc<std::sync::OnceLock<Arc<protocol::ProtocolWatch>>>,
+    /// Times requests (latency metrics, the probe's report): the handle's injected clock.
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// What a [`Store`] knows of its [`IfMatchForm`].
@@ -340,7 +342,19 @@ impl Store {
             if_match: Arc::new(AtomicU8::new(IfMatchForm::AsReported.to_u8())),
             form_check: Arc::new(tokio::sync::Mutex::new(FormCheck::Unchecked)),
             watch: Arc::new(std::sync::OnceLock::new()),
+            clock: Arc::new(crate::clock::SystemClock),
         })
+    }
+
+    /// This store timing its requests on `clock` (the handle's, so that tests can pause it).
+    pub fn with_clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock requests are timed on.
+    pub(crate) fn clock(&self) -> &Arc<dyn crate::clock::Clock> {
+        &self.clock
     }
 
     /// The underlying object store.
@@ -423,7 +437,7 @@ impl Store {
                 after: self.options.request_timeout,
             }),
         };
-        let started = tokio::time::Instant::now();
+        let started = self.clock.monotonic();
         let (r, timed_out) = match tokio::time::timeout(self.options.request_timeout, fut).await {
             Ok(Err(e)) => match cause::diagnose(&e) {
                 cause::Diagnosis::Timeout { endpoint, .. } => {
@@ -438,7 +452,7 @@ impl Store {
         crate::telemetry::request(
             op,
             crate::telemetry::outcome(&r, timed_out),
-            started.elapsed(),
+            self.clock.monotonic().saturating_duration_since(started),
         );
         r
     }

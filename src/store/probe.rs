@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::time::Instant;
 
 use super::{
     keys, quoted_list, CreateOutcome, IfMatchForm, ReadIfChanged, ReplaceAttempt, ReplaceOutcome,
@@ -134,7 +133,7 @@ impl Store {
 
         // 1 & 2: create-if-absent, twice.
         let first = WriteId::random(rng);
-        let t = Instant::now();
+        let t = self.clock().monotonic();
         let first_etag = match self.create(key, probe_body(&first), &first).await? {
             CreateOutcome::Created { etag } => etag,
             CreateOutcome::Exists { .. } => {
@@ -144,14 +143,14 @@ impl Store {
                 })
             }
         };
-        times.push(t.elapsed());
+        times.push(self.clock().monotonic().saturating_duration_since(t));
         checks.push(Check {
             name: "create-if-absent on a fresh key",
             passed: true,
             detail: "created".into(),
         });
         let second = WriteId::random(rng);
-        let t = Instant::now();
+        let t = self.clock().monotonic();
         match self.create(key, probe_body(&second), &second).await {
             Ok(CreateOutcome::Exists { .. }) => {}
             Ok(CreateOutcome::Created { .. }) => return Err(Error::StoreRefused {
@@ -168,7 +167,7 @@ impl Store {
             }
             Err(e) => return Err(e),
         }
-        times.push(t.elapsed());
+        times.push(self.clock().monotonic().saturating_duration_since(t));
         checks.push(Check {
             name: "create-if-absent twice",
             passed: true,
@@ -213,9 +212,9 @@ impl Store {
         let current = self.read(key).await?;
         let conditional_get = match current.as_ref().and_then(|o| o.etag.as_deref()) {
             Some(etag) => {
-                let t = Instant::now();
+                let t = self.clock().monotonic();
                 let r = self.read_if_changed(key, etag).await?;
-                times.push(t.elapsed());
+                times.push(self.clock().monotonic().saturating_duration_since(t));
                 matches!(r, ReadIfChanged::Unchanged)
             }
             None => false,
@@ -372,13 +371,13 @@ impl Store {
         let forms = std::iter::once(IfMatchForm::AsReported).chain(IfMatchForm::alternatives(etag));
         for form in forms {
             let id = ids();
-            let t = Instant::now();
+            let t = self.clock().monotonic();
             match self
                 .replace_as(key, probe_body(&id), &id, etag, form, false)
                 .await
             {
                 Ok(ReplaceAttempt::Decided(ReplaceOutcome::Replaced { .. })) => {
-                    times.push(t.elapsed());
+                    times.push(self.clock().monotonic().saturating_duration_since(t));
                     let detail = if refused.is_empty() {
                         "replaced".to_string()
                     } else {
