@@ -32,6 +32,17 @@
 //! the numbering (sequence numbers are never reused). A reader that listed an entry the
 //! collector then deleted skips it, as long as it is older than every entry it returned.
 //!
+//! # Reading in pages
+//!
+//! Entry keys sort by sequence (20 digits), so a reader lists only what it reads: a read
+//! from a sequence lists after the slot before it, as far as it reads
+//! ([`crate::store::Store::list_first`]); the newest entry is found from the first page of
+//! the listing or, on a larger topic, by listings after guessed numbers (a listing after `n`
+//! finds a slot exactly when the newest is above `n`). `log tail -n K` costs a few LISTs and
+//! K GETs on a topic of any size, and a follower that is current one LIST a poll. Slot 1 is
+//! taken to be below every other slot (a first entry is created only in an empty topic, each
+//! later one one past an existing one), so it is read only when it is among what is read.
+//!
 //! Sequence numbers never wrap: once an entry at `u64::MAX` exists, appending fails at once
 //! with [`Error::Exhausted`] (no create is attempted); retire the topic for a new one.
 
@@ -40,6 +51,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
@@ -77,10 +89,29 @@ pub struct EventLog {
     tails: Arc<Mutex<HashMap<String, u64>>>,
     /// The sequence of each topic's first entry (slot 1) as last read.
     firsts: Arc<Mutex<HashMap<String, u64>>>,
+    /// A slot other than 1 seen in each topic: the first entry is below it (see
+    /// [`EventLog::last`]), so a reader from there on need not read slot 1.
+    above_first: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 /// The slot of a topic's first entry, whatever its sequence (module docs).
 const FIRST_SLOT: u64 = 1;
+
+/// How many keys a listing that looks for the newest entry reads at a time: one S3 LIST
+/// request answers up to 1,000, and reading a 1,000th would not say whether more follow
+/// without asking for the next page.
+pub const PAGE: usize = 999;
+
+/// How many entries [`EventLog::last`] reads at once.
+pub const READ_AHEAD: usize = 16;
+
+/// What [`EventLog::locate`] found.
+struct Located {
+    /// Slot 1 (the first entry) is there.
+    first: bool,
+    /// The highest slot other than 1, if any.
+    newest_other: Option<u64>,
+}
 
 /// Entries of a listing as (slot, key), in slot order; keys of other shapes are left alone.
 fn slots(listed: &[crate::store::Listed]) -> Result<Vec<(u64, Key)>> {
@@ -101,6 +132,7 @@ impl EventLog {
             manifests,
             tails: Arc::default(),
             firsts: Arc::default(),
+            above_first: Arc::default(),
         }
     }
 
@@ -210,6 +242,19 @@ impl EventLog {
             .copied()
     }
 
+    fn above_first_hint(&self, topic: &Name) -> Option<u64> {
+        self.above_first
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic.as_str())
+            .copied()
+    }
+
+    fn set_above_first(&self, topic: &Name, slot: u64) {
+        let mut a = self.above_first.lock().unwrap_or_else(|e| e.into_inner());
+        a.insert(topic.to_string(), slot);
+    }
+
     fn set_first(&self, topic: &Name, seq: u64) {
         let mut f = self.firsts.lock().unwrap_or_else(|e| e.into_inner());
         f.insert(topic.to_string(), seq);
@@ -268,19 +313,103 @@ impl EventLog {
         Ok(all)
     }
 
-    /// The newest sequence number of `topic` (one listing, and slot 1's read when it must be
-    /// placed), or `None` when it has no entries.
+    /// The newest sequence number of `topic`, or `None` when it has no entries: one page of
+    /// listing for a topic of fewer than [`PAGE`] entries, a few more for a larger one
+    /// ([`EventLog::locate`]), and slot 1's read only when it must be placed (it is the only
+    /// entry, or a remembered first entry is not below every other slot).
     async fn newest(&self, topic: &Name) -> Result<Option<u64>> {
-        let listed = self.manifests.store().list(&keys::log_topic(topic)).await?;
-        let newest = self
-            .sequences(topic, &listed)
-            .await?
-            .last()
-            .map(|(n, _)| *n);
+        let located = self.locate(topic).await?;
+        let newest = match (located.newest_other, located.first) {
+            (Some(m), true) if self.first_hint(topic).is_some_and(|f| f >= m) => {
+                // Remembered from before the topic vanished, or a first entry created
+                // again above the others: read what slot 1 holds now.
+                let f = self.read_first(topic).await?;
+                Some(f.map_or(m, |f| f.max(m)))
+            }
+            (Some(m), _) => Some(m),
+            (None, true) => self.read_first(topic).await?,
+            (None, false) => None,
+        };
         if let Some(n) = newest {
             self.set_tail(topic, n);
         }
         Ok(newest)
+    }
+
+    /// Where `topic`'s newest entry is, without listing all of it (on a store that lists in
+    /// order, [`Store::lists_in_order`](crate::store::Store::lists_in_order)): the first
+    /// page of its listing; when that is not all, a search for the highest slot by listings
+    /// that each read one page after a guess (doubling the guess past the last slot seen,
+    /// then halving the gap): O(log(entries / [`PAGE`])) LIST requests. A listing after a
+    /// number finds a slot above it exactly when the newest slot is above it, gaps or not.
+    async fn locate(&self, topic: &Name) -> Result<Located> {
+        let folder = keys::log_topic(topic);
+        let store = self.manifests.store();
+        let (listed, complete) = store.list_first(&folder, None, PAGE).await?;
+        let all = slots(&listed)?;
+        let first = all.first().is_some_and(|(n, _)| *n == FIRST_SLOT);
+        let newest_other = all.last().map(|(n, _)| *n).filter(|n| *n != FIRST_SLOT);
+        let newest_other = match (complete, newest_other) {
+            (true, n) => n,
+            (false, Some(lo)) => Some(self.search_newest(topic, lo).await?),
+            // A page of keys that are not entries: list it all.
+            (false, None) => self.newest_listing_all(topic).await?,
+        };
+        if let Some(m) = newest_other {
+            self.set_above_first(topic, m);
+        }
+        Ok(Located {
+            first,
+            newest_other,
+        })
+    }
+
+    /// The highest slot of `topic`, knowing that slot `lo` (not slot 1) exists and that the
+    /// listing up to it was not all (see [`EventLog::locate`]).
+    async fn search_newest(&self, topic: &Name, mut lo: u64) -> Result<u64> {
+        let store = self.manifests.store();
+        let page = u64::try_from(PAGE).unwrap_or(u64::MAX);
+        let mut step = page;
+        // A number no slot is above, once one is known.
+        let mut hi: Option<u64> = None;
+        // Each round doubles the step or halves the gap: 2 × 64 rounds cover every u64.
+        for _ in 0..160 {
+            let guess = match hi {
+                None => lo.saturating_add(step),
+                // What is left fits a page: list it.
+                Some(h) if h.saturating_sub(lo) <= page => lo,
+                Some(h) => lo.saturating_add(h.saturating_sub(lo).checked_div(2).unwrap_or(0)),
+            };
+            let after = keys::log_entry(topic, guess);
+            let folder = keys::log_topic(topic);
+            let (listed, complete) = store.list_first(&folder, Some(&after), PAGE).await?;
+            let top = slots(&listed)?.last().map(|(n, _)| *n);
+            match (top, complete) {
+                (Some(t), true) => return Ok(t.max(lo)),
+                (None, true) if guess == lo => return Ok(lo),
+                (None, true) => hi = Some(guess),
+                (Some(t), false) => {
+                    lo = t.max(lo);
+                    match hi {
+                        None => step = step.saturating_mul(2),
+                        // Appended to since: search above again.
+                        Some(h) if lo >= h => hi = None,
+                        Some(_) => {}
+                    }
+                }
+                (None, false) => break,
+            }
+        }
+        Ok(self.newest_listing_all(topic).await?.unwrap_or(lo).max(lo))
+    }
+
+    /// The highest slot other than 1 from a listing of the whole topic.
+    async fn newest_listing_all(&self, topic: &Name) -> Result<Option<u64>> {
+        let listed = self.manifests.store().list(&keys::log_topic(topic)).await?;
+        Ok(slots(&listed)?
+            .last()
+            .map(|(n, _)| *n)
+            .filter(|n| *n != FIRST_SLOT))
     }
 
     /// The newest sequence number at or after `at_least` (not a first entry: slot
@@ -299,27 +428,42 @@ impl EventLog {
     }
 
     /// The sequence number of `topic`'s newest entry, or `None` when the topic has none (it
-    /// was never appended to). One listing.
+    /// was never appended to). One LIST request for a topic of fewer than [`PAGE`] entries,
+    /// O(log(entries / [`PAGE`])) for a larger one on a store that lists in order.
     pub async fn newest_sequence(&self, topic: &Name) -> Result<Option<u64>> {
         self.newest(topic).await
     }
 
-    /// Entries of `topic` with sequence number ≥ `from`, in order, at most `limit`.
+    /// Entries of `topic` with sequence number ≥ `from`, in order, at most `limit`. The
+    /// listing is read only as far as `limit` entries (on a store that lists in order), so a
+    /// reader pays for what it reads, not for the topic: ⌈`limit`/1000⌉ LIST requests (one
+    /// for a reader that is current) and a GET an entry.
     pub async fn read(&self, topic: &Name, from: u64, limit: usize) -> Result<Vec<Entry>> {
-        let folder = keys::log_topic(topic);
         let store = self.manifests.store();
         // Everything after the slot before `from`; from 0 or 1, everything.
         let mut seqs = match from.checked_sub(1).filter(|before| *before > 0) {
-            None => self.sequences(topic, &store.list(&folder).await?).await?,
+            None => {
+                let listed = self
+                    .list_slots(topic, None, limit.saturating_add(1))
+                    .await?;
+                self.sequences(topic, &listed).await?
+            }
             Some(before) => {
-                let listed = store
-                    .list_after(&folder, &keys::log_entry(topic, before))
+                let listed = self
+                    .list_slots(topic, Some(keys::log_entry(topic, before)), limit)
                     .await?;
                 let mut seqs = slots(&listed)?;
                 // Slot 1 lies before the listing; its entry counts when its sequence is at
                 // least `from` (a reader not yet past the first entry).
                 let first = match self.first_hint(topic) {
                     Some(f) if f < from => None,
+                    // Slot `from` itself, or one at or below it, is there: slot 1 is below
+                    // it (see `last`).
+                    None if seqs.first().is_some_and(|(n, _)| *n == from)
+                        || self.above_first_hint(topic).is_some_and(|m| m <= from) =>
+                    {
+                        None
+                    }
                     _ => self.read_first(topic).await?.filter(|f| *f >= from),
                 };
                 if let Some(f) = first {
@@ -363,6 +507,129 @@ impl EventLog {
             });
         }
         Ok(out)
+    }
+
+    /// The first keys of `topic` (after `offset`), read until `want` of them are entries or
+    /// the listing ends.
+    async fn list_slots(
+        &self,
+        topic: &Name,
+        mut offset: Option<Key>,
+        want: usize,
+    ) -> Result<Vec<crate::store::Listed>> {
+        let folder = keys::log_topic(topic);
+        let store = self.manifests.store();
+        let mut out = Vec::new();
+        let mut entries = 0usize;
+        loop {
+            let need = want.saturating_sub(entries).max(1);
+            let (listed, complete) = store.list_first(&folder, offset.as_ref(), need).await?;
+            entries = entries.saturating_add(slots(&listed)?.len());
+            offset = listed.last().map(|l| l.key.clone());
+            out.extend(listed);
+            if complete || entries >= want || offset.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The last `n` entries of `topic`, oldest first, and the newest sequence number found
+    /// (`None`: the topic has no entries). It finds the newest slot as
+    /// [`EventLog::newest_sequence`] does, lists the `n` slots up to it and reads them: a
+    /// few LIST requests and `n` GETs (concurrently, at most [`READ_AHEAD`] at a time),
+    /// whatever the topic holds. Slot 1, which holds the first entry, is read only when it
+    /// is among the last `n`: a first entry is created only in an empty topic and every
+    /// other one is numbered past an existing one, so it is below every other slot.
+    pub async fn last(&self, topic: &Name, n: usize) -> Result<(Vec<Entry>, Option<u64>)> {
+        if n == 0 {
+            return Ok((Vec::new(), self.newest(topic).await?));
+        }
+        let located = self.locate(topic).await?;
+        // Entries at or below `before` are not among the last n (0: all are).
+        let (mut picked, before) = match located.newest_other {
+            None => (Vec::new(), 0),
+            Some(newest) => {
+                self.set_tail(topic, newest);
+                let span = u64::try_from(n).unwrap_or(u64::MAX);
+                match newest.checked_sub(span).filter(|b| *b > FIRST_SLOT) {
+                    Some(before) => {
+                        let after = keys::log_entry(topic, before);
+                        let listed = self.list_slots(topic, Some(after), n).await?;
+                        (slots(&listed)?, before)
+                    }
+                    // The last n reach the start of the topic.
+                    None => {
+                        let listed = self.list_slots(topic, None, n.saturating_add(1)).await?;
+                        (slots(&listed)?, 0)
+                    }
+                }
+            }
+        };
+        let newest = located.newest_other;
+        picked.retain(|(s, _)| *s != FIRST_SLOT && newest.is_some_and(|m| *s <= m));
+        let keep = picked.len().saturating_sub(n);
+        picked.drain(..keep);
+        let mut want: Vec<(Option<u64>, Key)> =
+            picked.into_iter().map(|(s, k)| (Some(s), k)).collect();
+        // Fewer than n above `before`: the first entry may be among them.
+        if located.first && want.len() < n {
+            want.insert(0, (None, keys::log_entry(topic, FIRST_SLOT)));
+        }
+        let store = self.manifests.store();
+        let reads = futures::stream::iter(want.into_iter().map(|(seq, key)| async move {
+            let obj = store.read(&key).await?;
+            Ok::<_, Error>((seq, key, obj))
+        }))
+        .buffered(READ_AHEAD);
+        let got: Vec<_> = futures::TryStreamExt::try_collect(reads).await?;
+        let mut out = Vec::with_capacity(got.len());
+        let mut first_seq = None;
+        for (seq, key, obj) in got {
+            let Some(obj) = obj else {
+                if out.is_empty() {
+                    // Collected since the listing, oldest first (see `read`).
+                    continue;
+                }
+                return Err(Error::Corrupt {
+                    key: key.to_string(),
+                    reason: "listed but gone after a newer entry was read: entries are only \
+                             deleted oldest first"
+                        .into(),
+                });
+            };
+            let s: Snapshot<serde_json::Value> = decode(KIND, &obj)?;
+            match seq {
+                Some(seq) if s.version != seq => {
+                    return Err(Error::Corrupt {
+                        key: key.to_string(),
+                        reason: format!("holds sequence {} where {seq} was expected", s.version),
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    self.set_first(topic, s.version);
+                    first_seq = Some(s.version);
+                    if s.version <= before {
+                        continue;
+                    }
+                }
+            }
+            out.push(Entry {
+                topic: topic.to_string(),
+                sequence: s.version,
+                appended_by: s.written_by,
+                appended_at: s.written_at,
+                event: s.body,
+            });
+        }
+        let newest = match (newest, first_seq) {
+            (Some(m), f) => Some(f.map_or(m, |f| f.max(m))),
+            (None, f) => f,
+        };
+        if let Some(m) = newest {
+            self.set_tail(topic, m);
+        }
+        Ok((out, newest))
     }
 
     /// Waits for entries with sequence number ≥ `from`, polling every `interval` (one

@@ -204,3 +204,70 @@ fn bench_membership_on_a_directory_kills_heartbeat_processes_and_cleans_up() {
     let files = walk(&store);
     assert!(files.is_empty(), "left behind: {files:?}");
 }
+
+/// `cairn bench --scale`, at small N: every listing and refresh has its row with cairn's
+/// requests and the raw calls of the same objects; the raw floors are what a LIST paged by
+/// 1,000 and a GET per (changed) object cost; and the scratch prefix is cleaned up.
+fn scale(store: &str, dir: &std::path::Path, sizes: &str) -> Value {
+    let out = cairn(dir)
+        .args(["--store", store, "bench", "--scale", sizes, "--json"])
+        .output()
+        .unwrap();
+    Run(out).ok().json()
+}
+
+fn check_scale(report: &Value, sizes: &[u64]) {
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 11 * sizes.len(), "{report:#}");
+    for &n in sizes {
+        let pages = n.div_ceil(1000);
+        let row = |op: &str| {
+            rows.iter()
+                .find(|r| r["objects"] == n && r["operation"] == op)
+                .unwrap_or_else(|| panic!("no row {op} at {n} in {report:#}"))
+        };
+        for op in [
+            "lock ls (Locks::list)",
+            "stream ls (Streams::list)",
+            "node ls (Membership::list)",
+            "stream view, first list",
+            "member view, first list",
+        ] {
+            let r = row(op);
+            assert!(r["lists"].as_u64().unwrap() >= 1, "{r}");
+            assert!(r["requests"].as_u64().unwrap() >= pages + n, "{r}");
+            assert!(r["raw_requests"].as_u64().unwrap() >= pages + n, "{r}");
+            assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
+        }
+        for view in ["stream", "member"] {
+            for (pct, changed) in [(0, 0), (1, n.div_ceil(100)), (100, n)] {
+                let r = row(&format!("{view} view refresh, {pct}% changed"));
+                assert_eq!(r["changed"], changed, "{r}");
+                if report["strategy"] == "etag-cas" {
+                    // One object a name: the floor is the LIST and a GET a changed one.
+                    assert_eq!(r["raw_requests"], pages + changed, "{r}");
+                }
+                assert!(r["requests"].as_u64().unwrap() >= pages + changed, "{r}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bench_scale_on_memory_reports_each_view_next_to_its_raw_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = scale("memory://", dir.path(), "30,1200");
+    assert_eq!(report["strategy"], "etag-cas", "{report:#}");
+    check_scale(&report, &[30, 1200]);
+}
+
+#[test]
+fn bench_scale_on_a_directory_measures_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let report = scale(&format!("file://{}", store.display()), dir.path(), "20");
+    assert_eq!(report["strategy"], "version-chain", "{report:#}");
+    check_scale(&report, &[20]);
+    let files = walk(&store);
+    assert!(files.is_empty(), "left behind: {files:?}");
+}

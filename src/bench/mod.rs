@@ -41,6 +41,7 @@ use crate::turn::{Claim, ClaimedTurn, TurnOptions};
 use crate::{Cairn, Name, StrategyChoice};
 
 pub mod membership;
+pub mod scale;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -324,6 +325,30 @@ pub async fn run_membership(
         progress,
     )
     .await;
+    progress.phase("cleaning up", 1);
+    let cleanup = delete_below(&store, &scratch).await;
+    progress.advance(1);
+    let report = result?;
+    cleanup?;
+    Ok(report)
+}
+
+/// Runs `cairn bench --scale` ([`scale`]) on `store` below `prefix`, and deletes what it
+/// wrote.
+pub async fn run_scale(
+    store: Arc<dyn ObjectStore>,
+    prefix: &str,
+    label: &str,
+    options: &scale::ScaleOptions,
+    progress: &dyn Progress,
+) -> Result<scale::ScaleReport> {
+    let root = prefix.trim_matches('/');
+    let scratch = if root.is_empty() {
+        format!("cairn-bench-{}", uuid::Uuid::new_v4())
+    } else {
+        format!("{root}/cairn-bench-{}", uuid::Uuid::new_v4())
+    };
+    let result = scale::run(Arc::clone(&store), &scratch, label, options, progress).await;
     progress.phase("cleaning up", 1);
     let cleanup = delete_below(&store, &scratch).await;
     progress.advance(1);

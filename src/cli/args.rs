@@ -267,6 +267,15 @@ pub struct BenchArgs {
     /// With --membership: most latency injected into each request of the live run (0 to 1h).
     #[arg(long, default_value = "200ms", value_parser = duration::grace)]
     pub latency_max: Duration,
+    /// Measure the listings and cached views at these fleet sizes instead (comma-separated,
+    /// 1 to 100000): N locks, N streams and N member records each, next to the raw LIST and
+    /// concurrent GETs of the same objects.
+    #[arg(long, value_delimiter = ',', conflicts_with = "membership",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub scale: Vec<u32>,
+    /// With --scale: requests in flight at once while seeding and in the raw GETs (1 to 1024).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
 }
 
 /// `cairn turn …`.

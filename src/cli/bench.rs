@@ -50,6 +50,9 @@ pub async fn run(store_url: &str, strategy: StrategyArg, a: &BenchArgs, json: bo
     if a.membership {
         return membership(store_url, opened, a, json).await;
     }
+    if !a.scale.is_empty() {
+        return scale(store_url, opened, strategy, a, json).await;
+    }
     let options = BenchOptions {
         ops: usize::try_from(a.ops).unwrap_or(usize::MAX),
         nodes: a.nodes.iter().map(|&n| usize::from(n)).collect(),
@@ -129,5 +132,38 @@ async fn membership(
         "membership benchmark report",
         json,
         bench::membership::MembershipReport::table,
+    )
+}
+
+/// `cairn bench --scale N,…`: the listings and cached views at N locks, streams and member
+/// records ([`bench::scale`]).
+async fn scale(
+    store_url: &str,
+    opened: url::Opened,
+    strategy: StrategyArg,
+    a: &BenchArgs,
+    json: bool,
+) -> Result<i32> {
+    let options = bench::scale::ScaleOptions {
+        sizes: a
+            .scale
+            .iter()
+            .map(|&n| usize::try_from(n).unwrap_or(usize::MAX))
+            .collect(),
+        concurrency: usize::from(a.concurrency),
+        strategy: match strategy {
+            StrategyArg::Auto => None,
+            StrategyArg::EtagCas => Some(Strategy::EtagCas),
+            StrategyArg::VersionChain => Some(Strategy::VersionChain),
+        },
+    };
+    let bar = Bar::new();
+    let report = bench::run_scale(opened.store, &opened.prefix, store_url, &options, &bar).await;
+    bar.0.finish_and_clear();
+    print_report(
+        report,
+        "scale benchmark report",
+        json,
+        bench::scale::ScaleReport::table,
     )
 }

@@ -293,6 +293,9 @@ pub async fn log_append(l: &EventLog, topic: &str, event: &str, json: bool) -> R
     Ok(exit::OK)
 }
 
+/// How many entries `log tail` reads and prints at a time.
+const TAIL_PAGE: usize = 1000;
+
 /// Where `log tail` starts.
 #[derive(Debug, Clone, Copy)]
 pub enum Start {
@@ -324,40 +327,17 @@ pub async fn log_tail(
             Err(exit::NOT_FOUND)
         }
     };
-    let mut next = match start {
-        Start::From(from) => from.max(1),
-        Start::Last(n) => match l.newest_sequence(&topic).await? {
-            // The last n: from newest - n + 1; none (n = 0): from past the newest.
-            Some(newest) => newest.saturating_sub(n).saturating_add(1).max(1),
-            None => match empty() {
-                Ok(()) => 1,
-                Err(code) => return Ok(code),
-            },
-        },
-    };
-    let mut checked = matches!(start, Start::Last(_));
-    // Installed once (see `stream_watch`): a signal during a read or while printing is kept.
-    let mut signals = if follow {
+    // Installed once, before the first read (see `stream_watch`): a signal during a read or
+    // while printing is kept.
+    let signals = if follow {
         Some(Signals::install()?)
     } else {
         None
     };
-    loop {
-        let entries = if let (Some(sig), true) = (signals.as_mut(), checked) {
-            tokio::select! {
-                r = l.wait_for(&topic, next, interval) => r?,
-                _ = sig.recv() => return Ok(exit::OK),
-            }
-        } else {
-            l.read(&topic, next, usize::MAX).await?
-        };
-        if !checked && entries.is_empty() && l.newest_sequence(&topic).await?.is_none() {
-            if let Err(code) = empty() {
-                return Ok(code);
-            }
-        }
-        checked = true;
-        for e in &entries {
+    // Printed as they are read, a page at a time: memory is bounded by a page, not by the
+    // topic.
+    let print = |entries: &[crate::log::Entry]| -> Result<()> {
+        for e in entries {
             if json {
                 output::json(e)?;
             } else {
@@ -370,11 +350,59 @@ pub async fn log_tail(
                 )))?;
             }
         }
-        if !follow {
-            return Ok(exit::OK);
+        Ok(())
+    };
+    let after = |seq: u64| next_number(&keys::log_topic(&topic), "sequence", seq);
+    let mut next = match start {
+        Start::From(from) => {
+            let mut next = from.max(1);
+            let mut any = false;
+            loop {
+                let entries = l.read(&topic, next, TAIL_PAGE).await?;
+                let Some(last) = entries.last() else { break };
+                any = true;
+                print(&entries)?;
+                if last.sequence == u64::MAX && !follow {
+                    return Ok(exit::OK);
+                }
+                // Following past u64::MAX: Exhausted.
+                next = after(last.sequence)?;
+            }
+            if !any && l.newest_sequence(&topic).await?.is_none() {
+                if let Err(code) = empty() {
+                    return Ok(code);
+                }
+            }
+            next
         }
+        Start::Last(n) => {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            match l.last(&topic, n).await? {
+                (_, None) => match empty() {
+                    Ok(()) => 1,
+                    Err(code) => return Ok(code),
+                },
+                (entries, Some(newest)) => {
+                    print(&entries)?;
+                    if newest == u64::MAX && follow {
+                        after(newest)?;
+                    }
+                    newest.saturating_add(1)
+                }
+            }
+        }
+    };
+    let Some(mut signals) = signals else {
+        return Ok(exit::OK);
+    };
+    loop {
+        let entries = tokio::select! {
+            r = l.wait_for(&topic, next, interval) => r?,
+            _ = signals.recv() => return Ok(exit::OK),
+        };
+        print(&entries)?;
         if let Some(last) = entries.last() {
-            next = next_number(&keys::log_topic(&topic), "sequence", last.sequence)?;
+            next = after(last.sequence)?;
         }
     }
 }

@@ -291,6 +291,8 @@ pub struct Store {
     watch: Arc<std::sync::OnceLock<Arc<protocol::ProtocolWatch>>>,
     /// Times requests (latency metrics, the probe's report): the handle's injected clock.
     clock: Arc<dyn crate::clock::Clock>,
+    /// Whether the inner store lists keys in ascending order ([`Store::lists_in_order`]).
+    ordered: bool,
 }
 
 /// What a [`Store`] knows of its [`IfMatchForm`].
@@ -335,6 +337,7 @@ impl Store {
             }
             Path::parse(trimmed).map_err(|e| Error::Config(format!("prefix {prefix:?}: {e}")))?
         };
+        let ordered = lists_in_order(inner_name(&inner).as_str());
         Ok(Self {
             inner,
             root,
@@ -343,6 +346,7 @@ impl Store {
             form_check: Arc::new(tokio::sync::Mutex::new(FormCheck::Unchecked)),
             watch: Arc::new(std::sync::OnceLock::new()),
             clock: Arc::new(crate::clock::SystemClock),
+            ordered,
         })
     }
 
@@ -805,6 +809,74 @@ impl Store {
         self.list_inner(prefix, Some(offset)).await
     }
 
+    /// Whether the store lists keys in ascending order, so that a listing can stop early
+    /// ([`Store::list_first`]): S3 and every S3-compatible server, Google Cloud Storage,
+    /// Azure and object_store's in-memory store do. A local directory does not (it lists in
+    /// directory order), and neither, as far as cairn can tell, does a store it does not
+    /// recognise (a wrapper that does not name its inner store in its `Display`).
+    pub fn lists_in_order(&self) -> bool {
+        self.ordered
+    }
+
+    /// The first `max` objects below `prefix` (after `offset`, when given), in key order,
+    /// and whether that is all of them. On a store that lists in order
+    /// ([`Store::lists_in_order`]) it reads the listing only as far as `max` objects: at
+    /// most ⌈`max`/1000⌉ LIST requests on S3 (one, for `max` ≤ 1000), whatever the folder
+    /// holds. Elsewhere it lists everything and keeps the first `max`. When it stopped at
+    /// `max` objects, it cannot tell whether more follow and says `false`.
+    pub async fn list_first(
+        &self,
+        prefix: &Key,
+        offset: Option<&Key>,
+        max: usize,
+    ) -> Result<(Vec<Listed>, bool)> {
+        if !self.ordered {
+            let mut all = self.list_inner(prefix, offset).await?;
+            let complete = all.len() <= max;
+            all.truncate(max);
+            return Ok((all, complete));
+        }
+        let p = self.path(prefix);
+        let mut stream = match offset {
+            Some(o) => self.inner.list_with_offset(Some(&p), &self.path(o)),
+            None => self.inner.list(Some(&p)),
+        };
+        let read = async {
+            let mut metas = Vec::new();
+            while metas.len() < max {
+                match stream.try_next().await? {
+                    Some(m) => metas.push(m),
+                    None => return Ok((metas, true)),
+                }
+            }
+            Ok((metas, false))
+        };
+        let (metas, mut complete) = self
+            .timed("list", read)
+            .await
+            .map_err(|e| classify("list", prefix, e))?;
+        let mut out: Vec<Listed> = metas
+            .into_iter()
+            .filter_map(|m| {
+                Some(Listed {
+                    key: self.relative(&m.location)?,
+                    last_modified: m.last_modified,
+                    size: m.size,
+                    etag: m.e_tag,
+                })
+            })
+            .collect();
+        // A store taken to list in order that does not: what was read is not the first
+        // `max`, and nothing after it can be said to be complete.
+        if !out.windows(2).all(|w| matches!(w, [a, b] if a.key < b.key)) {
+            let mut all = self.list_inner(prefix, offset).await?;
+            complete = all.len() <= max;
+            all.truncate(max);
+            out = all;
+        }
+        Ok((out, complete))
+    }
+
     async fn list_inner(&self, prefix: &Key, offset: Option<&Key>) -> Result<Vec<Listed>> {
         let p = self.path(prefix);
         let stream = match offset {
@@ -875,6 +947,24 @@ impl Store {
             Err(e) => Err(classify("delete", key, e)),
         }
     }
+}
+
+/// The `Display` of an object store, which names it (and, for object_store's own wrappers,
+/// what it wraps).
+fn inner_name(inner: &Arc<dyn ObjectStore>) -> String {
+    inner.to_string()
+}
+
+/// Whether a store of this `Display` lists keys in ascending order: only the stores known
+/// to (see [`Store::lists_in_order`]).
+fn lists_in_order(name: &str) -> bool {
+    const ORDERED: [&str; 4] = [
+        "AmazonS3",
+        "InMemory",
+        "GoogleCloudStorage",
+        "MicrosoftAzure",
+    ];
+    !name.contains("LocalFileSystem") && ORDERED.iter().any(|o| name.contains(o))
 }
 
 /// `If-Match: a`, `If-Match: b` and `If-Match: c`.

@@ -494,7 +494,7 @@ mod parse_tests {
     }
 
     #[tokio::test]
-    async fn opening_a_file_url_creates_its_directory_unless_told_not_to() {
+    async fn opening_a_file_url_creates_its_directory_only_when_told_to() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("a b");
         let url = format!("file://{}", tmp.path().join("a%20b").display());
@@ -507,7 +507,14 @@ mod parse_tests {
             other => panic!("expected NoStore, got {other:?}"),
         }
         assert!(!dir.exists());
-        let opened = open(&url).await.unwrap();
+        // The default does not create it either.
+        assert!(matches!(open(&url).await, Err(Error::NoStore { .. })));
+        assert!(!dir.exists());
+        let create = OpenOptions {
+            create: true,
+            ..Default::default()
+        };
+        let opened = open_with(&url, &create).await.unwrap();
         assert!(dir.is_dir(), "the decoded path is the directory");
         assert_eq!(
             (opened.kind, opened.prefix.as_str()),
