@@ -61,13 +61,15 @@ impl CacheOptions {
     /// For stream lists: fresh 30 s (a querier learns a new stream within half a minute, and
     /// 100 unchanged streams revalidated every 30 s cost one listing each time, about 86,000
     /// LISTs, ≈ $0.43, a month),
-    /// stale-if-error 5 minutes (rides out a short outage), 4,096 entries, the breaker open
-    /// for 10 s after 3 failures in a row.
+    /// stale-if-error 5 minutes (rides out a short outage), 65,536 entries (a refresh costs
+    /// what changed only while the whole family fits; an entry is its small manifest, well
+    /// under a kilobyte, so at most some tens of megabytes), the breaker open for 10 s after
+    /// 3 failures in a row.
     pub fn for_streams() -> Self {
         Self {
             fresh: Duration::from_secs(30),
             stale_if_error: Duration::from_secs(300),
-            capacity: 4096,
+            capacity: 65_536,
             breaker_after: 3,
             cool_off: Duration::from_secs(10),
         }
@@ -76,12 +78,12 @@ impl CacheOptions {
     /// For membership views: fresh for no longer than the heartbeat interval, so a view
     /// never shows a heartbeat more than one interval older than the store has it (and a
     /// [`crate::member::MemberView`] reads a node's record again before calling it suspect
-    /// or offline); stale-if-error 5 minutes; 4,096 entries; the breaker as for streams.
+    /// or offline); stale-if-error 5 minutes; 65,536 entries; the breaker as for streams.
     pub fn for_membership(heartbeat_interval: Duration) -> Self {
         Self {
             fresh: heartbeat_interval,
             stale_if_error: Duration::from_secs(300),
-            capacity: 4096,
+            capacity: 65_536,
             breaker_after: 3,
             cool_off: Duration::from_secs(10),
         }

@@ -416,7 +416,9 @@ pub(super) async fn run(
         };
         let viewer = m.viewer().await?;
         let stream_view = viewer.streams().view(CacheOptions {
-            capacity: n.max(1),
+            // Room for every entry and the listing itself: an LRU cache one short of the
+            // family evicts, in a pass in name order, each entry just before it is needed.
+            capacity: n.saturating_add(64),
             ..refresh
         });
         let (raw_first, _) = m.raw_all(Family::Stream).await?;
@@ -427,7 +429,8 @@ pub(super) async fn run(
         progress.advance(1);
         let viewer = m.viewer().await?;
         let member_view = viewer.membership(MemberOptions::default()).view(CacheOptions {
-            capacity: n.max(1),
+            capacity: n.saturating_add(64),
+            fresh: Duration::ZERO,
             ..CacheOptions::for_membership(MemberOptions::default().interval)
         });
         let (raw_first, _) = m.raw_all(Family::Member).await?;
