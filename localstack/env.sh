@@ -32,3 +32,7 @@ find_python() {
 }
 
 log() { printf '[localstack/%s] %s\n' "$(basename "$0")" "$*" >&2; }
+AZURITE_PORT=${AZURITE_PORT:-10000}
+AZURITE_DIR="$CAIRN_TEST_HOME/azurite"
+# Pinned: the last release that runs on Node.js 20 (3.36 needs 21, 3.37 needs 22).
+AZURITE_VERSION=3.35.0

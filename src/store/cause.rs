@@ -18,7 +18,7 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "aws", feature = "azure"))]
 use object_store::client::{HttpError, HttpErrorKind};
 
 /// The longest a summary gets; the rest of a long error body is cut.
@@ -121,7 +121,7 @@ enum HttpKind {
 pub fn diagnose(e: &object_store::Error) -> Diagnosis {
     let top: &(dyn StdError + 'static) = e;
     let mut endpoint = None;
-    #[cfg_attr(not(feature = "aws"), allow(unused_mut))]
+    #[cfg_attr(not(any(feature = "aws", feature = "azure")), allow(unused_mut))]
     let mut http_kind: Option<HttpKind> = None;
     let mut status = None;
     for link in chain(top) {
@@ -145,13 +145,14 @@ pub fn diagnose(e: &object_store::Error) -> Diagnosis {
                     return Diagnosis::NoCredentials;
                 }
             }
-            if let Some(h) = link.downcast_ref::<HttpError>() {
-                http_kind.get_or_insert(match h.kind() {
-                    HttpErrorKind::Connect => HttpKind::Connect,
-                    HttpErrorKind::Timeout => HttpKind::Timeout,
-                    _ => HttpKind::Other,
-                });
-            }
+        }
+        #[cfg(any(feature = "aws", feature = "azure"))]
+        if let Some(h) = link.downcast_ref::<HttpError>() {
+            http_kind.get_or_insert(match h.kind() {
+                HttpErrorKind::Connect => HttpKind::Connect,
+                HttpErrorKind::Timeout => HttpKind::Timeout,
+                _ => HttpKind::Other,
+            });
         }
         let text = link.to_string();
         if endpoint.is_none() {
