@@ -49,6 +49,33 @@ impl Backend {
         Some(std::env::var(var).unwrap_or_else(|_| default.to_string()))
     }
 
+    /// The store URL of `prefix` in the test bucket (container) on this server, as the CLI
+    /// takes it: `s3://cairn-test/prefix`, or `az://cairn-test/prefix` on Azurite.
+    pub fn store_url(self, prefix: &str) -> String {
+        match self {
+            Backend::Azurite => format!("az://{BUCKET}/{prefix}"),
+            _ => format!("s3://{BUCKET}/{prefix}"),
+        }
+    }
+
+    /// The environment in which a `cairn` process reaches this server: the AWS settings of
+    /// an S3 server, or Azurite's ([`azurite_env`]).
+    pub fn cli_env(self) -> Vec<(&'static str, String)> {
+        let endpoint = self
+            .endpoint()
+            .unwrap_or_else(|| panic!("{self:?} is not a server"));
+        if self == Backend::Azurite {
+            return azurite_env(&endpoint).to_vec();
+        }
+        vec![
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
     /// The strategies this backend supports.
     pub fn strategies(self) -> &'static [Strategy] {
         match self {
@@ -233,7 +260,7 @@ pub fn cairn_worker(
     cairn_worker_on(Backend::LocalStack, store, node, log, script)
 }
 
-/// [`cairn_worker`] against the S3 server `backend`.
+/// [`cairn_worker`] against the server `backend` (an S3 server or Azurite).
 #[cfg(feature = "cli")]
 pub fn cairn_worker_on(
     backend: Backend,
@@ -242,9 +269,6 @@ pub fn cairn_worker_on(
     log: &std::path::Path,
     script: &str,
 ) -> tokio::process::Command {
-    let endpoint = backend
-        .endpoint()
-        .unwrap_or_else(|| panic!("{backend:?} is not an S3 server"));
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c")
         .arg(script)
@@ -252,11 +276,7 @@ pub fn cairn_worker_on(
         .env("CAIRN_STORE", store)
         .env("CAIRN_NODE", node)
         .env("LOG", log)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(backend.cli_env())
         .env_remove("CAIRN_STRATEGY")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
