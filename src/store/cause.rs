@@ -4,7 +4,8 @@
 //! the server's XML body at every level of its source chain. Operators need the cause and
 //! the fix, once. [`diagnose`] walks the chain and names the cause:
 //!
-//! - the bucket does not exist (a 404 whose body says `NoSuchBucket`): configuration,
+//! - the bucket does not exist (a 404 whose body says `NoSuchBucket`, or Azure's
+//!   `ContainerNotFound`): configuration,
 //!   never retried;
 //! - no credentials could be found: configuration, never retried;
 //! - the endpoint refused the connection or cannot be resolved;
@@ -164,7 +165,8 @@ pub fn diagnose(e: &object_store::Error) -> Diagnosis {
     }
     if let Some((status, body)) = status {
         let code = xml_field(&body, "Code");
-        if code.as_deref() == Some("NoSuchBucket") {
+        // Azure names a missing container so (and no container in the body).
+        if matches!(code.as_deref(), Some("NoSuchBucket" | "ContainerNotFound")) {
             return Diagnosis::NoSuchBucket {
                 bucket: xml_field(&body, "BucketName"),
             };
@@ -370,6 +372,22 @@ mod tests {
         );
         assert!(d.is_configuration());
         assert_eq!(summary(&e), "bucket ux-nosuch does not exist");
+    }
+
+    #[test]
+    fn a_missing_azure_container_is_a_missing_bucket() {
+        let body = "Error performing GET http://127.0.0.1:10000/devstoreaccount1/nosuch?restype=\
+                    container&comp=list in 2ms - Server returned non-2xx status code: 404 Not \
+                    Found: <?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Error><Code>\
+                    ContainerNotFound</Code><Message>The specified container does not exist.\
+                    </Message></Error>";
+        let e = object_store::Error::NotFound {
+            path: "p".into(),
+            source: Box::new(Text(body.into())),
+        };
+        let d = diagnose(&e);
+        assert_eq!(d, Diagnosis::NoSuchBucket { bucket: None });
+        assert!(d.is_configuration());
     }
 
     #[test]
