@@ -1,6 +1,7 @@
 # Shared settings for the test-server scripts. Sourced, not run.
 # Everything lives under CAIRN_TEST_HOME so a fresh machine needs nothing but Python >= 3.12
-# (and, for Ceph RGW, Debian's packages, which ceph.sh installs with apt-get).
+# (and, for Ceph RGW, Debian's packages, which ceph.sh installs with apt-get; for Azurite, Node.js
+# with npm).
 : "${CAIRN_TEST_HOME:=${XDG_CACHE_HOME:-$HOME/.cache}/cairn-test}"
 : "${CAIRN_PYTHON:=}"
 LOCALSTACK_PORT=${LOCALSTACK_PORT:-4566}
@@ -32,3 +33,7 @@ find_python() {
 }
 
 log() { printf '[localstack/%s] %s\n' "$(basename "$0")" "$*" >&2; }
+AZURITE_PORT=${AZURITE_PORT:-10000}
+AZURITE_DIR="$CAIRN_TEST_HOME/azurite"
+# Pinned: the last release that runs on Node.js 20 (3.36 needs 21, 3.37 needs 22).
+AZURITE_VERSION=3.35.0

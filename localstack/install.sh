@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs LocalStack (host mode, S3 only) and moto into venvs under $CAIRN_TEST_HOME, and
-# Ceph (for RGW) from Debian's packages with apt-get.
+# Installs LocalStack (host mode, S3 only) and moto into venvs under $CAIRN_TEST_HOME, Ceph
+# (for RGW) from Debian's packages with apt-get, and Azurite from npm under $CAIRN_TEST_HOME.
 # Idempotent: a stamp file records what was installed, so a second run costs nothing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,4 +23,5 @@ install_venv() { # dir stamp-text requirements...
 install_venv "$LS_VENV" "${LS_REQUIREMENTS[*]}" "${LS_REQUIREMENTS[@]}"
 install_venv "$MOTO_VENV" "${MOTO_REQUIREMENTS[*]}" "${MOTO_REQUIREMENTS[@]}"
 "$here/ceph.sh" install
+"$here/azurite.sh" install
 log "installed"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Starts LocalStack (S3, host mode) on 127.0.0.1:$LOCALSTACK_PORT, moto on 127.0.0.1:$MOTO_PORT and
-# Ceph RGW on 127.0.0.1:$RGW_PORT (ceph.sh), waits until each answers, and creates the test bucket
-# on each. Installs them first if needed.
+# Starts LocalStack (S3, host mode) on 127.0.0.1:$LOCALSTACK_PORT, moto on 127.0.0.1:$MOTO_PORT,
+# Ceph RGW on 127.0.0.1:$RGW_PORT (ceph.sh) and Azurite on 127.0.0.1:$AZURITE_PORT (azurite.sh),
+# waits until each answers, and creates the test bucket (container) on each. Installs them first if needed.
 # Safe to run twice: a server that already answers is left alone.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -61,3 +61,4 @@ start_moto
 create_bucket "$LOCALSTACK_PORT"
 create_bucket "$MOTO_PORT"
 "$here/ceph.sh" start
+"$here/azurite.sh" start

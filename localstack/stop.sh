@@ -16,3 +16,4 @@ for name in localstack moto; do
   rm -f "$pidfile"
 done
 "$here/ceph.sh" stop
+"$here/azurite.sh" stop

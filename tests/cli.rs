@@ -46,6 +46,32 @@ fn doctor_against_localstack_chooses_etag_cas() {
     assert_eq!(report["capabilities"]["conditional_get"], true);
 }
 
+/// `az://` on Azurite, its environment as object_store reads it: etag CAS, If-Match with
+/// the etag as reported.
+#[test]
+fn doctor_against_azurite_chooses_etag_cas() {
+    if s3_skipped() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = Backend::Azurite.store_url(&format!("cli-doctor-{}", uuid::Uuid::new_v4()));
+    let out = cairn(dir.path())
+        .args(["doctor", "--json", "--store", &url])
+        .envs(Backend::Azurite.cli_env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["strategy"], "etag-cas", "{report}");
+    assert_eq!(report["capabilities"]["replace_if_match"], true);
+    assert_eq!(report["capabilities"]["if_match_form"], "as-reported");
+    assert_eq!(report["capabilities"]["conditional_get"], true);
+}
+
 #[test]
 fn bad_store_url_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();

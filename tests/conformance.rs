@@ -1,5 +1,5 @@
 //! The conformance suite (`cairn::conformance`): the same checks over every backend
-//! (in-memory, local filesystem, LocalStack, moto, Ceph RGW) and both manifest strategies
+//! (in-memory, local filesystem, LocalStack, moto, Ceph RGW, Azurite) and both manifest strategies
 //! wherever the backend supports them.
 
 mod common;
@@ -36,7 +36,7 @@ fn request_timeout(backend: Backend) -> Duration {
     match backend {
         Backend::Memory | Backend::Fs => Duration::from_millis(300),
         Backend::LocalStack | Backend::Moto => Duration::from_secs(2),
-        Backend::Rgw => Duration::from_secs(3),
+        Backend::Rgw | Backend::Azurite => Duration::from_secs(3),
     }
 }
 
@@ -170,6 +170,7 @@ per_backend!(Fs, fs);
 per_backend!(LocalStack, localstack);
 per_backend!(Moto, moto, racy_if_match);
 per_backend!(Rgw, rgw);
+per_backend!(Azurite, azurite);
 
 per_strategy!(Memory, EtagCas, memory_etag_cas);
 per_strategy!(Memory, VersionChain, memory_version_chain);
@@ -184,6 +185,8 @@ per_strategy!(Moto, VersionChain, moto_version_chain);
 // On RGW, etag CAS sends If-Match with the bare etag, which each handle finds by itself.
 per_strategy!(Rgw, EtagCas, rgw_etag_cas);
 per_strategy!(Rgw, VersionChain, rgw_version_chain);
+per_strategy!(Azurite, EtagCas, azurite_etag_cas);
+per_strategy!(Azurite, VersionChain, azurite_version_chain);
 
 // 16 writers × 50 increments must end at exactly 800 on the backends whose conditional
 // writes are atomic. moto's check-and-write is not atomic under load, so it is not used as
@@ -214,6 +217,16 @@ counter_800!(
     localstack_version_chain_counter_of_16_writers_ends_at_800
 );
 counter_800!(Rgw, EtagCas, rgw_etag_cas_counter_of_16_writers_ends_at_800);
+counter_800!(
+    Azurite,
+    EtagCas,
+    azurite_etag_cas_counter_of_16_writers_ends_at_800
+);
+counter_800!(
+    Azurite,
+    VersionChain,
+    azurite_version_chain_counter_of_16_writers_ends_at_800
+);
 counter_800!(
     Rgw,
     VersionChain,

@@ -1,4 +1,4 @@
-//! Many processes run `cairn lock run` against LocalStack (and against Ceph RGW) at once,
+//! Many processes run `cairn lock run` against LocalStack (and against Ceph RGW and Azurite) at once,
 //! each logging enter and exit with its fencing token. Some holders are killed with SIGKILL
 //! mid-lease. A checker proves that critical sections never overlap, that tokens strictly
 //! rise in enter order, and that a killed holder's lock is taken over only after its ttl.
@@ -22,6 +22,12 @@ async fn on_rgw_many_processes_never_overlap_and_killed_holders_are_taken_over_a
     many_processes_on(Backend::Rgw).await;
 }
 
+/// The same on Azurite, through an `az://` store URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_azurite_many_processes_never_overlap_and_killed_holders_are_taken_over_after_the_ttl() {
+    many_processes_on(Backend::Azurite).await;
+}
+
 async fn many_processes_on(backend: Backend) {
     if s3_skipped() {
         return;
@@ -29,7 +35,7 @@ async fn many_processes_on(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("critical.log");
     let prefix = format!("procs-{}", uuid::Uuid::new_v4());
-    let store = format!("s3://{}/{prefix}", common::BUCKET);
+    let store = backend.store_url(&prefix);
     // Each worker runs three critical sections. Workers 0 and 3 kill their own cairn with
     // SIGKILL in their second round, after logging their exit: the lease stays held in the
     // store with nobody renewing it.

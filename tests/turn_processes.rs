@@ -1,4 +1,4 @@
-//! Many processes run `cairn turn run` against LocalStack (and against Ceph RGW) over several
+//! Many processes run `cairn turn run` against LocalStack (and against Ceph RGW and Azurite) over several
 //! short windows: six in shell loops of one-shot invocations (as cron would), two in `--loop`
 //! mode. Every run logs start and end with its turn number; a checker proves each turn number
 //! ran exactly once, in order, never overlapping, and never before its window.
@@ -23,17 +23,19 @@ async fn on_rgw_processes_taking_turns_run_each_turn_number_exactly_once() {
     processes_taking_turns_on(Backend::Rgw).await;
 }
 
+/// The same on Azurite, through an `az://` store URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_azurite_processes_taking_turns_run_each_turn_number_exactly_once() {
+    processes_taking_turns_on(Backend::Azurite).await;
+}
+
 async fn processes_taking_turns_on(backend: Backend) {
     if s3_skipped() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("runs.log");
-    let store = format!(
-        "s3://{}/turn-procs-{}",
-        common::BUCKET,
-        uuid::Uuid::new_v4()
-    );
+    let store = backend.store_url(&format!("turn-procs-{}", uuid::Uuid::new_v4()));
     let job = r#"echo "start $CAIRN_TURN $CAIRN_NODE $(date +%s%N)" >> "$LOG"; sleep 0.3; echo "end $CAIRN_TURN $CAIRN_NODE $(date +%s%N)" >> "$LOG""#;
     let run_for_secs = 16;
     let mut one_shots = Vec::new();

@@ -22,7 +22,8 @@ pub struct Cli {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
 pub struct Global {
-    /// Store URL: s3://bucket/prefix, file:///absolute/path or memory://.
+    /// Store URL: s3://bucket/prefix, az://container/prefix, file:///absolute/path or
+    /// memory://.
     /// Default: the nearest .cairn directory from here up, as git finds .git (a command
     /// that writes creates ./.cairn when there is none).
     #[arg(long, env = "CAIRN_STORE", global = true)]
@@ -613,8 +614,8 @@ pub struct FleetArgs {
     #[arg(long)]
     pub plant_defect: bool,
     /// Also run this many real `cairn` processes (`cairn lock run proc-lock …`), SIGKILLed,
-    /// restarted and once paused (SIGSTOP) past their lease's ttl. Needs a file:// or s3://
-    /// store.
+    /// restarted and once paused (SIGSTOP) past their lease's ttl. Needs a file://, s3:// or
+    /// az:// store.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=16))]
     pub processes: u64,
     /// Print one line per event even on a terminal.

@@ -133,8 +133,8 @@ pub async fn run(
 }
 
 /// The process nodes: this very executable, on a store URL naming the run's prefix (for
-/// `file://` the URL's path is the root and the prefix a directory under it; for `s3://` the
-/// prefix, which includes the URL's own, goes after the bucket). Their work file and stderr
+/// `file://` the URL's path is the root and the prefix a directory under it; for `s3://` and
+/// `az://` the prefix, which includes the URL's own, goes after the bucket or container). Their work file and stderr
 /// go to a directory under the system's temporary directory, shown in the summary.
 fn processes(
     store_url: &str,
@@ -155,6 +155,12 @@ fn processes(
             u.set_path(prefix);
             u.to_string()
         }
+        Location::Azure { container, .. } => {
+            let mut u = ::url::Url::parse(&format!("az://{container}"))
+                .map_err(|_| unreachable_by_children(store_url))?;
+            u.set_path(prefix);
+            u.to_string()
+        }
         Location::Memory => return Err(unreachable_by_children(store_url)),
     };
     let exe = std::env::current_exe()
@@ -170,7 +176,8 @@ fn processes(
 /// The refusal of `--processes` on a store no other process can open.
 fn unreachable_by_children(store_url: &str) -> crate::Error {
     crate::Error::Config(format!(
-        "--processes needs a store a child process can open (file:// or s3://), not {store_url}"
+        "--processes needs a store a child process can open (file://, s3:// or az://), not \
+         {store_url}"
     ))
 }
 

@@ -67,9 +67,13 @@ impl Processes {
         if self.count > 16 {
             return bad("--processes must be at most 16".into());
         }
-        if !(self.store_url.starts_with("file://") || self.store_url.starts_with("s3://")) {
+        if !["file://", "s3://", "az://"]
+            .iter()
+            .any(|s| self.store_url.starts_with(s))
+        {
             return bad(format!(
-                "--processes needs a store a child process can open (file:// or s3://), not {}",
+                "--processes needs a store a child process can open (file://, s3:// or az://), \
+                 not {}",
                 self.store_url
             ));
         }

@@ -4,7 +4,8 @@
 //! the server's XML body at every level of its source chain. Operators need the cause and
 //! the fix, once. [`diagnose`] walks the chain and names the cause:
 //!
-//! - the bucket does not exist (a 404 whose body says `NoSuchBucket`): configuration,
+//! - the bucket does not exist (a 404 whose body says `NoSuchBucket`, or Azure's
+//!   `ContainerNotFound`): configuration,
 //!   never retried;
 //! - no credentials could be found: configuration, never retried;
 //! - the endpoint refused the connection or cannot be resolved;
@@ -18,7 +19,7 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "aws", feature = "azure"))]
 use object_store::client::{HttpError, HttpErrorKind};
 
 /// The longest a summary gets; the rest of a long error body is cut.
@@ -121,7 +122,7 @@ enum HttpKind {
 pub fn diagnose(e: &object_store::Error) -> Diagnosis {
     let top: &(dyn StdError + 'static) = e;
     let mut endpoint = None;
-    #[cfg_attr(not(feature = "aws"), allow(unused_mut))]
+    #[cfg_attr(not(any(feature = "aws", feature = "azure")), allow(unused_mut))]
     let mut http_kind: Option<HttpKind> = None;
     let mut status = None;
     for link in chain(top) {
@@ -145,13 +146,14 @@ pub fn diagnose(e: &object_store::Error) -> Diagnosis {
                     return Diagnosis::NoCredentials;
                 }
             }
-            if let Some(h) = link.downcast_ref::<HttpError>() {
-                http_kind.get_or_insert(match h.kind() {
-                    HttpErrorKind::Connect => HttpKind::Connect,
-                    HttpErrorKind::Timeout => HttpKind::Timeout,
-                    _ => HttpKind::Other,
-                });
-            }
+        }
+        #[cfg(any(feature = "aws", feature = "azure"))]
+        if let Some(h) = link.downcast_ref::<HttpError>() {
+            http_kind.get_or_insert(match h.kind() {
+                HttpErrorKind::Connect => HttpKind::Connect,
+                HttpErrorKind::Timeout => HttpKind::Timeout,
+                _ => HttpKind::Other,
+            });
         }
         let text = link.to_string();
         if endpoint.is_none() {
@@ -163,7 +165,8 @@ pub fn diagnose(e: &object_store::Error) -> Diagnosis {
     }
     if let Some((status, body)) = status {
         let code = xml_field(&body, "Code");
-        if code.as_deref() == Some("NoSuchBucket") {
+        // Azure names a missing container so (and no container in the body).
+        if matches!(code.as_deref(), Some("NoSuchBucket" | "ContainerNotFound")) {
             return Diagnosis::NoSuchBucket {
                 bucket: xml_field(&body, "BucketName"),
             };
@@ -369,6 +372,22 @@ mod tests {
         );
         assert!(d.is_configuration());
         assert_eq!(summary(&e), "bucket ux-nosuch does not exist");
+    }
+
+    #[test]
+    fn a_missing_azure_container_is_a_missing_bucket() {
+        let body = "Error performing GET http://127.0.0.1:10000/devstoreaccount1/nosuch?restype=\
+                    container&comp=list in 2ms - Server returned non-2xx status code: 404 Not \
+                    Found: <?xml version=\"1.0\" encoding=\"utf-8\"?>\n<Error><Code>\
+                    ContainerNotFound</Code><Message>The specified container does not exist.\
+                    </Message></Error>";
+        let e = object_store::Error::NotFound {
+            path: "p".into(),
+            source: Box::new(Text(body.into())),
+        };
+        let d = diagnose(&e);
+        assert_eq!(d, Diagnosis::NoSuchBucket { bucket: None });
+        assert!(d.is_configuration());
     }
 
     #[test]

@@ -1116,4 +1116,37 @@ mod tests {
         }
         assert_eq!(IfMatchForm::from_u8(200), IfMatchForm::AsReported);
     }
+
+    /// Azure answers a create whose key exists with 412 (Azurite with 409), and object_store
+    /// up to 0.14.1 reports it as `Precondition`, not `AlreadyExists`: it is the same clear
+    /// "exists" as a 409, with the other writer's object as read back, not an unclear answer.
+    #[cfg(feature = "test-util")]
+    #[tokio::test]
+    async fn a_create_refused_with_precondition_is_exists_as_azure_answers_it() {
+        use fault::{Fault, FaultStore, Op, Rule};
+        let memory: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let faulty = Arc::new(FaultStore::new(Arc::clone(&memory), 1));
+        let store = Store::new(faulty.clone(), "p", StoreOptions::default()).unwrap();
+        let key = keys::probe("create-refused");
+        let body = |id: &WriteId| Bytes::from(format!("{{\"write_id\":\"{}\"}}", id.0));
+        let theirs = WriteId("theirs".into());
+        let ours = WriteId("ours".into());
+        let CreateOutcome::Created { .. } =
+            store.create(&key, body(&theirs), &theirs).await.unwrap()
+        else {
+            panic!("the first create lands")
+        };
+        faulty.add(Rule::always(Op::Put, "create-refused", Fault::Status(412)));
+        let before = faulty.counts();
+        match store.create(&key, body(&ours), &ours).await.unwrap() {
+            CreateOutcome::Exists {
+                current: Some(current),
+                after_unclear: false,
+            } => assert!(carries_write_id(&current.bytes, &theirs)),
+            other => panic!("expected Exists with their object, not after unclear: {other:?}"),
+        }
+        // One PUT and one read-back: a refusal is not sent again.
+        let after = faulty.counts();
+        assert_eq!((after.puts - before.puts, after.gets - before.gets), (1, 1));
+    }
 }

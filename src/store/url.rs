@@ -1,11 +1,13 @@
 //! Store URLs, a convenience for the CLI and for programs that do not already hold an
-//! `ObjectStore`: `s3://bucket/prefix`, `file:///absolute/path`, `memory://`.
+//! `ObjectStore`: `s3://bucket/prefix`, `az://container/prefix`, `file:///absolute/path`,
+//! `memory://`.
 //!
 //! object_store's own parser (`ObjectStoreScheme::parse`) reads them, so a path is
 //! percent-decoded (`file:///tmp/a%20b` is the directory `/tmp/a b`) and Hadoop's `s3a://`
 //! means `s3://`. What it also recognises but cairn cannot open as written is refused with
-//! the accepted forms: other clouds, plain `http(s)://` stores, and `https://` S3 URLs, whose
-//! endpoint and region cairn takes from the environment instead. A URL with a user, port,
+//! the accepted forms: other clouds, Azure's other spellings (`abfs://`, `adl://`,
+//! `azure://`), plain `http(s)://` stores, and `https://` S3 or Azure URLs, whose endpoint
+//! and region or account cairn takes from the environment instead. A URL with a user, port,
 //! query or fragment is refused (a `?` or `#` in a path is written `%3F` or `%23`), and so is
 //! a path with an empty segment (`file:///a//b`), which object_store's paths cannot hold.
 //!
@@ -14,6 +16,14 @@
 //! web identity, IMDS).
 //! `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` point at an S3-compatible server; plain HTTP
 //! is allowed only when that endpoint says `http://`.
+//!
+//! For `az://` (the `azure` feature) everything but the container comes from the `AZURE_*`
+//! environment, read by object_store's `MicrosoftAzureBuilder::from_env`: the account
+//! (`AZURE_STORAGE_ACCOUNT_NAME`), its key (`AZURE_STORAGE_ACCOUNT_KEY`) or another credential
+//! (a SAS, a service principal, workload or managed identity, the Azure CLI), and an endpoint
+//! (`AZURE_STORAGE_ENDPOINT`, plain HTTP allowed only when it says `http://`).
+//! `AZURE_STORAGE_USE_EMULATOR=true` points at Azurite, at `AZURITE_BLOB_STORAGE_URL`
+//! (default `http://127.0.0.1:10000`) with its well-known account and key.
 //!
 //! # Opening is cheap when the environment says everything
 //!
@@ -39,9 +49,11 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::ObjectStore;
 #[cfg(feature = "aws")]
-use object_store::{ClientOptions, RetryConfig};
+use object_store::ClientOptions;
+use object_store::ObjectStore;
+#[cfg(any(feature = "aws", feature = "azure"))]
+use object_store::RetryConfig;
 
 use crate::error::{Error, Result};
 
@@ -98,7 +110,7 @@ impl Default for OpenOptions {
 
 /// Longest a connection may take to open (the HTTP client's connect timeout), unless the
 /// request timeout is shorter: object_store's default, and S3's advice (3.1 s).
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "aws", feature = "azure"))]
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The HTTP client's options for an `s3://` store.
@@ -154,11 +166,13 @@ pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Opened> {
             })
         }
         Location::S3 { bucket, prefix } => open_s3(&bucket, &prefix, options.timeout).await,
+        Location::Azure { container, prefix } => open_azure(&container, &prefix, options.timeout),
     }
 }
 
 /// The forms a store URL may take, for messages.
-const ACCEPTED: &str = "expected s3://bucket/prefix, file:///absolute/path or memory://";
+const ACCEPTED: &str =
+    "expected s3://bucket/prefix, az://container/prefix, file:///absolute/path or memory://";
 
 /// Where a store URL points, before anything is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +186,14 @@ pub(crate) enum Location {
     S3 {
         /// The bucket.
         bucket: String,
+        /// The root prefix inside it, possibly empty.
+        prefix: String,
+    },
+    /// `az://container/prefix`, Azure Blob Storage: the prefix as for [`Location::S3`]; the
+    /// account and endpoint come from the environment.
+    Azure {
+        /// The container.
+        container: String,
         /// The root prefix inside it, possibly empty.
         prefix: String,
     },
@@ -205,6 +227,23 @@ pub(crate) fn parse(url: &str) -> Result<Location> {
     if s3 && parsed.host_str().is_none_or(str::is_empty) {
         return Err(Error::Config(format!("{url:?} names no bucket")));
     }
+    let az = scheme == "az";
+    if az && parsed.host_str().is_none_or(str::is_empty) {
+        return Err(Error::Config(format!("{url:?} names no container")));
+    }
+    // `az://container@account.blob.core.windows.net/…` is Hadoop's form: the account is the
+    // environment's here, as the endpoint is for s3://.
+    if az && !parsed.username().is_empty() {
+        return Err(Error::Config(format!(
+            "{url:?}: write the container as az://container/prefix; the account comes from \
+             the environment (AZURE_STORAGE_ACCOUNT_NAME)"
+        )));
+    }
+    if az && parsed.host_str().is_some_and(|h| h.contains('.')) {
+        return Err(Error::Config(format!(
+            "{url:?}: an Azure container name has no '.'; write az://container/prefix"
+        )));
+    }
     if !parsed.username().is_empty()
         || parsed.password().is_some()
         || parsed.port().is_some()
@@ -233,6 +272,15 @@ pub(crate) fn parse(url: &str) -> Result<Location> {
             "{url:?}: an https URL names an S3 endpoint and region, which cairn takes from the \
              environment (AWS_ENDPOINT_URL, AWS_REGION): write the bucket as s3://bucket/prefix"
         ))),
+        Scheme::MicrosoftAzure if az => Ok(Location::Azure {
+            container: parsed.host_str().unwrap_or_default().to_string(),
+            prefix: path.as_ref().to_string(),
+        }),
+        Scheme::MicrosoftAzure if scheme == "https" => Err(Error::Config(format!(
+            "{url:?}: an https URL names an Azure account, which cairn takes from the \
+             environment (AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ENDPOINT): write the \
+             container as az://container/prefix"
+        ))),
         _ => Err(refused()),
     }
 }
@@ -243,6 +291,74 @@ async fn open_s3(bucket: &str, _prefix: &str, _timeout: Duration) -> Result<Open
     Err(Error::Config(format!(
         "s3://{bucket}: this build of cairn has no S3 support (enable its `aws` feature)"
     )))
+}
+
+/// Without the `azure` feature there is no Azure client: the URL is refused, naming the
+/// feature.
+#[cfg(not(feature = "azure"))]
+fn open_azure(container: &str, _prefix: &str, _timeout: Duration) -> Result<Opened> {
+    Err(Error::Config(format!(
+        "az://{container}: this build of cairn has no Azure support (enable its `azure` feature)"
+    )))
+}
+
+/// Opens an Azure Blob container, configured from the `AZURE_*` environment as object_store
+/// reads it (see the module docs). The request and connect timeouts are set as for S3,
+/// without replacing any other client option the environment set (a proxy, say).
+#[cfg(feature = "azure")]
+fn open_azure(container: &str, prefix: &str, timeout: Duration) -> Result<Opened> {
+    use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+    use object_store::ClientConfigKey;
+    let builder = MicrosoftAzureBuilder::from_env();
+    let setting = |key: AzureConfigKey| builder.get_config_value(&key);
+    // object_store's reading of a boolean setting.
+    let emulator = setting(AzureConfigKey::UseEmulator).is_some_and(|v| {
+        ["true", "1", "on", "yes", "y"]
+            .iter()
+            .any(|t| v.eq_ignore_ascii_case(t))
+    });
+    let endpoint = if emulator {
+        Some(
+            std::env::var("AZURITE_BLOB_STORAGE_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:10000".to_string()),
+        )
+    } else {
+        setting(AzureConfigKey::Endpoint).or_else(|| {
+            setting(AzureConfigKey::AccountName)
+                .map(|account| format!("https://{account}.blob.core.windows.net"))
+        })
+    };
+    let plain_http = endpoint
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
+    let millis = |d: Duration| format!("{}ms", d.as_millis());
+    let mut builder = builder
+        .with_container_name(container)
+        .with_retry(RetryConfig {
+            max_retries: 3,
+            retry_timeout: timeout,
+            ..Default::default()
+        })
+        .with_config(
+            AzureConfigKey::Client(ClientConfigKey::Timeout),
+            millis(timeout),
+        )
+        .with_config(
+            AzureConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            millis(timeout.min(CONNECT_TIMEOUT)),
+        );
+    if plain_http {
+        builder = builder.with_allow_http(true);
+    }
+    let azure = builder
+        .build()
+        .map_err(|e| Error::Config(format!("az://{container}: {e}")))?;
+    Ok(Opened {
+        store: Arc::new(azure),
+        prefix: prefix.to_string(),
+        kind: "azure",
+        endpoint: endpoint.map(|e| super::cause::endpoint_of(&e).unwrap_or(e)),
+    })
 }
 
 /// What the environment alone settles for an S3 client: the provider chain, were it built,
@@ -456,6 +572,34 @@ mod parse_tests {
     }
 
     #[test]
+    fn an_az_url_names_a_container_and_a_prefix_without_outer_slashes() {
+        let az = |container: &str, prefix: &str| Location::Azure {
+            container: container.into(),
+            prefix: prefix.into(),
+        };
+        assert_eq!(parse("az://logs").unwrap(), az("logs", ""));
+        assert_eq!(parse("az://logs/").unwrap(), az("logs", ""));
+        assert_eq!(parse("az://logs/a/b/").unwrap(), az("logs", "a/b"));
+        assert_eq!(parse("az://logs/a%20b").unwrap(), az("logs", "a b"));
+        for url in ["az://", "az:///prefix"] {
+            assert_eq!(refusal(url), format!("{url:?} names no container"));
+        }
+        refused_saying(
+            &["az://logs@account.blob.core.windows.net/p"],
+            "the account comes from the environment",
+        );
+        refused_saying(&["az://my.container/p"], "has no '.'");
+        refused_saying(
+            &[
+                "https://account.blob.core.windows.net/logs/p",
+                "https://account.dfs.core.windows.net/logs",
+            ],
+            "write the container as az://container/prefix",
+        );
+        refused_saying(&["az://logs:1/p", "az://logs/p?sv=x"], "no user, port");
+    }
+
+    #[test]
     fn an_https_s3_url_is_refused_since_its_endpoint_would_be_ignored() {
         refused_saying(
             &[
@@ -473,7 +617,9 @@ mod parse_tests {
         for url in [
             "ftp://nope",
             "gs://bucket/p",
-            "az://container/p",
+            "abfs://container/p",
+            "adl://container/p",
+            "azure://container/p",
             "http://example.com/p",
             "https://example.com/p",
             "/var/lib/cairn",
@@ -522,6 +668,15 @@ mod parse_tests {
         );
         assert!(open_with(&url, &look).await.is_ok());
         assert_eq!(open("memory:").await.unwrap().kind, "memory");
+    }
+
+    #[cfg(not(feature = "azure"))]
+    #[tokio::test]
+    async fn without_the_azure_feature_an_az_url_is_refused_naming_it() {
+        match open("az://logs/p").await {
+            Err(Error::Config(m)) => assert!(m.contains("`azure` feature"), "{m}"),
+            other => panic!("expected a Config error, got {other:?}"),
+        }
     }
 
     #[cfg(not(feature = "aws"))]

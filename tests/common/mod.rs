@@ -3,7 +3,8 @@
 //! S3 backends are the servers `localstack/start.sh` runs (LocalStack on 127.0.0.1:4566,
 //! moto on 127.0.0.1:5000, Ceph RGW on 127.0.0.1:7480, bucket `cairn-test`). A test that
 //! needs one fails when the server does not answer, unless `CAIRN_SKIP_S3=1` says explicitly
-//! to skip.
+//! to skip. Azurite (`localstack/azurite.sh`, on 127.0.0.1:10000, container `cairn-test`, the
+//! emulator's well-known account) counts as one of them.
 #![allow(dead_code)]
 
 #[cfg(feature = "cli")]
@@ -15,6 +16,7 @@ use std::time::Duration;
 use cairn::manifest::Strategy;
 
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::azure::MicrosoftAzureBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
@@ -30,6 +32,9 @@ pub enum Backend {
     /// Ceph RGW 16 (Debian's `radosgw`): honours `If-Match` only with the etag unquoted,
     /// which the probe (or, with a fixed strategy, the first replace) finds.
     Rgw,
+    /// Azurite, Microsoft's Azure Storage emulator (Blob service), through object_store's
+    /// Azure client.
+    Azurite,
 }
 
 impl Backend {
@@ -38,9 +43,37 @@ impl Backend {
             Backend::LocalStack => ("CAIRN_LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566"),
             Backend::Moto => ("CAIRN_MOTO_ENDPOINT", "http://127.0.0.1:5000"),
             Backend::Rgw => ("CAIRN_RGW_ENDPOINT", "http://127.0.0.1:7480"),
+            Backend::Azurite => ("CAIRN_AZURITE_ENDPOINT", "http://127.0.0.1:10000"),
             _ => return None,
         };
         Some(std::env::var(var).unwrap_or_else(|_| default.to_string()))
+    }
+
+    /// The store URL of `prefix` in the test bucket (container) on this server, as the CLI
+    /// takes it: `s3://cairn-test/prefix`, or `az://cairn-test/prefix` on Azurite.
+    pub fn store_url(self, prefix: &str) -> String {
+        match self {
+            Backend::Azurite => format!("az://{BUCKET}/{prefix}"),
+            _ => format!("s3://{BUCKET}/{prefix}"),
+        }
+    }
+
+    /// The environment in which a `cairn` process reaches this server: the AWS settings of
+    /// an S3 server, or Azurite's ([`azurite_env`]).
+    pub fn cli_env(self) -> Vec<(&'static str, String)> {
+        let endpoint = self
+            .endpoint()
+            .unwrap_or_else(|| panic!("{self:?} is not a server"));
+        if self == Backend::Azurite {
+            return azurite_env(&endpoint).to_vec();
+        }
+        vec![
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
     }
 
     /// The strategies this backend supports.
@@ -88,13 +121,17 @@ pub async fn namespace(backend: Backend) -> Option<Namespace> {
                 Some(dir),
             )
         }
-        Backend::LocalStack | Backend::Moto | Backend::Rgw => {
+        Backend::LocalStack | Backend::Moto | Backend::Rgw | Backend::Azurite => {
             if s3_skipped() {
                 eprintln!("CAIRN_SKIP_S3=1: skipping {backend:?}");
                 return None;
             }
             let endpoint = backend.endpoint().unwrap();
-            let s3 = s3_store(&endpoint);
+            let s3 = if backend == Backend::Azurite {
+                azurite_store(&endpoint)
+            } else {
+                s3_store(&endpoint)
+            };
             // Reachability: a listing must answer.
             use futures::StreamExt;
             let mut l = s3.list(Some(&object_store::path::Path::from("reachability")));
@@ -139,6 +176,48 @@ pub fn s3_store(endpoint: &str) -> Arc<dyn ObjectStore> {
     )
 }
 
+/// The emulator's account and its published key (the same in every Azurite).
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The test container on Azurite at `endpoint`, addressed path-style as Azurite expects
+/// (`http://host:port/account/container/blob`).
+pub fn azurite_store(endpoint: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        MicrosoftAzureBuilder::new()
+            .with_account(AZURITE_ACCOUNT)
+            .with_access_key(AZURITE_KEY)
+            .with_endpoint(format!(
+                "{}/{AZURITE_ACCOUNT}",
+                endpoint.trim_end_matches('/')
+            ))
+            .with_container_name(BUCKET)
+            .with_allow_http(true)
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(10),
+                ..Default::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(true)
+                    .with_timeout(Duration::from_secs(10)),
+            )
+            .build()
+            .expect("azurite store"),
+    )
+}
+
+/// The environment in which `cairn --store az://cairn-test/…` reaches Azurite at `endpoint`,
+/// as object_store reads it.
+pub fn azurite_env(endpoint: &str) -> [(&'static str, String); 2] {
+    [
+        ("AZURE_STORAGE_USE_EMULATOR", "true".to_string()),
+        ("AZURITE_BLOB_STORAGE_URL", endpoint.to_string()),
+    ]
+}
+
 /// One line of a log that test jobs write: `WHAT NUMBER NODE NANOSECONDS`.
 #[derive(Debug, Clone)]
 pub struct LogLine {
@@ -181,7 +260,7 @@ pub fn cairn_worker(
     cairn_worker_on(Backend::LocalStack, store, node, log, script)
 }
 
-/// [`cairn_worker`] against the S3 server `backend`.
+/// [`cairn_worker`] against the server `backend` (an S3 server or Azurite).
 #[cfg(feature = "cli")]
 pub fn cairn_worker_on(
     backend: Backend,
@@ -190,9 +269,6 @@ pub fn cairn_worker_on(
     log: &std::path::Path,
     script: &str,
 ) -> tokio::process::Command {
-    let endpoint = backend
-        .endpoint()
-        .unwrap_or_else(|| panic!("{backend:?} is not an S3 server"));
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c")
         .arg(script)
@@ -200,11 +276,7 @@ pub fn cairn_worker_on(
         .env("CAIRN_STORE", store)
         .env("CAIRN_NODE", node)
         .env("LOG", log)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(backend.cli_env())
         .env_remove("CAIRN_STRATEGY")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
