@@ -39,9 +39,13 @@
 //! ([`crate::store::Store::list_first`]); the newest entry is found from the first page of
 //! the listing or, on a larger topic, by listings after guessed numbers (a listing after `n`
 //! finds a slot exactly when the newest is above `n`). `log tail -n K` costs a few LISTs and
-//! K GETs on a topic of any size, and a follower that is current one LIST a poll. Slot 1 is
-//! taken to be below every other slot (a first entry is created only in an empty topic, each
-//! later one one past an existing one), so it is read only when it is among what is read.
+//! K GETs on a topic of any size, and a follower that is current one LIST a poll. Reading
+//! takes slot 1 to be below every other slot (a first entry is created only in an empty
+//! topic, each later one one past an existing one), so it is read only when it is among what
+//! is read. Finding the newest entry, which numbers the next append, does not: an appender
+//! that checked its tail just before the topic was deleted whole can write one past it after
+//! a fresh first entry was created above, so a client that does not remember a first entry
+//! below every other slot reads slot 1 (one GET) and takes the higher of the two.
 //!
 //! Sequence numbers never wrap: once an entry at `u64::MAX` exists, appending fails at once
 //! with [`Error::Exhausted`] (no create is attempted); retire the topic for a new one.
@@ -315,14 +319,16 @@ impl EventLog {
 
     /// The newest sequence number of `topic`, or `None` when it has no entries: one page of
     /// listing for a topic of fewer than [`PAGE`] entries, a few more for a larger one
-    /// ([`EventLog::locate`]), and slot 1's read only when it must be placed (it is the only
-    /// entry, or a remembered first entry is not below every other slot).
+    /// ([`EventLog::locate`]), and slot 1's read whenever it is listed and this client does
+    /// not remember a first entry below every other slot (a cold client on a topic that
+    /// still has its first entry pays one GET for it).
     async fn newest(&self, topic: &Name) -> Result<Option<u64>> {
         let located = self.locate(topic).await?;
         let newest = match (located.newest_other, located.first) {
-            (Some(m), true) if self.first_hint(topic).is_some_and(|f| f >= m) => {
-                // Remembered from before the topic vanished, or a first entry created
-                // again above the others: read what slot 1 holds now.
+            (Some(m), true) if self.first_hint(topic).is_none_or(|f| f >= m) => {
+                // Nothing remembered, remembered from before the topic vanished, or a first
+                // entry created again above the others (a stale appender may have written
+                // below it after the topic was deleted whole): read what slot 1 holds now.
                 let f = self.read_first(topic).await?;
                 Some(f.map_or(m, |f| f.max(m)))
             }

@@ -380,6 +380,72 @@ async fn should_append_above_every_vanished_sequence() {
     }
 }
 
+/// A stale appender that checked its tail just before the topic was deleted whole writes one
+/// past it, below the first entry a fresh client created since (at the floor, in slot 1): a
+/// cold client must not take that stale entry for the newest and number below the first.
+#[tokio::test]
+async fn should_append_above_a_first_entry_created_again_when_a_stale_appender_wrote_below_it() {
+    for w in World::all() {
+        let log = w.node("a").await.event_log();
+        let topic = name("deploys");
+        let mut last = 0;
+        for i in 0..3 {
+            last = log.append(&topic, json!({ "i": i })).await.unwrap();
+        }
+        let slot = |seq: u64| Path::from(format!("{PREFIX}/log/deploys/{seq:020}.json"));
+        let tail: serde_json::Value = serde_json::from_slice(
+            &w.store
+                .get(&slot(last))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+
+        w.later(1_000);
+        w.vanish("log/deploys").await;
+        let first = w
+            .node("b")
+            .await
+            .event_log()
+            .append(&topic, json!({ "i": 3 }))
+            .await
+            .unwrap();
+        assert!(first > last + 1, "{}", w.label);
+        // The stale appender's create of `last + 1` lands now, below `first`.
+        let mut stale = tail.clone();
+        stale["version"] = (last + 1).into();
+        stale["write_id"] = uuid::Uuid::new_v4().to_string().into();
+        w.store
+            .put(&slot(last + 1), serde_json::to_vec(&stale).unwrap().into())
+            .await
+            .unwrap();
+
+        let cold = w.node("c").await.event_log();
+        assert_eq!(
+            cold.newest_sequence(&topic).await.unwrap(),
+            Some(first),
+            "{}",
+            w.label
+        );
+        let next = w
+            .node("d")
+            .await
+            .event_log()
+            .append(&topic, json!({ "i": 4 }))
+            .await
+            .unwrap();
+        assert_eq!(
+            next,
+            first + 1,
+            "{}: a cold appender after the stale entry",
+            w.label
+        );
+    }
+}
+
 #[tokio::test]
 async fn should_keep_appending_after_the_newest_when_only_older_entries_were_trimmed() {
     for w in World::all() {

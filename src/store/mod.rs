@@ -46,10 +46,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion,
+    GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    UpdateVersion,
 };
 use serde::{Deserialize, Serialize};
 use tracing::debug;
@@ -836,11 +837,7 @@ impl Store {
             all.truncate(max);
             return Ok((all, complete));
         }
-        let p = self.path(prefix);
-        let mut stream = match offset {
-            Some(o) => self.inner.list_with_offset(Some(&p), &self.path(o)),
-            None => self.inner.list(Some(&p)),
-        };
+        let mut stream = self.listing(prefix, offset);
         let read = async {
             let mut metas = Vec::new();
             while metas.len() < max {
@@ -877,12 +874,31 @@ impl Store {
         Ok((out, complete))
     }
 
-    async fn list_inner(&self, prefix: &Key, offset: Option<&Key>) -> Result<Vec<Listed>> {
+    /// The listing of `prefix`, after `offset` when given. Keys at or before `offset` are
+    /// dropped here too: a server that ignores the offset parameter (Azurite ignores Azure's
+    /// `startFrom` unless the client is in emulator mode, and other S3-compatible servers
+    /// have ignored `start-after`) would otherwise hand back entries a reader already has or
+    /// must not see, and a search for a log's newest entry would take them for newer ones.
+    fn listing(
+        &self,
+        prefix: &Key,
+        offset: Option<&Key>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
         let p = self.path(prefix);
-        let stream = match offset {
-            Some(o) => self.inner.list_with_offset(Some(&p), &self.path(o)),
+        match offset {
+            Some(o) => {
+                let after = self.path(o);
+                self.inner
+                    .list_with_offset(Some(&p), &after)
+                    .try_filter(move |m| std::future::ready(m.location > after))
+                    .boxed()
+            }
             None => self.inner.list(Some(&p)),
-        };
+        }
+    }
+
+    async fn list_inner(&self, prefix: &Key, offset: Option<&Key>) -> Result<Vec<Listed>> {
+        let stream = self.listing(prefix, offset);
         let metas: Vec<_> = self
             .timed("list", stream.try_collect::<Vec<_>>())
             .await
