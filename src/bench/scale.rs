@@ -354,8 +354,12 @@ pub(super) async fn run(
         .await?;
 
         let members = seed.membership(MemberOptions::default());
-        let interval_ms = u64::try_from(MemberOptions::default().interval.as_millis())
-            .unwrap_or(u64::MAX);
+        // Records of live nodes: a heartbeat interval long enough that every node is still
+        // online when the views read it, however long seeding and the listings before take
+        // (at 10,000 on LocalStack, minutes). A node past its timeout is read again before
+        // its verdict when the view's `fresh` (zero here) is shorter than the time since its
+        // listing, which would measure dead nodes, not a refresh.
+        let interval_ms = SEED_INTERVAL_MS;
         futures::stream::iter(names.iter().map(|name| {
             let members = members.clone();
             let clock = Arc::clone(seed.manifests().clock());
@@ -511,6 +515,9 @@ pub(super) async fn run(
         rows,
     })
 }
+
+/// The heartbeat interval written into the seeded member records: one hour.
+const SEED_INTERVAL_MS: u64 = 3_600_000;
 
 /// The raw calls' cost: requests and wall time.
 #[derive(Debug, Clone, Copy)]
