@@ -196,8 +196,11 @@ bootstrap() {
     || fail "radosgw-admin user create failed"
 }
 
-create_bucket() {
+create_bucket() { # started: 1 when this script started the RGW, 0 when one already answered
   local code
+  # An RGW that already answered may be another checkout's or a system one: its log folder
+  # under $CEPH_DIR need not exist.
+  mkdir -p "$CEPH_DIR/log"
   # curl signs with SigV4; RGW also wants the payload hash header, here of the empty body.
   code=$(curl -s -o "$CEPH_DIR/log/bucket-create.out" -w '%{http_code}' -m 30 -X PUT \
     --aws-sigv4 "aws:amz:us-east-1:s3" --user test:test \
@@ -205,14 +208,22 @@ create_bucket() {
     "http://127.0.0.1:$RGW_PORT/$CAIRN_TEST_BUCKET")
   case "$code" in
     200|409) log "bucket $CAIRN_TEST_BUCKET on port $RGW_PORT ready" ;;
-    *) fail "creating the bucket on RGW answered HTTP $code: $(cat "$CEPH_DIR/log/bucket-create.out")" ;;
+    *)
+      if [ "$1" = 0 ]; then
+        log "an RGW this script did not start answers on 127.0.0.1:$RGW_PORT, and it refused to"
+        log "create bucket $CAIRN_TEST_BUCKET for user test/test (HTTP $code); the tests need that"
+        log "user and bucket: stop that server or set RGW_PORT to a free port"
+      fi
+      fail "creating the bucket on RGW answered HTTP $code: $(cat "$CEPH_DIR/log/bucket-create.out")" ;;
   esac
 }
 
 start_ceph() {
+  local started=0
   if rgw_answers; then
-    log "rgw already running"
+    log "rgw already running on 127.0.0.1:$RGW_PORT (not started here): using it"
   else
+    started=1
     install_ceph
     stop_ceph
     mkdir -p "$RUN_DIR"
@@ -221,7 +232,7 @@ start_ceph() {
     bootstrap
     log "rgw ready (http://127.0.0.1:$RGW_PORT) after $((SECONDS - t0))s"
   fi
-  create_bucket
+  create_bucket "$started"
 }
 
 case "${1:-}" in
