@@ -57,23 +57,42 @@
 //! ## Embedding
 //!
 //! An ingestor that already holds an `Arc<dyn ObjectStore>` hands it to cairn with a prefix
-//! and a node id:
+//! and a node id, takes a lock, and guards what the lock protects with the lock's fencing
+//! token: a fenced object in the same bucket takes a write only from a token no lower than
+//! any that wrote it, so a holder that stalled past its lease cannot overwrite its
+//! successor's work.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> cairn::Result<()> {
 //! use std::sync::Arc;
-//! use cairn::manifest::{Change, Written};
-//! use cairn::store::keys::{self, Family};
+//! use cairn::fenced::FencedWrite;
+//! use cairn::{Acquired, Cairn, LeaseOptions, Name};
 //!
 //! let store = Arc::new(object_store::memory::InMemory::new());
-//! let cairn = cairn::Cairn::builder(store).prefix("fleet").node("ingestor-1")?.build().await?;
+//! let cairn = Cairn::builder(store).prefix("fleet").node("ingestor-1")?.build().await?;
 //!
-//! // A versioned document with compare-and-swap.
-//! let counter = cairn.manifest::<u64>("counter", keys::manifest(Family::Scratch, &cairn::Name::new("hits")?));
-//! let updated = counter.update(|cur| Change::Write(cur.map_or(0, |s| s.body) + 1)).await?;
-//! assert_eq!(updated.snapshot.unwrap().body, 1);
+//! let locks = cairn.locks(LeaseOptions::default())?;
+//! let Acquired::Acquired(lease) = locks.try_acquire(&Name::new("compaction")?).await? else {
+//!     return Ok(()); // another node holds it
+//! };
+//! let token = lease.fencing_token();
+//! let segments = cairn.fenced::<Vec<String>>(&Name::new("compacted-segments")?);
+//! let wrote = segments
+//!     .update(token, |current| {
+//!         let mut all = current.cloned().unwrap_or_default();
+//!         all.push("segment-1".to_string());
+//!         all
+//!     })
+//!     .await?;
+//! assert!(matches!(wrote, FencedWrite::Written(_)));
+//! lease.release().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! The crates whose types appear in cairn's API are re-exported, so an embedder adds none of
+//! them for cairn's sake: [`object_store`] (the store handed in), [`serde_json`] (stored
+//! values as `Value`), [`chrono`] (timestamps) and [`tokio_util`] (`CancellationToken`, the
+//! loss signal).
 
 #![deny(missing_docs)]
 // Stored data never makes cairn panic, and no number wraps ("Bad input never corrupts",
@@ -143,6 +162,11 @@ pub mod store;
 pub mod stream;
 pub mod telemetry;
 pub mod turn;
+
+pub use chrono;
+pub use object_store;
+pub use serde_json;
+pub use tokio_util;
 
 pub use crate::cairn::{default_node_id, node_id_with_pid, Cairn, CairnBuilder, StrategyChoice};
 #[cfg(feature = "test-util")]
