@@ -337,7 +337,7 @@ impl Cairn {
         let mut b = Self::builder(opened.store).prefix(opened.prefix);
         b.store_options.endpoint = opened.endpoint;
         // A local directory has no If-Match: its probe always picks the version chain.
-        if opened.kind == "local filesystem" {
+        if opened.kind == url::StoreKind::LocalFilesystem {
             b.unprobed = Strategy::VersionChain;
         }
         b

@@ -1,4 +1,6 @@
-//! The crate's one error type. Every variant says what happened and what the caller can do.
+//! The crate's one error type. Every variant's message states what happened, in terms of
+//! the library (no command-line flag or environment variable of the `cairn` binary: the CLI
+//! adds its own hints, `cli::hint`); its docs say what the caller can do.
 //!
 //! Losing a race is never an error: it is an outcome (`Exists`, `Conflict`, `Busy`, …) of
 //! the operation that lost. Errors are for what the caller must handle differently.
@@ -26,14 +28,14 @@ pub enum Error {
 
     /// The bucket the store URL names does not exist. Nothing was written; retrying does not
     /// help. Create the bucket, or fix the URL.
-    #[error("bucket {} does not exist: create it, or fix the bucket in the store URL (--store, CAIRN_STORE)", .bucket.as_deref().unwrap_or("named in the store URL"))]
+    #[error("bucket {} does not exist", .bucket.as_deref().unwrap_or("named in the store URL"))]
     NoSuchBucket {
         /// The bucket's name, when known.
         bucket: Option<String>,
     },
 
     /// No credentials for the store could be found. Nothing was sent; retrying does not help.
-    #[error("no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where an instance or task role provides them")]
+    #[error("no AWS credentials found")]
     NoCredentials {
         /// What the credential provider chain tried.
         detail: String,
@@ -112,7 +114,7 @@ pub enum Error {
     /// configured with. Two strategies never serve one prefix (they keep manifests under
     /// different keys, so each would see the other's locks as free). Nothing was written.
     /// Drop the explicit strategy (`--strategy auto`) or use the recorded one.
-    #[error("this prefix coordinates with the {recorded} protocol (recorded in {key} by {recorded_by} at {recorded_at}); this node is configured for {configured}: use --strategy auto or {recorded}")]
+    #[error("this prefix coordinates with the {recorded} protocol (recorded in {key} by {recorded_by} at {recorded_at}); this node is configured for {configured}")]
     ProtocolMismatch {
         /// The protocol record's key.
         key: String,
@@ -206,7 +208,7 @@ pub enum Error {
     /// A turn's window and jitter are stored with the turn; this client asked for others.
     /// It claimed nothing. Use the stored values, or change them for every node with
     /// `cairn turn configure` / [`crate::turn::Turns::reconfigure`].
-    #[error("turn {turn} runs every {stored_window:?} ± {stored_jitter:?} (stored with the turn); this node asked for {asked_window:?} ± {asked_jitter:?}: drop --every/--jitter, or change the turn for every node with `cairn turn configure {turn} --every … --jitter …`")]
+    #[error("turn {turn} runs every {stored_window:?} ± {stored_jitter:?} (stored with the turn); this node asked for {asked_window:?} ± {asked_jitter:?}")]
     TurnMismatch {
         /// The turn's name.
         turn: String,
@@ -263,7 +265,7 @@ pub enum Error {
     /// the other's locks as free), so the node refuses. Nothing was written. An operator
     /// re-creates the record: `cairn protocol recreate`
     /// ([`crate::CairnBuilder::recreate_protocol`]); running nodes re-create it too.
-    #[error("{key} is missing, yet this prefix holds coordination objects (such as {found}): the protocol is not decided afresh over them; check why it vanished (no lifecycle rule may expire _cairn/), then re-create it with `cairn protocol recreate`")]
+    #[error("{key} is missing, yet this prefix holds coordination objects (such as {found}): the protocol is not decided afresh over them")]
     ProtocolRecordMissing {
         /// The protocol record's key.
         key: String,
@@ -276,7 +278,7 @@ pub enum Error {
     /// handle's manifests may no longer be the ones other nodes read, so it stops
     /// coordinating: every later write fails with this error, and a held lease is lost
     /// when its renewals have failed up to its deadline.
-    #[error("the protocol record {key} changed under this running node: it coordinates with {known}, the record now says {now}; this node stops coordinating (restart it)")]
+    #[error("the protocol record {key} changed under this running node: it coordinates with {known}, the record now says {now}; this node stops coordinating")]
     ProtocolChanged {
         /// The protocol record's key.
         key: String,
@@ -368,20 +370,18 @@ impl Error {
     }
 }
 
-/// `Unavailable`'s message: a connection or timeout problem names itself and what to check;
-/// anything else names the operation, the key and the cause.
+/// `Unavailable`'s message: a connection or timeout problem names itself; anything else names
+/// the operation, the key and the cause.
 fn unavailable(operation: &str, key: &str, source: &object_store::Error) -> String {
     use crate::store::cause::{describe, diagnose, Diagnosis};
     let d = diagnose(source);
     match d {
         Diagnosis::Connect { endpoint, reason } => format!(
-            "cannot connect to {} ({reason}): check that the store is up and that its endpoint \
-             (AWS_ENDPOINT_URL) is right",
+            "cannot connect to {} ({reason})",
             endpoint.as_deref().unwrap_or("the store")
         ),
         Diagnosis::Timeout { .. } => format!(
-            "{} ({operation} of {key}): the store is slow or unreachable; check it, or allow \
-             longer with --timeout (CAIRN_TIMEOUT)",
+            "{} ({operation} of {key}): the store is slow or unreachable",
             describe(&d)
         ),
         _ => format!(
@@ -398,11 +398,7 @@ fn no_store(named: Option<&str>, looked_in: &[std::path::PathBuf]) -> String {
         ),
         None => {
             let shown: Vec<String> = looked_in.iter().map(|p| p.display().to_string()).collect();
-            format!(
-                "no cairn store here (looked in {}): run this in or below a directory that \
-                 has a .cairn store, or name one with --store / CAIRN_STORE",
-                shown.join(", ")
-            )
+            format!("no cairn store here (looked in {})", shown.join(", "))
         }
     }
 }

@@ -109,7 +109,7 @@ async fn membership(
         return Ok(exit::USAGE);
     }
     let process = match (opened.kind, std::env::current_exe()) {
-        ("memory", _) | (_, Err(_)) => None,
+        (crate::store::url::StoreKind::Memory, _) | (_, Err(_)) => None,
         (_, Ok(exe)) => Some(HeartbeatProcess {
             exe,
             store_url: store_url.to_string(),

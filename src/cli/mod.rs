@@ -383,13 +383,59 @@ fn strategy(g: &Global) -> StrategyChoice {
 /// writing stdout ([`Error::Output`]) is only said on stderr: stdout is closed.
 fn report(e: &Error, json: bool) -> i32 {
     let code = exit_code(e);
-    let message = one_line(&e.to_string());
+    let message = match hint(e) {
+        Some(h) => one_line(&format!("{e}: {h}")),
+        None => one_line(&e.to_string()),
+    };
     tracing::debug!(error = ?e, "command failed");
     if json && !matches!(e, Error::Output { .. }) {
         print_json_error(e.kind(), &message, code);
     }
     say!("cairn: {}", output::text(&message));
     code
+}
+
+/// What the command line's user can do about `e`, in its flags and environment (the
+/// library's messages state only what happened).
+fn hint(e: &Error) -> Option<String> {
+    use crate::store::cause::{diagnose, Diagnosis};
+    Some(match e {
+        Error::NoSuchBucket { .. } => {
+            "create it, or fix the bucket in the store URL (--store, CAIRN_STORE)".into()
+        }
+        Error::NoCredentials { .. } => "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and \
+                                        AWS_SECRET_ACCESS_KEY, or run where an instance or \
+                                        task role provides them"
+            .into(),
+        Error::NoStore { named: None, .. } => "run this in or below a directory that has a \
+                                               .cairn store, or name one with --store / \
+                                               CAIRN_STORE"
+            .into(),
+        Error::Unavailable { source, .. } => match diagnose(source) {
+            Diagnosis::Connect { .. } => {
+                "check that the store is up and that its endpoint (AWS_ENDPOINT_URL) is right"
+                    .into()
+            }
+            Diagnosis::Timeout { .. } => {
+                "check it, or allow longer with --timeout (CAIRN_TIMEOUT)".into()
+            }
+            _ => return None,
+        },
+        Error::ProtocolMismatch { recorded, .. } => {
+            format!("use --strategy auto or {recorded}")
+        }
+        Error::TurnMismatch { turn, .. } => format!(
+            "drop --every/--jitter, or change the turn for every node with `cairn turn \
+             configure {turn} --every … --jitter …`"
+        ),
+        Error::ProtocolRecordMissing { .. } => "check why it vanished (no lifecycle rule may \
+                                                 expire _cairn/), then re-create it with \
+                                                 `cairn protocol recreate`"
+            .into(),
+        Error::ProtocolChanged { .. } => "restart it".into(),
+        Error::DuplicateNode { .. } => "give one of the two processes another id (--node)".into(),
+        _ => return None,
+    })
 }
 
 /// `{"error": {"kind": …, "message": …, "exit": …}}` on stdout (nothing if stdout is

@@ -64,11 +64,43 @@ pub struct Opened {
     pub store: Arc<dyn ObjectStore>,
     /// The root prefix inside it (empty for `file://` and `memory://`).
     pub prefix: String,
-    /// What kind of store it is, for reports.
-    pub kind: &'static str,
+    /// What kind of store it is.
+    pub kind: StoreKind,
     /// Where requests go (`http://127.0.0.1:4566`, `https://s3.us-east-1.amazonaws.com`),
     /// for messages; `None` for a local directory or memory.
     pub endpoint: Option<String>,
+}
+
+/// The kind of store a URL opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreKind {
+    /// `memory://`: object_store's in-memory store, private to the process.
+    Memory,
+    /// `file://`: a local directory, which has no `If-Match` (the version chain).
+    LocalFilesystem,
+    /// `s3://`: Amazon S3 or an S3-compatible server.
+    S3,
+    /// `az://`: Azure Blob Storage (or Azurite).
+    Azure,
+}
+
+impl StoreKind {
+    /// Its name in reports: `memory`, `local filesystem`, `s3`, `azure`.
+    pub fn label(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            StoreKind::LocalFilesystem => "local filesystem",
+            StoreKind::S3 => "s3",
+            StoreKind::Azure => "azure",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 impl Opened {
@@ -142,7 +174,7 @@ pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Opened> {
         Location::Memory => Ok(Opened {
             store: Arc::new(InMemory::new()),
             prefix: String::new(),
-            kind: "memory",
+            kind: StoreKind::Memory,
             endpoint: None,
         }),
         Location::Directory(path) => {
@@ -161,7 +193,7 @@ pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Opened> {
             Ok(Opened {
                 store: Arc::new(fs),
                 prefix: String::new(),
-                kind: "local filesystem",
+                kind: StoreKind::LocalFilesystem,
                 endpoint: None,
             })
         }
@@ -356,7 +388,7 @@ fn open_azure(container: &str, prefix: &str, timeout: Duration) -> Result<Opened
     Ok(Opened {
         store: Arc::new(azure),
         prefix: prefix.to_string(),
-        kind: "azure",
+        kind: StoreKind::Azure,
         endpoint: endpoint.map(|e| super::cause::endpoint_of(&e).unwrap_or(e)),
     })
 }
@@ -487,7 +519,7 @@ async fn open_s3(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened
     Ok(Opened {
         store: Arc::new(s3),
         prefix: prefix.to_string(),
-        kind: "s3",
+        kind: StoreKind::S3,
         endpoint: shown_endpoint,
     })
 }
@@ -664,10 +696,10 @@ mod parse_tests {
         assert!(dir.is_dir(), "the decoded path is the directory");
         assert_eq!(
             (opened.kind, opened.prefix.as_str()),
-            ("local filesystem", "")
+            (StoreKind::LocalFilesystem, "")
         );
         assert!(open_with(&url, &look).await.is_ok());
-        assert_eq!(open("memory:").await.unwrap().kind, "memory");
+        assert_eq!(open("memory:").await.unwrap().kind, StoreKind::Memory);
     }
 
     #[cfg(not(feature = "azure"))]
