@@ -1,132 +1,23 @@
 //! The event log read in pages: finding the newest entry, reading the last K and following a
 //! topic cost what is read, not the topic's size. Requests are counted by `FaultStore`
-//! (requests per call) and by `Paged` below (LIST requests as S3 pages them: 1,000 keys a
-//! page), on the memory store, the filesystem and LocalStack. The follower runs on a paused
+//! (LIST requests as S3 pages them: 1,000 keys a page), on the memory store, the filesystem
+//! and LocalStack. The follower runs on a paused
 //! tokio clock.
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use cairn::log::EventLog;
 use cairn::manifest::Strategy;
-use cairn::store::fault::{Counts, FaultStore};
+use cairn::store::fault::{Counts, FaultStore, IgnoresOffset};
 use cairn::store::keys;
 use cairn::Name;
 use common::Backend;
-use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
-
-/// Keys an S3 LIST request answers at most.
-const S3_PAGE: usize = 1000;
-
-/// Counts LIST requests as S3 pages them: one when a listing starts, one more for every
-/// 1,000 keys read from it (S3 asks for the next page only when the stream is read past
-/// the last one).
-#[derive(Debug)]
-struct Paged {
-    inner: Arc<dyn ObjectStore>,
-    pages: Arc<AtomicU64>,
-    /// Answers a listing after an offset with the whole listing, as a server that ignores
-    /// the offset parameter does (Azurite ignores Azure's `startFrom`).
-    ignores_offset: bool,
-}
-
-impl std::fmt::Display for Paged {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Paged({})", self.inner)
-    }
-}
-
-impl Paged {
-    fn count(
-        &self,
-        s: BoxStream<'static, object_store::Result<ObjectMeta>>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.pages.fetch_add(1, Ordering::SeqCst);
-        let pages = Arc::clone(&self.pages);
-        s.enumerate()
-            .map(move |(i, m)| {
-                if i > 0 && i % S3_PAGE == 0 {
-                    pages.fetch_add(1, Ordering::SeqCst);
-                }
-                m
-            })
-            .boxed()
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Paged {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.count(self.inner.list(prefix))
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        if self.ignores_offset {
-            return self.count(self.inner.list(prefix));
-        }
-        self.count(self.inner.list_with_offset(prefix, offset))
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.pages.fetch_add(1, Ordering::SeqCst);
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
+use object_store::ObjectStoreExt;
 
 /// A topic of `n` entries in a fresh namespace, and a cold reader on it (a client that never
 /// read the topic, as `cairn log tail` is), counted.
@@ -138,7 +29,6 @@ struct Topic {
     n: u64,
     writer: EventLog,
     counted: Arc<FaultStore>,
-    pages: Arc<AtomicU64>,
 }
 
 impl Topic {
@@ -191,13 +81,12 @@ impl Topic {
             .try_collect::<Vec<()>>()
             .await
             .unwrap();
-        let pages = Arc::new(AtomicU64::new(0));
-        let paged: Arc<dyn ObjectStore> = Arc::new(Paged {
-            inner: Arc::clone(&ns.store),
-            pages: Arc::clone(&pages),
-            ignores_offset,
+        let inner = Arc::clone(&ns.store);
+        let counted = Arc::new(if ignores_offset {
+            FaultStore::with_hook(inner, 1, IgnoresOffset)
+        } else {
+            FaultStore::new(inner, 1)
         });
-        let counted = Arc::new(FaultStore::new(paged, 1));
         Some(Self {
             ns,
             topic,
@@ -205,7 +94,6 @@ impl Topic {
             n,
             writer,
             counted,
-            pages,
         })
     }
 
@@ -226,14 +114,15 @@ impl Topic {
             .event_log()
     }
 
-    /// Requests and pages from here on.
-    fn mark(&self) -> (Counts, u64) {
-        (self.counted.counts(), self.pages.load(Ordering::SeqCst))
+    /// Requests from here on.
+    fn mark(&self) -> Counts {
+        self.counted.counts()
     }
 
-    fn since(&self, mark: (Counts, u64)) -> (Counts, u64) {
-        let (c, p) = self.mark();
-        (c.since(&mark.0), p - mark.1)
+    /// Requests since `mark`, and of them the LIST pages.
+    fn since(&self, mark: Counts) -> (Counts, u64) {
+        let c = self.mark().since(&mark);
+        (c, c.lists)
     }
 }
 

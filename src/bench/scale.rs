@@ -20,18 +20,12 @@
 //! raw calls'.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -43,9 +37,6 @@ use crate::member::{MemberOptions, MemberRecord, Presence};
 use crate::store::fault::{Counts, FaultStore};
 use crate::store::keys::Family;
 use crate::{Cairn, Name, StrategyChoice};
-
-/// Keys one S3 LIST request answers at most.
-const S3_PAGE: usize = 1000;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -143,106 +134,9 @@ impl ScaleReport {
     }
 }
 
-/// Counts LIST requests as S3 pages them: one when a listing starts, one more for every
-/// 1,000 keys read from it.
-#[derive(Debug)]
-struct Pages {
-    inner: Arc<dyn ObjectStore>,
-    pages: Arc<AtomicU64>,
-}
-
-impl std::fmt::Display for Pages {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Pages({})", self.inner)
-    }
-}
-
-impl Pages {
-    fn count(
-        &self,
-        s: BoxStream<'static, object_store::Result<ObjectMeta>>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.pages.fetch_add(1, Ordering::SeqCst);
-        let pages = Arc::clone(&self.pages);
-        s.enumerate()
-            .map(move |(i, m)| {
-                if i > 0 && i % S3_PAGE == 0 {
-                    pages.fetch_add(1, Ordering::SeqCst);
-                }
-                m
-            })
-            .boxed()
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Pages {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.count(self.inner.list(prefix))
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.count(self.inner.list_with_offset(prefix, offset))
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        let r = self.inner.list_with_delimiter(prefix).await?;
-        let keys = r.objects.len() + r.common_prefixes.len();
-        self.pages
-            .fetch_add(keys.div_ceil(S3_PAGE).max(1) as u64, Ordering::SeqCst);
-        Ok(r)
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
-
 /// The counted store: requests (with LISTs as pages) taken before and after a measurement.
 struct Counter {
     store: Arc<FaultStore>,
-    pages: Arc<AtomicU64>,
 }
 
 /// Requests of one measurement.
@@ -254,18 +148,18 @@ struct Cost {
 }
 
 impl Counter {
-    fn mark(&self) -> (Counts, u64) {
-        (self.store.counts(), self.pages.load(Ordering::SeqCst))
+    fn mark(&self) -> Counts {
+        self.store.counts()
     }
 
-    fn since(&self, mark: (Counts, u64)) -> Cost {
-        let (c, p) = self.mark();
-        let d = c.since(&mark.0);
-        let lists = p.saturating_sub(mark.1);
+    /// `FaultStore` counts LIST requests as S3 pages them (one, and one more every 1,000
+    /// keys read).
+    fn since(&self, mark: Counts) -> Cost {
+        let d = self.mark().since(&mark);
         Cost {
-            lists,
+            lists: d.lists,
             gets: d.gets,
-            requests: lists + d.gets + d.puts + d.deletes,
+            requests: d.requests(),
         }
     }
 }
@@ -281,16 +175,8 @@ pub(super) async fn run(
     options: &ScaleOptions,
     progress: &dyn Progress,
 ) -> Result<ScaleReport> {
-    let pages = Arc::new(AtomicU64::new(0));
     let counter = Counter {
-        store: Arc::new(FaultStore::new(
-            Arc::new(Pages {
-                inner: Arc::clone(&store),
-                pages: Arc::clone(&pages),
-            }),
-            0,
-        )),
-        pages,
+        store: Arc::new(FaultStore::new(Arc::clone(&store), 0)),
     };
     let concurrency = options.concurrency.max(1);
     let mut rows = Vec::new();

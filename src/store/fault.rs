@@ -187,6 +187,24 @@ pub trait Hook: Send + Sync {
 
     /// Runs before a delete is forwarded.
     fn deleting(&self, _path: &Path) {}
+
+    /// Whether a listing after an offset is forwarded with its offset. `false` plays a
+    /// server that ignores the offset parameter and answers with the whole listing (Azurite
+    /// ignores Azure's `startFrom` unless the client is in emulator mode; see
+    /// [`IgnoresOffset`]).
+    fn honours_list_offset(&self) -> bool {
+        true
+    }
+}
+
+/// A hook that plays a server ignoring listing offsets ([`Hook::honours_list_offset`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IgnoresOffset;
+
+impl Hook for IgnoresOffset {
+    fn honours_list_offset(&self) -> bool {
+        false
+    }
 }
 
 /// A hook that makes the store's clock a given [`crate::Clock`]: every object's `last_modified` is
@@ -549,6 +567,9 @@ impl ObjectStore for FaultStore {
     ) -> BoxStream<'static, Result<ObjectMeta>> {
         self.shared.counters.lists.fetch_add(1, Ordering::SeqCst);
         let at = prefix.cloned().unwrap_or_default();
+        if !self.shared.hook.honours_list_offset() {
+            return self.shared.list(&at, || self.inner.list(prefix));
+        }
         self.shared
             .list(&at, || self.inner.list_with_offset(prefix, offset))
     }
