@@ -119,9 +119,9 @@ pub enum Error {
         /// The protocol record's key.
         key: String,
         /// The strategy the prefix uses.
-        recorded: crate::store::protocol::Strategy,
+        recorded: crate::strategy::Strategy,
         /// The strategy this node was configured with.
-        configured: crate::store::protocol::Strategy,
+        configured: crate::strategy::Strategy,
         /// The node that created the record.
         recorded_by: String,
         /// When.
@@ -202,7 +202,7 @@ pub enum Error {
         /// The lock's name.
         lock: String,
         /// Why.
-        reason: crate::lease::LossReason,
+        reason: crate::loss::LossReason,
     },
 
     /// A turn's window and jitter are stored with the turn; this client asked for others.
@@ -242,7 +242,7 @@ pub enum Error {
     #[error("{offset}, beyond the {bound:?} bound: {refused} is refused until this node's clock is corrected")]
     ClockOffset {
         /// The measured offset.
-        offset: crate::store::time::ClockOffset,
+        offset: crate::offset::ClockOffset,
         /// The bound ([`crate::manifest::ManifestOptions::max_clock_offset`]).
         bound: Duration,
         /// What was refused.
@@ -283,7 +283,7 @@ pub enum Error {
         /// The protocol record's key.
         key: String,
         /// The strategy this handle coordinates with.
-        known: crate::store::protocol::Strategy,
+        known: crate::strategy::Strategy,
         /// What the record says now.
         now: String,
     },
@@ -293,9 +293,9 @@ pub enum Error {
     #[error("cannot record the {wanted} protocol for this prefix: {found} was written with {written_with}")]
     ProtocolContradicted {
         /// The strategy asked for.
-        wanted: crate::store::protocol::Strategy,
+        wanted: crate::strategy::Strategy,
         /// The strategy the object present was written with.
-        written_with: crate::store::protocol::Strategy,
+        written_with: crate::strategy::Strategy,
         /// The object.
         found: String,
     },

@@ -93,39 +93,11 @@ pub const FORMAT: u32 = 1;
 /// The `kind` of the protocol record.
 const KIND: &str = "protocol";
 
-/// How manifests are stored and replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// One object replaced with `If-Match`.
-    EtagCas,
-    /// One immutable object a version, created with `If-None-Match: *`.
-    VersionChain,
-}
+pub use crate::strategy::Strategy;
 
-impl std::fmt::Display for Strategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
-    }
-}
-
+/// What a store's capabilities allow (the rest of [`Strategy`] lives in `src/strategy.rs`, below
+/// the error type).
 impl Strategy {
-    /// Its name where cairn writes one: the protocol record, the CLI, telemetry labels.
-    pub fn label(self) -> &'static str {
-        match self {
-            Strategy::EtagCas => "etag-cas",
-            Strategy::VersionChain => "version-chain",
-        }
-    }
-
-    /// The other strategy.
-    pub fn other(self) -> Strategy {
-        match self {
-            Strategy::EtagCas => Strategy::VersionChain,
-            Strategy::VersionChain => Strategy::EtagCas,
-        }
-    }
-
     /// The strategy a store with these capabilities runs best: etag CAS where `If-Match`
     /// is honoured, else the version chain.
     pub fn for_capabilities(caps: &Capabilities) -> Strategy {
