@@ -17,8 +17,11 @@
 //! whatever its sequence, where every first append collides: one wins, the others append
 //! after it, and the log stays gap-free. Every later entry `n` is at slot `n`. Topics written
 //! before floors have sequence 1 in slot 1, which reads the same. Slot 1's sequence is read
-//! from the entry (and remembered: the entry is immutable) when a listing or a read needs to
-//! place it; a cold client on a topic that still has its first entry pays one GET for it.
+//! from the entry when a listing or a read needs to place it, and remembered with slot 1's
+//! etag: while a listing shows that etag, slot 1 holds the same entry (an entry is never
+//! rewritten); another etag is a first entry created again after the topic was deleted
+//! whole, read afresh. A cold client on a topic that still has its first entry pays one GET
+//! for it.
 //!
 //! An appender that knows a tail (it appended or read it before) first reads that entry: if
 //! it is still there, nothing up to it vanished or was trimmed (both take the oldest first),
@@ -42,10 +45,16 @@
 //! K GETs on a topic of any size, and a follower that is current one LIST a poll. Reading
 //! takes slot 1 to be below every other slot (a first entry is created only in an empty
 //! topic, each later one one past an existing one), so it is read only when it is among what
-//! is read. Finding the newest entry, which numbers the next append, does not: an appender
-//! that checked its tail just before the topic was deleted whole can write one past it after
-//! a fresh first entry was created above, so a client that does not remember a first entry
-//! below every other slot reads slot 1 (one GET) and takes the higher of the two.
+//! is read. Finding the newest entry (which numbers the next append) and the last `n` do
+//! not: an appender that checked its tail just before the topic was deleted whole can write
+//! one past it after a fresh first entry was created above, so they place slot 1 by its
+//! sequence (as remembered while its etag is unchanged, else read) and take the higher.
+//!
+//! One window stays open: that stale appender itself. Its own entry is its tail, and still
+//! there, so its next appends continue below the first entry created again (without
+//! duplicating a number: every slot is created once) until it lists. Closing it would cost
+//! every append a third request (a conditional read of slot 1); the window needs a whole
+//! topic deleted between one appender's tail check and its create.
 //!
 //! Sequence numbers never wrap: once an entry at `u64::MAX` exists, appending fails at once
 //! with [`Error::Exhausted`] (no create is attempted); retire the topic for a new one.
@@ -64,7 +73,7 @@ use crate::error::{Error, Result};
 use crate::manifest::envelope::{decode, encode};
 use crate::manifest::{listed_number, Manifests, Snapshot};
 use crate::retry::Backoff;
-use crate::store::{keys, CreateOutcome, Key, Name, WriteId};
+use crate::store::{keys, CreateOutcome, Key, Name, Object, WriteId};
 
 /// The envelope kind of log entries.
 pub const KIND: &str = "event";
@@ -91,12 +100,16 @@ pub struct EventLog {
     manifests: Arc<Manifests>,
     /// The newest sequence number this client knows of, per topic.
     tails: Arc<Mutex<HashMap<String, u64>>>,
-    /// The sequence of each topic's first entry (slot 1) as last read.
-    firsts: Arc<Mutex<HashMap<String, u64>>>,
+    /// The sequence of each topic's first entry (slot 1) as last read or written, and the
+    /// etag slot 1 had then (while a listing shows that etag, slot 1 still holds it).
+    firsts: Arc<Mutex<HashMap<String, KnownFirst>>>,
     /// A slot other than 1 seen in each topic: the first entry is below it (see
     /// [`EventLog::last`]), so a reader from there on need not read slot 1.
     above_first: Arc<Mutex<HashMap<String, u64>>>,
 }
+
+/// A topic's first entry as this client knows it: its sequence, and slot 1's etag then.
+type KnownFirst = (u64, Option<String>);
 
 /// The slot of a topic's first entry, whatever its sequence (module docs).
 const FIRST_SLOT: u64 = 1;
@@ -113,6 +126,8 @@ pub const READ_AHEAD: usize = 16;
 struct Located {
     /// Slot 1 (the first entry) is there.
     first: bool,
+    /// Slot 1's etag as listed.
+    first_etag: Option<String>,
     /// The highest slot other than 1, if any.
     newest_other: Option<u64>,
 }
@@ -188,9 +203,9 @@ impl EventLog {
                 .create(&key, encode(KIND, &s)?, &WriteId(s.write_id.clone()))
                 .await?
             {
-                CreateOutcome::Created { .. } => {
+                CreateOutcome::Created { etag } => {
                     if first {
-                        self.set_first(topic, seq);
+                        self.set_first(topic, seq, etag);
                     }
                     self.set_tail(topic, seq);
                     debug!(topic = %topic, sequence = seq, "appended");
@@ -243,7 +258,35 @@ impl EventLog {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(topic.as_str())
-            .copied()
+            .map(|(seq, _)| *seq)
+    }
+
+    /// The remembered sequence of `topic`'s first entry, when slot 1 is listed with the etag
+    /// it had when this client read or wrote it: the same object, so the same entry. A
+    /// first entry created again (after the topic was deleted whole) has another etag.
+    fn first_if_current(&self, topic: &Name, listed_etag: Option<&str>) -> Option<u64> {
+        let firsts = self.firsts.lock().unwrap_or_else(|e| e.into_inner());
+        match (firsts.get(topic.as_str()), listed_etag) {
+            (Some((seq, Some(known))), Some(listed)) if known == listed => Some(*seq),
+            _ => None,
+        }
+    }
+
+    /// The sequence of `topic`'s first entry, slot 1 being listed with `listed_etag`: as
+    /// remembered while the etag is the same ([`Self::first_if_current`]), else read (and
+    /// the object read, to serve its body). `None`: slot 1 is gone since the listing.
+    async fn current_first(
+        &self,
+        topic: &Name,
+        listed_etag: Option<&str>,
+    ) -> Result<Option<(u64, Option<Object>)>> {
+        if let Some(f) = self.first_if_current(topic, listed_etag) {
+            return Ok(Some((f, None)));
+        }
+        Ok(self
+            .read_first_object(topic)
+            .await?
+            .map(|(f, obj)| (f, Some(obj))))
     }
 
     fn above_first_hint(&self, topic: &Name) -> Option<u64> {
@@ -259,9 +302,9 @@ impl EventLog {
         a.insert(topic.to_string(), slot);
     }
 
-    fn set_first(&self, topic: &Name, seq: u64) {
+    fn set_first(&self, topic: &Name, seq: u64, etag: Option<String>) {
         let mut f = self.firsts.lock().unwrap_or_else(|e| e.into_inner());
-        f.insert(topic.to_string(), seq);
+        f.insert(topic.to_string(), (seq, etag));
     }
 
     /// The key of the entry at `seq`: slot 1 when it is the topic's first as known.
@@ -273,6 +316,11 @@ impl EventLog {
     /// The sequence of `topic`'s first entry, read from slot 1 (and remembered), or `None`
     /// when slot 1 is empty.
     async fn read_first(&self, topic: &Name) -> Result<Option<u64>> {
+        Ok(self.read_first_object(topic).await?.map(|(f, _)| f))
+    }
+
+    /// [`Self::read_first`], with the object read.
+    async fn read_first_object(&self, topic: &Name) -> Result<Option<(u64, Object)>> {
         let key = keys::log_entry(topic, FIRST_SLOT);
         let Some(obj) = self.manifests.store().read(&key).await? else {
             return Ok(None);
@@ -284,8 +332,8 @@ impl EventLog {
                 reason: "holds sequence 0".into(),
             });
         }
-        self.set_first(topic, s.version);
-        Ok(Some(s.version))
+        self.set_first(topic, s.version, obj.etag.clone());
+        Ok(Some((s.version, obj)))
     }
 
     /// Entries of a listing of the whole topic as (sequence, key), ascending by sequence:
@@ -298,11 +346,14 @@ impl EventLog {
     ) -> Result<Vec<(u64, Key)>> {
         let mut all = slots(listed)?;
         if all.first().is_some_and(|(slot, _)| *slot == FIRST_SLOT) {
-            let above = all.last().map(|(n, _)| *n);
-            let first = match self.first_hint(topic) {
-                Some(f) if above.is_some_and(|a| a > f) => Some(f),
-                _ => self.read_first(topic).await?,
-            };
+            let listed_etag = listed
+                .iter()
+                .find(|l| listed_number(&l.key).ok().flatten() == Some(FIRST_SLOT))
+                .and_then(|l| l.etag.as_deref());
+            let first = self
+                .current_first(topic, listed_etag)
+                .await?
+                .map(|(f, _)| f);
             all = all
                 .into_iter()
                 .filter_map(|(slot, key)| match (slot == FIRST_SLOT, first) {
@@ -320,21 +371,23 @@ impl EventLog {
     /// The newest sequence number of `topic`, or `None` when it has no entries: one page of
     /// listing for a topic of fewer than [`PAGE`] entries, a few more for a larger one
     /// ([`EventLog::locate`]), and slot 1's read whenever it is listed and this client does
-    /// not remember a first entry below every other slot (a cold client on a topic that
-    /// still has its first entry pays one GET for it).
+    /// not know its entry by its etag (a cold client on a topic that still has its first
+    /// entry pays one GET for it).
     async fn newest(&self, topic: &Name) -> Result<Option<u64>> {
         let located = self.locate(topic).await?;
-        let newest = match (located.newest_other, located.first) {
-            (Some(m), true) if self.first_hint(topic).is_none_or(|f| f >= m) => {
-                // Nothing remembered, remembered from before the topic vanished, or a first
-                // entry created again above the others (a stale appender may have written
-                // below it after the topic was deleted whole): read what slot 1 holds now.
-                let f = self.read_first(topic).await?;
-                Some(f.map_or(m, |f| f.max(m)))
-            }
-            (Some(m), _) => Some(m),
-            (None, true) => self.read_first(topic).await?,
-            (None, false) => None,
+        // Slot 1 can hold a first entry created again above every other slot (the topic was
+        // deleted whole, and a stale appender wrote one past its old tail since): its
+        // sequence counts, as remembered while its etag is unchanged, else read.
+        let first = match located.first {
+            true => self
+                .current_first(topic, located.first_etag.as_deref())
+                .await?
+                .map(|(f, _)| f),
+            false => None,
+        };
+        let newest = match (located.newest_other, first) {
+            (Some(m), Some(f)) => Some(m.max(f)),
+            (m, f) => m.or(f),
         };
         if let Some(n) = newest {
             self.set_tail(topic, n);
@@ -354,6 +407,10 @@ impl EventLog {
         let (listed, complete) = store.list_first(&folder, None, PAGE).await?;
         let all = slots(&listed)?;
         let first = all.first().is_some_and(|(n, _)| *n == FIRST_SLOT);
+        let first_etag = listed
+            .iter()
+            .find(|l| listed_number(&l.key).ok().flatten() == Some(FIRST_SLOT))
+            .and_then(|l| l.etag.clone());
         let newest_other = all.last().map(|(n, _)| *n).filter(|n| *n != FIRST_SLOT);
         let newest_other = match (complete, newest_other) {
             (true, n) => n,
@@ -366,6 +423,7 @@ impl EventLog {
         }
         Ok(Located {
             first,
+            first_etag,
             newest_other,
         })
     }
@@ -435,7 +493,8 @@ impl EventLog {
 
     /// The sequence number of `topic`'s newest entry, or `None` when the topic has none (it
     /// was never appended to). One LIST request for a topic of fewer than [`PAGE`] entries,
-    /// O(log(entries / [`PAGE`])) for a larger one on a store that lists in order.
+    /// O(log(entries / [`PAGE`])) for a larger one on a store that lists in order, and one
+    /// GET of the first entry unless this client knows it by its etag (module docs).
     pub async fn newest_sequence(&self, topic: &Name) -> Result<Option<u64>> {
         self.newest(topic).await
     }
@@ -543,9 +602,10 @@ impl EventLog {
     /// (`None`: the topic has no entries). It finds the newest slot as
     /// [`EventLog::newest_sequence`] does, lists the `n` slots up to it and reads them: a
     /// few LIST requests and `n` GETs (concurrently, at most [`READ_AHEAD`] at a time),
-    /// whatever the topic holds. Slot 1, which holds the first entry, is read only when it
-    /// is among the last `n`: a first entry is created only in an empty topic and every
-    /// other one is numbered past an existing one, so it is below every other slot.
+    /// whatever the topic holds. Slot 1, which holds the first entry, is placed too: as
+    /// remembered while a listing shows it unchanged (its etag), else read (one GET more for
+    /// a cold client when it is not among the last `n`), since after the topic was deleted
+    /// whole it can hold a first entry above a stale appender's.
     pub async fn last(&self, topic: &Name, n: usize) -> Result<(Vec<Entry>, Option<u64>)> {
         if n == 0 {
             return Ok((Vec::new(), self.newest(topic).await?));
@@ -555,7 +615,6 @@ impl EventLog {
         let (mut picked, before) = match located.newest_other {
             None => (Vec::new(), 0),
             Some(newest) => {
-                self.set_tail(topic, newest);
                 let span = u64::try_from(n).unwrap_or(u64::MAX);
                 match newest.checked_sub(span).filter(|b| *b > FIRST_SLOT) {
                     Some(before) => {
@@ -613,7 +672,7 @@ impl EventLog {
                 }
                 Some(_) => {}
                 None => {
-                    self.set_first(topic, s.version);
+                    self.set_first(topic, s.version, obj.etag.clone());
                     first_seq = Some(s.version);
                     if s.version <= before {
                         continue;
@@ -628,6 +687,37 @@ impl EventLog {
                 event: s.body,
             });
         }
+        if located.first && first_seq.is_none() {
+            // Slot 1 was not among what was read. It can hold a first entry created again
+            // above every other slot (the topic was deleted whole, and a stale appender wrote
+            // one past its old tail since): then it is the newest entry.
+            if let Some((f, obj)) = self
+                .current_first(topic, located.first_etag.as_deref())
+                .await?
+            {
+                first_seq = Some(f);
+                if newest.is_none_or(|m| f > m) {
+                    let obj = match obj {
+                        Some(obj) => Some(obj),
+                        None => store.read(&keys::log_entry(topic, FIRST_SLOT)).await?,
+                    };
+                    if let Some(obj) = obj {
+                        let s: Snapshot<serde_json::Value> = decode(KIND, &obj)?;
+                        out.push(Entry {
+                            topic: topic.to_string(),
+                            sequence: s.version,
+                            appended_by: s.written_by,
+                            appended_at: s.written_at,
+                            event: s.body,
+                        });
+                    }
+                }
+            }
+        }
+        // In order, the last n (slot 1 may hold the newest, see above).
+        out.sort_by_key(|e| e.sequence);
+        let extra = out.len().saturating_sub(n);
+        out.drain(..extra);
         let newest = match (newest, first_seq) {
             (Some(m), f) => Some(f.map_or(m, |f| f.max(m))),
             (None, f) => f,

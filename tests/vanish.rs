@@ -443,6 +443,19 @@ async fn should_append_above_a_first_entry_created_again_when_a_stale_appender_w
             "{}: a cold appender after the stale entry",
             w.label
         );
+        // A warm client that remembers the topic's old first entry (it appended it) finds
+        // its tail gone, lists, and sees slot 1 changed (another etag): it reads it.
+        assert_eq!(
+            log.append(&topic, json!({ "i": 5 })).await.unwrap(),
+            first + 2,
+            "{}: the client that knew the old first entry",
+            w.label
+        );
+        // The last entries, in order, the first entry created again among them.
+        let (got, newest) = w.node("e").await.event_log().last(&topic, 3).await.unwrap();
+        let seqs: Vec<u64> = got.iter().map(|e| e.sequence).collect();
+        assert_eq!(seqs, vec![first, first + 1, first + 2], "{}", w.label);
+        assert_eq!(newest, Some(first + 2), "{}", w.label);
     }
 }
 

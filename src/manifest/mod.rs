@@ -123,6 +123,15 @@ pub struct Manifests {
     time: StoreTime,
 }
 
+/// The implementation of `strategy`: the one place the manifest layer looks at which
+/// strategy is in force.
+fn for_strategy(strategy: Strategy) -> Box<dyn Protocol> {
+    match strategy {
+        Strategy::EtagCas => Box::new(etag::EtagCas),
+        Strategy::VersionChain => Box::new(chain::VersionChain::default()),
+    }
+}
+
 impl Manifests {
     /// Bundles the manifest layer's dependencies.
     pub fn new(
@@ -139,7 +148,7 @@ impl Manifests {
             node,
             clock,
             rng: Mutex::new(rng),
-            protocol: protocol::for_strategy(strategy),
+            protocol: for_strategy(strategy),
             options,
         }
     }

@@ -1,6 +1,7 @@
 //! The interface both strategies implement: how versions of one manifest are stored, found
 //! and deleted. [`super::Manifests`] picks the implementation once, from the [`Strategy`] in
-//! force ([`for_strategy`]); every [`super::Manifest`] calls through it.
+//! force (`for_strategy` in `manifest/mod.rs`, which uses both implementations; they use
+//! this file, which uses neither); every [`super::Manifest`] calls through it.
 //!
 //! A strategy works on stored documents, not on their body types: it reads envelopes
 //! ([`Snapshot<RawBody>`], decoded up to the body, which stays JSON), and writes a version
@@ -11,9 +12,7 @@
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::chain::VersionChain;
 use super::envelope::{RawBody, Seen};
-use super::etag::EtagCas;
 use super::listing::Found;
 use super::{RawManifest, Revalidated, Snapshot, Strategy};
 use crate::error::Result;
@@ -82,15 +81,6 @@ pub(crate) trait Protocol: Send + Sync + std::fmt::Debug {
         m: &'a RawManifest,
         version: u64,
     ) -> Call<'a, Option<Snapshot<RawBody>>>;
-}
-
-/// The implementation of `strategy`: the one place the manifest layer looks at which
-/// strategy is in force.
-pub(crate) fn for_strategy(strategy: Strategy) -> Box<dyn Protocol> {
-    match strategy {
-        Strategy::EtagCas => Box::new(EtagCas),
-        Strategy::VersionChain => Box::new(VersionChain::default()),
-    }
 }
 
 /// What a strategy needs of a version it builds on or revalidates: never its body.
