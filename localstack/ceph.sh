@@ -212,7 +212,8 @@ create_bucket() { # started: 1 when this script started the RGW, 0 when one alre
       if [ "$1" = 0 ]; then
         log "an RGW this script did not start answers on 127.0.0.1:$RGW_PORT, and it refused to"
         log "create bucket $CAIRN_TEST_BUCKET for user test/test (HTTP $code); the tests need that"
-        log "user and bucket: stop that server or set RGW_PORT to a free port"
+        log "user and bucket: stop that server, or set RGW_PORT and CEPH_MON_PORT to free ports"
+        log "(test.sh points the tests at RGW_PORT)"
       fi
       fail "creating the bucket on RGW answered HTTP $code: $(cat "$CEPH_DIR/log/bucket-create.out")" ;;
   esac

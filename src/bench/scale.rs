@@ -402,8 +402,10 @@ pub(super) async fn run(
     })
 }
 
-/// The heartbeat interval written into the seeded member records: one hour.
+/// The heartbeat interval written into the seeded member records: the longest a record may
+/// hold ([`crate::member::MAX_INTERVAL`], an hour).
 const SEED_INTERVAL_MS: u64 = 3_600_000;
+const _: () = assert!(crate::member::MAX_INTERVAL.as_secs() * 1000 == SEED_INTERVAL_MS);
 
 /// The raw calls' cost: requests and wall time.
 #[derive(Debug, Clone, Copy)]

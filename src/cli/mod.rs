@@ -383,16 +383,21 @@ fn strategy(g: &Global) -> StrategyChoice {
 /// writing stdout ([`Error::Output`]) is only said on stderr: stdout is closed.
 fn report(e: &Error, json: bool) -> i32 {
     let code = exit_code(e);
-    let message = match hint(e) {
-        Some(h) => one_line(&format!("{e}: {h}")),
-        None => one_line(&e.to_string()),
-    };
+    let message = one_line(&with_hint(e));
     tracing::debug!(error = ?e, "command failed");
     if json && !matches!(e, Error::Output { .. }) {
         print_json_error(e.kind(), &message, code);
     }
     say!("cairn: {}", output::text(&message));
     code
+}
+
+/// `e`'s message followed by what the command line's user can do about it ([`hint`]).
+pub(crate) fn with_hint(e: &Error) -> String {
+    match hint(e) {
+        Some(h) => format!("{e}: {h}"),
+        None => e.to_string(),
+    }
 }
 
 /// What the command line's user can do about `e`, in its flags and environment (the

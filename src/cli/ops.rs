@@ -251,10 +251,10 @@ where
             Ok(text) => output::print(&format!("# {now}\n{text}\n")),
             Err(e) if tty => output::print(&format!(
                 "\x1b[H\x1b[2J{title}  {now}\n\ncairn: {}\n",
-                output::text(&e.to_string())
+                output::text(&super::with_hint(&e))
             )),
             Err(e) => {
-                say!("cairn: {now}: {}", output::text(&e.to_string()));
+                say!("cairn: {now}: {}", output::text(&super::with_hint(&e)));
                 Ok(())
             }
         };
