@@ -65,7 +65,11 @@ impl Backend {
             .endpoint()
             .unwrap_or_else(|| panic!("{self:?} is not a server"));
         if self == Backend::Azurite {
-            return azurite_env(&endpoint).to_vec();
+            let mut env = azurite_env(&endpoint).to_vec();
+            // Azurite answers on one Node.js thread: under a busy CI machine and many
+            // processes at once a request can wait longer than the default 10 s.
+            env.push(("CAIRN_TIMEOUT", "30s".into()));
+            return env;
         }
         vec![
             ("AWS_ENDPOINT_URL", endpoint),
