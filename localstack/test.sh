@@ -26,6 +26,12 @@ if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --locked --lib --no-default-features -- -D warnings
 fi
 
+# No import cycle between the library's files (error.rs at the bottom, the manifest layer's
+# protocol below both strategies): .ci/import_cycles.py names any.
+if command -v python3 >/dev/null 2>&1; then
+  python3 .ci/import_cycles.py
+fi
+
 # Its docs build without a warning (missing docs are errors), and its examples run, each on a
 # memory store or a temporary directory, in a few seconds.
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
