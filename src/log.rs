@@ -94,6 +94,19 @@ pub struct Entry {
     pub event: serde_json::Value,
 }
 
+impl Entry {
+    /// The entry a stored envelope of `topic` holds (its version is the sequence).
+    fn of(topic: &Name, s: Snapshot<serde_json::Value>) -> Self {
+        Entry {
+            topic: topic.to_string(),
+            sequence: s.version,
+            appended_by: s.written_by,
+            appended_at: s.written_at,
+            event: s.body,
+        }
+    }
+}
+
 /// The event log client. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct EventLog {
@@ -563,13 +576,7 @@ impl EventLog {
                 });
             }
             self.set_tail(topic, seq);
-            out.push(Entry {
-                topic: topic.to_string(),
-                sequence: seq,
-                appended_by: s.written_by,
-                appended_at: s.written_at,
-                event: s.body,
-            });
+            out.push(Entry::of(topic, s));
         }
         Ok(out)
     }
@@ -679,13 +686,7 @@ impl EventLog {
                     }
                 }
             }
-            out.push(Entry {
-                topic: topic.to_string(),
-                sequence: s.version,
-                appended_by: s.written_by,
-                appended_at: s.written_at,
-                event: s.body,
-            });
+            out.push(Entry::of(topic, s));
         }
         if located.first && first_seq.is_none() {
             // Slot 1 was not among what was read. It can hold a first entry created again
@@ -703,13 +704,7 @@ impl EventLog {
                     };
                     if let Some(obj) = obj {
                         let s: Snapshot<serde_json::Value> = decode(KIND, &obj)?;
-                        out.push(Entry {
-                            topic: topic.to_string(),
-                            sequence: s.version,
-                            appended_by: s.written_by,
-                            appended_at: s.written_at,
-                            event: s.body,
-                        });
+                        out.push(Entry::of(topic, s));
                     }
                 }
             }
