@@ -837,7 +837,7 @@ impl Store {
             all.truncate(max);
             return Ok((all, complete));
         }
-        let mut stream = self.listing(prefix, offset);
+        let mut stream = self.listing(self.path(prefix), offset.map(|o| self.path(o)));
         let read = async {
             let mut metas = Vec::new();
             while metas.len() < max {
@@ -852,17 +852,7 @@ impl Store {
             .timed("list", read)
             .await
             .map_err(|e| classify("list", prefix, e))?;
-        let mut out: Vec<Listed> = metas
-            .into_iter()
-            .filter_map(|m| {
-                Some(Listed {
-                    key: self.relative(&m.location)?,
-                    last_modified: m.last_modified,
-                    size: m.size,
-                    etag: m.e_tag,
-                })
-            })
-            .collect();
+        let mut out = self.listed(metas);
         // A store taken to list in order that does not: what was read is not the first
         // `max`, and nothing after it can be said to be complete.
         if !out.windows(2).all(|w| matches!(w, [a, b] if a.key < b.key)) {
@@ -881,29 +871,22 @@ impl Store {
     /// must not see, and a search for a log's newest entry would take them for newer ones.
     fn listing(
         &self,
-        prefix: &Key,
-        offset: Option<&Key>,
+        prefix: Path,
+        offset: Option<Path>,
     ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let p = self.path(prefix);
         match offset {
-            Some(o) => {
-                let after = self.path(o);
-                self.inner
-                    .list_with_offset(Some(&p), &after)
-                    .try_filter(move |m| std::future::ready(m.location > after))
-                    .boxed()
-            }
-            None => self.inner.list(Some(&p)),
+            Some(after) => self
+                .inner
+                .list_with_offset(Some(&prefix), &after)
+                .try_filter(move |m| std::future::ready(m.location > after))
+                .boxed(),
+            None => self.inner.list(Some(&prefix)),
         }
     }
 
-    async fn list_inner(&self, prefix: &Key, offset: Option<&Key>) -> Result<Vec<Listed>> {
-        let stream = self.listing(prefix, offset);
-        let metas: Vec<_> = self
-            .timed("list", stream.try_collect::<Vec<_>>())
-            .await
-            .map_err(|e| classify("list", prefix, e))?;
-        let mut out: Vec<Listed> = metas
+    /// Listed objects as cairn's keys (objects outside the root are left out).
+    fn listed(&self, metas: Vec<ObjectMeta>) -> Vec<Listed> {
+        metas
             .into_iter()
             .filter_map(|m| {
                 Some(Listed {
@@ -913,7 +896,16 @@ impl Store {
                     etag: m.e_tag,
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    async fn list_inner(&self, prefix: &Key, offset: Option<&Key>) -> Result<Vec<Listed>> {
+        let stream = self.listing(self.path(prefix), offset.map(|o| self.path(o)));
+        let metas: Vec<_> = self
+            .timed("list", stream.try_collect::<Vec<_>>())
+            .await
+            .map_err(|e| classify("list", prefix, e))?;
+        let mut out = self.listed(metas);
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }

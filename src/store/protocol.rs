@@ -406,12 +406,7 @@ impl Store {
         let root = keys::from_listed(String::new());
         // Every cairn folder sorts after `_probe/…` (`_` is below every lower-case letter).
         let offset = self.path(&keys::from_listed("_probe0".into()));
-        let after = offset.clone();
-        // Filtered here too, for a server that ignores the offset (see `Store::listing`).
-        let mut stream = self
-            .inner
-            .list_with_offset(Some(&self.root), &offset)
-            .try_filter(move |m| std::future::ready(m.location > after));
+        let mut stream = self.listing(self.root.clone(), Some(offset));
         let collect = async {
             let mut survey = Survey {
                 complete: true,
