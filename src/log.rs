@@ -157,6 +157,32 @@ fn slots(listed: &[crate::store::Listed]) -> Result<Vec<(u64, Key)>> {
     Ok(v)
 }
 
+/// A listed entry gone after a newer one was read: only the oldest entries are ever deleted.
+fn gone_after_newer(key: &Key) -> Error {
+    Error::Corrupt {
+        key: key.to_string(),
+        reason: "listed but gone after a newer entry was read: entries are only deleted \
+                 oldest first"
+            .into(),
+    }
+}
+
+/// An entry whose stored sequence is not its slot's.
+fn wrong_sequence(key: &Key, found: u64, expected: u64) -> Error {
+    Error::Corrupt {
+        key: key.to_string(),
+        reason: format!("holds sequence {found} where {expected} was expected"),
+    }
+}
+
+/// Slot 1's etag in a listing, when it is listed with one.
+fn first_etag(listed: &[crate::store::Listed]) -> Option<&str> {
+    listed
+        .iter()
+        .find(|l| listed_number(&l.key).ok().flatten() == Some(FIRST_SLOT))
+        .and_then(|l| l.etag.as_deref())
+}
+
 impl EventLog {
     /// An event log client.
     pub fn new(manifests: Arc<Manifests>) -> Self {
@@ -359,12 +385,8 @@ impl EventLog {
     ) -> Result<Vec<(u64, Key)>> {
         let mut all = slots(listed)?;
         if all.first().is_some_and(|(slot, _)| *slot == FIRST_SLOT) {
-            let listed_etag = listed
-                .iter()
-                .find(|l| listed_number(&l.key).ok().flatten() == Some(FIRST_SLOT))
-                .and_then(|l| l.etag.as_deref());
             let first = self
-                .current_first(topic, listed_etag)
+                .current_first(topic, first_etag(listed))
                 .await?
                 .map(|(f, _)| f);
             all = all
@@ -420,10 +442,7 @@ impl EventLog {
         let (listed, complete) = store.list_first(&folder, None, PAGE).await?;
         let all = slots(&listed)?;
         let first = all.first().is_some_and(|(n, _)| *n == FIRST_SLOT);
-        let first_etag = listed
-            .iter()
-            .find(|l| listed_number(&l.key).ok().flatten() == Some(FIRST_SLOT))
-            .and_then(|l| l.etag.clone());
+        let first_etag = first_etag(&listed).map(str::to_string);
         let newest_other = all.last().map(|(n, _)| *n).filter(|n| *n != FIRST_SLOT);
         let newest_other = match (complete, newest_other) {
             (true, n) => n,
@@ -561,19 +580,11 @@ impl EventLog {
                     // prefix of what was listed can vanish.
                     continue;
                 }
-                return Err(Error::Corrupt {
-                    key: key.to_string(),
-                    reason: "listed but gone after a newer entry was read: entries are only \
-                             deleted oldest first"
-                        .into(),
-                });
+                return Err(gone_after_newer(&key));
             };
             let s: Snapshot<serde_json::Value> = decode(KIND, &obj)?;
             if s.version != seq {
-                return Err(Error::Corrupt {
-                    key: key.to_string(),
-                    reason: format!("holds sequence {} where {seq} was expected", s.version),
-                });
+                return Err(wrong_sequence(&key, s.version, seq));
             }
             self.set_tail(topic, seq);
             out.push(Entry::of(topic, s));
@@ -662,21 +673,11 @@ impl EventLog {
                     // Collected since the listing, oldest first (see `read`).
                     continue;
                 }
-                return Err(Error::Corrupt {
-                    key: key.to_string(),
-                    reason: "listed but gone after a newer entry was read: entries are only \
-                             deleted oldest first"
-                        .into(),
-                });
+                return Err(gone_after_newer(&key));
             };
             let s: Snapshot<serde_json::Value> = decode(KIND, &obj)?;
             match seq {
-                Some(seq) if s.version != seq => {
-                    return Err(Error::Corrupt {
-                        key: key.to_string(),
-                        reason: format!("holds sequence {} where {seq} was expected", s.version),
-                    })
-                }
+                Some(seq) if s.version != seq => return Err(wrong_sequence(&key, s.version, seq)),
                 Some(_) => {}
                 None => {
                     self.set_first(topic, s.version, obj.etag.clone());
