@@ -206,7 +206,7 @@ pub(super) async fn run(
 
         // Locks: acquired and released, as a fleet leaves them.
         let locks = seed.locks(LeaseOptions::default())?;
-        futures::stream::iter(names.iter().map(|name| {
+        each(&names, concurrency, |name| {
             let locks = locks.clone();
             async move {
                 match locks.try_acquire(name).await? {
@@ -216,13 +216,11 @@ pub(super) async fn run(
                 progress.advance(1);
                 Ok(())
             }
-        }))
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<()>>()
+        })
         .await?;
 
         let streams = seed.streams();
-        futures::stream::iter(names.iter().map(|name| {
+        each(&names, concurrency, |name| {
             let streams = streams.clone();
             async move {
                 let created = streams
@@ -232,11 +230,9 @@ pub(super) async fn run(
                     return unexpected(format!("stream {name} existed"));
                 }
                 progress.advance(1);
-                Ok::<_, super::BenchError>(())
+                Ok(())
             }
-        }))
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<()>>()
+        })
         .await?;
 
         let members = seed.membership(MemberOptions::default());
@@ -246,7 +242,7 @@ pub(super) async fn run(
         // its verdict when the view's `fresh` (zero here) is shorter than the time since its
         // listing, which would measure dead nodes, not a refresh.
         let interval_ms = SEED_INTERVAL_MS;
-        futures::stream::iter(names.iter().map(|name| {
+        each(&names, concurrency, |name| {
             let members = members.clone();
             let clock = Arc::clone(seed.manifests().clock());
             async move {
@@ -265,11 +261,9 @@ pub(super) async fn run(
                     return unexpected(format!("member record {name} existed"));
                 }
                 progress.advance(1);
-                Ok::<_, super::BenchError>(())
+                Ok(())
             }
-        }))
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<()>>()
+        })
         .await?;
 
         progress.phase(&format!("N={n}: measuring"), 13);
@@ -334,17 +328,15 @@ pub(super) async fn run(
             let k = (n * pct).div_ceil(100);
             let changed = &names[..k.min(names.len())];
             // Streams: metadata updated.
-            futures::stream::iter(changed.iter().map(|name| {
+            each(changed, concurrency, |name| {
                 let streams = streams.clone();
                 async move {
                     streams
                         .update(name, |_| Some(serde_json::json!({ "rev": pct + 1 })))
                         .await?;
-                    Ok::<_, super::BenchError>(())
+                    Ok(())
                 }
-            }))
-            .buffer_unordered(concurrency)
-            .try_collect::<Vec<()>>()
+            })
             .await?;
             let raw = m.raw_refresh(Family::Stream, &mut stream_tags).await?;
             let cost = m
@@ -359,7 +351,7 @@ pub(super) async fn run(
             progress.advance(1);
 
             // Members: a heartbeat written.
-            futures::stream::iter(changed.iter().map(|name| {
+            each(changed, concurrency, |name| {
                 let members = members.clone();
                 let clock = Arc::clone(seed.manifests().clock());
                 async move {
@@ -375,11 +367,9 @@ pub(super) async fn run(
                             None => Change::Keep,
                         })
                         .await?;
-                    Ok::<_, super::BenchError>(())
+                    Ok(())
                 }
-            }))
-            .buffer_unordered(concurrency)
-            .try_collect::<Vec<()>>()
+            })
             .await?;
             let raw = m.raw_refresh(Family::Member, &mut member_tags).await?;
             let cost = m
@@ -400,6 +390,19 @@ pub(super) async fn run(
         concurrency,
         rows,
     })
+}
+
+/// Runs `write` for every name, `concurrency` at a time; the first error ends the run.
+async fn each<'n, F, Fut>(names: &'n [Name], concurrency: usize, write: F) -> Result<()>
+where
+    F: FnMut(&'n Name) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    futures::stream::iter(names.iter().map(write))
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
 }
 
 /// The heartbeat interval written into the seeded member records: the longest a record may
