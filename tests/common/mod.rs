@@ -165,19 +165,27 @@ pub fn s3_store(endpoint: &str) -> Arc<dyn ObjectStore> {
             .with_secret_access_key("test")
             .with_virtual_hosted_style_request(false)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
-            .with_retry(RetryConfig {
-                max_retries: 3,
-                retry_timeout: Duration::from_secs(10),
-                ..Default::default()
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(true)
-                    .with_timeout(Duration::from_secs(10)),
-            )
+            .with_retry(test_retry())
+            .with_client_options(test_client())
             .build()
             .expect("s3 store"),
     )
+}
+
+/// Retries of the test servers' clients: three, within 10 s.
+fn test_retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(10),
+        ..Default::default()
+    }
+}
+
+/// The test servers' HTTP client: plain HTTP, 10 s a request.
+fn test_client() -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(true)
+        .with_timeout(Duration::from_secs(10))
 }
 
 /// The emulator's account and its published key (the same in every Azurite).
@@ -198,16 +206,8 @@ pub fn azurite_store(endpoint: &str) -> Arc<dyn ObjectStore> {
             ))
             .with_container_name(BUCKET)
             .with_allow_http(true)
-            .with_retry(RetryConfig {
-                max_retries: 3,
-                retry_timeout: Duration::from_secs(10),
-                ..Default::default()
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(true)
-                    .with_timeout(Duration::from_secs(10)),
-            )
+            .with_retry(test_retry())
+            .with_client_options(test_client())
             .build()
             .expect("azurite store"),
     )
