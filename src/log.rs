@@ -232,6 +232,7 @@ impl EventLog {
                 written_at: self.manifests.clock().now(),
                 body: event.clone(),
                 etag: None,
+                object_version: None,
                 seen: Default::default(),
                 stored_at: Default::default(),
             };
@@ -242,7 +243,7 @@ impl EventLog {
                 .create(&key, encode(KIND, &s)?, &WriteId(s.write_id.clone()))
                 .await?
             {
-                CreateOutcome::Created { etag } => {
+                CreateOutcome::Created { etag, .. } => {
                     if first {
                         self.set_first(topic, seq, etag);
                     }

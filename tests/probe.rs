@@ -151,7 +151,7 @@ fn scratch(name: &str) -> keys::Key {
 async fn created(store: &Store, key: &keys::Key, rng: &mut impl rand::Rng) -> String {
     let id = WriteId::random(rng);
     match store.create(key, body(&id, 0), &id).await.unwrap() {
-        CreateOutcome::Created { etag } => etag.expect("an etag"),
+        CreateOutcome::Created { etag, .. } => etag.expect("an etag"),
         other => panic!("expected a create, got {other:?}"),
     }
 }
@@ -179,7 +179,7 @@ async fn a_replace_refused_in_every_form_is_unsupported_at_once_and_searched_onc
     for round in 0..2 {
         let before = counted.counts();
         let id = WriteId::random(&mut rng);
-        match store.replace(&key, body(&id, 1), &id, &etag).await {
+        match store.replace(&key, body(&id, 1), &id, &etag, None).await {
             Err(Error::Unsupported { operation, .. }) => {
                 assert!(operation.contains("412"), "{operation}");
                 assert!(operation.contains(&etag), "{operation}");
@@ -220,8 +220,12 @@ async fn a_replace_refused_in_its_form_finds_the_honoured_one_and_keeps_it() {
     for round in 0..2 {
         let before = counted.counts();
         let id = WriteId::random(&mut rng);
-        match store.replace(&key, body(&id, 1), &id, &etag).await.unwrap() {
-            ReplaceOutcome::Replaced { etag: Some(e) } => etag = e,
+        match store
+            .replace(&key, body(&id, 1), &id, &etag, None)
+            .await
+            .unwrap()
+        {
+            ReplaceOutcome::Replaced { etag: Some(e), .. } => etag = e,
             other => panic!("round {round}: expected a replace, got {other:?}"),
         }
         let cost = counted.counts().since(&before);
@@ -249,7 +253,7 @@ async fn a_replace_refuses_a_store_that_ignores_if_match_in_the_form_it_accepts(
     let key = scratch("ignored");
     let etag = created(&store, &key, &mut rng).await;
     let id = WriteId::random(&mut rng);
-    match store.replace(&key, body(&id, 1), &id, &etag).await {
+    match store.replace(&key, body(&id, 1), &id, &etag, None).await {
         Err(Error::StoreRefused { check, .. }) => assert_eq!(check, "replace with stale etag"),
         other => panic!("expected StoreRefused, got {other:?}"),
     }
@@ -276,8 +280,9 @@ async fn a_stale_etag_is_a_conflict_in_every_form() {
     let id = WriteId::random(&mut rng);
     let ReplaceOutcome::Replaced {
         etag: Some(current),
+        ..
     } = store
-        .replace(&key, body(&id, 1), &id, &stale)
+        .replace(&key, body(&id, 1), &id, &stale, None)
         .await
         .unwrap()
     else {
@@ -286,7 +291,10 @@ async fn a_stale_etag_is_a_conflict_in_every_form() {
     for form in [IfMatchForm::Unquoted, IfMatchForm::AsReported] {
         store.set_if_match_form(form).await;
         let late = WriteId::random(&mut rng);
-        match store.replace(&key, body(&late, 2), &late, &stale).await {
+        match store
+            .replace(&key, body(&late, 2), &late, &stale, None)
+            .await
+        {
             Ok(ReplaceOutcome::Conflict {
                 current: Some(obj), ..
             }) => {
@@ -553,12 +561,18 @@ async fn the_racy_store_honours_each_precondition_one_request_at_a_time() {
     ));
     let id = WriteId::random(&mut rng);
     assert!(matches!(
-        store.replace(&key, body(&id, 2), &id, &etag).await.unwrap(),
+        store
+            .replace(&key, body(&id, 2), &id, &etag, None)
+            .await
+            .unwrap(),
         ReplaceOutcome::Replaced { .. }
     ));
     let id = WriteId::random(&mut rng);
     assert!(matches!(
-        store.replace(&key, body(&id, 3), &id, &etag).await.unwrap(),
+        store
+            .replace(&key, body(&id, 3), &id, &etag, None)
+            .await
+            .unwrap(),
         ReplaceOutcome::Conflict { .. }
     ));
 }
@@ -636,7 +650,7 @@ async fn on_rgw_a_store_that_did_not_probe_finds_the_bare_etag_at_its_first_repl
     let before = counted.counts();
     let id = WriteId::random(&mut rng);
     let r = store
-        .replace(&key, body(&id, 1), &id, &stale)
+        .replace(&key, body(&id, 1), &id, &stale, None)
         .await
         .unwrap();
     assert!(matches!(r, ReplaceOutcome::Replaced { .. }), "{r:?}");
@@ -650,7 +664,9 @@ async fn on_rgw_a_store_that_did_not_probe_finds_the_bare_etag_at_its_first_repl
     for form in [IfMatchForm::Unquoted, IfMatchForm::AsReported] {
         store.set_if_match_form(form).await;
         let late = WriteId::random(&mut rng);
-        let r = store.replace(&key, body(&late, 2), &late, &stale).await;
+        let r = store
+            .replace(&key, body(&late, 2), &late, &stale, None)
+            .await;
         assert!(
             matches!(r, Ok(ReplaceOutcome::Conflict { .. })),
             "{form:?}: {r:?}"

@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use cairn::lease::{Acquired, LeaseOptions};
 use cairn::store::fault::{FaultStore, Hook};
+use cairn::store::quirks::BareEtagOnly;
 use cairn::{Cairn, Name};
 use common::cli::{cairn, Run};
 use common::{s3_skipped, Backend};
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutResult, UpdateVersion};
+use object_store::{ObjectStoreExt, PutOptions, PutResult};
 
 const PREFIX: &str = "p";
 
@@ -43,23 +44,8 @@ impl BareEtags {
 
 #[async_trait]
 impl Hook for BareEtags {
-    fn put_options(&self, _path: &Path, mut opts: PutOptions) -> PutOptions {
-        if let PutMode::Update(UpdateVersion {
-            e_tag: Some(sent), ..
-        }) = &opts.mode
-        {
-            // The in-memory store reports and compares quoted etags.
-            let compared = if sent.starts_with('"') {
-                "\"never-matches\"".to_string()
-            } else {
-                format!("\"{sent}\"")
-            };
-            opts.mode = PutMode::Update(UpdateVersion {
-                e_tag: Some(compared),
-                version: None,
-            });
-        }
-        opts
+    fn put_options(&self, path: &Path, opts: PutOptions) -> object_store::Result<PutOptions> {
+        BareEtagOnly.put_options(path, opts)
     }
 
     async fn committed(&self, path: &Path, landed: PutResult) -> object_store::Result<PutResult> {
@@ -79,7 +65,7 @@ struct Shared(Arc<BareEtags>);
 
 #[async_trait]
 impl Hook for Shared {
-    fn put_options(&self, path: &Path, opts: PutOptions) -> PutOptions {
+    fn put_options(&self, path: &Path, opts: PutOptions) -> object_store::Result<PutOptions> {
         self.0.put_options(path, opts)
     }
 

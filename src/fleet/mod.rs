@@ -20,7 +20,6 @@
 //! history it judged is the caller's [`History`], which a live view can watch meanwhile.
 
 pub mod check;
-pub mod defect;
 pub mod faults;
 pub mod history;
 pub mod procs;
@@ -477,7 +476,7 @@ pub async fn run(
         Arc::new(crate::store::fault::FaultStore::with_hook(
             store,
             opts.seed,
-            defect::IgnorePreconditions,
+            crate::store::quirks::IgnoresConditions,
         ))
     } else {
         store

@@ -647,6 +647,7 @@ impl VersionChain {
             key: key.clone(),
             bytes,
             etag: None,
+            version: None,
             last_modified: m.ctx.clock.now(),
         };
         let seen = if fresh {
@@ -700,7 +701,11 @@ impl VersionChain {
                 debug!(key = %m.base, error = %e, "garbage collection failed; will try again later");
             }
         }
-        Ok(Wrote::Written { etag: None, seen })
+        Ok(Wrote::Written {
+            etag: None,
+            object_version: None,
+            seen,
+        })
     }
 
     /// After our create of `version` in its own slot (k ≥ 2): is slot 1 holding a first

@@ -40,6 +40,9 @@ pub struct Snapshot<T> {
     pub body: T,
     /// The store's etag of the object (etag CAS strategy), if known.
     pub(crate) etag: Option<String>,
+    /// The store's version of the object, where it reports one (GCS's generation): etag CAS
+    /// sends it with the etag.
+    pub(crate) object_version: Option<String>,
     /// When this client last knew this version to be the newest (version chain strategy).
     pub(crate) seen: Seen,
     /// The store's `Last-Modified` of the object this version was read from.
@@ -199,6 +202,7 @@ impl Snapshot<RawBody> {
             written_at: self.written_at,
             body,
             etag: self.etag,
+            object_version: self.object_version,
             seen: self.seen,
             stored_at: self.stored_at,
         })
@@ -215,6 +219,7 @@ pub(crate) fn decode<T: DeserializeOwned>(kind: &'static str, obj: &Object) -> R
 pub(crate) fn decode_raw(kind: &'static str, obj: &Object) -> Result<Snapshot<RawBody>> {
     decode_raw_bytes(kind, &obj.key, &obj.bytes).map(|mut s| {
         s.etag = obj.etag.clone();
+        s.object_version = obj.version.clone();
         s.stored_at = StoredAt(Some(obj.last_modified));
         s
     })
@@ -237,6 +242,7 @@ fn decode_raw_bytes(kind: &'static str, key: &Key, bytes: &[u8]) -> Result<Snaps
             value: header.body,
         },
         etag: None,
+        object_version: None,
         seen: Seen::default(),
         stored_at: StoredAt::default(),
     })
@@ -270,6 +276,7 @@ mod tests {
             written_at: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap(),
             body: serde_json::json!({"a": 1}),
             etag: None,
+            object_version: None,
             seen: Seen::default(),
             stored_at: StoredAt::default(),
         };
@@ -302,6 +309,7 @@ mod tests {
             written_at: DateTime::<Utc>::from_timestamp(0, 0).unwrap(),
             body: "x".repeat(len),
             etag: None,
+            object_version: None,
             seen: Seen::default(),
             stored_at: StoredAt::default(),
         };
@@ -327,7 +335,7 @@ mod tests {
         fn decoding_mutated_manifests_never_panics(cut in 0usize..200, flip in 0usize..200, byte in any::<u8>()) {
             let s = Snapshot { version: 9, write_id: "w".into(), previous_write_id: None,
                 written_by: "n".into(), written_at: DateTime::<Utc>::from_timestamp(0, 0).unwrap(),
-                body: serde_json::json!({"holder": "x", "n": [1, 2]}), etag: None, seen: Seen::default(), stored_at: StoredAt::default() };
+                body: serde_json::json!({"holder": "x", "n": [1, 2]}), etag: None, object_version: None, seen: Seen::default(), stored_at: StoredAt::default() };
             let mut b = encode("k", &s).unwrap().to_vec();
             if flip < b.len() { b[flip] = byte; }
             b.truncate(cut.min(b.len()));

@@ -91,7 +91,7 @@ async fn write(m: &RawManifest, next: Draft<'_>) -> Result<Wrote> {
     let store = &m.ctx.store;
     let stored = match next.after {
         None => match store.create(&key, next.bytes.clone(), &id).await? {
-            CreateOutcome::Created { etag } => Ok(etag),
+            CreateOutcome::Created { etag, version } => Ok((etag, version)),
             CreateOutcome::Exists {
                 current,
                 after_unclear,
@@ -102,8 +102,12 @@ async fn write(m: &RawManifest, next: Draft<'_>) -> Result<Wrote> {
                 operation: "etag CAS on a manifest read without an etag".into(),
                 store: store.object_store().to_string(),
             })?;
-            match store.replace(&key, next.bytes.clone(), &id, etag).await? {
-                ReplaceOutcome::Replaced { etag } => Ok(etag),
+            let version = c.object_version;
+            match store
+                .replace(&key, next.bytes.clone(), &id, etag, version)
+                .await?
+            {
+                ReplaceOutcome::Replaced { etag, version } => Ok((etag, version)),
                 ReplaceOutcome::Conflict {
                     current,
                     after_unclear,
@@ -112,8 +116,9 @@ async fn write(m: &RawManifest, next: Draft<'_>) -> Result<Wrote> {
         }
     };
     match stored {
-        Ok(etag) => Ok(Wrote::Written {
+        Ok((etag, object_version)) => Ok(Wrote::Written {
             etag,
+            object_version,
             seen: Seen::default(),
         }),
         Err((None, false)) => Ok(Wrote::Conflict(None)),
@@ -126,6 +131,7 @@ async fn write(m: &RawManifest, next: Draft<'_>) -> Result<Wrote> {
                 debug!(key = %key, "our write landed and was superseded before the read-back");
                 return Ok(Wrote::Written {
                     etag: None,
+                    object_version: None,
                     seen: Seen::default(),
                 });
             }

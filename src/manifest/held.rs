@@ -561,6 +561,7 @@ mod tests {
             written_at: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap(),
             body: Body { session, open },
             etag: None,
+            object_version: None,
             seen: Seen::default(),
             stored_at: Default::default(),
         }

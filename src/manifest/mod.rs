@@ -488,6 +488,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
             written_at: ctx.clock.now(),
             body,
             etag: None,
+            object_version: None,
             seen: envelope::Seen::default(),
             stored_at: envelope::StoredAt::default(),
         };
@@ -504,8 +505,13 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         ctx.store.check_protocol(current.is_none()).await?;
         let wrote = self.protocol().write(&self.raw, draft).await?;
         Ok(match wrote {
-            Wrote::Written { etag, seen } => {
+            Wrote::Written {
+                etag,
+                object_version,
+                seen,
+            } => {
                 next.etag = etag;
+                next.object_version = object_version;
                 next.seen = seen;
                 Written::Written(next)
             }

@@ -92,6 +92,8 @@ pub(crate) struct Header<'a> {
     pub(crate) write_id: &'a str,
     /// The etag it was read with (etag CAS).
     pub(crate) etag: Option<&'a str>,
+    /// The store's version of it, where the store reports one (etag CAS).
+    pub(crate) object_version: Option<&'a str>,
     /// When this client last knew it to be the newest (version chain).
     pub(crate) seen: Seen,
 }
@@ -103,6 +105,7 @@ impl<T> Snapshot<T> {
             version: self.version,
             write_id: &self.write_id,
             etag: self.etag.as_deref(),
+            object_version: self.object_version.as_deref(),
             seen: self.seen,
         }
     }
@@ -133,6 +136,8 @@ pub(crate) enum Wrote {
     Written {
         /// The store's etag of it, while it is the newest (etag CAS).
         etag: Option<String>,
+        /// The store's version of it, where the store reports one (etag CAS).
+        object_version: Option<String>,
         /// When this client knew it to be the newest (version chain).
         seen: Seen,
     },

@@ -9,7 +9,8 @@
 //!
 //! A [`Hook`] changes what the forwarded requests do, for a store that misbehaves in a way no
 //! fault describes: one that ignores preconditions, one whose object is overwritten between
-//! a put's commit and its answer, one whose `last_modified` follows a test clock.
+//! a put's commit and its answer, one whose `last_modified` follows a test clock. The known
+//! quirks of real stores are hooks in [`super::quirks`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +23,7 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -170,8 +171,26 @@ impl Counts {
 /// [`Fault::CommitThenFail`] hits still runs [`Hook::committed`] before failing.
 #[async_trait]
 pub trait Hook: Send + Sync {
-    /// The options a put is forwarded with.
-    fn put_options(&self, _path: &Path, opts: PutOptions) -> PutOptions {
+    /// The options a put is forwarded with, or the error the put answers without being
+    /// forwarded (a client that refuses the request before sending it).
+    fn put_options(&self, _path: &Path, opts: PutOptions) -> Result<PutOptions> {
+        Ok(opts)
+    }
+
+    /// The answer to a forwarded put that failed with `error`; `mode` is the mode the caller
+    /// asked for, and `inner` the store behind the hook (to look at the object; not counted).
+    async fn put_failed(
+        &self,
+        _path: &Path,
+        _mode: &PutMode,
+        error: object_store::Error,
+        _inner: &dyn ObjectStore,
+    ) -> object_store::Error {
+        error
+    }
+
+    /// The options a read is forwarded with.
+    fn get_options(&self, _path: &Path, opts: GetOptions) -> GetOptions {
         opts
     }
 
@@ -180,9 +199,15 @@ pub trait Hook: Send + Sync {
         Ok(result)
     }
 
-    /// The metadata a read or a listing reports for an object.
+    /// The metadata a read (and, unless [`Hook::listed`] says otherwise, a listing) reports
+    /// for an object.
     fn meta(&self, meta: ObjectMeta) -> ObjectMeta {
         meta
+    }
+
+    /// The metadata a listing reports for an object.
+    fn listed(&self, meta: ObjectMeta) -> ObjectMeta {
+        self.meta(meta)
     }
 
     /// Runs before a delete is forwarded.
@@ -399,7 +424,7 @@ impl Shared {
                             counters.lists.fetch_add(1, Ordering::SeqCst);
                         }
                         listed = listed.saturating_add(1);
-                        m.map(|m| hook.meta(m))
+                        m.map(|m| hook.listed(m))
                     })
                     .boxed()
             }
@@ -482,9 +507,13 @@ impl ObjectStore for FaultStore {
     ) -> Result<PutResult> {
         self.shared.counters.puts.fetch_add(1, Ordering::SeqCst);
         let hook = &self.shared.hook;
-        let opts = hook.put_options(location, opts);
         let forward = async {
-            let landed = self.inner.put_opts(location, payload, opts).await?;
+            let mode = opts.mode.clone();
+            let opts = hook.put_options(location, opts)?;
+            let landed = match self.inner.put_opts(location, payload, opts).await {
+                Ok(landed) => landed,
+                Err(e) => return Err(hook.put_failed(location, &mode, e, &*self.inner).await),
+            };
             hook.committed(location, landed).await
         };
         self.shared.run(Op::Put, location, forward).await
@@ -502,6 +531,7 @@ impl ObjectStore for FaultStore {
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         self.shared.counters.gets.fetch_add(1, Ordering::SeqCst);
         let head = options.head;
+        let options = self.shared.hook.get_options(location, options);
         let forward = async {
             let mut r = self.inner.get_opts(location, options).await?;
             r.meta = self.shared.hook.meta(r.meta);
@@ -585,7 +615,7 @@ impl ObjectStore for FaultStore {
             r.objects = r
                 .objects
                 .into_iter()
-                .map(|m| self.shared.hook.meta(m))
+                .map(|m| self.shared.hook.listed(m))
                 .collect();
             Ok(r)
         };

@@ -33,6 +33,8 @@ pub mod keys;
 pub mod name;
 pub mod probe;
 pub mod protocol;
+#[cfg(feature = "test-util")]
+pub mod quirks;
 pub mod time;
 pub mod url;
 
@@ -98,8 +100,32 @@ pub struct Object {
     pub bytes: Bytes,
     /// The store's entity tag, if it reports one.
     pub etag: Option<String>,
+    /// The store's version of the object, where it reports one (GCS's generation, an S3
+    /// version id): a store that conditions a replace on it needs it with the etag.
+    pub version: Option<String>,
     /// When the store last modified it.
     pub last_modified: DateTime<Utc>,
+}
+
+impl Object {
+    /// Its etag and version, as a conditional replace of this state sends them.
+    pub fn tag(&self) -> Tag {
+        Tag {
+            etag: self.etag.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
+/// How the store tells one state of an object from another: its etag and, where the store
+/// reports one, its version (GCS's generation). A conditional replace sends both
+/// ([`Store::replace`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tag {
+    /// The entity tag.
+    pub etag: Option<String>,
+    /// The store's version of the object.
+    pub version: Option<String>,
 }
 
 /// Outcome of create-if-absent.
@@ -110,6 +136,8 @@ pub enum CreateOutcome {
     Created {
         /// The etag of our object, when the store reports one.
         etag: Option<String>,
+        /// Its version, when the store reports one ([`Object::version`]).
+        version: Option<String>,
     },
     /// Another writer's object is there; `current` is it, as read back (`None` when it was
     /// gone again by the time of the read-back).
@@ -130,6 +158,8 @@ pub enum ReplaceOutcome {
     Replaced {
         /// The etag of our object.
         etag: Option<String>,
+        /// Its version, when the store reports one ([`Object::version`]).
+        version: Option<String>,
     },
     /// The object changed since the expected etag; `current` is what is there now (`None`
     /// when it is gone).
@@ -311,8 +341,28 @@ pub(crate) enum FormCheck {
 /// How [`Store::put_verified`] ended: the write landed (its etag, if the store gave one),
 /// or its caller settled it otherwise.
 enum Put<T> {
-    Landed { etag: Option<String> },
+    Landed {
+        etag: Option<String>,
+        version: Option<String>,
+    },
     Settled(T),
+}
+
+/// The state a conditional replace expects the object in: the etag it was read or written
+/// with and, where the store reported one, its version.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expected<'a> {
+    pub(crate) etag: &'a str,
+    pub(crate) version: Option<&'a str>,
+}
+
+impl Expected<'_> {
+    /// Whether `obj` is another state than the one expected: another etag, or another
+    /// version where both are known.
+    fn changed_in(&self, obj: &Object) -> bool {
+        obj.etag.as_deref() != Some(self.etag)
+            || matches!((self.version, obj.version.as_deref()), (Some(a), Some(b)) if a != b)
+    }
 }
 
 /// What a read-back found, relative to the write it verifies.
@@ -502,6 +552,7 @@ impl Store {
                 return Ok(Got::TooLarge(Size::Exactly(claimed)));
             }
             let etag = r.meta.e_tag.clone();
+            let version = r.meta.version.clone();
             let last_modified = r.meta.last_modified;
             let bytes = match r.payload {
                 // A local file reads exactly the range its own metadata gave, checked above.
@@ -524,6 +575,7 @@ impl Store {
                 key: key.clone(),
                 bytes,
                 etag,
+                version,
                 last_modified,
             }))
         })
@@ -558,13 +610,15 @@ impl Store {
         };
         let put = self.put_verified("create", key, body, write_id, PutMode::Create, settle);
         Ok(match put.await? {
-            Put::Landed { etag } => CreateOutcome::Created { etag },
+            Put::Landed { etag, version } => CreateOutcome::Created { etag, version },
             Put::Settled(outcome) => outcome,
         })
     }
 
     /// Replaces `key` with `body` only if its etag is still `etag` (`If-Match`, in the
-    /// store's [`IfMatchForm`]).
+    /// store's [`IfMatchForm`]). `version` is the object's version as read or written
+    /// ([`Object::version`]), sent with the etag: a store that conditions writes on its
+    /// version rather than its etag (GCS, on the generation) compares that instead.
     ///
     /// A store that answers 412 while the object is still at `etag` may not accept
     /// `If-Match` in that form. Unless the probe saw it honour that form, `replace` checks
@@ -580,11 +634,13 @@ impl Store {
         body: Bytes,
         write_id: &WriteId,
         etag: &str,
+        version: Option<&str>,
     ) -> Result<ReplaceOutcome> {
         let form = self.if_match_form();
         let verified = *self.form_check.lock().await == FormCheck::Verified;
+        let expected = Expected { etag, version };
         let mut refused = match self
-            .replace_as(key, body.clone(), write_id, etag, form, verified)
+            .replace_as(key, body.clone(), write_id, expected, form, verified)
             .await?
         {
             ReplaceAttempt::Decided(outcome) => return Ok(outcome),
@@ -593,7 +649,7 @@ impl Store {
         // Nothing was written, so the same write can go again in a form the store honours.
         if let Some(honoured) = self.find_if_match_form(write_id).await? {
             match self
-                .replace_as(key, body, write_id, etag, honoured, true)
+                .replace_as(key, body, write_id, expected, honoured, true)
                 .await?
             {
                 ReplaceAttempt::Decided(outcome) => return Ok(outcome),
@@ -645,22 +701,23 @@ impl Store {
         Ok(found)
     }
 
-    /// [`Store::replace`] with `etag` written in `form`. With `verified`, the store was seen
-    /// to honour that form, and a 412 with the object unchanged is sent again like any
-    /// unclear answer; without, it is [`ReplaceAttempt::FormRefused`].
+    /// [`Store::replace`] with the expected etag written in `form`. With `verified`, the
+    /// store was seen to honour that form, and a 412 with the object unchanged is sent again
+    /// like any unclear answer; without, it is [`ReplaceAttempt::FormRefused`].
     pub(crate) async fn replace_as(
         &self,
         key: &Key,
         body: Bytes,
         write_id: &WriteId,
-        etag: &str,
+        expected: Expected<'_>,
         form: IfMatchForm,
         verified: bool,
     ) -> Result<ReplaceAttempt> {
+        let Expected { etag, version } = expected;
         let sent = form.apply(etag).into_owned();
         let mode = PutMode::Update(UpdateVersion {
             e_tag: Some(sent.clone()),
-            version: None,
+            version: version.map(str::to_string),
         });
         let settle = |current: Option<Object>, err: &_, attempt, after_unclear| {
             let conflict = |current| {
@@ -670,7 +727,7 @@ impl Store {
                 }))
             };
             match current {
-                Some(obj) if obj.etag.as_deref() != Some(etag) => conflict(Some(obj)),
+                Some(obj) if expected.changed_in(&obj) => conflict(Some(obj)),
                 None => conflict(None),
                 Some(_) if !verified && matches!(err, object_store::Error::Precondition { .. }) => {
                     // The precondition failed, yet the object is at the etag we sent: the
@@ -687,7 +744,9 @@ impl Store {
         };
         let put = self.put_verified("replace", key, body, write_id, mode, settle);
         Ok(match put.await? {
-            Put::Landed { etag } => ReplaceAttempt::Decided(ReplaceOutcome::Replaced { etag }),
+            Put::Landed { etag, version } => {
+                ReplaceAttempt::Decided(ReplaceOutcome::Replaced { etag, version })
+            }
             Put::Settled(attempt) => attempt,
         })
     }
@@ -720,15 +779,24 @@ impl Store {
                 )
                 .await
             {
-                Ok(r) => return Ok(Put::Landed { etag: r.e_tag }),
+                Ok(r) => {
+                    return Ok(Put::Landed {
+                        etag: r.e_tag,
+                        version: r.version,
+                    })
+                }
                 Err(e) if is_permanent(&e) => return Err(classify(operation, key, e)),
                 Err(e) => e,
             };
-            after_unclear |= !is_refusal(&err);
-            let current = match self.verify(key, write_id, &err).await? {
+            let unclear = !is_refusal_of(&mode, &err);
+            after_unclear |= unclear;
+            let current = match self.verify(key, write_id, &err, unclear).await? {
                 Verified::Ours(obj) => {
                     debug!(%key, attempt, error = %err, "{operation} landed despite an unclear answer");
-                    return Ok(Put::Landed { etag: obj.etag });
+                    return Ok(Put::Landed {
+                        etag: obj.etag,
+                        version: obj.version,
+                    });
                 }
                 Verified::Theirs(obj) => Some(obj),
                 Verified::Absent => None,
@@ -741,14 +809,15 @@ impl Store {
         Err(exhausted(operation, key, last_err))
     }
 
-    /// Reads `key` back after a write answered `err`, and says whose object is there.
+    /// Reads `key` back after a write answered `err` (`unclear`: not a refusal), and says
+    /// whose object is there.
     async fn verify(
         &self,
         key: &Key,
         write_id: &WriteId,
         err: &object_store::Error,
+        unclear: bool,
     ) -> Result<Verified> {
-        let unclear = !is_refusal(err);
         let not_landed = || {
             if unclear {
                 crate::telemetry::ambiguous("not_landed");
@@ -1024,6 +1093,13 @@ fn carries_write_id(bytes: &[u8], id: &WriteId) -> bool {
         .ok()
         .and_then(|p| p.write_id)
         .is_some_and(|w| w == id.0)
+}
+
+/// The server's clear "no" to a conditional write of `mode`: 412, 409 or 304, and for a
+/// replace also 404, AWS S3's answer to `If-Match` on a key that does not exist (where
+/// Ceph answers 412).
+fn is_refusal_of(mode: &PutMode, e: &object_store::Error) -> bool {
+    is_refusal(e) || (matches!(mode, PutMode::Update(_)) && absent(e))
 }
 
 /// The server's clear "no" to a conditional write (412, 409, 304).

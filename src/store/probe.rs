@@ -40,8 +40,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{
-    keys, quoted_list, CreateOutcome, IfMatchForm, ReadIfChanged, ReplaceAttempt, ReplaceOutcome,
-    Store, WriteId,
+    keys, quoted_list, CreateOutcome, Expected, IfMatchForm, ReadIfChanged, ReplaceAttempt,
+    ReplaceOutcome, Store, WriteId,
 };
 use crate::error::{Error, Result};
 
@@ -134,8 +134,9 @@ impl Store {
         // 1 & 2: create-if-absent, twice.
         let first = WriteId::random(rng);
         let t = self.clock().monotonic();
-        let first_etag = match self.create(key, probe_body(&first), &first).await? {
-            CreateOutcome::Created { etag } => etag,
+        let (first_etag, first_version) = match self.create(key, probe_body(&first), &first).await?
+        {
+            CreateOutcome::Created { etag, version } => (etag, version),
             CreateOutcome::Exists { .. } => {
                 return Err(Error::StoreRefused {
                     check: "create-if-absent on a fresh key",
@@ -190,8 +191,13 @@ impl Store {
             }
             Some(etag) => {
                 let mut ids = || WriteId::random(rng);
-                let (found, mut form) =
-                    self.probe_if_match(key, etag, &mut ids, &mut times).await?;
+                let expected = Expected {
+                    etag,
+                    version: first_version.as_deref(),
+                };
+                let (found, mut form) = self
+                    .probe_if_match(key, expected, &mut ids, &mut times)
+                    .await?;
                 checks.extend(found);
                 // 7: concurrent replaces with the same etag, in the form that worked.
                 if let Some(f) = form {
@@ -276,16 +282,24 @@ impl Store {
         form: IfMatchForm,
         racers: &[WriteId],
     ) -> Result<Check> {
-        let Some(etag) = self.read(key).await?.and_then(|o| o.etag) else {
+        let Some((etag, version)) = self
+            .read(key)
+            .await?
+            .and_then(|o| Some((o.etag?, o.version)))
+        else {
             return Ok(Check {
                 name: RACE_REPLACE,
                 passed: false,
                 detail: "the scratch object has no etag to race on".into(),
             });
         };
+        let expected = Expected {
+            etag: &etag,
+            version: version.as_deref(),
+        };
         let sent = racers
             .iter()
-            .map(|id| self.replace_as(key, probe_body(id), id, &etag, form, true));
+            .map(|id| self.replace_as(key, probe_body(id), id, expected, form, true));
         let mut winners = 0usize;
         for attempt in futures::future::join_all(sent).await {
             if let ReplaceAttempt::Decided(ReplaceOutcome::Replaced { .. }) = attempt? {
@@ -318,18 +332,19 @@ impl Store {
     async fn probe_if_match(
         &self,
         key: &keys::Key,
-        etag: &str,
+        expected: Expected<'_>,
         ids: &mut impl FnMut() -> WriteId,
         times: &mut Vec<Duration>,
     ) -> Result<(Vec<Check>, Option<IfMatchForm>)> {
-        let (check, form) = self.probe_replace(key, etag, ids, times).await?;
+        let etag = expected.etag;
+        let (check, form) = self.probe_replace(key, expected, ids, times).await?;
         let mut checks = vec![check];
         let Some(form) = form else {
             return Ok((checks, None));
         };
         let stale = ids();
         match self
-            .replace_as(key, probe_body(&stale), &stale, etag, form, false)
+            .replace_as(key, probe_body(&stale), &stale, expected, form, false)
             .await?
         {
             ReplaceAttempt::Decided(ReplaceOutcome::Conflict { .. }) => {
@@ -363,17 +378,18 @@ impl Store {
     async fn probe_replace(
         &self,
         key: &keys::Key,
-        etag: &str,
+        expected: Expected<'_>,
         ids: &mut impl FnMut() -> WriteId,
         times: &mut Vec<Duration>,
     ) -> Result<(Check, Option<IfMatchForm>)> {
+        let etag = expected.etag;
         let mut refused: Vec<String> = Vec::new();
         let forms = std::iter::once(IfMatchForm::AsReported).chain(IfMatchForm::alternatives(etag));
         for form in forms {
             let id = ids();
             let t = self.clock().monotonic();
             match self
-                .replace_as(key, probe_body(&id), &id, etag, form, false)
+                .replace_as(key, probe_body(&id), &id, expected, form, false)
                 .await
             {
                 Ok(ReplaceAttempt::Decided(ReplaceOutcome::Replaced { .. })) => {
@@ -441,10 +457,18 @@ impl Store {
         let first = ids();
         let key = keys::probe(&first.0);
         let result = match self.create(&key, probe_body(&first), &first).await {
-            Ok(CreateOutcome::Created { etag: Some(etag) }) => self
-                .probe_if_match(&key, &etag, &mut ids, &mut Vec::new())
-                .await
-                .map(|(_, form)| form),
+            Ok(CreateOutcome::Created {
+                etag: Some(etag),
+                version,
+            }) => {
+                let expected = Expected {
+                    etag: &etag,
+                    version: version.as_deref(),
+                };
+                self.probe_if_match(&key, expected, &mut ids, &mut Vec::new())
+                    .await
+                    .map(|(_, form)| form)
+            }
             Ok(_) => Ok(None),
             Err(e) => Err(e),
         };

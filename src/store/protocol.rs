@@ -80,8 +80,8 @@ use tracing::{info, warn};
 
 use super::probe::Capabilities;
 use super::{
-    keys, CreateOutcome, IfMatchForm, Key, ReadIfChanged, ReplaceAttempt, ReplaceOutcome, Store,
-    WriteId,
+    keys, CreateOutcome, Expected, IfMatchForm, Key, ReadIfChanged, ReplaceAttempt, ReplaceOutcome,
+    Store, Tag, WriteId,
 };
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -351,10 +351,10 @@ impl Store {
     }
 
     /// The prefix's protocol record with its etag, if one was written. One GET.
-    pub async fn read_protocol_tagged(&self) -> Result<Option<(ProtocolRecord, Option<String>)>> {
+    pub async fn read_protocol_tagged(&self) -> Result<Option<(ProtocolRecord, Tag)>> {
         let key = keys::protocol();
         match self.read(&key).await? {
-            Some(obj) => Ok(Some((decode(&key, &obj.bytes)?, obj.etag))),
+            Some(obj) => Ok(Some((decode(&key, &obj.bytes)?, obj.tag()))),
             None => Ok(None),
         }
     }
@@ -365,11 +365,11 @@ impl Store {
         Ok(self.create_protocol_tagged(record).await?.0)
     }
 
-    /// [`Store::create_protocol`], with the etag of the record in force.
+    /// [`Store::create_protocol`], with the etag and version of the record in force.
     pub async fn create_protocol_tagged(
         &self,
         record: &ProtocolRecord,
-    ) -> Result<(ProtocolRecord, Option<String>)> {
+    ) -> Result<(ProtocolRecord, Tag)> {
         let key = keys::protocol();
         let bytes = serde_json::to_vec(record).map_err(|source| Error::Encode {
             what: "protocol record",
@@ -377,10 +377,10 @@ impl Store {
         })?;
         let id = WriteId(record.write_id.clone());
         match self.create(&key, Bytes::from(bytes), &id).await? {
-            CreateOutcome::Created { etag } => Ok((record.clone(), etag)),
+            CreateOutcome::Created { etag, version } => Ok((record.clone(), Tag { etag, version })),
             CreateOutcome::Exists {
                 current: Some(obj), ..
-            } => Ok((decode(&key, &obj.bytes)?, obj.etag)),
+            } => Ok((decode(&key, &obj.bytes)?, obj.tag())),
             CreateOutcome::Exists { current: None, .. } => match self.read_protocol_tagged().await?
             {
                 Some(r) => Ok(r),
@@ -514,17 +514,18 @@ struct WatchState {
     write_id: String,
     /// The `If-Match` form the record says, as last confirmed.
     form: Option<IfMatchForm>,
-    etag: Option<String>,
+    /// The record's etag and version, as last confirmed.
+    tag: Tag,
     confirmed: Instant,
     /// What the record said when it was found changed: from then on every check fails.
     changed: Option<String>,
 }
 
 impl ProtocolWatch {
-    /// A watch on `record`, read (or written) with `etag` just now.
+    /// A watch on `record`, read (or written) with `tag` just now.
     pub fn new(
         record: ProtocolRecord,
-        etag: Option<String>,
+        tag: Tag,
         clock: Arc<dyn Clock>,
         options: WatchOptions,
     ) -> Self {
@@ -533,7 +534,7 @@ impl ProtocolWatch {
             state: tokio::sync::Mutex::new(WatchState {
                 write_id: record.write_id.clone(),
                 form: record.if_match_form,
-                etag,
+                tag,
                 confirmed,
                 changed: None,
             }),
@@ -555,8 +556,12 @@ impl ProtocolWatch {
         if st.form.is_some() || st.changed.is_some() {
             return;
         }
-        let Some(etag) = st.etag.clone() else {
+        let Some(etag) = st.tag.etag.clone() else {
             return;
+        };
+        let expected = Expected {
+            etag: &etag,
+            version: st.tag.version.as_deref(),
         };
         let key = keys::protocol();
         let mut record = self.record.clone();
@@ -568,10 +573,10 @@ impl ProtocolWatch {
         let id = WriteId(record.write_id.clone());
         let started = self.clock.monotonic();
         match store
-            .replace_as(&key, Bytes::from(bytes), &id, &etag, form, true)
+            .replace_as(&key, Bytes::from(bytes), &id, expected, form, true)
             .await
         {
-            Ok(ReplaceAttempt::Decided(ReplaceOutcome::Replaced { etag })) => {
+            Ok(ReplaceAttempt::Decided(ReplaceOutcome::Replaced { etag, version })) => {
                 info!(
                     key = %key,
                     form = form.describe(),
@@ -579,7 +584,7 @@ impl ProtocolWatch {
                 );
                 st.write_id = record.write_id;
                 st.form = Some(form);
-                st.etag = etag;
+                st.tag = Tag { etag, version };
                 st.confirmed = started;
             }
             Ok(ReplaceAttempt::Decided(ReplaceOutcome::Conflict {
@@ -589,7 +594,7 @@ impl ProtocolWatch {
                 Ok(found) if self.agrees(&found) => {
                     st.write_id = found.write_id;
                     st.form = found.if_match_form;
-                    st.etag = obj.etag;
+                    st.tag = obj.tag();
                     st.confirmed = started;
                 }
                 // Changed or unreadable: the next check says so.
@@ -647,20 +652,20 @@ impl ProtocolWatch {
             return Ok(());
         }
         let key = keys::protocol();
-        let seen = match st.etag.as_deref() {
+        let seen = match st.tag.etag.as_deref() {
             Some(etag) => store.read_if_changed(&key, etag).await?,
             None => match store.read(&key).await? {
                 Some(obj) => ReadIfChanged::Changed(obj),
                 None => ReadIfChanged::Missing,
             },
         };
-        let (found, etag) = match seen {
+        let (found, tag) = match seen {
             ReadIfChanged::Unchanged => {
                 st.confirmed = started;
                 return Ok(());
             }
             ReadIfChanged::Changed(obj) => match decode(&key, &obj.bytes) {
-                Ok(r) => (r, obj.etag),
+                Ok(r) => (r, obj.tag()),
                 Err(e) => {
                     let now = format!("something unreadable ({e})");
                     st.changed = Some(now.clone());
@@ -692,7 +697,7 @@ impl ProtocolWatch {
         }
         st.write_id = found.write_id;
         st.form = found.if_match_form;
-        st.etag = etag;
+        st.tag = tag;
         st.confirmed = started;
         Ok(())
     }

@@ -1,0 +1,367 @@
+//! cairn in front of each known quirk of a real object store (`cairn::store::quirks`, played
+//! on an in-memory store): what the probe concludes there, and that the quirk yields
+//! neither two holders nor a lost write — the conformance suite's strategy checks (racing
+//! creators, stale writes, the 16-writer counter) run on every store the probe accepts, and
+//! the probe refuses the one that cannot be made safe. Each test fails without cairn's
+//! handling of its quirk (named in the test).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn::conformance::{self as check, Namespace};
+use cairn::lease::{Acquired, LeaseOptions};
+use cairn::manifest::Strategy;
+use cairn::store::fault::{FaultStore, Hook};
+use cairn::store::quirks::{
+    BareEtagOnly, CreateRefusedAs412, Gcs, IgnoresConditions, MissingIsNotFound,
+};
+use cairn::store::{keys, CreateOutcome, IfMatchForm, ReplaceOutcome, Store, WriteId};
+use cairn::turn::{RunOnce, TurnOptions};
+use cairn::{Cairn, Error, Name, StoreOptions};
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+fn quirky(hook: impl Hook + 'static) -> Arc<FaultStore> {
+    Arc::new(FaultStore::with_hook(Arc::new(InMemory::new()), 7, hook))
+}
+
+fn ns(store: &Arc<FaultStore>) -> Namespace {
+    Namespace::fresh(store.clone() as Arc<dyn ObjectStore>, "quirks")
+}
+
+async fn node(store: &Arc<FaultStore>, prefix: &str, name: &str) -> cairn::Result<Cairn> {
+    Cairn::builder(store.clone() as Arc<dyn ObjectStore>)
+        .prefix(prefix)
+        .node(name)?
+        .seed(name.len() as u64)
+        .build()
+        .await
+}
+
+/// Six nodes race for `lock` at once: the fencing tokens of those that got it (each lease
+/// is released again).
+async fn race_for(nodes: &[Cairn], lock: &str) -> Vec<u64> {
+    let name = Name::new(lock).unwrap();
+    let locks: Vec<_> = nodes
+        .iter()
+        .map(|c| {
+            c.locks(LeaseOptions::with_ttl(Duration::from_secs(30)))
+                .unwrap()
+        })
+        .collect();
+    let tries = locks.iter().map(|l| l.try_acquire(&name));
+    let mut held = Vec::new();
+    for r in futures::future::join_all(tries).await {
+        if let Acquired::Acquired(lease) = r.unwrap() {
+            held.push(lease);
+        }
+    }
+    let tokens = held.iter().map(|l| l.fencing_token().0).collect();
+    for lease in held {
+        lease.release().await.unwrap();
+    }
+    tokens
+}
+
+/// Six nodes on `store` race for one lock three times: one holder each round, and each
+/// round's token above the last (a release and a takeover are replaces, conditional on what
+/// was read).
+async fn one_holder_at_a_time(store: &Arc<FaultStore>) {
+    let mut nodes = Vec::new();
+    for i in 0..6 {
+        nodes.push(node(store, "locks", &format!("n{i}")).await.unwrap());
+    }
+    let mut last = 0;
+    for round in 0..3 {
+        let tokens = race_for(&nodes, "shared").await;
+        assert_eq!(tokens.len(), 1, "round {round}: one holder, got {tokens:?}");
+        assert!(
+            tokens[0] > last,
+            "round {round}: token {} after {last}",
+            tokens[0]
+        );
+        last = tokens[0];
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Google Cloud Storage: replaces conditional on the generation.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_gcs_model_conditions_replaces_on_the_generation_alone() {
+    let gcs = quirky(Gcs);
+    let path = Path::from("k");
+    let first = gcs.put(&path, PutPayload::from("a")).await.unwrap();
+    let (etag, generation) = (first.e_tag.unwrap(), first.version.unwrap());
+    assert_ne!(
+        etag.trim_matches('"'),
+        generation,
+        "etags are not generations"
+    );
+    let update = |e_tag: Option<&str>, version: Option<&str>| {
+        PutOptions::from(PutMode::Update(UpdateVersion {
+            e_tag: e_tag.map(str::to_string),
+            version: version.map(str::to_string),
+        }))
+    };
+    // The etag alone: refused by the client, before any request.
+    let e = gcs
+        .put_opts(&path, PutPayload::from("b"), update(Some(&etag), None))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("Version required"), "{e}");
+    // The generation: compared, the etag ignored.
+    let second = gcs
+        .put_opts(
+            &path,
+            PutPayload::from("b"),
+            update(Some("\"junk\""), Some(&generation)),
+        )
+        .await
+        .unwrap();
+    let e = gcs
+        .put_opts(
+            &path,
+            PutPayload::from("c"),
+            update(Some(&etag), Some(&generation)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, object_store::Error::Precondition { .. }), "{e}");
+    // A read reports the generation; a listing does not.
+    let read = gcs.head(&path).await.unwrap();
+    assert_eq!(read.version, second.version);
+    assert_eq!(read.e_tag, second.e_tag);
+    let listed: Vec<_> = gcs.list(None).try_collect().await.unwrap();
+    assert_eq!(
+        (listed[0].version.as_deref(), listed[0].e_tag.clone()),
+        (None, read.e_tag)
+    );
+}
+
+/// Fails without the version kept beside the etag: every replace on GCS would be refused
+/// by the client ("Version required for conditional update").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_gcs_the_probe_picks_etag_cas_and_every_strategy_check_passes() {
+    let gcs = quirky(Gcs);
+    check::probe_picks_the_right_strategy(
+        ns(&gcs),
+        Strategy::EtagCas,
+        Some(IfMatchForm::AsReported),
+    )
+    .await;
+    for strategy in [Strategy::EtagCas, Strategy::VersionChain] {
+        check::strategy_checks(gcs.clone(), "quirks", strategy, TIMEOUT).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_gcs_locks_turns_and_records_work_with_one_holder_at_a_time() {
+    let gcs = quirky(Gcs);
+    one_holder_at_a_time(&gcs).await;
+    let c = node(&gcs, "locks", "turner").await.unwrap();
+    assert_eq!(c.strategy(), Strategy::EtagCas);
+    let turns = c.turns(TurnOptions::default());
+    let turn = Name::new("expiry").unwrap();
+    assert!(matches!(
+        turns.run_once(&turn, |_| async { Ok(None) }).await.unwrap(),
+        RunOnce::Ran { .. }
+    ));
+    assert!(matches!(
+        turns.run_once(&turn, |_| async { Ok(None) }).await.unwrap(),
+        RunOnce::NotDue { .. }
+    ));
+    let records = c.records();
+    let (ns_, key) = (Name::new("status").unwrap(), Name::new("job").unwrap());
+    for v in [3, 7, 5] {
+        let _ = records
+            .put_if_newer(&ns_, &key, v, serde_json::json!({ "v": v }))
+            .await
+            .unwrap();
+    }
+    let stored = records.get(&ns_, &key).await.unwrap().expect("stored");
+    assert_eq!(stored.version, 7);
+}
+
+// ---------------------------------------------------------------------------------------
+// AWS S3: 404 to If-Match on a missing key.
+// ---------------------------------------------------------------------------------------
+
+/// Fails without taking the 404 as a refusal: the replace of a deleted object would be an
+/// unclear answer, so the manifest layer could only call its write ambiguous.
+#[tokio::test]
+async fn on_aws_a_replace_of_a_deleted_object_is_a_clean_conflict() {
+    let aws = quirky(MissingIsNotFound);
+    let store = Store::new(aws.clone(), "p", StoreOptions::default()).unwrap();
+    let mut rng = rand::rng();
+    let key = keys::probe("gone");
+    let id = WriteId::random(&mut rng);
+    let body = |id: &WriteId| Bytes::from(format!(r#"{{"write_id":"{}"}}"#, id.0));
+    let etag = match store.create(&key, body(&id), &id).await.unwrap() {
+        CreateOutcome::Created { etag, .. } => etag.unwrap(),
+        other => panic!("{other:?}"),
+    };
+    store.delete(&key).await.unwrap();
+    let id = WriteId::random(&mut rng);
+    match store
+        .replace(&key, body(&id), &id, &etag, None)
+        .await
+        .unwrap()
+    {
+        ReplaceOutcome::Conflict {
+            current: None,
+            after_unclear: false,
+        } => {}
+        other => panic!("expected a clean conflict with nothing there, got {other:?}"),
+    }
+    // The same through the wire error object_store reports: a 404 on the PUT.
+    let path = Path::from("p/raw");
+    aws.put(&path, PutPayload::from("x")).await.unwrap();
+    aws.delete(&path).await.unwrap();
+    let e = aws
+        .put_opts(
+            &path,
+            PutPayload::from("y"),
+            PutOptions::from(PutMode::Update(UpdateVersion {
+                e_tag: Some(etag),
+                version: None,
+            })),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, object_store::Error::NotFound { .. }), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_aws_the_probe_picks_etag_cas_and_every_strategy_check_passes() {
+    let aws = quirky(MissingIsNotFound);
+    check::probe_picks_the_right_strategy(
+        ns(&aws),
+        Strategy::EtagCas,
+        Some(IfMatchForm::AsReported),
+    )
+    .await;
+    check::strategy_checks(aws.clone(), "quirks", Strategy::EtagCas, TIMEOUT).await;
+    one_holder_at_a_time(&aws).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Ceph RGW and Hetzner: If-Match only with the bare etag.
+// ---------------------------------------------------------------------------------------
+
+/// Fails without the probe's search for the form: every replace would be refused (412)
+/// and etag CAS unusable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_bare_etag_store_the_probe_finds_the_form_and_etag_cas_is_safe() {
+    let rgw = quirky(BareEtagOnly);
+    check::probe_picks_the_right_strategy(ns(&rgw), Strategy::EtagCas, Some(IfMatchForm::Unquoted))
+        .await;
+    check::strategy_checks(rgw.clone(), "quirks", Strategy::EtagCas, TIMEOUT).await;
+    one_holder_at_a_time(&rgw).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Garage: conditions on PUT ignored.
+// ---------------------------------------------------------------------------------------
+
+/// Fails without the probe's second create: six nodes would all hold one lock.
+#[tokio::test]
+async fn a_store_that_ignores_put_conditions_is_refused_and_nothing_is_recorded() {
+    let garage = quirky(IgnoresConditions);
+    match node(&garage, "p", "n0").await {
+        Err(Error::StoreRefused { check, detail }) => {
+            assert_eq!(check, "create-if-absent twice", "{detail}");
+            assert!(detail.contains("ignores If-None-Match"), "{detail}");
+        }
+        Ok(c) => panic!(
+            "the probe passed a store that ignores conditions: {:?}",
+            c.capabilities()
+        ),
+        Err(other) => panic!("expected StoreRefused, got {other:?}"),
+    }
+    let s = Store::new(garage, "p", StoreOptions::default()).unwrap();
+    assert!(s.read_protocol().await.unwrap().is_none());
+}
+
+// ---------------------------------------------------------------------------------------
+// Cloudflare R2: 412 to a create that finds the key.
+// ---------------------------------------------------------------------------------------
+
+/// Fails if a failed create's 412 were taken for anything but a refusal: racing creators
+/// would all be told they lost without a winner, or be retried into errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_r2_a_create_refused_with_412_loses_cleanly_to_the_winner() {
+    let r2 = quirky(CreateRefusedAs412);
+    check::probe_picks_the_right_strategy(
+        ns(&r2),
+        Strategy::EtagCas,
+        Some(IfMatchForm::AsReported),
+    )
+    .await;
+    check::strategy_checks(r2.clone(), "quirks", Strategy::EtagCas, TIMEOUT).await;
+    one_holder_at_a_time(&r2).await;
+    // The hook answers as R2 does.
+    let path = Path::from("raw");
+    r2.put(&path, PutPayload::from("x")).await.unwrap();
+    let e = r2
+        .put_opts(
+            &path,
+            PutPayload::from("y"),
+            PutOptions::from(PutMode::Create),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, object_store::Error::Precondition { .. }), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------
+// MinIO and Hetzner: If-Match ignored on DELETE.
+// ---------------------------------------------------------------------------------------
+
+/// Nothing in coordination depends on a conditional DELETE (object_store sends none): a
+/// lock's life, a turn, a record's updates and a stream's creation send no DELETE at all,
+/// on etag CAS, so a store that ignores `If-Match` on DELETE changes nothing.
+#[tokio::test]
+async fn coordination_sends_no_delete() {
+    let store = quirky(cairn::store::quirks::MissingIsNotFound);
+    let c = node(&store, "p", "n0").await.unwrap();
+    assert_eq!(c.strategy(), Strategy::EtagCas);
+    let before = store.counts();
+    let locks = c
+        .locks(LeaseOptions::with_ttl(Duration::from_secs(30)))
+        .unwrap();
+    let name = Name::new("deploy").unwrap();
+    for _ in 0..2 {
+        match locks.try_acquire(&name).await.unwrap() {
+            Acquired::Acquired(lease) => lease.release().await.unwrap(),
+            Acquired::Busy(b) => panic!("busy: {b:?}"),
+        }
+    }
+    let turns = c.turns(TurnOptions::default());
+    let _ = turns
+        .run_once(&Name::new("expiry").unwrap(), |_| async { Ok(None) })
+        .await
+        .unwrap();
+    let records = c.records();
+    let (ns_, key) = (Name::new("status").unwrap(), Name::new("job").unwrap());
+    for v in [1, 2] {
+        let _ = records
+            .put_if_newer(&ns_, &key, v, serde_json::json!({}))
+            .await
+            .unwrap();
+    }
+    let _ = c
+        .streams()
+        .create(&Name::new("logs").unwrap(), serde_json::json!({}))
+        .await
+        .unwrap();
+    let used = store.counts().since(&before);
+    assert!(used.puts >= 7, "{used:?}");
+    assert_eq!(used.deletes, 0, "{used:?}");
+}
