@@ -133,8 +133,9 @@ pub async fn run(
 }
 
 /// The process nodes: this very executable, on a store URL naming the run's prefix (for
-/// `file://` the URL's path is the root and the prefix a directory under it; for `s3://` and
-/// `az://` the prefix, which includes the URL's own, goes after the bucket or container). Their work file and stderr
+/// `file://` the URL's path is the root and the prefix a directory under it; for `s3://`,
+/// `az://` and `gs://` the prefix, which includes the URL's own, goes after the bucket or
+/// container). Their work file and stderr
 /// go to a directory under the system's temporary directory, shown in the summary.
 fn processes(
     store_url: &str,
@@ -149,14 +150,17 @@ fn processes(
             .map_err(|()| unreachable_by_children(store_url))?
             .to_string(),
         // Percent-encoded: the child's parse decodes the prefix again.
-        Location::S3 { bucket, .. } => {
-            let mut u = ::url::Url::parse(&format!("s3://{bucket}"))
-                .map_err(|_| unreachable_by_children(store_url))?;
-            u.set_path(prefix);
-            u.to_string()
+        Location::S3 { bucket: root, .. }
+        | Location::Azure {
+            container: root, ..
         }
-        Location::Azure { container, .. } => {
-            let mut u = ::url::Url::parse(&format!("az://{container}"))
+        | Location::Gcs { bucket: root, .. } => {
+            let scheme = match location {
+                Location::Azure { .. } => "az",
+                Location::Gcs { .. } => "gs",
+                _ => "s3",
+            };
+            let mut u = ::url::Url::parse(&format!("{scheme}://{root}"))
                 .map_err(|_| unreachable_by_children(store_url))?;
             u.set_path(prefix);
             u.to_string()

@@ -1,11 +1,11 @@
 //! Store URLs, a convenience for the CLI and for programs that do not already hold an
-//! `ObjectStore`: `s3://bucket/prefix`, `az://container/prefix`, `file:///absolute/path`,
-//! `memory://`.
+//! `ObjectStore`: `s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix`,
+//! `file:///absolute/path`, `memory://`.
 //!
 //! object_store's own parser (`ObjectStoreScheme::parse`) reads them, so a path is
 //! percent-decoded (`file:///tmp/a%20b` is the directory `/tmp/a b`) and Hadoop's `s3a://`
 //! means `s3://`. What it also recognises but cairn cannot open as written is refused with
-//! the accepted forms: other clouds, Azure's other spellings (`abfs://`, `adl://`,
+//! the accepted forms: other schemes, Azure's other spellings (`abfs://`, `adl://`,
 //! `azure://`), plain `http(s)://` stores, and `https://` S3 or Azure URLs, whose endpoint
 //! and region or account cairn takes from the environment instead. A URL with a user, port,
 //! query or fragment is refused (a `?` or `#` in a path is written `%3F` or `%23`), and so is
@@ -24,6 +24,14 @@
 //! (`AZURE_STORAGE_ENDPOINT`, plain HTTP allowed only when it says `http://`).
 //! `AZURE_STORAGE_USE_EMULATOR=true` points at Azurite, at `AZURITE_BLOB_STORAGE_URL`
 //! (default `http://127.0.0.1:10000`) with its well-known account and key.
+//!
+//! For `gs://` (the `gcp` feature) everything but the bucket comes from the `GOOGLE_*`
+//! environment, read by object_store's `GoogleCloudStorageBuilder::from_env`: a service
+//! account file (`GOOGLE_SERVICE_ACCOUNT`) or key (`GOOGLE_SERVICE_ACCOUNT_KEY`), else
+//! application default credentials (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's, or the
+//! metadata server), and `GOOGLE_BASE_URL` for another endpoint. GCS conditions a replace on
+//! the object's generation, which cairn keeps beside the etag of what it read
+//! ([`super::Object::version`]).
 //!
 //! # Opening is cheap when the environment says everything
 //!
@@ -52,7 +60,7 @@ use object_store::memory::InMemory;
 #[cfg(feature = "aws")]
 use object_store::ClientOptions;
 use object_store::ObjectStore;
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 use object_store::RetryConfig;
 
 use crate::error::{Error, Result};
@@ -83,16 +91,19 @@ pub enum StoreKind {
     S3,
     /// `az://`: Azure Blob Storage (or Azurite).
     Azure,
+    /// `gs://`: Google Cloud Storage.
+    Gcs,
 }
 
 impl StoreKind {
-    /// Its name in reports: `memory`, `local filesystem`, `s3`, `azure`.
+    /// Its name in reports: `memory`, `local filesystem`, `s3`, `azure`, `gcs`.
     pub fn label(self) -> &'static str {
         match self {
             StoreKind::Memory => "memory",
             StoreKind::LocalFilesystem => "local filesystem",
             StoreKind::S3 => "s3",
             StoreKind::Azure => "azure",
+            StoreKind::Gcs => "gcs",
         }
     }
 }
@@ -142,7 +153,7 @@ impl Default for OpenOptions {
 
 /// Longest a connection may take to open (the HTTP client's connect timeout), unless the
 /// request timeout is shorter: object_store's default, and S3's advice (3.1 s).
-#[cfg(any(feature = "aws", feature = "azure"))]
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The HTTP client's options for an `s3://` store.
@@ -199,12 +210,14 @@ pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Opened> {
         }
         Location::S3 { bucket, prefix } => open_s3(&bucket, &prefix, options.timeout).await,
         Location::Azure { container, prefix } => open_azure(&container, &prefix, options.timeout),
+        Location::Gcs { bucket, prefix } => open_gcs(&bucket, &prefix, options.timeout),
     }
 }
 
 /// The forms a store URL may take, for messages.
 const ACCEPTED: &str =
-    "expected s3://bucket/prefix, az://container/prefix, file:///absolute/path or memory://";
+    "expected s3://bucket/prefix, az://container/prefix, gs://bucket/prefix, \
+     file:///absolute/path or memory://";
 
 /// Where a store URL points, before anything is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +239,14 @@ pub(crate) enum Location {
     Azure {
         /// The container.
         container: String,
+        /// The root prefix inside it, possibly empty.
+        prefix: String,
+    },
+    /// `gs://bucket/prefix`, Google Cloud Storage: the prefix as for [`Location::S3`]; the
+    /// credentials and endpoint come from the environment.
+    Gcs {
+        /// The bucket.
+        bucket: String,
         /// The root prefix inside it, possibly empty.
         prefix: String,
     },
@@ -257,6 +278,10 @@ pub(crate) fn parse(url: &str) -> Result<Location> {
     }
     let s3 = matches!(scheme, "s3" | "s3a");
     if s3 && parsed.host_str().is_none_or(str::is_empty) {
+        return Err(Error::Config(format!("{url:?} names no bucket")));
+    }
+    let gs = scheme == "gs";
+    if gs && parsed.host_str().is_none_or(str::is_empty) {
         return Err(Error::Config(format!("{url:?} names no bucket")));
     }
     let az = scheme == "az";
@@ -308,6 +333,10 @@ pub(crate) fn parse(url: &str) -> Result<Location> {
             container: parsed.host_str().unwrap_or_default().to_string(),
             prefix: path.as_ref().to_string(),
         }),
+        Scheme::GoogleCloudStorage if gs => Ok(Location::Gcs {
+            bucket: parsed.host_str().unwrap_or_default().to_string(),
+            prefix: path.as_ref().to_string(),
+        }),
         Scheme::MicrosoftAzure if scheme == "https" => Err(Error::Config(format!(
             "{url:?}: an https URL names an Azure account, which cairn takes from the \
              environment (AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ENDPOINT): write the \
@@ -332,6 +361,59 @@ fn open_azure(container: &str, _prefix: &str, _timeout: Duration) -> Result<Open
     Err(Error::Config(format!(
         "az://{container}: this build of cairn has no Azure support (enable its `azure` feature)"
     )))
+}
+
+/// Without the `gcp` feature there is no GCS client: the URL is refused, naming the feature.
+#[cfg(not(feature = "gcp"))]
+fn open_gcs(bucket: &str, _prefix: &str, _timeout: Duration) -> Result<Opened> {
+    Err(Error::Config(format!(
+        "gs://{bucket}: this build of cairn has no Google Cloud Storage support (enable its \
+         `gcp` feature)"
+    )))
+}
+
+/// Opens a Google Cloud Storage bucket, configured from the `GOOGLE_*` environment as
+/// object_store reads it (see the module docs), with the request and connect timeouts set
+/// as for S3.
+#[cfg(feature = "gcp")]
+fn open_gcs(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened> {
+    use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+    use object_store::ClientConfigKey;
+    let builder = GoogleCloudStorageBuilder::from_env();
+    let endpoint = builder
+        .get_config_value(&GoogleConfigKey::BaseUrl)
+        .unwrap_or_else(|| "https://storage.googleapis.com".to_string());
+    let millis = |d: Duration| format!("{}ms", d.as_millis());
+    let mut builder = builder
+        .with_bucket_name(bucket)
+        .with_retry(RetryConfig {
+            max_retries: 3,
+            retry_timeout: timeout,
+            ..Default::default()
+        })
+        .with_config(
+            GoogleConfigKey::Client(ClientConfigKey::Timeout),
+            millis(timeout),
+        )
+        .with_config(
+            GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            millis(timeout.min(CONNECT_TIMEOUT)),
+        );
+    if endpoint.starts_with("http://") {
+        builder = builder.with_config(
+            GoogleConfigKey::Client(ClientConfigKey::AllowHttp),
+            "true",
+        );
+    }
+    let gcs = builder
+        .build()
+        .map_err(|e| Error::Config(format!("gs://{bucket}: {e}")))?;
+    Ok(Opened {
+        store: Arc::new(gcs),
+        prefix: prefix.to_string(),
+        kind: StoreKind::Gcs,
+        endpoint: Some(super::cause::endpoint_of(&endpoint).unwrap_or(endpoint)),
+    })
 }
 
 /// Opens an Azure Blob container, configured from the `AZURE_*` environment as object_store
@@ -632,6 +714,32 @@ mod parse_tests {
     }
 
     #[test]
+    fn a_gs_url_names_a_bucket_and_a_prefix_without_outer_slashes() {
+        let gs = |bucket: &str, prefix: &str| Location::Gcs {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        };
+        assert_eq!(parse("gs://logs").unwrap(), gs("logs", ""));
+        assert_eq!(parse("gs://logs/a/b/").unwrap(), gs("logs", "a/b"));
+        assert_eq!(parse("gs://logs/a%20b").unwrap(), gs("logs", "a b"));
+        for url in ["gs://", "gs:///prefix"] {
+            assert_eq!(refusal(url), format!("{url:?} names no bucket"));
+        }
+        refused_saying(&["gs://logs:1/p", "gs://logs/p?x=1"], "no user, port");
+    }
+
+    #[cfg(feature = "gcp")]
+    #[tokio::test]
+    async fn a_gs_url_opens_a_gcs_client_with_the_endpoint_from_the_environment() {
+        // No request is made: building the client reads the environment only. Without
+        // credentials object_store falls back to application default credentials, fetched
+        // at the first request.
+        let opened = open("gs://logs/fleet/a").await.unwrap();
+        assert_eq!((opened.kind, opened.prefix.as_str()), (StoreKind::Gcs, "fleet/a"));
+        assert!(opened.store.to_string().contains("logs"), "{}", opened.store);
+    }
+
+    #[test]
     fn an_https_s3_url_is_refused_since_its_endpoint_would_be_ignored() {
         refused_saying(
             &[
@@ -648,7 +756,7 @@ mod parse_tests {
     fn other_schemes_and_url_parts_are_refused_naming_the_accepted_forms() {
         for url in [
             "ftp://nope",
-            "gs://bucket/p",
+            "https://storage.googleapis.com/bucket/p",
             "abfs://container/p",
             "adl://container/p",
             "azure://container/p",
