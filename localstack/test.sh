@@ -60,7 +60,7 @@ cargo test --locked "$@"
 if [ $# -eq 0 ]; then
   os13=$(mktemp -d)
   trap 'rm -rf "$os13"; "$here/stop.sh"' EXIT
-  cp -r Cargo.toml Cargo.lock src tests examples "$os13/"
+  cp -r Cargo.toml Cargo.lock README.md src tests examples "$os13/"
   [ -d benches ] && cp -r benches "$os13/"
   (
     cd "$os13"

@@ -318,7 +318,7 @@ pub enum Error {
 impl Error {
     /// A short stable name for the kind of error, for machines: `no-such-bucket`,
     /// `no-credentials`, `unreachable`, `timeout`, … (the CLI prints it under `--json`; the
-    /// README lists them all).
+    /// docs/CLI.md lists them all).
     pub fn kind(&self) -> &'static str {
         use crate::store::cause::{diagnose, Diagnosis};
         match self {

@@ -36,7 +36,7 @@
 //! it had seen with it. A [`Fenced`] handle remembers the highest token it has seen stored
 //! (read, written, or refused by), and refuses a write below it onto an object that is
 //! gone or stored below it ([`Error::RecordVanished`]) instead of applying it. A process that
-//! never saw the object cannot know; keep `app/` out of reach of lifecycle rules (README,
+//! never saw the object cannot know; keep `app/` out of reach of lifecycle rules (docs/STORES.md,
 //! "Lifecycle rules").
 
 use std::sync::{Arc, Mutex};

@@ -5,6 +5,46 @@
 //! (`If-None-Match: *` to create, `If-Match: <etag>` to replace) of a small JSON manifest,
 //! and every write is verified.
 //!
+//! ## Embedding
+//!
+//! An ingestor that already holds an `Arc<dyn ObjectStore>` hands it to cairn with a prefix
+//! and a node id, takes a lock, and guards what the lock protects with the lock's fencing
+//! token: a fenced object in the same bucket takes a write only from a token no lower than
+//! any that wrote it, so a holder that stalled past its lease cannot overwrite its
+//! successor's work.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> cairn::Result<()> {
+//! use std::sync::Arc;
+//! use cairn::fenced::FencedWrite;
+//! use cairn::{Acquired, Cairn, LeaseOptions, Name};
+//!
+//! let store = Arc::new(object_store::memory::InMemory::new());
+//! let cairn = Cairn::builder(store).prefix("fleet").node("ingestor-1")?.build().await?;
+//!
+//! let locks = cairn.locks(LeaseOptions::default())?;
+//! let Acquired::Acquired(lease) = locks.try_acquire(&Name::new("compaction")?).await? else {
+//!     return Ok(()); // another node holds it
+//! };
+//! let token = lease.fencing_token();
+//! let segments = cairn.fenced::<Vec<String>>(&Name::new("compacted-segments")?);
+//! let wrote = segments
+//!     .update(token, |current| {
+//!         let mut all = current.cloned().unwrap_or_default();
+//!         all.push("segment-1".to_string());
+//!         all
+//!     })
+//!     .await?;
+//! assert!(matches!(wrote, FencedWrite::Written(_)));
+//! lease.release().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The crates whose types appear in cairn's API are re-exported, so an embedder adds none of
+//! them for cairn's sake: [`object_store`] (the store handed in), [`serde_json`] (stored
+//! values as `Value`), [`chrono`] (timestamps) and [`tokio_util`] (`CancellationToken`, the
+//! loss signal).
+//!
 //! ## Guarantees
 //!
 //! - **One winner.** Of racing writers of the same manifest version, exactly one succeeds;
@@ -49,50 +89,12 @@
 //! - `cli` (default): the `cairn` binary and `cairn::cli`, with the fleet simulator and the
 //!   benchmark engine (`cairn::fleet`, `cairn::bench`); enables `test-util`.
 //! - `aws` (default): `s3://` store URLs, with credentials from aws-config's provider chain.
+//! - `azure` (default): `az://` store URLs, configured from the `AZURE_*` environment.
+//! - `gcp` (default): `gs://` store URLs, configured from the `GOOGLE_*` environment.
 //! - `test-util`: the fault-injecting `store::fault::FaultStore`, `TestClock`, and the
 //!   conformance suite `conformance`, to run against any `ObjectStore`.
 //!
 //! The repository's `examples/` show each feature on a seed problem.
-//!
-//! ## Embedding
-//!
-//! An ingestor that already holds an `Arc<dyn ObjectStore>` hands it to cairn with a prefix
-//! and a node id, takes a lock, and guards what the lock protects with the lock's fencing
-//! token: a fenced object in the same bucket takes a write only from a token no lower than
-//! any that wrote it, so a holder that stalled past its lease cannot overwrite its
-//! successor's work.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> cairn::Result<()> {
-//! use std::sync::Arc;
-//! use cairn::fenced::FencedWrite;
-//! use cairn::{Acquired, Cairn, LeaseOptions, Name};
-//!
-//! let store = Arc::new(object_store::memory::InMemory::new());
-//! let cairn = Cairn::builder(store).prefix("fleet").node("ingestor-1")?.build().await?;
-//!
-//! let locks = cairn.locks(LeaseOptions::default())?;
-//! let Acquired::Acquired(lease) = locks.try_acquire(&Name::new("compaction")?).await? else {
-//!     return Ok(()); // another node holds it
-//! };
-//! let token = lease.fencing_token();
-//! let segments = cairn.fenced::<Vec<String>>(&Name::new("compacted-segments")?);
-//! let wrote = segments
-//!     .update(token, |current| {
-//!         let mut all = current.cloned().unwrap_or_default();
-//!         all.push("segment-1".to_string());
-//!         all
-//!     })
-//!     .await?;
-//! assert!(matches!(wrote, FencedWrite::Written(_)));
-//! lease.release().await?;
-//! # Ok(()) }
-//! ```
-//!
-//! The crates whose types appear in cairn's API are re-exported, so an embedder adds none of
-//! them for cairn's sake: [`object_store`] (the store handed in), [`serde_json`] (stored
-//! values as `Value`), [`chrono`] (timestamps) and [`tokio_util`] (`CancellationToken`, the
-//! loss signal).
 
 #![deny(missing_docs)]
 // Stored data never makes cairn panic, and no number wraps ("Bad input never corrupts",
@@ -112,6 +114,11 @@
 // what is denied and why); unit tests and the drivers may use them.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 #![cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
+
+/// The README's code blocks, run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// Declares the drivers around the library: code that runs cairn (the CLI, the fleet
 /// simulator, the benchmark engine, the conformance suite) rather than reads the store for an

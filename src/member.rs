@@ -17,7 +17,7 @@
 //! its write latency at the defaults, under 3 s wherever writes take under 400 ms. A live
 //! node's newest stored heartbeat is at most one interval plus one write old, so it stays
 //! online with `interval + 2 × latency` to spare, one lost heartbeat included. Measured on
-//! LocalStack with `cairn bench --membership` (README, "Performance").
+//! LocalStack with `cairn bench --membership` (docs/PERFORMANCE.md).
 //!
 //! A [`MemberView`] serves records from its cache for up to one interval; a cached record
 //! can therefore look older than the store's. Before it calls a node suspect or offline, the

@@ -36,8 +36,8 @@
 //!
 //! What is not: **a client that never saw the record** (a fresh process, every CLI command)
 //! applies whatever version comes first after the record vanished, as it would to a key
-//! never written. Keep records out of reach of lifecycle rules and restores (see the
-//! README), or have the caller's versions drawn from time, so that a late stale update
+//! never written. Keep records out of reach of lifecycle rules and restores (see
+//! docs/STORES.md), or have the caller's versions drawn from time, so that a late stale update
 //! carries a lower number than any update issued after it.
 
 use std::collections::HashMap;

@@ -251,7 +251,7 @@ fn printed_pid(out: &str) -> libc::pid_t {
 #[test]
 fn a_coproc_lock_hold_is_released_when_its_script_exits() {
     let env = Env::new();
-    // The README's idiom, in a script that ends without `kill $COPROC_PID`.
+    // The idiom of docs/CLI.md, in a script that ends without `kill $COPROC_PID`.
     let out = bash(
         &env,
         r#"coproc "$CAIRN" --store "$STORE" --node script lock hold deploy --ttl 60s

@@ -654,7 +654,7 @@ async fn coordinate_once(c: &Cairn) {
     member.leave().await.unwrap();
 }
 
-/// The coordination path never deletes: a node needs no `s3:DeleteObject` (README, "IAM").
+/// The coordination path never deletes: a node needs no `s3:DeleteObject` (docs/STORES.md, "Permissions").
 /// Once the prefix has its record no node probes, and the first node's probe deletes its
 /// scratch object only as a courtesy: a store that refuses every DELETE still gets its record
 /// and coordinates.

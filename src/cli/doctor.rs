@@ -32,7 +32,7 @@ struct Clock {
 
 /// What doctor can say about bucket lifecycle rules: it cannot read them (object_store has
 /// no call for a bucket's lifecycle configuration, and cairn sends no request of its own), so
-/// it says so and gives the rule to follow (README, "Lifecycle rules").
+/// it says so and gives the rule to follow (docs/STORES.md, "Lifecycle rules").
 #[derive(Serialize)]
 struct Lifecycle {
     /// Always `false`: the rules were not read.
@@ -44,7 +44,7 @@ struct Lifecycle {
 const LIFECYCLE_GUIDANCE: &str = "a bucket lifecycle rule must not expire or transition \
      objects under the prefix's _cairn/, locks/, turns/, streams/, records/, members/ or \
      scratch/ (held leases, record tombstones and turn schedules would vanish); log/ only if \
-     losing old entries is acceptable; _probe/ freely (README, \"Lifecycle rules\")";
+     losing old entries is acceptable; _probe/ freely (docs/STORES.md, \"Lifecycle rules\")";
 
 fn lifecycle() -> Lifecycle {
     Lifecycle {

@@ -1,4 +1,4 @@
-//! Exit codes, with their meanings. Listed in `--help` and in the README.
+//! Exit codes, with their meanings. Listed in `--help` and in docs/CLI.md.
 
 /// Success. `lock run` and `turn run` pass COMMAND's own status through instead, `turn
 /// run` also when COMMAND ran but its outcome could not be recorded (the store went away

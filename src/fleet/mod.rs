@@ -1403,7 +1403,7 @@ async fn lifecycle(ctx: Arc<Ctx>) {
     // deleted, a node that knew the one before re-creates it: the same number twice, and no
     // object left to tell. With the lock's and the turn's objects deleted as below, 38 of 40
     // seeds of the short memory torture broke the token and turn invariants (2026-12-06).
-    // That is open work (README, "Lifecycle rules"). Etag CAS keeps one object, whose replace
+    // That is open work (docs/STORES.md, "Lifecycle rules"). Etag CAS keeps one object, whose replace
     // fails once it is deleted.
     let plan: &[(u32, &str)] = match ctx.strategy {
         Strategy::EtagCas => &[

@@ -224,7 +224,7 @@ impl Manifests {
     /// wall clock instead is the very rewind this guards against, and refusing costs only the
     /// create: the manifest does not exist, so no holder is stranded, and a retry succeeds
     /// once the store answers. A node that may not write the clock object may not take over
-    /// by expiry or claim a turn either (see the README's permissions).
+    /// by expiry or claim a turn either (see docs/STORES.md, "Permissions").
     pub async fn floor_time(&self) -> Result<chrono::DateTime<chrono::Utc>> {
         let w = self.witness().await?;
         let store = w.store_now(self.clock.monotonic());

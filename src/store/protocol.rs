@@ -25,7 +25,7 @@
 //! # A record that vanishes
 //!
 //! The record is written once and never rewritten, so it is the first object an age-based
-//! lifecycle rule expires (no rule may touch `_cairn/`; see the README). A node that then
+//! lifecycle rule expires (no rule may touch `_cairn/`; see docs/STORES.md). A node that then
 //! decided afresh could pick the other strategy, and from then on every node would follow
 //! it and see the locks held under the old one as free. So:
 //!

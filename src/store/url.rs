@@ -215,8 +215,7 @@ pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Opened> {
 }
 
 /// The forms a store URL may take, for messages.
-const ACCEPTED: &str =
-    "expected s3://bucket/prefix, az://container/prefix, gs://bucket/prefix, \
+const ACCEPTED: &str = "expected s3://bucket/prefix, az://container/prefix, gs://bucket/prefix, \
      file:///absolute/path or memory://";
 
 /// Where a store URL points, before anything is opened.
@@ -400,10 +399,7 @@ fn open_gcs(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened> {
             millis(timeout.min(CONNECT_TIMEOUT)),
         );
     if endpoint.starts_with("http://") {
-        builder = builder.with_config(
-            GoogleConfigKey::Client(ClientConfigKey::AllowHttp),
-            "true",
-        );
+        builder = builder.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
     }
     let gcs = builder
         .build()
@@ -735,8 +731,15 @@ mod parse_tests {
         // credentials object_store falls back to application default credentials, fetched
         // at the first request.
         let opened = open("gs://logs/fleet/a").await.unwrap();
-        assert_eq!((opened.kind, opened.prefix.as_str()), (StoreKind::Gcs, "fleet/a"));
-        assert!(opened.store.to_string().contains("logs"), "{}", opened.store);
+        assert_eq!(
+            (opened.kind, opened.prefix.as_str()),
+            (StoreKind::Gcs, "fleet/a")
+        );
+        assert!(
+            opened.store.to_string().contains("logs"),
+            "{}",
+            opened.store
+        );
     }
 
     #[test]
