@@ -28,8 +28,11 @@ fi
 
 # No import cycle between the library's files (error.rs at the bottom, the manifest layer's
 # protocol below both strategies): .ci/import_cycles.py names any.
+# Every public async fn documents its cancel safety: .ci/cancel_safety.py names any that
+# does not.
 if command -v python3 >/dev/null 2>&1; then
   python3 .ci/import_cycles.py
+  python3 .ci/cancel_safety.py
 fi
 
 # Its docs build without a warning (missing docs are errors), and its examples run, each on a

@@ -457,6 +457,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
 
     /// Loads the named manifests into the cache (one request each), so that the first reads
     /// after start-up are served from memory. Returns how many exist.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads; a dropped call has loaded some of the names, or none.
     pub async fn warm(&self, manifests: &[Manifest<T>]) -> Result<usize> {
         let mut found: usize = 0;
         for m in manifests {
@@ -465,16 +469,22 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         Ok(found)
     }
 
-    /// The newest version of `manifest` (`None`: it does not exist), and whether it is
-    /// stale. No request while fresh; then a conditional GET (a 304 and no body when
-    /// unchanged). Cancel-safe.
+    /// The newest version of `manifest` (`None`: it does not exist), and whether it is stale.
+    /// No request while fresh; then a conditional GET (a 304 and no body when unchanged).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn get(&self, manifest: &Manifest<T>) -> Result<View<Option<Snapshot<T>>>> {
         self.get_within(manifest, self.options.fresh).await
     }
 
-    /// [`ManifestCache::get`], counting the entry fresh only while it was validated less
-    /// than `max_age` ago (at most the configured freshness): for a caller about to act on
-    /// what the entry says, such as a membership view about to call a node suspect.
+    /// [`ManifestCache::get`], counting the entry fresh only while it was validated less than
+    /// `max_age` ago (at most the configured freshness): for a caller about to act on what the
+    /// entry says, such as a membership view about to call a node suspect.
+    ///
+    /// # Cancel safety
+    ///
     /// Cancel-safe.
     pub async fn get_within(
         &self,
@@ -537,8 +547,12 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         }
     }
 
-    /// The names of the folders under `folder` (the streams, the members, …), and whether
-    /// the list is stale. No request while fresh; then one listing. Cancel-safe.
+    /// The names of the folders under `folder` (the streams, the members, …), and whether the
+    /// list is stale. No request while fresh; then one listing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn list_folders(&self, store: &Store, folder: &Key) -> Result<View<Vec<String>>> {
         let slot = Slot::Listing(folder.clone());
         let (found, _flight) = self.lookup_in_flight(&slot, self.options.fresh).await;
@@ -844,8 +858,12 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> CachedCollection<T> 
         }
     }
 
-    /// The names in the collection, in name order, and whether the listing is stale. No
-    /// request while fresh; then one listing. Cancel-safe.
+    /// The names in the collection, in name order, and whether the listing is stale. No request
+    /// while fresh; then one listing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn names(&self) -> Result<View<Vec<Name>>> {
         let folder = self.collection.family().folder();
         let store = self.collection.manifests().store();
@@ -858,7 +876,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> CachedCollection<T> 
     }
 
     /// Every existing manifest of the collection, in name order, failing on the first that
-    /// cannot be read (see [`CachedCollection::entries`]). Cancel-safe.
+    /// cannot be read (see [`CachedCollection::entries`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn list(&self) -> Result<View<Vec<(Name, Snapshot<T>)>>> {
         let all = self.entries().await?;
         let stale = all.stale;
@@ -874,12 +896,16 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> CachedCollection<T> 
     /// an [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. `stale` when any part was served stale.
     ///
     /// **Cost.** No request while the family listing is fresh. Then one recursive listing of
-    /// the family (one LIST per 1,000 objects) revalidates every entry: one whose listed
-    /// etag (on the version chain: newest version key) is as when it was read costs no
-    /// request; only changed and new ones are read (one GET each, several in flight;
-    /// `manifest/listing.rs`), and those no longer listed drop out. Under etag CAS, a view
-    /// of N unchanged manifests costs ⌈N/1000⌉ requests a refresh, as long as N fits the
-    /// cache's [`CacheOptions::capacity`] (an evicted entry is read again). Cancel-safe.
+    /// the family (one LIST per 1,000 objects) revalidates every entry: one whose listed etag
+    /// (on the version chain: newest version key) is as when it was read costs no request; only
+    /// changed and new ones are read (one GET each, several in flight; `manifest/listing.rs`),
+    /// and those no longer listed drop out. Under etag CAS, a view of N unchanged manifests
+    /// costs ⌈N/1000⌉ requests a refresh, as long as N fits the cache's
+    /// [`CacheOptions::capacity`] (an evicted entry is read again).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn entries(&self) -> Result<View<Vec<ListEntry<(Name, Snapshot<T>)>>>> {
         self.cache.entries(&self.collection, None).await
     }
@@ -911,14 +937,21 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> CachedCollection<T> 
             .is_some_and(|e| e.behind)
     }
 
-    /// The newest version of `name` (`None`: it does not exist), as
-    /// [`ManifestCache::get`]. Cancel-safe.
+    /// The newest version of `name` (`None`: it does not exist), as [`ManifestCache::get`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn get(&self, name: &Name) -> Result<View<Option<Snapshot<T>>>> {
         self.cache.get(&self.collection.open(name)).await
     }
 
     /// The newest version of `name`, fresh only if validated less than `max_age` ago, as
-    /// [`ManifestCache::get_within`]. Cancel-safe.
+    /// [`ManifestCache::get_within`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn get_within(
         &self,
         name: &Name,
@@ -931,6 +964,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> CachedCollection<T> 
 
     /// Loads the named manifests into the cache ahead of the first reads (one request each).
     /// Returns how many exist.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads; a dropped call has loaded some of the names, or none.
     pub async fn warm(&self, names: &[Name]) -> Result<usize> {
         let manifests: Vec<_> = names.iter().map(|n| self.collection.open(n)).collect();
         self.cache.warm(&manifests).await

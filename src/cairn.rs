@@ -135,6 +135,11 @@ impl CairnBuilder {
     /// probed and the record created first; one holding coordination objects lost its
     /// record, and the node refuses with [`Error::ProtocolRecordMissing`] (unless
     /// [`CairnBuilder::recreate_protocol`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it leaves at most the probe's scratch objects under `_probe/` and, on a new
+    /// prefix, a protocol record that the next build reads as any node's.
     pub async fn build(self) -> Result<Cairn> {
         let age = self.manifest_options.gc_min_age;
         if !crate::store::protocol::GC_MIN_AGE_RANGE.contains(&age) {
@@ -321,12 +326,22 @@ impl Cairn {
     /// `file:///path`, `memory://`). A `file://` directory that does not exist is
     /// [`Error::NoStore`] (nothing is created): [`Cairn::open_with`] with
     /// [`url::OpenOptions::create`] creates it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: opening reads the environment and, for `file://`, the directory; nothing is
+    /// written.
     pub async fn open(store_url: &str) -> Result<CairnBuilder> {
         Ok(Self::opened(url::open(store_url).await?))
     }
 
     /// [`Cairn::open`] as `options` say (create a missing `file://` directory, the request
     /// timeout of an `s3://` store).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`Cairn::open`]; with [`url::OpenOptions::create`] a dropped call may
+    /// have created the `file://` directory.
     pub async fn open_with(store_url: &str, options: &url::OpenOptions) -> Result<CairnBuilder> {
         Ok(Self::opened(url::open_with(store_url, options).await?))
     }

@@ -57,7 +57,11 @@ pub const SUSPEND_CHECK: Duration = Duration::from_millis(250);
 
 /// Sleeps until `deadline`, an instant on [`Clock::boottime`]'s timeline, or for ever when
 /// there is none: in slices of at most [`SUSPEND_CHECK`], so that time spent suspended
-/// meanwhile counts. Cancel-safe.
+/// meanwhile counts.
+///
+/// # Cancel safety
+///
+/// Cancel-safe.
 pub async fn sleep_until_boottime(clock: &dyn Clock, deadline: Option<Instant>) {
     let Some(deadline) = deadline else {
         return std::future::pending().await;

@@ -148,24 +148,37 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Fenced<T> {
         }
     }
 
-    /// The object as stored, or `None` if it was never written. One load
-    /// ([`Manifest::load`]). A stored body that does not parse is [`Error::Corrupt`].
+    /// The object as stored, or `None` if it was never written. One load ([`Manifest::load`]).
+    /// A stored body that does not parse is [`Error::Corrupt`].
+    ///
+    /// # Cancel safety
+    ///
     /// Cancel-safe.
     pub async fn read(&self) -> Result<Option<FencedValue<T>>> {
         Ok(self.manifest.load().await?.map(|s| self.value(s)))
     }
 
     /// Writes `value` under `token`, unless a higher token has written the object
-    /// ([`FencedWrite::Refused`], nothing written). Retries lost races with the newer
-    /// version (bounded: [`Error::Contention`]); a newer version written under a higher
-    /// token refuses ours. Not cancel-safe: a cancelled write may or may not have landed.
+    /// ([`FencedWrite::Refused`], nothing written). Retries lost races with the newer version
+    /// (bounded: [`Error::Contention`]); a newer version written under a higher token refuses
+    /// ours.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a cancelled write may or may not have landed.
     pub async fn write(&self, token: FencingToken, value: T) -> Result<FencedWrite<T>> {
         self.update(token, |_| value.clone()).await
     }
 
-    /// Read-modify-write under `token`: `f` gets the stored value (`None`: never written)
-    /// and returns the new one; it may run once per attempt. Refused, without calling `f`
-    /// again, once a higher token has written the object. Not cancel-safe.
+    /// Read-modify-write under `token`: `f` gets the stored value (`None`: never written) and
+    /// returns the new one; it may run once per attempt. Refused, without calling `f` again,
+    /// once a higher token has written the object.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which.
     pub async fn update(
         &self,
         token: FencingToken,

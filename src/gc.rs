@@ -110,6 +110,11 @@ fn unreadable(e: &Error) -> bool {
 
 /// Collects garbage as `options` say. Stops at the first store failure (what was deleted
 /// before stays deleted; running it again is safe).
+///
+/// # Cancel safety
+///
+/// Dropping it stops it between deletes: what was deleted stays deleted, nothing else changes,
+/// and running it again finishes the rest.
 pub async fn collect(
     manifests: &Arc<Manifests>,
     log: &EventLog,

@@ -378,9 +378,13 @@ impl Locks {
         &self.options
     }
 
-    /// One attempt to acquire `name`. Returns [`Acquired::Busy`] with the holder when the
-    /// lock is held and may not be taken over yet. Not cancel-safe (a cancelled attempt may
-    /// hold the lock in the store until its ttl runs out).
+    /// One attempt to acquire `name`. Returns [`Acquired::Busy`] with the holder when the lock
+    /// is held and may not be taken over yet.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe (a cancelled attempt may hold the lock in the store until its ttl runs
+    /// out).
     pub async fn try_acquire(&self, name: &Name) -> Result<Acquired> {
         let m = self.collection.open(name);
         let current = self.current(name, &m).await?;
@@ -392,7 +396,11 @@ impl Locks {
 
     /// Acquires `name`, waiting up to `wait` (`None`: without limit). Polls with jittered
     /// backoff, never sleeping past the moment a takeover becomes allowed, and revalidates
-    /// cheaply (a 304 when nothing changed). Not cancel-safe, as [`Locks::try_acquire`].
+    /// cheaply (a 304 when nothing changed).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe, as [`Locks::try_acquire`].
     pub async fn acquire(&self, name: &Name, wait: Option<Duration>) -> Result<Acquired> {
         let clock = self.collection.manifests().clock();
         let start = clock.monotonic();
@@ -647,6 +655,10 @@ impl Locks {
     }
 
     /// The lock `name`, or `None` if it was never taken.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn show(&self, name: &Name) -> Result<Option<LockInfo>> {
         let now = self.collection.manifests().clock().now();
         let s = self.collection.load(name).await?;
@@ -655,6 +667,10 @@ impl Locks {
 
     /// Every lock under the prefix, by name, failing on the first that cannot be read (see
     /// [`Locks::entries`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn list(&self) -> Result<Vec<LockInfo>> {
         self.entries()
             .await?
@@ -667,6 +683,10 @@ impl Locks {
     /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. One LIST per
     /// 1,000 locks and one GET per lock, several in flight
     /// ([`crate::manifest::Collection::entries`]). Only a failed listing is an error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn entries(&self) -> Result<Vec<Entry<LockInfo>>> {
         let now = self.collection.manifests().clock().now();
         Ok(self
@@ -685,6 +705,12 @@ impl Locks {
     /// observed), so the broken holder has stopped before anyone else acquires: a break
     /// never makes two holders. Returns the lock as it is now, or `None` if it was never
     /// taken. Breaking a lock that is not held changes nothing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which.
     pub async fn break_lock(&self, name: &Name) -> Result<Option<LockInfo>> {
         Ok(self.break_if(name, None).await?.map(|(_, info)| info))
     }
@@ -693,6 +719,12 @@ impl Locks {
     /// [`Locks::break_lock`] breaks the current one. The token is compared inside the
     /// compare-and-swap, so a lease acquired after the operator looked is never broken in
     /// its place ([`Break::OtherLease`]). Returns `None` if the lock was never taken.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which.
     pub async fn break_lease(&self, name: &Name, token: FencingToken) -> Result<Option<Break>> {
         Ok(self.break_if(name, Some(token)).await?.map(|(b, _)| b))
     }
@@ -889,8 +921,11 @@ impl Lease {
         self.held.loss_token()
     }
 
-    /// Waits until the lease is lost and says why. Cancel-safe. Never returns for a lease
-    /// that stays held.
+    /// Waits until the lease is lost and says why. Never returns for a lease that stays held.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn lost(&self) -> LossReason {
         self.held.lost().await.unwrap_or(LossReason::Unavailable {
             error: "lost".into(),
@@ -902,16 +937,18 @@ impl Lease {
         self.held.loss_reason()
     }
 
-    /// Stops renewing and writes a released tombstone (never a delete). A lease that was
-    /// lost (taken over, broken, or given up at its deadline), before or at the release,
-    /// returns [`Error::LeaseLost`] with the reason and writes nothing: the caller's work
-    /// may have overlapped another holder's, and it must know. That takes proof: a version
-    /// of another node's written over ours while it was live. A tombstone answered with a
-    /// refusal after it landed (a retried request), and overtaken by later holders before
-    /// it could be read back, is a release; when the store can no longer show which version
-    /// followed ours (etag CAS keeps only the newest), the outcome is
-    /// [`Error::Ambiguous`], never a loss. Not cancel-safe: a cancelled release leaves the
-    /// lease to expire.
+    /// Stops renewing and writes a released tombstone (never a delete). A lease that was lost
+    /// (taken over, broken, or given up at its deadline), before or at the release, returns
+    /// [`Error::LeaseLost`] with the reason and writes nothing: the caller's work may have
+    /// overlapped another holder's, and it must know. That takes proof: a version of another
+    /// node's written over ours while it was live. A tombstone answered with a refusal after it
+    /// landed (a retried request), and overtaken by later holders before it could be read back,
+    /// is a release; when the store can no longer show which version followed ours (etag CAS
+    /// keeps only the newest), the outcome is [`Error::Ambiguous`], never a loss.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a cancelled release leaves the lease to expire.
     pub async fn release(mut self) -> Result<()> {
         self.held.stop().await;
         release_shared(

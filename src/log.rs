@@ -197,10 +197,13 @@ impl EventLog {
     /// Appends `event` to `topic` and returns its sequence number. Two requests when this
     /// client knows the tail (a read that it is still there, and the create), else a listing
     /// first (and, on a topic that still has its first entry, a read of it). Fails with
-    /// [`Error::Exhausted`], without writing, when the newest entry is at `u64::MAX`, and
-    /// with [`Error::Encode`], before any request, when the entry would exceed
-    /// [`crate::store::MAX_OBJECT_BYTES`]. Not cancel-safe: a cancelled append may or may
-    /// not have been written.
+    /// [`Error::Exhausted`], without writing, when the newest entry is at `u64::MAX`, and with
+    /// [`Error::Encode`], before any request, when the entry would exceed
+    /// [`crate::store::MAX_OBJECT_BYTES`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a cancelled append may or may not have been written.
     pub async fn append(&self, topic: &Name, event: serde_json::Value) -> Result<u64> {
         let opts = self.manifests.options();
         let mut backoff = Backoff::new(opts.backoff_initial, opts.backoff_max);
@@ -528,6 +531,10 @@ impl EventLog {
     /// was never appended to). One LIST request for a topic of fewer than [`PAGE`] entries,
     /// O(log(entries / [`PAGE`])) for a larger one on a store that lists in order, and one
     /// GET of the first entry unless this client knows it by its etag (module docs).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn newest_sequence(&self, topic: &Name) -> Result<Option<u64>> {
         self.newest(topic).await
     }
@@ -536,6 +543,10 @@ impl EventLog {
     /// listing is read only as far as `limit` entries (on a store that lists in order), so a
     /// reader pays for what it reads, not for the topic: ⌈`limit`/1000⌉ LIST requests (one
     /// for a reader that is current) and a GET an entry.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn read(&self, topic: &Name, from: u64, limit: usize) -> Result<Vec<Entry>> {
         let store = self.manifests.store();
         // Everything after the slot before `from`; from 0 or 1, everything.
@@ -625,6 +636,10 @@ impl EventLog {
     /// remembered while a listing shows it unchanged (its etag), else read (one GET more for
     /// a cold client when it is not among the last `n`), since after the topic was deleted
     /// whole it can hold a first entry above a stale appender's.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn last(&self, topic: &Name, n: usize) -> Result<(Vec<Entry>, Option<u64>)> {
         if n == 0 {
             return Ok((Vec::new(), self.newest(topic).await?));
@@ -725,8 +740,12 @@ impl EventLog {
         Ok((out, newest))
     }
 
-    /// Waits for entries with sequence number ≥ `from`, polling every `interval` (one
-    /// listing a poll), and returns them as soon as there are any. Cancel-safe.
+    /// Waits for entries with sequence number ≥ `from`, polling every `interval` (one listing a
+    /// poll), and returns them as soon as there are any.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn wait_for(
         &self,
         topic: &Name,
@@ -749,6 +768,11 @@ impl EventLog {
     /// sequence numbers). Returns the sequence numbers deleted, or with `dry_run` those
     /// that would be. Keys in the topic that are not entries are left alone. One listing,
     /// then one delete an entry.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it stops it between deletes: what was deleted stays deleted, nothing else
+    /// changes, and running it again finishes the rest.
     pub async fn delete_before(
         &self,
         topic: &Name,
@@ -770,6 +794,10 @@ impl EventLog {
     }
 
     /// The topics that have entries. One listing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn topics(&self) -> Result<Vec<String>> {
         self.manifests.store().list_folders(&keys::log_root()).await
     }
@@ -790,6 +818,11 @@ impl Audit {
 
     /// Appends an audit event. Failures are logged, never returned: the audit trail must
     /// not decide whether a lock or a turn works.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have appended the event, as
+    /// [`EventLog::append`].
     pub async fn record(&self, event: serde_json::Value) {
         if let Err(e) = self.log.append(&self.topic, event).await {
             tracing::warn!(topic = %self.topic, error = %e, "audit event not written");

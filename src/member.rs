@@ -321,11 +321,14 @@ impl Membership {
         }
     }
 
-    /// The store's time now as this viewer can vouch for it, for [`Membership::classify`]:
-    /// from its clock check ([`crate::store::time`]; two requests when the last is older than
-    /// [`crate::store::time::MAX_WITNESS_AGE`]), `None` when that check puts this node's
-    /// clock beyond the bound, or cannot be made (the store refuses the write: read-only
+    /// The store's time now as this viewer can vouch for it, for [`Membership::classify`]: from
+    /// its clock check ([`crate::store::time`]; two requests when the last is older than
+    /// [`crate::store::time::MAX_WITNESS_AGE`]), `None` when that check puts this node's clock
+    /// beyond the bound, or cannot be made (the store refuses the write: read-only
     /// credentials), which it says.
+    ///
+    /// # Cancel safety
+    ///
     /// Cancel-safe.
     pub async fn now(&self) -> Result<Option<DateTime<Utc>>> {
         Ok(self.timeline().await?.now())
@@ -346,6 +349,11 @@ impl Membership {
 
     /// Every node that ever joined, classified now, failing on the first record that cannot
     /// be read (see [`Membership::entries`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a dropped call changes nothing in the store, and the cache keeps what it
+    /// held.
     pub async fn list(&self) -> Result<Vec<MemberStatus>> {
         self.entries()
             .await?
@@ -360,6 +368,10 @@ impl Membership {
     /// is stale and some node is alive (only a live node's age is read: a prefix with none, a
     /// fresh one, costs no check and gets no write). Each node is classified as soon as its
     /// record is read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn entries(&self) -> Result<Vec<Entry<MemberStatus>>> {
         let all = self.collection.entries().await?;
         let mut all = std::pin::pin!(all);
@@ -395,6 +407,11 @@ impl Membership {
     /// undetected as a duplicate until one of them lists the record (at most half of
     /// `gc_min_age`): until then their writes collide only if they reach the same version.
     /// `--force` on a node that is online says the operator accepts all of it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it stops it between deletes: what was deleted stays deleted, nothing else
+    /// changes, and running it again finishes the rest.
     pub async fn forget(&self, node: &Name, force: bool, dry_run: bool) -> Result<Forget> {
         let m = self.manifest(node);
         let Some(s) = m.load().await? else {
@@ -422,13 +439,19 @@ impl Membership {
         }
     }
 
-    /// Joins: writes this node's first heartbeat and keeps heartbeating in the background
-    /// until [`Heartbeater::leave`]. If the record shows another process heartbeating under
-    /// this id, watches it for one timeout first: if it is still being written, fails with
-    /// [`Error::DuplicateNode`]; if not (a crashed earlier run), takes the record over.
-    /// A stored record whose durations are out of range is [`Error::Corrupt`], at once (it is
+    /// Joins: writes this node's first heartbeat and keeps heartbeating in the background until
+    /// [`Heartbeater::leave`]. If the record shows another process heartbeating under this id,
+    /// watches it for one timeout first: if it is still being written, fails with
+    /// [`Error::DuplicateNode`]; if not (a crashed earlier run), takes the record over. A
+    /// stored record whose durations are out of range is [`Error::Corrupt`], at once (it is
     /// neither waited on nor overwritten); an interval option that is zero or above
-    /// [`MAX_INTERVAL`] is [`Error::Config`]. Not cancel-safe.
+    /// [`MAX_INTERVAL`] is [`Error::Config`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which.
     pub async fn join(&self) -> Result<Heartbeater> {
         let interval = self.options.interval;
         if interval.is_zero() || interval > MAX_INTERVAL {
@@ -598,8 +621,12 @@ impl Heartbeater {
         self.held.state().snapshot.clone()
     }
 
-    /// Waits until the heartbeater stops on its own (another process took the node id) and
-    /// says why. Cancel-safe. Never returns while heartbeats go on.
+    /// Waits until the heartbeater stops on its own (another process took the node id) and says
+    /// why. Never returns while heartbeats go on.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn ended(&self) -> HeartbeatEnd {
         loop {
             if let Some(e) = self.held.lost().await {
@@ -608,10 +635,16 @@ impl Heartbeater {
         }
     }
 
-    /// Stops heartbeating and marks the node left (one conditional write, on top of a
-    /// heartbeat of ours that landed late). A record another process wrote in between is
+    /// Stops heartbeating and marks the node left (one conditional write, on top of a heartbeat
+    /// of ours that landed late). A record another process wrote in between is
     /// [`Error::DuplicateNode`] and is left as it is; a record deleted in between (`node
-    /// forget`) is left deleted. Not cancel-safe.
+    /// forget`) is left deleted.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which.
     pub async fn leave(mut self) -> Result<()> {
         self.held.stop().await;
         let m = self.membership.manifest(&self.node);
@@ -779,6 +812,11 @@ impl MemberView {
     /// about to be called suspect or offline on a record read before that verdict became
     /// due is read again first (one conditional GET), so the cache never makes a live node
     /// look dead (see the module docs).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a dropped call changes nothing in the store, and the cache keeps what it
+    /// held.
     pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
         let all = self.entries().await?;
         let stale = all.stale;
@@ -794,7 +832,11 @@ impl MemberView {
     /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. A refresh is
     /// one listing of the members (one LIST per 1,000 nodes); a heartbeat costs no GET, a
     /// record is read only when new, when it stops changing, and before a verdict other than
-    /// online (module docs, "Views at fleet scale"). Cancel-safe.
+    /// online (module docs, "Views at fleet scale").
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn entries(&self) -> Result<View<Vec<Entry<MemberStatus>>>> {
         let ms = &self.membership;
         let mut time = LazyTimeline::default();

@@ -156,6 +156,12 @@ impl Records {
     ///
     /// When this handle saw a version ≥ `version` stored and the record is now gone or
     /// stored lower, nothing is written: [`crate::Error::RecordVanished`] (module docs).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropped between attempts it has written nothing more; dropped during a
+    /// write, that write may or may not have landed, as when an answer is lost. Read again to
+    /// learn which.
     pub async fn put_if_newer(
         &self,
         namespace: &Name,
@@ -208,11 +214,19 @@ impl Records {
     }
 
     /// The stored record, or `None` (also when it was deleted).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn get(&self, namespace: &Name, key: &Name) -> Result<Option<Record>> {
         Ok(self.get_any(namespace, key).await?.filter(|r| !r.deleted))
     }
 
     /// The stored record or its tombstone (`deleted`), or `None` when there never was one.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn get_any(&self, namespace: &Name, key: &Name) -> Result<Option<Record>> {
         let m = self.manifest(namespace, key);
         let got = m.load().await?.map(|s| s.body);
@@ -224,6 +238,12 @@ impl Records {
 
     /// Deletes a record by writing a tombstone at its version (see the module docs: the
     /// version is kept so that a stale put is still refused). One read and one write.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropped between attempts it has written nothing more; dropped during a
+    /// write, that write may or may not have landed, as when an answer is lost. Read again to
+    /// learn which.
     pub async fn delete(&self, namespace: &Name, key: &Name) -> Result<Deleted> {
         let node = self.manifests.node().to_string();
         let mut outcome = Deleted::NotFound;
@@ -265,6 +285,10 @@ impl Records {
     }
 
     /// The namespaces that hold records. One listing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn namespaces(&self) -> Result<Vec<String>> {
         self.manifests
             .store()
@@ -273,6 +297,10 @@ impl Records {
     }
 
     /// The keys of a namespace that hold records.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn keys(&self, namespace: &Name) -> Result<Vec<String>> {
         self.manifests
             .store()

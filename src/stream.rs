@@ -127,11 +127,14 @@ impl Streams {
         }
     }
 
-    /// Creates stream `name` with `metadata` unless it exists. One request for a new
-    /// stream. Re-creating a deleted stream whose version or incarnation is at `u64::MAX`
-    /// fails with [`Error::Exhausted`]; metadata too large to store fails with
-    /// [`Error::Encode`] before any request. Not cancel-safe: a cancelled create may have
-    /// created the stream.
+    /// Creates stream `name` with `metadata` unless it exists. One request for a new stream.
+    /// Re-creating a deleted stream whose version or incarnation is at `u64::MAX` fails with
+    /// [`Error::Exhausted`]; metadata too large to store fails with [`Error::Encode`] before
+    /// any request.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a cancelled create may have created the stream.
     pub async fn create(&self, name: &Name, metadata: serde_json::Value) -> Result<Create> {
         let m = self.collection.open(name);
         let mut current = match m.create(self.record(metadata.clone(), 1)).await? {
@@ -176,6 +179,12 @@ impl Streams {
     /// Changes an active stream's metadata by compare-and-swap: `f` gets the current
     /// metadata and returns the new one (`None`: no change). Returns the stream as it is now,
     /// or `None` if it does not exist (or was deleted).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropped between attempts it has written nothing more; dropped during a
+    /// write, that write may or may not have landed, as when an answer is lost. Read again to
+    /// learn which.
     pub async fn update(
         &self,
         name: &Name,
@@ -203,6 +212,12 @@ impl Streams {
 
     /// Deletes a stream by writing a tombstone. Returns the tombstone, or `None` if the
     /// stream did not exist or was already deleted.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropped between attempts it has written nothing more; dropped during a
+    /// write, that write may or may not have landed, as when an answer is lost. Read again to
+    /// learn which.
     pub async fn delete(&self, name: &Name) -> Result<Option<StreamManifest>> {
         let updated = self
             .collection
@@ -223,6 +238,10 @@ impl Streams {
     }
 
     /// The stream `name` (active or deleted), or `None` if it never existed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn get(&self, name: &Name) -> Result<Option<StreamManifest>> {
         let s = self.collection.load(name).await?;
         Ok(s.map(|s| StreamManifest::of(name, &s)))
@@ -230,6 +249,10 @@ impl Streams {
 
     /// Every stream, active and deleted, by name, failing on the first that cannot be read
     /// (see [`Streams::entries`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn list(&self) -> Result<Vec<StreamManifest>> {
         self.entries()
             .await?
@@ -241,6 +264,10 @@ impl Streams {
     /// Every stream, active and deleted, by name; one that cannot be read is an
     /// [`Unreadable`] entry in its place. One LIST per
     /// 1,000 streams and one GET per stream, several in flight.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn entries(&self) -> Result<Vec<Entry<StreamManifest>>> {
         Ok(self
             .collection
@@ -280,17 +307,24 @@ pub struct StreamView {
 }
 
 impl StreamView {
-    /// Every stream, active and deleted, by name, failing on the first that cannot be read
-    /// (see [`StreamView::entries`]). Cancel-safe.
+    /// Every stream, active and deleted, by name, failing on the first that cannot be read (see
+    /// [`StreamView::entries`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn list(&self) -> Result<View<Vec<StreamManifest>>> {
         let all = self.cached.list().await?;
         Ok(all.map(|all| all.iter().map(|(n, s)| StreamManifest::of(n, s)).collect()))
     }
 
-    /// Every stream, active and deleted, by name; one that cannot be read is an
-    /// [`Unreadable`] entry in its place. A refresh is
-    /// one listing of the streams, plus one GET per stream changed since the last
-    /// ([`CachedCollection::entries`]). Cancel-safe.
+    /// Every stream, active and deleted, by name; one that cannot be read is an [`Unreadable`]
+    /// entry in its place. A refresh is one listing of the streams, plus one GET per stream
+    /// changed since the last ([`CachedCollection::entries`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn entries(&self) -> Result<View<Vec<Entry<StreamManifest>>>> {
         let all = self.cached.entries().await?;
         Ok(all.map(|all| {
@@ -300,7 +334,11 @@ impl StreamView {
         }))
     }
 
-    /// One stream (active or deleted); `None` if it never existed. Cancel-safe.
+    /// One stream (active or deleted); `None` if it never existed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn get(&self, name: &Name) -> Result<View<Option<StreamManifest>>> {
         let got = self.cached.get(name).await?;
         Ok(got.map(|s| s.map(|s| StreamManifest::of(name, &s))))
@@ -308,6 +346,10 @@ impl StreamView {
 
     /// Loads the named streams into the cache ahead of the first reads (one request each).
     /// Returns how many exist.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads; a dropped call has loaded some of the names, or none.
     pub async fn warm(&self, names: &[Name]) -> Result<usize> {
         self.cached.warm(names).await
     }
@@ -381,7 +423,11 @@ impl Follower {
     }
 
     /// Reports what changed since the last poll (or since the cursor), in name order, each
-    /// stream at most once. Cancel-safe: a cancelled poll reports nothing and loses nothing.
+    /// stream at most once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a cancelled poll reports nothing and loses nothing.
     pub async fn poll(&mut self) -> Result<Vec<StreamEvent>> {
         let c = &self.streams.collection;
         let (listed_at, listed) = c.scan().await?;

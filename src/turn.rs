@@ -410,7 +410,13 @@ impl ClaimedTurn {
         self.snapshot.body.started_at
     }
 
-    /// Records how the job went. One conditional write. Not cancel-safe.
+    /// Records how the job went. One conditional write.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which.
     pub async fn finish(self, result: JobResult) -> Result<Finished> {
         Ok(self.finish_inner(result).await?.0)
     }
@@ -575,9 +581,13 @@ impl Turns {
         Ok(t)
     }
 
-    /// One-shot: claims the turn if it is due. Two requests when due (a read and the
-    /// claim), one when not; the first turn ever is a single create. Not cancel-safe: a
-    /// cancelled claim may have been written, and then counts as a turn whose holder died.
+    /// One-shot: claims the turn if it is due. Two requests when due (a read and the claim),
+    /// one when not; the first turn ever is a single create.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a cancelled claim may have been written, and then counts as a turn
+    /// whose holder died.
     pub async fn try_claim(&self, name: &Name) -> Result<Claim> {
         self.options.validate()?;
         let current = self.collection.open(name).load().await?;
@@ -708,6 +718,12 @@ impl Turns {
 
     /// One-shot: claims the turn if due, runs `job` with the turn number, records its
     /// outcome, and says what happened: ran, not due, or lost to another node.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropped after the claim was written, the turn counts as one whose
+    /// holder died (its number is used; the next window runs again); dropped while `job` runs,
+    /// the job's future is dropped with it.
     pub async fn run_once<F, Fut>(&self, name: &Name, job: F) -> Result<RunOnce>
     where
         F: FnOnce(u64) -> Fut,
@@ -734,14 +750,17 @@ impl Turns {
         }
     }
 
-    /// The long-running mode: loops until `stop` is cancelled, sleeping until the next due
-    /// time (plus this node's jitter) without polling, then revalidating the turn and
-    /// claiming it if nobody else has. `job` runs for every turn this node wins, with the
-    /// turn number. Store errors are logged and retried with backoff; the loop ends on its
-    /// own only for an error that retrying cannot fix (invalid options, a window that
-    /// disagrees with the turn's, corrupt or newer stored data, an exhausted turn number),
-    /// which it returns. Cancel-safe at any await: cancelling mid-job leaves the turn
-    /// unfinished, which blocks nothing.
+    /// The long-running mode: loops until `stop` is cancelled, sleeping until the next due time
+    /// (plus this node's jitter) without polling, then revalidating the turn and claiming it if
+    /// nobody else has. `job` runs for every turn this node wins, with the turn number. Store
+    /// errors are logged and retried with backoff; the loop ends on its own only for an error
+    /// that retrying cannot fix (invalid options, a window that disagrees with the turn's,
+    /// corrupt or newer stored data, an exhausted turn number), which it returns.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe at any await: cancelling mid-job leaves the turn unfinished, which blocks
+    /// nothing.
     pub async fn run_loop<F, Fut>(
         &self,
         name: &Name,
@@ -853,6 +872,10 @@ impl Turns {
     }
 
     /// The turn `name`, or `None` if it never ran.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn get(&self, name: &Name) -> Result<Option<TurnManifest>> {
         let s = self.collection.load(name).await?;
         s.map(|s| TurnManifest::of(name, &s)).transpose()
@@ -862,6 +885,12 @@ impl Turns {
     /// every node follows it from its next claim). The current turn keeps its number and
     /// holder. Returns the turn as stored now, or `None` if it never ran. Checked before
     /// any request.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropped between attempts it has written nothing more; dropped during a
+    /// write, that write may or may not have landed, as when an answer is lost. Read again to
+    /// learn which.
     pub async fn reconfigure(
         &self,
         name: &Name,
@@ -895,6 +924,10 @@ impl Turns {
 
     /// Every turn, by name, failing on the first that cannot be read (see
     /// [`Turns::entries`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn list(&self) -> Result<Vec<TurnManifest>> {
         self.entries()
             .await?
@@ -906,6 +939,10 @@ impl Turns {
     /// Every turn, by name; one that cannot be read (or whose stored timing is out of
     /// range) is an [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place.
     /// One LIST per 1,000 turns and one GET per turn, several in flight.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn entries(&self) -> Result<Vec<Entry<TurnManifest>>> {
         let c = &self.collection;
         Ok(c.entries()

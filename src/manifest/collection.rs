@@ -71,20 +71,31 @@ impl<T> Collection<T> {
 
     /// The names of every manifest of the family, in name order: one listing. Folders whose
     /// names cairn would not accept are skipped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn names(&self) -> Result<Vec<Name>> {
         self.manifests.names(self.family).await
     }
 }
 
 impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Collection<T> {
-    /// The newest version of `name`, or `None` if it was never written. See
-    /// [`Manifest::load`] for its requests. Cancel-safe.
+    /// The newest version of `name`, or `None` if it was never written. See [`Manifest::load`]
+    /// for its requests.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn load(&self, name: &Name) -> Result<Option<Snapshot<T>>> {
         self.open(name).load().await
     }
 
     /// Every manifest of the family that exists, in name order, at its newest version, as
     /// [`Collection::entries`] reads them, failing on the first that cannot be read.
+    ///
+    /// # Cancel safety
+    ///
     /// Cancel-safe.
     pub async fn list(&self) -> Result<Vec<(Name, Snapshot<T>)>> {
         self.entries()
@@ -94,13 +105,16 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Collection<T> {
             .await
     }
 
-    /// Every manifest of the family that exists, in name order, at its newest version, each
-    /// as it is read: one recursive listing of the family (one LIST per 1,000 objects) and
-    /// one GET per manifest, [`super::ManifestOptions::list_concurrency`] of them in flight
-    /// (costs and races: `listing.rs`). A manifest that cannot be read is an
-    /// [`Unreadable`] entry in its place, and the rest are still read; only a listing that
-    /// fails is an error. Nothing is held but the listing and the reads in flight: consume
-    /// the stream as it comes. Cancel-safe.
+    /// Every manifest of the family that exists, in name order, at its newest version, each as
+    /// it is read: one recursive listing of the family (one LIST per 1,000 objects) and one GET
+    /// per manifest, [`super::ManifestOptions::list_concurrency`] of them in flight (costs and
+    /// races: `listing.rs`). A manifest that cannot be read is an [`Unreadable`] entry in its
+    /// place, and the rest are still read; only a listing that fails is an error. Nothing is
+    /// held but the listing and the reads in flight: consume the stream as it comes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn entries(
         &self,
     ) -> Result<impl Stream<Item = Entry<(Name, Snapshot<T>)>> + Send + '_> {

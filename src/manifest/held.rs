@@ -119,12 +119,15 @@ pub enum Closed<T> {
 /// reconfiguration of a turn keeps its session).
 const CLOSE_ATTEMPTS: u32 = 8;
 
-/// Closes a claim of ours: writes `closing(our newest body)` as the version after `ours`
-/// (a released lease, a node that left, a turn's outcome). A version that beats it and is
-/// a write of our own session that still holds the claim open ([`own_late_write`]) is
-/// adopted and written over; any other is [`Closed::Beaten`] when the store shows it came
-/// right after ours, else [`Error::Ambiguous`] (see [`after_ours`]). Never a delete. Not
-/// cancel-safe: a cancelled close may or may not have written.
+/// Closes a claim of ours: writes `closing(our newest body)` as the version after `ours` (a
+/// released lease, a node that left, a turn's outcome). A version that beats it and is a write
+/// of our own session that still holds the claim open ([`own_late_write`]) is adopted and
+/// written over; any other is [`Closed::Beaten`] when the store shows it came right after ours,
+/// else [`Error::Ambiguous`] (see [`after_ours`]). Never a delete.
+///
+/// # Cancel safety
+///
+/// Not cancel-safe: a cancelled close may or may not have written.
 pub async fn close<T>(
     m: &Manifest<T>,
     mut ours: Snapshot<T>,
@@ -204,6 +207,11 @@ where
 
 /// Releases a held claim by tombstone, never by delete: marks it released (once) and,
 /// unless it was lost first, [`close`]s it with `tombstone`.
+///
+/// # Cancel safety
+///
+/// Not cancel-safe: dropped before its closing write landed, the claim is marked released (no
+/// renewal follows) but may stay stored as held until it expires.
 pub async fn release<T, R, X>(
     shared: &Mutex<HeldState<T, R, X>>,
     m: &Manifest<T>,
@@ -238,7 +246,11 @@ impl<T, R, X> Keeper<T, R, X> {
         lock(&self.shared)
     }
 
-    /// Resolves once the handle stops the task (release, leave or drop). Cancel-safe.
+    /// Resolves once the handle stops the task (release, leave or drop).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn stopped(&self) {
         self.stop.cancelled().await;
     }
@@ -322,8 +334,12 @@ impl<T, R: Clone, X> Held<T, R, X> {
         self.state().lost.clone()
     }
 
-    /// Waits until the loss is signalled and returns the reason recorded with it (always
-    /// `Some` from [`Keeper::lose`]). Cancel-safe. Never returns while the claim is held.
+    /// Waits until the loss is signalled and returns the reason recorded with it (always `Some`
+    /// from [`Keeper::lose`]). Never returns while the claim is held.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn lost(&self) -> Option<R> {
         self.loss.cancelled().await;
         self.loss_reason()
@@ -344,8 +360,11 @@ fn begin_release<T: Clone, R: Clone, X>(shared: &Mutex<HeldState<T, R, X>>) -> R
 }
 
 impl<T, R, X> Held<T, R, X> {
-    /// Stops the task and waits for it to end. Not cancel-safe (a cancelled wait leaves the
-    /// task stopping on its own).
+    /// Stops the task and waits for it to end.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe (a cancelled wait leaves the task stopping on its own).
     pub async fn stop(&mut self) {
         self.stop.cancel();
         if let Some(t) = self.task.take() {
@@ -434,6 +453,11 @@ pub trait Keep<T>: Send + 'static {
 /// The renewal loop of a held claim: renews `m` when due with `k`'s next body, adopts our
 /// own late writes, and ends when stopped, when a foreign version beats a renewal, or when
 /// the local deadline passes. The first renewal is due at `due`.
+///
+/// # Cancel safety
+///
+/// Dropping it ends the renewals: the claim stays stored as it was last written and expires
+/// unless another caller renews it.
 pub async fn keep<T, K>(
     m: Manifest<T>,
     mut k: K,

@@ -167,6 +167,10 @@ impl Manifests {
 
     /// The names of every manifest of `family` (the locks, streams, turns, members), in
     /// name order: one listing. Folders whose names cairn would not accept are skipped.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn names(&self, family: Family) -> Result<Vec<Name>> {
         Ok(self
             .store
@@ -225,6 +229,11 @@ impl Manifests {
     /// create: the manifest does not exist, so no holder is stranded, and a retry succeeds
     /// once the store answers. A node that may not write the clock object may not take over
     /// by expiry or claim a turn either (see docs/STORES.md, "Permissions").
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: its only write is the clock check's scratch object (`_cairn/clock.json`),
+    /// which holds no state; a dropped check leaves the last one in use.
     pub async fn floor_time(&self) -> Result<chrono::DateTime<chrono::Utc>> {
         let w = self.witness().await?;
         let store = w.store_now(self.clock.monotonic());
@@ -234,10 +243,14 @@ impl Manifests {
         Ok(self.clock.now().max(store))
     }
 
-    /// The first number of something created afresh at `key` now (a manifest version, a
-    /// fencing token, a turn, a log sequence): [`crate::clock::floor`] of
-    /// [`Self::floor_time`], never below 1. A clock check (two requests) when no recent one
-    /// serves; its error is returned and nothing may be created. Cancel-safe.
+    /// The first number of something created afresh at `key` now (a manifest version, a fencing
+    /// token, a turn, a log sequence): [`crate::clock::floor`] of [`Self::floor_time`], never
+    /// below 1. A clock check (two requests) when no recent one serves; its error is returned
+    /// and nothing may be created.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn first_number(&self, key: &(impl std::fmt::Display + Sync)) -> Result<u64> {
         crate::clock::floor(key, self.floor_time().await?)
     }
@@ -253,7 +266,11 @@ impl Manifests {
     }
 
     /// A point on the store's timeline for a rule that reads time: the last clock check while
-    /// it serves, else a new one (two requests). Cancel-safe.
+    /// it serves, else a new one (two requests).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn witness(&self) -> Result<Witness> {
         self.time.witness(&self.store, &self.node).await
     }
@@ -395,10 +412,13 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         s.typed(self.raw.kind)
     }
 
-    /// The newest version, or `None` if the manifest was never written.
-    /// One request (etag CAS). Version chain: one GET of the next version's key (a 404)
-    /// when this client knows the newest version from recently; else, and when the
-    /// manifest changed, a listing and a read. Cancel-safe.
+    /// The newest version, or `None` if the manifest was never written. One request (etag CAS).
+    /// Version chain: one GET of the next version's key (a 404) when this client knows the
+    /// newest version from recently; else, and when the manifest changed, a listing and a read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn load(&self) -> Result<Option<Snapshot<T>>> {
         let loaded = self.protocol().load(&self.raw).await?;
         loaded.map(|s| self.typed(s)).transpose()
@@ -406,9 +426,12 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
 
     /// Writes `body` as the version after `current` (`None`: the first version), only if
     /// `current` is still the newest. Verified by write-then-verify; losing is
-    /// [`Written::Conflict`], not an error. When `current` is at version `u64::MAX` there is
-    /// no next version: [`Error::Exhausted`], before any request. Not cancel-safe: a
-    /// cancelled call may or may not have written.
+    /// [`Written::Conflict`], not an error. When `current` is at version `u64::MAX` there is no
+    /// next version: [`Error::Exhausted`], before any request.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a cancelled call may or may not have written.
     pub async fn write(&self, current: Option<&Snapshot<T>>, body: T) -> Result<Written<T>> {
         if current.is_none() {
             // Before the clock check a first version's floor may take.
@@ -438,6 +461,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// writes the number into the body too (a fencing token) takes it from here and writes
     /// with `Manifest::write_as` (crate-internal). A first version takes a clock check when
     /// no recent one serves (two requests; see [`Manifests::floor_time`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: its only write is the clock check's scratch object (`_cairn/clock.json`),
+    /// which holds no state; a dropped check leaves the last one in use.
     pub async fn next_version(&self, current: Option<&Snapshot<T>>) -> Result<u64> {
         match current {
             None => self.raw.ctx.first_number(&self.raw.base).await,
@@ -523,23 +551,37 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         })
     }
 
-    /// Version `version` of this manifest, when it can still be read on its own: the
-    /// version chain reads that version's key (`None` once collected); etag CAS stores only
-    /// the newest version, so it has it only while it is the newest. `None` says nothing
-    /// about whether the version was ever written. Cancel-safe.
+    /// Version `version` of this manifest, when it can still be read on its own: the version
+    /// chain reads that version's key (`None` once collected); etag CAS stores only the newest
+    /// version, so it has it only while it is the newest. `None` says nothing about whether the
+    /// version was ever written.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn version(&self, version: u64) -> Result<Option<Snapshot<T>>> {
         let read = self.protocol().version(&self.raw, version).await?;
         read.map(|s| self.typed(s)).transpose()
     }
 
     /// Creates the first version; `Conflict` carries the existing one.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which.
     pub async fn create(&self, body: T) -> Result<Written<T>> {
         self.write(None, body).await
     }
 
-    /// Whether a version newer than `known` exists, without transferring it when not:
-    /// a conditional GET (etag CAS); a GET of the next version's key answered 404 (version
-    /// chain, when `known` was seen recently), else a listing. Cancel-safe.
+    /// Whether a version newer than `known` exists, without transferring it when not: a
+    /// conditional GET (etag CAS); a GET of the next version's key answered 404 (version chain,
+    /// when `known` was seen recently), else a listing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
     pub async fn revalidate(&self, known: &Snapshot<T>) -> Result<Revalidated<T>> {
         Ok(
             match self
@@ -555,10 +597,16 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     }
 
     /// Read-modify-write with bounded retries: loads the newest version, asks `f` what to
-    /// write, writes it conditionally, and on conflict tries again with the newer version
-    /// after a jittered backoff. `f` may run several times. Fails with
-    /// [`Error::Contention`] after [`ManifestOptions::max_attempts`], and at once with
-    /// [`Error::Exhausted`] when `f` asks to write after version `u64::MAX`. Not cancel-safe.
+    /// write, writes it conditionally, and on conflict tries again with the newer version after
+    /// a jittered backoff. `f` may run several times. Fails with [`Error::Contention`] after
+    /// [`ManifestOptions::max_attempts`], and at once with [`Error::Exhausted`] when `f` asks
+    /// to write after version `u64::MAX`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which.
     pub async fn update<F>(&self, mut f: F) -> Result<Updated<T>>
     where
         F: FnMut(Option<&Snapshot<T>>) -> Change<T>,
@@ -606,6 +654,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// [`ManifestOptions::gc_keep`] and every version younger than
     /// [`ManifestOptions::gc_min_age`]. A no-op under etag CAS. Returns how many were
     /// deleted. Never touches the newest version, so it is safe to run at any time.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it stops it between deletes: what was deleted stays deleted, nothing else
+    /// changes, and running it again finishes the rest.
     pub async fn collect_garbage(&self) -> Result<usize> {
         let keep = self.raw.ctx.options.gc_keep;
         Ok(self.protocol().collect(&self.raw, keep, false).await?.len())
@@ -616,6 +669,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// deleted, oldest first, or with `dry_run` the keys that would be. A no-op under etag
     /// CAS (one object, which is the newest version). Never touches the newest version, so
     /// a tombstone (a released lock, a deleted record) keeps its version number.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it stops it between deletes: what was deleted stays deleted, nothing else
+    /// changes, and running it again finishes the rest.
     pub async fn trim(&self, keep: usize, dry_run: bool) -> Result<Vec<Key>> {
         self.protocol().collect(&self.raw, keep, dry_run).await
     }
@@ -635,6 +693,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// **The residual race.** Object stores (S3 included, through `object_store`) offer no
     /// conditional delete, so a write landing between the re-read and the delete is lost
     /// with the rest. The caller must only remove what nobody should be writing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it stops it between deletes: what was deleted stays deleted, nothing else
+    /// changes, and running it again finishes the rest.
     pub async fn remove(&self, expected: &Snapshot<T>, dry_run: bool) -> Result<Removed> {
         let same =
             |s: &Snapshot<T>| s.version == expected.version && s.write_id == expected.write_id;
@@ -662,6 +725,10 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
 
     /// Every stored version still kept, oldest first (version chain); the current one
     /// (etag CAS).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn history(&self) -> Result<Vec<Snapshot<T>>> {
         let kept = self.protocol().history(&self.raw).await?;
         kept.into_iter().map(|s| self.typed(s)).collect()

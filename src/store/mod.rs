@@ -435,6 +435,10 @@ impl Store {
     /// Sets the form in which [`Store::replace`] sends the expected etag, for this store and
     /// its clones, as one the store was seen to honour. The probe sets it when it finds one;
     /// set it by hand only to the form a probe of the same store found.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a dropped call leaves the form as it was or as set; nothing is written.
     pub async fn set_if_match_form(&self, form: IfMatchForm) {
         self.record_form_check(Some(form)).await;
     }
@@ -514,6 +518,10 @@ impl Store {
 
     /// Reads an object; `None` when absent. An object larger than [`MAX_OBJECT_BYTES`] is
     /// [`Error::Corrupt`], and its body is not read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn read(&self, key: &Key) -> Result<Option<Object>> {
         match self.get(key, GetOptions::default()).await {
             Ok(Got::Object(obj)) => Ok(Some(obj)),
@@ -526,6 +534,10 @@ impl Store {
     /// Reads an object only if its etag is no longer `etag` (conditional GET,
     /// `If-None-Match`). An unchanged object costs a 304 and no body. An object larger than
     /// [`MAX_OBJECT_BYTES`] is [`Error::Corrupt`], and its body is not read.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn read_if_changed(&self, key: &Key, etag: &str) -> Result<ReadIfChanged> {
         let opts = GetOptions::new().with_if_none_match(Some(etag));
         match self.get(key, opts).await {
@@ -585,6 +597,12 @@ impl Store {
     /// Creates `key` with `body` only if it does not exist (`If-None-Match: *`).
     /// `write_id` must be the one inside `body`; see the module docs for how an unclear
     /// answer is resolved.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which.
     pub async fn create(
         &self,
         key: &Key,
@@ -628,6 +646,13 @@ impl Store {
     /// [`Error::StoreRefused`]. Where no form is honoured: [`Error::Unsupported`], at once,
     /// not retried. In a form already seen to work, such a 412 is taken as transient and the
     /// write is sent again, like any other unclear answer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which. A dropped search for the `If-Match` form may leave a
+    /// scratch object under `_probe/`.
     pub async fn replace(
         &self,
         key: &Key,
@@ -870,11 +895,19 @@ impl Store {
     }
 
     /// Every object below `prefix` (recursive), in key order.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn list(&self, prefix: &Key) -> Result<Vec<Listed>> {
         self.list_inner(prefix, None).await
     }
 
     /// Objects below `prefix` whose key sorts after `offset`, in key order.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn list_after(&self, prefix: &Key, offset: &Key) -> Result<Vec<Listed>> {
         self.list_inner(prefix, Some(offset)).await
     }
@@ -894,6 +927,10 @@ impl Store {
     /// most ⌈`max`/1000⌉ LIST requests on S3 (one, for `max` ≤ 1000), whatever the folder
     /// holds. Elsewhere it lists everything and keeps the first `max`. When it stopped at
     /// `max` objects, it cannot tell whether more follow and says `false`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn list_first(
         &self,
         prefix: &Key,
@@ -980,6 +1017,10 @@ impl Store {
     }
 
     /// The names of the folders directly below `prefix` (one level, sorted).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn list_folders(&self, prefix: &Key) -> Result<Vec<String>> {
         let p = self.path(prefix);
         let r = self
@@ -999,6 +1040,11 @@ impl Store {
     /// wrote it (its `Last-Modified`, by the store's clock): two requests, a PUT and a HEAD.
     /// Neither is conditional: every node may overwrite the object, and any version the HEAD
     /// finds was written no earlier than ours began (see [`time`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: its only write is the clock check's scratch object (`_cairn/clock.json`),
+    /// which holds no state; a dropped check leaves the last one in use.
     pub async fn clock_check(&self, body: Bytes) -> Result<DateTime<Utc>> {
         let key = keys::clock();
         let path = self.path(&key);
@@ -1014,6 +1060,10 @@ impl Store {
 
     /// Deletes `key`. Used only off the safety path: garbage collection of old versions and
     /// probe scratch objects. An absent key is not an error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have deleted the object.
     pub async fn delete(&self, key: &Key) -> Result<()> {
         match self
             .timed("delete", self.inner.delete(&self.path(key)))

@@ -111,6 +111,12 @@ pub struct Check {
 impl Store {
     /// Probes this store on a scratch key. Returns [`Error::StoreRefused`] when the store
     /// ignores a precondition, naming the check that failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it may leave its scratch objects under `_probe/` (harmless; any lifecycle rule
+    /// may expire them). It records nothing: the protocol record is written by
+    /// [`crate::Cairn`]'s build, after the probe.
     pub async fn probe(&self, rng: &mut impl rand::Rng) -> Result<Capabilities> {
         let id = WriteId::random(rng);
         let key = keys::probe(&id.0);

@@ -346,11 +346,19 @@ pub fn shape_of(key: &Key) -> Option<Strategy> {
 
 impl Store {
     /// The prefix's protocol record, if one was written. One GET.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn read_protocol(&self) -> Result<Option<ProtocolRecord>> {
         Ok(self.read_protocol_tagged().await?.map(|(r, _)| r))
     }
 
     /// The prefix's protocol record with its etag, if one was written. One GET.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn read_protocol_tagged(&self) -> Result<Option<(ProtocolRecord, Tag)>> {
         let key = keys::protocol();
         match self.read(&key).await? {
@@ -361,11 +369,23 @@ impl Store {
 
     /// Creates the protocol record unless one exists, and returns the record in force:
     /// ours, or the one another node wrote first. One request when ours wins.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which.
     pub async fn create_protocol(&self, record: &ProtocolRecord) -> Result<ProtocolRecord> {
         Ok(self.create_protocol_tagged(record).await?.0)
     }
 
     /// [`Store::create_protocol`], with the etag and version of the record in force.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
+    /// the stored object is whole either way (each write is one conditional PUT of a whole
+    /// object). Read again to learn which.
     pub async fn create_protocol_tagged(
         &self,
         record: &ProtocolRecord,
@@ -402,6 +422,10 @@ impl Store {
     /// (`None`: one LIST per thousand objects). Objects outside cairn's folders (probe
     /// scratch objects, the protocol record, anything foreign) are skipped; the listing
     /// starts after the probe's folder, so none of those before it is even listed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only reads, so a dropped call changes nothing.
     pub async fn survey(&self, limit: Option<usize>) -> Result<Survey> {
         let root = keys::from_listed(String::new());
         // Every cairn folder sorts after `_probe/…` (`_` is below every lower-case letter).
@@ -461,6 +485,12 @@ impl Store {
     /// write: `fresh` for a write that creates a manifest where none existed.
     /// [`Error::ProtocolChanged`] when the record changed. A store without a watch (an
     /// observer, or one used directly) checks nothing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a dropped check leaves the record's last confirmation as it was, so the
+    /// next write checks again. (Where the record had vanished, the record it re-creates may or
+    /// may not have been written; the next check reads it either way.)
     pub async fn check_protocol(&self, fresh: bool) -> Result<()> {
         match self.watch.get() {
             Some(w) => w.check(self, fresh).await,

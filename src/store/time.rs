@@ -171,6 +171,9 @@ impl StoreTime {
     }
 
     /// Checks the clock against the store's now (two requests), whatever the last check.
+    ///
+    /// # Cancel safety
+    ///
     /// Cancel-safe: a cancelled check changes nothing.
     pub async fn check(&self, store: &Store, node: &str) -> Result<Witness> {
         let _one = self.checking.lock().await;
@@ -200,6 +203,9 @@ impl StoreTime {
 
     /// A witness for a rule that needs the store's time: the last check while it is young
     /// enough and puts this node within the bound, else a new check (two requests).
+    ///
+    /// # Cancel safety
+    ///
     /// Cancel-safe.
     pub async fn witness(&self, store: &Store, node: &str) -> Result<Witness> {
         if let Some(w) = self.usable() {

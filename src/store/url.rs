@@ -175,11 +175,21 @@ fn client_options(timeout: Duration, plain_http: bool) -> ClientOptions {
 
 /// Opens the store a URL names. A `file://` directory that does not exist is
 /// [`Error::NoStore`]; [`open_with`] and [`OpenOptions::create`] create it.
+///
+/// # Cancel safety
+///
+/// Cancel-safe: opening reads the environment and, for `file://`, the directory; nothing is
+/// written.
 pub async fn open(url: &str) -> Result<Opened> {
     open_with(url, &OpenOptions::default()).await
 }
 
 /// Opens the store a URL names, as `options` say.
+///
+/// # Cancel safety
+///
+/// Cancel-safe, as [`open`]; with [`OpenOptions::create`] a dropped call may have created the
+/// `file://` directory.
 pub async fn open_with(url: &str, options: &OpenOptions) -> Result<Opened> {
     match parse(url)? {
         Location::Memory => Ok(Opened {
