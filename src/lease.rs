@@ -56,7 +56,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock;
 use crate::error::{Error, Result};
-use crate::log::Audit;
+use crate::log::{Audit, AuditEvent};
 use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Released, Renewal};
 use crate::manifest::listing::Entry;
 use crate::manifest::{Change, Collection, Manifest, Manifests, Revalidated, Snapshot, Written};
@@ -351,7 +351,7 @@ type FreeCache = Arc<Mutex<HashMap<String, Snapshot<LockRecord>>>>;
 
 enum Attempt {
     Acquired(Lease),
-    Busy(Box<Busy>, Snapshot<LockRecord>),
+    Busy(Box<(Busy, Snapshot<LockRecord>)>),
 }
 
 impl Locks {
@@ -390,7 +390,7 @@ impl Locks {
         let current = self.current(name, &m).await?;
         Ok(match self.attempt(name, &m, current).await? {
             Attempt::Acquired(l) => Acquired::Acquired(l),
-            Attempt::Busy(b, _) => Acquired::Busy(*b),
+            Attempt::Busy(b) => Acquired::Busy(b.0),
         })
     }
 
@@ -410,7 +410,7 @@ impl Locks {
         loop {
             let (busy, seen) = match self.attempt(name, &m, current).await? {
                 Attempt::Acquired(l) => return Ok(Acquired::Acquired(l)),
-                Attempt::Busy(b, s) => (*b, s),
+                Attempt::Busy(b) => *b,
             };
             let now = clock.monotonic();
             let waited = now.saturating_duration_since(start);
@@ -576,10 +576,10 @@ impl Locks {
                 let observed = clock.monotonic().saturating_duration_since(since) >= wait;
                 let expired = !observed && self.expired(name, s).await?;
                 if !observed && !expired {
-                    return Ok(Attempt::Busy(
-                        Box::new(busy(name, s, clock.now())),
+                    return Ok(Attempt::Busy(Box::new((
+                        busy(name, s, clock.now()),
                         s.clone(),
-                    ));
+                    ))));
                 }
                 warn!(
                     lock = %name, holder = %s.body.holder, version = s.version, observed, expired,
@@ -619,16 +619,23 @@ impl Locks {
                     };
                     crate::telemetry::lock_acquired(name.as_str(), how);
                     if let Some(a) = &self.audit {
-                        let event = if taking_over_from.is_some() {
-                            "takeover"
-                        } else {
-                            "acquire"
-                        };
-                        a.record(serde_json::json!({
-                            "lock": name, "event": event, "holder": s.body.holder,
-                            "fencing_token": token, "previous_holder": taking_over_from,
-                        }))
-                        .await;
+                        // Queued: the lease is handed over without waiting for the trail.
+                        let (lock, holder) = (name.to_string(), s.body.holder.clone());
+                        let (fencing_token, previous_holder) = (token.0, taking_over_from.clone());
+                        a.record(match taking_over_from {
+                            Some(_) => AuditEvent::Takeover {
+                                lock,
+                                holder,
+                                fencing_token,
+                                previous_holder,
+                            },
+                            None => AuditEvent::Acquire {
+                                lock,
+                                holder,
+                                fencing_token,
+                                previous_holder,
+                            },
+                        });
                     }
                     return Ok(Attempt::Acquired(Lease::start(
                         self,
@@ -646,7 +653,7 @@ impl Locks {
             }
         }
         match current {
-            Some(s) => Ok(Attempt::Busy(Box::new(busy(name, &s, clock.now())), s)),
+            Some(s) => Ok(Attempt::Busy(Box::new((busy(name, &s, clock.now()), s)))),
             None => Err(Error::Contention {
                 key: m.key().to_string(),
                 attempts: 3,
@@ -760,12 +767,13 @@ impl Locks {
         if updated.changed {
             warn!(lock = %name, "lease broken by operator");
             if let (Some(a), Some(s)) = (&self.audit, &updated.snapshot) {
-                a.record(serde_json::json!({
-                    "lock": name, "event": "break", "by": s.body.broken_by,
-                    "holder": s.body.holder,
-                    "fencing_token": s.body.fencing_token, "version": s.version,
-                }))
-                .await;
+                a.record(AuditEvent::Break {
+                    lock: name.to_string(),
+                    by: s.body.broken_by.clone(),
+                    holder: s.body.holder.clone(),
+                    fencing_token: s.body.fencing_token.0,
+                    version: s.version,
+                });
             }
         }
         let now = clock.now();
@@ -833,10 +841,19 @@ impl ClaimBody for LockRecord {
 /// available.
 #[derive(Debug)]
 pub struct Lease {
-    name: Name,
     token: FencingToken,
     held: HeldLock,
+    /// What a release needs, shared with the release a dropped lease sends off.
+    release: Arc<Release>,
+}
+
+/// The one state a release reads: the lock, its manifest and claim, and where a release is
+/// reported. [`Lease::release`] runs it; a dropped lease hands it to a background task.
+#[derive(Debug)]
+struct Release {
+    name: Name,
     manifest: Manifest<LockRecord>,
+    shared: Arc<Mutex<HeldState<LockRecord, LossReason, ()>>>,
     manifests: Arc<Manifests>,
     free: FreeCache,
     audit: Option<Audit>,
@@ -866,20 +883,24 @@ impl Lease {
         let held = Held::spawn(snapshot, Some(deadline), (), move |keeper| {
             held::keep(m, renewer, keeper, due, c)
         });
-        Self {
+        let release = Arc::new(Release {
             name,
-            token,
-            held,
             manifest,
+            shared: held.shared(),
             manifests,
             free: Arc::clone(&locks.free),
             audit: locks.audit.clone(),
+        });
+        Self {
+            token,
+            held,
+            release,
         }
     }
 
     /// The lock's name.
     pub fn name(&self) -> &Name {
-        &self.name
+        &self.release.name
     }
 
     /// This lease's fencing token. Pass it to whatever the lock protects.
@@ -889,8 +910,8 @@ impl Lease {
 
     /// The lock as this lease last wrote it, in the shape [`Locks::show`] gives it.
     pub fn info(&self) -> LockInfo {
-        let now = self.manifests.clock().now();
-        info_of(self.name.as_str(), &self.held.state().snapshot, now)
+        let now = self.release.manifests.clock().now();
+        info_of(self.name().as_str(), &self.held.state().snapshot, now)
     }
 
     /// The local deadline: after this instant (on the monotonic clock, as things stand
@@ -898,7 +919,7 @@ impl Lease {
     /// counts against the lease, so a suspension moves this instant earlier, by as long as
     /// it lasted.
     pub fn deadline(&self) -> Instant {
-        let clock = self.manifests.clock();
+        let clock = self.release.manifests.clock();
         // A lease always has a deadline (set in `start`); `now` is never used.
         let deadline = self.held.state().deadline;
         let deadline = deadline.unwrap_or_else(|| clock.boottime());
@@ -913,7 +934,7 @@ impl Lease {
         let s = self.held.state();
         s.lost.is_none()
             && s.deadline
-                .is_some_and(|d| self.manifests.clock().boottime() < d)
+                .is_some_and(|d| self.release.manifests.clock().boottime() < d)
     }
 
     /// A token cancelled when the lease is lost. Cancel-safe to wait on.
@@ -951,15 +972,7 @@ impl Lease {
     /// Not cancel-safe: a cancelled release leaves the lease to expire.
     pub async fn release(mut self) -> Result<()> {
         self.held.stop().await;
-        release_shared(
-            &self.name,
-            &self.manifest,
-            &self.held.shared(),
-            &self.manifests,
-            &self.free,
-            self.audit.as_ref(),
-        )
-        .await
+        self.release.run().await
     }
 }
 
@@ -974,71 +987,67 @@ impl Drop for Lease {
             }
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let (name, m, shared, ms, free, audit) = (
-                self.name.clone(),
-                self.manifest.clone(),
-                self.held.shared(),
-                Arc::clone(&self.manifests),
-                Arc::clone(&self.free),
-                self.audit.clone(),
-            );
+            let release = Arc::clone(&self.release);
             rt.spawn(async move {
-                if let Err(e) = release_shared(&name, &m, &shared, &ms, &free, audit.as_ref()).await {
-                    warn!(lock = %name, error = %e, "release of a dropped lease failed; it will expire");
+                if let Err(e) = release.run().await {
+                    warn!(lock = %release.name, error = %e, "release of a dropped lease failed; it will expire");
                 }
             });
         }
     }
 }
 
-/// Writes the released tombstone over our newest version, unless the lease was lost.
-async fn release_shared(
-    name: &Name,
-    m: &Manifest<LockRecord>,
-    shared: &Mutex<HeldState<LockRecord, LossReason, ()>>,
-    manifests: &Manifests,
-    free: &FreeCache,
-    audit: Option<&Audit>,
-) -> Result<()> {
-    let clock = manifests.clock();
-    let released = held::release(shared, m, |ours| {
-        let now = clock.now();
-        LockRecord {
-            state: StoredState::Released,
-            renewed_at: now,
-            expires_at: now,
-            ..ours.clone()
-        }
-    })
-    .await?;
-    let reason = match released {
-        Released::Already => return Ok(()),
-        Released::Lost(reason) => reason,
-        Released::Written(tombstone) => {
-            info!(lock = %name, fencing_token = %tombstone.body.fencing_token, "released");
-            if let Some(a) = audit {
-                a.record(serde_json::json!({
-                    "lock": name, "event": "release", "holder": tombstone.body.holder,
-                    "fencing_token": tombstone.body.fencing_token,
-                }))
-                .await;
+impl Release {
+    /// Writes the released tombstone over our newest version, unless the lease was lost.
+    async fn run(&self) -> Result<()> {
+        let Self {
+            name,
+            manifest: m,
+            shared,
+            manifests,
+            free,
+            audit,
+        } = self;
+        let clock = manifests.clock();
+        let released = held::release(shared, m, |ours| {
+            let now = clock.now();
+            LockRecord {
+                state: StoredState::Released,
+                renewed_at: now,
+                expires_at: now,
+                ..ours.clone()
             }
-            free.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(name.to_string(), tombstone);
-            return Ok(());
-        }
-        Released::Beaten { ours, latest } => {
-            let reason = loss_by(latest.as_ref(), &ours.body.session);
-            warn!(lock = %name, %reason, "lease was lost before its release");
-            held::lock(shared).lost = Some(reason.clone());
-            reason
-        }
-    };
-    Err(Error::LeaseLost {
-        lock: name.to_string(),
-        reason,
-    })
+        })
+        .await?;
+        let reason = match released {
+            Released::Already => return Ok(()),
+            Released::Lost(reason) => reason,
+            Released::Written(tombstone) => {
+                info!(lock = %name, fencing_token = %tombstone.body.fencing_token, "released");
+                if let Some(a) = audit.as_ref() {
+                    a.record(AuditEvent::Release {
+                        lock: name.to_string(),
+                        holder: tombstone.body.holder.clone(),
+                        fencing_token: tombstone.body.fencing_token.0,
+                    });
+                }
+                free.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.to_string(), tombstone);
+                return Ok(());
+            }
+            Released::Beaten { ours, latest } => {
+                let reason = loss_by(latest.as_ref(), &ours.body.session);
+                warn!(lock = %name, %reason, "lease was lost before its release");
+                held::lock(shared).lost = Some(reason.clone());
+                reason
+            }
+        };
+        Err(Error::LeaseLost {
+            lock: name.to_string(),
+            reason,
+        })
+    }
 }
 
 /// Why our lease (session `ours`) ended, from the version that beat our write.

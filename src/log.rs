@@ -803,29 +803,180 @@ impl EventLog {
     }
 }
 
+/// One audit event: a transition of a lock or a turn, appended to the audit topic as the
+/// entry's event. Stored as a JSON object with an `event` field naming the variant
+/// (`"acquire"`, `"takeover"`, `"release"`, `"break"`, `"start"`, `"finish"`) beside the
+/// variant's fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum AuditEvent {
+    /// A free (never taken, released or expired) lock was acquired.
+    Acquire {
+        /// The lock.
+        lock: String,
+        /// The node that acquired it.
+        holder: String,
+        /// The lease's fencing token.
+        fencing_token: u64,
+        /// Always `None` for an acquisition of a free lock.
+        previous_holder: Option<String>,
+    },
+    /// A lock was taken over from a holder whose lease had expired.
+    Takeover {
+        /// The lock.
+        lock: String,
+        /// The node that took it.
+        holder: String,
+        /// The new lease's fencing token.
+        fencing_token: u64,
+        /// The holder whose lease expired.
+        previous_holder: Option<String>,
+    },
+    /// A lease was released.
+    Release {
+        /// The lock.
+        lock: String,
+        /// The node that released it.
+        holder: String,
+        /// The released lease's fencing token.
+        fencing_token: u64,
+    },
+    /// An operator broke a lease.
+    Break {
+        /// The lock.
+        lock: String,
+        /// The node that broke it.
+        by: Option<String>,
+        /// The holder whose lease was broken.
+        holder: String,
+        /// The broken lease's fencing token.
+        fencing_token: u64,
+        /// The lock's version written by the break.
+        version: u64,
+    },
+    /// A node claimed a turn and started its job.
+    Start {
+        /// The turn.
+        turn: String,
+        /// The turn's number.
+        number: u64,
+        /// The node running it.
+        holder: String,
+    },
+    /// A turn's job finished.
+    Finish {
+        /// The turn.
+        turn: String,
+        /// The turn's number.
+        number: u64,
+        /// The node that ran it.
+        holder: String,
+        /// How the job went, as stored with the turn.
+        outcome: serde_json::Value,
+        /// Whether the outcome was stored with the turn (`false`: a later turn had started).
+        stored: bool,
+    },
+}
+
 /// Where a feature writes its audit trail: a log and a topic.
+///
+/// [`Audit::record`] queues an event and returns at once, so that a lock is handed over and
+/// a turn's job started without waiting for the audit trail; one background task per
+/// `Audit` (and its clones) appends the queued events in order. A process that ends soon
+/// after should [`Audit::flush`] first.
 #[derive(Debug, Clone)]
 pub struct Audit {
     log: EventLog,
     topic: Name,
+    queue: Arc<AuditQueue>,
+}
+
+/// The events waiting to be appended, and whether a task is appending them.
+#[derive(Debug)]
+struct AuditQueue {
+    state: Mutex<QueueState>,
+    /// `true` while nothing is queued or being written.
+    idle: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    pending: std::collections::VecDeque<AuditEvent>,
+    writing: bool,
 }
 
 impl Audit {
     /// Audit events go to `topic` of `log`.
     pub fn new(log: EventLog, topic: Name) -> Self {
-        Self { log, topic }
+        Self {
+            log,
+            topic,
+            queue: Arc::new(AuditQueue {
+                state: Mutex::default(),
+                idle: tokio::sync::watch::Sender::new(true),
+            }),
+        }
     }
 
-    /// Appends an audit event. Failures are logged, never returned: the audit trail must
-    /// not decide whether a lock or a turn works.
+    /// Queues `event` to be appended after those queued before it, and returns at once.
+    /// Failures are logged, never returned: the audit trail must not decide whether a lock
+    /// or a turn works. Outside a tokio runtime the event is logged as not written.
+    pub fn record(&self, event: AuditEvent) {
+        let mut st = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.pending.push_back(event);
+        if st.writing {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                st.writing = true;
+                self.queue.idle.send_replace(false);
+                rt.spawn(self.clone().drain());
+            }
+            Err(_) => {
+                st.pending.clear();
+                tracing::warn!(topic = %self.topic, "audit event not written: no tokio runtime");
+            }
+        }
+    }
+
+    /// Appends the queued events in order until none is left.
+    async fn drain(self) {
+        loop {
+            let next = {
+                let mut st = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+                match st.pending.pop_front() {
+                    Some(event) => event,
+                    None => {
+                        st.writing = false;
+                        self.queue.idle.send_replace(true);
+                        return;
+                    }
+                }
+            };
+            let written = match serde_json::to_value(&next) {
+                Ok(value) => self.log.append(&self.topic, value).await.map(|_| ()),
+                Err(source) => Err(Error::Encode {
+                    what: "audit event",
+                    source,
+                }),
+            };
+            if let Err(e) = written {
+                tracing::warn!(topic = %self.topic, error = %e, "audit event not written");
+            }
+        }
+    }
+
+    /// Waits until every event queued so far (by this `Audit` or a clone) has been
+    /// appended, or has failed and been logged.
     ///
     /// # Cancel safety
     ///
-    /// Not cancel-safe: a dropped call may or may not have appended the event, as
-    /// [`EventLog::append`].
-    pub async fn record(&self, event: serde_json::Value) {
-        if let Err(e) = self.log.append(&self.topic, event).await {
-            tracing::warn!(topic = %self.topic, error = %e, "audit event not written");
-        }
+    /// Cancel-safe: it only waits; the events go on being appended.
+    pub async fn flush(&self) {
+        let mut idle = self.queue.idle.subscribe();
+        // The sender lives as long as `self`, so the wait ends only when idle.
+        let _ = idle.wait_for(|idle| *idle).await;
     }
 }

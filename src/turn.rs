@@ -48,7 +48,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock;
 use crate::error::{Error, Result};
-use crate::log::Audit;
+use crate::log::{Audit, AuditEvent};
 use crate::manifest::held::{self, ClaimBody, Closed};
 use crate::manifest::listing::Entry;
 use crate::manifest::{Change, Collection, Manifest, Manifests, Revalidated, Snapshot, Written};
@@ -485,12 +485,13 @@ impl ClaimedTurn {
             }
         };
         if let Some(a) = &self.turns.audit {
-            a.record(serde_json::json!({
-                "turn": self.name, "event": "finish", "number": turn,
-                "holder": self.snapshot.body.holder, "outcome": outcome,
-                "stored": matches!(finished, Finished::Recorded(_)),
-            }))
-            .await;
+            a.record(AuditEvent::Finish {
+                turn: self.name.to_string(),
+                number: turn,
+                holder: self.snapshot.body.holder.clone(),
+                outcome: serde_json::to_value(&outcome).unwrap_or(serde_json::Value::Null),
+                stored: matches!(finished, Finished::Recorded(_)),
+            });
         }
         Ok((finished, latest))
     }
@@ -686,11 +687,11 @@ impl Turns {
                 }
                 info!(turn = %name, number = s.body.turn, "claimed turn");
                 if let Some(a) = &self.audit {
-                    a.record(serde_json::json!({
-                        "turn": name, "event": "start", "number": s.body.turn,
-                        "holder": s.body.holder,
-                    }))
-                    .await;
+                    a.record(AuditEvent::Start {
+                        turn: name.to_string(),
+                        number: s.body.turn,
+                        holder: s.body.holder.clone(),
+                    });
                 }
                 Ok(Attempt::Won(Box::new(ClaimedTurn {
                     name: name.clone(),

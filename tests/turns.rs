@@ -486,9 +486,10 @@ async fn turn_starts_and_outcomes_go_to_the_audit_log_when_switched_on() {
         .await
         .unwrap();
     let topic = Name::new("audit").unwrap();
+    let trail = cairn::log::Audit::new(cairn.event_log(), topic.clone());
     let turns = cairn
         .turns(TurnOptions::default())
-        .with_audit(cairn::log::Audit::new(cairn.event_log(), topic.clone()));
+        .with_audit(trail.clone());
     let ran = turns
         .run_once(&name(), |_| async {
             Ok(Some(serde_json::json!({"expired": 3})))
@@ -498,6 +499,7 @@ async fn turn_starts_and_outcomes_go_to_the_audit_log_when_switched_on() {
     let RunOnce::Ran { number, .. } = ran else {
         panic!("{ran:?}")
     };
+    trail.flush().await;
     let entries = cairn.event_log().read(&topic, 1, 10).await.unwrap();
     let events: Vec<(&str, u64)> = entries
         .iter()
@@ -565,4 +567,67 @@ async fn a_node_five_minutes_ahead_claims_no_turn_early() {
         panic!("due, and the clock is right again");
     };
     assert_eq!(second.number(), number + 1);
+}
+
+/// The audit trail is written off the coordination path: with every append to the audit
+/// topic hanging, a lock is still handed over at once and a turn's job still starts, and the
+/// events follow, in order, once the store answers again.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_audit_trail_delays_neither_a_lease_nor_a_turn() {
+    let stamped = memory();
+    let counted = Arc::new(FaultStore::new(stamped, 1));
+    let cairn = Cairn::builder(counted.clone() as Arc<dyn ObjectStore>)
+        .node("auditor")
+        .unwrap()
+        .clock(Arc::new(TestClock::anchored(origin(), Instant::now())))
+        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
+        .build()
+        .await
+        .unwrap();
+    let topic = Name::new("audit").unwrap();
+    let trail = cairn::log::Audit::new(cairn.event_log(), topic.clone());
+    counted.add(Rule::always(Op::Put, "log/audit/", Fault::Hang));
+    let locks = cairn
+        .locks(cairn::LeaseOptions::with_ttl(Duration::from_secs(30)))
+        .unwrap()
+        .with_audit(trail.clone());
+    let started = Instant::now();
+    let lease = match tokio::time::timeout(
+        Duration::from_secs(5),
+        locks.try_acquire(&Name::new("deploy").unwrap()),
+    )
+    .await
+    .expect("acquire waits for no audit append")
+    .unwrap()
+    {
+        cairn::Acquired::Acquired(lease) => lease,
+        other => panic!("{other:?}"),
+    };
+    assert!(lease.is_held());
+    lease.release().await.unwrap();
+    let turns = cairn
+        .turns(TurnOptions::default())
+        .with_audit(trail.clone());
+    let ran = tokio::time::timeout(
+        Duration::from_secs(5),
+        turns.run_once(&name(), |_| async { Ok(None) }),
+    )
+    .await
+    .expect("a turn waits for no audit append")
+    .unwrap();
+    assert!(matches!(ran, RunOnce::Ran { .. }), "{ran:?}");
+    assert!(Instant::now().duration_since(started) < Duration::from_secs(5));
+    // The trail is still waiting on the hung append; once the store answers (the append
+    // is retried after its request timeout), it is written whole and in order.
+    counted.clear();
+    trail.flush().await;
+    let events: Vec<String> = cairn
+        .event_log()
+        .read(&topic, 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["acquire", "release", "start", "finish"]);
 }

@@ -204,14 +204,15 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Turn { command } => {
             let cairn = connect(g).await?;
+            let trail = audit(g)?.map(|topic| crate::log::Audit::new(cairn.event_log(), topic));
             let turns = |o: crate::turn::TurnOptions| -> Result<crate::turn::Turns> {
                 let t = cairn.turns(o);
-                Ok(match audit(g)? {
-                    Some(topic) => t.with_audit(crate::log::Audit::new(cairn.event_log(), topic)),
+                Ok(match &trail {
+                    Some(a) => t.with_audit(a.clone()),
                     None => t,
                 })
             };
-            match command {
+            let code = match command {
                 TurnCommand::Run {
                     name,
                     every,
@@ -237,7 +238,12 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                 TurnCommand::Show { name } => {
                     turn::show(&turns(Default::default())?, name, g.json).await
                 }
+            };
+            // The audit trail is written in the background: all of it before cairn exits.
+            if let Some(a) = &trail {
+                a.flush().await;
             }
+            code
         }
         Command::Node { command } => {
             let cairn = connect(g).await?;
@@ -265,14 +271,15 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Lock { command } => {
             let cairn = connect(g).await?;
+            let trail = audit(g)?.map(|topic| crate::log::Audit::new(cairn.event_log(), topic));
             let locks = |o: LeaseOptions| -> Result<crate::lease::Locks> {
                 let l = cairn.locks(o)?;
-                Ok(match audit(g)? {
-                    Some(topic) => l.with_audit(crate::log::Audit::new(cairn.event_log(), topic)),
+                Ok(match &trail {
+                    Some(a) => l.with_audit(a.clone()),
                     None => l,
                 })
             };
-            match command {
+            let code = match command {
                 LockCommand::Run {
                     acquire,
                     grace,
@@ -316,7 +323,12 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     let l = locks(LeaseOptions::default())?;
                     lock::break_lock(&l, name, *token, *force, g.json).await
                 }
+            };
+            // The audit trail is written in the background: all of it before cairn exits.
+            if let Some(a) = &trail {
+                a.flush().await;
             }
+            code
         }
     }
 }
