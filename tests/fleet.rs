@@ -14,6 +14,7 @@ use cairn::fleet::procs::Processes;
 use cairn::fleet::{FleetOptions, Report};
 use cairn::manifest::Strategy;
 use cairn::StrategyChoice;
+use common::torture::short;
 use common::Backend;
 
 fn show(r: &Report) -> String {
@@ -41,17 +42,6 @@ fn show(r: &Report) -> String {
     }
     s += &format!("{:?}\n", r.ops.by_feature);
     s
-}
-
-fn short(mut o: FleetOptions) -> FleetOptions {
-    o.nodes = 4;
-    o.duration = Duration::from_secs(20);
-    o.turn_window = Duration::from_secs(2);
-    o.turn_jitter = Duration::from_millis(300);
-    o.lock_ttl = Duration::from_secs(2);
-    o.heartbeat = Duration::from_millis(500);
-    o.data_every = Duration::from_millis(300);
-    o
 }
 
 #[tokio::test(start_paused = true)]

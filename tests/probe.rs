@@ -526,24 +526,12 @@ async fn six_nodes(store: &Arc<Racy>) -> cairn::Result<Vec<Cairn>> {
     Ok(nodes)
 }
 
-/// Six nodes race for `lock` at once: the fencing tokens of those that got it.
+/// Six nodes race for `lock` at once: the fencing tokens of those that got it (their
+/// leases are kept, never released).
 async fn race_for(nodes: &[Cairn], lock: &str) -> Vec<u64> {
-    let name = Name::new(lock).unwrap();
-    let locks: Vec<_> = nodes
-        .iter()
-        .map(|c| {
-            c.locks(LeaseOptions::with_ttl(Duration::from_secs(30)))
-                .unwrap()
-        })
-        .collect();
-    let tries = locks.iter().map(|l| l.try_acquire(&name));
-    let mut tokens = Vec::new();
-    for r in futures::future::join_all(tries).await {
-        if let Acquired::Acquired(lease) = r.unwrap() {
-            tokens.push(lease.fencing_token().0);
-            std::mem::forget(lease);
-        }
-    }
+    let held = common::race_for(nodes, lock).await;
+    let tokens = held.iter().map(|l| l.fencing_token().0).collect();
+    held.into_iter().for_each(std::mem::forget);
     tokens
 }
 

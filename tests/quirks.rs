@@ -6,6 +6,8 @@
 //! accepted store with 0 violations. Each test fails without cairn's handling of its quirk
 //! (named in the test).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,21 +49,7 @@ async fn node(store: &Arc<FaultStore>, prefix: &str, name: &str) -> cairn::Resul
 /// Six nodes race for `lock` at once: the fencing tokens of those that got it (each lease
 /// is released again).
 async fn race_for(nodes: &[Cairn], lock: &str) -> Vec<u64> {
-    let name = Name::new(lock).unwrap();
-    let locks: Vec<_> = nodes
-        .iter()
-        .map(|c| {
-            c.locks(LeaseOptions::with_ttl(Duration::from_secs(30)))
-                .unwrap()
-        })
-        .collect();
-    let tries = locks.iter().map(|l| l.try_acquire(&name));
-    let mut held = Vec::new();
-    for r in futures::future::join_all(tries).await {
-        if let Acquired::Acquired(lease) = r.unwrap() {
-            held.push(lease);
-        }
-    }
+    let held = common::race_for(nodes, lock).await;
     let tokens = held.iter().map(|l| l.fencing_token().0).collect();
     for lease in held {
         lease.release().await.unwrap();
@@ -376,14 +364,7 @@ async fn coordination_sends_no_delete() {
 async fn torture_on(hook: impl Hook + 'static) {
     use cairn::fleet::history::History;
     use cairn::fleet::FleetOptions;
-    let mut o = FleetOptions::torture();
-    o.nodes = 4;
-    o.duration = Duration::from_secs(20);
-    o.turn_window = Duration::from_secs(2);
-    o.turn_jitter = Duration::from_millis(300);
-    o.lock_ttl = Duration::from_secs(2);
-    o.heartbeat = Duration::from_millis(500);
-    o.data_every = Duration::from_millis(300);
+    let mut o = common::torture::short(FleetOptions::torture());
     o.operator_break = false;
     o.misconfigured = false;
     let r = cairn::fleet::run(quirky(hook), "fleet", o, Arc::new(History::new()))

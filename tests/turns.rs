@@ -474,17 +474,21 @@ async fn a_looping_node_makes_no_request_until_the_turn_is_due() {
     task.await.unwrap().unwrap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn turn_starts_and_outcomes_go_to_the_audit_log_when_switched_on() {
-    let store = memory();
-    let cairn = Cairn::builder(store)
+/// A handle on `store`, node `auditor`, on etag CAS and the test's clock.
+async fn auditor(store: Arc<dyn ObjectStore>) -> Cairn {
+    Cairn::builder(store)
         .node("auditor")
         .unwrap()
         .clock(Arc::new(TestClock::anchored(origin(), Instant::now())))
         .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
         .build()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn turn_starts_and_outcomes_go_to_the_audit_log_when_switched_on() {
+    let cairn = auditor(memory()).await;
     let topic = Name::new("audit").unwrap();
     let trail = cairn::log::Audit::new(cairn.event_log(), topic.clone());
     let turns = cairn
@@ -574,16 +578,8 @@ async fn a_node_five_minutes_ahead_claims_no_turn_early() {
 /// events follow, in order, once the store answers again.
 #[tokio::test(start_paused = true)]
 async fn a_hanging_audit_trail_delays_neither_a_lease_nor_a_turn() {
-    let stamped = memory();
-    let counted = Arc::new(FaultStore::new(stamped, 1));
-    let cairn = Cairn::builder(counted.clone() as Arc<dyn ObjectStore>)
-        .node("auditor")
-        .unwrap()
-        .clock(Arc::new(TestClock::anchored(origin(), Instant::now())))
-        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
-        .build()
-        .await
-        .unwrap();
+    let counted = Arc::new(FaultStore::new(memory(), 1));
+    let cairn = auditor(counted.clone()).await;
     let topic = Name::new("audit").unwrap();
     let trail = cairn::log::Audit::new(cairn.event_log(), topic.clone());
     counted.add(Rule::always(Op::Put, "log/audit/", Fault::Hang));

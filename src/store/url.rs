@@ -156,6 +156,32 @@ impl Default for OpenOptions {
 #[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// object_store retries a failed attempt (connection refused, 5xx) only within the request
+/// timeout, so one request never takes much longer than it.
+#[cfg(any(feature = "aws", feature = "azure", feature = "gcp"))]
+fn retry_within(timeout: Duration) -> RetryConfig {
+    RetryConfig {
+        max_retries: 3,
+        retry_timeout: timeout,
+        ..Default::default()
+    }
+}
+
+/// The HTTP client's request and connect timeouts, as the settings of an Azure or GCS
+/// builder (which keeps every other client option the environment set, a proxy say).
+#[cfg(any(feature = "azure", feature = "gcp"))]
+fn client_timeouts(timeout: Duration) -> [(object_store::ClientConfigKey, String); 2] {
+    use object_store::ClientConfigKey;
+    let millis = |d: Duration| format!("{}ms", d.as_millis());
+    [
+        (ClientConfigKey::Timeout, millis(timeout)),
+        (
+            ClientConfigKey::ConnectTimeout,
+            millis(timeout.min(CONNECT_TIMEOUT)),
+        ),
+    ]
+}
+
 /// The HTTP client's options for an `s3://` store.
 #[cfg(feature = "aws")]
 fn client_options(timeout: Duration, plain_http: bool) -> ClientOptions {
@@ -392,22 +418,12 @@ fn open_gcs(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened> {
     let endpoint = builder
         .get_config_value(&GoogleConfigKey::BaseUrl)
         .unwrap_or_else(|| "https://storage.googleapis.com".to_string());
-    let millis = |d: Duration| format!("{}ms", d.as_millis());
     let mut builder = builder
         .with_bucket_name(bucket)
-        .with_retry(RetryConfig {
-            max_retries: 3,
-            retry_timeout: timeout,
-            ..Default::default()
-        })
-        .with_config(
-            GoogleConfigKey::Client(ClientConfigKey::Timeout),
-            millis(timeout),
-        )
-        .with_config(
-            GoogleConfigKey::Client(ClientConfigKey::ConnectTimeout),
-            millis(timeout.min(CONNECT_TIMEOUT)),
-        );
+        .with_retry(retry_within(timeout));
+    for (key, value) in client_timeouts(timeout) {
+        builder = builder.with_config(GoogleConfigKey::Client(key), value);
+    }
     if endpoint.starts_with("http://") {
         builder = builder.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
     }
@@ -428,7 +444,6 @@ fn open_gcs(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened> {
 #[cfg(feature = "azure")]
 fn open_azure(container: &str, prefix: &str, timeout: Duration) -> Result<Opened> {
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-    use object_store::ClientConfigKey;
     let builder = MicrosoftAzureBuilder::from_env();
     let setting = |key: AzureConfigKey| builder.get_config_value(&key);
     // object_store's reading of a boolean setting.
@@ -451,22 +466,12 @@ fn open_azure(container: &str, prefix: &str, timeout: Duration) -> Result<Opened
     let plain_http = endpoint
         .as_deref()
         .is_some_and(|e| e.starts_with("http://"));
-    let millis = |d: Duration| format!("{}ms", d.as_millis());
     let mut builder = builder
         .with_container_name(container)
-        .with_retry(RetryConfig {
-            max_retries: 3,
-            retry_timeout: timeout,
-            ..Default::default()
-        })
-        .with_config(
-            AzureConfigKey::Client(ClientConfigKey::Timeout),
-            millis(timeout),
-        )
-        .with_config(
-            AzureConfigKey::Client(ClientConfigKey::ConnectTimeout),
-            millis(timeout.min(CONNECT_TIMEOUT)),
-        );
+        .with_retry(retry_within(timeout));
+    for (key, value) in client_timeouts(timeout) {
+        builder = builder.with_config(AzureConfigKey::Client(key), value);
+    }
     if plain_http {
         builder = builder.with_allow_http(true);
     }
@@ -583,13 +588,7 @@ async fn open_s3(bucket: &str, prefix: &str, timeout: Duration) -> Result<Opened
         .with_bucket_name(bucket)
         .with_region(region)
         .with_conditional_put(S3ConditionalPut::ETagMatch)
-        // object_store retries a failed attempt (connection refused, 5xx) only within the
-        // request timeout, so one request never takes much longer than it.
-        .with_retry(RetryConfig {
-            max_retries: 3,
-            retry_timeout: timeout,
-            ..Default::default()
-        })
+        .with_retry(retry_within(timeout))
         // Set before `with_allow_http`: `with_client_options` replaces every client option.
         .with_client_options(client_options(timeout, plain_http));
     if let Some(endpoint) = endpoint {

@@ -9,6 +9,8 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
+pub mod torture;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -288,4 +290,25 @@ pub fn cairn_worker_on(
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true);
     c
+}
+
+/// Every node of `nodes` tries to acquire `lock` at once (a ttl of 30 s): the leases of those
+/// that got it.
+pub async fn race_for(nodes: &[cairn::Cairn], lock: &str) -> Vec<cairn::Lease> {
+    let name = cairn::Name::new(lock).unwrap();
+    let locks: Vec<_> = nodes
+        .iter()
+        .map(|c| {
+            c.locks(cairn::LeaseOptions::with_ttl(Duration::from_secs(30)))
+                .unwrap()
+        })
+        .collect();
+    let tries = locks.iter().map(|l| l.try_acquire(&name));
+    let mut held = Vec::new();
+    for r in futures::future::join_all(tries).await {
+        if let cairn::Acquired::Acquired(lease) = r.unwrap() {
+            held.push(lease);
+        }
+    }
+    held
 }
