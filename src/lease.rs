@@ -367,7 +367,10 @@ impl Locks {
         })
     }
 
-    /// Records every acquire, takeover, release and break in an event log topic.
+    /// Records every acquire, takeover, release and break in an event log topic. The events
+    /// are appended in the background ([`Audit::record`]), so a lease is handed over without
+    /// waiting for them; keep a clone of `audit` and [`Audit::flush`] it before the process
+    /// ends, or the last events may be lost with it.
     pub fn with_audit(mut self, audit: Audit) -> Self {
         self.audit = Some(audit);
         self
@@ -969,7 +972,9 @@ impl Lease {
     ///
     /// # Cancel safety
     ///
-    /// Not cancel-safe: a cancelled release leaves the lease to expire.
+    /// Not cancel-safe: dropped while the renewals stop, the lease is released in the
+    /// background, as a dropped [`Lease`] is; dropped during its closing write, the tombstone
+    /// may or may not have landed, and if not the lease expires after its ttl.
     pub async fn release(mut self) -> Result<()> {
         self.held.stop().await;
         self.release.run().await

@@ -892,7 +892,7 @@ pub struct Audit {
     queue: Arc<AuditQueue>,
 }
 
-/// The events waiting to be appended, and whether a task is appending them.
+/// The events waiting to be appended, and the task appending them.
 #[derive(Debug)]
 struct AuditQueue {
     state: Mutex<QueueState>,
@@ -903,7 +903,8 @@ struct AuditQueue {
 #[derive(Debug, Default)]
 struct QueueState {
     pending: std::collections::VecDeque<AuditEvent>,
-    writing: bool,
+    /// The task appending `pending`, while there is one.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Audit {
@@ -919,37 +920,54 @@ impl Audit {
         }
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.queue.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Queues `event` to be appended after those queued before it, and returns at once.
     /// Failures are logged, never returned: the audit trail must not decide whether a lock
     /// or a turn works. Outside a tokio runtime the event is logged as not written.
     pub fn record(&self, event: AuditEvent) {
-        let mut st = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state();
         st.pending.push_back(event);
-        if st.writing {
+        self.keep_draining(&mut st);
+    }
+
+    /// Makes sure a task appends what is queued: the one running, or a new one when none
+    /// runs (none yet, or the last one ended with its runtime). Without a runtime the queue
+    /// is dropped, logged.
+    fn keep_draining(&self, st: &mut QueueState) {
+        if st.pending.is_empty() || st.task.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                st.writing = true;
                 self.queue.idle.send_replace(false);
-                rt.spawn(self.clone().drain());
+                st.task = Some(rt.spawn(self.clone().drain()));
             }
             Err(_) => {
+                tracing::warn!(
+                    topic = %self.topic,
+                    events = st.pending.len(),
+                    "audit events not written: no tokio runtime"
+                );
                 st.pending.clear();
-                tracing::warn!(topic = %self.topic, "audit event not written: no tokio runtime");
+                st.task = None;
+                self.queue.idle.send_replace(true);
             }
         }
     }
 
-    /// Appends the queued events in order until none is left.
+    /// Appends the queued events in order until none is left. Ended early (its runtime shut
+    /// down), it leaves the rest queued for [`Audit::keep_draining`].
     async fn drain(self) {
         loop {
             let next = {
-                let mut st = self.queue.state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut st = self.state();
                 match st.pending.pop_front() {
                     Some(event) => event,
                     None => {
-                        st.writing = false;
+                        st.task = None;
                         self.queue.idle.send_replace(true);
                         return;
                     }
@@ -976,7 +994,17 @@ impl Audit {
     /// Cancel-safe: it only waits; the events go on being appended.
     pub async fn flush(&self) {
         let mut idle = self.queue.idle.subscribe();
-        // The sender lives as long as `self`, so the wait ends only when idle.
-        let _ = idle.wait_for(|idle| *idle).await;
+        loop {
+            {
+                let mut st = self.state();
+                if st.pending.is_empty() && st.task.as_ref().is_none_or(|t| t.is_finished()) {
+                    return;
+                }
+                self.keep_draining(&mut st);
+            }
+            // The sender lives as long as `self`: the wait ends when the queue is idle, or
+            // after a second to look again (a task that ended with its runtime never says).
+            let _ = tokio::time::timeout(Duration::from_secs(1), idle.wait_for(|idle| *idle)).await;
+        }
     }
 }

@@ -329,7 +329,8 @@ impl Membership {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe.
+    /// Cancel-safe: a clock check's only write is the scratch object `_cairn/clock.json`,
+    /// which holds no state.
     pub async fn now(&self) -> Result<Option<DateTime<Utc>>> {
         Ok(self.timeline().await?.now())
     }
@@ -352,8 +353,7 @@ impl Membership {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe: a dropped call changes nothing in the store, and the cache keeps what it
-    /// held.
+    /// Cancel-safe, as [`Membership::entries`].
     pub async fn list(&self) -> Result<Vec<MemberStatus>> {
         self.entries()
             .await?
@@ -371,7 +371,8 @@ impl Membership {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe: it only reads, so a dropped call changes nothing.
+    /// Cancel-safe: it reads, and may run a clock check, whose only write is the scratch
+    /// object `_cairn/clock.json`, which holds no state.
     pub async fn entries(&self) -> Result<Vec<Entry<MemberStatus>>> {
         let all = self.collection.entries().await?;
         let mut all = std::pin::pin!(all);
@@ -815,8 +816,7 @@ impl MemberView {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe: a dropped call changes nothing in the store, and the cache keeps what it
-    /// held.
+    /// Cancel-safe, as [`MemberView::entries`].
     pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
         let all = self.entries().await?;
         let stale = all.stale;
@@ -836,7 +836,8 @@ impl MemberView {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe.
+    /// Cancel-safe: it reads, and may run a clock check, whose only write is the scratch
+    /// object `_cairn/clock.json`, which holds no state; the cache keeps what it held.
     pub async fn entries(&self) -> Result<View<Vec<Entry<MemberStatus>>>> {
         let ms = &self.membership;
         let mut time = LazyTimeline::default();

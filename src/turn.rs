@@ -538,7 +538,9 @@ impl Turns {
         }
     }
 
-    /// Records turn starts and outcomes in an event log topic.
+    /// Records turn starts and outcomes in an event log topic, in the background as
+    /// [`crate::lease::Locks::with_audit`] does: [`Audit::flush`] a clone before the process
+    /// ends.
     pub fn with_audit(mut self, audit: Audit) -> Self {
         self.audit = Some(audit);
         self
@@ -760,8 +762,9 @@ impl Turns {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe at any await: cancelling mid-job leaves the turn unfinished, which blocks
-    /// nothing.
+    /// Dropping it at any await leaves at most what a dropped [`Turns::run_once`] leaves: a
+    /// claim that may have been written, and a turn whose job was dropped stays unfinished,
+    /// counted as one whose holder died. That blocks nothing: the next window runs again.
     pub async fn run_loop<F, Fut>(
         &self,
         name: &Name,

@@ -627,3 +627,61 @@ async fn a_hanging_audit_trail_delays_neither_a_lease_nor_a_turn() {
         .collect();
     assert_eq!(events, ["acquire", "release", "start", "finish"]);
 }
+
+/// An audit trail whose appending task ended with its runtime (an embedder that runs one
+/// runtime per call) is not wedged: the next flush, on another runtime, appends what was
+/// left, in order.
+#[test]
+fn an_audit_trail_outlives_the_runtime_its_task_ran_on() {
+    let counted = Arc::new(FaultStore::new(
+        Arc::new(InMemory::new()) as Arc<dyn ObjectStore>,
+        1,
+    ));
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (cairn, trail, topic) = first.block_on(async {
+        let cairn = Cairn::builder(counted.clone() as Arc<dyn ObjectStore>)
+            .node("auditor")
+            .unwrap()
+            .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
+            .build()
+            .await
+            .unwrap();
+        let topic = Name::new("audit").unwrap();
+        let trail = cairn::log::Audit::new(cairn.event_log(), topic.clone());
+        // Every append hangs: the task is still on the first event when its runtime goes.
+        counted.add(Rule::always(Op::Put, "log/audit/", Fault::Hang));
+        for number in 1..=3 {
+            trail.record(cairn::log::AuditEvent::Start {
+                turn: "expiry".into(),
+                number,
+                holder: "auditor".into(),
+            });
+        }
+        tokio::task::yield_now().await;
+        (cairn, trail, topic)
+    });
+    drop(first);
+    counted.clear();
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let numbers: Vec<u64> = second.block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), trail.flush())
+            .await
+            .expect("flush is not wedged by a task that ended with its runtime");
+        cairn
+            .event_log()
+            .read(&topic, 1, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.event["number"].as_u64().unwrap())
+            .collect()
+    });
+    // The event the ended task was writing is lost with it; the rest follow in order.
+    assert_eq!(numbers, [2, 3]);
+}

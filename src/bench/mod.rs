@@ -519,7 +519,8 @@ struct Raw {
     body: PutPayload,
     /// The object replaced with If-Match, read, and read conditionally.
     one: Path,
-    etag: Mutex<Option<String>>,
+    /// Its etag and version (a GCS replace is conditioned on the version).
+    etag: Mutex<UpdateVersion>,
     supports_update: bool,
     next: AtomicU64,
 }
@@ -528,22 +529,22 @@ impl Raw {
     async fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Self> {
         let body = PutPayload::from_static(br#"{"write_id":"x","body":{"holder":"node-1"}}"#);
         let one = Path::from(format!("{prefix}/raw/replaced"));
-        let mut etag = store
+        let created = store
             .put_opts(&one, body.clone(), PutMode::Create.into())
-            .await?
-            .e_tag;
+            .await?;
+        let mut etag = UpdateVersion {
+            e_tag: created.e_tag,
+            version: created.version,
+        };
         let supports_update = store
-            .put_opts(
-                &one,
-                body.clone(),
-                PutMode::Update(UpdateVersion {
-                    e_tag: etag.clone(),
-                    version: None,
-                })
-                .into(),
-            )
+            .put_opts(&one, body.clone(), PutMode::Update(etag.clone()).into())
             .await
-            .map(|r| etag = r.e_tag)
+            .map(|r| {
+                etag = UpdateVersion {
+                    e_tag: r.e_tag,
+                    version: r.version,
+                }
+            })
             .is_ok();
         for i in 0..3 {
             let p = Path::from(format!("{prefix}/raw/small/{i}"));
@@ -566,7 +567,7 @@ impl Raw {
         call != RAW_REPLACE || self.supports_update
     }
 
-    fn etag(&self) -> Option<String> {
+    fn etag(&self) -> UpdateVersion {
         self.etag.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -580,14 +581,14 @@ impl Raw {
                     .await?;
             }
             RAW_REPLACE => {
-                let mode = PutMode::Update(UpdateVersion {
-                    e_tag: self.etag(),
-                    version: None,
-                });
+                let mode = PutMode::Update(self.etag());
                 let r = s
                     .put_opts(&self.one, self.body.clone(), mode.into())
                     .await?;
-                *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = r.e_tag;
+                *self.etag.lock().unwrap_or_else(|e| e.into_inner()) = UpdateVersion {
+                    e_tag: r.e_tag,
+                    version: r.version,
+                };
             }
             RAW_GET => {
                 s.get_opts(&self.one, GetOptions::default())
@@ -604,7 +605,7 @@ impl Raw {
                 }
             }
             RAW_GET_304 => {
-                let opts = GetOptions::new().with_if_none_match(self.etag());
+                let opts = GetOptions::new().with_if_none_match(self.etag().e_tag);
                 match s.get_opts(&self.one, opts).await {
                     // A store without conditional GET answers 200: still one request.
                     Ok(_) | Err(object_store::Error::NotModified { .. }) => {}

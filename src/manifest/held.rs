@@ -456,8 +456,8 @@ pub trait Keep<T>: Send + 'static {
 ///
 /// # Cancel safety
 ///
-/// Dropping it ends the renewals: the claim stays stored as it was last written and expires
-/// unless another caller renews it.
+/// Dropping it ends the renewals, though a renewal in flight may still land: the claim stays
+/// stored as it was last written and expires unless another caller renews it.
 pub async fn keep<T, K>(
     m: Manifest<T>,
     mut k: K,

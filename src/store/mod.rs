@@ -811,6 +811,17 @@ impl Store {
                     })
                 }
                 Err(e) if is_permanent(&e) => return Err(classify(operation, key, e)),
+                Err(e) if missing_version(&e) => {
+                    // The client refused before sending: nothing was written.
+                    return Err(Error::Unsupported {
+                        operation: format!(
+                            "{operation} of {key} without the object's version: the store \
+                             conditions a replace on its version (GCS: the generation), and \
+                             none was read with the etag"
+                        ),
+                        store: self.inner.to_string(),
+                    });
+                }
                 Err(e) => e,
             };
             let unclear = !is_refusal_of(&mode, &err);
@@ -1143,6 +1154,13 @@ fn carries_write_id(bytes: &[u8], id: &WriteId) -> bool {
         .ok()
         .and_then(|p| p.write_id)
         .is_some_and(|w| w == id.0)
+}
+
+/// object_store's GCS client refusing a replace that carries no version (it conditions the
+/// write on the generation, `UpdateVersion::version`), before any request.
+fn missing_version(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::Generic { store: "GCS", source }
+        if source.to_string().starts_with("Version required for conditional update"))
 }
 
 /// The server's clear "no" to a conditional write of `mode`: 412, 409 or 304, and for a

@@ -1,16 +1,16 @@
 //! The known quirks of real object stores, each as a [`Hook`] on a
 //! [`FaultStore`](super::fault::FaultStore), so a test can put cairn in front of one and
 //! prove what the probe concludes there and that no quirk yields two holders or a lost
-//! write (`tests/quirks.rs`). Each plays the behaviour its users reported, as object_store's
-//! clients surface it:
+//! write (`tests/quirks.rs`). Each plays the behaviour as it reaches cairn through an
+//! `ObjectStore`:
 //!
 //! | hook | stores | what it does | what cairn does |
 //! |---|---|---|---|
 //! | [`Gcs`] | Google Cloud Storage | conditions a replace on the object's generation, not its etag; a replace without one fails in the client | keeps the version it read with the etag and sends both |
-//! | [`MissingIsNotFound`] | AWS S3 | answers 404 to `If-Match` on a missing key (Ceph answers 412) | takes it as the refusal it is: a conflict with nothing there |
+//! | [`MissingIsNotFound`] | AWS S3 through a client that passes its answer on | 404 to `If-Match` on a missing key (Ceph answers 412; object_store's own S3 client turns the 404 into `Precondition`) | takes it as the refusal it is: a conflict with nothing there |
 //! | [`BareEtagOnly`] | Ceph RGW, Hetzner | honours `If-Match` only with the etag unquoted | the probe finds the form and records it in the protocol record |
 //! | [`IgnoresConditions`] | Garage | ignores `If-None-Match` and `If-Match` on PUT | the probe refuses the store |
-//! | [`CreateRefusedAs412`] | Cloudflare R2 | answers 412, not 409, to a create that finds the key | a refusal either way: the object read back decides |
+//! | [`CreateRefusedAs412`] | Azure Blob Storage through object_store 0.13.2 to 0.14.1 | a create that finds the blob answers 412, reported as `Precondition`, not `AlreadyExists` (object_store's S3 client maps R2's 412 itself) | a refusal either way: the object read back decides |
 //!
 //! Two more belong to the safety issue and are tested with it: AWS's 409
 //! `ConditionalRequestConflict` to concurrent conditional writes
@@ -18,7 +18,7 @@
 //! that honour conditions one request at a time but not under concurrency (SeaweedFS; the
 //! probe races, `tests/probe.rs`). MinIO and Hetzner ignore `If-Match` on DELETE: object_store
 //! sends no conditional DELETE and cairn relies on none (coordination sends no DELETE at all;
-//! `tests/quirks.rs` counts them).
+//! `tests/safety.rs` counts them).
 
 use async_trait::async_trait;
 use object_store::path::Path;
@@ -118,8 +118,10 @@ impl Hook for Gcs {
     }
 }
 
-/// AWS S3: `If-Match` on a key that does not exist answers 404 `NoSuchKey` (object_store:
-/// `NotFound`), where Ceph and the in-memory store answer 412.
+/// AWS S3 through a client that passes its answer on: `If-Match` on a key that does not
+/// exist answers 404 `NoSuchKey` (`NotFound`), where Ceph and the in-memory store answer 412.
+/// object_store's S3 client turns that 404 into `Precondition` itself; an embedder's own
+/// `ObjectStore` over S3 may not.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MissingIsNotFound;
 
@@ -188,8 +190,10 @@ impl Hook for IgnoresConditions {
     }
 }
 
-/// Cloudflare R2: a create (`If-None-Match: *`) that finds the key answers 412, which
-/// object_store's S3 client reports as `Precondition`, not `AlreadyExists`.
+/// Azure Blob Storage through object_store 0.13.2 to 0.14.1: a create (`If-None-Match: *`)
+/// that finds the blob answers 412, which those clients report as `Precondition`, not
+/// `AlreadyExists` (0.14.2 maps it; cairn accepts object_store from 0.13.2). Cloudflare R2
+/// answers 412 too, but object_store's S3 client maps it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CreateRefusedAs412;
 

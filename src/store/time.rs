@@ -174,7 +174,8 @@ impl StoreTime {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe: a cancelled check changes nothing.
+    /// Cancel-safe: a dropped check leaves the last one in use; its only write is the scratch
+    /// object `_cairn/clock.json`, which holds no state.
     pub async fn check(&self, store: &Store, node: &str) -> Result<Witness> {
         let _one = self.checking.lock().await;
         self.check_locked(store, node).await
