@@ -68,11 +68,10 @@ impl Backend {
             .unwrap_or_else(|| panic!("{self:?} is not a server"));
         if self == Backend::Azurite {
             let mut env = azurite_env(&endpoint).to_vec();
-            // Azurite answers on one Node.js thread, and under load it stops answering
-            // anything for up to a minute, its thread busy (measured 2026-12-06: 54 and 58 s
-            // at 100 % CPU while `cairn bench --scale 5000` seeded it; 37 s in a CI run, where
-            // 30 s failed all six `turn run` workers at once). A request waits that out.
-            env.push(("CAIRN_TIMEOUT", "120s".into()));
+            // Azurite answers on one Node.js thread: under a busy CI machine and many
+            // processes at once a request can wait longer than the default 10 s. (Its blob
+            // GC, which stalled it for tens of seconds, is put off by localstack/azurite.sh.)
+            env.push(("CAIRN_TIMEOUT", "30s".into()));
             return env;
         }
         vec![
