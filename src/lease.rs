@@ -56,7 +56,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock;
 use crate::error::{Error, Result};
-use crate::log::{Audit, AuditEvent};
+use crate::log::{Acquisition, Audit, AuditEvent};
 use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Released, Renewal};
 use crate::manifest::listing::Entry;
 use crate::manifest::{Change, Collection, Manifest, Manifests, Revalidated, Snapshot, Written};
@@ -623,22 +623,12 @@ impl Locks {
                     crate::telemetry::lock_acquired(name.as_str(), how);
                     if let Some(a) = &self.audit {
                         // Queued: the lease is handed over without waiting for the trail.
-                        let (lock, holder) = (name.to_string(), s.body.holder.clone());
-                        let (fencing_token, previous_holder) = (token.0, taking_over_from.clone());
-                        a.record(match taking_over_from {
-                            Some(_) => AuditEvent::Takeover {
-                                lock,
-                                holder,
-                                fencing_token,
-                                previous_holder,
-                            },
-                            None => AuditEvent::Acquire {
-                                lock,
-                                holder,
-                                fencing_token,
-                                previous_holder,
-                            },
-                        });
+                        a.record(AuditEvent::acquired(Acquisition {
+                            lock: name.to_string(),
+                            holder: s.body.holder.clone(),
+                            fencing_token: token.0,
+                            previous_holder: taking_over_from.clone(),
+                        }));
                     }
                     return Ok(Attempt::Acquired(Lease::start(
                         self,

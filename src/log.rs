@@ -812,27 +812,9 @@ impl EventLog {
 #[non_exhaustive]
 pub enum AuditEvent {
     /// A free (never taken, released or expired) lock was acquired.
-    Acquire {
-        /// The lock.
-        lock: String,
-        /// The node that acquired it.
-        holder: String,
-        /// The lease's fencing token.
-        fencing_token: u64,
-        /// Always `None` for an acquisition of a free lock.
-        previous_holder: Option<String>,
-    },
+    Acquire(Acquisition),
     /// A lock was taken over from a holder whose lease had expired.
-    Takeover {
-        /// The lock.
-        lock: String,
-        /// The node that took it.
-        holder: String,
-        /// The new lease's fencing token.
-        fencing_token: u64,
-        /// The holder whose lease expired.
-        previous_holder: Option<String>,
-    },
+    Takeover(Acquisition),
     /// A lease was released.
     Release {
         /// The lock.
@@ -877,6 +859,29 @@ pub enum AuditEvent {
         /// Whether the outcome was stored with the turn (`false`: a later turn had started).
         stored: bool,
     },
+}
+
+/// A lease handed out, as [`AuditEvent::Acquire`] and [`AuditEvent::Takeover`] record it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Acquisition {
+    /// The lock.
+    pub lock: String,
+    /// The node that acquired it.
+    pub holder: String,
+    /// The lease's fencing token.
+    pub fencing_token: u64,
+    /// The holder whose lease expired (`None` for a free lock).
+    pub previous_holder: Option<String>,
+}
+
+impl AuditEvent {
+    /// The event of an acquisition: a takeover when it had a previous holder.
+    pub fn acquired(a: Acquisition) -> Self {
+        match a.previous_holder {
+            Some(_) => AuditEvent::Takeover(a),
+            None => AuditEvent::Acquire(a),
+        }
+    }
 }
 
 /// Where a feature writes its audit trail: a log and a topic.
@@ -1006,5 +1011,32 @@ impl Audit {
             // after a second to look again (a task that ended with its runtime never says).
             let _ = tokio::time::timeout(Duration::from_secs(1), idle.wait_for(|idle| *idle)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored shape of the acquisition events is the one written before they were typed:
+    /// an object with `event`, `lock`, `holder`, `fencing_token` and `previous_holder`.
+    #[test]
+    fn acquisitions_are_stored_as_before() {
+        let a = |previous: Option<&str>| Acquisition {
+            lock: "deploy".into(),
+            holder: "n1".into(),
+            fencing_token: 7,
+            previous_holder: previous.map(str::to_string),
+        };
+        assert_eq!(
+            serde_json::to_value(AuditEvent::acquired(a(None))).unwrap(),
+            serde_json::json!({"event": "acquire", "lock": "deploy", "holder": "n1",
+                "fencing_token": 7, "previous_holder": null})
+        );
+        assert_eq!(
+            serde_json::to_value(AuditEvent::acquired(a(Some("n0")))).unwrap(),
+            serde_json::json!({"event": "takeover", "lock": "deploy", "holder": "n1",
+                "fencing_token": 7, "previous_holder": "n0"})
+        );
     }
 }
