@@ -204,7 +204,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Turn { command } => {
             let cairn = connect(g).await?;
-            let trail = audit(g)?.map(|topic| crate::log::Audit::new(cairn.event_log(), topic));
+            let trail = audit_trail(g, &cairn)?;
             let turns = |o: crate::turn::TurnOptions| -> Result<crate::turn::Turns> {
                 let t = cairn.turns(o);
                 Ok(match &trail {
@@ -239,11 +239,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     turn::show(&turns(Default::default())?, name, g.json).await
                 }
             };
-            // The audit trail is written in the background: all of it before cairn exits.
-            if let Some(a) = &trail {
-                a.flush().await;
-            }
-            code
+            flushed(trail.as_ref(), code).await
         }
         Command::Node { command } => {
             let cairn = connect(g).await?;
@@ -271,7 +267,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Lock { command } => {
             let cairn = connect(g).await?;
-            let trail = audit(g)?.map(|topic| crate::log::Audit::new(cairn.event_log(), topic));
+            let trail = audit_trail(g, &cairn)?;
             let locks = |o: LeaseOptions| -> Result<crate::lease::Locks> {
                 let l = cairn.locks(o)?;
                 Ok(match &trail {
@@ -324,11 +320,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     lock::break_lock(&l, name, *token, *force, g.json).await
                 }
             };
-            // The audit trail is written in the background: all of it before cairn exits.
-            if let Some(a) = &trail {
-                a.flush().await;
-            }
-            code
+            flushed(trail.as_ref(), code).await
         }
     }
 }
@@ -340,6 +332,20 @@ fn watch(w: &args::WatchArgs) -> Option<std::time::Duration> {
 
 fn audit(g: &Global) -> Result<Option<crate::Name>> {
     g.audit_topic.as_deref().map(crate::Name::new).transpose()
+}
+
+/// The audit trail `--audit-topic` asks for, in `cairn`'s event log.
+fn audit_trail(g: &Global, cairn: &crate::Cairn) -> Result<Option<crate::log::Audit>> {
+    Ok(audit(g)?.map(|topic| crate::log::Audit::new(cairn.event_log(), topic)))
+}
+
+/// `result`, once the audit trail (written in the background) is all written: before
+/// cairn exits.
+async fn flushed<T>(trail: Option<&crate::log::Audit>, result: T) -> T {
+    if let Some(a) = trail {
+        a.flush().await;
+    }
+    result
 }
 
 /// The store the command works on: `--store`, or the nearest `.cairn` directory from here
