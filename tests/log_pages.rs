@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use cairn::log::EventLog;
 use cairn::manifest::Strategy;
-use cairn::store::fault::{Counts, FaultStore, IgnoresOffset};
+use cairn::store::fault::{Counts, FaultStore};
 use cairn::store::keys;
+use cairn::store::quirks::IgnoresOffset;
 use cairn::Name;
 use common::Backend;
 use futures::{StreamExt, TryStreamExt};

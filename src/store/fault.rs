@@ -216,19 +216,9 @@ pub trait Hook: Send + Sync {
     /// Whether a listing after an offset is forwarded with its offset. `false` plays a
     /// server that ignores the offset parameter and answers with the whole listing (Azurite
     /// ignores Azure's `startFrom` unless the client is in emulator mode; see
-    /// [`IgnoresOffset`]).
+    /// [`super::quirks::IgnoresOffset`]).
     fn honours_list_offset(&self) -> bool {
         true
-    }
-}
-
-/// A hook that plays a server ignoring listing offsets ([`Hook::honours_list_offset`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct IgnoresOffset;
-
-impl Hook for IgnoresOffset {
-    fn honours_list_offset(&self) -> bool {
-        false
     }
 }
 

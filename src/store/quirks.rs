@@ -10,6 +10,7 @@
 //! | [`MissingIsNotFound`] | AWS S3 through a client that passes its answer on | 404 to `If-Match` on a missing key (Ceph answers 412; object_store's own S3 client turns the 404 into `Precondition`) | takes it as the refusal it is: a conflict with nothing there |
 //! | [`BareEtagOnly`] | Ceph RGW, Hetzner | honours `If-Match` only with the etag unquoted | the probe finds the form and records it in the protocol record |
 //! | [`IgnoresConditions`] | Garage | ignores `If-None-Match` and `If-Match` on PUT | the probe refuses the store |
+//! | [`IgnoresOffset`] | Azurite | ignores a listing's `startFrom` (unless the client is in emulator mode) and lists from the start | filters a listing after an offset again on the client |
 //! | [`CreateRefusedAs412`] | Azure Blob Storage through object_store 0.13.2 to 0.14.1 | a create that finds the blob answers 412, reported as `Precondition`, not `AlreadyExists` (object_store's S3 client maps R2's 412 itself) | a refusal either way: the object read back decides |
 //!
 //! Two more belong to the safety issue and are tested with it: AWS's 409
@@ -187,6 +188,17 @@ impl Hook for IgnoresConditions {
             mode: PutMode::Overwrite,
             ..opts
         })
+    }
+}
+
+/// Azurite: a listing after an offset (Azure's `startFrom`) is answered from the start, as
+/// Azurite does unless the client is in emulator mode ([`Hook::honours_list_offset`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IgnoresOffset;
+
+impl Hook for IgnoresOffset {
+    fn honours_list_offset(&self) -> bool {
+        false
     }
 }
 
