@@ -132,6 +132,17 @@ pub async fn run(
     })
 }
 
+/// The URL of a cloud location's bucket or container, without its prefix (`s3://bucket`,
+/// `az://container`, `gs://bucket`); `None` for a directory or memory.
+fn bucket_url(location: &Location) -> Option<String> {
+    match location {
+        Location::S3 { bucket, .. } => Some(format!("s3://{bucket}")),
+        Location::Azure { container, .. } => Some(format!("az://{container}")),
+        Location::Gcs { bucket, .. } => Some(format!("gs://{bucket}")),
+        Location::Directory(_) | Location::Memory => None,
+    }
+}
+
 /// The process nodes: this very executable, on a store URL naming the run's prefix (for
 /// `file://` the URL's path is the root and the prefix a directory under it; for `s3://`,
 /// `az://` and `gs://` the prefix, which includes the URL's own, goes after the bucket or
@@ -149,23 +160,15 @@ fn processes(
         Location::Directory(root) => ::url::Url::from_file_path(root.join(prefix))
             .map_err(|()| unreachable_by_children(store_url))?
             .to_string(),
+        Location::Memory => return Err(unreachable_by_children(store_url)),
         // Percent-encoded: the child's parse decodes the prefix again.
-        Location::S3 { bucket: root, .. }
-        | Location::Azure {
-            container: root, ..
-        }
-        | Location::Gcs { bucket: root, .. } => {
-            let scheme = match location {
-                Location::Azure { .. } => "az",
-                Location::Gcs { .. } => "gs",
-                _ => "s3",
-            };
-            let mut u = ::url::Url::parse(&format!("{scheme}://{root}"))
-                .map_err(|_| unreachable_by_children(store_url))?;
+        cloud => {
+            let root = bucket_url(cloud).ok_or_else(|| unreachable_by_children(store_url))?;
+            let mut u =
+                ::url::Url::parse(&root).map_err(|_| unreachable_by_children(store_url))?;
             u.set_path(prefix);
             u.to_string()
         }
-        Location::Memory => return Err(unreachable_by_children(store_url)),
     };
     let exe = std::env::current_exe()
         .map_err(|e| crate::Error::Config(format!("cannot find this executable: {e}")))?;
