@@ -6,6 +6,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
 
+# A run from a fresh clone gains nothing from incremental artifacts, which took 1.9 GB; the
+# disk the build has left is printed first, so that a linker killed mid-write (SIGBUS when the
+# disk fills) is explained in the log.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+df -h . | sed 's/^/[test.sh] /'
+
 # The library an ingestor embeds: without its default features (no CLI, no AWS SDK, no test
 # utilities) it builds, and depends on none of the CLI's or the AWS SDK's crates. libc comes in
 # through object_store, rand and uuid anyway; only a direct dependency on it is refused.
