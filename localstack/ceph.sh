@@ -14,7 +14,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 
-# faketime rides along: the process tests run cairn with skewed clocks (tests/clock_skew.rs).
+# faketime rides along: the process tests run cairn with skewed clocks (crates/cli/tests/clock_skew.rs).
 CEPH_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common faketime)
 CEPH_BINARIES=(ceph ceph-authtool monmaptool ceph-mon ceph-osd radosgw radosgw-admin faketime)
 CONF="$CEPH_DIR/ceph.conf"

@@ -86,21 +86,24 @@
 //! tokio, serde and tracing: locks, turns, streams, records, membership, cached views,
 //! manifests, the store over any `Arc<dyn ObjectStore>`, `file://` and `memory://` URLs.
 //!
-//! - `cli` (default): the `cairn` binary and `cairn::cli`, with the fleet simulator and the
-//!   benchmark engine (`cairn::fleet`, `cairn::bench`); enables `test-util`.
 //! - `aws` (default): `s3://` store URLs, with credentials from aws-config's provider chain.
 //! - `azure` (default): `az://` store URLs, configured from the `AZURE_*` environment.
 //! - `gcp` (default): `gs://` store URLs, configured from the `GOOGLE_*` environment.
 //! - `test-util`: the fault-injecting `store::fault::FaultStore`, `TestClock`, and the
 //!   conformance suite `conformance`, to run against any `ObjectStore`.
 //!
+//! - `object-store-0-14`: object_store 0.14's client options (a plain-HTTP `s3://` endpoint
+//!   loads no root certificates); requires object_store 0.14.
+//!
+//! The `cairn` binary (package `cairn-coord-cli`) and the fleet simulator, torture checker and
+//! benchmark engine (package `cairn-coord-drivers`) are packages of their own, beside this one.
 //! The repository's `examples/` show each feature on a seed problem.
 
 #![deny(missing_docs)]
 // Stored data never makes cairn panic, and no number wraps ("Bad input never corrupts",
 // "Numbers never wrap" in the design): the lints hold the rule in every module but the
-// drivers around the library (the CLI, the fleet simulator, the benchmark engine and the
-// conformance suite), which opt out where they are declared (`drivers!` below). Unit tests
+// conformance suite, which opts out where it is declared (`drivers!` below; the CLI, the
+// fleet simulator and the benchmark engine are packages of their own). Unit tests
 // may unwrap, expect, panic and index (clippy.toml).
 #![deny(
     clippy::unwrap_used,
@@ -120,9 +123,9 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-/// Declares the drivers around the library: code that runs cairn (the CLI, the fleet
-/// simulator, the benchmark engine, the conformance suite) rather than reads the store for an
-/// embedder. They opt out of the stored-data lints the crate denies above.
+/// Declares the drivers inside the library: code that runs cairn (the conformance suite)
+/// rather than reads the store for an embedder. They opt out of the stored-data lints the
+/// crate denies above.
 macro_rules! drivers {
     ($($(#[$attr:meta])* pub mod $name:ident;)*) => {
         $(
@@ -143,14 +146,8 @@ macro_rules! drivers {
 }
 
 drivers! {
-    #[cfg(feature = "cli")]
-    pub mod bench;
-    #[cfg(feature = "cli")]
-    pub mod cli;
     #[cfg(feature = "test-util")]
     pub mod conformance;
-    #[cfg(feature = "cli")]
-    pub mod fleet;
 }
 
 pub mod cache;

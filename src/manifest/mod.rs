@@ -455,6 +455,23 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         self.write_draft(Some(current), version, body, true).await
     }
 
+    /// [`Manifest::continue_claim`] for the benchmark engine (`cairn_drivers::bench`), which
+    /// measures what a renewal costs on a store. Not a way to hold anything: locks, turns and
+    /// membership continue their own claims.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Manifest::write`]'s.
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub async fn continue_claim_for_bench(
+        &self,
+        current: &Snapshot<T>,
+        body: T,
+    ) -> Result<Written<T>> {
+        self.continue_claim(current, body).await
+    }
+
     /// The version a write after `current` takes: `current`'s + 1, or for the first version
     /// (`None`) the floor of now ([`Manifests::first_number`]), so that a manifest created
     /// again after its objects vanished numbers above its earlier incarnation. A caller that

@@ -1,7 +1,7 @@
 //! The known quirks of real object stores, each as a [`Hook`] on a
 //! [`FaultStore`](super::fault::FaultStore), so a test can put cairn in front of one and
 //! prove what the probe concludes there and that no quirk yields two holders or a lost
-//! write (`tests/quirks.rs`). Each plays the behaviour as it reaches cairn through an
+//! write (`crates/cli/tests/quirks.rs`). Each plays the behaviour as it reaches cairn through an
 //! `ObjectStore`:
 //!
 //! | hook | stores | what it does | what cairn does |
@@ -17,9 +17,9 @@
 //! `ConditionalRequestConflict` to concurrent conditional writes
 //! ([`Fault::Status`](super::fault::Fault::Status) 409, in the conformance suite), and stores
 //! that honour conditions one request at a time but not under concurrency (SeaweedFS; the
-//! probe races, `tests/probe.rs`). MinIO and Hetzner ignore `If-Match` on DELETE: object_store
+//! probe races, `crates/cli/tests/probe.rs`). MinIO and Hetzner ignore `If-Match` on DELETE: object_store
 //! sends no conditional DELETE and cairn relies on none (coordination sends no DELETE at all;
-//! `tests/safety.rs` counts them).
+//! `crates/cli/tests/safety.rs` counts them).
 
 use async_trait::async_trait;
 use object_store::path::Path;

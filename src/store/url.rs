@@ -190,11 +190,11 @@ fn client_options(timeout: Duration, plain_http: bool) -> ClientOptions {
         .with_connect_timeout(timeout.min(CONNECT_TIMEOUT));
     // Plain HTTP never needs a root certificate: not loading them saves a read of every file
     // under /etc/ssl/certs on each start, which a short-lived CLI command notices. The option
-    // is object_store 0.14's; the library also builds against 0.13 (without `cli`, which
-    // requires 0.14), where every client loads them.
-    #[cfg(feature = "cli")]
+    // is object_store 0.14's (feature `object-store-0-14`, which the binary turns on); against
+    // 0.13 every client loads them.
+    #[cfg(feature = "object-store-0-14")]
     let options = options.with_no_system_certificates(plain_http);
-    #[cfg(not(feature = "cli"))]
+    #[cfg(not(feature = "object-store-0-14"))]
     let _ = plain_http;
     options
 }
@@ -256,7 +256,7 @@ const ACCEPTED: &str = "expected s3://bucket/prefix, az://container/prefix, gs:/
 
 /// Where a store URL points, before anything is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Location {
+pub enum Location {
     /// `memory://` or `memory:`: a fresh in-memory store.
     Memory,
     /// `file:///absolute/path`: a directory, its path percent-decoded.
@@ -297,7 +297,7 @@ pub(crate) enum Location {
 ///   and cairn takes both from the environment: it is refused, pointing at `s3://`.
 /// - No store URL has a user, password, port, query or fragment: an `s3://bucket:9000` would
 ///   otherwise lose its port without a word.
-pub(crate) fn parse(url: &str) -> Result<Location> {
+pub fn parse(url: &str) -> Result<Location> {
     use object_store::ObjectStoreScheme as Scheme;
     let refused = || Error::Config(format!("{url:?}: {ACCEPTED}"));
     let parsed = url::Url::parse(url).map_err(|_| refused())?;

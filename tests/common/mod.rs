@@ -7,11 +7,6 @@
 //! emulator's well-known account) counts as one of them.
 #![allow(dead_code)]
 
-#[cfg(feature = "cli")]
-pub mod cli;
-#[cfg(feature = "cli")]
-pub mod torture;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -253,42 +248,6 @@ pub fn parse_log(path: &std::path::Path) -> Vec<LogLine> {
         .collect();
     lines.sort_by_key(|l| l.at_ns);
     lines
-}
-
-/// A `sh -c SCRIPT` worker that runs the cairn binary (`$CAIRN_BIN`) against LocalStack as
-/// node `node`, appending to `$LOG`.
-#[cfg(feature = "cli")]
-pub fn cairn_worker(
-    store: &str,
-    node: &str,
-    log: &std::path::Path,
-    script: &str,
-) -> tokio::process::Command {
-    cairn_worker_on(Backend::LocalStack, store, node, log, script)
-}
-
-/// [`cairn_worker`] against the server `backend` (an S3 server or Azurite).
-#[cfg(feature = "cli")]
-pub fn cairn_worker_on(
-    backend: Backend,
-    store: &str,
-    node: &str,
-    log: &std::path::Path,
-    script: &str,
-) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new("sh");
-    c.arg("-c")
-        .arg(script)
-        .env("CAIRN_BIN", env!("CARGO_BIN_EXE_cairn"))
-        .env("CAIRN_STORE", store)
-        .env("CAIRN_NODE", node)
-        .env("LOG", log)
-        .envs(backend.cli_env())
-        .env_remove("CAIRN_STRATEGY")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true);
-    c
 }
 
 /// Every node of `nodes` tries to acquire `lock` at once (a ttl of 30 s): the leases of those
