@@ -17,7 +17,7 @@ use crate::store::protocol::{ProtocolRecord, ProtocolWatch, WatchOptions, SURVEY
 use crate::store::{url, Key, Name, Store, StoreOptions, WriteId};
 
 /// How the manifest strategy is chosen. Either way the prefix's protocol record
-/// ([`crate::store::protocol`]) has the last word: the strategy is a property of the prefix,
+/// (`src/store/protocol.rs`) has the last word: the strategy is a property of the prefix,
 /// fixed by the first node, never of one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StrategyChoice {
@@ -112,7 +112,7 @@ impl CairnBuilder {
     }
 
     /// When the handle revalidates the prefix's protocol record while it runs
-    /// ([`crate::store::protocol::ProtocolWatch`]).
+    /// (`src/store/protocol.rs`).
     pub fn protocol_watch(mut self, options: WatchOptions) -> Self {
         self.watch = options;
         self

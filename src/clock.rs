@@ -13,7 +13,7 @@
 //! deadline runs on [`Clock::boottime`], the monotonic instant moved on by the time the
 //! system has spent suspended ([`Clock::suspended`]: on Linux, `CLOCK_BOOTTIME` minus
 //! `CLOCK_MONOTONIC`; elsewhere nothing is known, and zero is assumed). A holder waits on
-//! its deadline in slices of at most [`SUSPEND_CHECK`], reading the clock again after each,
+//! its deadline in slices of at most 250 ms, reading the clock again after each,
 //! since a timer armed on the monotonic clock would wake only after the time it did not
 //! see had passed once more. Takeover waits stay on the plain monotonic clock: counting
 //! less time there only makes an observer wait longer.
@@ -53,7 +53,8 @@ pub trait Clock: Send + Sync + Debug + 'static {
 
 /// How long a holder waits on its deadline before reading the clock again: the longest a
 /// deadline that passed during a suspension goes unnoticed after the system resumes.
-pub const SUSPEND_CHECK: Duration = Duration::from_millis(250);
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const SUSPEND_CHECK: Duration = Duration::from_millis(250);
 
 /// Sleeps until `deadline`, an instant on [`Clock::boottime`]'s timeline, or for ever when
 /// there is none: in slices of at most [`SUSPEND_CHECK`], so that time spent suspended
@@ -62,7 +63,8 @@ pub const SUSPEND_CHECK: Duration = Duration::from_millis(250);
 /// # Cancel safety
 ///
 /// Cancel-safe.
-pub async fn sleep_until_boottime(clock: &dyn Clock, deadline: Option<Instant>) {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) async fn sleep_until_boottime(clock: &dyn Clock, deadline: Option<Instant>) {
     let Some(deadline) = deadline else {
         return std::future::pending().await;
     };
@@ -186,28 +188,33 @@ mod test_clock {
 }
 
 /// `t + d`, or `None` past the end of chrono's range. Never panics.
-pub fn add(t: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn add(t: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
     t.checked_add_signed(chrono::Duration::from_std(d).ok()?)
 }
 
 /// `t - d`, or `None` before the start of chrono's range. Never panics.
-pub fn sub(t: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn sub(t: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
     t.checked_sub_signed(chrono::Duration::from_std(d).ok()?)
 }
 
 /// `t + d`, saturating at chrono's bounds: for comparisons ("is it past t + d?") where a
 /// far-future result simply means "not yet". Never panics.
-pub fn add_saturating(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn add_saturating(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     add(t, d).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// `t - d`, saturating at chrono's bounds. Never panics.
-pub fn sub_saturating(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn sub_saturating(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     sub(t, d).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// How long from `from` until `to` (zero when `to` is not later). Never panics.
-pub fn until(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn until(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
     to.signed_duration_since(from)
         .to_std()
         .unwrap_or(Duration::ZERO)
@@ -216,19 +223,22 @@ pub fn until(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
 /// `t + d` on the monotonic clock, or `t` itself past the end of its range (centuries away:
 /// never in practice). For deadlines and wake-ups, where the earlier instant is the safe side:
 /// a deadline that cannot be represented has passed. Never panics.
-pub fn after(t: Instant, d: Duration) -> Instant {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn after(t: Instant, d: Duration) -> Instant {
     t.checked_add(d).unwrap_or(t)
 }
 
 /// `d / n`: a duration split into `n` parts (`n` is a nonzero constant at every call; zero
 /// parts give zero). Never panics.
-pub fn divide(d: Duration, n: u32) -> Duration {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn divide(d: Duration, n: u32) -> Duration {
     d.checked_div(n).unwrap_or(Duration::ZERO)
 }
 
 /// A duration stored in milliseconds, range-checked before use: values above `max` are
 /// reported as [`crate::Error::Corrupt`] naming `key` and `field`, never wrapped or trusted.
-pub fn stored_ms(
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn stored_ms(
     key: &impl std::fmt::Display,
     field: &str,
     ms: u64,
@@ -249,7 +259,12 @@ pub fn stored_ms(
 
 /// The number after `n` (a version, fencing token, turn number, sequence number), or
 /// [`crate::Error::Exhausted`] at the end of the range: numbers never wrap.
-pub fn next_number(key: &impl std::fmt::Display, what: &'static str, n: u64) -> crate::Result<u64> {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn next_number(
+    key: &impl std::fmt::Display,
+    what: &'static str,
+    n: u64,
+) -> crate::Result<u64> {
     n.checked_add(1).ok_or_else(|| crate::Error::Exhausted {
         key: key.to_string(),
         what,
@@ -257,13 +272,15 @@ pub fn next_number(key: &impl std::fmt::Display, what: &'static str, n: u64) -> 
 }
 
 /// Whole milliseconds of `d`, saturating at `u64::MAX`. Never panics.
-pub fn millis(d: Duration) -> u64 {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Numbers allotted per millisecond of [`floor`]: the rate of transitions a number may sustain
 /// for ever without its successors catching up with a floor drawn later.
-pub const FLOOR_PER_MS: u64 = 1024;
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const FLOOR_PER_MS: u64 = 1024;
 
 /// The floor a number starts at when its object is created afresh (a fencing token, a
 /// manifest version, a turn number, a log sequence): `ms since the epoch of t × 1024`, and
@@ -285,7 +302,8 @@ pub const FLOOR_PER_MS: u64 = 1024;
 /// Checked: [`crate::Error::Exhausted`], naming `key`, if the product did not fit a `u64`
 /// (chrono's range ends near 8.3 × 10¹⁸ after the multiplication, so it fits; the check is
 /// what keeps that a fact rather than an assumption).
-pub fn floor(key: &impl std::fmt::Display, t: DateTime<Utc>) -> crate::Result<u64> {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn floor(key: &impl std::fmt::Display, t: DateTime<Utc>) -> crate::Result<u64> {
     let ms = u64::try_from(t.timestamp_millis()).unwrap_or(0);
     ms.checked_mul(FLOOR_PER_MS)
         .map(|n| n.max(1))

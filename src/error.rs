@@ -65,7 +65,7 @@ pub enum Error {
 
     /// The store could not be reached or kept failing (timeouts, 5xx, connection errors).
     /// Nothing was changed as far as cairn could verify. Retry later. The message names the
-    /// cause in one line ([`crate::store::cause`]); the full error is the `source`.
+    /// cause in one line (`src/store/cause.rs`); the full error is the `source`.
     #[error("{}", unavailable(.operation, .key, .source))]
     Unavailable {
         /// What cairn was doing: `read`, `create`, `replace`, `list`, `delete`.
@@ -237,7 +237,7 @@ pub enum Error {
     },
 
     /// This node's wall clock was measured against the store's clock
-    /// ([`crate::store::time`]) and is further from it than the bound, so a rule that reads
+    /// (`src/store/time.rs`) and is further from it than the bound, so a rule that reads
     /// time was refused: nothing was written. It succeeds once the clock is corrected.
     #[error("{offset}, beyond the {bound:?} bound: {refused} is refused until this node's clock is corrected")]
     ClockOffset {

@@ -12,7 +12,7 @@
 //!   the tombstone alone ([`Manifest::trim`] with 1). The tombstone itself is **never**
 //!   deleted. A lock's fencing token is its manifest version; the tombstone hands the next
 //!   acquirer the next token. Were it deleted, the next acquirer would create the lock
-//!   afresh at a floor drawn from time ([`crate::clock::floor`]): still above every earlier
+//!   afresh at a floor drawn from time (`src/clock.rs` (`floor`)): still above every earlier
 //!   token, but only as far as clocks agree, while the tombstone needs no clock. Likewise a deleted record keeps its version so a
 //!   stale `put_if_newer` stays stale. Keeping one small object per name is the price. Under
 //!   etag CAS a manifest is one object already, so there is nothing to trim.

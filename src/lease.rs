@@ -33,7 +33,7 @@
 //!   its monotonic clock, or when the store's own timeline shows the lease expired: the
 //!   store wrote its newest version ([`Snapshot::stored_at`], the store's `Last-Modified`)
 //!   more than `ttl + takeover_margin + RESOLUTION` before a point the store's clock has
-//!   certainly reached ([`crate::store::time`]). No node's wall clock enters either rule:
+//!   certainly reached (`src/store/time.rs`). No node's wall clock enters either rule:
 //!   not the holder's (`expires_at` is informational) and not the observer's. A node whose
 //!   wall clock is measured beyond the bound
 //!   ([`crate::manifest::ManifestOptions::max_clock_offset`]) from the store's does not take
@@ -66,7 +66,8 @@ use crate::store::{Name, WriteId};
 use futures::StreamExt;
 
 /// The manifest kind of locks.
-pub const KIND: &str = "lock";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const KIND: &str = "lock";
 
 /// A lease's fencing token: the manifest version it was acquired at. Strictly increasing
 /// across holders, never reused, but not consecutive: renewals and releases write versions
@@ -128,7 +129,8 @@ pub struct LockRecord {
 /// The longest ttl a lease may have (one day), and the largest stored `ttl_ms` a reader
 /// accepts: a lease that outlives a day is a configuration error, and a larger stored value
 /// is corrupt data, never a reason to wait forever or to overflow.
-pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Lease timing. Every value is configurable; the defaults and their reasons:
 #[derive(Debug, Clone)]
@@ -205,7 +207,7 @@ impl LeaseOptions {
             .saturating_sub(self.stop_grace)
     }
 
-    /// Checks the options before any request: a ttl within (0, [`MAX_TTL`]], and room in
+    /// Checks the options before any request: a ttl within (0, 24 h], and room in
     /// it for a renewal, the safety margin and the stop grace.
     pub fn validate(&self) -> Result<()> {
         if self.ttl.is_zero() || self.ttl > MAX_TTL {

@@ -60,7 +60,7 @@
 //!   local filesystem), or whose concurrent `If-Match` replaces all win, runs on the version
 //!   chain.
 //! - **One protocol per prefix.** The first node records the strategy in the prefix's
-//!   protocol record ([`store::protocol`]); every other node obeys it, and one configured
+//!   protocol record (`src/store/protocol.rs`); every other node obeys it, and one configured
 //!   otherwise is refused ([`Error::ProtocolMismatch`]). A prefix in use whose record was
 //!   deleted is refused, not decided afresh ([`Error::ProtocolRecordMissing`]); running
 //!   nodes re-create a vanished record and stop on a changed one ([`Error::ProtocolChanged`]).
@@ -76,7 +76,7 @@
 //! Safety rules run on each node's monotonic clock and on the store's own clock (objects'
 //! `Last-Modified`); wall-clock times written into manifests are informational. A node
 //! measures its wall clock against the store's before any rule that reads time and refuses
-//! those rules when it is further off than a bound ([`store::time`]). What is assumed is
+//! those rules when it is further off than a bound (`src/store/time.rs`). What is assumed is
 //! that clock *rates* agree (monotonic clocks and the store's run at the same speed, to
 //! parts per million).
 //!
@@ -100,6 +100,8 @@
 //! The repository's `examples/` show each feature on a seed problem.
 
 #![deny(missing_docs)]
+// What is `pub` is reachable from outside: the public API is what the docs show.
+#![warn(unreachable_pub)]
 // Stored data never makes cairn panic, and no number wraps ("Bad input never corrupts",
 // "Numbers never wrap" in the design): the lints hold the rule in every module but the
 // conformance suite, which opts out where it is declared (`drivers!` below; the CLI, the
@@ -163,7 +165,11 @@ pub mod manifest;
 pub mod member;
 mod offset;
 pub mod record;
+#[cfg(feature = "test-util")]
 pub mod retry;
+#[cfg(not(feature = "test-util"))]
+#[allow(unreachable_pub)]
+pub(crate) mod retry;
 pub mod store;
 mod strategy;
 pub mod stream;
@@ -190,7 +196,7 @@ pub use store::{Name, StoreOptions};
 pub(crate) mod serde_duration_ms {
     use std::time::Duration;
 
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(crate::clock::millis(*d))
     }
 }

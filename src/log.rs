@@ -11,7 +11,7 @@
 //!
 //! An append to a topic with no entries (never used, or every entry vanished: a lifecycle
 //! rule, a restore, an operator's `rm`) numbers its entry from the floor of now
-//! ([`crate::clock::floor`]), not from 1, so a topic emptied and appended to again numbers
+//! (`src/clock.rs` (`floor`)), not from 1, so a topic emptied and appended to again numbers
 //! above everything it held before. Concurrent first appends draw different floors, so, as
 //! in the version chain, the first entry is stored in **slot 1** (`…/00000000000000000001.json`)
 //! whatever its sequence, where every first append collides: one wins, the others append
@@ -76,7 +76,8 @@ use crate::retry::Backoff;
 use crate::store::{keys, CreateOutcome, Key, Name, Object, WriteId};
 
 /// The envelope kind of log entries.
-pub const KIND: &str = "event";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const KIND: &str = "event";
 
 /// One entry of a topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,10 +131,12 @@ const FIRST_SLOT: u64 = 1;
 /// How many keys a listing that looks for the newest entry reads at a time: one S3 LIST
 /// request answers up to 1,000, and reading a 1,000th would not say whether more follow
 /// without asking for the next page.
-pub const PAGE: usize = 999;
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const PAGE: usize = 999;
 
 /// How many entries [`EventLog::last`] reads at once.
-pub const READ_AHEAD: usize = 16;
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const READ_AHEAD: usize = 16;
 
 /// What [`EventLog::locate`] found.
 struct Located {
@@ -528,8 +531,8 @@ impl EventLog {
     }
 
     /// The sequence number of `topic`'s newest entry, or `None` when the topic has none (it
-    /// was never appended to). One LIST request for a topic of fewer than [`PAGE`] entries,
-    /// O(log(entries / [`PAGE`])) for a larger one on a store that lists in order, and one
+    /// was never appended to). One LIST request for a topic of fewer than 999 entries,
+    /// O(log(entries / 999)) for a larger one on a store that lists in order, and one
     /// GET of the first entry unless this client knows it by its etag (module docs).
     ///
     /// # Cancel safety
@@ -631,7 +634,7 @@ impl EventLog {
     /// The last `n` entries of `topic`, oldest first, and the newest sequence number found
     /// (`None`: the topic has no entries). It finds the newest slot as
     /// [`EventLog::newest_sequence`] does, lists the `n` slots up to it and reads them: a
-    /// few LIST requests and `n` GETs (concurrently, at most [`READ_AHEAD`] at a time),
+    /// few LIST requests and `n` GETs (concurrently, at most 16 at a time),
     /// whatever the topic holds. Slot 1, which holds the first entry, is placed too: as
     /// remembered while a listing shows it unchanged (its etag), else read (one GET more for
     /// a cold client when it is not among the last `n`), since after the topic was deleted

@@ -31,7 +31,7 @@
 //!
 //! Ages are read on the store's clock, not on any node's: a heartbeat's time is when the
 //! store wrote it (its `Last-Modified`), and "now" is the store's time as the viewer measured
-//! it with a clock check ([`crate::store::time`]; two requests, repeated at most every
+//! it with a clock check (`src/store/time.rs`; two requests, repeated at most every
 //! 15 minutes). A node whose clock runs ahead or behind is aged exactly as any other; a
 //! viewer whose own clock is measured beyond the bound
 //! ([`crate::manifest::ManifestOptions::max_clock_offset`]) calls no node suspect or
@@ -41,7 +41,7 @@
 //!
 //! A record's `interval_ms` and `write_latency_ms` come from another process (or a bug, or an
 //! operator's hand) and are never trusted as they are: the interval must be at most
-//! [`MAX_INTERVAL`] and the latency average between 0 and [`MAX_WRITE_LATENCY`].
+//! 1 h and the latency average between 0 and 1 h.
 //!
 //! - **Views** ([`Membership::list`], [`Membership::classify`], [`MemberView`]) clamp an
 //!   out-of-range value to its bound (and log a warning): one bad record must not take the
@@ -60,7 +60,7 @@
 //! the same timestamp a GET's `Last-Modified` gives: the view takes that time from the
 //! listing and does not read the record. The age is then judged exactly as before (from
 //! that store time to the viewer's clock witness, `Health::Unknown` when the viewer's
-//! clock is beyond the bound, [`crate::store::time`]): no clock is trusted more than by a
+//! clock is beyond the bound, `src/store/time.rs`): no clock is trusted more than by a
 //! read. The record's body (its interval, latency average, beats, session) is read only
 //! - when the node is new to the view, or its held record says it left (a node back);
 //! - when its object stops changing: the first refresh that lists the same object as the
@@ -98,18 +98,21 @@ use crate::store::{Name, WriteId};
 use futures::StreamExt;
 
 /// The manifest kind of member records.
-pub const KIND: &str = "member";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const KIND: &str = "member";
 
 /// Longest heartbeat interval cairn writes or trusts in a record: 1 hour. A node heartbeating
 /// less often is not usefully "online" (others would call it online for three hours after it
 /// died), and at an hour a heartbeat costs well under a cent a month; anything longer in a
 /// stored record is a bug or tampering.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Largest heartbeat write-latency average trusted in a record: 1 hour. A single write is
 /// bounded by the store's request timeout (10 s by default) times its attempts; an average
 /// above an hour cannot come from real writes.
-pub const MAX_WRITE_LATENCY: Duration = Duration::from_secs(3600);
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const MAX_WRITE_LATENCY: Duration = Duration::from_secs(3600);
 
 /// Heartbeat and classification settings.
 #[derive(Debug, Clone)]
@@ -118,7 +121,7 @@ pub struct MemberOptions {
     /// suspect 1 to 2 s after it died (plus twice its write latency), at 3,600 PUTs an hour,
     /// ≈ $0.018 an hour or $13 a month per node on S3 prices; raise it to pay less and
     /// notice later (2 s: $6.5 a month, 2 to 4 s). Must be positive and at most
-    /// [`MAX_INTERVAL`].
+    /// 1 h.
     pub interval: Duration,
     /// The timeout before latency is added. `None` (the default): two of the node's own
     /// heartbeat intervals (2 s at 1 s, the base OpenZiti uses), so one lost or late
@@ -156,7 +159,7 @@ pub struct MemberRecord {
     pub state: Presence,
     /// Unique to one run of the node, so two processes under one id tell each other apart.
     pub session: String,
-    /// The node's heartbeat interval, in milliseconds (at most [`MAX_INTERVAL`]).
+    /// The node's heartbeat interval, in milliseconds (at most 1 h).
     pub interval_ms: u64,
     /// When this run joined.
     pub started_at: DateTime<Utc>,
@@ -165,7 +168,7 @@ pub struct MemberRecord {
     /// Heartbeats written by this run (saturating at `u64::MAX`: a display counter).
     pub beats: u64,
     /// Moving average of this node's heartbeat write latency, in milliseconds (between 0 and
-    /// [`MAX_WRITE_LATENCY`]).
+    /// 1 h).
     pub write_latency_ms: f64,
 }
 
@@ -180,7 +183,7 @@ pub enum Health {
     /// Heartbeat older than twice the timeout, or the node left.
     Offline,
     /// Not judged: this viewer's wall clock is measured beyond the bound from the store's
-    /// ([`crate::store::time`]), so it cannot tell a heartbeat's age and calls no node
+    /// (`src/store/time.rs`), so it cannot tell a heartbeat's age and calls no node
     /// suspect or offline. A node that left is still offline.
     Unknown,
 }
@@ -270,7 +273,7 @@ impl Membership {
 
     /// The timeout for a node with this record: base (default two of its intervals) plus
     /// twice its average write latency, with both stored durations clamped to their bounds
-    /// ([`MAX_INTERVAL`], [`MAX_WRITE_LATENCY`]).
+    /// (1 h).
     pub fn timeout(&self, r: &MemberRecord) -> Duration {
         let (interval, latency) = clamped(r);
         self.timeout_of(interval, latency)
@@ -322,8 +325,8 @@ impl Membership {
     }
 
     /// The store's time now as this viewer can vouch for it, for [`Membership::classify`]: from
-    /// its clock check ([`crate::store::time`]; two requests when the last is older than
-    /// [`crate::store::time::MAX_WITNESS_AGE`]), `None` when that check puts this node's clock
+    /// its clock check (`src/store/time.rs`; two requests when the last is older than
+    /// 15 min), `None` when that check puts this node's clock
     /// beyond the bound, or cannot be made (the store refuses the write: read-only
     /// credentials), which it says.
     ///
@@ -446,7 +449,7 @@ impl Membership {
     /// [`Error::DuplicateNode`]; if not (a crashed earlier run), takes the record over. A
     /// stored record whose durations are out of range is [`Error::Corrupt`], at once (it is
     /// neither waited on nor overwritten); an interval option that is zero or above
-    /// [`MAX_INTERVAL`] is [`Error::Config`].
+    /// 1 h is [`Error::Config`].
     ///
     /// # Cancel safety
     ///

@@ -20,11 +20,11 @@
 //!
 //! The tombstone protects against cairn's own deletes; a lifecycle rule, a restore from
 //! backup or an operator's `rm` removes it with the record. A record's version is the
-//! caller's, so unlike a fencing token it cannot be floored ([`crate::clock::floor`]): a
+//! caller's, so unlike a fencing token it cannot be floored (`src/clock.rs` (`floor`)): a
 //! client cannot know the version of a record it never saw. What is enforced:
 //!
 //! - A [`Records`] handle remembers the highest version it saw stored for each key (read,
-//!   written, or refused as stale; the [`MAX_REMEMBERED`] most recent keys). A put at or below
+//!   written, or refused as stale; the 4096 most recent keys). A put at or below
 //!   that version onto a record that is gone, or stored below it, is refused with
 //!   [`crate::Error::RecordVanished`] naming the record, instead of being applied: a
 //!   long-running process that saw version 7 never stores 3 after the record vanished. A
@@ -51,10 +51,12 @@ use crate::store::{keys, Key, Name};
 
 /// How many keys a [`Records`] handle remembers the highest seen version of; past it, the
 /// memory starts afresh (a forgotten key is treated as never seen).
-pub const MAX_REMEMBERED: usize = 4096;
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const MAX_REMEMBERED: usize = 4096;
 
 /// The manifest kind of records.
-pub const KIND: &str = "record";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const KIND: &str = "record";
 
 /// The stored body of a record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -27,7 +27,8 @@ use crate::store::Name;
 use futures::StreamExt;
 
 /// The manifest kind of streams.
-pub const KIND: &str = "stream";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const KIND: &str = "stream";
 
 /// Whether a stream exists or was deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,25 +18,35 @@
 use std::time::Duration;
 
 /// Object-store requests by operation and outcome.
-pub const REQUESTS: &str = "cairn_requests_total";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const REQUESTS: &str = "cairn_requests_total";
 /// Request latency by operation.
-pub const REQUEST_SECONDS: &str = "cairn_request_duration_seconds";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const REQUEST_SECONDS: &str = "cairn_request_duration_seconds";
 /// Conditional writes another writer beat.
-pub const CONFLICTS: &str = "cairn_conflicts_total";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const CONFLICTS: &str = "cairn_conflicts_total";
 /// Unclear write answers, by how the read-back resolved them.
-pub const AMBIGUOUS: &str = "cairn_ambiguous_writes_total";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const AMBIGUOUS: &str = "cairn_ambiguous_writes_total";
 /// Lock acquisitions.
-pub const LOCK_ACQUIRED: &str = "cairn_lock_acquired_total";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const LOCK_ACQUIRED: &str = "cairn_lock_acquired_total";
 /// Leases lost, by reason.
-pub const LOCK_LOSSES: &str = "cairn_lock_losses_total";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const LOCK_LOSSES: &str = "cairn_lock_losses_total";
 /// Turn attempts, by outcome.
-pub const TURNS: &str = "cairn_turns_total";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const TURNS: &str = "cairn_turns_total";
 /// Heartbeats, by outcome.
-pub const HEARTBEATS: &str = "cairn_heartbeats_total";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const HEARTBEATS: &str = "cairn_heartbeats_total";
 /// Cached view reads, by result.
-pub const CACHE_READS: &str = "cairn_cache_reads_total";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const CACHE_READS: &str = "cairn_cache_reads_total";
 /// This node's clock offset from the store's, at its last clock check.
-pub const CLOCK_OFFSET: &str = "cairn_clock_offset_seconds";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const CLOCK_OFFSET: &str = "cairn_clock_offset_seconds";
 
 /// Registers every metric's description and unit with the installed recorder (call once,
 /// after installing it; exporters show the descriptions as `# HELP`).

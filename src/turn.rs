@@ -24,7 +24,7 @@
 //! - Times are wall-clock times written by the claimer and compared with this node's wall
 //!   clock, and no node claims by them unless its clock is measured within the bound
 //!   ([`crate::manifest::ManifestOptions::max_clock_offset`], 2 s) of the store's
-//!   ([`crate::store::time`]): a node whose clock is further off gets
+//!   (`src/store/time.rs`): a node whose clock is further off gets
 //!   [`Error::ClockOffset`] (the long-running loop warns and retries), so no turn starts
 //!   more than the bound early. Exactly one claim per turn number holds regardless of
 //!   clocks.
@@ -33,7 +33,7 @@
 //!
 //! Claiming a due turn is one conditional write (after a revalidating read in the loop: 1 or
 //! 2 requests), plus a clock check (2 requests) when this process's last one is older than
-//! [`crate::store::time::MAX_WITNESS_AGE`]; recording the outcome one more. A node that is not due makes no request until
+//! 15 min; recording the outcome one more. A node that is not due makes no request until
 //! its wake time, and then one revalidation (a 304 when nothing changed).
 
 use std::collections::HashMap;
@@ -58,14 +58,17 @@ use crate::store::{Name, WriteId};
 use futures::StreamExt;
 
 /// The manifest kind of turns.
-pub const KIND: &str = "turn";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const KIND: &str = "turn";
 
 /// Largest JSON result, serialized, that a turn records (bigger ones are replaced by a note).
-pub const MAX_RESULT_BYTES: usize = 4096;
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const MAX_RESULT_BYTES: usize = 4096;
 
 /// The longest window a turn may have (366 days), and the largest stored `window_ms` a
 /// reader accepts; a larger stored value is corrupt data, never a reason to overflow.
-pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// How often a turn runs. The window and jitter belong to the turn: they are stored when the
 /// turn is first created and change only by [`Turns::reconfigure`]. A client whose options
@@ -89,7 +92,7 @@ pub struct TurnOptions {
 
 impl TurnOptions {
     /// Checks the options before any request: a window above 0 and at most
-    /// [`MAX_WINDOW`], and a jitter of at most half the window (so that consecutive turns
+    /// 366 days, and a jitter of at most half the window (so that consecutive turns
     /// start at least half a window apart).
     pub fn validate(&self) -> Result<()> {
         check_timing(self.window, self.jitter).map_err(Error::Config)
@@ -180,7 +183,7 @@ pub struct PreviousTurn {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnRecord {
     /// The current turn number: the previous turn's + 1; a turn created afresh (also after
-    /// its objects vanished) starts at a floor drawn from time ([`crate::clock::floor`]), so
+    /// its objects vanished) starts at a floor drawn from time (`src/clock.rs` (`floor`)), so
     /// turn numbers never go backwards.
     pub turn: u64,
     /// The node that claimed it.

@@ -19,13 +19,14 @@ use crate::store::{Key, Object, MAX_OBJECT_BYTES};
 
 /// The newest envelope format this build writes and reads: cairn's one format version,
 /// also written into the prefix's protocol record.
-pub const FORMAT: u32 = crate::store::protocol::FORMAT;
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const FORMAT: u32 = crate::store::protocol::FORMAT;
 
 /// One version of a manifest, as read or as written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot<T> {
     /// The manifest version: for the first write a floor drawn from time
-    /// ([`crate::clock::floor`]; 1 in manifests written before floors), +1 for every
+    /// (`src/clock.rs` (`floor`); 1 in manifests written before floors), +1 for every
     /// transition. Never reused.
     pub version: u64,
     /// The unique id of the write that stored this version.

@@ -37,7 +37,7 @@ use crate::clock::{sleep_until_boottime, Clock};
 use crate::error::Error;
 
 /// A manifest body written by one session of a claim (a lease, a heartbeat, a turn).
-pub trait ClaimBody {
+pub(crate) trait ClaimBody {
     /// The session that wrote this version: unique to one acquisition, join or turn.
     fn session(&self) -> &str;
     /// Whether this version still holds the claim open (held, alive, unfinished). A
@@ -49,13 +49,13 @@ pub trait ClaimBody {
 /// earlier write of our own session that landed after we gave up on it (a cut-short request
 /// that took effect after all), and still holds the claim open. Such a version is adopted
 /// and written over; any other is a foreign write.
-pub fn own_late_write<T: ClaimBody>(ours: &Snapshot<T>, latest: &Snapshot<T>) -> bool {
+pub(crate) fn own_late_write<T: ClaimBody>(ours: &Snapshot<T>, latest: &Snapshot<T>) -> bool {
     latest.body.session() == ours.body.session() && latest.body.is_open()
 }
 
 /// What a held claim's handle and its task share.
 #[derive(Debug)]
-pub struct HeldState<T, R, X> {
+pub(crate) struct HeldState<T, R, X> {
     /// The newest version of our claim known to be stored.
     pub snapshot: Snapshot<T>,
     /// When this holder must consider the claim lost (`None`: never by time alone), on
@@ -82,7 +82,7 @@ enum Release<T, R> {
 
 /// What [`release`] came to.
 #[derive(Debug)]
-pub enum Released<T, R> {
+pub(crate) enum Released<T, R> {
     /// Released before: nothing written.
     Already,
     /// The claim was lost before the release, for this reason: nothing written.
@@ -101,7 +101,7 @@ pub enum Released<T, R> {
 
 /// What [`close`] came to.
 #[derive(Debug)]
-pub enum Closed<T> {
+pub(crate) enum Closed<T> {
     /// Our closing version is stored; here it is.
     Written(Snapshot<T>),
     /// A foreign version beat it: `latest` (`None`: the manifest is gone) came after `ours`,
@@ -128,7 +128,7 @@ const CLOSE_ATTEMPTS: u32 = 8;
 /// # Cancel safety
 ///
 /// Not cancel-safe: a cancelled close may or may not have written.
-pub async fn close<T>(
+pub(crate) async fn close<T>(
     m: &Manifest<T>,
     mut ours: Snapshot<T>,
     mut closing: impl FnMut(&T) -> T,
@@ -212,7 +212,7 @@ where
 ///
 /// Not cancel-safe: dropped before its closing write landed, the claim is marked released (no
 /// renewal follows) but may stay stored as held until it expires.
-pub async fn release<T, R, X>(
+pub(crate) async fn release<T, R, X>(
     shared: &Mutex<HeldState<T, R, X>>,
     m: &Manifest<T>,
     tombstone: impl FnMut(&T) -> T,
@@ -234,7 +234,7 @@ where
 
 /// The task's side of a held claim: its shared state, its stop signal and its loss signal.
 #[derive(Debug)]
-pub struct Keeper<T, R, X> {
+pub(crate) struct Keeper<T, R, X> {
     shared: Arc<Mutex<HeldState<T, R, X>>>,
     stop: CancellationToken,
     loss: CancellationToken,
@@ -242,7 +242,7 @@ pub struct Keeper<T, R, X> {
 
 impl<T, R, X> Keeper<T, R, X> {
     /// The shared state, locked (a poisoned lock is used as it is: the state is plain data).
-    pub fn state(&self) -> MutexGuard<'_, HeldState<T, R, X>> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, HeldState<T, R, X>> {
         lock(&self.shared)
     }
 
@@ -251,12 +251,12 @@ impl<T, R, X> Keeper<T, R, X> {
     /// # Cancel safety
     ///
     /// Cancel-safe.
-    pub async fn stopped(&self) {
+    pub(crate) async fn stopped(&self) {
         self.stop.cancelled().await;
     }
 
     /// Records why the claim was lost and signals it to every waiter.
-    pub fn lose(&self, reason: R) {
+    pub(crate) fn lose(&self, reason: R) {
         self.state().lost = Some(reason);
         self.loss.cancel();
     }
@@ -265,7 +265,7 @@ impl<T, R, X> Keeper<T, R, X> {
 /// The handle on a held claim: its shared state and its background task. Dropping it stops
 /// the task.
 #[derive(Debug)]
-pub struct Held<T, R, X> {
+pub(crate) struct Held<T, R, X> {
     shared: Arc<Mutex<HeldState<T, R, X>>>,
     stop: CancellationToken,
     loss: CancellationToken,
@@ -279,7 +279,7 @@ where
     X: Send + 'static,
 {
     /// Holds `snapshot` and starts `task`, given the task's side of the claim, to keep it.
-    pub fn spawn<F, Fut>(
+    pub(crate) fn spawn<F, Fut>(
         snapshot: Snapshot<T>,
         deadline: Option<Instant>,
         extra: X,
@@ -315,22 +315,22 @@ where
 
 impl<T, R: Clone, X> Held<T, R, X> {
     /// The shared state, locked.
-    pub fn state(&self) -> MutexGuard<'_, HeldState<T, R, X>> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, HeldState<T, R, X>> {
         lock(&self.shared)
     }
 
     /// The shared state itself, for a release that outlives the handle (on drop).
-    pub fn shared(&self) -> Arc<Mutex<HeldState<T, R, X>>> {
+    pub(crate) fn shared(&self) -> Arc<Mutex<HeldState<T, R, X>>> {
         Arc::clone(&self.shared)
     }
 
     /// A token cancelled when the claim is lost. Cancel-safe to wait on.
-    pub fn loss_token(&self) -> CancellationToken {
+    pub(crate) fn loss_token(&self) -> CancellationToken {
         self.loss.clone()
     }
 
     /// Why the claim was lost, if it was.
-    pub fn loss_reason(&self) -> Option<R> {
+    pub(crate) fn loss_reason(&self) -> Option<R> {
         self.state().lost.clone()
     }
 
@@ -340,7 +340,7 @@ impl<T, R: Clone, X> Held<T, R, X> {
     /// # Cancel safety
     ///
     /// Cancel-safe.
-    pub async fn lost(&self) -> Option<R> {
+    pub(crate) async fn lost(&self) -> Option<R> {
         self.loss.cancelled().await;
         self.loss_reason()
     }
@@ -365,7 +365,7 @@ impl<T, R, X> Held<T, R, X> {
     /// # Cancel safety
     ///
     /// Not cancel-safe (a cancelled wait leaves the task stopping on its own).
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         self.stop.cancel();
         if let Some(t) = self.task.take() {
             let _ = t.await;
@@ -373,7 +373,7 @@ impl<T, R, X> Held<T, R, X> {
     }
 
     /// Stops the task without waiting.
-    pub fn halt(&mut self) {
+    pub(crate) fn halt(&mut self) {
         self.stop.cancel();
         if let Some(t) = self.task.take() {
             t.abort();
@@ -388,13 +388,13 @@ impl<T, R, X> Drop for Held<T, R, X> {
 }
 
 /// Locks the shared state; a poisoned lock is used as it is (the state is plain data).
-pub fn lock<S>(shared: &Mutex<S>) -> MutexGuard<'_, S> {
+pub(crate) fn lock<S>(shared: &Mutex<S>) -> MutexGuard<'_, S> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a renewal's write came to, for [`Keep::next_due`].
 #[derive(Debug, Clone, Copy)]
-pub enum Renewal {
+pub(crate) enum Renewal {
     /// Our version is stored; the write was sent at this instant.
     Written {
         /// When the renewal was sent.
@@ -408,7 +408,7 @@ pub enum Renewal {
 
 /// How one kind of holder keeps its claim: the part of the renewal loop ([`keep`]) that
 /// differs between a lease and a heartbeat.
-pub trait Keep<T>: Send + 'static {
+pub(crate) trait Keep<T>: Send + 'static {
     /// Why the claim was lost.
     type Loss: Clone + Send + 'static;
     /// What else the holder keeps with the claim.
@@ -458,7 +458,7 @@ pub trait Keep<T>: Send + 'static {
 ///
 /// Dropping it ends the renewals, though a renewal in flight may still land: the claim stays
 /// stored as it was last written and expires unless another caller renews it.
-pub async fn keep<T, K>(
+pub(crate) async fn keep<T, K>(
     m: Manifest<T>,
     mut k: K,
     keeper: Keeper<T, K::Loss, K::Extra>,

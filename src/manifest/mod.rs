@@ -21,7 +21,7 @@
 //!   kept, while it is still there beside later ones). The proof is in `chain.rs`.
 //!
 //! Both strategies number a manifest created afresh from a floor drawn from time
-//! ([`crate::clock::floor`] of [`Manifests::floor_time`]), not from 1, and +1 a transition,
+//! (`src/clock.rs` (`floor`) of [`Manifests::floor_time`]), not from 1, and +1 a transition,
 //! so that a manifest whose every object vanished (a lifecycle rule, a restore, an operator's
 //! `rm`) and is created again numbers above everything its earlier incarnation reached: a
 //! fencing token, a turn, never goes backwards. Manifests stored by earlier releases, numbered
@@ -54,7 +54,7 @@ use crate::store::time::{StoreTime, Witness};
 use crate::store::{Key, Name, Store, WriteId};
 pub use collection::Collection;
 use envelope::RawBody;
-pub use envelope::{Snapshot, FORMAT};
+pub use envelope::Snapshot;
 use protocol::{Draft, Protocol, Wrote};
 
 pub use crate::store::protocol::Strategy;
@@ -77,16 +77,16 @@ pub struct ManifestOptions {
     /// It also sets how long this client trusts what it knows of a chain's newest version
     /// without a listing: half of it (5 min by default; the other half is the margin for
     /// the store's clock, see `chain.rs`). It is a setting of the prefix, not of one node:
-    /// the first node records its value in the prefix's protocol record
-    /// ([`crate::store::protocol::ProtocolRecord::gc_min_age`]) and every later node adopts
+    /// the first node records its value in the prefix's protocol record,
+    /// and every later node adopts
     /// the recorded one, whatever it was configured with.
     pub gc_min_age: Duration,
     /// The chain collects garbage after every this many versions. Default 16.
     pub gc_every: u64,
     /// The largest offset between this node's wall clock and the store's that it accepts
     /// for the rules that read time (takeover by expiry, claiming a turn, aging another
-    /// node): beyond it, measured by a clock check ([`crate::store::time`]), the node
-    /// refuses them and says so. Default 2 s ([`crate::store::time::DEFAULT_MAX_OFFSET`]).
+    /// node): beyond it, measured by a clock check (`src/store/time.rs`), the node
+    /// refuses them and says so. Default 2 s.
     pub max_clock_offset: Duration,
     /// GETs a listing of a whole family keeps in flight at once
     /// ([`Collection::entries`], the cached views). Default 32; 0 counts as 1.
@@ -153,7 +153,7 @@ impl Manifests {
         }
     }
 
-    /// A handle on the manifest of `kind` at `base` (a key from [`crate::store::keys`]).
+    /// A handle on the manifest of `kind` at `base` (a key from `src/store/keys.rs`).
     pub fn open<T>(self: &Arc<Self>, kind: &'static str, base: Key) -> Manifest<T> {
         Manifest {
             raw: RawManifest {
@@ -208,8 +208,8 @@ impl Manifests {
         &self.clock
     }
 
-    /// The time a number created afresh is floored at ([`crate::clock::floor`]), on the
-    /// store's timeline as a clock check ([`crate::store::time`]) vouches for it: the check's
+    /// The time a number created afresh is floored at (`src/clock.rs` (`floor`)), on the
+    /// store's timeline as a clock check (`src/store/time.rs`) vouches for it: the check's
     /// witness moved along by this node's monotonic clock, or this node's wall clock when that
     /// is later and the check puts it within the bound
     /// ([`ManifestOptions::max_clock_offset`]). A node beyond the bound floors on the witness
@@ -244,7 +244,7 @@ impl Manifests {
     }
 
     /// The first number of something created afresh at `key` now (a manifest version, a fencing
-    /// token, a turn, a log sequence): [`crate::clock::floor`] of [`Self::floor_time`], never
+    /// token, a turn, a log sequence): `src/clock.rs` (`floor`) of [`Self::floor_time`], never
     /// below 1. A clock check (two requests) when no recent one serves; its error is returned
     /// and nothing may be created.
     ///
@@ -260,7 +260,7 @@ impl Manifests {
         self.protocol.strategy()
     }
 
-    /// This node's measure of the store's clock ([`crate::store::time`]).
+    /// This node's measure of the store's clock (`src/store/time.rs`).
     pub fn store_time(&self) -> &StoreTime {
         &self.time
     }
@@ -702,7 +702,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// it before any delete.
     ///
     /// **Off the safety path only.** The next writer starts again, at a floor drawn from
-    /// time ([`crate::clock::floor`]), above this incarnation only as far as clocks agree; so
+    /// time (`src/clock.rs` (`floor`)), above this incarnation only as far as clocks agree; so
     /// this is for manifests whose version is not a fencing token or an order anyone compares
     /// with an earlier incarnation (a member record that left). Locks and records are never
     /// removed: they keep a tombstone ([`Manifest::trim`]).

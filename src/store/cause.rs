@@ -56,7 +56,8 @@ pub enum Diagnosis {
         /// Its name, when the server said it.
         bucket: Option<String>,
     },
-    /// No credentials were found.
+    /// No credentials were found (only the AWS provider chain tells).
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     NoCredentials,
     /// The connection could not be made (refused, unresolvable name, …).
     Connect {

@@ -1,6 +1,6 @@
 //! The store layer: the only code that talks to `object_store`.
 //!
-//! It owns the root prefix, the key layout ([`keys`]), name validation ([`Name`]), and the
+//! It owns the root prefix, the key layout (`src/store/keys.rs`), name validation ([`Name`]), and the
 //! typed outcome of each conditional operation. It resolves ambiguous outcomes by reading
 //! the object back (write-then-verify, below) and probes a store's capabilities ([`probe`]).
 //!
@@ -23,19 +23,35 @@
 //! looks once (per store) for a form the store honours, checked on a scratch key as the probe
 //! checks it, and sends the write again in that form; where there is none, it fails at once
 //! with [`Error::Unsupported`]. The form found is kept in the prefix's protocol record
-//! ([`protocol::ProtocolRecord::if_match_form`]), so a handle that opens the prefix sends
+//! (the protocol record (`src/store/protocol.rs`)), so a handle that opens the prefix sends
 //! `If-Match` in it from its first replace.
 
+#[cfg(feature = "test-util")]
 pub mod cause;
+#[cfg(not(feature = "test-util"))]
+#[allow(unreachable_pub)]
+pub(crate) mod cause;
 #[cfg(feature = "test-util")]
 pub mod fault;
+#[cfg(feature = "test-util")]
 pub mod keys;
+#[cfg(not(feature = "test-util"))]
+#[allow(unreachable_pub)]
+pub(crate) mod keys;
 pub mod name;
 pub mod probe;
+#[cfg(feature = "test-util")]
 pub mod protocol;
+#[cfg(not(feature = "test-util"))]
+#[allow(unreachable_pub)]
+pub(crate) mod protocol;
 #[cfg(feature = "test-util")]
 pub mod quirks;
+#[cfg(feature = "test-util")]
 pub mod time;
+#[cfg(not(feature = "test-util"))]
+#[allow(unreachable_pub)]
+pub(crate) mod time;
 pub mod url;
 
 #[cfg(feature = "aws")]
@@ -64,7 +80,7 @@ pub use name::Name;
 /// The largest object cairn reads or writes: 1 MiB.
 ///
 /// Everything cairn stores is a small JSON manifest: a lock, turn or member record is a few
-/// hundred bytes, a turn's result is capped at 4 KiB ([`crate::turn::MAX_RESULT_BYTES`]),
+/// hundred bytes, a turn's result is capped at 4 KiB (4096 bytes),
 /// and stream metadata, record values and log events are descriptions, not payloads. 1 MiB
 /// leaves three orders of magnitude of room for those, and bounds what one read can cost in
 /// memory and transfer whatever sits at a key.
@@ -1050,7 +1066,7 @@ impl Store {
     /// Overwrites the clock check's scratch object and reads back when the store says it
     /// wrote it (its `Last-Modified`, by the store's clock): two requests, a PUT and a HEAD.
     /// Neither is conditional: every node may overwrite the object, and any version the HEAD
-    /// finds was written no earlier than ours began (see [`time`]).
+    /// finds was written no earlier than ours began (see `src/store/time.rs`).
     ///
     /// # Cancel safety
     ///

@@ -19,9 +19,9 @@
 //! inside the server: three concurrent creates all answered 200 on SeaweedFS). Six nodes
 //! racing for a fresh lock would then all hold it with token 1. So the probe also races:
 //!
-//! 6. [`RACERS`] concurrent creates of one fresh scratch key: exactly one may win (else:
+//! 6. 8 concurrent creates of one fresh scratch key: exactly one may win (else:
 //!    refused, whatever the strategy: both rely on create-if-absent);
-//! 7. where `If-Match` passed steps 3 and 4, [`RACERS`] concurrent replaces of one scratch
+//! 7. where `If-Match` passed steps 3 and 4, 8 concurrent replaces of one scratch
 //!    key with the same (current) etag: exactly one may win. Else `If-Match` is not to be
 //!    trusted, but create-if-absent is (step 6), so the probe reports no `If-Match` and the
 //!    version chain is used, as on a store without `If-Match`: a slower protocol, not a
@@ -29,7 +29,7 @@
 //!    [`crate::CairnBuilder::build`], since the store cannot run it.)
 //!
 //! Cost: the probe runs once per prefix (the first node, then only `cairn doctor`); the races
-//! add 2 × [`RACERS`] conditional PUTs (and a read-back for each loser), sent at once, so
+//! add 2 × 8 conditional PUTs (and a read-back for each loser), sent at once, so
 //! about four round trips of latency.
 //!
 //! The scratch objects are deleted afterwards.
@@ -90,12 +90,15 @@ impl Capabilities {
 const REPLACE_CURRENT: &str = "replace with current etag";
 const REPLACE_STALE: &str = "replace with stale etag";
 /// The name of the probe's concurrent-create check (step 6).
-pub const RACE_CREATE: &str = "concurrent create-if-absent";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const RACE_CREATE: &str = "concurrent create-if-absent";
 /// The name of the probe's concurrent-replace check (step 7).
-pub const RACE_REPLACE: &str = "concurrent replace (If-Match)";
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const RACE_REPLACE: &str = "concurrent replace (If-Match)";
 
 /// How many conditional PUTs of one key the probe sends at once (steps 6 and 7).
-pub const RACERS: usize = 8;
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const RACERS: usize = 8;
 
 /// One probe step.
 #[derive(Debug, Clone, Serialize)]

@@ -418,7 +418,7 @@ impl Store {
     }
 
     /// Looks at the objects under the prefix for coordination objects and their key shapes:
-    /// the first `limit` listed (one LIST on S3 for [`SURVEY_PAGE`]), or all of them
+    /// the first `limit` listed (one LIST on S3 for 1000), or all of them
     /// (`None`: one LIST per thousand objects). Objects outside cairn's folders (probe
     /// scratch objects, the protocol record, anything foreign) are skipped; the listing
     /// starts after the probe's folder, so none of those before it is even listed.
@@ -481,7 +481,7 @@ impl Store {
         let _ = self.watch.set(Arc::new(watch));
     }
 
-    /// Revalidates the prefix's protocol record when due (see [`ProtocolWatch`]), before a
+    /// Revalidates the prefix's protocol record when due (see `src/store/protocol.rs`), before a
     /// write: `fresh` for a write that creates a manifest where none existed.
     /// [`Error::ProtocolChanged`] when the record changed. A store without a watch (an
     /// observer, or one used directly) checks nothing.
