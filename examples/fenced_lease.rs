@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use cairn::fenced::FencedWrite;
 use cairn::store::fault::{Fault, FaultStore, Op, Rule};
-use cairn::{Acquired, Cairn, LeaseOptions, LossReason, Name};
+use cairn::{Acquire, Cairn, LockOptions, LossReason, Name};
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 
@@ -31,7 +31,7 @@ async fn main() -> cairn::Result<()> {
     let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let lock = Name::new("compaction")?;
     let segments = Name::new("compacted-segments")?;
-    let options = LeaseOptions::with_ttl(Duration::from_secs(2));
+    let options = LockOptions::with_ttl(Duration::from_secs(2));
 
     let a_link = Arc::new(FaultStore::new(Arc::clone(&bucket), 1));
     let a = Cairn::builder(a_link.clone())
@@ -56,7 +56,7 @@ async fn main() -> cairn::Result<()> {
         }
     };
 
-    let Acquired::Acquired(lease_a) = a_locks.try_acquire(&lock).await? else {
+    let Acquire::Held(lease_a) = a_locks.try_acquire(&lock).await? else {
         panic!("nobody holds the lock yet")
     };
     let token_a = lease_a.fencing_token();
@@ -78,7 +78,7 @@ async fn main() -> cairn::Result<()> {
     let b_acquired = b_locks
         .acquire(&lock, Some(Duration::from_secs(10)))
         .await?;
-    let Acquired::Acquired(lease_b) = b_acquired else {
+    let Acquire::Held(lease_b) = b_acquired else {
         panic!("node-a's lease can no longer be in use")
     };
     let token_b = lease_b.fencing_token();

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn::cache::CacheOptions;
-use cairn::member::{Health, MemberOptions, MemberView};
+use cairn::node::{Health, NodeOptions, NodeView};
 use cairn::Cairn;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 
-async fn show(when: &str, view: &MemberView) -> cairn::Result<Vec<(String, Health)>> {
+async fn show(when: &str, view: &NodeView) -> cairn::Result<Vec<(String, Health)>> {
     let all = view.list().await?;
     println!("{when}");
     for m in &all.items {
@@ -38,9 +38,9 @@ async fn show(when: &str, view: &MemberView) -> cairn::Result<Vec<(String, Healt
 async fn main() -> cairn::Result<()> {
     let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let interval = Duration::from_millis(200);
-    let options = MemberOptions {
+    let options = NodeOptions {
         interval,
-        ..MemberOptions::default()
+        ..NodeOptions::default()
     };
     let mut beating = Vec::new();
     for id in ["node-a", "node-b", "node-c"] {
@@ -48,7 +48,7 @@ async fn main() -> cairn::Result<()> {
             .node(id)?
             .build()
             .await?;
-        beating.push(node.membership(options.clone()).join().await?);
+        beating.push(node.nodes(options.clone()).join().await?);
     }
     // A dashboard reads through a cache that stays fresh for one heartbeat interval.
     let dashboard = Cairn::builder(Arc::clone(&bucket))
@@ -56,8 +56,8 @@ async fn main() -> cairn::Result<()> {
         .build()
         .await?;
     let view = dashboard
-        .membership(options.clone())
-        .view(CacheOptions::for_membership(interval));
+        .nodes(options.clone())
+        .view(CacheOptions::for_nodes(interval));
 
     for id in ["node-a", "node-b", "node-c"] {
         wait_for(&view, id, Health::Online).await?;
@@ -94,7 +94,7 @@ async fn main() -> cairn::Result<()> {
 }
 
 /// Polls the view until `node` shows `health`; returns how long that took.
-async fn wait_for(view: &MemberView, node: &str, health: Health) -> cairn::Result<Duration> {
+async fn wait_for(view: &NodeView, node: &str, health: Health) -> cairn::Result<Duration> {
     let start = tokio::time::Instant::now();
     loop {
         let all = view.list().await?.items;

@@ -77,9 +77,9 @@ impl CacheOptions {
 
     /// For membership views: fresh for no longer than the heartbeat interval, so a view
     /// never shows a heartbeat more than one interval older than the store has it (and a
-    /// [`crate::member::MemberView`] reads a node's record again before calling it suspect
+    /// [`crate::node::NodeView`] reads a node's record again before calling it suspect
     /// or offline); stale-if-error 5 minutes; 65,536 entries; the breaker as for streams.
-    pub fn for_membership(heartbeat_interval: Duration) -> Self {
+    pub fn for_nodes(heartbeat_interval: Duration) -> Self {
         Self {
             fresh: heartbeat_interval,
             stale_if_error: Duration::from_secs(300),
@@ -841,7 +841,7 @@ fn clone_kind(e: &Error) -> Error {
 /// A [`Collection`] read through a [`ManifestCache`]: the family's listing and each of its
 /// manifests served from memory while fresh, revalidated after, and served stale while the
 /// store is unreachable. The typed views ([`crate::stream::StreamView`],
-/// [`crate::member::MemberView`]) are built on it.
+/// [`crate::node::NodeView`]) are built on it.
 #[derive(Debug)]
 pub struct CachedCollection<T> {
     collection: Collection<T>,

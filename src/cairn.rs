@@ -399,8 +399,8 @@ impl Cairn {
     }
 
     /// The lock client, with these lease options.
-    pub fn locks(&self, options: crate::lease::LeaseOptions) -> Result<crate::lease::Locks> {
-        crate::lease::Locks::new(Arc::clone(&self.manifests), options)
+    pub fn locks(&self, options: crate::lock::LockOptions) -> Result<crate::lock::Locks> {
+        crate::lock::Locks::new(Arc::clone(&self.manifests), options)
     }
 
     /// The streams client.
@@ -428,8 +428,8 @@ impl Cairn {
     }
 
     /// The membership client, with these options.
-    pub fn membership(&self, options: crate::member::MemberOptions) -> crate::member::Membership {
-        crate::member::Membership::new(Arc::clone(&self.manifests), options)
+    pub fn nodes(&self, options: crate::node::NodeOptions) -> crate::node::Nodes {
+        crate::node::Nodes::new(Arc::clone(&self.manifests), options)
     }
 
     /// The event log client.

@@ -36,7 +36,7 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::manifest::{Change, Revalidated, Strategy, Written};
+use crate::manifest::{Change, Revalidated, Strategy, Write};
 use crate::store::fault::{Fault, FaultStore, Op, Rule};
 use crate::store::keys::{self, Family, Key};
 use crate::store::IfMatchForm;
@@ -183,14 +183,14 @@ pub async fn racing_creators_have_exactly_one_winner(ns: Namespace, strategy: St
     let mut seen_by_losers = BTreeSet::new();
     for t in tasks {
         match t.await.expect("the creator task") {
-            (i, Written::Written(s)) => {
+            (i, Write::Written(s)) => {
                 assert_eq!(s.body, format!("body-{i}"));
                 winners.push(s.body);
             }
-            (_, Written::Conflict(Some(s))) => {
+            (_, Write::Conflict(Some(s))) => {
                 seen_by_losers.insert(s.body);
             }
-            (i, Written::Conflict(None)) => panic!("creator {i} lost to nothing"),
+            (i, Write::Conflict(None)) => panic!("creator {i} lost to nothing"),
         }
     }
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
@@ -290,14 +290,14 @@ pub async fn stale_write_is_a_conflict(ns: Namespace, strategy: Strategy) {
         .cairn("b", strategy)
         .await
         .manifest::<u32>(KIND, base("stale"));
-    let Written::Written(v1) = a.create(1).await.expect("create") else {
+    let Write::Written(v1) = a.create(1).await.expect("create") else {
         panic!("create")
     };
-    let Written::Written(v2) = a.write(Some(&v1), 2).await.expect("write") else {
+    let Write::Written(v2) = a.write(Some(&v1), 2).await.expect("write") else {
         panic!("write")
     };
     match b.write(Some(&v1), 99).await.expect("the stale write") {
-        Written::Conflict(Some(cur)) => {
+        Write::Conflict(Some(cur)) => {
             assert_eq!(cur.version, v2.version);
             assert_eq!(cur.version, v1.version + 1);
             assert_eq!(cur.body, 2);
@@ -318,7 +318,7 @@ pub async fn revalidation_of_unchanged_manifest_transfers_no_body(
         .cairn_with("watcher", strategy, counted.clone(), |b| b)
         .await;
     let m = c.manifest::<String>(KIND, base("watched"));
-    let Written::Written(v1) = m.create("x".repeat(1000)).await.expect("create") else {
+    let Write::Written(v1) = m.create("x".repeat(1000)).await.expect("create") else {
         panic!("create")
     };
     let known = m.load().await.expect("load").expect("exists");
@@ -335,7 +335,7 @@ pub async fn revalidation_of_unchanged_manifest_transfers_no_body(
         .cairn("writer", strategy)
         .await
         .manifest::<String>(KIND, base("watched"));
-    let Written::Written(_) = other.write(Some(&known), "y".into()).await.expect("write") else {
+    let Write::Written(_) = other.write(Some(&known), "y".into()).await.expect("write") else {
         panic!("the other writer writes")
     };
     match m.revalidate(&known).await.expect("revalidate") {
@@ -443,7 +443,7 @@ pub async fn ambiguous_writes_resolve_by_write_id(
                 .await;
             let m = c.manifest::<String>(KIND, base(&name));
             let current = if phase == "replace" {
-                let Written::Written(v1) = m.create("v1".into()).await.expect("create") else {
+                let Write::Written(v1) = m.create("v1".into()).await.expect("create") else {
                     panic!("{label}: v1 must be created")
                 };
                 Some(m.load().await.expect("load").expect("exists"))
@@ -466,14 +466,14 @@ pub async fn ambiguous_writes_resolve_by_write_id(
                 .as_ref()
                 .is_some_and(|s| s.body == format!("{label}-{phase}"));
             match result {
-                Ok(Written::Written(s)) => {
+                Ok(Write::Written(s)) => {
                     assert!(
                         ours_stored,
                         "{label}/{phase}: success reported but not stored"
                     );
                     assert_eq!(stored.expect("stored").write_id, s.write_id);
                 }
-                Ok(Written::Conflict(_)) => {
+                Ok(Write::Conflict(_)) => {
                     panic!("{label}/{phase}: no other writer, yet a conflict")
                 }
                 Err(e) => assert!(
@@ -510,7 +510,7 @@ pub async fn unverifiable_write_is_ambiguous(ns: Namespace, strategy: Strategy) 
 pub async fn a_landed_write_overtaken_twice_is_never_a_conflict(ns: Namespace, strategy: Strategy) {
     let other = ns.cairn("other", strategy).await;
     let theirs = other.manifest::<String>(KIND, base("overtaken"));
-    let Written::Written(v1) = theirs.create("v1".into()).await.expect("create") else {
+    let Write::Written(v1) = theirs.create("v1".into()).await.expect("create") else {
         panic!("v1 must be created")
     };
     let overtake: futures::future::BoxFuture<'static, ()> = Box::pin(async move {
@@ -548,7 +548,7 @@ pub async fn a_landed_write_overtaken_twice_is_never_a_conflict(ns: Namespace, s
         "ours (v1 + 1) and the other writer's two"
     );
     match result {
-        Ok(Written::Written(s)) => assert_eq!(s.version, v1.version + 1),
+        Ok(Write::Written(s)) => assert_eq!(s.version, v1.version + 1),
         Err(Error::Ambiguous { .. }) => {}
         other => panic!("our write landed as version 2, yet the author was told {other:?}"),
     }
@@ -621,7 +621,7 @@ pub async fn chain_collection_keeps_newest_and_young_versions(ns: Namespace) {
         .await
         .expect("the stale write")
     {
-        Written::Conflict(Some(head)) => assert_eq!(head.version, v(20)),
+        Write::Conflict(Some(head)) => assert_eq!(head.version, v(20)),
         other => panic!("a stale write below the head must be a conflict, got {other:?}"),
     }
     let head = old.load().await.expect("load").expect("exists");

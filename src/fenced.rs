@@ -13,7 +13,7 @@
 //! it likes under one lease.
 //!
 //! ```no_run
-//! # async fn demo(cairn: cairn::Cairn, lease: cairn::Lease) -> cairn::Result<()> {
+//! # async fn demo(cairn: cairn::Cairn, lease: cairn::HeldLock) -> cairn::Result<()> {
 //! use cairn::fenced::FencedWrite;
 //! let offsets = cairn.fenced::<Vec<u64>>(&cairn::Name::new("compaction-offsets")?);
 //! match offsets.write(lease.fencing_token(), vec![1, 2, 3]).await? {
@@ -46,7 +46,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::lease::FencingToken;
+use crate::lock::FencingToken;
 use crate::manifest::{Change, Manifest, Manifests, Snapshot};
 use crate::store::keys::{self, Family};
 use crate::store::Name;

@@ -1,5 +1,5 @@
 //! Garbage collection for operators (`cairn gc`): the one place, with
-//! [`crate::member::Membership::forget`], that deletes objects on purpose. Nothing here is
+//! [`crate::node::Nodes::forget`], that deletes objects on purpose. Nothing here is
 //! on the safety path, and nothing here ever sets a version or a sequence number back.
 //!
 //! What it collects:
@@ -17,7 +17,7 @@
 //!   stale `put_if_newer` stays stale. Keeping one small object per name is the price. Under
 //!   etag CAS a manifest is one object already, so there is nothing to trim.
 //! - **Nodes that left** longer ago than an age: removed entirely
-//!   ([`crate::member::Membership::forget`] explains why that is harmless for members).
+//!   ([`crate::node::Nodes::forget`] explains why that is harmless for members).
 //! - **Event log entries** of a topic below a sequence number, never the newest entry
 //!   ([`EventLog::delete_before`]).
 //!
@@ -39,10 +39,10 @@ use serde::Serialize;
 
 use crate::clock::until;
 use crate::error::{Error, Result};
-use crate::lease::{LockRecord, StoredState};
+use crate::lock::{LockRecord, StoredState};
 use crate::log::EventLog;
 use crate::manifest::{Collection, Manifest, Manifests, Snapshot};
-use crate::member::{Forget, MemberOptions, MemberRecord, Membership, Presence};
+use crate::node::{Forget, NodeOptions, NodeRecord, Nodes, Presence};
 use crate::record::{Record, Records};
 use crate::store::keys::Family;
 use crate::store::Name;
@@ -225,7 +225,7 @@ impl Gc<'_> {
     }
 
     async fn locks(&mut self) -> Result<()> {
-        let c = self.collection::<LockRecord>(Family::Lock, crate::lease::KIND);
+        let c = self.collection::<LockRecord>(Family::Lock, crate::lock::KIND);
         for name in c.names().await? {
             let m = c.open(&name);
             let Some(s) = self.head(&m).await? else {
@@ -271,11 +271,11 @@ impl Gc<'_> {
     }
 
     async fn members(&mut self) -> Result<()> {
-        let members = Membership::new(Arc::clone(self.manifests), MemberOptions::default());
+        let members = Nodes::new(Arc::clone(self.manifests), NodeOptions::default());
         let c = members.collection();
         for name in c.names().await? {
             let m = c.open(&name);
-            let Some(s): Option<Snapshot<MemberRecord>> = self.head(&m).await? else {
+            let Some(s): Option<Snapshot<NodeRecord>> = self.head(&m).await? else {
                 continue;
             };
             match self.options.left_older_than {

@@ -17,13 +17,13 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> cairn::Result<()> {
 //! use std::sync::Arc;
 //! use cairn::fenced::FencedWrite;
-//! use cairn::{Acquired, Cairn, LeaseOptions, Name};
+//! use cairn::{Acquire, Cairn, LockOptions, Name};
 //!
 //! let store = Arc::new(object_store::memory::InMemory::new());
 //! let cairn = Cairn::builder(store).prefix("fleet").node("ingestor-1")?.build().await?;
 //!
-//! let locks = cairn.locks(LeaseOptions::default())?;
-//! let Acquired::Acquired(lease) = locks.try_acquire(&Name::new("compaction")?).await? else {
+//! let locks = cairn.locks(LockOptions::default())?;
+//! let Acquire::Held(lease) = locks.try_acquire(&Name::new("compaction")?).await? else {
 //!     return Ok(()); // another node holds it
 //! };
 //! let token = lease.fencing_token();
@@ -65,7 +65,7 @@
 //!   deleted is refused, not decided afresh ([`Error::ProtocolRecordMissing`]); running
 //!   nodes re-create a vanished record and stop on a changed one ([`Error::ProtocolChanged`]).
 //! - **Holder stops first.** A holder gives its lease up early enough for its work to stop
-//!   ([`LeaseOptions::stop_grace`]) before any other node may take over; an operator's break
+//!   ([`LockOptions::stop_grace`]) before any other node may take over; an operator's break
 //!   keeps the lock blocked until then.
 //! - **Numbers never wrap; stored data never panics.** Counters at the end of their range
 //!   fail with [`Error::Exhausted`]; stored durations and timestamps are range-checked
@@ -158,11 +158,11 @@ pub mod clock;
 pub mod error;
 pub mod fenced;
 pub mod gc;
-pub mod lease;
+pub mod lock;
 pub mod log;
 mod loss;
 pub mod manifest;
-pub mod member;
+pub mod node;
 mod offset;
 pub mod record;
 #[cfg(feature = "test-util")]
@@ -187,7 +187,7 @@ pub use clock::TestClock;
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
 pub use fenced::{Fenced, FencedWrite};
-pub use lease::{Acquired, FencingToken, Lease, LeaseOptions, Locks, LossReason};
+pub use lock::{Acquire, FencingToken, HeldLock, LockOptions, Locks, LossReason};
 pub use manifest::{Manifest, ManifestOptions, Snapshot, Strategy};
 pub use store::probe::Capabilities;
 pub use store::{Name, StoreOptions};

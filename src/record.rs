@@ -78,7 +78,7 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 #[must_use]
-pub enum Deleted {
+pub enum Delete {
     /// A tombstone now holds the record's version.
     Deleted {
         /// The version the tombstone keeps.
@@ -246,24 +246,24 @@ impl Records {
     /// Not cancel-safe: dropped between attempts it has written nothing more; dropped during a
     /// write, that write may or may not have landed, as when an answer is lost. Read again to
     /// learn which.
-    pub async fn delete(&self, namespace: &Name, key: &Name) -> Result<Deleted> {
+    pub async fn delete(&self, namespace: &Name, key: &Name) -> Result<Delete> {
         let node = self.manifests.node().to_string();
-        let mut outcome = Deleted::NotFound;
+        let mut outcome = Delete::NotFound;
         let m = self.manifest(namespace, key);
         let u = m
             .update(|cur| match cur {
                 None => {
-                    outcome = Deleted::NotFound;
+                    outcome = Delete::NotFound;
                     Change::Keep
                 }
                 Some(s) if s.body.deleted => {
-                    outcome = Deleted::AlreadyDeleted {
+                    outcome = Delete::AlreadyDeleted {
                         version: s.body.version,
                     };
                     Change::Keep
                 }
                 Some(s) => {
-                    outcome = Deleted::Deleted {
+                    outcome = Delete::Deleted {
                         version: s.body.version,
                     };
                     Change::Write(Record {

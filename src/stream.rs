@@ -21,7 +21,7 @@ use crate::cache::{CacheOptions, CachedCollection, ManifestCache, View};
 use crate::clock::next_number;
 use crate::error::{Error, Result};
 use crate::manifest::listing::{Entry, Found, Unreadable};
-use crate::manifest::{Change, Collection, Manifests, Snapshot, Written};
+use crate::manifest::{Change, Collection, Manifests, Snapshot, Write};
 use crate::store::keys::Family;
 use crate::store::Name;
 use futures::StreamExt;
@@ -139,17 +139,15 @@ impl Streams {
     pub async fn create(&self, name: &Name, metadata: serde_json::Value) -> Result<Create> {
         let m = self.collection.open(name);
         let mut current = match m.create(self.record(metadata.clone(), 1)).await? {
-            Written::Written(s) => return Ok(Create::Created(StreamManifest::of(name, &s))),
-            Written::Conflict(c) => c,
+            Write::Written(s) => return Ok(Create::Created(StreamManifest::of(name, &s))),
+            Write::Conflict(c) => c,
         };
         for _ in 0..self.collection.manifests().options().max_attempts.max(1) {
             let Some(s) = current else {
                 // Gone between the conflict and the read-back: try the create again.
                 match m.create(self.record(metadata.clone(), 1)).await? {
-                    Written::Written(s) => {
-                        return Ok(Create::Created(StreamManifest::of(name, &s)))
-                    }
-                    Written::Conflict(c) => {
+                    Write::Written(s) => return Ok(Create::Created(StreamManifest::of(name, &s))),
+                    Write::Conflict(c) => {
                         current = c;
                         continue;
                     }
@@ -167,8 +165,8 @@ impl Streams {
             let incarnation = next_number(m.key(), "incarnation", s.body.incarnation)?;
             let next = self.record(metadata.clone(), incarnation);
             match m.write(Some(&s), next).await? {
-                Written::Written(w) => return Ok(Create::Created(StreamManifest::of(name, &w))),
-                Written::Conflict(c) => current = c,
+                Write::Written(w) => return Ok(Create::Created(StreamManifest::of(name, &w))),
+                Write::Conflict(c) => current = c,
             }
         }
         Err(Error::Contention {

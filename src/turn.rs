@@ -51,7 +51,7 @@ use crate::error::{Error, Result};
 use crate::log::{Audit, AuditEvent};
 use crate::manifest::held::{self, ClaimBody, Closed};
 use crate::manifest::listing::Entry;
-use crate::manifest::{Change, Collection, Manifest, Manifests, Revalidated, Snapshot, Written};
+use crate::manifest::{Change, Collection, Manifest, Manifests, Revalidated, Snapshot, Write};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
 use crate::store::{Name, WriteId};
@@ -385,7 +385,7 @@ pub struct ClaimedTurn {
 
 /// What [`ClaimedTurn::finish`] did.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Finished {
+pub enum Finish {
     /// The outcome is stored with the turn.
     Recorded(TurnManifest),
     /// A later turn was claimed before this one finished (it ran past the window, or its
@@ -420,7 +420,7 @@ impl ClaimedTurn {
     /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
     /// the stored object is whole either way (each write is one conditional PUT of a whole
     /// object). Read again to learn which.
-    pub async fn finish(self, result: JobResult) -> Result<Finished> {
+    pub async fn finish(self, result: JobResult) -> Result<Finish> {
         Ok(self.finish_inner(result).await?.0)
     }
 
@@ -428,7 +428,7 @@ impl ClaimedTurn {
     async fn finish_inner(
         self,
         result: JobResult,
-    ) -> Result<(Finished, Option<Snapshot<TurnRecord>>)> {
+    ) -> Result<(Finish, Option<Snapshot<TurnRecord>>)> {
         let clock = self.turns.collection.manifests().clock();
         let duration = clock.monotonic().saturating_duration_since(self.started);
         let duration_ms = clock::millis(duration);
@@ -473,10 +473,7 @@ impl ClaimedTurn {
         let (finished, latest) = match closed {
             Closed::Written(s) => {
                 info!(turn = %self.name, number = turn, status = ?outcome.status, duration_ms, "turn finished");
-                (
-                    Finished::Recorded(TurnManifest::of(&self.name, &s)?),
-                    Some(s),
-                )
+                (Finish::Recorded(TurnManifest::of(&self.name, &s)?), Some(s))
             }
             Closed::Beaten { latest, .. } => {
                 warn!(turn = %self.name, number = turn, "a later turn started before this one finished; outcome not stored with the turn");
@@ -484,7 +481,7 @@ impl ClaimedTurn {
                     .as_ref()
                     .map(|s| TurnManifest::of(&self.name, s))
                     .transpose()?;
-                (Finished::Superseded(view), latest)
+                (Finish::Superseded(view), latest)
             }
         };
         if let Some(a) = &self.turns.audit {
@@ -493,7 +490,7 @@ impl ClaimedTurn {
                 number: turn,
                 holder: self.snapshot.body.holder.clone(),
                 outcome: serde_json::to_value(&outcome).unwrap_or(serde_json::Value::Null),
-                stored: matches!(finished, Finished::Recorded(_)),
+                stored: matches!(finished, Finish::Recorded(_)),
             });
         }
         Ok((finished, latest))
@@ -542,7 +539,7 @@ impl Turns {
     }
 
     /// Records turn starts and outcomes in an event log topic, in the background as
-    /// [`crate::lease::Locks::with_audit`] does: [`Audit::flush`] a clone before the process
+    /// [`crate::lock::Locks::with_audit`] does: [`Audit::flush`] a clone before the process
     /// ends.
     pub fn with_audit(mut self, audit: Audit) -> Self {
         self.audit = Some(audit);
@@ -686,7 +683,7 @@ impl Turns {
         };
         let started = clock.monotonic();
         match m.write(current.as_ref(), record).await? {
-            Written::Written(s) => {
+            Write::Written(s) => {
                 if let Some(p) = s.body.previous.as_ref().filter(|p| p.outcome.is_none()) {
                     warn!(turn = %name, number = p.turn, holder = %p.holder, "previous turn never recorded an outcome");
                 }
@@ -706,7 +703,7 @@ impl Turns {
                     turns: self.clone(),
                 })))
             }
-            Written::Conflict(latest) => {
+            Write::Conflict(latest) => {
                 crate::telemetry::turn(name.as_str(), "lost");
                 self.count(name, |c| c.lost = c.lost.saturating_add(1));
                 let latest = match latest {
@@ -976,7 +973,7 @@ pub enum RunOnce {
         /// The turn number.
         number: u64,
         /// Whether the outcome was stored.
-        finished: Finished,
+        finished: Finish,
     },
     /// Not due; see [`Claim::NotDue`].
     NotDue {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cairn::manifest::{Revalidated, Strategy, Written};
+use cairn::manifest::{Revalidated, Strategy, Write};
 use cairn::store::fault::{Counts, FaultStore, Hook, Stamped};
 use cairn::store::keys::{self, Family};
 use cairn::{Cairn, ManifestOptions, Name, StrategyChoice, TestClock};
@@ -129,7 +129,7 @@ async fn write_ok(
     body: u64,
 ) -> cairn::Snapshot<u64> {
     match m.write(current, body).await.unwrap() {
-        Written::Written(s) => s,
+        Write::Written(s) => s,
         other => panic!("uncontended write conflicted: {other:?}"),
     }
 }
@@ -204,7 +204,7 @@ async fn chain_operations_are_at_the_floor(store: Arc<dyn ObjectStore>) {
     );
     // The writer's stale-by-one snapshot loses, and learns the head.
     match m.write(Some(&cur), 999).await.unwrap() {
-        Written::Conflict(Some(h)) => assert_eq!(h.body, 102),
+        Write::Conflict(Some(h)) => assert_eq!(h.body, 102),
         other => panic!("expected a conflict, got {other:?}"),
     }
 }
@@ -321,7 +321,7 @@ async fn should_detect_a_conflict_when_a_stale_writers_successor_was_collected()
     let before = stale.counts();
     match ms.write(Some(&seen), 999).await.unwrap() {
         // ... and its verify listing finds version 13 above it, not built on it.
-        Written::Conflict(Some(head)) => assert_eq!((head.version, head.body), (v(20), 20)),
+        Write::Conflict(Some(head)) => assert_eq!((head.version, head.body), (v(20), 20)),
         other => panic!("a stale write below the head must be a conflict, got {other:?}"),
     }
     assert!(stale.counts().since(&before).lists >= 1);

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn::lease::{Acquired, LeaseOptions, Locks, LossReason, StoredState};
+use cairn::lock::{Acquire, LockOptions, Locks, LossReason, StoredState};
 use cairn::manifest::Strategy;
 use cairn::store::fault::{Fault, FaultStore, Op, Rule};
 use cairn::{Cairn, FencingToken, Name, StrategyChoice, TestClock};
@@ -58,7 +58,7 @@ async fn node(shared: &Arc<dyn ObjectStore>, id: &str, strategy: Strategy) -> No
         .await
         .unwrap();
     Node {
-        locks: cairn.locks(LeaseOptions::default()).unwrap(),
+        locks: cairn.locks(LockOptions::default()).unwrap(),
         clock,
         faults,
     }
@@ -75,20 +75,20 @@ fn lock() -> Name {
     Name::new("job").unwrap()
 }
 
-async fn acquire(n: &Node) -> cairn::Lease {
+async fn acquire(n: &Node) -> cairn::HeldLock {
     match n.locks.try_acquire(&lock()).await.unwrap() {
-        Acquired::Acquired(l) => l,
-        Acquired::Busy(b) => panic!("busy: {b:?}"),
+        Acquire::Held(l) => l,
+        Acquire::Busy(b) => panic!("busy: {b:?}"),
     }
 }
 
 async fn is_busy(n: &Node) -> bool {
     match n.locks.try_acquire(&lock()).await.unwrap() {
-        Acquired::Acquired(l) => {
+        Acquire::Held(l) => {
             std::mem::forget(l);
             false
         }
-        Acquired::Busy(_) => true,
+        Acquire::Busy(_) => true,
     }
 }
 
@@ -317,7 +317,7 @@ async fn break_is_seen_by_the_holder_at_its_next_renewal_and_blocks_others_until
     let lease = acquire(&a).await;
     sleep(Duration::from_secs(3)).await;
     let broken = op.locks.break_lock(&lock()).await.unwrap().unwrap();
-    assert_eq!(broken.state, cairn::lease::LockState::Broken);
+    assert_eq!(broken.state, cairn::lock::LockState::Broken);
     // The record keeps the broken holder and names who broke it.
     assert_eq!(broken.holder, "a");
     assert_eq!(broken.broken_by.as_deref(), Some("operator"));
@@ -350,8 +350,8 @@ async fn break_is_seen_by_the_holder_at_its_next_renewal_and_blocks_others_until
         })
     ));
     let next = match b.locks.acquire(&lock(), None).await.unwrap() {
-        Acquired::Acquired(l) => l,
-        Acquired::Busy(x) => panic!("busy: {x:?}"),
+        Acquire::Held(l) => l,
+        Acquire::Busy(x) => panic!("busy: {x:?}"),
     };
     assert!(
         Instant::now() - t0 >= Duration::from_secs(28),
@@ -368,15 +368,12 @@ async fn break_is_seen_by_the_holder_at_its_next_renewal_and_blocks_others_until
 
 #[tokio::test(start_paused = true)]
 async fn should_refuse_to_break_a_lease_whose_fencing_token_is_not_the_one_named() {
-    use cairn::lease::{Break, LockState};
+    use cairn::lock::{Break, LockState};
     let s = store();
     let a = node(&s, "a", Strategy::EtagCas).await;
     let op = node(&s, "operator", Strategy::EtagCas).await;
     assert_eq!(
-        op.locks
-            .break_lease(&lock(), FencingToken(1))
-            .await
-            .unwrap(),
+        op.locks.break_held(&lock(), FencingToken(1)).await.unwrap(),
         None
     );
     let first = acquire(&a).await;
@@ -386,7 +383,7 @@ async fn should_refuse_to_break_a_lease_whose_fencing_token_is_not_the_one_named
     let second = acquire(&a).await;
     assert!(second.fencing_token() > token);
     let v = op.locks.show(&lock()).await.unwrap().unwrap().version;
-    match op.locks.break_lease(&lock(), token).await.unwrap() {
+    match op.locks.break_held(&lock(), token).await.unwrap() {
         Some(Break::OtherLease(info)) => {
             assert_eq!(info.fencing_token, second.fencing_token());
             assert_eq!(info.state, LockState::Held);
@@ -401,7 +398,7 @@ async fn should_refuse_to_break_a_lease_whose_fencing_token_is_not_the_one_named
     // The current token breaks it, keeping holder and expiry, naming operator and time.
     let Some(Break::Broken(info)) = op
         .locks
-        .break_lease(&lock(), second.fencing_token())
+        .break_held(&lock(), second.fencing_token())
         .await
         .unwrap()
     else {
@@ -414,7 +411,7 @@ async fn should_refuse_to_break_a_lease_whose_fencing_token_is_not_the_one_named
     // Breaking it again changes nothing.
     assert!(matches!(
         op.locks
-            .break_lease(&lock(), second.fencing_token())
+            .break_held(&lock(), second.fencing_token())
             .await
             .unwrap(),
         Some(Break::NotHeld(_))
@@ -431,22 +428,22 @@ async fn a_lease_with_a_stop_grace_gives_up_that_much_earlier() {
         .build()
         .await
         .unwrap();
-    let opts = LeaseOptions::default().with_stop_grace(Duration::from_secs(10));
+    let opts = LockOptions::default().with_stop_grace(Duration::from_secs(10));
     let locks = c.locks(opts).unwrap();
     let t0 = Instant::now();
     let lease = match locks.try_acquire(&lock()).await.unwrap() {
-        Acquired::Acquired(l) => l,
-        Acquired::Busy(b) => panic!("busy: {b:?}"),
+        Acquire::Held(l) => l,
+        Acquire::Busy(b) => panic!("busy: {b:?}"),
     };
     assert_eq!(lease.deadline() - t0, Duration::from_secs(30 - 2 - 10));
     // A grace that leaves no room to renew is refused before any request.
     let bad =
-        LeaseOptions::with_ttl(Duration::from_secs(12)).with_stop_grace(Duration::from_secs(10));
+        LockOptions::with_ttl(Duration::from_secs(12)).with_stop_grace(Duration::from_secs(10));
     let err = c.locks(bad).unwrap_err();
     assert!(err.to_string().contains("no room to renew"), "{err}");
-    assert!(c.locks(LeaseOptions::with_ttl(Duration::ZERO)).is_err());
+    assert!(c.locks(LockOptions::with_ttl(Duration::ZERO)).is_err());
     assert!(c
-        .locks(LeaseOptions::with_ttl(Duration::from_secs(
+        .locks(LockOptions::with_ttl(Duration::from_secs(
             3_000_000_000 * 3600
         )))
         .is_err());
@@ -463,7 +460,7 @@ async fn release_writes_a_tombstone_and_never_deletes() {
         let t1 = lease.fencing_token();
         lease.release().await.unwrap();
         let info = a.locks.show(&lock()).await.unwrap().unwrap();
-        assert_eq!(info.state, cairn::lease::LockState::Released);
+        assert_eq!(info.state, cairn::lock::LockState::Released);
         let again = acquire(&b).await;
         assert!(again.fencing_token() > t1);
         again.release().await.unwrap();
@@ -479,7 +476,7 @@ async fn dropped_lease_is_released_in_the_background() {
     drop(acquire(&a).await);
     sleep(Duration::from_millis(10)).await;
     let info = a.locks.show(&lock()).await.unwrap().unwrap();
-    assert_eq!(info.state, cairn::lease::LockState::Released);
+    assert_eq!(info.state, cairn::lock::LockState::Released);
     acquire(&b).await.release().await.unwrap();
 }
 
@@ -496,11 +493,11 @@ async fn waiting_acquire_gets_the_lock_soon_after_release_and_gives_up_after_its
         .await
         .unwrap()
     {
-        Acquired::Busy(busy) => {
+        Acquire::Busy(busy) => {
             assert_eq!(busy.holder, "a");
             assert_eq!(busy.fencing_token, lease.fencing_token());
         }
-        Acquired::Acquired(_) => panic!("acquired a held lock"),
+        Acquire::Held(_) => panic!("acquired a held lock"),
     }
     assert_eq!(Instant::now() - t0, Duration::from_secs(5));
     let waiter = tokio::spawn(async move {
@@ -512,7 +509,7 @@ async fn waiting_acquire_gets_the_lock_soon_after_release_and_gives_up_after_its
     let first = lease.fencing_token();
     lease.release().await.unwrap();
     let (at, got) = waiter.await.unwrap();
-    let Acquired::Acquired(l) = got else {
+    let Acquire::Held(l) = got else {
         panic!("waiter did not acquire")
     };
     assert!(
@@ -558,8 +555,8 @@ async fn fault_injected_renewals_never_produce_two_holders() {
                         .acquire(&lock(), Some(Duration::from_secs(60)))
                         .await
                     {
-                        Ok(Acquired::Acquired(l)) => l,
-                        Ok(Acquired::Busy(_)) | Err(_) => continue,
+                        Ok(Acquire::Held(l)) => l,
+                        Ok(Acquire::Busy(_)) | Err(_) => continue,
                     };
                     let start = Instant::now();
                     let hold = Duration::from_secs(rng.random_range(1..90));
@@ -633,7 +630,7 @@ async fn a_waiter_learns_of_a_release_within_about_a_second() {
     lease.release().await.unwrap();
     let released = Instant::now();
     let (at, got, b) = waiter.await.unwrap();
-    assert!(matches!(got, Acquired::Acquired(_)));
+    assert!(matches!(got, Acquire::Held(_)));
     assert!(
         at - released <= Duration::from_millis(1_100),
         "waited {:?} after the release",

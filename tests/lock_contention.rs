@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cairn::lease::{Acquired, LeaseOptions};
+use cairn::lock::{Acquire, LockOptions};
 use cairn::manifest::Strategy;
 use cairn::{FencingToken, Name};
 use common::{namespace, Backend};
@@ -25,7 +25,7 @@ async fn contend(backend: Backend, strategy: Strategy, tasks: usize, rounds: usi
         let locks = ns
             .cairn(&node, strategy)
             .await
-            .locks(LeaseOptions::with_ttl(Duration::from_secs(5)))
+            .locks(LockOptions::with_ttl(Duration::from_secs(5)))
             .unwrap();
         let (occupied, entered) = (Arc::clone(&occupied), Arc::clone(&entered));
         handles.push(tokio::spawn(async move {
@@ -36,8 +36,8 @@ async fn contend(backend: Backend, strategy: Strategy, tasks: usize, rounds: usi
                     .await
                     .unwrap()
                 {
-                    Acquired::Acquired(l) => l,
-                    Acquired::Busy(b) => panic!("{node}: waited 120 s behind {b:?}"),
+                    Acquire::Held(l) => l,
+                    Acquire::Busy(b) => panic!("{node}: waited 120 s behind {b:?}"),
                 };
                 assert!(
                     !occupied.swap(true, Ordering::SeqCst),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cairn::cache::CacheOptions;
 use cairn::manifest::Strategy;
-use cairn::member::{Health, HeartbeatEnd, MemberOptions, MemberStatus, Membership};
+use cairn::node::{Health, HeartbeatEnd, NodeOptions, NodeStatus, Nodes};
 use cairn::store::fault::{Fault, FaultStore, Op, Rule};
 use cairn::{Cairn, Error, Name, StrategyChoice, TestClock};
 use chrono::{DateTime, Utc};
@@ -57,11 +57,11 @@ async fn node_with(
     Node { cairn, faults }
 }
 
-fn members(n: &Node) -> Membership {
-    n.cairn.membership(MemberOptions::default())
+fn members(n: &Node) -> Nodes {
+    n.cairn.nodes(NodeOptions::default())
 }
 
-async fn status(viewer: &Membership, id: &str) -> MemberStatus {
+async fn status(viewer: &Nodes, id: &str) -> NodeStatus {
     viewer
         .list()
         .await
@@ -208,7 +208,7 @@ async fn a_membership_view_is_fresh_for_one_interval_then_revalidates_with_304s(
     let a = node(&store, "a", 1, start).await;
     let v = node(&store, "viewer", 2, start).await;
     let hb = members(&a).join().await.unwrap();
-    let options = CacheOptions::for_membership(Duration::from_secs(1));
+    let options = CacheOptions::for_nodes(Duration::from_secs(1));
     assert_eq!(options.fresh, Duration::from_secs(1));
     let view = members(&v).view(options);
     let first = view.list().await.unwrap();
@@ -260,9 +260,7 @@ async fn live_nodes_under_50_to_200_ms_of_latency_are_never_suspect_in_ten_minut
     let v = node(&store, "viewer", 2, start).await;
     add_latency(&v);
     let viewer = members(&v);
-    let view = viewer.view(CacheOptions::for_membership(
-        MemberOptions::default().interval,
-    ));
+    let view = viewer.view(CacheOptions::for_nodes(NodeOptions::default().interval));
     let (mut polls, mut suspects) = (0u64, Vec::new());
     while start.elapsed() < Duration::from_secs(600) {
         let listed = if polls % 10 == 0 {
@@ -294,7 +292,7 @@ async fn a_killed_node_is_seen_not_online_within_three_seconds_at_the_defaults()
         let a = node(&store, "a", 1 + phase, start).await;
         add_latency(&a);
         let v = node(&store, "viewer", 100 + phase, start).await;
-        let view = members(&v).view(CacheOptions::for_membership(Duration::from_secs(1)));
+        let view = members(&v).view(CacheOptions::for_nodes(Duration::from_secs(1)));
         let hb = members(&a).join().await.unwrap();
         sleep(Duration::from_millis(5_000 + phase * 100)).await;
         assert_eq!(view.list().await.unwrap().items[0].health, Health::Online);
@@ -340,7 +338,7 @@ async fn a_cached_view_reads_a_record_again_before_calling_its_node_suspect() {
     // Fresh for 10 s: far longer than the 2 s timeout.
     let view = members(&v).view(CacheOptions {
         fresh: Duration::from_secs(10),
-        ..CacheOptions::for_membership(Duration::from_secs(1))
+        ..CacheOptions::for_nodes(Duration::from_secs(1))
     });
     assert_eq!(view.list().await.unwrap().items[0].health, Health::Online);
     sleep(Duration::from_millis(3_000)).await;
@@ -631,7 +629,7 @@ async fn membership_and_cached_views_work_against_localstack() {
     // Real time against a real server: how fast heartbeats land depends on the machine's
     // load, so the test waits for three of each instead of sleeping a fixed time, and gives
     // the timeout room (the adaptive timeout has its own tests on a paused clock).
-    let options = MemberOptions {
+    let options = NodeOptions {
         interval: Duration::from_millis(200),
         base_timeout: Some(Duration::from_secs(20)),
         ..Default::default()
@@ -639,7 +637,7 @@ async fn membership_and_cached_views_work_against_localstack() {
     let mut beats = Vec::new();
     for i in 0..3 {
         let c = ns.cairn(&format!("node-{i}"), Strategy::EtagCas).await;
-        beats.push(c.membership(options.clone()).join().await.unwrap());
+        beats.push(c.nodes(options.clone()).join().await.unwrap());
     }
     tokio::time::timeout(Duration::from_secs(60), async {
         while beats.iter().any(|b| b.last().body.beats < 3) {
@@ -652,13 +650,13 @@ async fn membership_and_cached_views_work_against_localstack() {
     let viewer = ns
         .cairn_with("viewer", Strategy::EtagCas, faults.clone(), |b| b)
         .await;
-    let all = viewer.membership(options.clone()).list().await.unwrap();
+    let all = viewer.nodes(options.clone()).list().await.unwrap();
     assert_eq!(all.len(), 3);
     assert!(all.iter().all(|m| m.health == Health::Online), "{all:#?}");
     assert!(all.iter().all(|m| m.record.beats >= 3), "{all:#?}");
     let left = beats.pop().unwrap();
     left.leave().await.unwrap();
-    let all = viewer.membership(options).list().await.unwrap();
+    let all = viewer.nodes(options).list().await.unwrap();
     let n2 = all.iter().find(|m| m.node == "node-2").unwrap();
     assert_eq!((n2.health, n2.left), (Health::Offline, true));
     for b in beats {
@@ -772,7 +770,7 @@ async fn a_view_of_heartbeating_nodes_costs_one_listing_a_refresh() {
         let v = node_with(&store, "viewer", 99, start, strategy).await;
         let view = members(&v).view(CacheOptions {
             fresh: Duration::ZERO,
-            ..CacheOptions::for_membership(Duration::from_secs(1))
+            ..CacheOptions::for_nodes(Duration::from_secs(1))
         });
         assert_eq!(view.list().await.unwrap().items.len(), 20);
         for round in 0..5 {

@@ -10,11 +10,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn::lease::{Acquired, LeaseOptions, LossReason};
+use cairn::lock::{Acquire, LockOptions, LossReason};
 use cairn::store::fault::FaultStore;
 use cairn::store::protocol::{ProtocolRecord, WatchOptions};
 use cairn::store::WriteId;
-use cairn::{Cairn, Error, Lease, Name, Strategy, StrategyChoice};
+use cairn::{Cairn, Error, HeldLock, Name, Strategy, StrategyChoice};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -42,25 +42,25 @@ fn lock() -> Name {
     Name::new("schema-migration").unwrap()
 }
 
-async fn hold(c: &Cairn) -> Lease {
+async fn hold(c: &Cairn) -> HeldLock {
     let locks = c
-        .locks(LeaseOptions::with_ttl(Duration::from_secs(30)))
+        .locks(LockOptions::with_ttl(Duration::from_secs(30)))
         .unwrap();
     match locks.try_acquire(&lock()).await.unwrap() {
-        Acquired::Acquired(l) => l,
-        Acquired::Busy(b) => panic!("{} found the lock busy: {b:?}", c.node()),
+        Acquire::Held(l) => l,
+        Acquire::Busy(b) => panic!("{} found the lock busy: {b:?}", c.node()),
     }
 }
 
 /// Whether `c` can take the lock now (and then holds it: the lease is leaked on purpose).
 async fn takes_it(c: &Cairn) -> cairn::Result<bool> {
-    let locks = c.locks(LeaseOptions::with_ttl(Duration::from_secs(30)))?;
+    let locks = c.locks(LockOptions::with_ttl(Duration::from_secs(30)))?;
     Ok(match locks.try_acquire(&lock()).await? {
-        Acquired::Acquired(l) => {
+        Acquire::Held(l) => {
             std::mem::forget(l);
             true
         }
-        Acquired::Busy(_) => false,
+        Acquire::Busy(_) => false,
     })
 }
 
@@ -161,7 +161,7 @@ async fn an_observer_reads_a_prefix_without_record_with_the_strategy_its_objects
         o.protocol_missing().map(ToString::to_string).as_deref(),
         Some("locks/schema-migration/v/00000000000000000001.json")
     );
-    let locks = o.locks(LeaseOptions::default()).unwrap();
+    let locks = o.locks(LockOptions::default()).unwrap();
     assert!(locks.show(&lock()).await.unwrap().is_some());
     assert!(
         store.head(&record_path()).await.is_err(),
@@ -262,7 +262,7 @@ async fn a_running_node_stops_coordinating_when_the_record_changed() {
         other => panic!("expected a loss by failed renewals, got {other:?}"),
     }
     // Every later write is refused, and names what the record says now.
-    let locks = a.locks(LeaseOptions::default()).unwrap();
+    let locks = a.locks(LockOptions::default()).unwrap();
     match locks.try_acquire(&Name::new("other").unwrap()).await {
         Err(Error::ProtocolChanged { known, now, .. }) => {
             assert_eq!(known, Strategy::EtagCas);

@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use cairn::lease::{Acquired, LeaseOptions, Locks};
+use cairn::lock::{Acquire, LockOptions, Locks};
 use cairn::manifest::Strategy;
 use cairn::store::fault::{Fault, FaultStore, Hook, Op, Rule};
 use cairn::{Cairn, Error, Name, StrategyChoice};
@@ -21,7 +21,7 @@ use object_store::PutResult;
 struct Overtake {
     armed: AtomicBool,
     others: OnceLock<(Locks, Locks)>,
-    held: std::sync::Mutex<Vec<cairn::lease::Lease>>,
+    held: std::sync::Mutex<Vec<cairn::lock::HeldLock>>,
 }
 
 /// The hook the fault store runs: the shared [`Overtake`].
@@ -33,11 +33,11 @@ impl Hook for Hooked {
         if self.0.armed.swap(false, Ordering::SeqCst) {
             let (b, c) = self.0.others.get().expect("set before arming");
             let name = Name::new("amb").unwrap();
-            let Acquired::Acquired(lease) = b.try_acquire(&name).await.unwrap() else {
+            let Acquire::Held(lease) = b.try_acquire(&name).await.unwrap() else {
                 panic!("our release landed: the lock is free for b");
             };
             lease.release().await.unwrap();
-            let Acquired::Acquired(lease) = c.try_acquire(&name).await.unwrap() else {
+            let Acquire::Held(lease) = c.try_acquire(&name).await.unwrap() else {
                 panic!("b released: the lock is free for c");
             };
             self.0.held.lock().unwrap().push(lease);
@@ -79,14 +79,13 @@ async fn release_overtaken_is_not_a_loss(backend: Backend, strategy: Strategy) {
     let a = node(&ns, fault.clone(), "a", strategy).await;
     let b = node(&ns, Arc::clone(&ns.store), "b", strategy).await;
     let c = node(&ns, Arc::clone(&ns.store), "c", strategy).await;
-    let options = LeaseOptions::default();
+    let options = LockOptions::default();
     let _ = hook.others.set((
         b.locks(options.clone()).unwrap(),
         c.locks(options.clone()).unwrap(),
     ));
     let name = Name::new("amb").unwrap();
-    let Acquired::Acquired(lease) = a.locks(options).unwrap().try_acquire(&name).await.unwrap()
-    else {
+    let Acquire::Held(lease) = a.locks(options).unwrap().try_acquire(&name).await.unwrap() else {
         panic!("a acquires the free lock");
     };
     let token = lease.fencing_token();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cairn::manifest::Strategy;
 use cairn::store::fault::{Fault, FaultStore, Op, Rule};
-use cairn::turn::{Claim, Finished, RunOnce, Status, TurnOptions, Turns};
+use cairn::turn::{Claim, Finish, RunOnce, Status, TurnOptions, Turns};
 use cairn::{Cairn, Clock, Name, StrategyChoice, TestClock};
 use chrono::{DateTime, Utc};
 use common::Backend;
@@ -219,7 +219,7 @@ async fn one_shot_claims_only_when_due_and_costs_one_or_two_requests() {
         t.finish(Ok(Some(serde_json::json!({"expired": 12}))))
             .await
             .unwrap(),
-        Finished::Recorded(_)
+        Finish::Recorded(_)
     ));
 
     // Not due: one read, no write.
@@ -406,10 +406,10 @@ async fn a_holder_that_dies_mid_turn_blocks_nothing_and_a_late_finish_is_superse
     assert_eq!(next.number(), second);
     // The stuck holder comes back and tries to record: a later turn exists.
     match stuck.finish(Err("took too long".into())).await.unwrap() {
-        Finished::Superseded(Some(t)) => assert_eq!(t.record.turn, second),
+        Finish::Superseded(Some(t)) => assert_eq!(t.record.turn, second),
         other => panic!("must be superseded: {other:?}"),
     }
-    let Finished::Recorded(t) = next.finish(Err("disk full".into())).await.unwrap() else {
+    let Finish::Recorded(t) = next.finish(Err("disk full".into())).await.unwrap() else {
         panic!("b's outcome is stored");
     };
     let prev = t.record.previous.unwrap();
@@ -562,7 +562,7 @@ async fn a_node_five_minutes_ahead_claims_no_turn_early() {
     }
     assert!(matches!(
         first.finish(Ok(None)).await.unwrap(),
-        Finished::Recorded(_)
+        Finish::Recorded(_)
     ));
     // Corrected: due by the window, it claims.
     clock.set_skew(chrono::Duration::zero());
@@ -584,7 +584,7 @@ async fn a_hanging_audit_trail_delays_neither_a_lease_nor_a_turn() {
     let trail = cairn::log::Audit::new(cairn.event_log(), topic.clone());
     counted.add(Rule::always(Op::Put, "log/audit/", Fault::Hang));
     let locks = cairn
-        .locks(cairn::LeaseOptions::with_ttl(Duration::from_secs(30)))
+        .locks(cairn::LockOptions::with_ttl(Duration::from_secs(30)))
         .unwrap()
         .with_audit(trail.clone());
     let started = Instant::now();
@@ -596,7 +596,7 @@ async fn a_hanging_audit_trail_delays_neither_a_lease_nor_a_turn() {
     .expect("acquire waits for no audit append")
     .unwrap()
     {
-        cairn::Acquired::Acquired(lease) => lease,
+        cairn::Acquire::Held(lease) => lease,
         other => panic!("{other:?}"),
     };
     assert!(lease.is_held());

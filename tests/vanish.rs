@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use cairn::error::Error;
-use cairn::lease::{Acquired, LeaseOptions};
-use cairn::manifest::{Change, Strategy, Written};
+use cairn::lock::{Acquire, LockOptions};
+use cairn::manifest::{Change, Strategy, Write};
 use cairn::record::Put;
 use cairn::turn::{Claim, TurnOptions};
 use cairn::{Cairn, ManifestOptions, Name, StrategyChoice, TestClock};
@@ -152,15 +152,15 @@ fn name(s: &str) -> Name {
 #[tokio::test]
 async fn should_give_a_higher_fencing_token_than_the_live_holder_after_the_lock_vanished() {
     for w in World::all() {
-        let a = w.node("a").await.locks(LeaseOptions::default()).unwrap();
+        let a = w.node("a").await.locks(LockOptions::default()).unwrap();
         // A few acquire/release rounds, so that the live holder's token is not the first.
         for _ in 0..2 {
-            let Acquired::Acquired(l) = a.try_acquire(&name("db")).await.unwrap() else {
+            let Acquire::Held(l) = a.try_acquire(&name("db")).await.unwrap() else {
                 panic!("{}: a free lock", w.label)
             };
             l.release().await.unwrap();
         }
-        let Acquired::Acquired(held) = a.try_acquire(&name("db")).await.unwrap() else {
+        let Acquire::Held(held) = a.try_acquire(&name("db")).await.unwrap() else {
             panic!("{}: a free lock", w.label)
         };
         let live = held.fencing_token();
@@ -168,8 +168,8 @@ async fn should_give_a_higher_fencing_token_than_the_live_holder_after_the_lock_
         w.later(1_000);
         w.vanish("locks/db").await;
 
-        let b = w.node("b").await.locks(LeaseOptions::default()).unwrap();
-        let Acquired::Acquired(theirs) = b.try_acquire(&name("db")).await.unwrap() else {
+        let b = w.node("b").await.locks(LockOptions::default()).unwrap();
+        let Acquire::Held(theirs) = b.try_acquire(&name("db")).await.unwrap() else {
             panic!("{}: the lock's objects are gone, so it is free", w.label)
         };
         assert!(
@@ -190,28 +190,28 @@ async fn should_give_a_higher_fencing_token_than_the_live_holder_after_the_lock_
 #[tokio::test]
 async fn should_not_hand_a_stale_chain_writer_a_token_below_a_chain_created_again() {
     for w in World::all() {
-        let a = w.node("a").await.locks(LeaseOptions::default()).unwrap();
+        let a = w.node("a").await.locks(LockOptions::default()).unwrap();
         for _ in 0..2 {
-            let Acquired::Acquired(l) = a.try_acquire(&name("db")).await.unwrap() else {
+            let Acquire::Held(l) = a.try_acquire(&name("db")).await.unwrap() else {
                 panic!("{}: a free lock", w.label)
             };
             l.release().await.unwrap();
         }
         w.later(1_000);
         w.vanish("locks/db").await;
-        let b = w.node("b").await.locks(LeaseOptions::default()).unwrap();
-        let Acquired::Acquired(theirs) = b.try_acquire(&name("db")).await.unwrap() else {
+        let b = w.node("b").await.locks(LockOptions::default()).unwrap();
+        let Acquire::Held(theirs) = b.try_acquire(&name("db")).await.unwrap() else {
             panic!("{}: the lock's objects are gone, so it is free", w.label)
         };
         // a's knowledge of the released head is fresh: it acquires without a listing.
         match a.try_acquire(&name("db")).await.unwrap() {
-            Acquired::Acquired(ours) => panic!(
+            Acquire::Held(ours) => panic!(
                 "{}: a acquired with token {} while b holds {} (the chain created again)",
                 w.label,
                 ours.fencing_token(),
                 theirs.fencing_token()
             ),
-            Acquired::Busy(busy) => assert_eq!(
+            Acquire::Busy(busy) => assert_eq!(
                 (busy.holder.as_str(), busy.fencing_token),
                 ("b", theirs.fencing_token()),
                 "{}: busy with b's lease",
@@ -230,8 +230,8 @@ async fn should_not_hand_a_stale_chain_writer_a_token_below_a_chain_created_agai
 async fn should_floor_above_the_vanished_numbers_from_a_node_whose_clock_runs_behind() {
     for w in World::all() {
         let a = w.node("a").await;
-        let locks = a.locks(LeaseOptions::default()).unwrap();
-        let Acquired::Acquired(held) = locks.try_acquire(&name("db")).await.unwrap() else {
+        let locks = a.locks(LockOptions::default()).unwrap();
+        let Acquire::Held(held) = locks.try_acquire(&name("db")).await.unwrap() else {
             panic!("{}: a free lock", w.label)
         };
         let live = held.fencing_token();
@@ -248,8 +248,8 @@ async fn should_floor_above_the_vanished_numbers_from_a_node_whose_clock_runs_be
         w.vanish("log/deploys").await;
 
         let b = w.node_behind("b", 60_000).await;
-        let Acquired::Acquired(theirs) = b
-            .locks(LeaseOptions::default())
+        let Acquire::Held(theirs) = b
+            .locks(LockOptions::default())
             .unwrap()
             .try_acquire(&name("db"))
             .await
@@ -300,7 +300,7 @@ async fn should_refuse_a_fresh_create_without_a_clock_check() {
         .build()
         .await
         .expect("build");
-    let locks = node.locks(LeaseOptions::default()).unwrap();
+    let locks = node.locks(LockOptions::default()).unwrap();
     let before = faults.counts();
     match locks.try_acquire(&name("db")).await {
         Err(e) => assert!(e.to_string().contains("clock.json"), "{e}"),
@@ -614,12 +614,12 @@ async fn should_let_one_of_two_creators_with_different_floors_win() {
         // Both saw nothing.
         assert!(ma.load().await.unwrap().is_none());
         assert!(mb.load().await.unwrap().is_none());
-        let Written::Written(first) = ma.create("a".into()).await.unwrap() else {
+        let Write::Written(first) = ma.create("a".into()).await.unwrap() else {
             panic!("{}: the first create wins", w.label)
         };
         w.later(1_000);
         match mb.create("b".into()).await.unwrap() {
-            Written::Conflict(Some(winner)) => {
+            Write::Conflict(Some(winner)) => {
                 assert_eq!((winner.version, winner.body), (first.version, "a".into()))
             }
             other => panic!("{}: a second first version was stored: {other:?}", w.label),
@@ -666,7 +666,7 @@ async fn should_bring_a_chain_writer_on_fresh_knowledge_to_the_new_incarnation()
             .write(theirs.snapshot.as_ref(), "b1".into())
             .await
             .unwrap();
-        let Written::Written(theirs) = theirs else {
+        let Write::Written(theirs) = theirs else {
             panic!("{}: b writes on its own chain", w.label)
         };
         assert!(
@@ -680,8 +680,8 @@ async fn should_bring_a_chain_writer_on_fresh_knowledge_to_the_new_incarnation()
         for step in 0..8 {
             tokio::time::advance(std::time::Duration::from_secs(10)).await;
             match ma.write(Some(&cur), format!("a{step}")).await.unwrap() {
-                Written::Written(s) => cur = s,
-                Written::Conflict(head) => {
+                Write::Written(s) => cur = s,
+                Write::Conflict(head) => {
                     lost = Some((step, head));
                     break;
                 }
@@ -738,7 +738,7 @@ async fn should_conflict_when_creating_a_chain_whose_first_slot_was_collected() 
 
     let b = w.node_with("b", options).await;
     match b.manifest::<u64>("test", base).create(99).await.unwrap() {
-        Written::Conflict(Some(h)) => assert_eq!((h.version, h.body), (head.version, 4)),
+        Write::Conflict(Some(h)) => assert_eq!((h.version, h.body), (head.version, 4)),
         other => panic!("a second incarnation was created beside a living chain: {other:?}"),
     }
     assert_eq!(ma.load().await.unwrap().unwrap().version, head.version);

@@ -1,7 +1,7 @@
 //! A held claim: one manifest version owned by one node's session, kept alive by a
 //! background task, and lost when a foreign write replaces it.
 //!
-//! Leases ([`crate::lease::Lease`]) and heartbeats ([`crate::member::Heartbeater`]) both hold
+//! Leases ([`crate::lock::HeldLock`]) and heartbeats ([`crate::node::Heartbeater`]) both hold
 //! a claim this way. The core here owns what they share: the newest version known to be
 //! ours, the local deadline after which the claim counts as lost, the loss reason once it is
 //! lost (published through a [`CancellationToken`]), the release flag, and the task, stopped
@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Manifest, Snapshot, Written};
+use super::{Manifest, Snapshot, Write};
 use crate::clock::{sleep_until_boottime, Clock};
 use crate::error::Error;
 
@@ -138,10 +138,10 @@ where
 {
     for _ in 0..CLOSE_ATTEMPTS {
         match m.continue_claim(&ours, closing(&ours.body)).await? {
-            Written::Written(stored) => return Ok(Closed::Written(stored)),
-            Written::Conflict(Some(latest)) if own_late_write(&ours, &latest) => ours = latest,
-            Written::Conflict(None) => return Ok(Closed::Beaten { ours, latest: None }),
-            Written::Conflict(Some(latest)) => return after_ours(m, ours, latest).await,
+            Write::Written(stored) => return Ok(Closed::Written(stored)),
+            Write::Conflict(Some(latest)) if own_late_write(&ours, &latest) => ours = latest,
+            Write::Conflict(None) => return Ok(Closed::Beaten { ours, latest: None }),
+            Write::Conflict(Some(latest)) => return after_ours(m, ours, latest).await,
         }
     }
     Err(Error::Contention {
@@ -519,7 +519,7 @@ pub(crate) async fn keep<T, K>(
             let mut s = keeper.state();
             k.settled(&mut s, took);
             match result {
-                Ok(Written::Written(new)) => {
+                Ok(Write::Written(new)) => {
                     k.renewed(&new, took);
                     s.snapshot = new;
                     if let Some(d) = k.hold_until(sent_boot) {
@@ -528,7 +528,7 @@ pub(crate) async fn keep<T, K>(
                     due = k.next_due(Renewal::Written { sent }, due, woke);
                     None
                 }
-                Ok(Written::Conflict(Some(latest))) if own_late_write(&current, &latest) => {
+                Ok(Write::Conflict(Some(latest))) if own_late_write(&current, &latest) => {
                     k.adopted(&latest);
                     s.snapshot = latest;
                     due = k.next_due(Renewal::OwnLateWrite, due, woke);
@@ -539,7 +539,7 @@ pub(crate) async fn keep<T, K>(
                 // renewal is in flight (a release stops this task first). So a foreign
                 // version after ours wrote over an open version of ours (`current`, or our
                 // renewal if it landed): the claim was taken, whichever it was.
-                Ok(Written::Conflict(latest)) => Some(latest),
+                Ok(Write::Conflict(latest)) => Some(latest),
                 Err(e) => {
                     k.failed(&e);
                     last_error = e.to_string();
@@ -689,8 +689,8 @@ mod tests {
         session: &str,
     ) -> Snapshot<Claim> {
         match m.write(current, claim(session)).await.unwrap() {
-            Written::Written(s) => s,
-            Written::Conflict(c) => panic!("unexpected conflict with {c:?}"),
+            Write::Written(s) => s,
+            Write::Conflict(c) => panic!("unexpected conflict with {c:?}"),
         }
     }
 

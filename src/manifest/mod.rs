@@ -313,7 +313,7 @@ pub(crate) fn listed_number(key: &Key) -> Result<Option<u64>> {
 /// Result of a conditional transition.
 #[derive(Debug)]
 #[must_use]
-pub enum Written<T> {
+pub enum Write<T> {
     /// Our version is stored; here it is.
     Written(Snapshot<T>),
     /// Another writer got there first; here is the newest version seen (`None`: the
@@ -336,7 +336,7 @@ pub enum Revalidated<T> {
 /// Result of [`Manifest::remove`].
 #[derive(Debug)]
 #[must_use]
-pub enum Removed {
+pub enum Remove {
     /// These objects were deleted (or, in a dry run, would be), oldest first.
     Removed(Vec<Key>),
     /// The manifest changed since it was inspected; nothing was deleted.
@@ -426,13 +426,13 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
 
     /// Writes `body` as the version after `current` (`None`: the first version), only if
     /// `current` is still the newest. Verified by write-then-verify; losing is
-    /// [`Written::Conflict`], not an error. When `current` is at version `u64::MAX` there is no
+    /// [`Write::Conflict`], not an error. When `current` is at version `u64::MAX` there is no
     /// next version: [`Error::Exhausted`], before any request.
     ///
     /// # Cancel safety
     ///
     /// Not cancel-safe: a cancelled call may or may not have written.
-    pub async fn write(&self, current: Option<&Snapshot<T>>, body: T) -> Result<Written<T>> {
+    pub async fn write(&self, current: Option<&Snapshot<T>>, body: T) -> Result<Write<T>> {
         if current.is_none() {
             // Before the clock check a first version's floor may take.
             envelope::check_body_size(self.raw.kind, &body)?;
@@ -446,11 +446,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// no new number, so the version chain writes it without checking for a chain created
     /// again under it (one request, as etag CAS). Crate-internal: only the held-claim core
     /// and membership continue claims.
-    pub(crate) async fn continue_claim(
-        &self,
-        current: &Snapshot<T>,
-        body: T,
-    ) -> Result<Written<T>> {
+    pub(crate) async fn continue_claim(&self, current: &Snapshot<T>, body: T) -> Result<Write<T>> {
         let version = self.next_version(Some(current)).await?;
         self.write_draft(Some(current), version, body, true).await
     }
@@ -468,7 +464,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         &self,
         current: &Snapshot<T>,
         body: T,
-    ) -> Result<Written<T>> {
+    ) -> Result<Write<T>> {
         self.continue_claim(current, body).await
     }
 
@@ -499,7 +495,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         current: Option<&Snapshot<T>>,
         version: u64,
         body: T,
-    ) -> Result<Written<T>> {
+    ) -> Result<Write<T>> {
         self.write_draft(current, version, body, false).await
     }
 
@@ -510,7 +506,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         version: u64,
         body: T,
         continues: bool,
-    ) -> Result<Written<T>> {
+    ) -> Result<Write<T>> {
         let ctx = &self.raw.ctx;
         let in_order = match current {
             None => version >= 1,
@@ -558,12 +554,12 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
                 next.etag = etag;
                 next.object_version = object_version;
                 next.seen = seen;
-                Written::Written(next)
+                Write::Written(next)
             }
             Wrote::Conflict(latest) => {
                 let latest = latest.map(|s| self.typed(s)).transpose()?;
                 crate::telemetry::conflict(self.protocol().strategy().label());
-                Written::Conflict(latest)
+                Write::Conflict(latest)
             }
         })
     }
@@ -588,7 +584,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
     /// the stored object is whole either way (each write is one conditional PUT of a whole
     /// object). Read again to learn which.
-    pub async fn create(&self, body: T) -> Result<Written<T>> {
+    pub async fn create(&self, body: T) -> Result<Write<T>> {
         self.write(None, body).await
     }
 
@@ -643,14 +639,14 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
                 Change::Write(b) => b,
             };
             match self.write(current.as_ref(), body).await? {
-                Written::Written(s) => {
+                Write::Written(s) => {
                     return Ok(Updated {
                         snapshot: Some(s),
                         changed: true,
                         attempts: attempt,
                     })
                 }
-                Written::Conflict(latest) => {
+                Write::Conflict(latest) => {
                     let delay = self.raw.ctx.with_rng(|r| backoff.next_delay(r));
                     debug!(key = %self.raw.base, attempt, ?delay, "conflict; retrying");
                     tokio::time::sleep(delay).await;
@@ -697,7 +693,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
 
     /// Deletes the whole manifest, every version, if its newest version is still
     /// `expected` (same version and `write_id`): it is read again first, and nothing is
-    /// deleted when it changed ([`Removed::Changed`]). Version chain: versions go oldest
+    /// deleted when it changed ([`Remove::Changed`]). Version chain: versions go oldest
     /// first and the head last, and a version above `expected` found in the listing stops
     /// it before any delete.
     ///
@@ -715,20 +711,20 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
     ///
     /// Dropping it stops it between deletes: what was deleted stays deleted, nothing else
     /// changes, and running it again finishes the rest.
-    pub async fn remove(&self, expected: &Snapshot<T>, dry_run: bool) -> Result<Removed> {
+    pub async fn remove(&self, expected: &Snapshot<T>, dry_run: bool) -> Result<Remove> {
         let same =
             |s: &Snapshot<T>| s.version == expected.version && s.write_id == expected.write_id;
         match self.load().await? {
             Some(now) if same(&now) => {}
-            Some(_) => return Ok(Removed::Changed),
-            None => return Ok(Removed::Gone),
+            Some(_) => return Ok(Remove::Changed),
+            None => return Ok(Remove::Gone),
         }
         let Some(keys) = self
             .protocol()
             .keys_up_to(&self.raw, expected.version)
             .await?
         else {
-            return Ok(Removed::Changed);
+            return Ok(Remove::Changed);
         };
         if !dry_run {
             for k in &keys {
@@ -737,7 +733,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
             self.protocol().forget(&self.raw);
             debug!(key = %self.raw.base, objects = keys.len(), "removed");
         }
-        Ok(Removed::Removed(keys))
+        Ok(Remove::Removed(keys))
     }
 
     /// Every stored version still kept, oldest first (version chain); the current one

@@ -59,7 +59,7 @@ pub enum Family {
     /// Turns (`turns/`).
     Turn,
     /// Membership heartbeats (`members/`).
-    Member,
+    Node,
     /// Test and benchmark manifests (`scratch/`).
     Scratch,
     /// The embedder's fenced objects (`app/`, [`crate::fenced`]).
@@ -73,7 +73,7 @@ impl Family {
             Family::Lock => "locks",
             Family::Stream => "streams",
             Family::Turn => "turns",
-            Family::Member => "members",
+            Family::Node => "members",
             Family::Scratch => "scratch",
             Family::App => "app",
         }

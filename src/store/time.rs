@@ -35,11 +35,11 @@
 //!
 //! - A lease is taken over by expiry only when the store's timeline shows its newest
 //!   version ([`crate::manifest::Snapshot::stored_at`]) older than its ttl plus margins, and
-//!   never while this node's offset is beyond the bound ([`crate::lease`]).
+//!   never while this node's offset is beyond the bound ([`crate::lock`]).
 //! - A turn is claimed by time only while this node's offset is within the bound
 //!   ([`crate::turn`]).
 //! - Heartbeat ages are read on the store's timeline; a viewer whose offset is beyond the
-//!   bound calls no node suspect or offline ([`crate::member`]).
+//!   bound calls no node suspect or offline ([`crate::node`]).
 //!
 //! A check costs two requests; a node makes one only where a rule above needs it and its last
 //! one is older than [`MAX_WITNESS_AGE`], or when its clock seems to have moved beyond the

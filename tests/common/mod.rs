@@ -252,19 +252,19 @@ pub fn parse_log(path: &std::path::Path) -> Vec<LogLine> {
 
 /// Every node of `nodes` tries to acquire `lock` at once (a ttl of 30 s): the leases of those
 /// that got it.
-pub async fn race_for(nodes: &[cairn::Cairn], lock: &str) -> Vec<cairn::Lease> {
+pub async fn race_for(nodes: &[cairn::Cairn], lock: &str) -> Vec<cairn::HeldLock> {
     let name = cairn::Name::new(lock).unwrap();
     let locks: Vec<_> = nodes
         .iter()
         .map(|c| {
-            c.locks(cairn::LeaseOptions::with_ttl(Duration::from_secs(30)))
+            c.locks(cairn::LockOptions::with_ttl(Duration::from_secs(30)))
                 .unwrap()
         })
         .collect();
     let tries = locks.iter().map(|l| l.try_acquire(&name));
     let mut held = Vec::new();
     for r in futures::future::join_all(tries).await {
-        if let cairn::Acquired::Acquired(lease) = r.unwrap() {
+        if let cairn::Acquire::Held(lease) = r.unwrap() {
             held.push(lease);
         }
     }

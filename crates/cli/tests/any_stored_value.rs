@@ -22,13 +22,13 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use cairn::cache::CacheOptions;
-use cairn::lease::LeaseOptions;
+use cairn::lock::LockOptions;
 use cairn::manifest::{Change, Strategy as ManifestStrategy};
-use cairn::member::MemberOptions;
+use cairn::node::NodeOptions;
 use cairn::store::keys::{self, Family, Key};
 use cairn::stream::Cursor;
 use cairn::turn::{Claim, TurnOptions};
-use cairn::{Acquired, Cairn, Error, Name, StrategyChoice, TestClock};
+use cairn::{Acquire, Cairn, Error, Name, StrategyChoice, TestClock};
 use chrono::{DateTime, Utc};
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -538,12 +538,12 @@ proptest! {
             let key = manifest_key(strategy, &keys::manifest(Family::Lock, &n("job")), version);
             put(&store, &key, &doc).await;
             let c = handle(&store, strategy).await;
-            let locks = c.locks(LeaseOptions::default()).unwrap();
+            let locks = c.locks(LockOptions::default()).unwrap();
             let mut v = Verdicts::default();
             let refused = v.judge("show", "job", locks.show(&n("job")).await)?.is_none();
             v.judge("list", "job", locks.list().await)?;
             v.judge("manifest history", "job", c.manifest::<Value>("lock", keys::manifest(Family::Lock, &n("job"))).history().await)?;
-            if let Some(Acquired::Acquired(lease)) = v.judge("try_acquire", "job", locks.try_acquire(&n("job")).await)? {
+            if let Some(Acquire::Held(lease)) = v.judge("try_acquire", "job", locks.try_acquire(&n("job")).await)? {
                 let _ = lease.fencing_token();
                 v.judge("release", "job", lease.release().await)?;
             }
@@ -635,13 +635,13 @@ proptest! {
         on_paused_clock(async move {
             let store = memory();
             // The handle's own node id: joining reads this record.
-            let key = manifest_key(strategy, &keys::manifest(Family::Member, &n("node-a")), version);
+            let key = manifest_key(strategy, &keys::manifest(Family::Node, &n("node-a")), version);
             put(&store, &key, &doc).await;
             let c = handle(&store, strategy).await;
-            let members = c.membership(MemberOptions::default());
+            let members = c.nodes(NodeOptions::default());
             let mut v = Verdicts::default();
             let refused = v.judge("list", "node-a", members.list().await)?.is_none();
-            let view = members.view(CacheOptions { fresh: Duration::ZERO, ..CacheOptions::for_membership(Duration::from_secs(2)) });
+            let view = members.view(CacheOptions { fresh: Duration::ZERO, ..CacheOptions::for_nodes(Duration::from_secs(2)) });
             v.judge("view list", "node-a", view.list().await)?;
             v.judge("view list again", "node-a", view.list().await)?;
             // Joining may watch another session's record for its timeout (virtual time).
@@ -824,7 +824,7 @@ mod cli {
             write(dir.path(), &chain(Family::Turn, "expiry", p.turn.0), &p.turn.1);
             write(dir.path(), &chain(Family::Stream, "clicks", p.stream.0), &p.stream.1);
             write(dir.path(), &keys::chain_version(&keys::record(&n("agents"), &n("a1")), p.record.0), &p.record.1);
-            write(dir.path(), &chain(Family::Member, "node-a", p.member.0), &p.member.1);
+            write(dir.path(), &chain(Family::Node, "node-a", p.member.0), &p.member.1);
             write(dir.path(), &keys::log_entry(&n("audit"), p.event.0), &p.event.1);
             let commands: &[&[&str]] = &[
                 &["lock", "ls"],

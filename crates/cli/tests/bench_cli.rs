@@ -229,7 +229,7 @@ fn check_scale(report: &Value, sizes: &[u64]) {
         for op in [
             "lock ls (Locks::list)",
             "stream ls (Streams::list)",
-            "node ls (Membership::list)",
+            "node ls (Nodes::list)",
             "stream view, first list",
             "member view, first list",
         ] {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn::cache::CacheOptions;
-use cairn::lease::LeaseOptions;
+use cairn::lock::LockOptions;
 use cairn::manifest::Strategy;
 use cairn::store::fault::{Counts, Fault, FaultStore, Op, Rule};
 use cairn::store::keys::{self, Family};
@@ -80,9 +80,9 @@ async fn clone_out(
 /// `count` locks `job-00000`…, each taken once (by `planter`, one version each).
 async fn locks(ns: &Namespace, strategy: Strategy, count: usize) {
     let c = ns.cairn("planter", strategy).await;
-    let l = c.locks(LeaseOptions::default()).unwrap();
+    let l = c.locks(LockOptions::default()).unwrap();
     let lease = match l.try_acquire(&n("job")).await.unwrap() {
-        cairn::lease::Acquired::Acquired(lease) => lease,
+        cairn::lock::Acquire::Held(lease) => lease,
         other => panic!("{other:?}"),
     };
     clone_out(ns, strategy, Family::Lock, "job", "job", count).await;
@@ -119,7 +119,7 @@ async fn lock_listing_at_the_floor(backend: Backend, strategy: Strategy, count: 
     };
     locks(&ns, strategy, count).await;
     let (c, f) = counted(&ns, "viewer", strategy).await;
-    let l = c.locks(LeaseOptions::default()).unwrap();
+    let l = c.locks(LockOptions::default()).unwrap();
     let before = f.counts();
     let all = l.entries().await.unwrap();
     let used = since(&f, &before);
@@ -166,7 +166,7 @@ async fn a_listing_reads_its_manifests_concurrently() {
         let ns = namespace(Backend::Memory).await.unwrap();
         locks(&ns, strategy, 500).await;
         let (c, f) = counted(&ns, "viewer", strategy).await;
-        let l = c.locks(LeaseOptions::default()).unwrap();
+        let l = c.locks(LockOptions::default()).unwrap();
         f.add(Rule::always(
             Op::Get,
             "",
@@ -196,7 +196,7 @@ async fn one_corrupt_manifest_is_reported_in_place_and_the_rest_listed() {
             .await
             .unwrap();
         let (c, _) = counted(&ns, "viewer", strategy).await;
-        let l = c.locks(LeaseOptions::default()).unwrap();
+        let l = c.locks(LockOptions::default()).unwrap();
         let all = l.entries().await.unwrap();
         assert_eq!(all.len(), 60);
         let errs: Vec<_> = all.iter().enumerate().filter(|(_, e)| e.is_err()).collect();
@@ -220,7 +220,7 @@ async fn a_listed_head_gone_when_read_is_loaded_the_ordinary_way() {
     let ns = namespace(Backend::Memory).await.unwrap();
     locks(&ns, Strategy::VersionChain, 3).await;
     let (c, f) = counted(&ns, "viewer", Strategy::VersionChain).await;
-    let l = c.locks(LeaseOptions::default()).unwrap();
+    let l = c.locks(LockOptions::default()).unwrap();
     // The first read of job-00001's head answers 404, as if collection removed it.
     f.add(Rule::times(Op::Get, "job-00001/v/", Fault::Status(404), 1));
     let all = l.list().await.unwrap();
@@ -562,9 +562,9 @@ async fn a_lagging_listing_never_shows_a_version_older_than_one_already_known() 
     let c = ns
         .cairn_with("viewer", strategy, lagging.clone(), |b| b)
         .await;
-    let locks = c.locks(LeaseOptions::default()).unwrap();
+    let locks = c.locks(LockOptions::default()).unwrap();
     let lease = match locks.try_acquire(&n("job")).await.unwrap() {
-        cairn::lease::Acquired::Acquired(lease) => lease,
+        cairn::lock::Acquire::Held(lease) => lease,
         other => panic!("{other:?}"),
     };
     let held = locks.show(&n("job")).await.unwrap().unwrap();
@@ -578,6 +578,6 @@ async fn a_lagging_listing_never_shows_a_version_older_than_one_already_known() 
     assert_eq!(all.len(), 1);
     assert_eq!(
         (all[0].version, all[0].state),
-        (released.version, cairn::lease::LockState::Released)
+        (released.version, cairn::lock::LockState::Released)
     );
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn::cache::CacheOptions;
-use cairn::lease::{Acquired, LeaseOptions};
-use cairn::manifest::{Strategy, Written};
-use cairn::member::MemberOptions;
+use cairn::lock::{Acquire, LockOptions};
+use cairn::manifest::{Strategy, Write};
+use cairn::node::NodeOptions;
 use cairn::store::fault::{Fault, FaultStore, Op, Rule};
 use cairn::store::keys::{self, Family};
 use cairn::telemetry;
@@ -77,8 +77,8 @@ async fn every_feature_reports_its_metrics() {
 
     // Locks: acquired free, then broken by another node and lost by its holder.
     let lock = Name::new("compaction").unwrap();
-    let Acquired::Acquired(lease) = a
-        .locks(LeaseOptions::default())
+    let Acquire::Held(lease) = a
+        .locks(LockOptions::default())
         .unwrap()
         .try_acquire(&lock)
         .await
@@ -86,7 +86,7 @@ async fn every_feature_reports_its_metrics() {
     else {
         panic!("free lock")
     };
-    b.locks(LeaseOptions::default())
+    b.locks(LockOptions::default())
         .unwrap()
         .break_lock(&lock)
         .await
@@ -108,13 +108,13 @@ async fn every_feature_reports_its_metrics() {
         "test",
         keys::manifest(Family::Scratch, &Name::new("x").unwrap()),
     );
-    let Written::Written(v1) = m.create(1).await.unwrap() else {
+    let Write::Written(v1) = m.create(1).await.unwrap() else {
         panic!()
     };
     let _ = m.write(Some(&v1), 2).await.unwrap();
     assert!(matches!(
         m.write(Some(&v1), 3).await.unwrap(),
-        Written::Conflict(_)
+        Write::Conflict(_)
     ));
 
     // An ambiguous write that landed.
@@ -122,11 +122,11 @@ async fn every_feature_reports_its_metrics() {
     let current = m.load().await.unwrap().unwrap();
     assert!(matches!(
         m.write(Some(&current), 4).await.unwrap(),
-        Written::Written(_)
+        Write::Written(_)
     ));
 
     // Heartbeats.
-    let hb = a.membership(MemberOptions::default()).join().await.unwrap();
+    let hb = a.nodes(NodeOptions::default()).join().await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     hb.leave().await.unwrap();
 

@@ -13,7 +13,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use cairn::manifest::{Removed, Strategy, Written};
+use cairn::manifest::{Remove, Strategy, Write};
 use cairn::store::keys::{self, Family};
 use cairn::Name;
 use common::cli::{self, Env, Pty, Run, Spawned, DEADLINE};
@@ -592,30 +592,30 @@ async fn remove_leaves_a_manifest_alone_that_changed_after_it_was_inspected() {
         let c = ns.cairn("n", strategy).await;
         let base = keys::manifest(Family::Scratch, &Name::new("x").unwrap());
         let m = c.manifest::<Value>("test", base);
-        let Written::Written(v1) = m.create(serde_json::json!(1)).await.unwrap() else {
+        let Write::Written(v1) = m.create(serde_json::json!(1)).await.unwrap() else {
             panic!("created")
         };
-        let Written::Written(v2) = m.write(Some(&v1), serde_json::json!(2)).await.unwrap() else {
+        let Write::Written(v2) = m.write(Some(&v1), serde_json::json!(2)).await.unwrap() else {
             panic!("written")
         };
         assert!(matches!(
             m.remove(&v1, false).await.unwrap(),
-            Removed::Changed
+            Remove::Changed
         ));
         assert_eq!(m.load().await.unwrap().unwrap().version, v2.version);
         // A dry run names the objects and deletes none.
-        let Removed::Removed(would) = m.remove(&v2, true).await.unwrap() else {
+        let Remove::Removed(would) = m.remove(&v2, true).await.unwrap() else {
             panic!("{strategy:?}: a dry run finds it")
         };
         assert_eq!(m.load().await.unwrap().unwrap().version, v2.version);
-        let Removed::Removed(gone) = m.remove(&v2, false).await.unwrap() else {
+        let Remove::Removed(gone) = m.remove(&v2, false).await.unwrap() else {
             panic!("{strategy:?}: removed")
         };
         assert_eq!(would, gone);
         let objects = if strategy == Strategy::EtagCas { 1 } else { 2 };
         assert_eq!(gone.len(), objects, "{strategy:?}: {gone:?}");
         assert!(m.load().await.unwrap().is_none());
-        assert!(matches!(m.remove(&v2, false).await.unwrap(), Removed::Gone));
+        assert!(matches!(m.remove(&v2, false).await.unwrap(), Remove::Gone));
     }
 }
 

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cairn::lease::{Acquired, LeaseOptions};
-use cairn::manifest::{Change, Strategy, Written};
+use cairn::lock::{Acquire, LockOptions};
+use cairn::manifest::{Change, Strategy, Write};
 use cairn::store::fault::FaultStore;
 use cairn::store::keys::{self, Family};
 use cairn::store::{CreateOutcome, IfMatchForm, ReplaceOutcome, Store, WriteId};
@@ -352,16 +352,16 @@ async fn the_probe_finds_the_bare_etag_form_and_etag_cas_works_with_it() {
     // And a write based on an old version is a conflict.
     let stale = {
         let n = c.manifest::<u64>("test", scratch("stale"));
-        let Written::Written(v1) = n.create(1).await.unwrap() else {
+        let Write::Written(v1) = n.create(1).await.unwrap() else {
             panic!()
         };
-        let Written::Written(_) = n.write(Some(&v1), 2).await.unwrap() else {
+        let Write::Written(_) = n.write(Some(&v1), 2).await.unwrap() else {
             panic!()
         };
         n.write(Some(&v1), 3).await.unwrap()
     };
     assert!(
-        matches!(stale, Written::Conflict(Some(ref s)) if s.body == 2),
+        matches!(stale, Write::Conflict(Some(ref s)) if s.body == 2),
         "{stale:?}"
     );
 }
@@ -592,11 +592,11 @@ async fn a_store_whose_concurrent_replaces_all_win_gets_the_version_chain_and_on
     // store would let every one of them through with token 3.
     let name = Name::new("shared").unwrap();
     let l = nodes[0]
-        .locks(LeaseOptions::with_ttl(Duration::from_secs(30)))
+        .locks(LockOptions::with_ttl(Duration::from_secs(30)))
         .unwrap();
     match l.try_acquire(&name).await.unwrap() {
-        Acquired::Acquired(lease) => lease.release().await.unwrap(),
-        Acquired::Busy(b) => panic!("busy: {b:?}"),
+        Acquire::Held(lease) => lease.release().await.unwrap(),
+        Acquire::Busy(b) => panic!("busy: {b:?}"),
     }
     let tokens = race_for(&nodes, "shared").await;
     assert_eq!(tokens.len(), 1, "one holder: {tokens:?}");

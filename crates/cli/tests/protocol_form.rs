@@ -15,7 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use cairn::lease::{Acquired, LeaseOptions};
+use cairn::lock::{Acquire, LockOptions};
 use cairn::store::fault::{FaultStore, Hook};
 use cairn::store::quirks::BareEtagOnly;
 use cairn::{Cairn, Name};
@@ -127,8 +127,8 @@ fn lock() -> Name {
 
 /// Takes and releases `name`: a replace of the existing lock, then another.
 async fn take_and_release(c: &Cairn, name: &Name) {
-    let locks = c.locks(LeaseOptions::default()).unwrap();
-    let Acquired::Acquired(l) = locks.try_acquire(name).await.unwrap() else {
+    let locks = c.locks(LockOptions::default()).unwrap();
+    let Acquire::Held(l) = locks.try_acquire(name).await.unwrap() else {
         panic!("{name} is free")
     };
     l.release().await.unwrap();

@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use cairn::lease::{Acquired, LeaseOptions};
+use cairn::lock::{Acquire, LockOptions};
 use cairn::manifest::Strategy;
 use cairn::store::keys;
 use cairn::{Cairn, Error, Name, StrategyChoice};
@@ -31,8 +31,8 @@ async fn mixed_strategies_never_make_two_holders(ns: Namespace) {
     let chain = build(&ns, "chain", StrategyChoice::Fixed(Strategy::VersionChain))
         .await
         .unwrap();
-    let locks = chain.locks(LeaseOptions::default()).unwrap();
-    let Acquired::Acquired(lease) = locks.try_acquire(&name).await.unwrap() else {
+    let locks = chain.locks(LockOptions::default()).unwrap();
+    let Acquire::Held(lease) = locks.try_acquire(&name).await.unwrap() else {
         panic!("the first node must acquire");
     };
 
@@ -47,14 +47,14 @@ async fn mixed_strategies_never_make_two_holders(ns: Namespace) {
         "no probe when the record exists"
     );
     match auto
-        .locks(LeaseOptions::default())
+        .locks(LockOptions::default())
         .unwrap()
         .try_acquire(&name)
         .await
         .unwrap()
     {
-        Acquired::Busy(b) => assert_eq!(b.holder, "chain"),
-        Acquired::Acquired(_) => panic!("two holders of one lock"),
+        Acquire::Busy(b) => assert_eq!(b.holder, "chain"),
+        Acquire::Held(_) => panic!("two holders of one lock"),
     }
 
     match build(&ns, "etag", StrategyChoice::Fixed(Strategy::EtagCas)).await {
@@ -372,7 +372,7 @@ fn lock_body(ttl_ms: u64, expires_at: &str) -> serde_json::Value {
 async fn planted_lock_times_never_panic_and_far_future_leases_just_stay_busy() {
     let ns = namespace(Backend::Memory).await.unwrap();
     let c = build(&ns, "n", StrategyChoice::Probe).await.unwrap();
-    let locks = c.locks(LeaseOptions::default()).unwrap();
+    let locks = c.locks(LockOptions::default()).unwrap();
     let name = Name::new("job").unwrap();
     let base = keys::manifest(keys::Family::Lock, &name);
     // An expiry near chrono's maximum: busy, and a bounded wait returns Busy, no panic.
@@ -386,13 +386,13 @@ async fn planted_lock_times_never_panic_and_far_future_leases_just_stay_busy() {
     .await;
     assert!(matches!(
         locks.try_acquire(&name).await.unwrap(),
-        Acquired::Busy(_)
+        Acquire::Busy(_)
     ));
     let waited = locks
         .acquire(&name, Some(std::time::Duration::from_secs(2)))
         .await
         .unwrap();
-    assert!(matches!(waited, Acquired::Busy(_)));
+    assert!(matches!(waited, Acquire::Busy(_)));
     assert!(locks.list().await.is_ok());
     // A ttl no lease may have: corrupt, named, not a wait of 584 million years.
     plant(
@@ -416,7 +416,7 @@ async fn planted_lock_times_never_panic_and_far_future_leases_just_stay_busy() {
 async fn a_lock_at_the_last_version_refuses_instead_of_handing_out_token_0() {
     let ns = namespace(Backend::Memory).await.unwrap();
     let c = build(&ns, "n", StrategyChoice::Probe).await.unwrap();
-    let locks = c.locks(LeaseOptions::default()).unwrap();
+    let locks = c.locks(LockOptions::default()).unwrap();
     let name = Name::new("job").unwrap();
     let base = keys::manifest(keys::Family::Lock, &name);
     let mut body = lock_body(30_000, "2026-01-01T00:00:00Z");
@@ -621,8 +621,8 @@ fn a_paused_holder_s_command_is_stopped_before_another_node_takes_over() {
 /// a turn, a stream, a record, a heartbeat.
 async fn coordinate_once(c: &Cairn) {
     let name = Name::new("iam").unwrap();
-    let locks = c.locks(LeaseOptions::default()).unwrap();
-    let Acquired::Acquired(lease) = locks.try_acquire(&name).await.unwrap() else {
+    let locks = c.locks(LockOptions::default()).unwrap();
+    let Acquire::Held(lease) = locks.try_acquire(&name).await.unwrap() else {
         panic!("nobody else holds it")
     };
     lease.release().await.unwrap();
@@ -647,7 +647,7 @@ async fn coordinate_once(c: &Cairn) {
         .await
         .unwrap();
     let member = c
-        .membership(cairn::member::MemberOptions::default())
+        .nodes(cairn::node::NodeOptions::default())
         .join()
         .await
         .unwrap();

@@ -19,13 +19,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cairn::log::EventLog;
 use cairn::manifest::{Change, Strategy};
-use cairn::member::{Health, MemberOptions};
+use cairn::node::{Health, NodeOptions};
 use cairn::record::Put;
 use cairn::store::fault::FaultStore;
 use cairn::store::keys::{self, Family};
 use cairn::store::MAX_OBJECT_BYTES;
 use cairn::stream::Create;
-use cairn::{Acquired, Error, FencingToken, LeaseOptions, Name, TestClock};
+use cairn::{Acquire, Error, FencingToken, LockOptions, Name, TestClock};
 use chrono::{DateTime, Utc};
 use common::{namespace, Backend, Namespace};
 use futures::stream::BoxStream;
@@ -184,7 +184,7 @@ async fn should_report_corrupt_when_a_chain_version_name_exceeds_u64() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Locks (through the public `Locks` API; lease.rs itself is another change's)
+// Locks (through the public `Locks` API; src/lock/ itself is another change's)
 
 fn lock_body(state: &str, token: u64) -> Value {
     json!({
@@ -211,11 +211,11 @@ async fn should_hand_out_the_last_fencing_token_once_then_refuse_to_wrap() {
         let a = ns
             .cairn("a", strategy)
             .await
-            .locks(LeaseOptions::default())
+            .locks(LockOptions::default())
             .unwrap();
         let lease = match a.try_acquire(&n("job")).await.unwrap() {
-            Acquired::Acquired(l) => l,
-            Acquired::Busy(b) => panic!("{ctx}: busy {b:?}"),
+            Acquire::Held(l) => l,
+            Acquire::Busy(b) => panic!("{ctx}: busy {b:?}"),
         };
         assert_eq!(lease.fencing_token(), FencingToken(MAX), "{ctx}");
         // Releasing would need version MAX + 1: refused, never a tombstone at version 0.
@@ -231,18 +231,18 @@ async fn should_hand_out_the_last_fencing_token_once_then_refuse_to_wrap() {
         let b = ns
             .cairn("b", strategy)
             .await
-            .locks(LeaseOptions::default())
+            .locks(LockOptions::default())
             .unwrap();
         match b.try_acquire(&n("job")).await.unwrap() {
-            Acquired::Busy(busy) => assert_eq!(busy.fencing_token, FencingToken(MAX), "{ctx}"),
-            Acquired::Acquired(l) => panic!("{ctx}: acquired a held lock at {l:?}"),
+            Acquire::Busy(busy) => assert_eq!(busy.fencing_token, FencingToken(MAX), "{ctx}"),
+            Acquire::Held(l) => panic!("{ctx}: acquired a held lock at {l:?}"),
         }
     }
 }
 
 /// The exact symptom: a lock at version `u64::MAX` handed out token 0. The manifest
 /// layer now refuses version MAX + 1, which fixes it in release builds; in debug builds
-/// lease.rs computes the token itself (`c.version + 1` in `Locks::attempt`) and overflows
+/// src/lock/ computes the token itself (`c.version + 1` in `Locks::attempt`) and overflows
 /// before the manifest layer is reached, so this needs the lease change too.
 #[tokio::test]
 async fn should_fail_exhausted_not_hand_out_token_zero_when_acquiring_a_lock_at_the_last_version() {
@@ -261,7 +261,7 @@ async fn should_fail_exhausted_not_hand_out_token_zero_when_acquiring_a_lock_at_
         let locks = ns
             .cairn("a", strategy)
             .await
-            .locks(LeaseOptions::default())
+            .locks(LockOptions::default())
             .unwrap();
         exhausted(locks.try_acquire(&n("job")).await, "version", &ctx);
     }
@@ -479,7 +479,7 @@ async fn plant_member(
     name: &str,
     body: Value,
 ) {
-    let base = keys::manifest(Family::Member, &n(name));
+    let base = keys::manifest(Family::Node, &n(name));
     plant(ns, strategy, &base, "member", 1, body).await;
 }
 
@@ -496,7 +496,7 @@ async fn should_refuse_at_once_to_join_over_a_record_with_an_endless_interval() 
             let ns = namespace(backend).await.unwrap();
             record_protocol(Arc::clone(&ns.store), &ns.prefix, strategy).await;
             let ctx = format!("{backend:?}/{strategy}");
-            let base = keys::manifest(Family::Member, &n("a"));
+            let base = keys::manifest(Family::Node, &n("a"));
             plant(
                 &ns,
                 strategy,
@@ -507,7 +507,7 @@ async fn should_refuse_at_once_to_join_over_a_record_with_an_endless_interval() 
             )
             .await;
             let c = paused_cairn(&ns, "a", strategy).await;
-            let members = c.membership(MemberOptions::default());
+            let members = c.nodes(NodeOptions::default());
             let start = tokio::time::Instant::now();
             // Bounded: before the fix this slept for the planted interval (forever).
             let joined = tokio::time::timeout(Duration::from_secs(3600), members.join()).await;
@@ -584,13 +584,13 @@ async fn should_clamp_stored_durations_in_views_and_never_panic() {
                     b.clock(clock)
                 })
                 .await;
-            let members = c.membership(MemberOptions::default());
+            let members = c.nodes(NodeOptions::default());
             let views = [
                 members.list().await.unwrap(),
                 members
-                    .view(cairn::cache::CacheOptions::for_membership(
-                        Duration::from_secs(2),
-                    ))
+                    .view(cairn::cache::CacheOptions::for_nodes(Duration::from_secs(
+                        2,
+                    )))
                     .list()
                     .await
                     .unwrap()
@@ -620,7 +620,7 @@ async fn should_clamp_stored_durations_in_views_and_never_panic() {
 async fn should_refuse_to_heartbeat_at_an_interval_others_would_reject() {
     let ns = namespace(Backend::Memory).await.unwrap();
     let c = paused_cairn(&ns, "a", Strategy::EtagCas).await;
-    let members = c.membership(MemberOptions {
+    let members = c.nodes(NodeOptions {
         interval: Duration::from_secs(2 * 3600),
         ..Default::default()
     });
@@ -990,7 +990,7 @@ async fn cli_log_tail_follow_stops_at_the_end_of_the_sequence_range_instead_of_s
 #[tokio::test]
 async fn cli_node_heartbeat_refuses_a_record_with_an_endless_interval_instead_of_waiting() {
     let dir = tempfile::tempdir().unwrap();
-    let base = keys::manifest(Family::Member, &n("a"));
+    let base = keys::manifest(Family::Node, &n("a"));
     // Heartbeat "now", so the record looks alive to the joining process.
     let body = member_body(MAX, 0.0, Utc::now());
     plant_fs(

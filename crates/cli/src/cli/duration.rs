@@ -57,7 +57,7 @@ const YEAR: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// `lock run --ttl`: 1 s (a renewal must fit in a third of it) to 24 h.
 pub fn ttl(s: &str) -> Result<Duration, String> {
-    ranged(s, SEC, cairn::lease::MAX_TTL)
+    ranged(s, SEC, cairn::lock::MAX_TTL)
 }
 
 /// `lock run --grace`: 0 to 1 h (and it must fit in the ttl, checked with it).

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::child::{self, Signals};
 use super::output::say;
 use super::{exit, output};
-use cairn::lease::{Acquired, Break, FencingToken, Lease, LockInfo, LockState, Locks, LossReason};
+use cairn::lock::{Acquire, Break, FencingToken, HeldLock, LockInfo, LockState, Locks, LossReason};
 use cairn::{Cairn, Name, Result};
 
 /// The grace `lock run` uses: the one given, else 10 s, or `ttl / 3` when that is shorter
@@ -55,13 +55,13 @@ async fn acquire(
     conflict_code: i32,
     signals: &mut Signals,
     json: bool,
-) -> Result<std::result::Result<Lease, i32>> {
+) -> Result<std::result::Result<HeldLock, i32>> {
     let acquired = tokio::select! {
         r = locks.acquire(name, wait) => r?,
         sig = signals.recv() => return Ok(Err(128 + sig)),
     };
     match acquired {
-        Acquired::Acquired(l) => {
+        Acquire::Held(l) => {
             if json {
                 let said = output::json(&LockEvent {
                     event: "acquired",
@@ -75,11 +75,11 @@ async fn acquire(
             }
             Ok(Ok(l))
         }
-        Acquired::Busy(b) => {
+        Acquire::Busy(b) => {
             if json {
                 output::json(&LockEvent {
                     event: "busy",
-                    lock: &b.lock,
+                    lock: &b,
                 })?;
             }
             say!(
@@ -94,7 +94,7 @@ async fn acquire(
 }
 
 /// Releases a lease just acquired whose acquisition could not be reported (stdout closed).
-async fn release_unread(name: &Name, lease: Lease) {
+async fn release_unread(name: &Name, lease: HeldLock) {
     match lease.release().await {
         Ok(()) => say!("cairn: stdout is closed; released lock {name} without running anything"),
         Err(e) => say!("cairn: stdout is closed; releasing lock {name} failed ({e})"),
@@ -539,7 +539,7 @@ pub async fn break_lock(
             return Ok(exit::FAILURE);
         }
     }
-    match locks.break_lease(&name, token).await? {
+    match locks.break_held(&name, token).await? {
         None => {
             say!("cairn: no lock named {name}");
             Ok(exit::NOT_FOUND)

@@ -183,8 +183,8 @@ mod tests {
             "warn,cairn=debug,hyper=debug"
         );
         assert_eq!(
-            directives(Some("cairn::lease=trace")),
-            "warn,cairn::lease=trace"
+            directives(Some("cairn::lock=trace")),
+            "warn,cairn::lock=trace"
         );
     }
 

@@ -33,7 +33,7 @@ use args::{
     StreamCommand, TurnCommand,
 };
 use cairn::error::Error;
-use cairn::lease::LeaseOptions;
+use cairn::lock::LockOptions;
 use cairn::manifest::Strategy;
 use cairn::store::url;
 use cairn::{Cairn, CairnBuilder, Name, Result, StrategyChoice};
@@ -245,22 +245,22 @@ async fn dispatch(cli: Cli) -> Result<i32> {
             let cairn = connect(g).await?;
             match command {
                 NodeCommand::Heartbeat { interval } => {
-                    let m = cairn.membership(cairn::member::MemberOptions {
+                    let m = cairn.nodes(cairn::node::NodeOptions {
                         interval: *interval,
                         ..Default::default()
                     });
                     node::heartbeat(&m, g.json).await
                 }
                 NodeCommand::Ls(w) => {
-                    let m = cairn.membership(Default::default());
+                    let m = cairn.nodes(Default::default());
                     let v = m.view(cairn::cache::CacheOptions {
                         fresh: w.interval / 2,
-                        ..cairn::cache::CacheOptions::for_membership(m.options().interval)
+                        ..cairn::cache::CacheOptions::for_nodes(m.options().interval)
                     });
                     ops::show("cairn node ls", watch(w), g.json, || node::ls(&v, g.json)).await
                 }
                 NodeCommand::Forget { id, force } => {
-                    let m = cairn.membership(Default::default());
+                    let m = cairn.nodes(Default::default());
                     ops::node_forget(&m, id, *force, g.json).await
                 }
             }
@@ -268,7 +268,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Lock { command } => {
             let cairn = connect(g).await?;
             let trail = audit_trail(g, &cairn)?;
-            let locks = |o: LeaseOptions| -> Result<cairn::lease::Locks> {
+            let locks = |o: LockOptions| -> Result<cairn::lock::Locks> {
                 let l = cairn.locks(o)?;
                 Ok(match &trail {
                     Some(a) => l.with_audit(a.clone()),
@@ -285,7 +285,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     // The holder gives up early enough for COMMAND's grace to run out before
                     // any other node may take over.
                     let grace = lock::grace(acquire.ttl, *grace);
-                    let l = locks(LeaseOptions::with_ttl(acquire.ttl).with_stop_grace(grace))?;
+                    let l = locks(LockOptions::with_ttl(acquire.ttl).with_stop_grace(grace))?;
                     let sh;
                     let command = match shell_command {
                         Some(c) => {
@@ -305,18 +305,18 @@ async fn dispatch(cli: Cli) -> Result<i32> {
                     lock::run(&cairn, &l, args).await
                 }
                 LockCommand::Hold { acquire: a } => {
-                    let l = locks(LeaseOptions::with_ttl(a.ttl))?;
+                    let l = locks(LockOptions::with_ttl(a.ttl))?;
                     lock::hold(&l, &a.name, a.wait(), a.conflict_exit_code.into(), g.json).await
                 }
                 LockCommand::Ls(w) => {
-                    let l = locks(LeaseOptions::default())?;
+                    let l = locks(LockOptions::default())?;
                     ops::show("cairn lock ls", watch(w), g.json, || lock::ls(&l, g.json)).await
                 }
                 LockCommand::Show { name } => {
-                    lock::show(&locks(LeaseOptions::default())?, name, g.json).await
+                    lock::show(&locks(LockOptions::default())?, name, g.json).await
                 }
                 LockCommand::Break { name, token, force } => {
-                    let l = locks(LeaseOptions::default())?;
+                    let l = locks(LockOptions::default())?;
                     lock::break_lock(&l, name, *token, *force, g.json).await
                 }
             };

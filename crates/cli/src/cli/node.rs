@@ -3,11 +3,11 @@
 use super::child::Signals;
 use super::output::say;
 use super::{exit, output};
-use cairn::member::{HeartbeatEnd, Membership};
+use cairn::node::{HeartbeatEnd, Nodes};
 use cairn::Result;
 
 /// `cairn node heartbeat`: join, heartbeat until stopped, leave.
-pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
+pub async fn heartbeat(members: &Nodes, json: bool) -> Result<i32> {
     let mut signals = Signals::install()?;
     let hb = tokio::select! {
         h = members.join() => h?,
@@ -62,7 +62,7 @@ pub async fn heartbeat(members: &Membership, json: bool) -> Result<i32> {
 }
 
 /// `cairn node ls`.
-pub async fn ls(members: &cairn::member::MemberView, json: bool) -> super::ops::Frame {
+pub async fn ls(members: &cairn::node::NodeView, json: bool) -> super::ops::Frame {
     let all = members.entries().await?.items;
     Ok(output::entries(
         &all,

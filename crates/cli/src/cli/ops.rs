@@ -14,8 +14,8 @@ use super::output::say;
 use super::{exit, output};
 use cairn::error::{Error, Result};
 use cairn::gc::{GcOptions, GcReport};
-use cairn::member::{Forget, Membership};
-use cairn::record::{Deleted, Records};
+use cairn::node::{Forget, Nodes};
+use cairn::record::{Delete, Records};
 use cairn::{Cairn, Name};
 
 /// Parses `--log-before TOPIC:SEQ`.
@@ -94,7 +94,7 @@ fn gc_text(r: &GcReport) -> String {
 }
 
 /// `cairn node forget`.
-pub async fn node_forget(members: &Membership, node: &str, force: bool, json: bool) -> Result<i32> {
+pub async fn node_forget(members: &Nodes, node: &str, force: bool, json: bool) -> Result<i32> {
     let outcome = members.forget(&Name::new(node)?, force, false).await?;
     let (code, shape, text) = match &outcome {
         Forget::Forgotten { status, objects } => (
@@ -141,7 +141,7 @@ pub async fn record_delete(r: &Records, namespace: &str, key: &str, json: bool) 
         output::json(&outcome)?;
     }
     Ok(match outcome {
-        Deleted::Deleted { version } => {
+        Delete::Deleted { version } => {
             if !json {
                 output::line(&format!(
                     "deleted {namespace}/{key} (tombstone keeps version {version})"
@@ -149,7 +149,7 @@ pub async fn record_delete(r: &Records, namespace: &str, key: &str, json: bool) 
             }
             exit::OK
         }
-        Deleted::AlreadyDeleted { version } => {
+        Delete::AlreadyDeleted { version } => {
             if !json {
                 output::line(&format!(
                     "{namespace}/{key} was deleted already (at version {version})"
@@ -157,7 +157,7 @@ pub async fn record_delete(r: &Records, namespace: &str, key: &str, json: bool) 
             }
             exit::OK
         }
-        Deleted::NotFound => {
+        Delete::NotFound => {
             if !json {
                 say!("cairn: no record {namespace}/{key}");
             }

@@ -7,7 +7,7 @@ use super::args::{
 };
 use super::data::json_arg;
 use cairn::error::{Error, Result};
-use cairn::lease::LeaseOptions;
+use cairn::lock::LockOptions;
 use cairn::Name;
 
 /// What a command does with the store.
@@ -91,14 +91,14 @@ fn looks(cli: &Cli) -> Result<bool> {
                 acquire: a, grace, ..
             } => {
                 name(&a.name)?;
-                LeaseOptions::with_ttl(a.ttl)
+                LockOptions::with_ttl(a.ttl)
                     .with_stop_grace(super::lock::grace(a.ttl, *grace))
                     .validate()?;
                 false
             }
             LockCommand::Hold { acquire: a } => {
                 name(&a.name)?;
-                LeaseOptions::with_ttl(a.ttl).validate()?;
+                LockOptions::with_ttl(a.ttl).validate()?;
                 false
             }
             LockCommand::Ls(_) => true,

@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use super::output;
 use cairn::cache::CacheOptions;
-use cairn::lease::{LockInfo, LockState, Locks};
+use cairn::lock::{LockInfo, LockState, Locks};
 use cairn::log::{Entry, EventLog};
 use cairn::manifest::listing::{Entry as Listed, Unreadable};
-use cairn::member::{Health, MemberStatus, MemberView};
+use cairn::node::{Health, NodeStatus, NodeView};
 use cairn::stream::{StreamManifest, StreamState, StreamView};
 use cairn::turn::{TurnManifest, Turns};
 use cairn::{Cairn, Name, Result};
@@ -29,7 +29,7 @@ pub struct Status {
     locks: Result<Locks>,
     turns: Turns,
     streams: StreamView,
-    members: MemberView,
+    members: NodeView,
     log: EventLog,
     topic: Option<Name>,
 }
@@ -83,7 +83,7 @@ impl Status {
     /// fresh for half of `interval`, so each refresh revalidates (cheaply: one listing, and
     /// a GET per changed entry).
     pub fn new(cairn: &Cairn, topic: Option<Name>, interval: Duration) -> Self {
-        let members = cairn.membership(Default::default());
+        let members = cairn.nodes(Default::default());
         let fresh = interval / 2;
         Self {
             locks: cairn.locks(Default::default()),
@@ -94,7 +94,7 @@ impl Status {
             }),
             members: members.view(CacheOptions {
                 fresh,
-                ..CacheOptions::for_membership(members.options().interval)
+                ..CacheOptions::for_nodes(members.options().interval)
             }),
             log: cairn.event_log(),
             topic,
@@ -114,7 +114,7 @@ impl Status {
         let locks = read(&locks, &mut unreadable);
         let turns = read(&turns, &mut unreadable);
         let streams = read(&streams, &mut unreadable);
-        let members: Vec<MemberStatus> = read(&members, &mut unreadable)
+        let members: Vec<NodeStatus> = read(&members, &mut unreadable)
             .into_iter()
             .cloned()
             .collect();
@@ -186,7 +186,7 @@ fn read<'a, T>(all: &'a [Listed<T>], unreadable: &mut Vec<&'a Unreadable>) -> Ve
     out
 }
 
-fn nodes(members: &[MemberStatus]) -> Nodes {
+fn nodes(members: &[NodeStatus]) -> Nodes {
     let mut n = Nodes::default();
     for m in members {
         match m.health {

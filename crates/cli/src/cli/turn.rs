@@ -9,7 +9,7 @@ use super::child::{self, Signals};
 use super::output::say;
 use super::turn_result::ResultFile;
 use super::{exit, output};
-use cairn::turn::{Claim, Finished, JobResult, TurnManifest, TurnOptions, Turns};
+use cairn::turn::{Claim, Finish, JobResult, TurnManifest, TurnOptions, Turns};
 use cairn::{Name, Result};
 
 /// How long what COMMAND left running in its process group has between SIGTERM and
@@ -279,12 +279,12 @@ fn report_finish(
     name: &Name,
     number: u64,
     code: i32,
-    finished: std::result::Result<&Finished, &cairn::Error>,
+    finished: std::result::Result<&Finish, &cairn::Error>,
     json: bool,
 ) {
     let (stored, current, record_error) = match finished {
-        Ok(Finished::Recorded(t)) => (true, Some(t), None),
-        Ok(Finished::Superseded(t)) => (false, t.as_ref(), None),
+        Ok(Finish::Recorded(t)) => (true, Some(t), None),
+        Ok(Finish::Superseded(t)) => (false, t.as_ref(), None),
         Err(e) => (false, None, Some(e.to_string())),
     };
     if json {

@@ -3,13 +3,13 @@
 //! **Detection**: a node heartbeats (a real `cairn node heartbeat` process when the store
 //! can be opened by one, else an in-process heartbeater), a view sees it online, and it is
 //! killed (SIGKILL; in process, its task aborted) at a random point of its heartbeat cycle.
-//! Measured: the time from the kill to a [`MemberView`] at the defaults, polled every
+//! Measured: the time from the kill to a [`NodeView`] at the defaults, polled every
 //! [`MembershipOptions::poll`], showing it not online (suspect), and offline.
 //!
 //! **Liveness**: [`MembershipOptions::live`] in-process nodes heartbeat for
 //! [`MembershipOptions::run_for`] while every request of theirs and of the viewer is delayed
 //! by a latency drawn from [`MembershipOptions::latency`] ([`Fault::DelayBetween`]). A
-//! [`MemberView`] is polled every 100 ms and a plain listing ([`Membership::list`], what
+//! [`NodeView`] is polled every 100 ms and a plain listing ([`Nodes::list`], what
 //! `cairn node ls` shows) every second; every verdict on a live node other than online is
 //! a false suspect. Reported with the closest call (the smallest `timeout − age` seen) and
 //! what the heartbeats cost.
@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::{unexpected, BenchError, Latency, Progress, Result};
 use cairn::cache::CacheOptions;
-use cairn::member::{Health, MemberOptions, MemberView, Membership};
+use cairn::node::{Health, NodeOptions, NodeView, Nodes};
 use cairn::store::fault::{Fault, FaultStore, Op, Rule};
 use cairn::Cairn;
 
@@ -160,7 +160,7 @@ impl MembershipReport {
         let l = &self.liveness;
         let _ = writeln!(
             out,
-            "### Membership at the defaults: {} (heartbeat every {} ms, timeout {} ms + 2 × write latency)\n",
+            "### Nodes at the defaults: {} (heartbeat every {} ms, timeout {} ms + 2 × write latency)\n",
             self.store, self.interval_ms, self.base_timeout_ms
         );
         let _ = writeln!(
@@ -231,7 +231,7 @@ pub(super) async fn run(
     options: &MembershipOptions,
     progress: &dyn Progress,
 ) -> Result<MembershipReport> {
-    let defaults = MemberOptions::default();
+    let defaults = NodeOptions::default();
     let mut rng = StdRng::seed_from_u64(options.seed);
     let detection = detect(
         &store,
@@ -266,7 +266,7 @@ fn millis(d: Duration) -> u64 {
 /// A heartbeating node that can be killed.
 enum Victim {
     Process(tokio::process::Child),
-    InProcess(cairn::member::Heartbeater),
+    InProcess(cairn::node::Heartbeater),
 }
 
 async fn detect(
@@ -277,7 +277,7 @@ async fn detect(
     rng: &mut StdRng,
     progress: &dyn Progress,
 ) -> Result<Detection> {
-    let interval = MemberOptions::default().interval;
+    let interval = NodeOptions::default().interval;
     // Not an observer: it records the prefix's protocol before any process starts.
     let viewer = Cairn::builder(Arc::clone(store))
         .prefix(prefix)
@@ -285,8 +285,8 @@ async fn detect(
         .build()
         .await?;
     let view = viewer
-        .membership(MemberOptions::default())
-        .view(CacheOptions::for_membership(interval));
+        .nodes(NodeOptions::default())
+        .view(CacheOptions::for_nodes(interval));
     let how = if options.process.is_some() {
         "SIGKILL of `cairn node heartbeat`"
     } else {
@@ -320,7 +320,7 @@ async fn detect(
                     .node(&id)?
                     .build()
                     .await?;
-                Victim::InProcess(c.membership(MemberOptions::default()).join().await?)
+                Victim::InProcess(c.nodes(NodeOptions::default()).join().await?)
             }
         };
         wait_for(&view, &id, options.poll, |h| h == Health::Online).await?;
@@ -372,7 +372,7 @@ async fn detect(
 
 /// Polls `view` every `poll` until `node`'s health satisfies `done` (at most a minute).
 async fn wait_for(
-    view: &MemberView,
+    view: &NodeView,
     node: &str,
     poll: Duration,
     done: impl Fn(Health) -> bool,
@@ -417,7 +417,7 @@ async fn live(
     options: &MembershipOptions,
     progress: &dyn Progress,
 ) -> Result<Liveness> {
-    let interval = MemberOptions::default().interval;
+    let interval = NodeOptions::default().interval;
     let mut nodes = Vec::new();
     for i in 0..options.live.max(1) {
         let s = slowed(
@@ -430,7 +430,7 @@ async fn live(
             .node(format!("live-{i}"))?
             .build()
             .await?;
-        nodes.push((c.membership(MemberOptions::default()).join().await?, s));
+        nodes.push((c.nodes(NodeOptions::default()).join().await?, s));
     }
     let viewer_store = slowed(store, options.latency, options.seed.wrapping_add(1000));
     let viewer = Cairn::builder(viewer_store.clone())
@@ -438,8 +438,8 @@ async fn live(
         .node("bench-viewer")?
         .build()
         .await?;
-    let members: Membership = viewer.membership(MemberOptions::default());
-    let view = members.view(CacheOptions::for_membership(interval));
+    let members: Nodes = viewer.nodes(NodeOptions::default());
+    let view = members.view(CacheOptions::for_nodes(interval));
     progress.phase(
         &format!("membership: {} live nodes under latency", nodes.len()),
         millis(options.run_for),
@@ -463,7 +463,7 @@ async fn live(
         puts_per_node_per_hour: 0.0,
         view_requests_per_hour: 0.0,
     });
-    let judge = |statuses: &[cairn::member::MemberStatus]| {
+    let judge = |statuses: &[cairn::node::NodeStatus]| {
         let mut l = l.lock().unwrap_or_else(|e| e.into_inner());
         for m in statuses.iter().filter(|m| m.node.starts_with("live-")) {
             l.verdicts += 1;

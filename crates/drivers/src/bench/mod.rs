@@ -13,7 +13,7 @@
 //! right before each iteration of the operation, with the ratio of the medians.
 //!
 //! **Contention**: N nodes (each its own [`Cairn`] handle and request counter, at the
-//! default [`LeaseOptions`]) take turns on one lock until the time is up. A node acquires
+//! default [`LockOptions`]) take turns on one lock until the time is up. A node acquires
 //! (waiting, with the lock's own polling), holds the lock for [`BenchOptions::hold`],
 //! releases it, and then stays out (in the harness, making no request) until another node
 //! has acquired, so with more than one node every acquisition after the first is a handover
@@ -33,8 +33,8 @@ use tokio::time::Instant;
 
 use cairn::cache::CacheOptions;
 use cairn::clock::{Clock, SystemClock};
-use cairn::lease::{Acquired, Lease, LeaseOptions};
-use cairn::manifest::{Change, Strategy, Written};
+use cairn::lock::{Acquire, HeldLock, LockOptions};
+use cairn::manifest::{Change, Strategy, Write};
 use cairn::store::fault::{Counts, FaultStore};
 use cairn::store::keys::{self, Family};
 use cairn::turn::{Claim, ClaimedTurn, TurnOptions};
@@ -53,7 +53,7 @@ pub struct BenchOptions {
     pub nodes: Vec<usize>,
     /// How long each contention run lasts. Default 3 s: at a handover every 100 ms or so,
     /// a run sees dozens, and the waiters' polling (pauses of 125 ms to 1 s, see
-    /// [`LeaseOptions::poll_max`]).
+    /// [`LockOptions::poll_max`]).
     pub contention_for: Duration,
     /// How long a contending node holds the lock. Default 100 ms: longer than a few
     /// requests, so the nodes that were out see it held and wait by polling.
@@ -696,8 +696,8 @@ async fn cairn_ops(b: &mut Bench<'_>, prefix: &str, strategy: Strategy) -> Resul
         async move {
             let m = cc.manifest::<u64>("bench", keys::manifest(Family::Scratch, &name(i)?));
             match m.create(1).await? {
-                Written::Written(_) => Ok(()),
-                Written::Conflict(_) => unexpected("a new manifest's create conflicted"),
+                Write::Written(_) => Ok(()),
+                Write::Conflict(_) => unexpected("a new manifest's create conflicted"),
             }
         }
     })
@@ -706,7 +706,7 @@ async fn cairn_ops(b: &mut Bench<'_>, prefix: &str, strategy: Strategy) -> Resul
         "bench",
         keys::manifest(Family::Scratch, &Name::new("counter")?),
     );
-    let Written::Written(first) = m.create(0).await? else {
+    let Write::Written(first) = m.create(0).await? else {
         return unexpected("a new manifest's create conflicted");
     };
     let cur = Arc::new(Mutex::new(first));
@@ -715,7 +715,7 @@ async fn cairn_ops(b: &mut Bench<'_>, prefix: &str, strategy: Strategy) -> Resul
         let (m, cur) = (m2.clone(), cur2.clone());
         async move {
             let known = cur.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let Written::Written(s) = m.write(Some(&known), known.body + 1).await? else {
+            let Write::Written(s) = m.write(Some(&known), known.body + 1).await? else {
                 return unexpected("an uncontended write conflicted");
             };
             *cur.lock().unwrap_or_else(|e| e.into_inner()) = s;
@@ -733,8 +733,7 @@ async fn cairn_ops(b: &mut Bench<'_>, prefix: &str, strategy: Strategy) -> Resul
             let (m, cur) = (m2.clone(), cur2.clone());
             async move {
                 let known = cur.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let Written::Written(s) =
-                    m.continue_claim_for_bench(&known, known.body + 1).await?
+                let Write::Written(s) = m.continue_claim_for_bench(&known, known.body + 1).await?
                 else {
                     return unexpected("an uncontended renewal conflicted");
                 };
@@ -788,14 +787,13 @@ async fn cairn_ops(b: &mut Bench<'_>, prefix: &str, strategy: Strategy) -> Resul
 
 async fn lock_ops(b: &mut Bench<'_>, c: &Cairn, strategy: Strategy) -> Result<()> {
     let (f, s) = (floors(strategy), Some(strategy));
-    let locks = c.locks(LeaseOptions::default())?;
-    let taken: Shared<Vec<Lease>> = Arc::default();
+    let locks = c.locks(LockOptions::default())?;
+    let taken: Shared<Vec<HeldLock>> = Arc::default();
     let (l2, t2) = (locks.clone(), taken.clone());
     b.measure("lock acquire, new lock", s, &[RAW_CREATE], none, |i| {
         let (l, t) = (l2.clone(), t2.clone());
         async move {
-            let Acquired::Acquired(lease) = l.try_acquire(&Name::new(format!("l{i}"))?).await?
-            else {
+            let Acquire::Held(lease) = l.try_acquire(&Name::new(format!("l{i}"))?).await? else {
                 return unexpected("a new lock was busy");
             };
             t.lock().await.push(lease);
@@ -810,15 +808,15 @@ async fn lock_ops(b: &mut Bench<'_>, c: &Cairn, strategy: Strategy) -> Result<()
     // One lock acquired and released over and over: the client remembers the tombstone it
     // wrote, so a re-acquire is one conditional write.
     let hot = Name::new("hot")?;
-    let held: Shared<Option<Lease>> = Arc::default();
-    let acquire = |locks: cairn::Locks, held: Shared<Option<Lease>>, hot: Name| async move {
-        let Acquired::Acquired(lease) = locks.try_acquire(&hot).await? else {
+    let held: Shared<Option<HeldLock>> = Arc::default();
+    let acquire = |locks: cairn::Locks, held: Shared<Option<HeldLock>>, hot: Name| async move {
+        let Acquire::Held(lease) = locks.try_acquire(&hot).await? else {
             return unexpected("an uncontended lock was busy");
         };
         *held.lock().await = Some(lease);
         Ok(())
     };
-    let release = |held: Shared<Option<Lease>>| async move {
+    let release = |held: Shared<Option<HeldLock>>| async move {
         if let Some(l) = held.lock().await.take() {
             l.release().await?;
         }
@@ -1061,7 +1059,7 @@ async fn contend(
             .build()
             .await?;
         counters.push((counted.clone(), counted.counts()));
-        handles.push(c.locks(LeaseOptions::default())?);
+        handles.push(c.locks(LockOptions::default())?);
     }
     let start = Instant::now();
     let deadline = start + time;
@@ -1128,8 +1126,8 @@ async fn compete(
             return Ok(());
         }
         let lease = match locks.acquire(&lock, Some(deadline - now)).await? {
-            Acquired::Acquired(l) => l,
-            Acquired::Busy(_) => return Ok(()),
+            Acquire::Held(l) => l,
+            Acquire::Busy(_) => return Ok(()),
         };
         let acquired_at = Instant::now();
         let mut mine = 0;

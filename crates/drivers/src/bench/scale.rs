@@ -5,8 +5,8 @@
 //! each with a fresh handle, on the same store in the same run:
 //!
 //! - the listings: `Locks::list` (`lock ls`), `Streams::list` (`stream ls`) and
-//!   `Membership::list` (`node ls`);
-//! - the cached views ([`cairn::stream::StreamView`], [`cairn::member::MemberView`], with
+//!   `Nodes::list` (`node ls`);
+//! - the cached views ([`cairn::stream::StreamView`], [`cairn::node::NodeView`], with
 //!   `fresh` zero so that every list is a refresh): the first list, then a refresh after 0 %,
 //!   1 % and 100 % of the entries changed (a stream's metadata updated, a member's heartbeat
 //!   written).
@@ -31,9 +31,9 @@ use tokio::time::Instant;
 
 use super::{unexpected, Progress, Result};
 use cairn::cache::CacheOptions;
-use cairn::lease::{Acquired, LeaseOptions};
+use cairn::lock::{Acquire, LockOptions};
 use cairn::manifest::{Change, Strategy};
-use cairn::member::{MemberOptions, MemberRecord, Presence};
+use cairn::node::{NodeOptions, NodeRecord, Presence};
 use cairn::store::fault::{Counts, FaultStore};
 use cairn::store::keys::Family;
 use cairn::{Cairn, Name, StrategyChoice};
@@ -205,13 +205,13 @@ pub(super) async fn run(
         progress.phase(&format!("N={n}: seeding"), 3 * n as u64);
 
         // Locks: acquired and released, as a fleet leaves them.
-        let locks = seed.locks(LeaseOptions::default())?;
+        let locks = seed.locks(LockOptions::default())?;
         each(&names, concurrency, |name| {
             let locks = locks.clone();
             async move {
                 match locks.try_acquire(name).await? {
-                    Acquired::Acquired(lease) => lease.release().await?,
-                    Acquired::Busy(_) => return unexpected(format!("lock {name} was busy")),
+                    Acquire::Held(lease) => lease.release().await?,
+                    Acquire::Busy(_) => return unexpected(format!("lock {name} was busy")),
                 }
                 progress.advance(1);
                 Ok(())
@@ -235,7 +235,7 @@ pub(super) async fn run(
         })
         .await?;
 
-        let members = seed.membership(MemberOptions::default());
+        let members = seed.nodes(NodeOptions::default());
         // Records of live nodes: a heartbeat interval long enough that every node is still
         // online when the views read it, however long seeding and the listings before take
         // (at 10,000 on LocalStack, minutes). A node past its timeout is read again before
@@ -247,7 +247,7 @@ pub(super) async fn run(
             let clock = Arc::clone(seed.manifests().clock());
             async move {
                 let now = clock.now();
-                let record = MemberRecord {
+                let record = NodeRecord {
                     state: Presence::Alive,
                     session: uuid::Uuid::new_v4().to_string(),
                     interval_ms,
@@ -257,7 +257,7 @@ pub(super) async fn run(
                     write_latency_ms: 0.0,
                 };
                 let created = members.collection().open(name).create(record).await?;
-                if !matches!(created, cairn::manifest::Written::Written(_)) {
+                if !matches!(created, cairn::manifest::Write::Written(_)) {
                     return unexpected(format!("member record {name} existed"));
                 }
                 progress.advance(1);
@@ -270,7 +270,7 @@ pub(super) async fn run(
         // The listings.
         let (raw, _) = m.raw_all(Family::Lock).await?;
         let viewer = m.viewer().await?;
-        let locks = viewer.locks(LeaseOptions::default())?;
+        let locks = viewer.locks(LockOptions::default())?;
         let cost = m.time(|| async { locks.list().await.map(|_| ()) }).await?;
         rows.push(m.row("lock ls (Locks::list)", None, cost, raw));
         progress.advance(1);
@@ -284,13 +284,13 @@ pub(super) async fn run(
         rows.push(m.row("stream ls (Streams::list)", None, cost, raw));
         progress.advance(1);
 
-        let (raw, mut member_tags) = m.raw_all(Family::Member).await?;
+        let (raw, mut member_tags) = m.raw_all(Family::Node).await?;
         let viewer = m.viewer().await?;
-        let members_v = viewer.membership(MemberOptions::default());
+        let members_v = viewer.nodes(NodeOptions::default());
         let cost = m
             .time(|| async { members_v.list().await.map(|_| ()) })
             .await?;
-        rows.push(m.row("node ls (Membership::list)", None, cost, raw));
+        rows.push(m.row("node ls (Nodes::list)", None, cost, raw));
         progress.advance(1);
 
         // The cached views: every list a refresh.
@@ -312,14 +312,12 @@ pub(super) async fn run(
         rows.push(m.row("stream view, first list", None, cost, raw_first));
         progress.advance(1);
         let viewer = m.viewer().await?;
-        let member_view = viewer
-            .membership(MemberOptions::default())
-            .view(CacheOptions {
-                capacity: n.saturating_add(64),
-                fresh: Duration::ZERO,
-                ..CacheOptions::for_membership(MemberOptions::default().interval)
-            });
-        let (raw_first, _) = m.raw_all(Family::Member).await?;
+        let member_view = viewer.nodes(NodeOptions::default()).view(CacheOptions {
+            capacity: n.saturating_add(64),
+            fresh: Duration::ZERO,
+            ..CacheOptions::for_nodes(NodeOptions::default().interval)
+        });
+        let (raw_first, _) = m.raw_all(Family::Node).await?;
         let cost = m
             .time(|| async { member_view.list().await.map(|_| ()) })
             .await?;
@@ -361,7 +359,7 @@ pub(super) async fn run(
                         .collection()
                         .open(name)
                         .update(|cur| match cur {
-                            Some(s) => Change::Write(MemberRecord {
+                            Some(s) => Change::Write(NodeRecord {
                                 heartbeat_at: clock.now(),
                                 beats: s.body.beats.saturating_add(1),
                                 ..s.body.clone()
@@ -373,7 +371,7 @@ pub(super) async fn run(
                 }
             })
             .await?;
-            let raw = m.raw_refresh(Family::Member, &mut member_tags).await?;
+            let raw = m.raw_refresh(Family::Node, &mut member_tags).await?;
             let cost = m
                 .time(|| async { member_view.list().await.map(|_| ()) })
                 .await?;
@@ -408,9 +406,9 @@ where
 }
 
 /// The heartbeat interval written into the seeded member records: the longest a record may
-/// hold ([`cairn::member::MAX_INTERVAL`], an hour).
+/// hold ([`cairn::node::MAX_INTERVAL`], an hour).
 const SEED_INTERVAL_MS: u64 = 3_600_000;
-const _: () = assert!(cairn::member::MAX_INTERVAL.as_secs() * 1000 == SEED_INTERVAL_MS);
+const _: () = assert!(cairn::node::MAX_INTERVAL.as_secs() * 1000 == SEED_INTERVAL_MS);
 
 /// The raw calls' cost: requests and wall time.
 #[derive(Debug, Clone, Copy)]

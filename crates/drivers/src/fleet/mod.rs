@@ -40,10 +40,10 @@ use tokio_util::sync::CancellationToken;
 
 use cairn::cache::CacheOptions;
 use cairn::clock::{Clock, TestClock};
-use cairn::lease::{Acquired, LeaseOptions};
+use cairn::lock::{Acquire, LockOptions};
 use cairn::manifest::Strategy;
-use cairn::member::MemberOptions;
-use cairn::turn::{Claim, Finished, TurnOptions};
+use cairn::node::NodeOptions;
+use cairn::turn::{Claim, Finish, TurnOptions};
 use cairn::{Cairn, Error, Name, Result, StoreOptions, StrategyChoice};
 use check::Invariant;
 use faults::{FaultCounts, Layers};
@@ -925,9 +925,9 @@ impl Worker {
     }
 
     async fn heartbeat(self) {
-        let m = self.cairn.membership(MemberOptions {
+        let m = self.cairn.nodes(NodeOptions {
             interval: self.ctx.opts.heartbeat,
-            ..MemberOptions::default()
+            ..NodeOptions::default()
         });
         while !self.stop.is_cancelled() {
             let hb = tokio::select! {
@@ -1115,8 +1115,8 @@ impl Worker {
                         .finish(Ok(Some(serde_json::json!({ "expired": expired }))))
                         .await
                     {
-                        Ok(Finished::Recorded(_)) => "recorded",
-                        Ok(Finished::Superseded(_)) => "superseded",
+                        Ok(Finish::Recorded(_)) => "recorded",
+                        Ok(Finish::Superseded(_)) => "superseded",
                         Err(e) => {
                             self.ctx.note_error(&e);
                             "failed"
@@ -1186,7 +1186,7 @@ impl Worker {
     async fn compaction(self, seed: u64) {
         let mut rng = StdRng::seed_from_u64(seed);
         let ttl = self.ctx.opts.lock_ttl;
-        let locks = match self.cairn.locks(LeaseOptions::with_ttl(ttl)) {
+        let locks = match self.cairn.locks(LockOptions::with_ttl(ttl)) {
             Ok(l) => l,
             Err(e) => {
                 self.record(What::StartFailed {
@@ -1210,8 +1210,8 @@ impl Worker {
                 _ = self.stop.cancelled() => return,
             };
             let lease = match got {
-                Ok(Acquired::Acquired(l)) => l,
-                Ok(Acquired::Busy(_)) => {
+                Ok(Acquire::Held(l)) => l,
+                Ok(Acquire::Busy(_)) => {
                     self.record(What::AcquireEnded {
                         lock: LOCK.into(),
                         outcome: "busy".into(),
@@ -1286,11 +1286,11 @@ impl Worker {
 async fn querier_loop(ctx: Arc<Ctx>, cairn: Cairn, stop: CancellationToken) {
     let mut follower = cairn.streams().follow(cairn::stream::Cursor::default());
     let view = cairn
-        .membership(MemberOptions {
+        .nodes(NodeOptions {
             interval: ctx.opts.heartbeat,
-            ..MemberOptions::default()
+            ..NodeOptions::default()
         })
-        .view(CacheOptions::for_membership(ctx.opts.heartbeat));
+        .view(CacheOptions::for_nodes(ctx.opts.heartbeat));
     let mut last: BTreeMap<String, String> = BTreeMap::new();
     let every = ctx.opts.heartbeat / 2;
     let follow = |events: Vec<cairn::stream::StreamEvent>| {
@@ -1364,7 +1364,7 @@ async fn operator(ctx: Arc<Ctx>) {
     else {
         return;
     };
-    let Ok(locks) = cairn.locks(LeaseOptions::default()) else {
+    let Ok(locks) = cairn.locks(LockOptions::default()) else {
         return;
     };
     for k in 1..=2u32 {
@@ -1489,7 +1489,7 @@ async fn misfit_strategy(ctx: Arc<Ctx>) {
             config,
             error: e.to_string(),
         },
-        Ok(c) => match c.locks(LeaseOptions::with_ttl(ctx.opts.lock_ttl)) {
+        Ok(c) => match c.locks(LockOptions::with_ttl(ctx.opts.lock_ttl)) {
             // It is not let loose on the fleet: that it was built at all is the violation.
             Ok(_) => What::Accepted {
                 config,

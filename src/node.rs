@@ -19,7 +19,7 @@
 //! online with `interval + 2 × latency` to spare, one lost heartbeat included. Measured on
 //! LocalStack with `cairn bench --membership` (docs/PERFORMANCE.md).
 //!
-//! A [`MemberView`] serves records from its cache for up to one interval; a cached record
+//! A [`NodeView`] serves records from its cache for up to one interval; a cached record
 //! can therefore look older than the store's. Before it calls a node suspect or offline, the
 //! view reads that node's record again unless it was read (or listed) after the verdict
 //! became due, so the cache never makes a live node suspect, and delays no verdict on a dead
@@ -43,17 +43,17 @@
 //! operator's hand) and are never trusted as they are: the interval must be at most
 //! 1 h and the latency average between 0 and 1 h.
 //!
-//! - **Views** ([`Membership::list`], [`Membership::classify`], [`MemberView`]) clamp an
+//! - **Views** ([`Nodes::list`], [`Nodes::classify`], [`NodeView`]) clamp an
 //!   out-of-range value to its bound (and log a warning): one bad record must not take the
 //!   whole fleet's view down, and clamping an oversized value can only make a node look
 //!   *less* alive than the value claims, never online forever.
-//! - **Joining** ([`Membership::join`]) refuses a record it would have to wait on or take
+//! - **Joining** ([`Nodes::join`]) refuses a record it would have to wait on or take
 //!   over with [`Error::Corrupt`], at once: it never sleeps on a duration it has not checked,
 //!   and never overwrites a record it cannot interpret.
 //!
 //! ## Views at fleet scale
 //!
-//! A [`MemberView`] refreshes from one listing of `members/` (one LIST per 1,000 nodes),
+//! A [`NodeView`] refreshes from one listing of `members/` (one LIST per 1,000 nodes),
 //! which carries every record object's etag and `last_modified`. A heartbeat replaces the
 //! record's object (etag CAS) or adds a version (chain), so the listing shows it as a
 //! changed object, and its `last_modified` is the heartbeat's time by the store's clock,
@@ -92,7 +92,7 @@ use crate::clock::{millis, stored_ms, until, Clock};
 use crate::error::{Error, Result};
 use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Released, Renewal};
 use crate::manifest::listing::Entry;
-use crate::manifest::{Collection, Manifest, Manifests, Removed, Revalidated, Snapshot, Written};
+use crate::manifest::{Collection, Manifest, Manifests, Remove, Revalidated, Snapshot, Write};
 use crate::store::keys::Family;
 use crate::store::{Name, WriteId};
 use futures::StreamExt;
@@ -116,7 +116,7 @@ pub(crate) const MAX_WRITE_LATENCY: Duration = Duration::from_secs(3600);
 
 /// Heartbeat and classification settings.
 #[derive(Debug, Clone)]
-pub struct MemberOptions {
+pub struct NodeOptions {
     /// How often a node heartbeats. Default 1 s: with the default base a dead node is seen
     /// suspect 1 to 2 s after it died (plus twice its write latency), at 3,600 PUTs an hour,
     /// ≈ $0.018 an hour or $13 a month per node on S3 prices; raise it to pay less and
@@ -132,7 +132,7 @@ pub struct MemberOptions {
     pub latency_weight: f64,
 }
 
-impl Default for MemberOptions {
+impl Default for NodeOptions {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(1),
@@ -154,7 +154,7 @@ pub enum Presence {
 
 /// The stored body of a member record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberRecord {
+pub struct NodeRecord {
     /// Alive or left.
     pub state: Presence,
     /// Unique to one run of the node, so two processes under one id tell each other apart.
@@ -202,7 +202,7 @@ impl Health {
 
 /// One node as a view sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MemberStatus {
+pub struct NodeStatus {
     /// The node id.
     pub node: String,
     /// Online, suspect or offline.
@@ -219,22 +219,22 @@ pub struct MemberStatus {
     pub version: u64,
     /// The record.
     #[serde(flatten)]
-    pub record: MemberRecord,
+    pub record: NodeRecord,
 }
 
-/// The outcome of [`Membership::forget`].
+/// The outcome of [`Nodes::forget`].
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
 pub enum Forget {
     /// The record is gone (or, in a dry run, would be): this many objects.
     Forgotten {
         /// The node as it was classified just before.
-        status: Box<MemberStatus>,
+        status: Box<NodeStatus>,
         /// Objects deleted.
         objects: usize,
     },
     /// The node is online or suspect, and `force` was not given; nothing was deleted.
-    Refused(Box<MemberStatus>),
+    Refused(Box<NodeStatus>),
     /// The record changed between the two reads (the node came back); nothing was deleted.
     Changed,
     /// There is no such node.
@@ -243,38 +243,38 @@ pub enum Forget {
 
 /// The membership client. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Membership {
-    collection: Collection<MemberRecord>,
-    options: MemberOptions,
+pub struct Nodes {
+    collection: Collection<NodeRecord>,
+    options: NodeOptions,
 }
 
-impl Membership {
+impl Nodes {
     /// A membership client.
-    pub fn new(manifests: Arc<Manifests>, options: MemberOptions) -> Self {
+    pub fn new(manifests: Arc<Manifests>, options: NodeOptions) -> Self {
         Self {
-            collection: Collection::new(manifests, Family::Member, KIND),
+            collection: Collection::new(manifests, Family::Node, KIND),
             options,
         }
     }
 
     /// The member records, one per node id.
-    pub fn collection(&self) -> &Collection<MemberRecord> {
+    pub fn collection(&self) -> &Collection<NodeRecord> {
         &self.collection
     }
 
     /// The options in force.
-    pub fn options(&self) -> &MemberOptions {
+    pub fn options(&self) -> &NodeOptions {
         &self.options
     }
 
-    pub(crate) fn manifest(&self, node: &Name) -> Manifest<MemberRecord> {
+    pub(crate) fn manifest(&self, node: &Name) -> Manifest<NodeRecord> {
         self.collection.open(node)
     }
 
     /// The timeout for a node with this record: base (default two of its intervals) plus
     /// twice its average write latency, with both stored durations clamped to their bounds
     /// (1 h).
-    pub fn timeout(&self, r: &MemberRecord) -> Duration {
+    pub fn timeout(&self, r: &NodeRecord) -> Duration {
         let (interval, latency) = clamped(r);
         self.timeout_of(interval, latency)
     }
@@ -287,7 +287,7 @@ impl Membership {
         base.saturating_add(latency.saturating_mul(2))
     }
 
-    /// Classifies a record as seen at `now`, a time on the store's clock ([`Membership::now`];
+    /// Classifies a record as seen at `now`, a time on the store's clock ([`Nodes::now`];
     /// `None`: this viewer cannot tell the store's time, and judges no age). The heartbeat's
     /// time is the store's `Last-Modified` of the record ([`Snapshot::stored_at`]), or, for
     /// a record this client wrote and has not read back, the writer's `heartbeat_at`. Never
@@ -296,12 +296,12 @@ impl Membership {
     pub fn classify(
         &self,
         node: &str,
-        s: &Snapshot<MemberRecord>,
+        s: &Snapshot<NodeRecord>,
         now: Option<DateTime<Utc>>,
-    ) -> MemberStatus {
+    ) -> NodeStatus {
         let beat = s.stored_at().unwrap_or(s.body.heartbeat_at);
         let age = now.map(|now| until(beat, now));
-        if let Err(e) = checked(&format_args!("{}/{node}", Family::Member.folder()), &s.body) {
+        if let Err(e) = checked(&format_args!("{}/{node}", Family::Node.folder()), &s.body) {
             warn!(error = %e, "member record out of range; classifying it with clamped values");
         }
         let timeout = self.timeout(&s.body);
@@ -313,7 +313,7 @@ impl Membership {
             Some(age) if age > timeout => Health::Suspect,
             Some(_) => Health::Online,
         };
-        MemberStatus {
+        NodeStatus {
             node: node.to_string(),
             health,
             left,
@@ -324,7 +324,7 @@ impl Membership {
         }
     }
 
-    /// The store's time now as this viewer can vouch for it, for [`Membership::classify`]: from
+    /// The store's time now as this viewer can vouch for it, for [`Nodes::classify`]: from
     /// its clock check (`src/store/time.rs`; two requests when the last is older than
     /// 15 min), `None` when that check puts this node's clock
     /// beyond the bound, or cannot be made (the store refuses the write: read-only
@@ -352,12 +352,12 @@ impl Membership {
     }
 
     /// Every node that ever joined, classified now, failing on the first record that cannot
-    /// be read (see [`Membership::entries`]).
+    /// be read (see [`Nodes::entries`]).
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe, as [`Membership::entries`].
-    pub async fn list(&self) -> Result<Vec<MemberStatus>> {
+    /// Cancel-safe, as [`Nodes::entries`].
+    pub async fn list(&self) -> Result<Vec<NodeStatus>> {
         self.entries()
             .await?
             .into_iter()
@@ -376,7 +376,7 @@ impl Membership {
     ///
     /// Cancel-safe: it reads, and may run a clock check, whose only write is the scratch
     /// object `_cairn/clock.json`, which holds no state.
-    pub async fn entries(&self) -> Result<Vec<Entry<MemberStatus>>> {
+    pub async fn entries(&self) -> Result<Vec<Entry<NodeStatus>>> {
         let all = self.collection.entries().await?;
         let mut all = std::pin::pin!(all);
         let mut time = LazyTimeline::default();
@@ -426,18 +426,18 @@ impl Membership {
             return Ok(Forget::Refused(Box::new(status)));
         }
         Ok(match m.remove(&s, dry_run).await? {
-            Removed::Removed(keys) => Forget::Forgotten {
+            Remove::Removed(keys) => Forget::Forgotten {
                 status: Box::new(status),
                 objects: keys.len(),
             },
-            Removed::Changed => Forget::Changed,
-            Removed::Gone => Forget::NotFound,
+            Remove::Changed => Forget::Changed,
+            Remove::Gone => Forget::NotFound,
         })
     }
 
     /// A cached view, for dashboards and routers that ask often.
-    pub fn view(&self, options: CacheOptions) -> MemberView {
-        MemberView {
+    pub fn view(&self, options: CacheOptions) -> NodeView {
+        NodeView {
             membership: self.clone(),
             cached: CachedCollection::new(self.collection.clone(), options),
         }
@@ -492,7 +492,7 @@ impl Membership {
             }
         }
         let now = clock.now();
-        let record = MemberRecord {
+        let record = NodeRecord {
             state: Presence::Alive,
             session: session.clone(),
             interval_ms: millis(interval),
@@ -503,9 +503,9 @@ impl Membership {
         };
         let sent = clock.monotonic();
         let s = match m.write(current.as_ref(), record).await? {
-            Written::Written(s) => s,
-            Written::Conflict(Some(other)) => return Err(duplicate(&node, &other.body)),
-            Written::Conflict(None) => {
+            Write::Written(s) => s,
+            Write::Conflict(Some(other)) => return Err(duplicate(&node, &other.body)),
+            Write::Conflict(None) => {
                 return Err(Error::Contention {
                     key: m.key().to_string(),
                     attempts: 1,
@@ -541,7 +541,7 @@ impl Membership {
 /// A record's stored durations, range-checked: [`Error::Corrupt`] naming `key` when the
 /// interval is above [`MAX_INTERVAL`] or the latency average is not between 0 and
 /// [`MAX_WRITE_LATENCY`].
-fn checked(key: &impl std::fmt::Display, r: &MemberRecord) -> Result<(Duration, Duration)> {
+fn checked(key: &impl std::fmt::Display, r: &NodeRecord) -> Result<(Duration, Duration)> {
     let interval = stored_ms(key, "interval_ms", r.interval_ms, MAX_INTERVAL)?;
     let ms = r.write_latency_ms;
     let max_ms = MAX_WRITE_LATENCY.as_secs_f64() * 1000.0;
@@ -556,7 +556,7 @@ fn checked(key: &impl std::fmt::Display, r: &MemberRecord) -> Result<(Duration, 
 
 /// A record's stored durations clamped to their bounds, for views: a NaN or negative latency
 /// counts as zero.
-fn clamped(r: &MemberRecord) -> (Duration, Duration) {
+fn clamped(r: &NodeRecord) -> (Duration, Duration) {
     let interval = Duration::from_millis(r.interval_ms).min(MAX_INTERVAL);
     let secs = (r.write_latency_ms / 1000.0).clamp(0.0, MAX_WRITE_LATENCY.as_secs_f64());
     // `clamp` passes NaN through; `try_from` turns it into zero.
@@ -564,7 +564,7 @@ fn clamped(r: &MemberRecord) -> (Duration, Duration) {
     (interval, latency)
 }
 
-fn duplicate(node: &Name, other: &MemberRecord) -> Error {
+fn duplicate(node: &Name, other: &NodeRecord) -> Error {
     Error::DuplicateNode {
         node: node.to_string(),
         other_session: other.session.clone(),
@@ -574,9 +574,9 @@ fn duplicate(node: &Name, other: &MemberRecord) -> Error {
 
 /// The claim a heartbeater holds: the newest record of this run, how the heartbeats ended
 /// if they did, and the moving average of write latency in milliseconds.
-type HeldMember = Held<MemberRecord, HeartbeatEnd, f64>;
+type HeldMember = Held<NodeRecord, HeartbeatEnd, f64>;
 
-impl ClaimBody for MemberRecord {
+impl ClaimBody for NodeRecord {
     fn session(&self) -> &str {
         &self.session
     }
@@ -605,7 +605,7 @@ pub enum HeartbeatEnd {
 #[derive(Debug)]
 pub struct Heartbeater {
     node: Name,
-    membership: Membership,
+    membership: Nodes,
     held: HeldMember,
 }
 
@@ -621,7 +621,7 @@ impl Heartbeater {
     }
 
     /// The last heartbeat stored.
-    pub fn last(&self) -> Snapshot<MemberRecord> {
+    pub fn last(&self) -> Snapshot<NodeRecord> {
         self.held.state().snapshot.clone()
     }
 
@@ -653,7 +653,7 @@ impl Heartbeater {
         self.held.stop().await;
         let m = self.membership.manifest(&self.node);
         let clock = self.membership.collection.manifests().clock();
-        let released = held::release(&self.held.shared(), &m, |ours| MemberRecord {
+        let released = held::release(&self.held.shared(), &m, |ours| NodeRecord {
             state: Presence::Left,
             heartbeat_at: clock.now(),
             ..ours.clone()
@@ -685,7 +685,7 @@ struct Beats {
     clock: Arc<dyn Clock>,
 }
 
-impl Keep<MemberRecord> for Beats {
+impl Keep<NodeRecord> for Beats {
     type Loss = HeartbeatEnd;
     type Extra = f64;
 
@@ -693,9 +693,9 @@ impl Keep<MemberRecord> for Beats {
         false
     }
 
-    fn next_body(&mut self, state: &HeldState<MemberRecord, HeartbeatEnd, f64>) -> MemberRecord {
+    fn next_body(&mut self, state: &HeldState<NodeRecord, HeartbeatEnd, f64>) -> NodeRecord {
         let current = &state.snapshot;
-        MemberRecord {
+        NodeRecord {
             heartbeat_at: self.clock.now(),
             // Saturating, not checked: `beats` is a display counter, not an identity or an
             // order (the manifest version is). At one beat a second it cannot reach the end
@@ -708,13 +708,13 @@ impl Keep<MemberRecord> for Beats {
         }
     }
 
-    fn settled(&mut self, state: &mut HeldState<MemberRecord, HeartbeatEnd, f64>, took: Duration) {
+    fn settled(&mut self, state: &mut HeldState<NodeRecord, HeartbeatEnd, f64>, took: Duration) {
         // A failed or slow write is exactly what the timeout must adapt to: count it too.
         let took = took.as_secs_f64() * 1000.0;
         state.extra = (1.0 - self.weight) * state.extra + self.weight * took;
     }
 
-    fn renewed(&mut self, s: &Snapshot<MemberRecord>, took: Duration) {
+    fn renewed(&mut self, s: &Snapshot<NodeRecord>, took: Duration) {
         crate::telemetry::heartbeat("ok");
         let latency_ms = took.as_secs_f64() * 1000.0;
         debug!(node = %self.node, beats = s.body.beats, latency_ms, "heartbeat");
@@ -735,8 +735,8 @@ impl Keep<MemberRecord> for Beats {
 
     fn foreign(
         &self,
-        ours: &Snapshot<MemberRecord>,
-        latest: Option<Snapshot<MemberRecord>>,
+        ours: &Snapshot<NodeRecord>,
+        latest: Option<Snapshot<NodeRecord>>,
     ) -> HeartbeatEnd {
         let (other_session, other_started_at) = latest.map_or_else(
             || ("(record deleted)".to_string(), ours.body.started_at),
@@ -778,8 +778,8 @@ struct LazyTimeline(Option<Timeline>);
 impl LazyTimeline {
     async fn now_for(
         &mut self,
-        ms: &Membership,
-        s: &Snapshot<MemberRecord>,
+        ms: &Nodes,
+        s: &Snapshot<NodeRecord>,
     ) -> Result<Option<DateTime<Utc>>> {
         if s.body.state == Presence::Left {
             return Ok(None);
@@ -794,7 +794,7 @@ impl LazyTimeline {
 /// How long ago the verdict on a node that is not online (and did not leave) became due:
 /// its heartbeat's age beyond the timeout (suspect) or twice it (offline). `None` for a
 /// node online or gone for good.
-fn overdue(s: &MemberStatus) -> Option<Duration> {
+fn overdue(s: &NodeStatus) -> Option<Duration> {
     let threshold = match s.health {
         Health::Online | Health::Unknown => return None,
         _ if s.left => return None,
@@ -806,12 +806,12 @@ fn overdue(s: &MemberStatus) -> Option<Duration> {
 
 /// Members read through a [`ManifestCache`]. Cancel-safe.
 #[derive(Debug)]
-pub struct MemberView {
-    membership: Membership,
-    cached: CachedCollection<MemberRecord>,
+pub struct NodeView {
+    membership: Nodes,
+    cached: CachedCollection<NodeRecord>,
 }
 
-impl MemberView {
+impl NodeView {
     /// Every node, classified now; `stale` when some of it could not be revalidated. A node
     /// about to be called suspect or offline on a record read before that verdict became
     /// due is read again first (one conditional GET), so the cache never makes a live node
@@ -819,8 +819,8 @@ impl MemberView {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe, as [`MemberView::entries`].
-    pub async fn list(&self) -> Result<View<Vec<MemberStatus>>> {
+    /// Cancel-safe, as [`NodeView::entries`].
+    pub async fn list(&self) -> Result<View<Vec<NodeStatus>>> {
         let all = self.entries().await?;
         let stale = all.stale;
         let items = all
@@ -831,7 +831,7 @@ impl MemberView {
         Ok(View { items, stale })
     }
 
-    /// [`MemberView::list`], with a record that cannot be read as an
+    /// [`NodeView::list`], with a record that cannot be read as an
     /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. A refresh is
     /// one listing of the members (one LIST per 1,000 nodes); a heartbeat costs no GET, a
     /// record is read only when new, when it stops changing, and before a verdict other than
@@ -841,13 +841,13 @@ impl MemberView {
     ///
     /// Cancel-safe: it reads, and may run a clock check, whose only write is the scratch
     /// object `_cairn/clock.json`, which holds no state; the cache keeps what it held.
-    pub async fn entries(&self) -> Result<View<Vec<Entry<MemberStatus>>>> {
+    pub async fn entries(&self) -> Result<View<Vec<Entry<NodeStatus>>>> {
         let ms = &self.membership;
         let mut time = LazyTimeline::default();
         // A live node's heartbeat is a change of its record's object: its store time is
         // taken from the listing, and the record is read only when new, when it stops
         // changing, and before a verdict other than online (module docs, "Views").
-        let alive = |s: &Snapshot<MemberRecord>| s.body.state == Presence::Alive;
+        let alive = |s: &Snapshot<NodeRecord>| s.body.state == Presence::Alive;
         let all = self.cached.entries_with(&alive).await?;
         let mut stale = all.stale;
         let mut items = Vec::with_capacity(all.items.len());
@@ -889,7 +889,7 @@ impl MemberView {
     }
 
     /// The cache underneath (for its statistics).
-    pub fn cache(&self) -> &ManifestCache<MemberRecord> {
+    pub fn cache(&self) -> &ManifestCache<NodeRecord> {
         self.cached.cache()
     }
 }
