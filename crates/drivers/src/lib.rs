@@ -6,8 +6,9 @@
 //! ```no_run
 //! # async fn torture(store: std::sync::Arc<dyn cairn::object_store::ObjectStore>) -> cairn::Result<()> {
 //! use cairn_drivers::fleet::{self, history::History, FleetOptions};
-//! let report = fleet::run(store, "torture", FleetOptions::torture(), History::default()).await?;
-//! assert!(report.violations.is_empty());
+//! let history = std::sync::Arc::new(History::default());
+//! let report = fleet::run(store, "torture", FleetOptions::torture(), history).await?;
+//! assert_eq!(report.violations, 0, "{:?}", report.invariants);
 //! # Ok(()) }
 //! ```
 
