@@ -57,7 +57,7 @@ pub struct StreamRecord {
 
 /// A stream as read: its name, manifest version and record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StreamManifest {
+pub struct StreamInfo {
     /// The stream's name.
     pub name: String,
     /// The manifest version: raised by every change.
@@ -71,7 +71,7 @@ pub struct StreamManifest {
     pub record: StreamRecord,
 }
 
-impl StreamManifest {
+impl StreamInfo {
     fn of(name: &Name, s: &Snapshot<StreamRecord>) -> Self {
         Self {
             name: name.to_string(),
@@ -88,16 +88,16 @@ impl StreamManifest {
 #[must_use]
 pub enum Create {
     /// This call created the stream.
-    Created(StreamManifest),
+    Created(StreamInfo),
     /// The stream exists with equal metadata: the same outcome as creating it.
-    Exists(StreamManifest),
+    Exists(StreamInfo),
     /// The stream exists with different metadata, shown here. Nothing was changed.
-    Conflict(StreamManifest),
+    Conflict(StreamInfo),
 }
 
 impl Create {
     /// The stored manifest, whichever the outcome.
-    pub fn manifest(&self) -> &StreamManifest {
+    pub fn manifest(&self) -> &StreamInfo {
         match self {
             Create::Created(m) | Create::Exists(m) | Create::Conflict(m) => m,
         }
@@ -139,14 +139,14 @@ impl Streams {
     pub async fn create(&self, name: &Name, metadata: serde_json::Value) -> Result<Create> {
         let m = self.collection.open(name);
         let mut current = match m.create(self.record(metadata.clone(), 1)).await? {
-            Write::Written(s) => return Ok(Create::Created(StreamManifest::of(name, &s))),
+            Write::Written(s) => return Ok(Create::Created(StreamInfo::of(name, &s))),
             Write::Conflict(c) => c,
         };
         for _ in 0..self.collection.manifests().options().max_attempts.max(1) {
             let Some(s) = current else {
                 // Gone between the conflict and the read-back: try the create again.
                 match m.create(self.record(metadata.clone(), 1)).await? {
-                    Write::Written(s) => return Ok(Create::Created(StreamManifest::of(name, &s))),
+                    Write::Written(s) => return Ok(Create::Created(StreamInfo::of(name, &s))),
                     Write::Conflict(c) => {
                         current = c;
                         continue;
@@ -154,7 +154,7 @@ impl Streams {
                 }
             };
             if s.body.state == StreamState::Active {
-                let found = StreamManifest::of(name, &s);
+                let found = StreamInfo::of(name, &s);
                 return Ok(if s.body.metadata == metadata {
                     Create::Exists(found)
                 } else {
@@ -165,7 +165,7 @@ impl Streams {
             let incarnation = next_number(m.key(), "incarnation", s.body.incarnation)?;
             let next = self.record(metadata.clone(), incarnation);
             match m.write(Some(&s), next).await? {
-                Write::Written(w) => return Ok(Create::Created(StreamManifest::of(name, &w))),
+                Write::Written(w) => return Ok(Create::Created(StreamInfo::of(name, &w))),
                 Write::Conflict(c) => current = c,
             }
         }
@@ -188,7 +188,7 @@ impl Streams {
         &self,
         name: &Name,
         mut f: impl FnMut(&serde_json::Value) -> Option<serde_json::Value>,
-    ) -> Result<Option<StreamManifest>> {
+    ) -> Result<Option<StreamInfo>> {
         let updated = self
             .collection
             .open(name)
@@ -206,7 +206,7 @@ impl Streams {
         Ok(updated
             .snapshot
             .filter(|s| s.body.state == StreamState::Active)
-            .map(|s| StreamManifest::of(name, &s)))
+            .map(|s| StreamInfo::of(name, &s)))
     }
 
     /// Deletes a stream by writing a tombstone. Returns the tombstone, or `None` if the
@@ -217,7 +217,7 @@ impl Streams {
     /// Not cancel-safe: dropped between attempts it has written nothing more; dropped during a
     /// write, that write may or may not have landed, as when an answer is lost. Read again to
     /// learn which.
-    pub async fn delete(&self, name: &Name) -> Result<Option<StreamManifest>> {
+    pub async fn delete(&self, name: &Name) -> Result<Option<StreamInfo>> {
         let updated = self
             .collection
             .open(name)
@@ -233,7 +233,7 @@ impl Streams {
             .changed
             .then_some(updated.snapshot)
             .flatten()
-            .map(|s| StreamManifest::of(name, &s)))
+            .map(|s| StreamInfo::of(name, &s)))
     }
 
     /// The stream `name` (active or deleted), or `None` if it never existed.
@@ -241,9 +241,9 @@ impl Streams {
     /// # Cancel safety
     ///
     /// Cancel-safe: it only reads, so a dropped call changes nothing.
-    pub async fn get(&self, name: &Name) -> Result<Option<StreamManifest>> {
+    pub async fn get(&self, name: &Name) -> Result<Option<StreamInfo>> {
         let s = self.collection.load(name).await?;
-        Ok(s.map(|s| StreamManifest::of(name, &s)))
+        Ok(s.map(|s| StreamInfo::of(name, &s)))
     }
 
     /// Every stream, active and deleted, by name, failing on the first that cannot be read
@@ -252,7 +252,7 @@ impl Streams {
     /// # Cancel safety
     ///
     /// Cancel-safe: it only reads, so a dropped call changes nothing.
-    pub async fn list(&self) -> Result<Vec<StreamManifest>> {
+    pub async fn list(&self) -> Result<Vec<StreamInfo>> {
         self.entries()
             .await?
             .into_iter()
@@ -267,12 +267,12 @@ impl Streams {
     /// # Cancel safety
     ///
     /// Cancel-safe: it only reads, so a dropped call changes nothing.
-    pub async fn entries(&self) -> Result<Vec<Entry<StreamManifest>>> {
+    pub async fn entries(&self) -> Result<Vec<Entry<StreamInfo>>> {
         Ok(self
             .collection
             .entries()
             .await?
-            .map(|e| e.map(|(n, s)| StreamManifest::of(&n, &s)))
+            .map(|e| e.map(|(n, s)| StreamInfo::of(&n, &s)))
             .collect()
             .await)
     }
@@ -312,9 +312,9 @@ impl StreamView {
     /// # Cancel safety
     ///
     /// Cancel-safe.
-    pub async fn list(&self) -> Result<View<Vec<StreamManifest>>> {
+    pub async fn list(&self) -> Result<View<Vec<StreamInfo>>> {
         let all = self.cached.list().await?;
-        Ok(all.map(|all| all.iter().map(|(n, s)| StreamManifest::of(n, s)).collect()))
+        Ok(all.map(|all| all.iter().map(|(n, s)| StreamInfo::of(n, s)).collect()))
     }
 
     /// Every stream, active and deleted, by name; one that cannot be read is an [`Unreadable`]
@@ -324,11 +324,11 @@ impl StreamView {
     /// # Cancel safety
     ///
     /// Cancel-safe.
-    pub async fn entries(&self) -> Result<View<Vec<Entry<StreamManifest>>>> {
+    pub async fn entries(&self) -> Result<View<Vec<Entry<StreamInfo>>>> {
         let all = self.cached.entries().await?;
         Ok(all.map(|all| {
             all.into_iter()
-                .map(|e| e.map(|(n, s)| StreamManifest::of(&n, &s)))
+                .map(|e| e.map(|(n, s)| StreamInfo::of(&n, &s)))
                 .collect()
         }))
     }
@@ -338,9 +338,9 @@ impl StreamView {
     /// # Cancel safety
     ///
     /// Cancel-safe.
-    pub async fn get(&self, name: &Name) -> Result<View<Option<StreamManifest>>> {
+    pub async fn get(&self, name: &Name) -> Result<View<Option<StreamInfo>>> {
         let got = self.cached.get(name).await?;
-        Ok(got.map(|s| s.map(|s| StreamManifest::of(name, &s))))
+        Ok(got.map(|s| s.map(|s| StreamInfo::of(name, &s))))
     }
 
     /// Loads the named streams into the cache ahead of the first reads (one request each).
@@ -383,16 +383,16 @@ pub struct Seen {
 #[serde(tag = "change", rename_all = "lowercase")]
 pub enum StreamEvent {
     /// A stream (or a new incarnation of a deleted one) appeared.
-    Created(StreamManifest),
+    Created(StreamInfo),
     /// An active stream's metadata changed.
-    Changed(StreamManifest),
+    Changed(StreamInfo),
     /// A stream was deleted.
-    Deleted(StreamManifest),
+    Deleted(StreamInfo),
 }
 
 impl StreamEvent {
     /// The manifest the event carries.
-    pub fn manifest(&self) -> &StreamManifest {
+    pub fn manifest(&self) -> &StreamInfo {
         match self {
             StreamEvent::Created(m) | StreamEvent::Changed(m) | StreamEvent::Deleted(m) => m,
         }
@@ -469,7 +469,7 @@ impl Follower {
         for (name, latest) in found {
             let seen = self.cursor.streams.get(name.as_str()).copied();
             if seen.is_none_or(|s| latest.version > s.version) {
-                let manifest = StreamManifest::of(&name, &latest);
+                let manifest = StreamInfo::of(&name, &latest);
                 let deleted = latest.body.state == StreamState::Deleted;
                 let was_live = seen.filter(|s| !s.deleted);
                 let event = match (deleted, was_live) {

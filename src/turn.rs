@@ -254,7 +254,7 @@ impl TurnRecord {
 /// `started_at`, `finished_at`, `outcome`, `previous` (`number`, `holder`, `started_at`,
 /// `finished_at`, `outcome`; absent for turn 1) and `next_due_at`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TurnManifest {
+pub struct TurnInfo {
     /// The turn's name.
     pub name: String,
     /// The manifest version.
@@ -267,7 +267,7 @@ pub struct TurnManifest {
     pub record: TurnRecord,
 }
 
-impl Serialize for TurnManifest {
+impl Serialize for TurnInfo {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Previous<'a> {
@@ -320,7 +320,7 @@ impl Serialize for TurnManifest {
     }
 }
 
-impl TurnManifest {
+impl TurnInfo {
     fn of(name: &Name, s: &Snapshot<TurnRecord>) -> Result<Self> {
         let timing = s.body.timing(&keys::manifest(Family::Turn, name))?;
         Ok(Self {
@@ -361,14 +361,14 @@ pub enum Claim {
     /// The turn is not due yet; the earliest this node may claim it is `claimable_at`.
     NotDue {
         /// The turn as stored.
-        current: TurnManifest,
+        current: TurnInfo,
         /// The earliest claim time (`next_due_at − jitter`).
         claimable_at: DateTime<Utc>,
     },
     /// Another node claimed it first.
     Lost {
         /// The winner's turn.
-        current: TurnManifest,
+        current: TurnInfo,
     },
 }
 
@@ -387,11 +387,11 @@ pub struct ClaimedTurn {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finish {
     /// The outcome is stored with the turn.
-    Recorded(TurnManifest),
+    Recorded(TurnInfo),
     /// A later turn was claimed before this one finished (it ran past the window, or its
     /// node stalled); the outcome could not be stored with the turn. It went to the audit
     /// log, if one is configured.
-    Superseded(Option<TurnManifest>),
+    Superseded(Option<TurnInfo>),
 }
 
 /// The job's own verdict: `Ok(result)` or `Err(reason)`.
@@ -473,13 +473,13 @@ impl ClaimedTurn {
         let (finished, latest) = match closed {
             Closed::Written(s) => {
                 info!(turn = %self.name, number = turn, status = ?outcome.status, duration_ms, "turn finished");
-                (Finish::Recorded(TurnManifest::of(&self.name, &s)?), Some(s))
+                (Finish::Recorded(TurnInfo::of(&self.name, &s)?), Some(s))
             }
             Closed::Beaten { latest, .. } => {
                 warn!(turn = %self.name, number = turn, "a later turn started before this one finished; outcome not stored with the turn");
                 let view = latest
                     .as_ref()
-                    .map(|s| TurnManifest::of(&self.name, s))
+                    .map(|s| TurnInfo::of(&self.name, s))
                     .transpose()?;
                 (Finish::Superseded(view), latest)
             }
@@ -597,11 +597,11 @@ impl Turns {
         Ok(match self.claim_after(name, current).await? {
             Attempt::Won(t) => Claim::Won(t),
             Attempt::NotDue(s, claimable_at) => Claim::NotDue {
-                current: TurnManifest::of(name, &s)?,
+                current: TurnInfo::of(name, &s)?,
                 claimable_at,
             },
             Attempt::Lost(s) => Claim::Lost {
-                current: TurnManifest::of(name, &s)?,
+                current: TurnInfo::of(name, &s)?,
             },
         })
     }
@@ -880,9 +880,9 @@ impl Turns {
     /// # Cancel safety
     ///
     /// Cancel-safe: it only reads, so a dropped call changes nothing.
-    pub async fn get(&self, name: &Name) -> Result<Option<TurnManifest>> {
+    pub async fn get(&self, name: &Name) -> Result<Option<TurnInfo>> {
         let s = self.collection.load(name).await?;
-        s.map(|s| TurnManifest::of(name, &s)).transpose()
+        s.map(|s| TurnInfo::of(name, &s)).transpose()
     }
 
     /// Changes the window and jitter stored with turn `name` (an explicit reconfiguration:
@@ -900,7 +900,7 @@ impl Turns {
         name: &Name,
         window: Duration,
         jitter: Duration,
-    ) -> Result<Option<TurnManifest>> {
+    ) -> Result<Option<TurnInfo>> {
         check_timing(window, jitter).map_err(Error::Config)?;
         let (window_ms, jitter_ms) = (clock::millis(window), clock::millis(jitter));
         let updated = self
@@ -920,10 +920,7 @@ impl Turns {
         if updated.changed {
             info!(turn = %name, ?window, ?jitter, "turn reconfigured");
         }
-        updated
-            .snapshot
-            .map(|s| TurnManifest::of(name, &s))
-            .transpose()
+        updated.snapshot.map(|s| TurnInfo::of(name, &s)).transpose()
     }
 
     /// Every turn, by name, failing on the first that cannot be read (see
@@ -932,7 +929,7 @@ impl Turns {
     /// # Cancel safety
     ///
     /// Cancel-safe: it only reads, so a dropped call changes nothing.
-    pub async fn list(&self) -> Result<Vec<TurnManifest>> {
+    pub async fn list(&self) -> Result<Vec<TurnInfo>> {
         self.entries()
             .await?
             .into_iter()
@@ -947,11 +944,11 @@ impl Turns {
     /// # Cancel safety
     ///
     /// Cancel-safe: it only reads, so a dropped call changes nothing.
-    pub async fn entries(&self) -> Result<Vec<Entry<TurnManifest>>> {
+    pub async fn entries(&self) -> Result<Vec<Entry<TurnInfo>>> {
         let c = &self.collection;
         Ok(c.entries()
             .await?
-            .map(|e| e.and_then(|(n, s)| TurnManifest::of(&n, &s).map_err(|e| c.unreadable(&n, e))))
+            .map(|e| e.and_then(|(n, s)| TurnInfo::of(&n, &s).map_err(|e| c.unreadable(&n, e))))
             .collect()
             .await)
     }
@@ -978,13 +975,13 @@ pub enum RunOnce {
     /// Not due; see [`Claim::NotDue`].
     NotDue {
         /// The turn as stored.
-        current: TurnManifest,
+        current: TurnInfo,
         /// The earliest claim time.
         claimable_at: DateTime<Utc>,
     },
     /// Another node won.
     Lost {
         /// The winner's turn.
-        current: TurnManifest,
+        current: TurnInfo,
     },
 }

@@ -10,7 +10,7 @@ use cairn::error::Error;
 use cairn::log::EventLog;
 use cairn::record::Records;
 use cairn::store::keys;
-use cairn::stream::{Create, Cursor, StreamEvent, StreamManifest, StreamState, Streams};
+use cairn::stream::{Create, Cursor, StreamEvent, StreamInfo, StreamState, Streams};
 use cairn::{Name, Result};
 
 /// Parses JSON given inline or as `@FILE`.
@@ -29,7 +29,7 @@ pub fn json_arg(what: &str, arg: &str) -> Result<serde_json::Value> {
 struct StreamOutcome<'a> {
     /// `created`, `exists`, `conflict`, `updated` or `deleted`.
     outcome: &'a str,
-    stream: &'a StreamManifest,
+    stream: &'a StreamInfo,
 }
 
 /// One line of `stream watch --json`.
@@ -37,10 +37,10 @@ struct StreamOutcome<'a> {
 struct StreamChange<'a> {
     /// `existing` (there when watching started), `created`, `changed` or `deleted`.
     event: &'a str,
-    stream: &'a StreamManifest,
+    stream: &'a StreamInfo,
 }
 
-fn state(m: &StreamManifest) -> &'static str {
+fn state(m: &StreamInfo) -> &'static str {
     match m.record.state {
         StreamState::Active => "active",
         StreamState::Deleted => "deleted",
@@ -48,7 +48,7 @@ fn state(m: &StreamManifest) -> &'static str {
 }
 
 /// One stream as labelled lines, stored strings escaped (see [`output::text`]).
-fn stream_text(m: &StreamManifest) -> String {
+fn stream_text(m: &StreamInfo) -> String {
     let mut out = output::Labelled::new(13);
     out.line("name:", output::name(&m.name));
     out.line("state:", state(m));
@@ -64,7 +64,7 @@ fn stream_text(m: &StreamManifest) -> String {
 
 /// Prints what a stream verb did: `{"outcome", "stream"}` with --json, else a word and the
 /// stream.
-fn print_outcome(outcome: &str, m: &StreamManifest, json: bool) -> Result<()> {
+fn print_outcome(outcome: &str, m: &StreamInfo, json: bool) -> Result<()> {
     if json {
         output::json(&StreamOutcome { outcome, stream: m })
     } else {
@@ -160,7 +160,7 @@ pub async fn stream_delete(s: &Streams, name: &str, json: bool) -> Result<i32> {
     found("deleted", s.delete(&Name::new(name)?).await?, json, name)
 }
 
-fn found(outcome: &str, m: Option<StreamManifest>, json: bool, name: &str) -> Result<i32> {
+fn found(outcome: &str, m: Option<StreamInfo>, json: bool, name: &str) -> Result<i32> {
     match m {
         Some(m) => {
             print_outcome(outcome, &m, json)?;

@@ -11,8 +11,8 @@ use cairn::lock::{LockInfo, LockState, Locks};
 use cairn::log::{Entry, EventLog};
 use cairn::manifest::listing::{Entry as Listed, Unreadable};
 use cairn::node::{Health, NodeStatus, NodeView};
-use cairn::stream::{StreamManifest, StreamState, StreamView};
-use cairn::turn::{TurnManifest, Turns};
+use cairn::stream::{StreamInfo, StreamState, StreamView};
+use cairn::turn::{TurnInfo, Turns};
 use cairn::{Cairn, Name, Result};
 
 /// Lines a section takes at most on a screen, its `… N more` line included (the JSON
@@ -39,7 +39,7 @@ pub struct Status {
 struct Doc<'a> {
     at: DateTime<Utc>,
     locks: &'a [LockInfo],
-    turns: &'a [TurnManifest],
+    turns: &'a [TurnInfo],
     streams: Streams<'a>,
     nodes: Nodes,
     log: Log,
@@ -52,7 +52,7 @@ struct Doc<'a> {
 struct Streams<'a> {
     count: usize,
     active: usize,
-    newest: Option<&'a StreamManifest>,
+    newest: Option<&'a StreamInfo>,
 }
 
 #[derive(Serialize, Default)]
@@ -119,7 +119,7 @@ impl Status {
             .cloned()
             .collect();
         let locks: Vec<LockInfo> = locks.into_iter().cloned().collect();
-        let turns: Vec<TurnManifest> = turns.into_iter().cloned().collect();
+        let turns: Vec<TurnInfo> = turns.into_iter().cloned().collect();
         let log = self.log().await?;
         let now = Utc::now();
         let newest = streams.iter().copied().max_by_key(|s| s.updated_at);

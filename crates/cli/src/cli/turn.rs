@@ -9,7 +9,7 @@ use super::child::{self, Signals};
 use super::output::say;
 use super::turn_result::ResultFile;
 use super::{exit, output};
-use cairn::turn::{Claim, Finish, JobResult, TurnManifest, TurnOptions, Turns};
+use cairn::turn::{Claim, Finish, JobResult, TurnInfo, TurnOptions, Turns};
 use cairn::{Name, Result};
 
 /// How long what COMMAND left running in its process group has between SIGTERM and
@@ -223,13 +223,13 @@ struct RunOutcome<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     claimable_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The turn as stored now (as `turn show` prints it); null when it could not be read.
-    turn: Option<&'a TurnManifest>,
+    turn: Option<&'a TurnInfo>,
 }
 
 /// Reports a turn this invocation did not run: not due (`claimable_at` says from when), or
 /// won by another node (`None`).
 fn report_skip(
-    current: &TurnManifest,
+    current: &TurnInfo,
     claimable_at: Option<chrono::DateTime<chrono::Utc>>,
     json: bool,
 ) -> Result<()> {
@@ -354,7 +354,7 @@ pub async fn show(turns: &Turns, name: &str, json: bool) -> Result<i32> {
 
 /// Prints one turn, as JSON or as labelled lines (stored strings escaped, see
 /// [`output::text`]).
-fn print_turn(t: &TurnManifest, json: bool) -> Result<()> {
+fn print_turn(t: &TurnInfo, json: bool) -> Result<()> {
     if json {
         return output::json(t);
     }
