@@ -205,7 +205,7 @@ impl CairnBuilder {
                 } else {
                     None
                 };
-                let caps = store.probe(&mut rng).await?;
+                let caps = store.probe_with(&mut rng).await?;
                 let wanted = configured
                     .or(shown)
                     .unwrap_or_else(|| Strategy::for_capabilities(&caps));

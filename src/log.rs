@@ -232,7 +232,7 @@ impl EventLog {
             let (seq, first) = next;
             let s = Snapshot {
                 version: seq,
-                write_id: self.manifests.with_rng(WriteId::random).0,
+                write_id: self.manifests.with_rng(WriteId::random).into_string(),
                 previous_write_id: None,
                 written_by: self.manifests.node().to_string(),
                 written_at: self.manifests.clock().now(),
@@ -246,7 +246,7 @@ impl EventLog {
             match self
                 .manifests
                 .store()
-                .create(&key, encode(KIND, &s)?, &WriteId(s.write_id.clone()))
+                .create(&key, encode(KIND, &s)?, &WriteId::new(s.write_id.clone()))
                 .await?
             {
                 CreateOutcome::Created { etag, .. } => {

@@ -466,7 +466,11 @@ impl Nodes {
         let node = Name::new(self.collection.manifests().node())?;
         let m = self.manifest(&node);
         let clock = self.collection.manifests().clock();
-        let session = self.collection.manifests().with_rng(WriteId::random).0;
+        let session = self
+            .collection
+            .manifests()
+            .with_rng(WriteId::random)
+            .into_string();
         let mut current = m.load().await?;
         if let Some(c) = current.clone() {
             let (other_interval, other_latency) = checked(m.key(), &c.body)?;

@@ -667,7 +667,11 @@ impl Turns {
         let record = TurnRecord {
             turn,
             holder: self.collection.manifests().node().to_string(),
-            session: self.collection.manifests().with_rng(WriteId::random).0,
+            session: self
+                .collection
+                .manifests()
+                .with_rng(WriteId::random)
+                .into_string(),
             window_ms,
             jitter_ms,
             started_at: clock.now(),

@@ -241,7 +241,7 @@ async fn a_running_node_stops_coordinating_when_the_record_changed() {
         "intruder",
         chrono::Utc::now(),
         None,
-        WriteId("intruder-1".into()),
+        WriteId::new("intruder-1"),
     );
     store
         .put(

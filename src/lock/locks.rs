@@ -296,7 +296,11 @@ impl Locks {
                 );
                 taking_over_from = Some(s.body.holder.clone());
             }
-            let session = self.collection.manifests().with_rng(WriteId::random).0;
+            let session = self
+                .collection
+                .manifests()
+                .with_rng(WriteId::random)
+                .into_string();
             let token = FencingToken(match current.as_ref() {
                 Some(c) => clock::next_number(m.key(), "fencing token", c.version)?,
                 // A lock created afresh (also after its objects vanished) starts at the floor

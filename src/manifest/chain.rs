@@ -578,7 +578,7 @@ impl VersionChain {
     async fn write(&self, m: &RawManifest, next: Draft<'_>) -> Result<Wrote> {
         let key = slot_key(m, next.version, next.after.is_none());
         let bytes = next.bytes;
-        let id = WriteId(next.write_id.to_string());
+        let id = WriteId::new(next.write_id.to_string());
         // Is what we build on known as the head from less than F ago? Then a successful create
         // is the head (proof in the module docs) and needs no verify.
         let mut fresh = match next.after {

@@ -87,7 +87,7 @@ async fn load(m: &RawManifest) -> Result<Option<Snapshot<RawBody>>> {
 
 async fn write(m: &RawManifest, next: Draft<'_>) -> Result<Wrote> {
     let key = keys::etag_object(&m.base);
-    let id = WriteId(next.write_id.to_string());
+    let id = WriteId::new(next.write_id.to_string());
     let store = &m.ctx.store;
     let stored = match next.after {
         None => match store.create(&key, next.bytes.clone(), &id).await? {

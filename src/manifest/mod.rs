@@ -133,8 +133,8 @@ fn for_strategy(strategy: Strategy) -> Box<dyn Protocol> {
 }
 
 impl Manifests {
-    /// Bundles the manifest layer's dependencies.
-    pub fn new(
+    /// Bundles the manifest layer's dependencies ([`crate::CairnBuilder`] builds it).
+    pub(crate) fn new(
         store: Store,
         node: String,
         clock: Arc<dyn Clock>,
@@ -281,7 +281,7 @@ impl Manifests {
     }
 
     /// Runs `f` with the injected random source.
-    pub fn with_rng<R>(&self, f: impl FnOnce(&mut StdRng) -> R) -> R {
+    pub(crate) fn with_rng<R>(&self, f: impl FnOnce(&mut StdRng) -> R) -> R {
         f(&mut self.rng.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -523,7 +523,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> Manifest<T> {
         }
         let mut next = Snapshot {
             version,
-            write_id: ctx.write_id().0,
+            write_id: ctx.write_id().into_string(),
             previous_write_id: current.map(|c| c.write_id.clone()),
             written_by: ctx.node.clone(),
             written_at: ctx.clock.now(),

@@ -94,11 +94,27 @@ pub const MAX_OBJECT_BYTES: u64 = 1 << 20;
 /// A unique id written into every object cairn writes; the read-back after an unclear
 /// outcome compares it to decide whose write is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct WriteId(pub String);
+pub struct WriteId(String);
 
 impl WriteId {
+    /// An id of the caller's choosing. It must be unique among the writers of a key: the
+    /// read-back after an unclear outcome takes a stored object with this id as ours.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id, owned.
+    pub(crate) fn into_string(self) -> String {
+        self.0
+    }
+
     /// A fresh random id drawn from `rng`.
-    pub fn random(rng: &mut impl rand::Rng) -> Self {
+    pub(crate) fn random(rng: &mut impl rand::Rng) -> Self {
         Self(
             uuid::Builder::from_random_bytes(rng.random())
                 .into_uuid()

@@ -120,7 +120,14 @@ impl Store {
     /// Dropping it may leave its scratch objects under `_probe/` (harmless; any lifecycle rule
     /// may expire them). It records nothing: the protocol record is written by
     /// [`crate::Cairn`]'s build, after the probe.
-    pub async fn probe(&self, rng: &mut impl rand::Rng) -> Result<Capabilities> {
+    pub async fn probe(&self) -> Result<Capabilities> {
+        use rand::SeedableRng;
+        self.probe_with(&mut rand::rngs::StdRng::from_os_rng())
+            .await
+    }
+
+    /// [`Store::probe`] drawing its scratch key from `rng` (the handle's seeded source).
+    pub(crate) async fn probe_with(&self, rng: &mut impl rand::Rng) -> Result<Capabilities> {
         let id = WriteId::random(rng);
         let key = keys::probe(&id.0);
         let race_key = keys::probe(&format!("{}-race", id.0));

@@ -140,7 +140,7 @@ async fn probed(store: Arc<dyn ObjectStore>) -> cairn::Result<Cairn> {
 }
 
 fn body(id: &WriteId, n: u32) -> Bytes {
-    Bytes::from(format!(r#"{{"n":{n},"write_id":"{}"}}"#, id.0))
+    Bytes::from(format!(r#"{{"n":{n},"write_id":"{}"}}"#, id.as_str()))
 }
 
 fn scratch(name: &str) -> keys::Key {
@@ -148,8 +148,8 @@ fn scratch(name: &str) -> keys::Key {
 }
 
 /// A fresh object on `store`, and its etag as reported.
-async fn created(store: &Store, key: &keys::Key, rng: &mut impl rand::Rng) -> String {
-    let id = WriteId::random(rng);
+async fn created(store: &Store, key: &keys::Key) -> String {
+    let id = WriteId::new(uuid::Uuid::new_v4().to_string());
     match store.create(key, body(&id, 0), &id).await.unwrap() {
         CreateOutcome::Created { etag, .. } => etag.expect("an etag"),
         other => panic!("expected a create, got {other:?}"),
@@ -173,12 +173,11 @@ fn if_match_forms_write_the_etag_quoted_or_bare() {
 async fn a_replace_refused_in_every_form_is_unsupported_at_once_and_searched_once() {
     let counted = Arc::new(FaultStore::new(PickyEtags::new(Picky::NoForm), 1));
     let store = Store::new(counted.clone(), "p", StoreOptions::default()).unwrap();
-    let mut rng = rand::rng();
     let key = scratch("refused");
-    let etag = created(&store, &key, &mut rng).await;
+    let etag = created(&store, &key).await;
     for round in 0..2 {
         let before = counted.counts();
-        let id = WriteId::random(&mut rng);
+        let id = WriteId::new(uuid::Uuid::new_v4().to_string());
         match store.replace(&key, body(&id, 1), &id, &etag, None).await {
             Err(Error::Unsupported { operation, .. }) => {
                 assert!(operation.contains("412"), "{operation}");
@@ -214,12 +213,11 @@ async fn a_replace_refused_in_every_form_is_unsupported_at_once_and_searched_onc
 async fn a_replace_refused_in_its_form_finds_the_honoured_one_and_keeps_it() {
     let counted = Arc::new(FaultStore::new(PickyEtags::new(Picky::BareOnly), 1));
     let store = Store::new(counted.clone(), "p", StoreOptions::default()).unwrap();
-    let mut rng = rand::rng();
     let key = scratch("found");
-    let mut etag = created(&store, &key, &mut rng).await;
+    let mut etag = created(&store, &key).await;
     for round in 0..2 {
         let before = counted.counts();
-        let id = WriteId::random(&mut rng);
+        let id = WriteId::new(uuid::Uuid::new_v4().to_string());
         match store
             .replace(&key, body(&id, 1), &id, &etag, None)
             .await
@@ -249,10 +247,9 @@ async fn a_replace_refuses_a_store_that_ignores_if_match_in_the_form_it_accepts(
         StoreOptions::default(),
     )
     .unwrap();
-    let mut rng = rand::rng();
     let key = scratch("ignored");
-    let etag = created(&store, &key, &mut rng).await;
-    let id = WriteId::random(&mut rng);
+    let etag = created(&store, &key).await;
+    let id = WriteId::new(uuid::Uuid::new_v4().to_string());
     match store.replace(&key, body(&id, 1), &id, &etag, None).await {
         Err(Error::StoreRefused { check, .. }) => assert_eq!(check, "replace with stale etag"),
         other => panic!("expected StoreRefused, got {other:?}"),
@@ -274,10 +271,9 @@ async fn a_stale_etag_is_a_conflict_in_every_form() {
     )
     .unwrap();
     store.set_if_match_form(IfMatchForm::Unquoted).await;
-    let mut rng = rand::rng();
     let key = scratch("stale");
-    let stale = created(&store, &key, &mut rng).await;
-    let id = WriteId::random(&mut rng);
+    let stale = created(&store, &key).await;
+    let id = WriteId::new(uuid::Uuid::new_v4().to_string());
     let ReplaceOutcome::Replaced {
         etag: Some(current),
         ..
@@ -290,7 +286,7 @@ async fn a_stale_etag_is_a_conflict_in_every_form() {
     };
     for form in [IfMatchForm::Unquoted, IfMatchForm::AsReported] {
         store.set_if_match_form(form).await;
-        let late = WriteId::random(&mut rng);
+        let late = WriteId::new(uuid::Uuid::new_v4().to_string());
         match store
             .replace(&key, body(&late, 2), &late, &stale, None)
             .await
@@ -539,15 +535,14 @@ async fn race_for(nodes: &[Cairn], lock: &str) -> Vec<u64> {
 async fn the_racy_store_honours_each_precondition_one_request_at_a_time() {
     // The wrapper is what the issue describes: the probe's sequential checks pass on it.
     let store = Store::new(Racy::new(Races::Both), "p", StoreOptions::default()).unwrap();
-    let mut rng = rand::rng();
     let key = scratch("seq");
-    let etag = created(&store, &key, &mut rng).await;
-    let id = WriteId::random(&mut rng);
+    let etag = created(&store, &key).await;
+    let id = WriteId::new(uuid::Uuid::new_v4().to_string());
     assert!(matches!(
         store.create(&key, body(&id, 1), &id).await.unwrap(),
         CreateOutcome::Exists { .. }
     ));
-    let id = WriteId::random(&mut rng);
+    let id = WriteId::new(uuid::Uuid::new_v4().to_string());
     assert!(matches!(
         store
             .replace(&key, body(&id, 2), &id, &etag, None)
@@ -555,7 +550,7 @@ async fn the_racy_store_honours_each_precondition_one_request_at_a_time() {
             .unwrap(),
         ReplaceOutcome::Replaced { .. }
     ));
-    let id = WriteId::random(&mut rng);
+    let id = WriteId::new(uuid::Uuid::new_v4().to_string());
     assert!(matches!(
         store
             .replace(&key, body(&id, 3), &id, &etag, None)
@@ -631,12 +626,11 @@ async fn on_rgw_a_store_that_did_not_probe_finds_the_bare_etag_at_its_first_repl
     let counted = Arc::new(FaultStore::new(Arc::clone(&ns.store), 1));
     let store = Store::new(counted.clone(), &ns.prefix, StoreOptions::default()).unwrap();
     assert_eq!(store.if_match_form(), IfMatchForm::AsReported);
-    let mut rng = rand::rng();
     let key = scratch("first-replace");
-    let stale = created(&store, &key, &mut rng).await;
+    let stale = created(&store, &key).await;
     assert!(stale.starts_with('"'), "RGW reports quoted etags: {stale}");
     let before = counted.counts();
-    let id = WriteId::random(&mut rng);
+    let id = WriteId::new(uuid::Uuid::new_v4().to_string());
     let r = store
         .replace(&key, body(&id, 1), &id, &stale, None)
         .await
@@ -651,7 +645,7 @@ async fn on_rgw_a_store_that_did_not_probe_finds_the_bare_etag_at_its_first_repl
     // The stale etag conflicts, in the form found and as reported.
     for form in [IfMatchForm::Unquoted, IfMatchForm::AsReported] {
         store.set_if_match_form(form).await;
-        let late = WriteId::random(&mut rng);
+        let late = WriteId::new(uuid::Uuid::new_v4().to_string());
         let r = store
             .replace(&key, body(&late, 2), &late, &stale, None)
             .await;

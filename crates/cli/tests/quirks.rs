@@ -141,10 +141,9 @@ async fn the_gcs_model_conditions_replaces_on_the_generation_alone() {
 async fn on_gcs_a_replace_without_the_version_is_unsupported_at_once() {
     let gcs = quirky(Gcs);
     let store = Store::new(gcs.clone(), "p", StoreOptions::default()).unwrap();
-    let mut rng = rand::rng();
     let key = keys::probe("versionless");
-    let id = WriteId::random(&mut rng);
-    let body = |id: &WriteId| Bytes::from(format!(r#"{{"write_id":"{}"}}"#, id.0));
+    let id = WriteId::new(uuid::Uuid::new_v4().to_string());
+    let body = |id: &WriteId| Bytes::from(format!(r#"{{"write_id":"{}"}}"#, id.as_str()));
     let CreateOutcome::Created { etag, version } =
         store.create(&key, body(&id), &id).await.unwrap()
     else {
@@ -152,7 +151,7 @@ async fn on_gcs_a_replace_without_the_version_is_unsupported_at_once() {
     };
     assert!(version.is_some(), "a GCS write reports its generation");
     let before = gcs.counts();
-    let id = WriteId::random(&mut rng);
+    let id = WriteId::new(uuid::Uuid::new_v4().to_string());
     match store
         .replace(&key, body(&id), &id, &etag.unwrap(), None)
         .await
@@ -225,16 +224,15 @@ async fn on_gcs_locks_turns_and_records_work_with_one_holder_at_a_time() {
 async fn on_aws_a_replace_of_a_deleted_object_is_a_clean_conflict() {
     let aws = quirky(MissingIsNotFound);
     let store = Store::new(aws.clone(), "p", StoreOptions::default()).unwrap();
-    let mut rng = rand::rng();
     let key = keys::probe("gone");
-    let id = WriteId::random(&mut rng);
-    let body = |id: &WriteId| Bytes::from(format!(r#"{{"write_id":"{}"}}"#, id.0));
+    let id = WriteId::new(uuid::Uuid::new_v4().to_string());
+    let body = |id: &WriteId| Bytes::from(format!(r#"{{"write_id":"{}"}}"#, id.as_str()));
     let etag = match store.create(&key, body(&id), &id).await.unwrap() {
         CreateOutcome::Created { etag, .. } => etag.unwrap(),
         other => panic!("{other:?}"),
     };
     store.delete(&key).await.unwrap();
-    let id = WriteId::random(&mut rng);
+    let id = WriteId::new(uuid::Uuid::new_v4().to_string());
     match store
         .replace(&key, body(&id), &id, &etag, None)
         .await

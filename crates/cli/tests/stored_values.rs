@@ -71,7 +71,7 @@ async fn record_protocol(store: Arc<dyn ObjectStore>, prefix: &str, strategy: St
         "planted",
         origin(),
         None,
-        cairn::store::WriteId(uuid::Uuid::new_v4().to_string()),
+        cairn::store::WriteId::new(uuid::Uuid::new_v4().to_string()),
     );
     store.create_protocol(&record).await.unwrap();
 }

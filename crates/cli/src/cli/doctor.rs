@@ -62,7 +62,7 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
     let caps = match cairn.capabilities() {
         Some(c) => c,
         None => {
-            fresh = cairn.store().probe(&mut rand::rng()).await?;
+            fresh = cairn.store().probe().await?;
             &fresh
         }
     };
