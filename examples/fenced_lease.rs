@@ -100,7 +100,7 @@ async fn main() -> cairn::Result<()> {
     lease_b.release().await?;
     // node-a learns, when it tries to release, that its work may have overlapped another's.
     let released = lease_a.release().await;
-    assert!(matches!(released, Err(cairn::Error::LeaseLost { .. })));
+    assert!(matches!(released, Err(cairn::Error::LockLost { .. })));
     println!("node-a's release: refused, the lease was lost");
     let stored = b_segments.read().await?.expect("written");
     println!(

@@ -47,7 +47,7 @@ async fn main() -> cairn::Result<()> {
             Create::Exists(_) => "found it created (same metadata)",
             Create::Conflict(_) => "found it with other metadata",
         };
-        let m = outcome.manifest();
+        let m = outcome.info();
         println!(
             "{who}: {verdict}: version {} by {}",
             m.version, m.record.created_by

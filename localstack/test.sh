@@ -45,6 +45,9 @@ fi
 # Its docs (and the drivers' and the binary's) build without a warning (missing docs are
 # errors in the library), and its examples run, each on a
 # memory store or a temporary directory, in a few seconds.
+# The library alone is documented with its default features, as docs.rs shows it (in the
+# workspace, the drivers' test-util would make its internals public).
+RUSTDOCFLAGS="-D warnings" cargo doc --locked -p cairn-coord --no-deps
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps
 for example in stream_from_any_ingestor expiry_turns agent_status online_status cached_view fenced_lease; do
   cargo run --locked --quiet -p cairn-coord --example "$example" >/dev/null
@@ -72,7 +75,6 @@ if [ $# -eq 0 ]; then
   os13=$(mktemp -d)
   trap 'rm -rf "$os13"; "$here/stop.sh"' EXIT
   cp -r Cargo.toml Cargo.lock README.md src tests examples "$os13/"
-  [ -d benches ] && cp -r benches "$os13/"
   (
     cd "$os13"
     python3 - <<'PY'

@@ -299,6 +299,7 @@ pub struct Cairn {
     manifests: Arc<Manifests>,
     node: Name,
     capabilities: Option<Capabilities>,
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     protocol: Option<ProtocolRecord>,
     missing: Option<Key>,
 }
@@ -376,7 +377,9 @@ impl Cairn {
 
     /// The prefix's protocol record this handle obeys (`None` only for an
     /// [observer](CairnBuilder::observer) on a prefix that has none yet).
-    pub fn protocol(&self) -> Option<&ProtocolRecord> {
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    #[cfg_attr(feature = "test-util", visibility::make(pub))]
+    pub(crate) fn protocol(&self) -> Option<&ProtocolRecord> {
         self.protocol.as_ref()
     }
 

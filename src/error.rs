@@ -198,7 +198,7 @@ pub enum Error {
     /// failed until the holder's deadline). Work done under it may have overlapped another
     /// holder's; its fencing token is stale.
     #[error("lock {lock}: lease lost: {reason}")]
-    LeaseLost {
+    LockLost {
         /// The lock's name.
         lock: String,
         /// Why.
@@ -347,7 +347,7 @@ impl Error {
             Error::Contention { .. } => "contention",
             Error::DuplicateNode { .. } => "duplicate-node",
             Error::Exhausted { .. } => "exhausted",
-            Error::LeaseLost { .. } => "lease-lost",
+            Error::LockLost { .. } => "lease-lost",
             Error::TurnMismatch { .. } => "turn-mismatch",
             Error::Timeout(_) => "wait-timeout",
             Error::Encode { .. } => "encode",

@@ -90,8 +90,8 @@
 //! - `azure` (default): `az://` store URLs, configured from the `AZURE_*` environment.
 //! - `gcp` (default): `gs://` store URLs, configured from the `GOOGLE_*` environment.
 //! - `test-util`: the fault-injecting `store::fault::FaultStore`, `TestClock`, and the
-//!   conformance suite `conformance`, to run against any `ObjectStore`.
-//!
+//!   conformance suite `conformance`, to run against any `ObjectStore`; it also makes public
+//!   the internals the drivers and tests reach into (key layout, protocol record, clock check).
 //! - `object-store-0-14`: object_store 0.14's client options (a plain-HTTP `s3://` endpoint
 //!   loads no root certificates); requires object_store 0.14.
 //!
@@ -101,7 +101,7 @@
 
 #![deny(missing_docs)]
 // What is `pub` is reachable from outside: the public API is what the docs show.
-#![warn(unreachable_pub)]
+#![warn(unreachable_pub, unnameable_types)]
 // Stored data never makes cairn panic, and no number wraps ("Bad input never corrupts",
 // "Numbers never wrap" in the design): the lints hold the rule in every module but the
 // conformance suite, which opts out where it is declared (`drivers!` below; the CLI, the

@@ -1,5 +1,5 @@
 //! Why a held lease was lost, at the bottom of the crate: the error type carries it
-//! ([`crate::Error::LeaseLost`]).
+//! ([`crate::Error::LockLost`]).
 
 use serde::Serialize;
 

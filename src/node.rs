@@ -438,7 +438,7 @@ impl Nodes {
     /// A cached view, for dashboards and routers that ask often.
     pub fn view(&self, options: CacheOptions) -> NodeView {
         NodeView {
-            membership: self.clone(),
+            nodes: self.clone(),
             cached: CachedCollection::new(self.collection.clone(), options),
         }
     }
@@ -536,7 +536,7 @@ impl Nodes {
         );
         Ok(Heartbeater {
             node,
-            membership: self.clone(),
+            nodes: self.clone(),
             held,
         })
     }
@@ -578,7 +578,7 @@ fn duplicate(node: &Name, other: &NodeRecord) -> Error {
 
 /// The claim a heartbeater holds: the newest record of this run, how the heartbeats ended
 /// if they did, and the moving average of write latency in milliseconds.
-type HeldMember = Held<NodeRecord, HeartbeatEnd, f64>;
+type HeldNode = Held<NodeRecord, HeartbeatEnd, f64>;
 
 impl ClaimBody for NodeRecord {
     fn session(&self) -> &str {
@@ -609,8 +609,8 @@ pub enum HeartbeatEnd {
 #[derive(Debug)]
 pub struct Heartbeater {
     node: Name,
-    membership: Nodes,
-    held: HeldMember,
+    nodes: Nodes,
+    held: HeldNode,
 }
 
 impl Heartbeater {
@@ -655,8 +655,8 @@ impl Heartbeater {
     /// object). Read again to learn which.
     pub async fn leave(mut self) -> Result<()> {
         self.held.stop().await;
-        let m = self.membership.manifest(&self.node);
-        let clock = self.membership.collection.manifests().clock();
+        let m = self.nodes.manifest(&self.node);
+        let clock = self.nodes.collection.manifests().clock();
         let released = held::release(&self.held.shared(), &m, |ours| NodeRecord {
             state: Presence::Left,
             heartbeat_at: clock.now(),
@@ -811,7 +811,7 @@ fn overdue(s: &NodeStatus) -> Option<Duration> {
 /// Members read through a [`ManifestCache`]. Cancel-safe.
 #[derive(Debug)]
 pub struct NodeView {
-    membership: Nodes,
+    nodes: Nodes,
     cached: CachedCollection<NodeRecord>,
 }
 
@@ -846,7 +846,7 @@ impl NodeView {
     /// Cancel-safe: it reads, and may run a clock check, whose only write is the scratch
     /// object `_cairn/clock.json`, which holds no state; the cache keeps what it held.
     pub async fn entries(&self) -> Result<View<Vec<Entry<NodeStatus>>>> {
-        let ms = &self.membership;
+        let ms = &self.nodes;
         let mut time = LazyTimeline::default();
         // A live node's heartbeat is a change of its record's object: its store time is
         // taken from the listing, and the record is read only when new, when it stops

@@ -96,8 +96,8 @@ pub enum Create {
 }
 
 impl Create {
-    /// The stored manifest, whichever the outcome.
-    pub fn manifest(&self) -> &StreamInfo {
+    /// The stream as stored, whichever the outcome.
+    pub fn info(&self) -> &StreamInfo {
         match self {
             Create::Created(m) | Create::Exists(m) | Create::Conflict(m) => m,
         }
@@ -391,8 +391,8 @@ pub enum StreamEvent {
 }
 
 impl StreamEvent {
-    /// The manifest the event carries.
-    pub fn manifest(&self) -> &StreamInfo {
+    /// The stream as the event found it.
+    pub fn info(&self) -> &StreamInfo {
         match self {
             StreamEvent::Created(m) | StreamEvent::Changed(m) | StreamEvent::Deleted(m) => m,
         }

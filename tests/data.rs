@@ -43,7 +43,7 @@ async fn racing_stream_creators(ns: Namespace, strategy: Strategy, creators: usi
                     Create::Exists(_) => {}
                     Create::Conflict(m) => panic!("equal metadata reported as a conflict: {m:?}"),
                 }
-                held.insert(i, out.manifest().clone());
+                held.insert(i, out.info().clone());
             }
             (created, held)
         }));
@@ -99,7 +99,7 @@ async fn follower_sees_every_change_once_in_order(ns: Namespace, strategy: Strat
                 StreamEvent::Changed(_) => "changed",
                 StreamEvent::Deleted(_) => "deleted",
             };
-            seen.push((e.manifest().name.clone(), kind, e.manifest().version));
+            seen.push((e.info().name.clone(), kind, e.info().version));
         }
     };
     // (operation, stream) steps; the follower polls after each, and restarts halfway.

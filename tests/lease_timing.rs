@@ -344,7 +344,7 @@ async fn break_is_seen_by_the_holder_at_its_next_renewal_and_blocks_others_until
     let token = lease.fencing_token();
     assert!(matches!(
         lease.release().await,
-        Err(cairn::Error::LeaseLost {
+        Err(cairn::Error::LockLost {
             reason: LossReason::Broken { .. },
             ..
         })
@@ -384,11 +384,11 @@ async fn should_refuse_to_break_a_lease_whose_fencing_token_is_not_the_one_named
     assert!(second.fencing_token() > token);
     let v = op.locks.show(&lock()).await.unwrap().unwrap().version;
     match op.locks.break_held(&lock(), token).await.unwrap() {
-        Some(Break::OtherLease(info)) => {
+        Some(Break::OtherHolder(info)) => {
             assert_eq!(info.fencing_token, second.fencing_token());
             assert_eq!(info.state, LockState::Held);
         }
-        other => panic!("expected OtherLease, got {other:?}"),
+        other => panic!("expected OtherHolder, got {other:?}"),
     }
     assert_eq!(
         op.locks.show(&lock()).await.unwrap().unwrap().version,
@@ -672,7 +672,7 @@ async fn a_suspension_past_the_deadline_loses_the_lease_on_wake() {
     );
     assert!(matches!(
         lease.release().await,
-        Err(cairn::Error::LeaseLost { .. })
+        Err(cairn::Error::LockLost { .. })
     ));
 }
 

@@ -103,7 +103,7 @@ async fn release_overtaken_is_not_a_loss(backend: Backend, strategy: Strategy) {
         "{strategy:?}: the release was overtaken"
     );
     assert!(
-        !matches!(released, Err(Error::LeaseLost { .. })),
+        !matches!(released, Err(Error::LockLost { .. })),
         "{backend:?} {strategy:?}: a release that landed, then was overtaken by later \
          holders, was reported as a lost lease: {released:?}"
     );

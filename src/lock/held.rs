@@ -164,7 +164,7 @@ impl HeldLock {
 
     /// Stops renewing and writes a released tombstone (never a delete). A lease that was lost
     /// (taken over, broken, or given up at its deadline), before or at the release, returns
-    /// [`Error::LeaseLost`] with the reason and writes nothing: the caller's work may have
+    /// [`Error::LockLost`] with the reason and writes nothing: the caller's work may have
     /// overlapped another holder's, and it must know. That takes proof: a version of another
     /// node's written over ours while it was live. A tombstone answered with a refusal after it
     /// landed (a retried request), and overtaken by later holders before it could be read back,
@@ -249,7 +249,7 @@ impl Release {
                 reason
             }
         };
-        Err(Error::LeaseLost {
+        Err(Error::LockLost {
             lock: name.to_string(),
             reason,
         })

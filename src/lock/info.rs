@@ -46,7 +46,7 @@ pub enum Break {
     NotHeld(LockInfo),
     /// The lock's current lease has another fencing token (a newer acquisition than the one
     /// the operator inspected, or a token that never was). Nothing was written.
-    OtherLease(LockInfo),
+    OtherHolder(LockInfo),
 }
 
 /// The state of a listed lock, as this node's wall clock sees it.

@@ -436,7 +436,7 @@ impl Locks {
     /// An operator's break of one lease, the one with fencing token `token`, as
     /// [`Locks::break_lock`] breaks the current one. The token is compared inside the
     /// compare-and-swap, so a lease acquired after the operator looked is never broken in
-    /// its place ([`Break::OtherLease`]). Returns `None` if the lock was never taken.
+    /// its place ([`Break::OtherHolder`]). Returns `None` if the lock was never taken.
     ///
     /// # Cancel safety
     ///
@@ -493,7 +493,7 @@ impl Locks {
             let outcome = if updated.changed {
                 Break::Broken(info.clone())
             } else if token.is_some_and(|t| t != s.body.fencing_token) {
-                Break::OtherLease(info.clone())
+                Break::OtherHolder(info.clone())
             } else {
                 Break::NotHeld(info.clone())
             };

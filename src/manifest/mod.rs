@@ -220,7 +220,7 @@ impl Manifests {
     /// **Why a check first.** Every creator floors on the one clock all nodes share, so a
     /// process whose wall clock runs behind, creating a lock afresh after its objects were
     /// deleted, still draws a token above every token handed out more than the store's time
-    /// resolution (1 s) before. The last check serves while [`Self::witness`] accepts it
+    /// resolution (1 s) before. The last check serves while the clock check accepts it
     /// (15 min); else one is made here: two requests, the first fresh create of a process.
     ///
     /// **When no check can be made** (an error, credentials that may not write
@@ -261,7 +261,8 @@ impl Manifests {
     }
 
     /// This node's measure of the store's clock (`src/store/time.rs`).
-    pub fn store_time(&self) -> &StoreTime {
+    #[cfg_attr(feature = "test-util", visibility::make(pub))]
+    pub(crate) fn store_time(&self) -> &StoreTime {
         &self.time
     }
 
@@ -271,7 +272,8 @@ impl Manifests {
     /// # Cancel safety
     ///
     /// Cancel-safe.
-    pub async fn witness(&self) -> Result<Witness> {
+    #[cfg_attr(feature = "test-util", visibility::make(pub))]
+    pub(crate) async fn witness(&self) -> Result<Witness> {
         self.time.witness(&self.store, &self.node).await
     }
 

@@ -74,8 +74,10 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::error::{Error, Result};
-pub use keys::Key;
+pub use crate::offset::ClockOffset;
+pub use keys::{Family, Key};
 pub use name::Name;
+pub use protocol::WatchOptions;
 
 /// The largest object cairn reads or writes: 1 MiB.
 ///

@@ -350,7 +350,9 @@ impl Store {
     /// # Cancel safety
     ///
     /// Cancel-safe: it only reads, so a dropped call changes nothing.
-    pub async fn read_protocol(&self) -> Result<Option<ProtocolRecord>> {
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    #[cfg_attr(feature = "test-util", visibility::make(pub))]
+    pub(crate) async fn read_protocol(&self) -> Result<Option<ProtocolRecord>> {
         Ok(self.read_protocol_tagged().await?.map(|(r, _)| r))
     }
 
@@ -359,7 +361,8 @@ impl Store {
     /// # Cancel safety
     ///
     /// Cancel-safe: it only reads, so a dropped call changes nothing.
-    pub async fn read_protocol_tagged(&self) -> Result<Option<(ProtocolRecord, Tag)>> {
+    #[cfg_attr(feature = "test-util", visibility::make(pub))]
+    pub(crate) async fn read_protocol_tagged(&self) -> Result<Option<(ProtocolRecord, Tag)>> {
         let key = keys::protocol();
         match self.read(&key).await? {
             Some(obj) => Ok(Some((decode(&key, &obj.bytes)?, obj.tag()))),
@@ -375,7 +378,9 @@ impl Store {
     /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
     /// the stored object is whole either way (each write is one conditional PUT of a whole
     /// object). Read again to learn which.
-    pub async fn create_protocol(&self, record: &ProtocolRecord) -> Result<ProtocolRecord> {
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    #[cfg_attr(feature = "test-util", visibility::make(pub))]
+    pub(crate) async fn create_protocol(&self, record: &ProtocolRecord) -> Result<ProtocolRecord> {
         Ok(self.create_protocol_tagged(record).await?.0)
     }
 
@@ -386,7 +391,8 @@ impl Store {
     /// Not cancel-safe: a dropped call may or may not have written, as when an answer is lost;
     /// the stored object is whole either way (each write is one conditional PUT of a whole
     /// object). Read again to learn which.
-    pub async fn create_protocol_tagged(
+    #[cfg_attr(feature = "test-util", visibility::make(pub))]
+    pub(crate) async fn create_protocol_tagged(
         &self,
         record: &ProtocolRecord,
     ) -> Result<(ProtocolRecord, Tag)> {
@@ -426,7 +432,8 @@ impl Store {
     /// # Cancel safety
     ///
     /// Cancel-safe: it only reads, so a dropped call changes nothing.
-    pub async fn survey(&self, limit: Option<usize>) -> Result<Survey> {
+    #[cfg_attr(feature = "test-util", visibility::make(pub))]
+    pub(crate) async fn survey(&self, limit: Option<usize>) -> Result<Survey> {
         let root = keys::from_listed(String::new());
         // Every cairn folder sorts after `_probe/…` (`_` is below every lower-case letter).
         let offset = self.path(&keys::from_listed("_probe0".into()));
@@ -491,7 +498,8 @@ impl Store {
     /// Cancel-safe: a dropped check leaves the record's last confirmation as it was, so the
     /// next write checks again. (Where the record had vanished, the record it re-creates may or
     /// may not have been written; the next check reads it either way.)
-    pub async fn check_protocol(&self, fresh: bool) -> Result<()> {
+    #[cfg_attr(feature = "test-util", visibility::make(pub))]
+    pub(crate) async fn check_protocol(&self, fresh: bool) -> Result<()> {
         match self.watch.get() {
             Some(w) => w.check(self, fresh).await,
             None => Ok(()),

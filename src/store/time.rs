@@ -96,6 +96,7 @@ impl Witness {
     }
 
     /// When the check behind this witness was answered (monotonic).
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub fn taken_at(&self) -> Instant {
         self.at
     }
@@ -165,6 +166,7 @@ impl StoreTime {
     }
 
     /// This node's offset now, from the last check (`None` before any). No request.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub fn offset(&self) -> Option<ClockOffset> {
         let w = (*self.last.lock().unwrap_or_else(|e| e.into_inner()))?;
         Some(w.offset_at(self.clock.monotonic(), self.clock.now()))
@@ -176,6 +178,7 @@ impl StoreTime {
     ///
     /// Cancel-safe: a dropped check leaves the last one in use; its only write is the scratch
     /// object `_cairn/clock.json`, which holds no state.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub async fn check(&self, store: &Store, node: &str) -> Result<Witness> {
         let _one = self.checking.lock().await;
         self.check_locked(store, node).await

@@ -256,7 +256,8 @@ const ACCEPTED: &str = "expected s3://bucket/prefix, az://container/prefix, gs:/
 
 /// Where a store URL points, before anything is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) enum Location {
     /// `memory://` or `memory:`: a fresh in-memory store.
     Memory,
     /// `file:///absolute/path`: a directory, its path percent-decoded.
@@ -297,7 +298,8 @@ pub enum Location {
 ///   and cairn takes both from the environment: it is refused, pointing at `s3://`.
 /// - No store URL has a user, password, port, query or fragment: an `s3://bucket:9000` would
 ///   otherwise lose its port without a word.
-pub fn parse(url: &str) -> Result<Location> {
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) fn parse(url: &str) -> Result<Location> {
     use object_store::ObjectStoreScheme as Scheme;
     let refused = || Error::Config(format!("{url:?}: {ACCEPTED}"));
     let parsed = url::Url::parse(url).map_err(|_| refused())?;

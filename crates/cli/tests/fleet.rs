@@ -414,7 +414,7 @@ fn checker_accepts_a_clean_hand_over_and_flags_an_overlap() {
         (
             20.0,
             "b",
-            What::LeaseLost {
+            What::LockLost {
                 lock: "l".into(),
                 token: 2,
                 reason: "x".into(),
@@ -434,7 +434,7 @@ fn checker_accepts_a_clean_hand_over_and_flags_an_overlap() {
         (
             40.0,
             "b",
-            What::LeaseLost {
+            What::LockLost {
                 lock: "l".into(),
                 token: 2,
                 reason: "x".into(),

@@ -453,7 +453,7 @@ async fn a_follower_poll_costs_the_listing_plus_what_changed() {
         let events = follower.poll().await.unwrap();
         let used = since(&f, &before);
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].manifest().name, "clicks-00042");
+        assert_eq!(events[0].info().name, "clicks-00042");
         assert_eq!((used.lists, used.gets), (2, 1), "{strategy:?}: {used:?}");
     }
 }

@@ -91,9 +91,9 @@ pub async fn stream_create(
     };
     if code == exit::STREAM_CONFLICT && !json {
         say!("cairn: stream {name} exists with different metadata; stored manifest:");
-        output::print(&stream_text(outcome.manifest()))?;
+        output::print(&stream_text(outcome.info()))?;
     } else {
-        print_outcome(word, outcome.manifest(), json)?;
+        print_outcome(word, outcome.info(), json)?;
     }
     Ok(code)
 }
@@ -201,7 +201,7 @@ pub async fn stream_watch(s: &Streams, interval: Duration, once: bool, json: boo
                 StreamEvent::Changed(_) => "changed",
                 StreamEvent::Deleted(_) => "deleted",
             };
-            let m = e.manifest();
+            let m = e.info();
             if json {
                 output::json(&StreamChange { event, stream: m })?;
             } else {

@@ -163,7 +163,7 @@ impl Model {
                     m.acquisitions += 1;
                     m.holder = Some((e.who(), *token, e.at_ms));
                 }
-                What::Releasing { .. } | What::LeaseLost { .. }
+                What::Releasing { .. } | What::LockLost { .. }
                     if m.holder.as_ref().is_some_and(|h| h.0 == e.who()) =>
                 {
                     m.holder = None;

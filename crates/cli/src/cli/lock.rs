@@ -218,7 +218,7 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
             say!("cairn: cannot run {:?}: {e}", command[0]);
             return match lease.release().await {
                 Ok(()) => Ok(finished(exit::CANNOT_RUN, None, true, exit::CANNOT_RUN)),
-                Err(cairn::Error::LeaseLost { reason, .. }) => Ok(finished(
+                Err(cairn::Error::LockLost { reason, .. }) => Ok(finished(
                     exit::CANNOT_RUN,
                     Some(reason),
                     false,
@@ -281,7 +281,7 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
                 Ok(()) => Ok(finished(code, None, true, code)),
                 // The command finished, but not under the lock: say so, and fail as a lost
                 // lease does, whatever the command's own status.
-                Err(cairn::Error::LeaseLost { lock, reason }) => {
+                Err(cairn::Error::LockLost { lock, reason }) => {
                     say!(
                         "cairn: lock {lock} was lost ({}); the command's work may have \
                          overlapped another holder's",
@@ -416,7 +416,7 @@ pub async fn hold(
             }
             Ok(finished(None, true, exit::OK))
         }
-        Err(cairn::Error::LeaseLost { lock, reason }) => {
+        Err(cairn::Error::LockLost { lock, reason }) => {
             say!(
                 "cairn: lock {lock} was lost before its release: {}",
                 output::text(&reason.to_string())
@@ -549,7 +549,7 @@ pub async fn break_lock(
             Ok(exit::OK)
         }
         Some(Break::NotHeld(l)) => not_held(&name, token, &l, report),
-        Some(Break::OtherLease(l)) => other_lease(&name, token, &l, report),
+        Some(Break::OtherHolder(l)) => other_lease(&name, token, &l, report),
     }
 }
 

@@ -160,7 +160,7 @@ impl MembershipReport {
         let l = &self.liveness;
         let _ = writeln!(
             out,
-            "### Nodes at the defaults: {} (heartbeat every {} ms, timeout {} ms + 2 × write latency)\n",
+            "### Membership at the defaults: {} (heartbeat every {} ms, timeout {} ms + 2 × write latency)\n",
             self.store, self.interval_ms, self.base_timeout_ms
         );
         let _ = writeln!(

@@ -259,7 +259,7 @@ fn locks(events: &[Event]) -> (Invariant, Invariant, Invariant) {
                     done.push(i);
                 }
             }
-            What::LeaseLost { ended_ms, .. } => {
+            What::LockLost { ended_ms, .. } => {
                 if let Some(i) = close(&mut open, &a, *ended_ms, e) {
                     done.push(i);
                 }

@@ -215,7 +215,7 @@ pub enum What {
         error: Option<String>,
     },
     /// The holder learned its lease is lost (or its deadline passed).
-    LeaseLost {
+    LockLost {
         /// The lock.
         lock: String,
         /// The token.
@@ -533,7 +533,7 @@ impl Event {
                 None => format!("released lock {lock}"),
                 Some(e) => format!("release of lock {lock} failed: {e}"),
             },
-            What::LeaseLost {
+            What::LockLost {
                 lock,
                 token,
                 reason,

@@ -229,7 +229,7 @@ impl Ops {
                         "release failed"
                     },
                 ),
-                What::LeaseLost { .. } => o.add("lock", "lost"),
+                What::LockLost { .. } => o.add("lock", "lost"),
                 What::Guarded { accepted, .. } => o.add(
                     "lock",
                     if *accepted {
@@ -1244,7 +1244,7 @@ impl Worker {
                         .loss_reason()
                         .map_or_else(|| "local deadline passed".to_string(), |r| r.to_string());
                     let ended_ms = history.now_ms().min(history.ms(lease.deadline()));
-                    self.record(What::LeaseLost {
+                    self.record(What::LockLost {
                         lock: LOCK.into(),
                         token,
                         reason,
