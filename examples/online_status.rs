@@ -1,10 +1,10 @@
 //! Who is online (the OpenZiti / Dragonfly2 status problem): every node heartbeats its own
 //! record, and a view classifies each node by the age of its last heartbeat against a
 //! timeout that adapts to how slow that node's writes have been:
-//! `timeout = 3 × interval + 2 × average write latency`. Online within it, suspect up to
-//! twice it, offline beyond, and offline at once when a node leaves.
+//! `timeout = 2 × interval + 2 × average write latency` (`NodeOptions`). Online within it,
+//! suspect up to twice it, offline beyond, and offline at once when a node leaves.
 //!
-//! The default interval is 2 s; this demo heartbeats every 200 ms. Node c crashes (its
+//! The default interval is 1 s; this demo heartbeats every 200 ms. Node c crashes (its
 //! heartbeats stop, no goodbye) and goes suspect, then offline; node b leaves cleanly.
 //!
 //! Runs on an in-memory store: `cargo run --example online_status`.
