@@ -336,6 +336,7 @@ impl Error {
             Error::Store { source, .. } => match source {
                 object_store::Error::PermissionDenied { .. }
                 | object_store::Error::Unauthenticated { .. } => "access-denied",
+                _ if diagnose(source).is_access_denied() => "access-denied",
                 _ => "store",
             },
             Error::StoreRefused { .. } => "store-refused",

@@ -95,12 +95,20 @@ pub enum Diagnosis {
 
 impl Diagnosis {
     /// Whether retrying (or reading back) cannot change the outcome: the store's
-    /// configuration is wrong.
+    /// configuration is wrong (no bucket, no credentials, or credentials the store refuses).
     pub fn is_configuration(&self) -> bool {
         matches!(
             self,
             Diagnosis::NoSuchBucket { .. } | Diagnosis::NoCredentials
-        )
+        ) || self.is_access_denied()
+    }
+
+    /// Whether the store answered 401 or 403: the credentials are refused, or may not do
+    /// this. Some clients (object_store's GCS and Azure ones among them) pass the status on
+    /// as a generic error instead of `PermissionDenied`.
+    pub fn is_access_denied(&self) -> bool {
+        matches!(self, Diagnosis::Status { status, .. }
+            if status.starts_with("401") || status.starts_with("403"))
     }
 }
 
@@ -401,6 +409,19 @@ mod tests {
             s,
             "503 Service Unavailable: SlowDown (Please reduce your request rate.)"
         );
+    }
+
+    #[test]
+    fn a_403_passed_on_as_a_generic_error_is_access_denied_and_not_retried() {
+        // What object_store's GCS client gives for a 403 (seen with `gs://` and no
+        // credentials): a generic error, not `PermissionDenied`.
+        let body = "Error performing GET https://storage.googleapis.com/b/_cairn/protocol.json \
+                    in 80ms - Server returned non-2xx status code: 403 Forbidden: ";
+        let d = diagnose(&generic(Text(body.into())));
+        assert!(d.is_access_denied(), "{d:?}");
+        assert!(d.is_configuration());
+        let other = "Server returned non-2xx status code: 503 Service Unavailable: ";
+        assert!(!diagnose(&generic(Text(other.into()))).is_configuration());
     }
 
     #[test]

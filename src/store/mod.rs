@@ -1285,6 +1285,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_403_is_a_refusal_of_kind_access_denied_not_an_outage() {
+        #[derive(Debug)]
+        struct Text(&'static str);
+        impl std::fmt::Display for Text {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Text {}
+        let e = object_store::Error::Generic {
+            store: "GCS",
+            source: Box::new(Text(
+                "Server returned non-2xx status code: 403 Forbidden: no permission",
+            )),
+        };
+        assert!(is_permanent(&e));
+        let err = classify("read", &keys::protocol(), e);
+        assert!(matches!(err, Error::Store { .. }), "{err:?}");
+        assert_eq!(err.kind(), "access-denied");
+        assert!(err.to_string().contains("403 Forbidden"), "{err}");
+    }
+
+    #[test]
     fn if_match_forms_add_and_strip_quotes_and_survive_the_shared_byte() {
         for (etag, unquoted, quoted) in [
             ("\"abc\"", "abc", "\"abc\""),
