@@ -915,7 +915,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> CachedCollection<T> 
     /// value may stand: the value is kept, with the listed object's `last_modified` as its
     /// [`Snapshot::stored_at`], and marked behind. A manifest that then stops changing (the
     /// next listing shows it as the last) is read once, so its last word is never missed
-    /// for longer than one refresh. For membership (`member.rs`): a heartbeat is a change of
+    /// for longer than one refresh. For nodes (`node.rs`): a heartbeat is a change of
     /// the record's object, and its time is all a view needs of it.
     pub(crate) async fn entries_with(
         &self,
