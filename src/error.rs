@@ -249,16 +249,6 @@ pub enum Error {
         refused: &'static str,
     },
 
-    /// The command line could not write its output (stdout closed: a pipe whose reader
-    /// exited, a terminal that hung up). The command's work is done or undone as its docs
-    /// say (a held lock is released); nothing more is printed.
-    #[error("cannot write to stdout: {source}")]
-    Output {
-        /// The write's error (`EPIPE`, `EIO`, …).
-        #[source]
-        source: std::io::Error,
-    },
-
     /// The prefix has no protocol record, yet it holds coordination objects (`found` is
     /// one): the record was deleted (a lifecycle rule, a restore, an `rm`). Deciding the
     /// protocol afresh could pick the other strategy and split the fleet (each side sees
@@ -353,7 +343,6 @@ impl Error {
             Error::Timeout(_) => "wait-timeout",
             Error::Encode { .. } => "encode",
             Error::ClockOffset { .. } => "clock-offset",
-            Error::Output { .. } => "output",
             Error::ProtocolRecordMissing { .. } => "protocol-record-missing",
             Error::ProtocolChanged { .. } => "protocol-changed",
             Error::ProtocolContradicted { .. } => "protocol-contradicted",

@@ -6,9 +6,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::args::{BenchArgs, StrategyArg};
 use super::exit;
 use super::output::say;
+use super::Result;
 use cairn::manifest::Strategy;
 use cairn::store::url;
-use cairn::{Error, Result};
+use cairn::Error;
 use cairn_drivers::bench::membership::{HeartbeatProcess, MembershipOptions};
 use cairn_drivers::bench::{self, BenchOptions, Progress};
 
@@ -80,7 +81,7 @@ fn print_report<R: serde::Serialize>(
 ) -> Result<i32> {
     let report = match report {
         Ok(r) => r,
-        Err(bench::BenchError::Cairn(e)) => return Err(e),
+        Err(bench::BenchError::Cairn(e)) => return Err(e.into()),
         Err(e) => {
             say!("cairn: {e}");
             return Ok(exit::FAILURE);

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::child::Signals;
 use super::output::say;
+use super::Result;
 use super::{exit, output};
 use cairn::clock::next_number;
 use cairn::error::Error;
@@ -11,10 +12,10 @@ use cairn::log::EventLog;
 use cairn::record::Records;
 use cairn::store::keys;
 use cairn::stream::{Create, Cursor, StreamEvent, StreamInfo, StreamState, Streams};
-use cairn::{Name, Result};
+use cairn::Name;
 
 /// Parses JSON given inline or as `@FILE`.
-pub fn json_arg(what: &str, arg: &str) -> Result<serde_json::Value> {
+pub fn json_arg(what: &str, arg: &str) -> cairn::Result<serde_json::Value> {
     let text = match arg.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("{what}: cannot read {path}: {e}")))?,

@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 use super::output;
+use super::Result;
 use cairn::store::probe::Capabilities;
-use cairn::{CairnBuilder, Result, Strategy};
+use cairn::{CairnBuilder, Strategy};
 
 #[derive(Serialize)]
 struct Report<'a> {

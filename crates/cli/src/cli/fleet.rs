@@ -9,8 +9,9 @@ use std::time::Duration;
 use super::args::{FleetArgs, SkewArg};
 use super::exit;
 use super::fleet_view;
+use super::Result;
 use cairn::store::url::{self, Location};
-use cairn::{Result, StrategyChoice};
+use cairn::StrategyChoice;
 use cairn_drivers::fleet::check::Verdict;
 use cairn_drivers::fleet::faults::KINDS;
 use cairn_drivers::fleet::history::{Event, History, What};
@@ -52,7 +53,7 @@ pub async fn run(
     }
     let location = url::parse(store_url)?;
     if a.processes > 0 && location == Location::Memory {
-        return Err(unreachable_by_children(store_url));
+        return Err(unreachable_by_children(store_url).into());
     }
     // Asked to run here: a missing directory is created, as by the writing commands.
     let create = url::OpenOptions {
@@ -162,7 +163,7 @@ fn processes(
         Location::Directory(root) => ::url::Url::from_file_path(root.join(prefix))
             .map_err(|()| unreachable_by_children(store_url))?
             .to_string(),
-        Location::Memory => return Err(unreachable_by_children(store_url)),
+        Location::Memory => return Err(unreachable_by_children(store_url).into()),
         // Percent-encoded: the child's parse decodes the prefix again.
         cloud => {
             let root = bucket_url(cloud).ok_or_else(|| unreachable_by_children(store_url))?;
@@ -192,7 +193,7 @@ fn unreachable_by_children(store_url: &str) -> cairn::Error {
 /// Prints one line per event until the run ends.
 async fn lines(
     history: &History,
-    mut task: tokio::task::JoinHandle<Result<Report>>,
+    mut task: tokio::task::JoinHandle<cairn::Result<Report>>,
     json: bool,
 ) -> Result<Report> {
     let mut shown = 0;
@@ -217,7 +218,7 @@ async fn lines(
             super::output::print(&out)?;
         }
         if let Some(r) = done {
-            return r.map_err(|e| cairn::Error::Config(format!("the fleet task failed: {e}")))?;
+            return Ok(r.map_err(|e| cairn::Error::Config(format!("the fleet task failed: {e}")))??);
         }
     }
 }

@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 use ratatui::Frame;
 
-use cairn::Result;
+use super::Result;
 use cairn_drivers::fleet::history::{Event, History, What};
 use cairn_drivers::fleet::{Ops, Report};
 
@@ -23,7 +23,7 @@ pub async fn show(
     header: &str,
     history: &History,
     duration: Duration,
-    mut task: tokio::task::JoinHandle<Result<Report>>,
+    mut task: tokio::task::JoinHandle<cairn::Result<Report>>,
 ) -> Result<Option<Report>> {
     let log = std::env::temp_dir().join(format!("cairn-fleet-{}.log", std::process::id()));
     let _stderr = StderrTo::file(&log);

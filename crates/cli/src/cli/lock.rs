@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use super::child::{self, Signals};
 use super::output::say;
+use super::Result;
 use super::{exit, output};
 use cairn::lock::{Acquire, Break, FencingToken, HeldLock, LockInfo, LockState, Locks, LossReason};
-use cairn::{Cairn, Name, Result};
+use cairn::{Cairn, Name};
 
 /// The grace `lock run` uses: the one given, else 10 s, or `ttl / 3` when that is shorter
 /// (so that the default always fits in the ttl).
@@ -224,7 +225,7 @@ pub async fn run(cairn: &Cairn, locks: &Locks, a: RunArgs<'_>) -> Result<i32> {
                     false,
                     exit::LEASE_LOST,
                 )),
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             };
         }
     };
@@ -423,7 +424,7 @@ pub async fn hold(
             );
             Ok(finished(Some(reason), false, exit::LEASE_LOST))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -468,7 +469,7 @@ pub async fn show(locks: &Locks, name: &str, json: bool) -> Result<i32> {
 
 /// Checks, before any request, that `lock break` can be confirmed: by `--force`, or by a
 /// person at the terminal on stdin.
-pub fn check_break_confirmable(force: bool) -> Result<()> {
+pub fn check_break_confirmable(force: bool) -> cairn::Result<()> {
     if force || std::io::stdin().is_terminal() {
         return Ok(());
     }

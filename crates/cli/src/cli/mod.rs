@@ -36,8 +36,56 @@ use cairn::error::Error;
 use cairn::lock::LockOptions;
 use cairn::manifest::Strategy;
 use cairn::store::url;
-use cairn::{Cairn, CairnBuilder, Name, Result, StrategyChoice};
+use cairn::{Cairn, CairnBuilder, Name, StrategyChoice};
 use output::say;
+
+/// What a command fails with: the library's error, or stdout that could not be written.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The library's error.
+    Cairn(Error),
+    /// stdout could not be written (a pipe whose reader exited, a terminal that hung up).
+    /// The command's work is done or undone as its docs say (a held lock is released);
+    /// nothing more is printed.
+    Output(std::io::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Cairn(e)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Cairn(e) => e.fmt(f),
+            Failure::Output(e) => write!(f, "cannot write to stdout: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Failure::Cairn(e) => e.source(),
+            Failure::Output(e) => Some(e),
+        }
+    }
+}
+
+impl Failure {
+    /// A short stable name for the kind of failure (`--json`'s `error.kind`).
+    fn kind(&self) -> &'static str {
+        match self {
+            Failure::Cairn(e) => e.kind(),
+            Failure::Output(_) => "output",
+        }
+    }
+}
+
+/// A command's result.
+pub(crate) type Result<T> = std::result::Result<T, Failure>;
 
 /// Installs the Prometheus exporter as the metrics recorder, serving `/metrics` on `addr`
 /// for as long as the process runs.
@@ -331,7 +379,7 @@ fn watch(w: &args::WatchArgs) -> Option<std::time::Duration> {
 }
 
 fn audit(g: &Global) -> Result<Option<cairn::Name>> {
-    g.audit_topic.as_deref().map(cairn::Name::new).transpose()
+    Ok(g.audit_topic.as_deref().map(cairn::Name::new).transpose()?)
 }
 
 /// The audit trail `--audit-topic` asks for, in `cairn`'s event log.
@@ -353,7 +401,7 @@ async fn flushed<T>(trail: Option<&cairn::log::Audit>, result: T) -> T {
 fn store_url(g: &Global, access: Access) -> Result<String> {
     match &g.store {
         Some(url) => Ok(url.clone()),
-        None => discover::default_store(access.may_create()),
+        None => Ok(discover::default_store(access.may_create())?),
     }
 }
 
@@ -361,7 +409,7 @@ fn store_url(g: &Global, access: Access) -> Result<String> {
 /// handle. A command that only looks creates nothing and never records the protocol; one
 /// that writes records it (probing first) where there is none.
 async fn connect(g: &Global, url: &str, access: Access) -> Result<Cairn> {
-    builder(g, url, access).await?.build().await
+    Ok(builder(g, url, access).await?.build().await?)
 }
 
 /// The handle's builder: the store opened as `access` allows, the node id, the strategy.
@@ -398,20 +446,25 @@ fn strategy(g: &Global) -> StrategyChoice {
 /// stdout) and returns its exit code. The full error, with every source, is logged at
 /// debug level (`CAIRN_LOG=debug`).
 /// The message, which may quote stored data, is escaped ([`output::text`]). An error
-/// writing stdout ([`Error::Output`]) is only said on stderr: stdout is closed.
-fn report(e: &Error, json: bool) -> i32 {
-    let code = exit_code(e);
-    let message = one_line(&with_hint(e));
-    tracing::debug!(error = ?e, "command failed");
-    if json && !matches!(e, Error::Output { .. }) {
-        print_json_error(e.kind(), &message, code);
+/// writing stdout ([`Failure::Output`]) is only said on stderr: stdout is closed.
+fn report(f: &Failure, json: bool) -> i32 {
+    let (code, message) = match f {
+        Failure::Cairn(e) => (exit_code(e), one_line(&with_hint(f))),
+        Failure::Output(_) => (exit::FAILURE, one_line(&f.to_string())),
+    };
+    tracing::debug!(error = ?f, "command failed");
+    if json && !matches!(f, Failure::Output(_)) {
+        print_json_error(f.kind(), &message, code);
     }
     say!("cairn: {}", output::text(&message));
     code
 }
 
 /// `e`'s message followed by what the command line's user can do about it ([`hint`]).
-pub(crate) fn with_hint(e: &Error) -> String {
+pub(crate) fn with_hint(f: &Failure) -> String {
+    let Failure::Cairn(e) = f else {
+        return f.to_string();
+    };
     match hint(e) {
         Some(h) => format!("{e}: {h}"),
         None => e.to_string(),

@@ -2,9 +2,9 @@
 
 use super::child::Signals;
 use super::output::say;
+use super::Result;
 use super::{exit, output};
 use cairn::node::{HeartbeatEnd, Nodes};
-use cairn::Result;
 
 /// `cairn node heartbeat`: join, heartbeat until stopped, leave.
 pub async fn heartbeat(members: &Nodes, json: bool) -> Result<i32> {

@@ -11,15 +11,16 @@ use serde::Serialize;
 use super::args::GcArgs;
 use super::child::Signals;
 use super::output::say;
+use super::Result;
 use super::{exit, output};
-use cairn::error::{Error, Result};
+use cairn::error::Error;
 use cairn::gc::{GcOptions, GcReport};
 use cairn::node::{Forget, Nodes};
 use cairn::record::{Delete, Records};
 use cairn::{Cairn, Name};
 
 /// Parses `--log-before TOPIC:SEQ`.
-pub fn log_before(s: &str) -> Result<(Name, u64)> {
+pub fn log_before(s: &str) -> cairn::Result<(Name, u64)> {
     let bad = || {
         Error::Config(format!(
             "--log-before {s:?}: expected TOPIC:SEQ, e.g. audit:1000 (entries below 1000 go)"
@@ -39,7 +40,7 @@ pub async fn gc(cairn: &Cairn, a: &GcArgs, json: bool) -> Result<i32> {
             .log_before
             .iter()
             .map(|l| log_before(l))
-            .collect::<Result<_>>()?,
+            .collect::<cairn::Result<_>>()?,
         dry_run: a.dry_run,
     };
     let report = cairn::gc::collect(cairn.manifests(), &cairn.event_log(), &options).await?;
@@ -200,7 +201,7 @@ fn unreadable_note(n: usize) -> String {
 /// and under `--json` each is one JSON line and nothing else. A refresh that fails is
 /// reported (on stderr off a terminal) and the next one tried: a dashboard outlives an
 /// outage. Without `watch`, a failure is the command's error. A stdout that cannot be
-/// written ends the command ([`Error::Output`]), watching or not.
+/// written ends the command ([`Failure::Output`](super::Failure::Output)), watching or not.
 pub async fn show<F, Fut>(
     title: &str,
     watch: Option<Duration>,

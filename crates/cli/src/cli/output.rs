@@ -9,7 +9,7 @@
 //! # Writing
 //!
 //! Everything on stdout goes through [`print()`] (or [`json`]), which returns
-//! [`Error::Output`] when stdout cannot be written (a pipe whose reader exited, a terminal
+//! [`Failure::Output`](super::Failure::Output) when stdout cannot be written (a pipe whose reader exited, a terminal
 //! that hung up) instead of panicking as `println!` does: a command that holds a lock
 //! releases it and ends cleanly. Rust ignores SIGPIPE, so a closed pipe is such an error,
 //! not a signal. Messages for people go to stderr through `say!` ([`stderr_line`]), which never panics
@@ -33,7 +33,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{presets::NOTHING, CellAlignment, Table};
 use serde::Serialize;
 
-use cairn::error::{Error, Result};
+use super::Result;
 use cairn::manifest::listing::{Entry, Unreadable};
 use cairn::Name;
 
@@ -52,20 +52,20 @@ pub fn json_line<T: Serialize + ?Sized>(value: &T) -> String {
     }
 }
 
-/// Prints `value` as one line of JSON on stdout (see [`json_line`]); [`Error::Output`]
+/// Prints `value` as one line of JSON on stdout (see [`json_line`]); [`Failure::Output`](super::Failure::Output)
 /// when stdout cannot be written.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     print(&format!("{}\n", json_line(value)))
 }
 
-/// Writes `text` to stdout as it is, and flushes; [`Error::Output`] when stdout cannot be
+/// Writes `text` to stdout as it is, and flushes; [`Failure::Output`](super::Failure::Output) when stdout cannot be
 /// written (see the module docs).
 pub fn print(text: &str) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|source| Error::Output { source })
+        .map_err(super::Failure::Output)
 }
 
 /// [`print()`] of `text` and a line break.

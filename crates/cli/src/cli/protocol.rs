@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 use super::exit;
+use super::Result;
 use cairn::store::protocol::ProtocolRecord;
-use cairn::{CairnBuilder, Result};
+use cairn::CairnBuilder;
 
 #[derive(Serialize)]
 struct Report<'a> {

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::output;
+use super::Result;
 use cairn::cache::CacheOptions;
 use cairn::lock::{LockInfo, LockState, Locks};
 use cairn::log::{Entry, EventLog};
@@ -13,7 +14,7 @@ use cairn::manifest::listing::{Entry as Listed, Unreadable};
 use cairn::node::{Health, NodeStatus, NodeView};
 use cairn::stream::{StreamInfo, StreamState, StreamView};
 use cairn::turn::{TurnInfo, Turns};
-use cairn::{Cairn, Name, Result};
+use cairn::{Cairn, Name};
 
 /// Lines a section takes at most on a screen, its `… N more` line included (the JSON
 /// document has every row). With the header, four sections this size, the streams' line,
@@ -26,7 +27,7 @@ const WIDTH: usize = 80;
 
 /// Everything `status` reads, with the cached views kept across refreshes.
 pub struct Status {
-    locks: Result<Locks>,
+    locks: cairn::Result<Locks>,
     turns: Turns,
     streams: StreamView,
     members: NodeView,
@@ -105,7 +106,7 @@ impl Status {
     pub async fn frame(&self, json: bool) -> super::ops::Frame {
         let locks = match &self.locks {
             Ok(l) => l.entries().await?,
-            Err(e) => return Err(cairn::Error::Config(e.to_string())),
+            Err(e) => return Err(cairn::Error::Config(e.to_string()).into()),
         };
         let turns = self.turns.entries().await?;
         let streams = self.streams.entries().await?.items;

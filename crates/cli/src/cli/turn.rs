@@ -8,9 +8,10 @@ use tokio_util::sync::CancellationToken;
 use super::child::{self, Signals};
 use super::output::say;
 use super::turn_result::ResultFile;
+use super::Result;
 use super::{exit, output};
 use cairn::turn::{Claim, Finish, JobResult, TurnInfo, TurnOptions, Turns};
-use cairn::{Name, Result};
+use cairn::Name;
 
 /// How long what COMMAND left running in its process group has between SIGTERM and
 /// SIGKILL once COMMAND has exited; the same as `lock run`'s default `--grace`.
