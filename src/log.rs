@@ -232,7 +232,7 @@ impl EventLog {
             let (seq, first) = next;
             let s = Snapshot {
                 version: seq,
-                write_id: self.manifests.with_rng(WriteId::random).into_string(),
+                write_id: self.manifests.write_id().into_string(),
                 previous_write_id: None,
                 written_by: self.manifests.node().to_string(),
                 written_at: self.manifests.clock().now(),

@@ -94,7 +94,7 @@ use crate::manifest::held::{self, ClaimBody, Held, HeldState, Keep, Released, Re
 use crate::manifest::listing::Entry;
 use crate::manifest::{Collection, Manifest, Manifests, Remove, Revalidated, Snapshot, Write};
 use crate::store::keys::Family;
-use crate::store::{Name, WriteId};
+use crate::store::Name;
 use futures::StreamExt;
 
 /// The manifest kind of member records.
@@ -466,11 +466,7 @@ impl Nodes {
         let node = Name::new(self.collection.manifests().node())?;
         let m = self.manifest(&node);
         let clock = self.collection.manifests().clock();
-        let session = self
-            .collection
-            .manifests()
-            .with_rng(WriteId::random)
-            .into_string();
+        let session = self.collection.manifests().write_id().into_string();
         let mut current = m.load().await?;
         if let Some(c) = current.clone() {
             let (other_interval, other_latency) = checked(m.key(), &c.body)?;

@@ -54,7 +54,7 @@ use crate::manifest::listing::Entry;
 use crate::manifest::{Change, Collection, Manifest, Manifests, Revalidated, Snapshot, Write};
 use crate::retry::{jittered, Backoff};
 use crate::store::keys::{self, Family};
-use crate::store::{Name, WriteId};
+use crate::store::Name;
 use futures::StreamExt;
 
 /// The manifest kind of turns.
@@ -667,11 +667,7 @@ impl Turns {
         let record = TurnRecord {
             turn,
             holder: self.collection.manifests().node().to_string(),
-            session: self
-                .collection
-                .manifests()
-                .with_rng(WriteId::random)
-                .into_string(),
+            session: self.collection.manifests().write_id().into_string(),
             window_ms,
             jitter_ms,
             started_at: clock.now(),

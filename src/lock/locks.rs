@@ -15,7 +15,7 @@ use crate::manifest::listing::Entry;
 use crate::manifest::{Change, Collection, Manifest, Manifests, Revalidated, Snapshot, Write};
 use crate::retry::Backoff;
 use crate::store::keys::{self, Family};
-use crate::store::{Name, WriteId};
+use crate::store::Name;
 use futures::StreamExt;
 
 use super::held::{FreeCache, Handover, HeldLock};
@@ -296,11 +296,7 @@ impl Locks {
                 );
                 taking_over_from = Some(s.body.holder.clone());
             }
-            let session = self
-                .collection
-                .manifests()
-                .with_rng(WriteId::random)
-                .into_string();
+            let session = self.collection.manifests().write_id().into_string();
             let token = FencingToken(match current.as_ref() {
                 Some(c) => clock::next_number(m.key(), "fencing token", c.version)?,
                 // A lock created afresh (also after its objects vanished) starts at the floor

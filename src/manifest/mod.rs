@@ -287,7 +287,8 @@ impl Manifests {
         f(&mut self.rng.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn write_id(&self) -> WriteId {
+    /// A fresh random id from the injected source: a write's id, or a session's.
+    pub(crate) fn write_id(&self) -> WriteId {
         self.with_rng(WriteId::random)
     }
 }
