@@ -1286,19 +1286,9 @@ mod tests {
 
     #[test]
     fn a_403_is_a_refusal_of_kind_access_denied_not_an_outage() {
-        #[derive(Debug)]
-        struct Text(&'static str);
-        impl std::fmt::Display for Text {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.0)
-            }
-        }
-        impl std::error::Error for Text {}
         let e = object_store::Error::Generic {
             store: "GCS",
-            source: Box::new(Text(
-                "Server returned non-2xx status code: 403 Forbidden: no permission",
-            )),
+            source: "Server returned non-2xx status code: 403 Forbidden: no permission".into(),
         };
         assert!(is_permanent(&e));
         let err = classify("read", &keys::protocol(), e);
