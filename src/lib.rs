@@ -125,6 +125,20 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+/// Declares modules of internals the drivers and the tests reach into: public with the
+/// `test-util` feature, crate-private without it (so not in the embedder's API).
+macro_rules! internals {
+    ($(mod $name:ident;)*) => {
+        $(
+            #[cfg(feature = "test-util")]
+            pub mod $name;
+            #[cfg(not(feature = "test-util"))]
+            #[allow(unreachable_pub)]
+            pub(crate) mod $name;
+        )*
+    };
+}
+
 /// Declares the drivers inside the library: code that runs cairn (the conformance suite)
 /// rather than reads the store for an embedder. They opt out of the stored-data lints the
 /// crate denies above.
@@ -165,11 +179,9 @@ pub mod manifest;
 pub mod node;
 mod offset;
 pub mod record;
-#[cfg(feature = "test-util")]
-pub mod retry;
-#[cfg(not(feature = "test-util"))]
-#[allow(unreachable_pub)]
-pub(crate) mod retry;
+internals! {
+    mod retry;
+}
 pub mod store;
 mod strategy;
 pub mod stream;

@@ -27,32 +27,19 @@
 //! `If-Match` in it from its first replace.
 
 #[cfg(feature = "test-util")]
-pub mod cause;
-#[cfg(not(feature = "test-util"))]
-#[allow(unreachable_pub)]
-pub(crate) mod cause;
-#[cfg(feature = "test-util")]
 pub mod fault;
-#[cfg(feature = "test-util")]
-pub mod keys;
-#[cfg(not(feature = "test-util"))]
-#[allow(unreachable_pub)]
-pub(crate) mod keys;
 pub mod name;
 pub mod probe;
 #[cfg(feature = "test-util")]
-pub mod protocol;
-#[cfg(not(feature = "test-util"))]
-#[allow(unreachable_pub)]
-pub(crate) mod protocol;
-#[cfg(feature = "test-util")]
 pub mod quirks;
-#[cfg(feature = "test-util")]
-pub mod time;
-#[cfg(not(feature = "test-util"))]
-#[allow(unreachable_pub)]
-pub(crate) mod time;
 pub mod url;
+
+internals! {
+    mod cause;
+    mod keys;
+    mod protocol;
+    mod time;
+}
 
 #[cfg(feature = "aws")]
 mod aws;
