@@ -1,6 +1,6 @@
-//! `cairn fleet`: runs the fleet ([`cairn_drivers::fleet`]) on the store, shows it live (a terminal
-//! view, or one line per event when stdout is not a terminal or with `--json`), then prints
-//! each invariant and whether it held. Exit 0 only with zero violations.
+//! `cairn fleet`: runs the fleet ([`cairn_drivers::fleet`]) on the store, shows it live (a
+//! terminal view, or one line per event when stdout is not a terminal or with `--json`), then
+//! prints each invariant and whether it held. Exit 0 only with zero violations.
 
 use std::io::IsTerminal;
 use std::sync::Arc;

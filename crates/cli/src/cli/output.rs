@@ -9,11 +9,12 @@
 //! # Writing
 //!
 //! Everything on stdout goes through [`print()`] (or [`json`]), which returns
-//! [`Failure::Output`](super::Failure::Output) when stdout cannot be written (a pipe whose reader exited, a terminal
-//! that hung up) instead of panicking as `println!` does: a command that holds a lock
-//! releases it and ends cleanly. Rust ignores SIGPIPE, so a closed pipe is such an error,
-//! not a signal. Messages for people go to stderr through `say!` ([`stderr_line`]), which never panics
-//! (a stderr nobody reads loses the message, nothing else).
+//! [`Failure::Output`](super::Failure::Output) when stdout cannot be written (a pipe whose
+//! reader exited, a terminal that hung up) instead of panicking as `println!` does: a command
+//! that holds a lock releases it and ends cleanly. Rust ignores SIGPIPE, so a closed pipe is
+//! such an error, not a signal. Messages for people go to stderr through `say!`
+//! ([`stderr_line`]), which never panics (a stderr nobody reads loses the message, nothing
+//! else).
 //!
 //! # Stored text
 //!
@@ -52,14 +53,14 @@ pub fn json_line<T: Serialize + ?Sized>(value: &T) -> String {
     }
 }
 
-/// Prints `value` as one line of JSON on stdout (see [`json_line`]); [`Failure::Output`](super::Failure::Output)
-/// when stdout cannot be written.
+/// Prints `value` as one line of JSON on stdout (see [`json_line`]);
+/// [`Failure::Output`](super::Failure::Output) when stdout cannot be written.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     print(&format!("{}\n", json_line(value)))
 }
 
-/// Writes `text` to stdout as it is, and flushes; [`Failure::Output`](super::Failure::Output) when stdout cannot be
-/// written (see the module docs).
+/// Writes `text` to stdout as it is, and flushes; [`Failure::Output`](super::Failure::Output)
+/// when stdout cannot be written (see the module docs).
 pub fn print(text: &str) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
