@@ -1,6 +1,6 @@
 //! Many processes run `cairn turn run` against LocalStack (and against Ceph RGW and Azurite) over several
-//! short windows: six in shell loops of one-shot invocations (as cron would), two in `--loop`
-//! mode. Every run logs start and end with its turn number; a checker proves each turn number
+//! short windows: one alone first, then six in shell loops of one-shot invocations (as cron
+//! would, each stopping once it has run a turn) and two in `--loop` mode. Every run logs start and end with its turn number; a checker proves each turn number
 //! ran exactly once, in order, never overlapping, and never before its window.
 
 mod common;
@@ -37,6 +37,23 @@ async fn processes_taking_turns_on(backend: Backend) {
     let log = dir.path().join("runs.log");
     let store = backend.store_url(&format!("turn-procs-{}", uuid::Uuid::new_v4()));
     let job = r#"echo "start $CAIRN_TURN $CAIRN_NODE $(date +%s%N)" >> "$LOG"; sleep 0.3; echo "end $CAIRN_TURN $CAIRN_NODE $(date +%s%N)" >> "$LOG""#;
+    // One turn first, alone, so that every later turn is a handoff from another process's
+    // record: the spread below holds by construction, not by which process the scheduler
+    // favours (on 2 busy cores the one-shot that polls fastest can win every window).
+    let first = common::cairn_worker_on(
+        backend,
+        &store,
+        "first",
+        &log,
+        &format!(
+            r#"exec "$CAIRN_BIN" turn run sweep --every {EVERY_SECS}s --jitter {JITTER_SECS}s -- sh -c '{job}'"#
+        ),
+    )
+    .status()
+    .await
+    .unwrap();
+    assert!(first.success(), "the first turn failed: {first:?}");
+    assert_eq!(parse_log(&log).len(), 2, "the first turn ran");
     let run_for_secs = 16;
     let mut one_shots = Vec::new();
     for w in 0..6 {
@@ -44,6 +61,7 @@ async fn processes_taking_turns_on(backend: Backend) {
             r#"end=$(( $(date +%s) + {run_for_secs} ))
                while [ "$(date +%s)" -lt "$end" ]; do
                  "$CAIRN_BIN" turn run sweep --every {EVERY_SECS}s --jitter {JITTER_SECS}s -- sh -c '{job}' || {{ echo "worker {w} failed: $?" >&2; exit 1; }}
+                 grep -q "^start [0-9]* cron-{w} " "$LOG" && exit 0
                  sleep 0.{w}
                done"#
         );
@@ -133,6 +151,19 @@ async fn processes_taking_turns_on(backend: Backend) {
             w[0].number
         );
     }
-    let nodes: std::collections::HashSet<&str> = starts.iter().map(|s| s.node.as_str()).collect();
-    assert!(nodes.len() >= 2, "turns spread over processes: {nodes:?}");
+    // Handoffs: the first turn was "first"'s, every later one another process's, and no
+    // one-shot ran twice.
+    assert_eq!(starts[0].node, "first", "turns: {starts:#?}");
+    assert!(
+        starts[1..].iter().all(|s| s.node != "first"),
+        "turns: {starts:#?}"
+    );
+    for w in 0..6 {
+        let node = format!("cron-{w}");
+        let runs = starts.iter().filter(|s| s.node == node).count();
+        assert!(
+            runs <= 1,
+            "{node} ran {runs} turns after it stopped: {starts:#?}"
+        );
+    }
 }
