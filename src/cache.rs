@@ -9,7 +9,7 @@
 //! reached, an entry is served *stale* for a while longer, and the answer says so. The cache
 //! holds at most `capacity` entries and evicts the least recently used.
 //!
-//! Folder listings (the names of streams or members) are cached the same way, except that a
+//! Folder listings (the names of streams or nodes) are cached the same way, except that a
 //! listing has no conditional form: once stale it is listed again.
 //!
 //! Two guards keep a busy view cheap when many tasks read it and when the store is down:
@@ -547,7 +547,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync> ManifestCache<T> {
         }
     }
 
-    /// The names of the folders under `folder` (the streams, the members, …), and whether the
+    /// The names of the folders under `folder` (the streams, the nodes, …), and whether the
     /// list is stale. No request while fresh; then one listing.
     ///
     /// # Cancel safety

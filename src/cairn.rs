@@ -13,7 +13,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestOptions, Manifests, Strategy};
 use crate::store::probe::Capabilities;
-use crate::store::protocol::{ProtocolRecord, ProtocolWatch, WatchOptions, SURVEY_PAGE};
+use crate::store::protocol::{
+    node_family, ProtocolRecord, ProtocolWatch, WatchOptions, PROTOCOL_FORMAT, SURVEY_PAGE,
+};
 use crate::store::{url, Key, Name, Store, StoreOptions, WriteId};
 
 /// How the manifest strategy is chosen. Either way the prefix's protocol record
@@ -175,7 +177,7 @@ impl CairnBuilder {
                         "this prefix has no protocol record yet holds coordination objects"
                     );
                     let shown = survey.strategy(None).ok().flatten();
-                    missing = Some((first, shown));
+                    missing = Some((first, shown, survey.format()));
                 } else {
                     // The first node may have recorded and coordinated since our GET.
                     found = store.read_protocol_tagged().await?;
@@ -194,16 +196,18 @@ impl CairnBuilder {
             // scratch object: with no record, nothing has coordinated here yet, or (when
             // objects were found) it reads with the strategy their key shapes show.
             None if self.observer => {
-                let shown = missing.as_ref().and_then(|(_, s)| *s);
+                let shown = missing.as_ref().and_then(|(_, s, _)| *s);
                 (shown.or(configured).unwrap_or(self.unprobed), None, None)
             }
             None => {
                 // A new prefix, or the operator's repair (`recreate_protocol`): then the
                 // objects present must not contradict the strategy recorded.
-                let shown = if self.recreate {
-                    store.survey(None).await?.strategy(configured)?
+                // So must its format: nodes that heartbeat under `members/` keep doing so.
+                let (shown, format) = if self.recreate {
+                    let survey = store.survey(None).await?;
+                    (survey.strategy(configured)?, survey.format())
                 } else {
-                    None
+                    (None, PROTOCOL_FORMAT)
                 };
                 let caps = store.probe_with(&mut rng).await?;
                 let wanted = configured
@@ -214,7 +218,8 @@ impl CairnBuilder {
                 let id = WriteId::random(&mut rng);
                 let mine =
                     ProtocolRecord::new(wanted, node.as_str(), self.clock.now(), Some(&caps), id)
-                        .with_gc_min_age(self.manifest_options.gc_min_age);
+                        .with_gc_min_age(self.manifest_options.gc_min_age)
+                        .with_format(format);
                 let (p, etag) = store.create_protocol_tagged(&mine).await?;
                 let s = p.admit(configured)?;
                 // Another node may have recorded first, from its own probe: this store must
@@ -262,13 +267,21 @@ impl CairnBuilder {
         {
             options.gc_min_age = recorded.unwrap_or(options.gc_min_age);
         }
-        let manifests = Manifests::new(store, node.to_string(), self.clock, rng, strategy, options);
+        // Where nodes heartbeat: the record's format says; an observer without a record reads
+        // where the objects show them.
+        let node_family = match (&protocol, &missing) {
+            (Some(p), _) => p.node_family(),
+            (None, Some((_, _, format))) => node_family(*format),
+            (None, None) => node_family(PROTOCOL_FORMAT),
+        };
+        let manifests = Manifests::new(store, node.to_string(), self.clock, rng, strategy, options)
+            .with_node_family(node_family);
         Ok(Cairn {
             manifests: Arc::new(manifests),
             node,
             capabilities,
             protocol,
-            missing: missing.map(|(k, _)| k),
+            missing: missing.map(|(k, _, _)| k),
         })
     }
 }

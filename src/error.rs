@@ -138,9 +138,9 @@ pub enum Error {
         reason: String,
     },
 
-    /// A manifest was written by a newer cairn in a format this one does not read. It is left
-    /// untouched; upgrade this node.
-    #[error("{key} has manifest format {found}, this cairn reads up to {supported}: upgrade")]
+    /// A manifest, or the prefix's protocol record, was written by a newer cairn in a format
+    /// this one does not read. It is left untouched; upgrade this node.
+    #[error("{key} has format {found}, this cairn reads up to {supported}: upgrade")]
     UnsupportedFormat {
         /// The object's key.
         key: String,

@@ -1,9 +1,10 @@
 //! Membership: who is online.
 //!
-//! Each node heartbeats its own record, a manifest of kind `member` at `members/<node>/`,
-//! every interval (default 1 s), and marks it *left* when it stops. A view classifies every
-//! node by the age of its last heartbeat against a timeout that adapts to how slow the
-//! node's heartbeat writes have been:
+//! Each node heartbeats its own record, a manifest of kind `node` at `nodes/<node>/` (kind
+//! `member` at `members/<node>/` on a prefix of format 1, where builds of that format look:
+//! docs/GUARANTEES.md, "Formats"), every interval (default 1 s), and marks it *left* when it
+//! stops. A view classifies every node by the age of its last heartbeat against a timeout
+//! that adapts to how slow the node's heartbeat writes have been:
 //!
 //! `timeout = base + 2 × moving average of the node's heartbeat write latency`, with `base`
 //! two heartbeat intervals by default (2 s at 1 s, OpenZiti's base). A node is *online*
@@ -53,7 +54,7 @@
 //!
 //! ## Views at fleet scale
 //!
-//! A [`NodeView`] refreshes from one listing of `members/` (one LIST per 1,000 nodes),
+//! A [`NodeView`] refreshes from one listing of `nodes/` (one LIST per 1,000 nodes),
 //! which carries every record object's etag and `last_modified`. A heartbeat replaces the
 //! record's object (etag CAS) or adds a version (chain), so the listing shows it as a
 //! changed object, and its `last_modified` is the heartbeat's time by the store's clock,
@@ -97,9 +98,22 @@ use crate::store::keys::Family;
 use crate::store::Name;
 use futures::StreamExt;
 
-/// The manifest kind of member records.
+/// The manifest kind of node records.
 #[cfg_attr(feature = "test-util", visibility::make(pub))]
-pub(crate) const KIND: &str = "member";
+pub(crate) const KIND: &str = "node";
+
+/// The kind of node records on a prefix of format 1, under `members/`
+/// ([`Family::Member`]): builds of that format read and write them so.
+#[cfg_attr(feature = "test-util", visibility::make(pub))]
+pub(crate) const MEMBER_KIND: &str = "member";
+
+/// The kind of node records kept in `family`.
+fn kind_in(family: Family) -> &'static str {
+    match family {
+        Family::Member => MEMBER_KIND,
+        _ => KIND,
+    }
+}
 
 /// Longest heartbeat interval cairn writes or trusts in a record: 1 hour. A node heartbeating
 /// less often is not usefully "online" (others would call it online for three hours after it
@@ -252,7 +266,10 @@ impl Nodes {
     /// A membership client.
     pub fn new(manifests: Arc<Manifests>, options: NodeOptions) -> Self {
         Self {
-            collection: Collection::new(manifests, Family::Node, KIND),
+            collection: {
+                let family = manifests.node_family();
+                Collection::new(manifests, family, kind_in(family))
+            },
             options,
         }
     }
@@ -301,7 +318,10 @@ impl Nodes {
     ) -> NodeStatus {
         let beat = s.stored_at().unwrap_or(s.body.heartbeat_at);
         let age = now.map(|now| until(beat, now));
-        if let Err(e) = checked(&format_args!("{}/{node}", Family::Node.folder()), &s.body) {
+        if let Err(e) = checked(
+            &format_args!("{}/{node}", self.collection.family().folder()),
+            &s.body,
+        ) {
             warn!(error = %e, "member record out of range; classifying it with clamped values");
         }
         let timeout = self.timeout(&s.body);
@@ -833,7 +853,7 @@ impl NodeView {
 
     /// [`NodeView::list`], with a record that cannot be read as an
     /// [`Unreadable`](crate::manifest::listing::Unreadable) entry in its place. A refresh is
-    /// one listing of the members (one LIST per 1,000 nodes); a heartbeat costs no GET, a
+    /// one listing of the nodes (one LIST per 1,000 nodes); a heartbeat costs no GET, a
     /// record is read only when new, when it stops changing, and before a verdict other than
     /// online (module docs, "Views at fleet scale").
     ///

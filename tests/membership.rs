@@ -110,7 +110,7 @@ async fn the_timeout_grows_with_heartbeat_write_latency_and_shrinks_back() {
     let viewer = members(&node(&store, "viewer", 3, start).await);
     slow.faults.add(Rule::always(
         Op::Put,
-        "members",
+        "nodes/",
         Fault::Delay(Duration::from_millis(600)),
     ));
     let hb_slow = members(&slow).join().await.unwrap();
@@ -177,7 +177,7 @@ async fn two_processes_claiming_one_node_id_are_reported_not_merged() {
     // The first stalls (its writes fail) long enough to look dead; the second takes over.
     first
         .faults
-        .add(Rule::always(Op::Put, "members", Fault::Status(503)));
+        .add(Rule::always(Op::Put, "nodes/", Fault::Status(503)));
     sleep(Duration::from_secs(13)).await;
     let hb2 = members(&second).join().await.unwrap();
     first.faults.clear();

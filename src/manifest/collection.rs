@@ -1,5 +1,5 @@
 //! A typed collection: every manifest of one family (the locks, the turns, the streams, the
-//! members), with the one body type and kind they share.
+//! nodes), with the one body type and kind they share.
 //!
 //! The feature clients hold one instead of each opening keys, listing folders and loading
 //! names in a loop of its own.

@@ -227,7 +227,7 @@ pub(crate) fn decode_raw(kind: &'static str, obj: &Object) -> Result<Snapshot<Ra
 }
 
 fn decode_raw_bytes(kind: &'static str, key: &Key, bytes: &[u8]) -> Result<Snapshot<RawBody>> {
-    let value = crate::store::protocol::parse_document(key, bytes, kind)?;
+    let value = crate::store::protocol::parse_document(key, bytes, kind, FORMAT)?;
     let header: In = serde_json::from_value(value).map_err(|e| Error::Corrupt {
         key: key.to_string(),
         reason: format!("bad envelope: {e}"),

@@ -1,7 +1,7 @@
 //! A whole family read from one listing: what [`super::Collection::entries`] and the cached
 //! views ([`crate::cache::CachedCollection`]) are built on.
 //!
-//! **Cost.** One recursive listing of the family's folder (`locks/`, `members/`, …), one LIST
+//! **Cost.** One recursive listing of the family's folder (`locks/`, `nodes/`, …), one LIST
 //! request per 1,000 objects, names every manifest and its newest version's key: under etag
 //! CAS the one object `<name>/manifest.json`; on the version chain the highest slot of
 //! `<name>/v/`. Then one GET per manifest whose body is needed, several in flight at once

@@ -121,6 +121,8 @@ pub struct Manifests {
     options: ManifestOptions,
     /// This node's measure of the store's clock.
     time: StoreTime,
+    /// Where nodes heartbeat on this prefix (by its protocol record's format).
+    node_family: Family,
 }
 
 /// The implementation of `strategy`: the one place the manifest layer looks at which
@@ -150,7 +152,20 @@ impl Manifests {
             rng: Mutex::new(rng),
             protocol: for_strategy(strategy),
             options,
+            node_family: Family::Node,
         }
+    }
+
+    /// The layer with nodes heartbeating in `family` (the prefix's, by its protocol record's
+    /// format).
+    pub(crate) fn with_node_family(mut self, family: Family) -> Self {
+        self.node_family = family;
+        self
+    }
+
+    /// Where nodes heartbeat on this prefix: `nodes/`, or `members/` on a prefix of format 1.
+    pub fn node_family(&self) -> Family {
+        self.node_family
     }
 
     /// A handle on the manifest of `kind` at `base` (a key from `src/store/keys.rs`).
@@ -165,7 +180,7 @@ impl Manifests {
         }
     }
 
-    /// The names of every manifest of `family` (the locks, streams, turns, members), in
+    /// The names of every manifest of `family` (the locks, streams, turns, nodes), in
     /// name order: one listing. Folders whose names cairn would not accept are skipped.
     ///
     /// # Cancel safety

@@ -58,8 +58,13 @@ pub enum Family {
     Stream,
     /// Turns (`turns/`).
     Turn,
-    /// Membership heartbeats (`members/`).
+    /// Nodes' heartbeats (`nodes/`).
     Node,
+    /// Nodes' heartbeats on a prefix whose protocol record is of format 1 (`members/`):
+    /// where builds of that format keep them, under the kind `member`.
+    /// [`crate::node::Nodes`] uses this family on such a prefix, so that those builds and
+    /// this one see the same nodes (docs/GUARANTEES.md, "Formats").
+    Member,
     /// Test and benchmark manifests (`scratch/`).
     Scratch,
     /// The embedder's fenced objects (`app/`, [`crate::fenced`]).
@@ -73,7 +78,8 @@ impl Family {
             Family::Lock => "locks",
             Family::Stream => "streams",
             Family::Turn => "turns",
-            Family::Node => "members",
+            Family::Node => "nodes",
+            Family::Member => "members",
             Family::Scratch => "scratch",
             Family::App => "app",
         }
@@ -150,8 +156,8 @@ pub fn probe(id: &str) -> Key {
 }
 
 /// The top-level folders cairn coordinates through (every [`Family`], records, the log).
-pub const COORDINATION_FOLDERS: [&str; 7] = [
-    "locks", "log", "members", "records", "scratch", "streams", "turns",
+pub const COORDINATION_FOLDERS: [&str; 8] = [
+    "locks", "log", "members", "nodes", "records", "scratch", "streams", "turns",
 ];
 
 /// Whether `key` (relative to the root) lies in one of [`COORDINATION_FOLDERS`]: an object

@@ -78,6 +78,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::keys::Family;
 use super::probe::Capabilities;
 use super::{
     keys, CreateOutcome, Expected, IfMatchForm, Key, ReadIfChanged, ReplaceAttempt, ReplaceOutcome,
@@ -86,9 +87,23 @@ use super::{
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 
-/// cairn's on-storage format version: written into the protocol record and into every
-/// manifest envelope. A node refuses a prefix or a manifest of a newer format.
+/// cairn's on-storage format version of a manifest envelope. A node refuses a manifest of
+/// a newer format.
 pub const FORMAT: u32 = 1;
+
+/// The format of the prefix, written into its protocol record: what builds may coordinate
+/// on it. A node refuses a prefix of a newer format, so a build that does not know where
+/// this one keeps a thing never coordinates beside it.
+///
+/// - **1**: nodes heartbeat under `members/` as the kind `member` ([`Family::Member`]).
+/// - **2**: nodes heartbeat under `nodes/` as the kind `node` ([`Family::Node`]).
+///
+/// A new prefix is created at the newest format. A prefix keeps the format it was created
+/// with for its life, and this build coordinates on either, exactly as the format says: on a
+/// prefix of format 1 it reads and writes `members/` as builds of format 1 do, so a fleet
+/// upgrades one node at a time. Builds of format 1 refuse a prefix of format 2
+/// ([`Error::UnsupportedFormat`]) instead of heartbeating where no node of this build looks.
+pub const PROTOCOL_FORMAT: u32 = 2;
 
 /// The `kind` of the protocol record.
 const KIND: &str = "protocol";
@@ -120,7 +135,7 @@ impl Strategy {
 /// The prefix's protocol record (`<root>/_cairn/protocol.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProtocolRecord {
-    /// cairn's format version ([`FORMAT`]) when the record was written.
+    /// The prefix's format ([`PROTOCOL_FORMAT`] when this build creates it).
     pub format: u32,
     /// Always `"protocol"`.
     pub kind: String,
@@ -167,7 +182,7 @@ impl ProtocolRecord {
         write_id: WriteId,
     ) -> Self {
         Self {
-            format: FORMAT,
+            format: PROTOCOL_FORMAT,
             kind: KIND.into(),
             strategy,
             write_id: write_id.0,
@@ -208,6 +223,19 @@ impl ProtocolRecord {
         Ok(Some(d))
     }
 
+    /// The record at `format`: 1 for the operator's re-creation of a prefix whose nodes
+    /// heartbeat under `members/` (see [`PROTOCOL_FORMAT`]).
+    pub fn with_format(mut self, format: u32) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// Where nodes heartbeat on this prefix: [`Family::Member`] on a prefix of format 1,
+    /// [`Family::Node`] on any later one (see [`PROTOCOL_FORMAT`]).
+    pub fn node_family(&self) -> Family {
+        node_family(self.format)
+    }
+
     /// Checks that a node configured with `configured` (`None`: adopt whatever is recorded)
     /// may coordinate on this prefix; returns the strategy to use.
     pub fn admit(&self, configured: Option<Strategy>) -> Result<Strategy> {
@@ -224,10 +252,19 @@ impl ProtocolRecord {
     }
 }
 
+/// Where nodes heartbeat on a prefix of `format` (see [`PROTOCOL_FORMAT`]).
+pub fn node_family(format: u32) -> Family {
+    if format <= 1 {
+        Family::Member
+    } else {
+        Family::Node
+    }
+}
+
 /// Decodes a stored protocol record: format first (a newer one is refused, not guessed at),
 /// then kind, then shape. Never panics.
 pub fn decode(key: &Key, bytes: &[u8]) -> Result<ProtocolRecord> {
-    let value = parse_document(key, bytes, KIND)?;
+    let value = parse_document(key, bytes, KIND, PROTOCOL_FORMAT)?;
     serde_json::from_value(value).map_err(|e| Error::Corrupt {
         key: key.to_string(),
         reason: format!("bad protocol record: {e}"),
@@ -235,13 +272,14 @@ pub fn decode(key: &Key, bytes: &[u8]) -> Result<ProtocolRecord> {
 }
 
 /// Parses a stored cairn document and checks its header, in this order: JSON with a numeric
-/// `format` (else [`Error::Corrupt`]); a format this build reads (else
+/// `format` (else [`Error::Corrupt`]); a format this build reads, at most `newest` (else
 /// [`Error::UnsupportedFormat`]); the expected `kind` (else [`Error::WrongKind`]). Shared by
 /// the protocol record and every manifest envelope. Never panics.
 pub(crate) fn parse_document(
     key: &Key,
     bytes: &[u8],
     kind: &'static str,
+    newest: u32,
 ) -> Result<serde_json::Value> {
     let corrupt = |reason: String| Error::Corrupt {
         key: key.to_string(),
@@ -253,11 +291,11 @@ pub(crate) fn parse_document(
         .get("format")
         .and_then(serde_json::Value::as_u64)
         .ok_or_else(|| corrupt("no numeric \"format\" field".into()))?;
-    if format > u64::from(FORMAT) {
+    if format > u64::from(newest) {
         return Err(Error::UnsupportedFormat {
             key: key.to_string(),
             found: u32::try_from(format).unwrap_or(u32::MAX),
-            supported: FORMAT,
+            supported: newest,
         });
     }
     if format == 0 {
@@ -286,11 +324,23 @@ pub struct Survey {
     pub etag_cas: Option<Key>,
     /// An object whose key shape only the version chain writes (`…/v/<n>.json`).
     pub version_chain: Option<Key>,
+    /// An object under `members/`, where only a prefix of format 1 keeps nodes.
+    pub members: Option<Key>,
     /// Whether the whole prefix was listed (else only its first [`SURVEY_PAGE`] objects).
     pub complete: bool,
 }
 
 impl Survey {
+    /// The prefix format the objects show: 1 where nodes heartbeat under `members/`, else
+    /// this build's ([`PROTOCOL_FORMAT`]).
+    pub fn format(&self) -> u32 {
+        if self.members.is_some() {
+            1
+        } else {
+            PROTOCOL_FORMAT
+        }
+    }
+
     /// The strategy the key shapes show (`None`: none shows one), or
     /// [`Error::ProtocolContradicted`] when `wanted` (or, without one, the first shape found)
     /// is contradicted by an object of the other shape.
@@ -464,6 +514,9 @@ impl Store {
                         survey.version_chain = Some(key.clone());
                     }
                     _ => {}
+                }
+                if survey.members.is_none() && key.as_str().starts_with("members/") {
+                    survey.members = Some(key.clone());
                 }
                 if survey.first.is_none() {
                     survey.first = Some(key);
@@ -656,10 +709,11 @@ impl ProtocolWatch {
         }
     }
 
-    /// Whether `other` says what this handle relies on: the same strategy and, on the
-    /// version chain, the same `gc_min_age`.
+    /// Whether `other` says what this handle relies on: the same strategy, the same place
+    /// for nodes and, on the version chain, the same `gc_min_age`.
     fn agrees(&self, other: &ProtocolRecord) -> bool {
         other.strategy == self.record.strategy
+            && other.node_family() == self.record.node_family()
             && (self.record.strategy != Strategy::VersionChain
                 || other.gc_min_age_ms == self.record.gc_min_age_ms)
     }
@@ -670,8 +724,8 @@ impl ProtocolWatch {
             .map(|ms| format!(", gc_min_age {ms} ms"))
             .unwrap_or_default();
         format!(
-            "{}{gc} (recorded by {} at {})",
-            other.strategy, other.created_by, other.created_at
+            "{}{gc}, format {} (recorded by {} at {})",
+            other.strategy, other.format, other.created_by, other.created_at
         )
     }
 

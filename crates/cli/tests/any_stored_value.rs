@@ -197,7 +197,7 @@ fn envelope(
     body: BoxedStrategy<Value>,
 ) -> BoxedStrategy<Value> {
     let kinds = &[
-        "lock", "turn", "stream", "record", "member", "event", "protocol",
+        "lock", "turn", "stream", "record", "node", "member", "event", "protocol",
     ];
     doc(vec![
         (
@@ -631,7 +631,7 @@ proptest! {
     }
 
     #[test]
-    fn no_stored_heartbeat_makes_a_reader_panic((strategy, version, doc) in planted("member", member_body)) {
+    fn no_stored_heartbeat_makes_a_reader_panic((strategy, version, doc) in planted("node", member_body)) {
         on_paused_clock(async move {
             let store = memory();
             // The handle's own node id: joining reads this record.
@@ -781,7 +781,7 @@ mod cli {
             chained("turn", turn_body),
             chained("stream", stream_body),
             chained("record", record_body),
-            chained("member", member_body),
+            chained("node", member_body),
             chained("event", any_json),
         )
             .prop_map(

@@ -231,7 +231,7 @@ fn check_scale(report: &Value, sizes: &[u64]) {
             "stream ls (Streams::list)",
             "node ls (Nodes::list)",
             "stream view, first list",
-            "member view, first list",
+            "node view, first list",
         ] {
             let r = row(op);
             assert!(r["lists"].as_u64().unwrap() >= 1, "{r}");
@@ -239,7 +239,7 @@ fn check_scale(report: &Value, sizes: &[u64]) {
             assert!(r["raw_requests"].as_u64().unwrap() >= pages + n, "{r}");
             assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
         }
-        for view in ["stream", "member"] {
+        for view in ["stream", "node"] {
             for (pct, changed) in [(0, 0), (1, n.div_ceil(100)), (100, n)] {
                 let r = row(&format!("{view} view refresh, {pct}% changed"));
                 assert_eq!(r["changed"], changed, "{r}");
@@ -255,7 +255,7 @@ fn check_scale(report: &Value, sizes: &[u64]) {
                         assert_eq!(requests, pages + changed, "{r}");
                     }
                 } else {
-                    // A member view takes heartbeats from the listing: it reads a body
+                    // A node view takes heartbeats from the listing: it reads a body
                     // only now and then (member.rs, "Views at fleet scale").
                     assert!(requests >= pages && requests <= pages + changed, "{r}");
                 }

@@ -313,7 +313,7 @@ fn node_forget_refuses_an_online_node_and_removes_one_that_left() {
     assert_eq!(forgot["outcome"], "forgotten");
     assert_eq!(forgot["left"], true);
     assert!(forgot["objects"].as_u64().unwrap() >= 2, "{forgot}");
-    assert!(env.versions("members/web-1").is_empty());
+    assert!(env.versions("nodes/web-1").is_empty());
     let ls = env.run("ops", &["--json", "node", "ls"]).ok().json();
     assert_eq!(ls, serde_json::json!([]));
     let gone = env.run("ops", &["node", "forget", "web-1"]).exits(3);
@@ -371,7 +371,7 @@ fn gc_removes_nodes_that_left_and_old_log_entries_but_never_the_newest_entry() {
         log.contains("audit") && log.contains(&format!("entries up to {}", first + 1)),
         "{log}"
     );
-    assert!(env.versions("members/old").is_empty());
+    assert!(env.versions("nodes/old").is_empty());
 
     // The newest entry stays, so the numbering carries on.
     let tail = env

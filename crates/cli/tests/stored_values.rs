@@ -480,7 +480,7 @@ async fn plant_member(
     body: Value,
 ) {
     let base = keys::manifest(Family::Node, &n(name));
-    plant(ns, strategy, &base, "member", 1, body).await;
+    plant(ns, strategy, &base, "node", 1, body).await;
 }
 
 async fn paused_cairn(ns: &Namespace, node: &str, strategy: Strategy) -> cairn::Cairn {
@@ -501,7 +501,7 @@ async fn should_refuse_at_once_to_join_over_a_record_with_an_endless_interval() 
                 &ns,
                 strategy,
                 &base,
-                "member",
+                "node",
                 1,
                 member_body(MAX, 0.0, origin()),
             )
@@ -513,7 +513,7 @@ async fn should_refuse_at_once_to_join_over_a_record_with_an_endless_interval() 
             let joined = tokio::time::timeout(Duration::from_secs(3600), members.join()).await;
             match joined {
                 Ok(Err(Error::Corrupt { key, reason })) => {
-                    assert!(key.starts_with("members/a"), "{ctx}: {key}");
+                    assert!(key.starts_with("nodes/a"), "{ctx}: {key}");
                     assert!(reason.contains("interval_ms"), "{ctx}: {reason}");
                 }
                 Ok(other) => panic!("{ctx}: expected Corrupt, got {other:?}"),
@@ -526,7 +526,7 @@ async fn should_refuse_at_once_to_join_over_a_record_with_an_endless_interval() 
             );
             // Never overwritten.
             let stored = c
-                .manifest::<Value>("member", base)
+                .manifest::<Value>("node", base)
                 .load()
                 .await
                 .unwrap()
@@ -996,7 +996,7 @@ async fn cli_node_heartbeat_refuses_a_record_with_an_endless_interval_instead_of
     plant_fs(
         dir.path(),
         &keys::chain_version(&base, 1).to_string(),
-        envelope("member", 1, body),
+        envelope("node", 1, body),
     )
     .await;
     let out = run_bounded(cli(dir.path(), &["--node", "a", "node", "heartbeat"])).await;

@@ -321,7 +321,7 @@ pub(super) async fn run(
         let cost = m
             .time(|| async { member_view.list().await.map(|_| ()) })
             .await?;
-        rows.push(m.row("member view, first list", None, cost, raw_first));
+        rows.push(m.row("node view, first list", None, cost, raw_first));
         progress.advance(1);
 
         for pct in [0usize, 1, 100] {
@@ -376,7 +376,7 @@ pub(super) async fn run(
                 .time(|| async { member_view.list().await.map(|_| ()) })
                 .await?;
             rows.push(m.row(
-                &format!("member view refresh, {pct}% changed"),
+                &format!("node view refresh, {pct}% changed"),
                 Some(k),
                 cost,
                 raw,

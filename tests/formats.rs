@@ -1,0 +1,362 @@
+//! The prefix's format (`PROTOCOL_FORMAT`, docs/GUARANTEES.md "Formats"): a prefix created
+//! by this build keeps its nodes under `nodes/` as the kind `node` (format 2); a prefix
+//! created by a build of format 1 keeps them under `members/` as the kind `member`, and this
+//! build reads and writes them there, so old and new builds on one prefix see the same nodes.
+//! A newer format is refused at open, the operator's re-creation of a deleted record keeps the
+//! format the objects show, and a running node stops when the record moves its nodes.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn::node::{Health, NodeOptions};
+use cairn::store::keys::Family;
+use cairn::store::protocol::{ProtocolRecord, WatchOptions, PROTOCOL_FORMAT};
+use cairn::store::WriteId;
+use cairn::{Cairn, Error, Strategy, StrategyChoice};
+use common::{namespace, Backend};
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde_json::Value;
+
+/// The protocol record and a node's record exactly as a build of format 1 wrote them (the
+/// `cairn` binary of 5367879, `node heartbeat` for 2.5 s on a `file://` prefix, so the
+/// version chain; the node joined, beat twice, and left).
+const FORMAT_1_PROTOCOL: &str = include_str!("fixtures/format1/protocol.json");
+const FORMAT_1_MEMBER: [(&str, &str); 4] = [
+    (
+        "00000000000000000001.json",
+        include_str!("fixtures/format1/members/old-build/v/00000000000000000001.json"),
+    ),
+    (
+        "00001839668776094721.json",
+        include_str!("fixtures/format1/members/old-build/v/00001839668776094721.json"),
+    ),
+    (
+        "00001839668776094722.json",
+        include_str!("fixtures/format1/members/old-build/v/00001839668776094722.json"),
+    ),
+    (
+        "00001839668776094723.json",
+        include_str!("fixtures/format1/members/old-build/v/00001839668776094723.json"),
+    ),
+];
+
+/// The old build's prefix, as it left it, at `prefix`.
+async fn plant_format_1(store: &Arc<dyn ObjectStore>, prefix: &str) {
+    put(
+        store,
+        &format!("{prefix}/_cairn/protocol.json"),
+        FORMAT_1_PROTOCOL,
+    )
+    .await;
+    for (name, body) in FORMAT_1_MEMBER {
+        put(store, &format!("{prefix}/members/old-build/v/{name}"), body).await;
+    }
+}
+
+/// Every object key under `prefix`, relative to it.
+async fn keys_under(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> {
+    let listed: Vec<_> = store
+        .list(Some(&Path::from(prefix)))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = listed
+        .into_iter()
+        .map(|m| {
+            m.location.as_ref()[prefix.len()..]
+                .trim_start_matches('/')
+                .to_string()
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+async fn get_json(store: &Arc<dyn ObjectStore>, path: &str) -> Value {
+    let bytes = store
+        .get(&Path::from(path))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn put(store: &Arc<dyn ObjectStore>, path: &str, body: &str) {
+    store
+        .put(&Path::from(path), PutPayload::from(body.to_string()))
+        .await
+        .unwrap();
+}
+
+async fn open(store: &Arc<dyn ObjectStore>, prefix: &str, node: &str) -> cairn::Result<Cairn> {
+    Cairn::builder(Arc::clone(store))
+        .prefix(prefix)
+        .node(node)?
+        .build()
+        .await
+}
+
+/// The kind of the node record objects under `folder` (every one must have it).
+async fn kinds_in(store: &Arc<dyn ObjectStore>, prefix: &str, folder: &str) -> Vec<String> {
+    let mut kinds = Vec::new();
+    for key in keys_under(store, prefix).await {
+        if key.starts_with(folder) {
+            let doc = get_json(store, &format!("{prefix}/{key}")).await;
+            kinds.push(doc["kind"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    kinds
+}
+
+#[tokio::test]
+async fn a_new_prefix_is_of_format_2_and_keeps_its_nodes_under_nodes() {
+    for backend in [
+        Backend::Memory,
+        Backend::Fs,
+        Backend::LocalStack,
+        Backend::Rgw,
+    ] {
+        let Some(ns) = namespace(backend).await else {
+            continue;
+        };
+        for &strategy in backend.strategies() {
+            let prefix = format!("{}/{strategy}", ns.prefix);
+            let ctx = format!("{backend:?}/{strategy}");
+            let c = Cairn::builder(Arc::clone(&ns.store))
+                .prefix(&prefix)
+                .node("a")
+                .unwrap()
+                .strategy(StrategyChoice::Fixed(strategy))
+                .build()
+                .await
+                .unwrap();
+            assert_eq!(c.protocol().unwrap().format, PROTOCOL_FORMAT, "{ctx}");
+            assert_eq!(c.protocol().unwrap().node_family(), Family::Node, "{ctx}");
+            let beat = c.nodes(NodeOptions::default()).join().await.unwrap();
+            let listed = c.nodes(NodeOptions::default()).list().await.unwrap();
+            assert_eq!(listed.len(), 1, "{ctx}: {listed:?}");
+            assert_eq!(listed[0].node, "a", "{ctx}");
+            beat.leave().await.unwrap();
+            let keys = keys_under(&ns.store, &prefix).await;
+            assert!(
+                keys.iter().any(|k| k.starts_with("nodes/a/")),
+                "{ctx}: {keys:?}"
+            );
+            assert!(
+                !keys.iter().any(|k| k.starts_with("members/")),
+                "{ctx}: {keys:?}"
+            );
+            let kinds = kinds_in(&ns.store, &prefix, "nodes/").await;
+            assert!(
+                !kinds.is_empty() && kinds.iter().all(|k| k == "node"),
+                "{ctx}: {kinds:?}"
+            );
+        }
+    }
+}
+
+/// A prefix a build of format 1 created, with a node record it wrote: this build lists that
+/// node, and heartbeats beside it under `members/` as the kind `member`, never under
+/// `nodes/`.
+#[tokio::test]
+async fn a_prefix_of_format_1_keeps_its_nodes_under_members() {
+    for backend in [
+        Backend::Memory,
+        Backend::Fs,
+        Backend::LocalStack,
+        Backend::Rgw,
+    ] {
+        let Some(ns) = namespace(backend).await else {
+            continue;
+        };
+        let prefix = ns.prefix.clone();
+        plant_format_1(&ns.store, &prefix).await;
+        let c = open(&ns.store, &prefix, "new-build").await.unwrap();
+        let record = c.protocol().unwrap();
+        assert_eq!(
+            (record.format, record.strategy, record.node_family()),
+            (1, Strategy::VersionChain, Family::Member),
+            "{backend:?}"
+        );
+        let nodes = c.nodes(NodeOptions::default());
+        let beat = nodes.join().await.unwrap();
+        let listed = nodes.list().await.unwrap();
+        let names: Vec<&str> = listed.iter().map(|s| s.node.as_str()).collect();
+        assert_eq!(names, ["new-build", "old-build"], "{backend:?}: {listed:?}");
+        // The old build's node left long ago; ours heartbeats.
+        let old = &listed[1];
+        assert!(
+            old.left && old.health == Health::Offline,
+            "{backend:?}: {old:?}"
+        );
+        beat.leave().await.unwrap();
+        let keys = keys_under(&ns.store, &prefix).await;
+        assert!(
+            keys.iter().any(|k| k.starts_with("members/new-build/v/")),
+            "{backend:?}: {keys:?}"
+        );
+        assert!(
+            !keys.iter().any(|k| k.starts_with("nodes/")),
+            "{backend:?}: {keys:?}"
+        );
+        let kinds = kinds_in(&ns.store, &prefix, "members/").await;
+        assert!(
+            kinds.iter().all(|k| k == "member"),
+            "{backend:?}: {kinds:?}"
+        );
+        // The record is left as the old build wrote it.
+        let stored = get_json(&ns.store, &format!("{prefix}/_cairn/protocol.json")).await;
+        let planted: Value = serde_json::from_str(FORMAT_1_PROTOCOL).unwrap();
+        assert_eq!(stored, planted, "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_prefix_of_a_newer_format_is_refused_and_left_alone() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut newer: Value = serde_json::from_str(FORMAT_1_PROTOCOL).unwrap();
+    newer["format"] = Value::from(PROTOCOL_FORMAT + 1);
+    let body = newer.to_string();
+    put(&store, "p/_cairn/protocol.json", &body).await;
+    match open(&store, "p", "a").await {
+        Err(Error::UnsupportedFormat {
+            found, supported, ..
+        }) => assert_eq!((found, supported), (PROTOCOL_FORMAT + 1, PROTOCOL_FORMAT)),
+        other => panic!("expected UnsupportedFormat, got {other:?}"),
+    }
+    let stored = store
+        .get(&Path::from("p/_cairn/protocol.json"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(stored, body.as_bytes(), "never overwritten");
+    assert_eq!(keys_under(&store, "p").await, ["_cairn/protocol.json"]);
+}
+
+/// `recreate_protocol` on a prefix whose record was deleted keeps the format its objects
+/// show: 1 where nodes heartbeat under `members/`, else this build's.
+#[tokio::test]
+async fn recreating_a_deleted_record_keeps_the_format_the_objects_show() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    // Format 1: the old build's prefix, its record deleted (a lifecycle rule).
+    plant_format_1(&store, "old").await;
+    store
+        .delete(&Path::from("old/_cairn/protocol.json"))
+        .await
+        .unwrap();
+    match open(&store, "old", "a").await {
+        Err(Error::ProtocolRecordMissing { found, .. }) => {
+            assert!(found.starts_with("members/old-build/"), "{found}")
+        }
+        other => panic!("expected ProtocolRecordMissing, got {other:?}"),
+    }
+    let repaired = Cairn::builder(Arc::clone(&store))
+        .prefix("old")
+        .node("operator")
+        .unwrap()
+        .recreate_protocol()
+        .build()
+        .await
+        .unwrap();
+    let record = repaired.protocol().unwrap();
+    assert_eq!(
+        (record.format, record.strategy),
+        (1, Strategy::VersionChain)
+    );
+    let names: Vec<String> = repaired
+        .nodes(NodeOptions::default())
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.node)
+        .collect();
+    assert_eq!(names, ["old-build"]);
+
+    // Format 2: this build's prefix, with a node under `nodes/`.
+    let c = open(&store, "new", "a").await.unwrap();
+    c.nodes(NodeOptions::default())
+        .join()
+        .await
+        .unwrap()
+        .leave()
+        .await
+        .unwrap();
+    store
+        .delete(&Path::from("new/_cairn/protocol.json"))
+        .await
+        .unwrap();
+    let repaired = Cairn::builder(Arc::clone(&store))
+        .prefix("new")
+        .node("operator")
+        .unwrap()
+        .recreate_protocol()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(repaired.protocol().unwrap().format, PROTOCOL_FORMAT);
+    assert_eq!(
+        repaired
+            .nodes(NodeOptions::default())
+            .list()
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A record rewritten at another format (same strategy) moves the nodes: a running node
+/// that kept heartbeating where it was would vanish from every new view, so it stops
+/// coordinating (`ProtocolChanged`) as for another strategy.
+#[tokio::test(start_paused = true)]
+async fn a_running_node_stops_when_the_record_moves_its_nodes() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let a = Cairn::builder(Arc::clone(&store))
+        .prefix("p")
+        .node("a")
+        .unwrap()
+        .protocol_watch(WatchOptions {
+            every: Duration::from_secs(5),
+            before_create: Duration::from_secs(1),
+        })
+        .build()
+        .await
+        .unwrap();
+    let strategy = a.strategy();
+    let moved = ProtocolRecord::new(
+        strategy,
+        "intruder",
+        chrono::Utc::now(),
+        None,
+        WriteId::new("intruder-1"),
+    )
+    .with_format(1);
+    store
+        .put(
+            &Path::from("p/_cairn/protocol.json"),
+            PutPayload::from(serde_json::to_vec(&moved).unwrap()),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    match a.nodes(NodeOptions::default()).join().await {
+        Err(Error::ProtocolChanged { known, now, .. }) => {
+            assert_eq!(known, strategy);
+            assert!(
+                now.contains("format 1") && now.contains("intruder"),
+                "{now}"
+            );
+        }
+        other => panic!("expected ProtocolChanged, got {other:?}"),
+    }
+}
