@@ -177,7 +177,7 @@ impl CairnBuilder {
                         "this prefix has no protocol record yet holds coordination objects"
                     );
                     let shown = survey.strategy(None).ok().flatten();
-                    missing = Some((first, shown, survey.format()));
+                    missing = Some((first, shown, survey.node_family()));
                 } else {
                     // The first node may have recorded and coordinated since our GET.
                     found = store.read_protocol_tagged().await?;
@@ -271,7 +271,7 @@ impl CairnBuilder {
         // where the objects show them.
         let node_family = match (&protocol, &missing) {
             (Some(p), _) => p.node_family(),
-            (None, Some((_, _, format))) => node_family(*format),
+            (None, Some((_, _, family))) => *family,
             (None, None) => node_family(PROTOCOL_FORMAT),
         };
         let manifests = Manifests::new(store, node.to_string(), self.clock, rng, strategy, options)

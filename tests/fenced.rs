@@ -178,15 +178,15 @@ async fn a_handle_refuses_a_lower_token_after_the_object_vanished() {
 #[tokio::test]
 async fn an_unreadable_object_is_reported_and_left_alone() {
     let ns = common::namespace(Backend::Memory).await.unwrap();
+    // The prefix is in use first: an object under `app/` is a coordination object, and one
+    // planted on a prefix without a protocol record makes it refuse to open.
+    let c = ns.cairn("a", Strategy::EtagCas).await;
     let key = Path::from(format!("{}/app/bad/manifest.json", ns.prefix));
     ns.store
         .put(&key, PutPayload::from_static(b"{not json"))
         .await
         .unwrap();
-    let f = ns
-        .cairn("a", Strategy::EtagCas)
-        .await
-        .fenced::<u64>(&name("bad"));
+    let f = c.fenced::<u64>(&name("bad"));
     let err = f.write(t(9), 1).await.unwrap_err();
     assert_eq!(err.kind(), "corrupt", "{err}");
     let after = ns.store.get(&key).await.unwrap().bytes().await.unwrap();

@@ -282,6 +282,34 @@ async fn recreating_a_deleted_record_keeps_the_format_the_objects_show() {
         .collect();
     assert_eq!(names, ["old-build"]);
 
+    // No node record left (none ever heartbeated, or gc forgot them all): the objects cannot
+    // tell, and format 1 is the one every build coordinates on.
+    let c = open(&store, "quiet", "a").await.unwrap();
+    let locks = c.locks(cairn::LockOptions::default()).unwrap();
+    let held = match locks
+        .try_acquire(&cairn::Name::new("l").unwrap())
+        .await
+        .unwrap()
+    {
+        cairn::Acquire::Held(l) => l,
+        cairn::Acquire::Busy(b) => panic!("busy: {b:?}"),
+    };
+    held.release().await.unwrap();
+    store
+        .delete(&Path::from("quiet/_cairn/protocol.json"))
+        .await
+        .unwrap();
+    let repaired = Cairn::builder(Arc::clone(&store))
+        .prefix("quiet")
+        .node("operator")
+        .unwrap()
+        .recreate_protocol()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(repaired.protocol().unwrap().format, 1);
+    assert_eq!(repaired.protocol().unwrap().node_family(), Family::Member);
+
     // Format 2: this build's prefix, with a node under `nodes/`.
     let c = open(&store, "new", "a").await.unwrap();
     c.nodes(NodeOptions::default())
@@ -321,10 +349,12 @@ async fn recreating_a_deleted_record_keeps_the_format_the_objects_show() {
 #[tokio::test(start_paused = true)]
 async fn a_running_node_stops_when_the_record_moves_its_nodes() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    // Etag CAS, so that no other field of the record (the chain's `gc_min_age`) differs.
     let a = Cairn::builder(Arc::clone(&store))
         .prefix("p")
         .node("a")
         .unwrap()
+        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
         .protocol_watch(WatchOptions {
             every: Duration::from_secs(5),
             before_create: Duration::from_secs(1),
@@ -333,6 +363,7 @@ async fn a_running_node_stops_when_the_record_moves_its_nodes() {
         .await
         .unwrap();
     let strategy = a.strategy();
+    assert_eq!(strategy, Strategy::EtagCas);
     let moved = ProtocolRecord::new(
         strategy,
         "intruder",
@@ -358,5 +389,64 @@ async fn a_running_node_stops_when_the_record_moves_its_nodes() {
             );
         }
         other => panic!("expected ProtocolChanged, got {other:?}"),
+    }
+}
+
+/// An observer (the CLI's `status`, `node ls`, `doctor`) of a prefix whose record is gone
+/// reads nodes where the objects show them, even when its bounded look at the prefix stopped
+/// at an earlier folder (`locks/` sorts before `members/`).
+#[tokio::test]
+async fn an_observer_without_a_record_reads_nodes_where_the_objects_show_them() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    for (prefix, format) in [("old", 1), ("new", PROTOCOL_FORMAT)] {
+        if format == 1 {
+            plant_format_1(&store, prefix).await;
+        }
+        let c = open(&store, prefix, "worker").await.unwrap();
+        assert_eq!(c.protocol().unwrap().format, format);
+        let locks = c.locks(cairn::LockOptions::default()).unwrap();
+        match locks
+            .try_acquire(&cairn::Name::new("l").unwrap())
+            .await
+            .unwrap()
+        {
+            cairn::Acquire::Held(l) => l.release().await.unwrap(),
+            cairn::Acquire::Busy(b) => panic!("busy: {b:?}"),
+        }
+        c.nodes(NodeOptions::default())
+            .join()
+            .await
+            .unwrap()
+            .leave()
+            .await
+            .unwrap();
+        store
+            .delete(&Path::from(format!("{prefix}/_cairn/protocol.json")))
+            .await
+            .unwrap();
+        let observer = Cairn::builder(Arc::clone(&store))
+            .prefix(prefix)
+            .node("observer")
+            .unwrap()
+            .observer()
+            .build()
+            .await
+            .unwrap();
+        assert!(observer.protocol().is_none(), "{prefix}");
+        let mut names: Vec<String> = observer
+            .nodes(NodeOptions::default())
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.node)
+            .collect();
+        names.sort();
+        let expected: &[&str] = if format == 1 {
+            &["old-build", "worker"]
+        } else {
+            &["worker"]
+        };
+        assert_eq!(names, expected, "{prefix}");
     }
 }

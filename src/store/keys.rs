@@ -51,6 +51,7 @@ impl fmt::Display for Key {
 
 /// The family a manifest belongs to; each is a top-level folder under the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Family {
     /// Leases (`locks/`).
     Lock,
@@ -156,8 +157,8 @@ pub fn probe(id: &str) -> Key {
 }
 
 /// The top-level folders cairn coordinates through (every [`Family`], records, the log).
-pub const COORDINATION_FOLDERS: [&str; 8] = [
-    "locks", "log", "members", "nodes", "records", "scratch", "streams", "turns",
+pub const COORDINATION_FOLDERS: [&str; 9] = [
+    "app", "locks", "log", "members", "nodes", "records", "scratch", "streams", "turns",
 ];
 
 /// Whether `key` (relative to the root) lies in one of [`COORDINATION_FOLDERS`]: an object

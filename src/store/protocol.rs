@@ -324,20 +324,35 @@ pub struct Survey {
     pub etag_cas: Option<Key>,
     /// An object whose key shape only the version chain writes (`…/v/<n>.json`).
     pub version_chain: Option<Key>,
-    /// An object under `members/`, where only a prefix of format 1 keeps nodes.
+    /// An object under `members/`, where only a prefix of format 1 keeps nodes (looked for
+    /// with a listing of its own when a bounded survey stopped before it).
     pub members: Option<Key>,
+    /// An object under `nodes/`, where only a prefix of format 2 or later keeps nodes.
+    pub nodes: Option<Key>,
     /// Whether the whole prefix was listed (else only its first [`SURVEY_PAGE`] objects).
     pub complete: bool,
 }
 
 impl Survey {
-    /// The prefix format the objects show: 1 where nodes heartbeat under `members/`, else
-    /// this build's ([`PROTOCOL_FORMAT`]).
+    /// The prefix format to re-create a deleted record at: 2 where nodes heartbeat under
+    /// `nodes/` (and none under `members/`), else 1. Where no node has heartbeated (or every
+    /// record was collected) the objects cannot tell, and format 1 is the one every build
+    /// coordinates on; a node of this build reads and writes it as the builds of format 1 do.
     pub fn format(&self) -> u32 {
-        if self.members.is_some() {
-            1
-        } else {
+        if self.nodes.is_some() && self.members.is_none() {
             PROTOCOL_FORMAT
+        } else {
+            1
+        }
+    }
+
+    /// Where an observer of a prefix without a record reads nodes: `members/` where objects
+    /// are there, else `nodes/`.
+    pub fn node_family(&self) -> Family {
+        if self.members.is_some() {
+            Family::Member
+        } else {
+            Family::Node
         }
     }
 
@@ -474,8 +489,8 @@ impl Store {
     }
 
     /// Looks at the objects under the prefix for coordination objects and their key shapes:
-    /// the first `limit` listed (one LIST on S3 for 1000), or all of them
-    /// (`None`: one LIST per thousand objects). Objects outside cairn's folders (probe
+    /// the first `limit` listed (one LIST on S3 for 1000, and one more of `members/` when it
+    /// stopped before seeing all), or all of them (`None`: one LIST per thousand objects). Objects outside cairn's folders (probe
     /// scratch objects, the protocol record, anything foreign) are skipped; the listing
     /// starts after the probe's folder, so none of those before it is even listed.
     ///
@@ -518,6 +533,9 @@ impl Store {
                 if survey.members.is_none() && key.as_str().starts_with("members/") {
                     survey.members = Some(key.clone());
                 }
+                if survey.nodes.is_none() && key.as_str().starts_with("nodes/") {
+                    survey.nodes = Some(key.clone());
+                }
                 if survey.first.is_none() {
                     survey.first = Some(key);
                 }
@@ -526,6 +544,16 @@ impl Store {
                 if limit.is_some() && shaped {
                     survey.complete = false;
                     break;
+                }
+            }
+            // Stopped early, before `members/` perhaps (`locks/` and `log/` sort first): where
+            // nodes heartbeat is looked for on its own, one LIST of `members/` for its first
+            // object.
+            if !survey.complete && survey.members.is_none() {
+                let members = Family::Member.folder();
+                let mut listed = self.listing(self.path(&members), None);
+                if let Some(meta) = listed.try_next().await? {
+                    survey.members = self.relative(&meta.location);
                 }
             }
             Ok(survey)
@@ -834,6 +862,9 @@ mod tests {
         assert_eq!(shape_of(&k("log/v/00000000000000000003.json")), None);
         assert_eq!(shape_of(&k("locks/v/3.json")), None);
         assert!(keys::is_coordination(&k("log/t/00000000000000000001.json")));
+        assert!(keys::is_coordination(&k("app/a/manifest.json")));
+        assert!(keys::is_coordination(&k("nodes/n/manifest.json")));
+        assert!(keys::is_coordination(&k("members/n/manifest.json")));
         assert!(!keys::is_coordination(&k("_probe/x.json")));
         assert!(!keys::is_coordination(&k("_cairn/protocol.json")));
         assert!(!keys::is_coordination(&k("backups/x")));

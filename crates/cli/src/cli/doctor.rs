@@ -119,6 +119,13 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
             ),
         },
     });
+    if let Some(p) = p {
+        lines.push(format!(
+            "format:     {} (nodes heartbeat under {}/; docs/GUARANTEES.md, \"Formats\")",
+            p.format,
+            p.node_family().folder()
+        ));
+    }
     if !cairn.strategy().supported_by(caps) {
         lines.push("warning:    this store no longer supports the recorded protocol".into());
     }
