@@ -95,6 +95,57 @@ async fn put(store: &Arc<dyn ObjectStore>, path: &str, body: &str) {
         .unwrap();
 }
 
+/// The backends each format is tried on: both local ones and two S3 servers.
+const BACKENDS: [Backend; 4] = [
+    Backend::Memory,
+    Backend::Fs,
+    Backend::LocalStack,
+    Backend::Rgw,
+];
+
+/// Takes the lock `l` and releases it: objects under `locks/`, which sorts before the folders
+/// nodes heartbeat in.
+async fn take_a_lock(c: &Cairn) {
+    let locks = c.locks(cairn::LockOptions::default()).unwrap();
+    let name = cairn::Name::new("l").unwrap();
+    match locks.try_acquire(&name).await.unwrap() {
+        cairn::Acquire::Held(l) => l.release().await.unwrap(),
+        cairn::Acquire::Busy(b) => panic!("busy: {b:?}"),
+    }
+}
+
+/// `c` joins (its first heartbeat) and leaves.
+async fn beat_once(c: &Cairn) {
+    let beat = c.nodes(NodeOptions::default()).join().await.unwrap();
+    beat.leave().await.unwrap();
+}
+
+/// The nodes `c` lists, by name.
+async fn node_names(c: &Cairn) -> Vec<String> {
+    let listed = c.nodes(NodeOptions::default()).list().await.unwrap();
+    let mut names: Vec<String> = listed.into_iter().map(|s| s.node).collect();
+    names.sort();
+    names
+}
+
+/// The operator's `cairn protocol recreate` on `prefix`.
+async fn recreate(store: &Arc<dyn ObjectStore>, prefix: &str) -> Cairn {
+    Cairn::builder(Arc::clone(store))
+        .prefix(prefix)
+        .node("operator")
+        .unwrap()
+        .recreate_protocol()
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A lifecycle rule (or an operator) deletes the prefix's protocol record.
+async fn delete_record(store: &Arc<dyn ObjectStore>, prefix: &str) {
+    let path = Path::from(format!("{prefix}/_cairn/protocol.json"));
+    store.delete(&path).await.unwrap();
+}
+
 async fn open(store: &Arc<dyn ObjectStore>, prefix: &str, node: &str) -> cairn::Result<Cairn> {
     Cairn::builder(Arc::clone(store))
         .prefix(prefix)
@@ -103,26 +154,32 @@ async fn open(store: &Arc<dyn ObjectStore>, prefix: &str, node: &str) -> cairn::
         .await
 }
 
-/// The kind of the node record objects under `folder` (every one must have it).
-async fn kinds_in(store: &Arc<dyn ObjectStore>, prefix: &str, folder: &str) -> Vec<String> {
-    let mut kinds = Vec::new();
-    for key in keys_under(store, prefix).await {
-        if key.starts_with(folder) {
-            let doc = get_json(store, &format!("{prefix}/{key}")).await;
-            kinds.push(doc["kind"].as_str().unwrap_or_default().to_string());
-        }
+/// That a node's records were written under `written` (a node's folder), each of kind `kind`,
+/// and nothing under `never`.
+async fn assert_kept(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    written: &str,
+    kind: &str,
+    never: &str,
+    ctx: &str,
+) {
+    let keys = keys_under(store, prefix).await;
+    let mine: Vec<&String> = keys.iter().filter(|k| k.starts_with(written)).collect();
+    assert!(!mine.is_empty(), "{ctx}: nothing under {written}: {keys:?}");
+    assert!(
+        !keys.iter().any(|k| k.starts_with(never)),
+        "{ctx}: {keys:?}"
+    );
+    for key in mine {
+        let doc = get_json(store, &format!("{prefix}/{key}")).await;
+        assert_eq!(doc["kind"], kind, "{ctx}: {key}");
     }
-    kinds
 }
 
 #[tokio::test]
 async fn a_new_prefix_is_of_format_2_and_keeps_its_nodes_under_nodes() {
-    for backend in [
-        Backend::Memory,
-        Backend::Fs,
-        Backend::LocalStack,
-        Backend::Rgw,
-    ] {
+    for backend in BACKENDS {
         let Some(ns) = namespace(backend).await else {
             continue;
         };
@@ -144,20 +201,7 @@ async fn a_new_prefix_is_of_format_2_and_keeps_its_nodes_under_nodes() {
             assert_eq!(listed.len(), 1, "{ctx}: {listed:?}");
             assert_eq!(listed[0].node, "a", "{ctx}");
             beat.leave().await.unwrap();
-            let keys = keys_under(&ns.store, &prefix).await;
-            assert!(
-                keys.iter().any(|k| k.starts_with("nodes/a/")),
-                "{ctx}: {keys:?}"
-            );
-            assert!(
-                !keys.iter().any(|k| k.starts_with("members/")),
-                "{ctx}: {keys:?}"
-            );
-            let kinds = kinds_in(&ns.store, &prefix, "nodes/").await;
-            assert!(
-                !kinds.is_empty() && kinds.iter().all(|k| k == "node"),
-                "{ctx}: {kinds:?}"
-            );
+            assert_kept(&ns.store, &prefix, "nodes/a/", "node", "members/", &ctx).await;
         }
     }
 }
@@ -167,12 +211,7 @@ async fn a_new_prefix_is_of_format_2_and_keeps_its_nodes_under_nodes() {
 /// `nodes/`.
 #[tokio::test]
 async fn a_prefix_of_format_1_keeps_its_nodes_under_members() {
-    for backend in [
-        Backend::Memory,
-        Backend::Fs,
-        Backend::LocalStack,
-        Backend::Rgw,
-    ] {
+    for backend in BACKENDS {
         let Some(ns) = namespace(backend).await else {
             continue;
         };
@@ -197,20 +236,16 @@ async fn a_prefix_of_format_1_keeps_its_nodes_under_members() {
             "{backend:?}: {old:?}"
         );
         beat.leave().await.unwrap();
-        let keys = keys_under(&ns.store, &prefix).await;
-        assert!(
-            keys.iter().any(|k| k.starts_with("members/new-build/v/")),
-            "{backend:?}: {keys:?}"
-        );
-        assert!(
-            !keys.iter().any(|k| k.starts_with("nodes/")),
-            "{backend:?}: {keys:?}"
-        );
-        let kinds = kinds_in(&ns.store, &prefix, "members/").await;
-        assert!(
-            kinds.iter().all(|k| k == "member"),
-            "{backend:?}: {kinds:?}"
-        );
+        let ctx = format!("{backend:?}");
+        assert_kept(
+            &ns.store,
+            &prefix,
+            "members/new-build/v/",
+            "member",
+            "nodes/",
+            &ctx,
+        )
+        .await;
         // The record is left as the old build wrote it.
         let stored = get_json(&ns.store, &format!("{prefix}/_cairn/protocol.json")).await;
         let planted: Value = serde_json::from_str(FORMAT_1_PROTOCOL).unwrap();
@@ -249,88 +284,35 @@ async fn recreating_a_deleted_record_keeps_the_format_the_objects_show() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     // Format 1: the old build's prefix, its record deleted (a lifecycle rule).
     plant_format_1(&store, "old").await;
-    store
-        .delete(&Path::from("old/_cairn/protocol.json"))
-        .await
-        .unwrap();
+    delete_record(&store, "old").await;
     match open(&store, "old", "a").await {
         Err(Error::ProtocolRecordMissing { found, .. }) => {
             assert!(found.starts_with("members/old-build/"), "{found}")
         }
         other => panic!("expected ProtocolRecordMissing, got {other:?}"),
     }
-    let repaired = Cairn::builder(Arc::clone(&store))
-        .prefix("old")
-        .node("operator")
-        .unwrap()
-        .recreate_protocol()
-        .build()
-        .await
-        .unwrap();
+    let repaired = recreate(&store, "old").await;
     let record = repaired.protocol().unwrap();
     assert_eq!(
         (record.format, record.strategy),
         (1, Strategy::VersionChain)
     );
-    let names: Vec<String> = repaired
-        .nodes(NodeOptions::default())
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|s| s.node)
-        .collect();
-    assert_eq!(names, ["old-build"]);
+    assert_eq!(node_names(&repaired).await, ["old-build"]);
 
     // No node record left (none ever heartbeated, or gc forgot them all): the objects cannot
     // tell, and format 1 is the one every build coordinates on.
     let c = open(&store, "quiet", "a").await.unwrap();
-    let locks = c.locks(cairn::LockOptions::default()).unwrap();
-    let held = match locks
-        .try_acquire(&cairn::Name::new("l").unwrap())
-        .await
-        .unwrap()
-    {
-        cairn::Acquire::Held(l) => l,
-        cairn::Acquire::Busy(b) => panic!("busy: {b:?}"),
-    };
-    held.release().await.unwrap();
-    store
-        .delete(&Path::from("quiet/_cairn/protocol.json"))
-        .await
-        .unwrap();
-    let repaired = Cairn::builder(Arc::clone(&store))
-        .prefix("quiet")
-        .node("operator")
-        .unwrap()
-        .recreate_protocol()
-        .build()
-        .await
-        .unwrap();
+    take_a_lock(&c).await;
+    delete_record(&store, "quiet").await;
+    let repaired = recreate(&store, "quiet").await;
     assert_eq!(repaired.protocol().unwrap().format, 1);
     assert_eq!(repaired.protocol().unwrap().node_family(), Family::Member);
 
     // Format 2: this build's prefix, with a node under `nodes/`.
     let c = open(&store, "new", "a").await.unwrap();
-    c.nodes(NodeOptions::default())
-        .join()
-        .await
-        .unwrap()
-        .leave()
-        .await
-        .unwrap();
-    store
-        .delete(&Path::from("new/_cairn/protocol.json"))
-        .await
-        .unwrap();
-    let repaired = Cairn::builder(Arc::clone(&store))
-        .prefix("new")
-        .node("operator")
-        .unwrap()
-        .recreate_protocol()
-        .build()
-        .await
-        .unwrap();
+    beat_once(&c).await;
+    delete_record(&store, "new").await;
+    let repaired = recreate(&store, "new").await;
     assert_eq!(repaired.protocol().unwrap().format, PROTOCOL_FORMAT);
     assert_eq!(
         repaired
@@ -404,26 +386,9 @@ async fn an_observer_without_a_record_reads_nodes_where_the_objects_show_them() 
         }
         let c = open(&store, prefix, "worker").await.unwrap();
         assert_eq!(c.protocol().unwrap().format, format);
-        let locks = c.locks(cairn::LockOptions::default()).unwrap();
-        match locks
-            .try_acquire(&cairn::Name::new("l").unwrap())
-            .await
-            .unwrap()
-        {
-            cairn::Acquire::Held(l) => l.release().await.unwrap(),
-            cairn::Acquire::Busy(b) => panic!("busy: {b:?}"),
-        }
-        c.nodes(NodeOptions::default())
-            .join()
-            .await
-            .unwrap()
-            .leave()
-            .await
-            .unwrap();
-        store
-            .delete(&Path::from(format!("{prefix}/_cairn/protocol.json")))
-            .await
-            .unwrap();
+        take_a_lock(&c).await;
+        beat_once(&c).await;
+        delete_record(&store, prefix).await;
         let observer = Cairn::builder(Arc::clone(&store))
             .prefix(prefix)
             .node("observer")
@@ -433,15 +398,7 @@ async fn an_observer_without_a_record_reads_nodes_where_the_objects_show_them() 
             .await
             .unwrap();
         assert!(observer.protocol().is_none(), "{prefix}");
-        let mut names: Vec<String> = observer
-            .nodes(NodeOptions::default())
-            .list()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.node)
-            .collect();
-        names.sort();
+        let names = node_names(&observer).await;
         let expected: &[&str] = if format == 1 {
             &["old-build", "worker"]
         } else {
@@ -449,4 +406,30 @@ async fn an_observer_without_a_record_reads_nodes_where_the_objects_show_them() 
         };
         assert_eq!(names, expected, "{prefix}");
     }
+}
+
+/// A running node that finds the record of a format-1 prefix gone re-creates it as it knew
+/// it, at format 1: builds of format 1 keep coordinating beside it.
+#[tokio::test(start_paused = true)]
+async fn a_running_node_recreates_a_vanished_record_at_its_format() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    plant_format_1(&store, "p").await;
+    let a = Cairn::builder(Arc::clone(&store))
+        .prefix("p")
+        .node("a")
+        .unwrap()
+        .protocol_watch(WatchOptions {
+            every: Duration::from_secs(5),
+            before_create: Duration::from_secs(1),
+        })
+        .build()
+        .await
+        .unwrap();
+    delete_record(&store, "p").await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    beat_once(&a).await;
+    let stored = get_json(&store, "p/_cairn/protocol.json").await;
+    let planted: Value = serde_json::from_str(FORMAT_1_PROTOCOL).unwrap();
+    assert_eq!(stored, planted, "re-created exactly as it was");
+    assert_eq!(node_names(&a).await, ["a", "old-build"]);
 }
