@@ -300,13 +300,14 @@ async fn recreating_a_deleted_record_keeps_the_format_the_objects_show() {
     assert_eq!(node_names(&repaired).await, ["old-build"]);
 
     // No node record left (none ever heartbeated, or gc forgot them all): the objects cannot
-    // tell, and format 1 is the one every build coordinates on.
+    // tell, and this build's format keeps its running nodes coordinating across the repair
+    // (tests/protocol_record.rs holds a lock across it).
     let c = open(&store, "quiet", "a").await.unwrap();
     take_a_lock(&c).await;
     delete_record(&store, "quiet").await;
     let repaired = recreate(&store, "quiet").await;
-    assert_eq!(repaired.protocol().unwrap().format, 1);
-    assert_eq!(repaired.protocol().unwrap().node_family(), Family::Member);
+    assert_eq!(repaired.protocol().unwrap().format, PROTOCOL_FORMAT);
+    assert_eq!(repaired.protocol().unwrap().node_family(), Family::Node);
 
     // Format 2: this build's prefix, with a node under `nodes/`.
     let c = open(&store, "new", "a").await.unwrap();

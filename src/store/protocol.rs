@@ -334,15 +334,16 @@ pub struct Survey {
 }
 
 impl Survey {
-    /// The prefix format to re-create a deleted record at: 2 where nodes heartbeat under
-    /// `nodes/` (and none under `members/`), else 1. Where no node has heartbeated (or every
-    /// record was collected) the objects cannot tell, and format 1 is the one every build
-    /// coordinates on; a node of this build reads and writes it as the builds of format 1 do.
+    /// The prefix format to re-create a deleted record at: 1 where nodes heartbeat under
+    /// `members/`, else this build's ([`PROTOCOL_FORMAT`]). Where no node has heartbeated (or
+    /// every record was collected) the objects cannot tell; this build's format then keeps
+    /// its own running nodes coordinating across the repair, and builds of format 1 refuse the
+    /// prefix instead of coordinating beside them (docs/GUARANTEES.md, "Formats").
     pub fn format(&self) -> u32 {
-        if self.nodes.is_some() && self.members.is_none() {
-            PROTOCOL_FORMAT
-        } else {
+        if self.members.is_some() {
             1
+        } else {
+            PROTOCOL_FORMAT
         }
     }
 
