@@ -264,7 +264,8 @@ pub enum Error {
     },
 
     /// The prefix's protocol record changed under a running handle: it now names another
-    /// strategy (or another version chain `gc_min_age`), or it no longer parses. This
+    /// strategy (or another version chain `gc_min_age`, or a format that keeps nodes
+    /// elsewhere), or it no longer parses. This
     /// handle's manifests may no longer be the ones other nodes read, so it stops
     /// coordinating: every later write fails with this error, and a held lease is lost
     /// when its renewals have failed up to its deadline.

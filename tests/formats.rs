@@ -367,7 +367,9 @@ async fn a_running_node_stops_when_the_record_moves_its_nodes() {
         Err(Error::ProtocolChanged { known, now, .. }) => {
             assert_eq!(known, strategy);
             assert!(
-                now.contains("format 1") && now.contains("intruder"),
+                now.contains("format 1")
+                    && now.contains("intruder")
+                    && now.contains("at format 2, under nodes/"),
                 "{now}"
             );
         }

@@ -806,7 +806,15 @@ impl ProtocolWatch {
             }
         };
         if !self.agrees(&found) {
-            let now = Self::describe(&found);
+            let mut now = Self::describe(&found);
+            if found.node_family() != self.record.node_family() {
+                // The strategy may be the same: say what moved.
+                now.push_str(&format!(
+                    "; this node keeps nodes at format {}, under {}/",
+                    self.record.format,
+                    self.record.node_family().folder()
+                ));
+            }
             st.changed = Some(now.clone());
             return Err(self.changed(now));
         }

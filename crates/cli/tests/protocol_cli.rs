@@ -44,6 +44,18 @@ fn on_a_directory_a_deleted_record_is_refused_reported_and_recreated() {
         doctor.contains("MISSING") && doctor.contains("locks/L/v/"),
         "{doctor}"
     );
+    // One line each, and no escaped newline between them.
+    assert!(
+        doctor
+            .lines()
+            .any(|l| l.starts_with("warning:    the protocol record is MISSING")),
+        "{doctor}"
+    );
+    assert!(!doctor.contains("\\n"), "{doctor}");
+    assert!(
+        doctor.contains("format:     none recorded (nodes are read under nodes/)"),
+        "{doctor}"
+    );
     let json = env.run("ops", &["doctor", "--json"]).ok().json();
     assert!(json["protocol_missing"]
         .as_str()
@@ -68,7 +80,15 @@ fn on_a_directory_a_deleted_record_is_refused_reported_and_recreated() {
     assert!(err.contains("cannot record the etag-cas protocol"), "{err}");
     // ... the one they show is recorded.
     let out = env.run("ops", &["protocol", "recreate"]).ok().stdout();
-    assert!(out.contains("recreated:  version-chain"), "{out}");
+    assert!(
+        out.contains("recreated:  version-chain, format 2 (nodes under nodes/;"),
+        "{out}"
+    );
+    let doctor = env.run("ops", &["doctor"]).ok().stdout();
+    assert!(
+        doctor.contains("format:     2 (nodes heartbeat under nodes/;"),
+        "{doctor}"
+    );
     let again = env.run("ops", &["protocol", "recreate"]).ok().stdout();
     assert!(again.contains("nothing to re-create"), "{again}");
 

@@ -97,35 +97,38 @@ pub async fn run(builder: CairnBuilder, url: &str, json: bool) -> Result<()> {
         let mark = if c.passed { "ok  " } else { "no  " };
         lines.push(format!("  {mark} {:<32} {}", c.name, c.detail));
     }
-    lines.push(match p {
-        Some(p) => format!(
+    match (p, cairn.protocol_missing()) {
+        (Some(p), _) => lines.push(format!(
             "strategy:   {} (this prefix's protocol, recorded by {} at {})",
             cairn.strategy(),
             output::name(&p.created_by),
             output::time(p.created_at)
-        ),
-        None => match cairn.protocol_missing() {
-            Some(found) => format!(
-                "strategy:   {} (read from the objects' key shapes)\n\
-                 warning:    the protocol record is MISSING, yet this prefix is in use \
+        )),
+        (None, Some(found)) => {
+            lines.push(format!(
+                "strategy:   {} (read from the objects' key shapes)",
+                cairn.strategy()
+            ));
+            lines.push(format!(
+                "warning:    the protocol record is MISSING, yet this prefix is in use \
                  ({found}): nodes refuse it; check why it vanished (no lifecycle rule may \
-                 expire _cairn/), then run `cairn protocol recreate`",
-                cairn.strategy()
-            ),
-            None => format!(
-                "strategy:   {} (no protocol recorded yet: the first coordinating command \
-                 records it)",
-                cairn.strategy()
-            ),
-        },
-    });
-    if let Some(p) = p {
-        lines.push(format!(
-            "format:     {} (nodes heartbeat under {}/; docs/GUARANTEES.md, \"Formats\")",
-            p.format,
-            p.node_family().folder()
-        ));
+                 expire _cairn/), then run `cairn protocol recreate`"
+            ));
+        }
+        (None, None) => lines.push(format!(
+            "strategy:   {} (no protocol recorded yet: the first coordinating command \
+             records it)",
+            cairn.strategy()
+        )),
     }
+    let folder = cairn.manifests().node_family().folder();
+    lines.push(match p {
+        Some(p) => format!(
+            "format:     {} (nodes heartbeat under {folder}/; docs/GUARANTEES.md, \"Formats\")",
+            p.format
+        ),
+        None => format!("format:     none recorded (nodes are read under {folder}/)"),
+    });
     if !cairn.strategy().supported_by(caps) {
         lines.push("warning:    this store no longer supports the recorded protocol".into());
     }

@@ -36,9 +36,13 @@ pub async fn recreate(builder: CairnBuilder, url: &str, json: bool) -> Result<i3
         })?;
         return Ok(exit::OK);
     }
+    // The format too: it says which builds may coordinate here (format 2 locks builds of
+    // format 1 out), and where nodes heartbeat.
     let by = p.map_or(String::new(), |p| {
         format!(
-            " (recorded by {} at {})",
+            ", format {} (nodes under {}/; recorded by {} at {})",
+            p.format,
+            p.node_family().folder(),
             super::output::name(&p.created_by),
             super::output::time(p.created_at)
         )
