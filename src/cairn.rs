@@ -177,7 +177,7 @@ impl CairnBuilder {
                         "this prefix has no protocol record yet holds coordination objects"
                     );
                     let shown = survey.strategy(None).ok().flatten();
-                    missing = Some((first, shown, survey.node_family()));
+                    missing = Some((first, shown, survey.format()));
                 } else {
                     // The first node may have recorded and coordinated since our GET.
                     found = store.read_protocol_tagged().await?;
@@ -269,13 +269,13 @@ impl CairnBuilder {
         }
         // Where nodes heartbeat: the record's format says; an observer without a record reads
         // where the objects show them.
-        let node_family = match (&protocol, &missing) {
-            (Some(p), _) => p.node_family(),
-            (None, Some((_, _, family))) => *family,
-            (None, None) => node_family(PROTOCOL_FORMAT),
+        let format = match (&protocol, &missing) {
+            (Some(p), _) => p.format,
+            (None, Some((_, _, format))) => *format,
+            (None, None) => PROTOCOL_FORMAT,
         };
         let manifests = Manifests::new(store, node.to_string(), self.clock, rng, strategy, options)
-            .with_node_family(node_family);
+            .with_node_family(node_family(format));
         Ok(Cairn {
             manifests: Arc::new(manifests),
             node,

@@ -128,6 +128,18 @@ async fn node_names(c: &Cairn) -> Vec<String> {
     names
 }
 
+/// Node `a` on prefix `p`, checking the record at most every 5 s (1 s before a create).
+fn watching(store: &Arc<dyn ObjectStore>) -> cairn::CairnBuilder {
+    Cairn::builder(Arc::clone(store))
+        .prefix("p")
+        .node("a")
+        .unwrap()
+        .protocol_watch(WatchOptions {
+            every: Duration::from_secs(5),
+            before_create: Duration::from_secs(1),
+        })
+}
+
 /// The operator's `cairn protocol recreate` on `prefix`.
 async fn recreate(store: &Arc<dyn ObjectStore>, prefix: &str) -> Cairn {
     Cairn::builder(Arc::clone(store))
@@ -333,15 +345,8 @@ async fn recreating_a_deleted_record_keeps_the_format_the_objects_show() {
 async fn a_running_node_stops_when_the_record_moves_its_nodes() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     // Etag CAS, so that no other field of the record (the chain's `gc_min_age`) differs.
-    let a = Cairn::builder(Arc::clone(&store))
-        .prefix("p")
-        .node("a")
-        .unwrap()
+    let a = watching(&store)
         .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
-        .protocol_watch(WatchOptions {
-            every: Duration::from_secs(5),
-            before_create: Duration::from_secs(1),
-        })
         .build()
         .await
         .unwrap();
@@ -417,17 +422,7 @@ async fn an_observer_without_a_record_reads_nodes_where_the_objects_show_them() 
 async fn a_running_node_recreates_a_vanished_record_at_its_format() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     plant_format_1(&store, "p").await;
-    let a = Cairn::builder(Arc::clone(&store))
-        .prefix("p")
-        .node("a")
-        .unwrap()
-        .protocol_watch(WatchOptions {
-            every: Duration::from_secs(5),
-            before_create: Duration::from_secs(1),
-        })
-        .build()
-        .await
-        .unwrap();
+    let a = watching(&store).build().await.unwrap();
     delete_record(&store, "p").await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     beat_once(&a).await;

@@ -327,33 +327,23 @@ pub struct Survey {
     /// An object under `members/`, where only a prefix of format 1 keeps nodes (looked for
     /// with a listing of its own when a bounded survey stopped before it).
     pub members: Option<Key>,
-    /// An object under `nodes/`, where only a prefix of format 2 or later keeps nodes.
-    pub nodes: Option<Key>,
     /// Whether the whole prefix was listed (else only its first [`SURVEY_PAGE`] objects).
     pub complete: bool,
 }
 
 impl Survey {
-    /// The prefix format to re-create a deleted record at: 1 where nodes heartbeat under
-    /// `members/`, else this build's ([`PROTOCOL_FORMAT`]). Where no node has heartbeated (or
-    /// every record was collected) the objects cannot tell; this build's format then keeps
-    /// its own running nodes coordinating across the repair, and builds of format 1 refuse the
-    /// prefix instead of coordinating beside them (docs/GUARANTEES.md, "Formats").
+    /// The prefix format the objects show: 1 where nodes heartbeat under `members/`, else
+    /// this build's ([`PROTOCOL_FORMAT`]). What a deleted record is re-created at, and where
+    /// an observer of a prefix without a record reads nodes ([`node_family`]). Where no node
+    /// has heartbeated (or every record was collected) the objects cannot tell; this build's
+    /// format then keeps its own running nodes coordinating across a repair, and builds of
+    /// format 1 refuse the prefix instead of coordinating beside them (docs/GUARANTEES.md,
+    /// "Formats").
     pub fn format(&self) -> u32 {
         if self.members.is_some() {
             1
         } else {
             PROTOCOL_FORMAT
-        }
-    }
-
-    /// Where an observer of a prefix without a record reads nodes: `members/` where objects
-    /// are there, else `nodes/`.
-    pub fn node_family(&self) -> Family {
-        if self.members.is_some() {
-            Family::Member
-        } else {
-            Family::Node
         }
     }
 
@@ -491,9 +481,10 @@ impl Store {
 
     /// Looks at the objects under the prefix for coordination objects and their key shapes:
     /// the first `limit` listed (one LIST on S3 for 1000, and one more of `members/` when it
-    /// stopped before seeing all), or all of them (`None`: one LIST per thousand objects). Objects outside cairn's folders (probe
-    /// scratch objects, the protocol record, anything foreign) are skipped; the listing
-    /// starts after the probe's folder, so none of those before it is even listed.
+    /// stopped before seeing all), or all of them (`None`: one LIST per thousand objects).
+    /// Objects outside cairn's folders (probe scratch objects, the protocol record, anything
+    /// foreign) are skipped; the listing starts after the probe's folder, so none of those
+    /// before it is even listed.
     ///
     /// # Cancel safety
     ///
@@ -533,9 +524,6 @@ impl Store {
                 }
                 if survey.members.is_none() && key.as_str().starts_with("members/") {
                     survey.members = Some(key.clone());
-                }
-                if survey.nodes.is_none() && key.as_str().starts_with("nodes/") {
-                    survey.nodes = Some(key.clone());
                 }
                 if survey.first.is_none() {
                     survey.first = Some(key);

@@ -44,8 +44,9 @@ struct Lifecycle {
 
 const LIFECYCLE_GUIDANCE: &str = "a bucket lifecycle rule must not expire or transition \
      objects under the prefix's _cairn/, locks/, turns/, streams/, records/, nodes/, members/, \
-     app/ or scratch/ (held leases, record tombstones and turn schedules would vanish); log/ only if \
-     losing old entries is acceptable; _probe/ freely (docs/STORES.md, \"Lifecycle rules\")";
+     app/ or scratch/ (held leases, record tombstones and turn schedules would vanish); log/ \
+     only if losing old entries is acceptable; _probe/ freely (docs/STORES.md, \"Lifecycle \
+     rules\")";
 
 fn lifecycle() -> Lifecycle {
     Lifecycle {

@@ -284,7 +284,9 @@ pub(super) async fn run(
         rows.push(m.row("stream ls (Streams::list)", None, cost, raw));
         progress.advance(1);
 
-        let (raw, mut member_tags) = m.raw_all(seed.manifests().node_family()).await?;
+        // Where this prefix keeps its nodes (a fresh prefix: `nodes/`).
+        let node_family = seed.manifests().node_family();
+        let (raw, mut member_tags) = m.raw_all(node_family).await?;
         let viewer = m.viewer().await?;
         let members_v = viewer.nodes(NodeOptions::default());
         let cost = m
@@ -317,7 +319,7 @@ pub(super) async fn run(
             fresh: Duration::ZERO,
             ..CacheOptions::for_nodes(NodeOptions::default().interval)
         });
-        let (raw_first, _) = m.raw_all(seed.manifests().node_family()).await?;
+        let (raw_first, _) = m.raw_all(node_family).await?;
         let cost = m
             .time(|| async { member_view.list().await.map(|_| ()) })
             .await?;
@@ -371,9 +373,7 @@ pub(super) async fn run(
                 }
             })
             .await?;
-            let raw = m
-                .raw_refresh(seed.manifests().node_family(), &mut member_tags)
-                .await?;
+            let raw = m.raw_refresh(node_family, &mut member_tags).await?;
             let cost = m
                 .time(|| async { member_view.list().await.map(|_| ()) })
                 .await?;
