@@ -124,9 +124,21 @@ async fn membership(
         process,
         ..MembershipOptions::default()
     };
+    // A local directory's scratch folder is removed from the disk too (see `run_membership`).
+    let local_root = match url::parse(store_url)? {
+        url::Location::Directory(root) => Some(root),
+        _ => None,
+    };
     let bar = Bar::new();
-    let report =
-        bench::run_membership(opened.store, &opened.prefix, store_url, &options, &bar).await;
+    let report = bench::run_membership(
+        opened.store,
+        &opened.prefix,
+        local_root.as_deref(),
+        store_url,
+        &options,
+        &bar,
+    )
+    .await;
     bar.0.finish_and_clear();
     print_report(
         report,

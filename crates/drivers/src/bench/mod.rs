@@ -261,6 +261,9 @@ pub enum BenchError {
     /// prefix?).
     #[error("benchmark: {0}")]
     Unexpected(String),
+    /// The scratch folder of a local directory could not be removed.
+    #[error("cannot remove the benchmark's scratch folder: {0}")]
+    Io(std::io::Error),
 }
 
 type Result<T> = std::result::Result<T, BenchError>;
@@ -301,10 +304,14 @@ pub async fn run(
 }
 
 /// Runs the membership benchmark ([`membership`]) on `store` below `prefix`, and deletes
-/// what it wrote.
+/// what it wrote. `local_root` is the directory `store` keeps its objects in, when it is a
+/// local directory: a heartbeat process killed in the middle of a write leaves the local
+/// store's staging file (`<object>#<n>`), which no listing shows, so the scratch folder is
+/// also removed from the disk.
 pub async fn run_membership(
     store: Arc<dyn ObjectStore>,
     prefix: &str,
+    local_root: Option<&std::path::Path>,
     label: &str,
     options: &membership::MembershipOptions,
     progress: &dyn Progress,
@@ -326,7 +333,15 @@ pub async fn run_membership(
     )
     .await;
     progress.phase("cleaning up", 1);
-    let cleanup = delete_below(&store, &scratch).await;
+    let mut cleanup = delete_below(&store, &scratch).await;
+    if let (Ok(()), Some(root)) = (&cleanup, local_root) {
+        match std::fs::remove_dir_all(root.join(&scratch)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                cleanup = Err(BenchError::Io(e));
+            }
+            _ => {}
+        }
+    }
     progress.advance(1);
     let report = result?;
     cleanup?;
