@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, ManifestOptions, Manifests, Strategy};
 use crate::store::probe::Capabilities;
 use crate::store::protocol::{
-    node_family, ProtocolRecord, ProtocolWatch, WatchOptions, PROTOCOL_FORMAT, SURVEY_PAGE,
+    ProtocolRecord, ProtocolWatch, WatchOptions, PROTOCOL_FORMAT, SURVEY_PAGE,
 };
 use crate::store::{url, Key, Name, Store, StoreOptions, WriteId};
 
@@ -275,7 +275,7 @@ impl CairnBuilder {
             (None, None) => PROTOCOL_FORMAT,
         };
         let manifests = Manifests::new(store, node.to_string(), self.clock, rng, strategy, options)
-            .with_node_family(node_family(format));
+            .with_format(format);
         Ok(Cairn {
             manifests: Arc::new(manifests),
             node,

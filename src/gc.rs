@@ -10,8 +10,7 @@
 //!   manifests nobody writes any more.
 //! - **Released locks and deleted records** older than an age: their history is trimmed to
 //!   the tombstone alone ([`Manifest::trim`] with 1). The tombstone itself is **never**
-//!   deleted. A lock's fencing token is its manifest version; the tombstone hands the next
-//!   acquirer the next token. Were it deleted, the next acquirer would create the lock
+//!   deleted. It keeps the lock's last fencing token, so the next acquirer's is higher. Were it deleted, the next acquirer would create the lock
 //!   afresh at a floor drawn from time (`src/clock.rs` (`floor`)): still above every earlier
 //!   token, but only as far as clocks agree, while the tombstone needs no clock. Likewise a deleted record keeps its version so a
 //!   stale `put_if_newer` stays stale. Keeping one small object per name is the price. Under
@@ -84,8 +83,8 @@ pub struct Collected {
     pub name: String,
     /// Objects deleted (or that would be).
     pub objects: usize,
-    /// For a tombstone: the version it keeps (a lock's fencing token). For a log: the
-    /// newest sequence number deleted.
+    /// For a tombstone: what it keeps, a lock's fencing token or a record's version. For a
+    /// log: the newest sequence number deleted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
 }
@@ -234,7 +233,9 @@ impl Gc<'_> {
             let released = s.body.state == StoredState::Released;
             match self.options.released_older_than {
                 Some(age) if released && self.older_than(s.written_at, age) => {
-                    self.trim(&m, 1, "released-lock", Some(s.version)).await?
+                    // Reported by the token it keeps (the next holder's is above it).
+                    let token = s.body.fencing_token.0;
+                    self.trim(&m, 1, "released-lock", Some(token)).await?
                 }
                 _ => {
                     let keep = self.keep();

@@ -182,9 +182,11 @@ pub struct PreviousTurn {
 /// The stored body of a turn manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnRecord {
-    /// The current turn number: the previous turn's + 1; a turn created afresh (also after
-    /// its objects vanished) starts at a floor drawn from time (`src/clock.rs` (`floor`)), so
-    /// turn numbers never go backwards.
+    /// The current turn number: above the previous turn's (its + 1, or on a prefix of format
+    /// 3 drawn from time when that is higher, so that a claim that vanished is not numbered
+    /// again); a turn created afresh (also after its objects vanished) starts at a floor
+    /// drawn from time (`src/clock.rs` (`floor`)), so turn numbers never go backwards. They
+    /// are not consecutive: `previous` names the turn before.
     pub turn: u64,
     /// The node that claimed it.
     pub holder: String,
@@ -401,6 +403,12 @@ impl ClaimedTurn {
     /// The turn number.
     pub fn number(&self) -> u64 {
         self.snapshot.body.turn
+    }
+
+    /// The number of the turn this claim followed (`None` for the first turn of a turn created
+    /// afresh). Numbers are drawn from time, so this is how a turn names the one before it.
+    pub fn previous(&self) -> Option<u64> {
+        self.snapshot.body.previous.as_ref().map(|p| p.turn)
     }
 
     /// The turn's name.
@@ -650,8 +658,13 @@ impl Turns {
         let m = self.collection.open(name);
         // The turn keeps its own window and jitter; a new turn takes this client's.
         let (turn, window_ms, jitter_ms) = match current.as_ref() {
+            // Above the last turn, and (format 3) drawn from time, so that a turn whose claim
+            // vanished is not run again under its number (`Manifests::next_start`).
             Some(c) => (
-                clock::next_number(m.key(), "turn number", c.body.turn)?,
+                self.collection
+                    .manifests()
+                    .next_start(m.key(), "turn number", c.body.turn)
+                    .await?,
                 c.body.window_ms,
                 c.body.jitter_ms,
             ),

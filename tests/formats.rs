@@ -190,7 +190,7 @@ async fn assert_kept(
 }
 
 #[tokio::test]
-async fn a_new_prefix_is_of_format_2_and_keeps_its_nodes_under_nodes() {
+async fn a_new_prefix_is_of_the_newest_format_and_keeps_its_nodes_under_nodes() {
     for backend in BACKENDS {
         let Some(ns) = namespace(backend).await else {
             continue;
@@ -214,6 +214,91 @@ async fn a_new_prefix_is_of_format_2_and_keeps_its_nodes_under_nodes() {
             assert_eq!(listed[0].node, "a", "{ctx}");
             beat.leave().await.unwrap();
             assert_kept(&ns.store, &prefix, "nodes/a/", "node", "members/", &ctx).await;
+        }
+    }
+}
+
+/// On a prefix of format 2 (builds before numbers were drawn from time) a fencing token is the
+/// version it was acquired at, as those builds number it: one of them acquires next at the
+/// version + 1, so a drawn token above that would make the tokens go back. On this build's
+/// format the token after a release, 10 s later, is drawn from time, far above the version + 1.
+/// Memory and the filesystem, each with the nodes' clock as the store's.
+#[tokio::test]
+async fn a_prefix_of_format_2_numbers_tokens_by_the_version_as_its_builds_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends: [(&str, Arc<dyn ObjectStore>); 2] = [
+        ("memory", Arc::new(InMemory::new())),
+        (
+            "fs",
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+        ),
+    ];
+    for (backend, raw) in backends {
+        for strategy in [Strategy::EtagCas, Strategy::VersionChain] {
+            if backend == "fs" && strategy == Strategy::EtagCas {
+                continue;
+            }
+            for format in [2, PROTOCOL_FORMAT] {
+                let ctx = format!("{backend}/{strategy}/format {format}");
+                let prefix = format!("{strategy}-{format}");
+                let clock = Arc::new(cairn::TestClock::new(chrono::Utc::now()));
+                let store: Arc<dyn ObjectStore> = Arc::new(
+                    cairn::store::fault::FaultStore::stamped(Arc::clone(&raw), 0, clock.clone()),
+                );
+                let planted = ProtocolRecord::new(
+                    strategy,
+                    "earlier-build",
+                    chrono::Utc::now(),
+                    None,
+                    WriteId::new("earlier-1"),
+                )
+                .with_format(format);
+                store
+                    .put(
+                        &Path::from(format!("{prefix}/_cairn/protocol.json")),
+                        PutPayload::from(serde_json::to_vec(&planted).unwrap()),
+                    )
+                    .await
+                    .unwrap();
+                let c = Cairn::builder(Arc::clone(&store))
+                    .prefix(&prefix)
+                    .node("a")
+                    .unwrap()
+                    .clock(clock.clone())
+                    .build()
+                    .await
+                    .unwrap();
+                assert_eq!(c.protocol().unwrap().format, format, "{ctx}");
+                let locks = c.locks(cairn::LockOptions::default()).unwrap();
+                let name = cairn::Name::new("l").unwrap();
+                let mut tokens = Vec::new();
+                for round in 0..2 {
+                    // Past the 5 s a drawn number stays behind the floor of now.
+                    clock.set_skew(chrono::Duration::seconds(10 * round));
+                    let cairn::Acquire::Held(l) = locks.try_acquire(&name).await.unwrap() else {
+                        panic!("{ctx}: a free lock")
+                    };
+                    tokens.push((l.fencing_token().0, l.info().version));
+                    l.release().await.unwrap();
+                }
+                let [(first, first_version), (second, second_version)] = tokens[..] else {
+                    unreachable!()
+                };
+                // A new lock starts at a floor, its token the version, on every format.
+                assert_eq!(first, first_version, "{ctx}");
+                assert_eq!(second_version, first_version + 2, "{ctx}: acquire, release");
+                if format == 2 {
+                    assert_eq!(
+                        second, second_version,
+                        "{ctx}: the version it was acquired at"
+                    );
+                } else {
+                    assert!(
+                        second > second_version,
+                        "{ctx}: {second} is not drawn from time"
+                    );
+                }
+            }
         }
     }
 }
@@ -374,7 +459,7 @@ async fn a_running_node_stops_when_the_record_moves_its_nodes() {
             assert!(
                 now.contains("format 1")
                     && now.contains("intruder")
-                    && now.contains("at format 2, under nodes/"),
+                    && now.contains(&format!("at format {PROTOCOL_FORMAT}, under nodes/")),
                 "{now}"
             );
         }

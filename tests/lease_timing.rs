@@ -243,7 +243,9 @@ async fn expired_lease_is_taken_over_on_the_store_clock_only() {
     let before = late.faults.counts();
     let taken = acquire(&late).await;
     assert!(!lease.is_held());
-    assert_eq!(taken.fencing_token().0, lease.fencing_token().0 + 1);
+    // Drawn from time, above the lease's (`Manifests::next_start`): no request more, the
+    // expiry rule's clock check serves the floor.
+    assert!(taken.fencing_token() > lease.fencing_token());
     let c = late.faults.counts();
     assert_eq!(
         (c.gets - before.gets, c.puts - before.puts),

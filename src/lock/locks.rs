@@ -297,11 +297,20 @@ impl Locks {
                 taking_over_from = Some(s.body.holder.clone());
             }
             let session = self.collection.manifests().write_id().into_string();
+            // A lock created afresh (also after its objects vanished) starts at the floor of
+            // now, above every token its earlier incarnation gave (`clock::floor`).
+            let version = m.next_version(current.as_ref()).await?;
             let token = FencingToken(match current.as_ref() {
-                Some(c) => clock::next_number(m.key(), "fencing token", c.version)?,
-                // A lock created afresh (also after its objects vanished) starts at the floor
-                // of now, above every token its earlier incarnation gave (`clock::floor`).
-                None => m.next_version(None).await?,
+                // Above the last holder's token, and (format 3) drawn from time, so that a
+                // holder whose versions vanished is below us (`Manifests::next_start`).
+                Some(c) if self.collection.manifests().draws_numbers() => {
+                    self.collection
+                        .manifests()
+                        .next_start(m.key(), "fencing token", c.body.fencing_token.0)
+                        .await?
+                }
+                // Earlier formats: the token is the version it was acquired at.
+                _ => version,
             });
             let now = clock.now();
             let record = LockRecord {
@@ -318,8 +327,7 @@ impl Locks {
             };
             let sent = clock.monotonic();
             let sent_boot = clock::after(sent, clock.suspended());
-            // The token is the manifest version: written at the number chosen above.
-            match m.write_as(current.as_ref(), token.0, record).await? {
+            match m.write_as(current.as_ref(), version, record).await? {
                 Write::Written(s) => {
                     info!(lock = %name, fencing_token = %token, "acquired");
                     let how = match taking_over_from {

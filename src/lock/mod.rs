@@ -8,9 +8,12 @@
 //!
 //! # Fencing
 //!
-//! A lease's [`FencingToken`] is the manifest version it was acquired at. Every transition
-//! raises the version, so a later holder's token is always higher than any earlier
-//! holder's. Pass the token to whatever the lease protects and have it refuse lower ones.
+//! A lease's [`FencingToken`] is the last holder's + 1, or on a prefix of format 3 a number
+//! drawn from time when that is higher (`Manifests::next_start`, crate-internal; on older
+//! formats the manifest version it was acquired at). Each acquisition reads the token it
+//! follows, so a later holder's token is always higher than any earlier holder's, and the
+//! drawn part keeps it so when stored versions vanish. Pass the token to whatever the lease
+//! protects and have it refuse lower ones.
 //!
 //! # Timing rules (see [`LockOptions`] for the defaults and their reasons)
 //!

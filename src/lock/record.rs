@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::held::ClaimBody;
 
-/// A lease's fencing token: the manifest version it was acquired at. Strictly increasing
-/// across holders, never reused, but not consecutive: renewals and releases write versions
-/// too, so the next holder's token is usually several above the last. Guard a resource with
+/// A lease's fencing token: above the last holder's, drawn from time on a prefix of format
+/// 3 (the manifest version it was acquired at on older ones). Strictly increasing across
+/// holders, never reused, but not consecutive. Guard a resource with
 /// it by comparing (refuse a write whose token is below the highest seen), never by
 /// expecting the next number; [`crate::fenced`] does this for objects in the bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

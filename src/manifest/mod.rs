@@ -50,6 +50,7 @@ use crate::clock::{next_number, Clock};
 use crate::error::{Error, Result};
 use crate::retry::Backoff;
 use crate::store::keys::Family;
+use crate::store::protocol::{draws_numbers, node_family, PROTOCOL_FORMAT};
 use crate::store::time::{StoreTime, Witness};
 use crate::store::{Key, Name, Store, WriteId};
 pub use collection::Collection;
@@ -121,8 +122,9 @@ pub struct Manifests {
     options: ManifestOptions,
     /// This node's measure of the store's clock.
     time: StoreTime,
-    /// Where nodes heartbeat on this prefix (by its protocol record's format).
-    node_family: Family,
+    /// The prefix's format (its protocol record's): where nodes heartbeat, and whether a
+    /// number that starts something is drawn from time ([`Manifests::next_start`]).
+    format: u32,
 }
 
 /// The implementation of `strategy`: the one place the manifest layer looks at which
@@ -152,20 +154,81 @@ impl Manifests {
             rng: Mutex::new(rng),
             protocol: for_strategy(strategy),
             options,
-            node_family: Family::Node,
+            format: PROTOCOL_FORMAT,
         }
     }
 
-    /// The layer with nodes heartbeating in `family` (the prefix's, by its protocol record's
-    /// format).
-    pub(crate) fn with_node_family(mut self, family: Family) -> Self {
-        self.node_family = family;
+    /// The layer on a prefix of `format` (its protocol record's; see
+    /// [`crate::store::protocol::PROTOCOL_FORMAT`]).
+    pub(crate) fn with_format(mut self, format: u32) -> Self {
+        self.format = format;
         self
     }
 
     /// Where nodes heartbeat on this prefix: `nodes/`, or `members/` on a prefix of format 1.
     pub fn node_family(&self) -> Family {
-        self.node_family
+        node_family(self.format)
+    }
+
+    /// Whether numbers that start something are drawn from time on this prefix (format 3 and
+    /// later; [`Self::next_start`]).
+    pub(crate) fn draws_numbers(&self) -> bool {
+        draws_numbers(self.format)
+    }
+
+    /// The number a write that starts something takes after `previous` (a fencing token after
+    /// the last holder's, a turn after the last turn), at `key`.
+    ///
+    /// On a prefix of format 3 and later: `previous + 1`, or the floor of now less twice the
+    /// clock bound (`src/clock.rs` (`floor`) of [`Self::floor_time`], `draw_behind`) when that
+    /// is higher. **Why.** A
+    /// number derived from the stored one alone repeats or goes back when stored versions
+    /// vanish without the whole manifest going: on the version chain a lifecycle rule or an
+    /// operator's `rm` of the newest version lets a node that knew the version before write
+    /// the same slot again, and a restore from backup puts back an older object under etag
+    /// CAS. No object is left to tell; time is the one thing nobody can delete. A number
+    /// drawn at `t2` is above one drawn at `t1 < t2` (a floor, `+ k` for fewer than 1024
+    /// transitions a millisecond since), so the later holder's token is the higher one and a
+    /// fenced resource refuses the earlier. That holds as far as the clock check vouches for
+    /// the two drawers' clocks (each within [`ManifestOptions::max_clock_offset`] of the
+    /// store's; a node beyond it draws on the store's timeline alone): when `t2 − t1` is more
+    /// than their clocks' difference. Drawn numbers stay behind the floor of now, so a
+    /// manifest whose every object vanished and is created afresh numbers above them always,
+    /// however soon.
+    ///
+    /// On older formats `previous + 1`: builds of those formats number so, and a drawn number
+    /// above theirs would make their next number go back. Drawing costs the clock check a
+    /// floor takes when no recent one serves (two requests, once in 15 minutes); its error is
+    /// returned and nothing is written.
+    pub(crate) async fn next_start(
+        &self,
+        key: &(impl std::fmt::Display + Sync),
+        what: &'static str,
+        previous: u64,
+    ) -> Result<u64> {
+        let next = next_number(key, what, previous)?;
+        if !draws_numbers(self.format) {
+            return Ok(next);
+        }
+        let behind =
+            chrono::Duration::from_std(self.draw_behind()).unwrap_or(chrono::Duration::MAX);
+        let t = self
+            .floor_time()
+            .await?
+            .checked_sub_signed(behind)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        Ok(next.max(crate::clock::floor(key, t)?))
+    }
+
+    /// How far behind the floor of now [`Self::next_start`] draws: twice the clock bound (two
+    /// nodes' clocks, each within it of the store's) and the store's time resolution. So a
+    /// manifest created afresh (at the floor of now, [`Self::first_number`]) after its objects
+    /// vanished is above every number drawn before, whichever clocks drew them.
+    fn draw_behind(&self) -> Duration {
+        self.options
+            .max_clock_offset
+            .saturating_mul(2)
+            .saturating_add(crate::store::time::RESOLUTION)
     }
 
     /// A handle on the manifest of `kind` at `base` (a key from `src/store/keys.rs`).

@@ -97,13 +97,17 @@ pub const FORMAT: u32 = 1;
 ///
 /// - **1**: nodes heartbeat under `members/` as the kind `member` ([`Family::Member`]).
 /// - **2**: nodes heartbeat under `nodes/` as the kind `node` ([`Family::Node`]).
+/// - **3**: as 2, and a number that starts something (a fencing token, a turn number) is
+///   drawn from time when that is above the stored number + 1, so that it never repeats or
+///   goes back when stored versions vanish (see `Manifests::next_start`, crate-internal).
 ///
 /// A new prefix is created at the newest format. A prefix keeps the format it was created
 /// with for its life, and this build coordinates on either, exactly as the format says: on a
 /// prefix of format 1 it reads and writes `members/` as builds of format 1 do, so a fleet
-/// upgrades one node at a time. Builds of format 1 refuse a prefix of format 2
-/// ([`Error::UnsupportedFormat`]) instead of heartbeating where no node of this build looks.
-pub const PROTOCOL_FORMAT: u32 = 2;
+/// upgrades one node at a time; on a prefix of format 2 it numbers as builds of format 2 do.
+/// Builds of an older format refuse a prefix of a newer one ([`Error::UnsupportedFormat`])
+/// instead of heartbeating where no node of theirs looks, or numbering below this build's.
+pub const PROTOCOL_FORMAT: u32 = 3;
 
 /// The `kind` of the protocol record.
 const KIND: &str = "protocol";
@@ -250,6 +254,12 @@ impl ProtocolRecord {
             _ => Ok(self.strategy),
         }
     }
+}
+
+/// Whether a number that starts something is drawn from time on a prefix of `format` (see
+/// [`PROTOCOL_FORMAT`]).
+pub(crate) fn draws_numbers(format: u32) -> bool {
+    format >= 3
 }
 
 /// Where nodes heartbeat on a prefix of `format` (see [`PROTOCOL_FORMAT`]).
@@ -726,11 +736,12 @@ impl ProtocolWatch {
         }
     }
 
-    /// Whether `other` says what this handle relies on: the same strategy, the same place
-    /// for nodes and, on the version chain, the same `gc_min_age`.
+    /// Whether `other` says what this handle relies on: the same strategy, the same format
+    /// (where nodes heartbeat, how numbers are drawn) and, on the version chain, the same
+    /// `gc_min_age`.
     fn agrees(&self, other: &ProtocolRecord) -> bool {
         other.strategy == self.record.strategy
-            && other.node_family() == self.record.node_family()
+            && other.format == self.record.format
             && (self.record.strategy != Strategy::VersionChain
                 || other.gc_min_age_ms == self.record.gc_min_age_ms)
     }
@@ -795,7 +806,7 @@ impl ProtocolWatch {
         };
         if !self.agrees(&found) {
             let mut now = Self::describe(&found);
-            if found.node_family() != self.record.node_family() {
+            if found.format != self.record.format {
                 // The strategy may be the same: say what moved.
                 now.push_str(&format!(
                     "; this node keeps nodes at format {}, under {}/",

@@ -616,8 +616,11 @@ fn lock_run_nonblock_wait_conflict_code_and_command_string_behave_as_flock_s() {
             ],
         )
         .exits(5);
-    // The holder's lease (token), its release (token + 1), this one.
-    assert_eq!(out.stdout(), format!("L {}\n", token + 2));
+    // Above the holder's token (its + 1, or drawn from time: not consecutive).
+    let printed = out.stdout();
+    let (lock, theirs) = printed.trim().split_once(' ').expect("lock and token");
+    assert_eq!(lock, "L");
+    assert!(theirs.parse::<u64>().unwrap() > token, "{printed}");
     // -c and a COMMAND after -- do not mix.
     env.run("other", &["lock", "run", "L", "-c", "true", "--", "true"])
         .exits(2);
@@ -646,7 +649,7 @@ fn lock_hold_prints_the_token_holds_until_sigterm_then_releases() {
     let mut h = env.spawn("maint", &["--json", "lock", "hold", "schema"]);
     let acq: Value = serde_json::from_str(&h.line()).unwrap();
     assert_eq!(acq["event"], "acquired");
-    assert_eq!(acq["lock"]["fencing_token"], token + 2);
+    assert!(acq["lock"]["fencing_token"].as_u64().unwrap() > token);
     assert_eq!(keys(&acq["lock"]), keys(&env.lock("schema")));
     h.signal(libc::SIGINT);
     assert_eq!(h.wait(), Some(0), "{}", h.stderr());
@@ -690,10 +693,8 @@ fn lock_break_refuses_a_token_that_is_not_the_current_lease_s() {
     env.run("a", &["lock", "run", "L", "--", "true"]).ok();
     let first = env.lock("L")["fencing_token"].as_u64().unwrap();
     let (mut h, token) = hold(&env, "b", "L", &[]);
-    // a's lease (first), its release (first + 1), b's lease.
-    assert_eq!(
-        token,
-        first + 2,
+    assert!(
+        token > first,
         "a newer lease than the one an operator saw first"
     );
     let (first, token_s) = (first.to_string(), token.to_string());

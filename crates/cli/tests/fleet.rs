@@ -72,7 +72,7 @@ fn assert_exercised(r: &Report) {
         "lock: fencing tokens",
         "protected object",
         "turn: exactly one run",
-        "turn: no turn number skipped",
+        "turn: no turn skipped",
         "stream: created once",
         "stream: the querier",
         "record:",
@@ -300,7 +300,7 @@ async fn torture_on_s3_holds_every_invariant(backend: Backend) {
         .unwrap();
     println!("{}", show(&r));
     assert_eq!(r.strategy, "etag-cas");
-    // Every invariant must hold, the liveness check "no turn number skipped" too: its rare
+    // Every invariant must hold, the liveness check "no turn skipped" too: its rare
     // violation here was a claim that landed, lost its answer and was overtaken twice before
     // the read-back, reported as a conflict (now `Ambiguous`, see the conformance check
     // `a_landed_write_overtaken_twice_is_never_a_conflict`).
@@ -549,29 +549,47 @@ fn checker_flags_a_stale_fenced_write_and_a_killed_holder_ends_at_the_kill() {
 }
 
 #[test]
-fn checker_flags_turn_duplicates_and_unexcused_gaps() {
-    let run = |n| What::TurnRun {
+fn checker_flags_turn_duplicates_forks_and_unexcused_gaps() {
+    let run = |n, previous| What::TurnRun {
         turn: "t".into(),
         number: n,
+        previous,
         begun_ms: 0.0,
     };
     let begun = || What::ClaimBegun { turn: "t".into() };
-    let dup = history(vec![(0.0, "a", run(1)), (1.0, "b", run(1))]);
+    let dup = history(vec![(0.0, "a", run(1, None)), (1.0, "b", run(1, None))]);
     assert_eq!(
         named(&check::check(&dup), "turn: exactly one").verdict,
         Verdict::Violated
     );
-    let gap = history(vec![(0.0, "a", run(1)), (10.0, "a", run(3))]);
+    // Two runs after one turn: two numbers, one window.
+    let fork = history(vec![
+        (0.0, "a", run(1, None)),
+        (5.0, "a", run(2, Some(1))),
+        (6.0, "b", run(3, Some(1))),
+    ]);
+    assert_eq!(
+        named(&check::check(&fork), "turn: exactly one").verdict,
+        Verdict::Violated
+    );
+    let followed = history(vec![
+        (0.0, "a", run(1, None)),
+        (10.0, "a", run(4_096, Some(1))),
+    ]);
+    let inv = check::check(&followed);
+    assert_eq!(named(&inv, "turn: exactly one").verdict, Verdict::Held);
+    assert_eq!(named(&inv, "turn: no turn").verdict, Verdict::Held);
+    let gap = history(vec![(0.0, "a", run(1, None)), (10.0, "a", run(3, Some(2)))]);
     assert_eq!(
         named(&check::check(&gap), "turn: no turn").verdict,
         Verdict::Violated
     );
     // A claim cut short by a kill excuses the number it may have taken.
     let excused = history(vec![
-        (0.0, "a", run(1)),
+        (0.0, "a", run(1, None)),
         (5.0, "b", begun()),
         (6.0, "b", What::Killed),
-        (10.0, "a", run(3)),
+        (10.0, "a", run(3, Some(2))),
     ]);
     assert_eq!(
         named(&check::check(&excused), "turn: no turn").verdict,

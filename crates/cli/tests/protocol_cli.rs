@@ -81,12 +81,12 @@ fn on_a_directory_a_deleted_record_is_refused_reported_and_recreated() {
     // ... the one they show is recorded.
     let out = env.run("ops", &["protocol", "recreate"]).ok().stdout();
     assert!(
-        out.contains("recreated:  version-chain, format 2 (nodes under nodes/;"),
+        out.contains("recreated:  version-chain, format 3 (nodes under nodes/;"),
         "{out}"
     );
     let doctor = env.run("ops", &["doctor"]).ok().stdout();
     assert!(
-        doctor.contains("format:     2 (nodes heartbeat under nodes/;"),
+        doctor.contains("format:     3 (nodes heartbeat under nodes/;"),
         "{doctor}"
     );
     let again = env.run("ops", &["protocol", "recreate"]).ok().stdout();

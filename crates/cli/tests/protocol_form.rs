@@ -149,8 +149,9 @@ async fn a_process_on_a_known_prefix_replaces_at_the_floor_on_a_bare_etag_store(
     let d = counted.counts();
     assert_eq!(
         (d.requests(), d.gets, d.puts, d.deletes),
-        (4, 2, 2, 0),
-        "GET record, GET lock, PUT acquire, PUT release: {d:?}"
+        (6, 3, 3, 0),
+        "GET record, GET lock, the clock check a drawn token takes (PUT and HEAD of \
+         _cairn/clock.json, once a process in 15 minutes), PUT acquire, PUT release: {d:?}"
     );
     assert_eq!(
         w.hook.landed("_probe/"),
@@ -204,7 +205,8 @@ async fn a_record_of_an_earlier_build_is_read_as_before_and_completed_once() {
     let c = w.node(Arc::clone(&counted), "cli").await;
     take_and_release(&c, &a).await;
     let d = counted.counts();
-    assert_eq!((d.requests(), d.deletes), (4, 0), "{d:?}");
+    // As above: 4, and the clock check of the drawn token.
+    assert_eq!((d.requests(), d.deletes), (6, 0), "{d:?}");
     assert_eq!(
         w.hook.landed("_cairn/protocol.json") - records,
         1,

@@ -205,7 +205,8 @@ async fn should_hand_out_the_last_fencing_token_once_then_refuse_to_wrap() {
             &base,
             "lock",
             MAX - 1,
-            lock_body("released", MAX - 2),
+            // The token is the last holder's + 1 (or drawn from time, far below MAX).
+            lock_body("released", MAX - 1),
         )
         .await;
         let a = ns

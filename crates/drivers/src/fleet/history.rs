@@ -153,6 +153,10 @@ pub enum What {
         turn: String,
         /// The turn number.
         number: u64,
+        /// The number of the turn this claim followed, as stored with it (`None` for the
+        /// first turn of a turn created afresh).
+        #[serde(default)]
+        previous: Option<u64>,
         /// When the claim began.
         begun_ms: f64,
     },
