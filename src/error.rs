@@ -264,11 +264,11 @@ pub enum Error {
     },
 
     /// The prefix's protocol record changed under a running handle: it now names another
-    /// strategy (or another version chain `gc_min_age`, or a format that keeps nodes
-    /// elsewhere), or it no longer parses. This
-    /// handle's manifests may no longer be the ones other nodes read, so it stops
-    /// coordinating: every later write fails with this error, and a held lease is lost
-    /// when its renewals have failed up to its deadline.
+    /// strategy (or another version chain `gc_min_age`, or another format), or it no longer
+    /// parses. This handle's manifests may no longer be the ones other nodes read, so it
+    /// stops coordinating: every later write fails with this error, a heartbeater stops
+    /// (`HeartbeatEnd::ProtocolChanged`), and a held lease is lost when its renewals have
+    /// failed up to its deadline.
     #[error("the protocol record {key} changed under this running node: it coordinates with {known}, the record now says {now}; this node stops coordinating")]
     ProtocolChanged {
         /// The protocol record's key.

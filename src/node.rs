@@ -617,6 +617,36 @@ pub enum HeartbeatEnd {
         /// When it joined.
         other_started_at: DateTime<Utc>,
     },
+    /// The prefix's protocol record changed (another strategy or format) or became
+    /// unreadable: no heartbeat is written on a prefix this node no longer coordinates on;
+    /// see [`Error::ProtocolChanged`], whose fields these are. Restart the node.
+    ProtocolChanged {
+        /// The protocol record's key.
+        key: String,
+        /// The strategy this node coordinated with.
+        known: crate::Strategy,
+        /// What the record says now.
+        now: String,
+    },
+}
+
+impl HeartbeatEnd {
+    /// The error this end is, for a caller that reports ends as errors.
+    pub fn into_error(self, node: &Name) -> Error {
+        match self {
+            HeartbeatEnd::Duplicate {
+                other_session,
+                other_started_at,
+            } => Error::DuplicateNode {
+                node: node.to_string(),
+                other_session,
+                other_started_at,
+            },
+            HeartbeatEnd::ProtocolChanged { key, known, now } => {
+                Error::ProtocolChanged { key, known, now }
+            }
+        }
+    }
 }
 
 /// A joined node's heartbeat. Heartbeats in the background every interval; stop it with
@@ -645,8 +675,8 @@ impl Heartbeater {
         self.held.state().snapshot.clone()
     }
 
-    /// Waits until the heartbeater stops on its own (another process took the node id) and says
-    /// why. Never returns while heartbeats go on.
+    /// Waits until the heartbeater stops on its own (another process took the node id, or the
+    /// prefix's protocol record changed) and says why. Never returns while heartbeats go on.
     ///
     /// # Cancel safety
     ///
@@ -771,6 +801,20 @@ impl Keep<NodeRecord> for Beats {
 
     fn expired(&self, _error: String) -> Option<HeartbeatEnd> {
         None
+    }
+
+    fn fatal(&self, e: &Error) -> Option<HeartbeatEnd> {
+        match e {
+            Error::ProtocolChanged { key, known, now } => {
+                warn!(node = %self.node, error = %e, "stopping heartbeats: the protocol record changed");
+                Some(HeartbeatEnd::ProtocolChanged {
+                    key: key.clone(),
+                    known: *known,
+                    now: now.clone(),
+                })
+            }
+            _ => None,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn::node::{Health, NodeOptions};
+use cairn::node::{Health, HeartbeatEnd, NodeOptions};
 use cairn::store::keys::Family;
 use cairn::store::protocol::{ProtocolRecord, WatchOptions, PROTOCOL_FORMAT};
 use cairn::store::WriteId;
@@ -465,6 +465,53 @@ async fn a_running_node_stops_when_the_record_moves_its_nodes() {
         }
         other => panic!("expected ProtocolChanged, got {other:?}"),
     }
+}
+
+/// A heartbeating node whose prefix's record is rewritten at another format (here format 2:
+/// the same folder for nodes, another numbering) stops heartbeating and says why
+/// (`HeartbeatEnd::ProtocolChanged`), instead of failing every beat quietly while views lose
+/// it; and the end converts to the error the CLI reports.
+#[tokio::test(start_paused = true)]
+async fn a_heartbeating_node_stops_when_the_record_changes_and_says_why() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let a = watching(&store)
+        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
+        .build()
+        .await
+        .unwrap();
+    let hb = a.nodes(NodeOptions::default()).join().await.unwrap();
+    let changed = ProtocolRecord::new(
+        Strategy::EtagCas,
+        "intruder",
+        chrono::Utc::now(),
+        None,
+        WriteId::new("intruder-1"),
+    )
+    .with_format(2);
+    store
+        .put(
+            &Path::from("p/_cairn/protocol.json"),
+            PutPayload::from(serde_json::to_vec(&changed).unwrap()),
+        )
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(60), hb.ended())
+        .await
+        .expect("the heartbeater stops within a minute");
+    match end.clone() {
+        HeartbeatEnd::ProtocolChanged { known, now, .. } => {
+            assert_eq!(known, Strategy::EtagCas);
+            assert!(
+                now.contains("format 2") && now.contains("intruder"),
+                "{now}"
+            );
+        }
+        other => panic!("expected ProtocolChanged, got {other:?}"),
+    }
+    assert!(matches!(
+        end.into_error(hb.node()),
+        Error::ProtocolChanged { .. }
+    ));
 }
 
 /// An observer (the CLI's `status`, `node ls`, `doctor`) of a prefix whose record is gone

@@ -448,6 +448,13 @@ pub(crate) trait Keep<T>: Send + 'static {
     /// Why the claim is lost when its deadline passed, `error` saying how renewals went.
     /// `None` for a claim that has no deadline (never called then).
     fn expired(&self, error: String) -> Option<Self::Loss>;
+
+    /// Why the claim ends at once on renewal error `e`, which no retry can mend (the
+    /// prefix's protocol record changed under this node). `None` (the default): retry at the
+    /// next renewal, until the deadline if the claim has one.
+    fn fatal(&self, _e: &Error) -> Option<Self::Loss> {
+        None
+    }
 }
 
 /// The renewal loop of a held claim: renews `m` when due with `k`'s next body, adopts our
@@ -541,6 +548,11 @@ pub(crate) async fn keep<T, K>(
                 // renewal if it landed): the claim was taken, whichever it was.
                 Ok(Write::Conflict(latest)) => Some(latest),
                 Err(e) => {
+                    if let Some(end) = k.fatal(&e) {
+                        drop(s);
+                        keeper.lose(end);
+                        return;
+                    }
                     k.failed(&e);
                     last_error = e.to_string();
                     due = k.next_due(Renewal::Failed, due, woke);

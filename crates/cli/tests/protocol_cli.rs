@@ -99,6 +99,33 @@ fn on_a_directory_a_deleted_record_is_refused_reported_and_recreated() {
     assert_eq!(holder.wait(), Some(0), "{}", holder.stderr());
 }
 
+/// A running `node heartbeat` whose prefix's record is rewritten at another format stops
+/// with the error (exit 1, `protocol-changed`) instead of failing every beat quietly while
+/// views lose the node. On a directory every heartbeat is a create, which confirms the record
+/// first (at most 1 s old), so it stops within seconds.
+#[test]
+fn on_a_directory_a_heartbeating_node_stops_when_the_record_changes() {
+    let env = Env::new();
+    let mut beat = Spawned::start(env.cairn(
+        "beater",
+        &["--json", "node", "heartbeat", "--interval", "200ms"],
+    ));
+    let joined = beat.line();
+    assert!(joined.contains("joined"), "{joined}");
+    let path = env.root().join("_cairn/protocol.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(record["format"], cairn::store::protocol::PROTOCOL_FORMAT);
+    record["format"] = 2.into();
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    assert_eq!(beat.wait(), Some(1), "stderr: {}", beat.stderr());
+    let err = beat.stderr();
+    assert!(
+        err.contains("protocol record") && err.contains("format 2"),
+        "{err}"
+    );
+}
+
 fn on_localstack(prefix: &str, node: &str, args: &[&str]) -> Run {
     let store = format!("s3://{}/{prefix}", common::BUCKET);
     Run(localstack_cmd(&store, node, args).output().unwrap())

@@ -50,6 +50,10 @@ pub async fn heartbeat(members: &Nodes, json: bool) -> Result<i32> {
                     hb.node(),
                     output::time(other_started_at)
                 ),
+                // Reported as the error it is (kind `protocol-changed`, exit 1, "restart it").
+                changed @ HeartbeatEnd::ProtocolChanged { .. } => {
+                    return Err(changed.into_error(hb.node()).into());
+                }
                 // `HeartbeatEnd` is non-exhaustive: an end this binary does not know yet.
                 other => {
                     say!("cairn: node {} stopped heartbeating: {other:?}", hb.node());
