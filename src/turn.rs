@@ -254,7 +254,7 @@ impl TurnRecord {
 /// record calls it `turn`, and there `turn` would read as the turn's name), in this order:
 /// `name`, `number`, `version`, `state`, `holder`, `session`, `window_ms`, `jitter_ms`,
 /// `started_at`, `finished_at`, `outcome`, `previous` (`number`, `holder`, `started_at`,
-/// `finished_at`, `outcome`; absent for turn 1) and `next_due_at`.
+/// `finished_at`, `outcome`; absent for a turn's first) and `next_due_at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnInfo {
     /// The turn's name.

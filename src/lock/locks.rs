@@ -309,8 +309,16 @@ impl Locks {
                         .next_start(m.key(), "fencing token", c.body.fencing_token.0)
                         .await?
                 }
-                // Earlier formats: the token is the version it was acquired at.
-                _ => version,
+                // Earlier formats: the token is the version it was acquired at, as their builds
+                // number it; and never at or below the last holder's, should a prefix once of
+                // format 3 have been re-created at an earlier one (its tokens are above its
+                // versions).
+                Some(c) => version.max(clock::next_number(
+                    m.key(),
+                    "fencing token",
+                    c.body.fencing_token.0,
+                )?),
+                None => version,
             });
             let now = clock.now();
             let record = LockRecord {

@@ -60,6 +60,16 @@ use protocol::{Draft, Protocol, Wrote};
 
 pub use crate::store::protocol::Strategy;
 
+/// How far behind the floor of now a number that starts something is drawn
+/// ([`Manifests::next_start`]): twice the default clock bound (2 s, two nodes each within it of
+/// the store's) and the store's time resolution (1 s). A protocol constant, not an option: a
+/// node that drew closer to now could draw above a manifest created afresh after it vanished.
+const DRAW_BEHIND: Duration = Duration::from_secs(5);
+
+/// The largest random step of a number that starts something when time does not lift it above
+/// the last one ([`Manifests::next_start`]).
+const DRAW_STEP: u64 = 256;
+
 /// Tuning of compare-and-swap and of the version chain's garbage collection.
 #[derive(Debug, Clone)]
 pub struct ManifestOptions {
@@ -179,22 +189,31 @@ impl Manifests {
     /// The number a write that starts something takes after `previous` (a fencing token after
     /// the last holder's, a turn after the last turn), at `key`.
     ///
-    /// On a prefix of format 3 and later: `previous + 1`, or the floor of now less twice the
-    /// clock bound (`src/clock.rs` (`floor`) of [`Self::floor_time`], `draw_behind`) when that
-    /// is higher. **Why.** A
-    /// number derived from the stored one alone repeats or goes back when stored versions
-    /// vanish without the whole manifest going: on the version chain a lifecycle rule or an
-    /// operator's `rm` of the newest version lets a node that knew the version before write
-    /// the same slot again, and a restore from backup puts back an older object under etag
-    /// CAS. No object is left to tell; time is the one thing nobody can delete. A number
-    /// drawn at `t2` is above one drawn at `t1 < t2` (a floor, `+ k` for fewer than 1024
-    /// transitions a millisecond since), so the later holder's token is the higher one and a
-    /// fenced resource refuses the earlier. That holds as far as the clock check vouches for
-    /// the two drawers' clocks (each within [`ManifestOptions::max_clock_offset`] of the
-    /// store's; a node beyond it draws on the store's timeline alone): when `t2 − t1` is more
-    /// than their clocks' difference. Drawn numbers stay behind the floor of now, so a
-    /// manifest whose every object vanished and is created afresh numbers above them always,
-    /// however soon.
+    /// On a prefix of format 3 and later: the floor of now less [`DRAW_BEHIND`] (`src/clock.rs`
+    /// (`floor`) of [`Self::floor_time`]) when that is above `previous`, else `previous` + a
+    /// random step of 1 to [`DRAW_STEP`].
+    ///
+    /// **Why.** A number derived from the stored one alone repeats or goes back when stored
+    /// versions vanish without the whole manifest going: on the version chain a lifecycle rule
+    /// or an operator's `rm` of the newest version lets a node that knew the version before
+    /// write the same slot again, and a restore from backup puts back an older object under
+    /// etag CAS. No object is left to tell; time is the one thing nobody can delete. Every
+    /// number handed out by `t1` is below the floor of `t1` + 2 s (a clock at most the bound
+    /// ahead; the steps since stay within the floor's budget, below), so a number drawn at
+    /// `t2` from a clock at most the bound behind is above it when `t2 − t1` is more than
+    /// [`DRAW_BEHIND`] + 4 s: the later holder's token is the higher one, and a fenced
+    /// resource refuses the earlier. With clocks in step (NTP: milliseconds) 5 s apart
+    /// suffices. Closer than that the floor may be below `previous` (a number drawn afresh
+    /// moments ago, or by a clock ahead); the random step then makes two drawers from one
+    /// `previous` unlikely to draw the same number (1 in [`DRAW_STEP`]), though either may be
+    /// the higher.
+    ///
+    /// **Why behind.** A manifest whose every object vanished is created afresh at the floor of
+    /// now ([`Self::first_number`]), and must number above everything drawn before, whichever
+    /// clocks drew it: [`DRAW_BEHIND`] is twice the default clock bound and the store's time
+    /// resolution, and a node with a wider bound draws further behind. The random step keeps
+    /// within the floor's budget: at most 256 a start, a quarter of a millisecond's 1024, and a
+    /// start is at least one store round trip.
     ///
     /// On older formats `previous + 1`: builds of those formats number so, and a drawn number
     /// above theirs would make their next number go back. Drawing costs the clock check a
@@ -217,18 +236,25 @@ impl Manifests {
             .await?
             .checked_sub_signed(behind)
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        Ok(next.max(crate::clock::floor(key, t)?))
+        let floor = crate::clock::floor(key, t)?;
+        if floor > previous {
+            return Ok(floor);
+        }
+        let step = self.with_rng(|r| rand::Rng::random_range(r, 1..=DRAW_STEP));
+        previous.checked_add(step).ok_or_else(|| Error::Exhausted {
+            key: key.to_string(),
+            what,
+        })
     }
 
-    /// How far behind the floor of now [`Self::next_start`] draws: twice the clock bound (two
-    /// nodes' clocks, each within it of the store's) and the store's time resolution. So a
-    /// manifest created afresh (at the floor of now, [`Self::first_number`]) after its objects
-    /// vanished is above every number drawn before, whichever clocks drew them.
+    /// How far behind the floor of now [`Self::next_start`] draws: [`DRAW_BEHIND`], or twice
+    /// this node's clock bound and the store's resolution when that is more.
     fn draw_behind(&self) -> Duration {
         self.options
             .max_clock_offset
             .saturating_mul(2)
             .saturating_add(crate::store::time::RESOLUTION)
+            .max(DRAW_BEHIND)
     }
 
     /// A handle on the manifest of `kind` at `base` (a key from `src/store/keys.rs`).

@@ -155,25 +155,32 @@ struct Deletions {
     list: Vec<Deletion>,
     /// The fleet ran the version chain: a node that knew a chain's head before a deletion
     /// keeps writing on that knowledge, a line of its own beside the chain created again,
-    /// until it next lists (at most twice half of `gc_min_age`, 10 min at the default: longer
-    /// than any run). Its holds and turns then overlap the new line's, with numbers drawn
-    /// from time (`Manifests::next_start`) keeping them apart.
+    /// until it next lists: within the prefix's `gc_min_age` (`super::CHAIN_GC_MIN_AGE` in the
+    /// torture). Its holds and turns then overlap the new line's, with numbers drawn from time
+    /// (`Manifests::next_start`) keeping them apart.
     chain: bool,
+}
+
+/// How long after a deletion on the version chain a stale line may still be written: the
+/// torture's `gc_min_age` and a request's length.
+fn chain_stale_ms() -> f64 {
+    (super::CHAIN_GC_MIN_AGE + std::time::Duration::from_secs(2)).as_secs_f64() * 1000.0
 }
 
 impl Deletions {
     /// Whether a deletion may account for what happened at `to` to what was written at
-    /// `from`: one between them, or on the version chain any before `to`.
+    /// `from`: one between them, or on the version chain one done at most `chain_stale_ms`
+    /// before `to`.
     fn cover(&self, from: f64, to: f64) -> bool {
-        self.list
-            .iter()
-            .any(|v| v.between(from, to) || (self.chain && v.began <= to))
+        self.list.iter().any(|v| {
+            v.between(from, to) || (self.chain && v.began <= to && to - v.done <= chain_stale_ms())
+        })
     }
 
     /// Whether a number drawn at `later_ms` may lie below one drawn at `earlier_ms` for a
     /// reason the guarantee allows: a deletion took away what the later drawer would have
-    /// counted from, and the two were drawn within the clocks' disagreement
-    /// (`DRAWN_WITHIN_MS`). Never an excuse for an equal number.
+    /// counted from, and the two were drawn within `DRAWN_WITHIN_MS` of each other. Never an
+    /// excuse for an equal number.
     fn drawn_within_clocks(&self, earlier_ms: f64, later_ms: f64) -> bool {
         later_ms >= earlier_ms
             && later_ms - earlier_ms < DRAWN_WITHIN_MS
@@ -204,10 +211,10 @@ fn deletions(events: &[Event], kind: &str) -> Deletions {
     Deletions { list, chain }
 }
 
-/// Twice the clock bound the torture's skews stay within (2 s) and the store's time
-/// resolution (1 s): how far apart two numbers drawn from time (`Manifests::next_start`) may be
-/// misordered by the drawers' clocks.
-const DRAWN_WITHIN_MS: f64 = 5_000.0;
+/// How far apart two numbers drawn from time (`Manifests::next_start`) may be misordered:
+/// drawn 5 s behind the floor of now, by clocks each within the torture's 2 s bound of the
+/// store's, with the store's 1 s resolution.
+const DRAWN_WITHIN_MS: f64 = 10_000.0;
 
 /// The number of violations in all.
 pub fn violations(invariants: &[Invariant]) -> usize {
@@ -276,9 +283,21 @@ fn locks(events: &[Event]) -> (Invariant, Invariant, Invariant) {
         let a = actor(e);
         match &e.what {
             What::Acquired { token, .. } => {
-                acquired_at.insert(*token, e.at_ms);
                 tokens.checked += 1;
-                if let Some((m, prev)) = max_token {
+                // A token handed out twice is never excused, whichever was the highest.
+                if let Some(at) = acquired_at.insert(*token, e.at_ms) {
+                    let first = events.iter().find(|x| {
+                        x.at_ms == at
+                            && matches!(x.what, What::Acquired { token: t, .. } if t == *token)
+                    });
+                    tokens.violate(
+                        format!(
+                            "{}#{} acquired with token {token}, handed out before",
+                            e.node, e.inc
+                        ),
+                        first.into_iter().chain([e]).collect(),
+                    );
+                } else if let Some((m, prev)) = max_token {
                     if *token < m && vanished.drawn_within_clocks(prev.at_ms, e.at_ms) {
                         reversed += 1;
                     } else if *token <= m {
@@ -588,7 +607,11 @@ fn turns(events: &[Event]) -> (Invariant, Invariant) {
         for (p, rs) in followers.iter_mut() {
             rs.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
             one.checked += 1;
-            let from = ran_at(*p).unwrap_or(0.0);
+            // From the turn followed; one that never ran, from the first follower's claim.
+            let from = ran_at(*p).unwrap_or_else(|| match rs[0].what {
+                What::TurnRun { begun_ms, .. } => begun_ms,
+                _ => rs[0].at_ms,
+            });
             for r in rs.iter().skip(1) {
                 if deleted_between(from, r.at_ms) {
                     renumbered += 1;

@@ -416,6 +416,9 @@ impl Ctx {
     }
 }
 
+/// The `gc_min_age` a torture prefix records (used on the version chain only).
+pub(crate) const CHAIN_GC_MIN_AGE: Duration = Duration::from_secs(6);
+
 fn name(s: &str) -> Name {
     Name::new(s).expect("fleet names are valid")
 }
@@ -462,11 +465,20 @@ pub async fn run(
     ));
     // The harness's own handle, on the honest store: no faults; it records the prefix's
     // protocol (probing once) unless the prefix has it already.
+    // On the version chain the prefix records a short `gc_min_age` (every node follows the
+    // record): a node's knowledge of a chain's head then serves for `CHAIN_GC_MIN_AGE` / 2, and
+    // a node that knew versions the lifecycle actor deleted lists, and joins the chain created
+    // again, within `CHAIN_GC_MIN_AGE` of the deletion. The checker bounds what a deletion
+    // excuses by it (`check::Deletions`), and old versions are collected within the run.
     let checker = Cairn::builder(Arc::clone(&store))
         .prefix(prefix)
         .node("harness")?
         .seed(opts.seed)
         .strategy(opts.strategy)
+        .manifest_options(cairn::ManifestOptions {
+            gc_min_age: CHAIN_GC_MIN_AGE,
+            ..cairn::ManifestOptions::default()
+        })
         .build()
         .await?;
     // The planted defect: from now on the store ignores preconditions, as a misconfigured
