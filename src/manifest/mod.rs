@@ -240,11 +240,11 @@ impl Manifests {
         if floor > previous {
             return Ok(floor);
         }
-        let step = self.with_rng(|r| rand::Rng::random_range(r, 1..=DRAW_STEP));
-        previous.checked_add(step).ok_or_else(|| Error::Exhausted {
-            key: key.to_string(),
-            what,
-        })
+        // `next` exists, so there is room for a step of 1 at least: the last number is handed
+        // out once before `Exhausted`, never skipped over.
+        let room = u64::MAX.saturating_sub(previous).max(1);
+        let step = self.with_rng(|r| rand::Rng::random_range(r, 1..=DRAW_STEP.min(room)));
+        Ok(previous.saturating_add(step).max(next))
     }
 
     /// How far behind the floor of now [`Self::next_start`] draws: [`DRAW_BEHIND`], or twice
