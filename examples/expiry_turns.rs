@@ -66,11 +66,11 @@ async fn main() -> cairn::Result<()> {
 
     let ran = ran.lock().unwrap().clone();
     let numbers: Vec<u64> = ran.keys().copied().collect();
-    // A new turn numbers from a floor drawn from time, so that its numbers stay above any
-    // earlier incarnation's if its objects are ever deleted; then one by one.
-    let first = numbers.first().copied().unwrap_or(1);
-    let expected: Vec<u64> = (first..first + numbers.len() as u64).collect();
-    assert_eq!(numbers, expected, "every turn number once, none skipped");
+    // Turn numbers are drawn from time (above the last, not consecutive), so that they stay
+    // above any earlier claim's if the turn's objects are ever deleted or restored. No number
+    // ran twice (asserted as each ran), and 4.5 s held a turn a window (at least 3, on a busy
+    // machine).
+    assert!(numbers.len() >= 3, "a turn a window: {numbers:?}");
     let starts: Vec<Duration> = ran.values().map(|(_, at)| *at).collect();
     let gaps: Vec<String> = starts
         .windows(2)

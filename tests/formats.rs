@@ -140,6 +140,26 @@ fn watching(store: &Arc<dyn ObjectStore>) -> cairn::CairnBuilder {
         })
 }
 
+/// Writes a protocol record for `strategy` at `format` over `prefix`'s, as another build (or
+/// an intruder) would.
+async fn plant_record(store: &Arc<dyn ObjectStore>, prefix: &str, strategy: Strategy, format: u32) {
+    let record = ProtocolRecord::new(
+        strategy,
+        "intruder",
+        chrono::Utc::now(),
+        None,
+        WriteId::new("intruder-1"),
+    )
+    .with_format(format);
+    store
+        .put(
+            &Path::from(format!("{prefix}/_cairn/protocol.json")),
+            PutPayload::from(serde_json::to_vec(&record).unwrap()),
+        )
+        .await
+        .unwrap();
+}
+
 /// The operator's `cairn protocol recreate` on `prefix`.
 async fn recreate(store: &Arc<dyn ObjectStore>, prefix: &str) -> Cairn {
     Cairn::builder(Arc::clone(store))
@@ -245,21 +265,7 @@ async fn a_prefix_of_format_2_numbers_tokens_by_the_version_as_its_builds_do() {
                 let store: Arc<dyn ObjectStore> = Arc::new(
                     cairn::store::fault::FaultStore::stamped(Arc::clone(&raw), 0, clock.clone()),
                 );
-                let planted = ProtocolRecord::new(
-                    strategy,
-                    "earlier-build",
-                    chrono::Utc::now(),
-                    None,
-                    WriteId::new("earlier-1"),
-                )
-                .with_format(format);
-                store
-                    .put(
-                        &Path::from(format!("{prefix}/_cairn/protocol.json")),
-                        PutPayload::from(serde_json::to_vec(&planted).unwrap()),
-                    )
-                    .await
-                    .unwrap();
+                plant_record(&store, &prefix, strategy, format).await;
                 let c = Cairn::builder(Arc::clone(&store))
                     .prefix(&prefix)
                     .node("a")
@@ -437,21 +443,7 @@ async fn a_running_node_stops_when_the_record_moves_its_nodes() {
         .unwrap();
     let strategy = a.strategy();
     assert_eq!(strategy, Strategy::EtagCas);
-    let moved = ProtocolRecord::new(
-        strategy,
-        "intruder",
-        chrono::Utc::now(),
-        None,
-        WriteId::new("intruder-1"),
-    )
-    .with_format(1);
-    store
-        .put(
-            &Path::from("p/_cairn/protocol.json"),
-            PutPayload::from(serde_json::to_vec(&moved).unwrap()),
-        )
-        .await
-        .unwrap();
+    plant_record(&store, "p", strategy, 1).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     match a.nodes(NodeOptions::default()).join().await {
         Err(Error::ProtocolChanged { known, now, .. }) => {
@@ -480,21 +472,7 @@ async fn a_heartbeating_node_stops_when_the_record_changes_and_says_why() {
         .await
         .unwrap();
     let hb = a.nodes(NodeOptions::default()).join().await.unwrap();
-    let changed = ProtocolRecord::new(
-        Strategy::EtagCas,
-        "intruder",
-        chrono::Utc::now(),
-        None,
-        WriteId::new("intruder-1"),
-    )
-    .with_format(2);
-    store
-        .put(
-            &Path::from("p/_cairn/protocol.json"),
-            PutPayload::from(serde_json::to_vec(&changed).unwrap()),
-        )
-        .await
-        .unwrap();
+    plant_record(&store, "p", Strategy::EtagCas, 2).await;
     let end = tokio::time::timeout(Duration::from_secs(60), hb.ended())
         .await
         .expect("the heartbeater stops within a minute");
