@@ -23,11 +23,14 @@
 //! whole, read afresh. A cold client on a topic that still has its first entry pays one GET
 //! for it.
 //!
-//! An appender that knows a tail (it appended or read it before) first reads that entry: if
-//! it is still there, nothing up to it vanished or was trimmed (both take the oldest first),
-//! so the entry after it is one past the newest or taken (the create's conflict then finds
-//! the newest). If it is gone, the appender lists, as a fresh client does: a tail it knew
-//! must not number an entry below ones appended after it and then trimmed or vanished.
+//! An appender that knows a tail (it appended or read it before) first reads that entry, and
+//! at once slot 1 conditionally on the etag it knows (a 304 without a body): if the tail is
+//! still there, nothing up to it vanished or was trimmed (both take the oldest first), and if
+//! slot 1 is unchanged (or trimmed), the topic was not deleted whole and started again above
+//! it; so the entry after the tail is one past the newest or taken (the create's conflict
+//! then finds the newest). Otherwise the appender lists, as a fresh client does: a tail it
+//! knew must not number an entry below ones appended after it and then trimmed or vanished,
+//! nor below a first entry created again.
 //!
 //! The log is an audit trail: the only thing that deletes entries is an operator's
 //! [`EventLog::delete_before`] (`cairn gc --log-before TOPIC:SEQ`), which deletes the oldest
@@ -50,11 +53,9 @@
 //! one past it after a fresh first entry was created above, so they place slot 1 by its
 //! sequence (as remembered while its etag is unchanged, else read) and take the higher.
 //!
-//! One window stays open: that stale appender itself. Its own entry is its tail, and still
-//! there, so its next appends continue below the first entry created again (without
-//! duplicating a number: every slot is created once) until it lists. Closing it would cost
-//! every append a third request (a conditional read of slot 1); the window needs a whole
-//! topic deleted between one appender's tail check and its create.
+//! That stale appender itself finds slot 1 changed at its next append, lists and continues
+//! above the new first entry: what stays below is the one entry whose create raced the
+//! deletion (written once, never a duplicate number), and every reader places it below.
 //!
 //! Sequence numbers never wrap: once an entry at `u64::MAX` exists, appending fails at once
 //! with [`Error::Exhausted`] (no create is attempted); retire the topic for a new one.
@@ -73,7 +74,7 @@ use crate::error::{Error, Result};
 use crate::manifest::envelope::{decode, encode};
 use crate::manifest::{listed_number, Manifests, Snapshot};
 use crate::retry::Backoff;
-use crate::store::{keys, CreateOutcome, Key, Name, Object, WriteId};
+use crate::store::{keys, CreateOutcome, Key, Name, Object, ReadIfChanged, WriteId};
 
 /// The envelope kind of log entries.
 #[cfg_attr(feature = "test-util", visibility::make(pub))]
@@ -197,9 +198,10 @@ impl EventLog {
         }
     }
 
-    /// Appends `event` to `topic` and returns its sequence number. Two requests when this
-    /// client knows the tail (a read that it is still there, and the create), else a listing
-    /// first (and, on a topic that still has its first entry, a read of it). Fails with
+    /// Appends `event` to `topic` and returns its sequence number. Three requests when this
+    /// client knows the tail (two reads at once, that it is still there and that slot 1 is
+    /// unchanged, and the create: two round trips), else a listing first (and, on a topic that
+    /// still has its first entry, a read of it). Fails with
     /// [`Error::Exhausted`], without writing, when the newest entry is at `u64::MAX`, and with
     /// [`Error::Encode`], before any request, when the entry would exceed
     /// [`crate::store::MAX_OBJECT_BYTES`].
@@ -218,7 +220,15 @@ impl EventLog {
             // Nothing comes after the last number: no request is worth making.
             Some(t) => {
                 let next = after(t)?;
-                store.read(&self.key_of(topic, t)).await?.map(|_| next)
+                // Both at once: the tail (nothing up to it was trimmed or vanished) and slot 1
+                // (the topic was not deleted whole and started again above the tail).
+                let tail_key = self.key_of(topic, t);
+                let (tail, first) =
+                    futures::join!(store.read(&tail_key), self.first_unchanged(topic));
+                match (tail?, first?) {
+                    (Some(_), true) => Some(next),
+                    _ => None,
+                }
             }
             None => None,
         };
@@ -273,6 +283,31 @@ impl EventLog {
             key: keys::log_topic(topic).to_string(),
             attempts: opts.max_attempts,
         })
+    }
+
+    /// Whether slot 1 still holds the first entry this client knows: unchanged (a conditional
+    /// read, answered 304 without a body) or gone (trimmed, oldest first: the tail read vouches
+    /// for the rest). Another object there is a first entry created again after the topic was
+    /// deleted whole, numbered above this client's tail, which must then list. A slot 1 this
+    /// client never placed is read and remembered (one GET, as today's cold client pays).
+    async fn first_unchanged(&self, topic: &Name) -> Result<bool> {
+        let known = self
+            .firsts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic.as_str())
+            .and_then(|(_, etag)| etag.clone());
+        let Some(etag) = known else {
+            self.read_first(topic).await?;
+            return Ok(true);
+        };
+        let key = keys::log_entry(topic, FIRST_SLOT);
+        Ok(
+            match self.manifests.store().read_if_changed(&key, &etag).await? {
+                ReadIfChanged::Unchanged | ReadIfChanged::Missing => true,
+                ReadIfChanged::Changed(_) => false,
+            },
+        )
     }
 
     /// What to claim after a listing: one past the newest entry, or, for a topic with no

@@ -591,6 +591,60 @@ async fn should_append_above_a_first_entry_created_again_when_a_stale_appender_w
     }
 }
 
+/// The stale appender itself: its create of `tail + 1` raced the topic's deletion and landed
+/// below a first entry created again since, and its own tail is still there (here, put back
+/// as it was). Its next append must not continue below the new first entry: it reads slot 1
+/// beside its tail, finds another first entry there, lists, and appends above it.
+#[tokio::test]
+async fn should_bring_a_stale_appender_above_a_first_entry_created_again() {
+    for w in World::all() {
+        let log = w.node("a").await.event_log();
+        let topic = name("deploys");
+        let mut last = 0;
+        for i in 0..3 {
+            last = log.append(&topic, json!({ "i": i })).await.unwrap();
+        }
+        let slot = |seq: u64| Path::from(format!("{PREFIX}/log/deploys/{seq:020}.json"));
+        let tail = w.backup("log/deploys").await;
+        let (_, tail_bytes) = tail
+            .iter()
+            .find(|(p, _)| *p == slot(last))
+            .expect("the tail entry")
+            .clone();
+
+        w.later(1_000);
+        w.vanish("log/deploys").await;
+        let first = w
+            .node("b")
+            .await
+            .event_log()
+            .append(&topic, json!({ "i": 3 }))
+            .await
+            .unwrap();
+        assert!(first > last + 1, "{}", w.label);
+        // The stale appender's tail, and its create of `last + 1`, below `first`.
+        w.store
+            .put(&slot(last), tail_bytes.clone().into())
+            .await
+            .unwrap();
+        let mut stale: serde_json::Value = serde_json::from_slice(&tail_bytes).unwrap();
+        stale["version"] = (last + 1).into();
+        stale["write_id"] = uuid::Uuid::new_v4().to_string().into();
+        w.store
+            .put(&slot(last + 1), serde_json::to_vec(&stale).unwrap().into())
+            .await
+            .unwrap();
+
+        let next = log.append(&topic, json!({ "i": 4 })).await.unwrap();
+        assert_eq!(
+            next,
+            first + 1,
+            "{}: the stale appender continued at {next}, below the first entry {first}",
+            w.label
+        );
+    }
+}
+
 #[tokio::test]
 async fn should_keep_appending_after_the_newest_when_only_older_entries_were_trimmed() {
     for w in World::all() {
