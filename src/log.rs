@@ -224,7 +224,7 @@ impl EventLog {
                 // (the topic was not deleted whole and started again above the tail).
                 let tail_key = self.key_of(topic, t);
                 let (tail, first) =
-                    futures::join!(store.read(&tail_key), self.first_unchanged(topic));
+                    futures::join!(store.read(&tail_key), self.first_unchanged(topic, t));
                 match (tail?, first?) {
                     (Some(_), true) => Some(next),
                     _ => None,
@@ -288,9 +288,9 @@ impl EventLog {
     /// Whether slot 1 still holds the first entry this client knows: unchanged (a conditional
     /// read, answered 304 without a body) or gone (trimmed, oldest first: the tail read vouches
     /// for the rest). Another object there is a first entry created again after the topic was
-    /// deleted whole, numbered above this client's tail, which must then list. A slot 1 this
-    /// client never placed is read and remembered (one GET, as today's cold client pays).
-    async fn first_unchanged(&self, topic: &Name) -> Result<bool> {
+    /// deleted whole, numbered above this client's tail `tail`, which must then list. A slot 1
+    /// this client never placed is read and remembered (one GET), and judged by its sequence.
+    async fn first_unchanged(&self, topic: &Name, tail: u64) -> Result<bool> {
         let known = self
             .firsts
             .lock()
@@ -298,8 +298,7 @@ impl EventLog {
             .get(topic.as_str())
             .and_then(|(_, etag)| etag.clone());
         let Some(etag) = known else {
-            self.read_first(topic).await?;
-            return Ok(true);
+            return Ok(self.read_first(topic).await?.is_none_or(|f| f <= tail));
         };
         let key = keys::log_entry(topic, FIRST_SLOT);
         Ok(
