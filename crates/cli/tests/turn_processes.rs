@@ -134,11 +134,10 @@ async fn processes_taking_turns_on(backend: Backend) {
             "overlap: {pair:?}"
         );
     }
-    // Each turn number exactly once, in order, with no gaps, from the first (a floor drawn
-    // from time, `clock::floor`).
-    let first = starts[0].number;
-    for (i, s) in starts.iter().enumerate() {
-        assert_eq!(s.number, first + i as u64, "turn numbers: {starts:#?}");
+    // Each turn number exactly once, in order: numbers are drawn from time (above the last,
+    // not consecutive; `Manifests::next_start`), so a skipped window shows in the gaps below.
+    for w in starts.windows(2) {
+        assert!(w[1].number > w[0].number, "turn numbers: {starts:#?}");
     }
     // Never before the window minus the jitter. The times are the jobs' own starts, each its
     // claim plus a process start-up that 2 busy cores can stretch, hence 0.9 s of slack: a
