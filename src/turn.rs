@@ -771,7 +771,8 @@ impl Turns {
     /// nobody else has. `job` runs for every turn this node wins, with the turn number. Store
     /// errors are logged and retried with backoff; the loop ends on its own only for an error
     /// that retrying cannot fix (invalid options, a window that disagrees with the turn's,
-    /// corrupt or newer stored data, an exhausted turn number), which it returns.
+    /// corrupt or newer stored data, an exhausted turn number, a protocol record that changed
+    /// under it), which it returns.
     ///
     /// # Cancel safety
     ///
@@ -804,6 +805,7 @@ impl Turns {
                     | Error::TurnMismatch { .. }
                     | Error::Corrupt { .. }
                     | Error::UnsupportedFormat { .. }
+                    | Error::ProtocolChanged { .. }
                     | Error::WrongKind { .. }
                     | Error::Exhausted { .. }),
                 ) => return Err(e),

@@ -492,6 +492,42 @@ async fn a_heartbeating_node_stops_when_the_record_changes_and_says_why() {
     ));
 }
 
+/// A held lease whose prefix's record is rewritten at another format is lost at its next
+/// renewal, not at its deadline: no renewal can be written any more, and its command should
+/// stop at once (`LossReason::Unavailable`, naming the change).
+#[tokio::test(start_paused = true)]
+async fn a_held_lease_is_lost_at_once_when_the_record_changes() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let a = watching(&store)
+        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
+        .build()
+        .await
+        .unwrap();
+    let locks = a.locks(cairn::LockOptions::default()).unwrap();
+    let cairn::Acquire::Held(lease) = locks
+        .try_acquire(&cairn::Name::new("l").unwrap())
+        .await
+        .unwrap()
+    else {
+        panic!("a free lock")
+    };
+    let deadline = lease.deadline();
+    plant_record(&store, "p", Strategy::EtagCas, 2).await;
+    let reason = tokio::time::timeout(Duration::from_secs(60), lease.lost())
+        .await
+        .expect("the lease ends within a minute");
+    assert!(
+        tokio::time::Instant::now() < deadline,
+        "lost at its deadline, not at the renewal that met the change"
+    );
+    match reason {
+        cairn::LossReason::Unavailable { error } => {
+            assert!(error.contains("protocol record"), "{error}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
 /// An observer (the CLI's `status`, `node ls`, `doctor`) of a prefix whose record is gone
 /// reads nodes where the objects show them, even when its bounded look at the prefix stopped
 /// at an earlier folder (`locks/` sorts before `members/`).

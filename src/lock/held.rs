@@ -358,4 +358,15 @@ impl Keep<LockRecord> for Renewer {
     fn expired(&self, error: String) -> Option<LossReason> {
         Some(self.lost(LossReason::Unavailable { error }))
     }
+
+    /// The protocol record changed under this node: no renewal can be written any more, so
+    /// the lease is lost now rather than at its deadline (its command stops at once).
+    fn fatal(&self, e: &Error) -> Option<LossReason> {
+        match e {
+            Error::ProtocolChanged { .. } => Some(self.lost(LossReason::Unavailable {
+                error: e.to_string(),
+            })),
+            _ => None,
+        }
+    }
 }

@@ -68,7 +68,7 @@ const DRAW_BEHIND: Duration = Duration::from_secs(5);
 
 /// The largest random step of a number that starts something when time does not lift it above
 /// the last one ([`Manifests::next_start`]).
-const DRAW_STEP: u64 = 256;
+const DRAW_STEP: u64 = 1024;
 
 /// Tuning of compare-and-swap and of the version chain's garbage collection.
 #[derive(Debug, Clone)]
@@ -212,8 +212,9 @@ impl Manifests {
     /// now ([`Self::first_number`]), and must number above everything drawn before, whichever
     /// clocks drew it: [`DRAW_BEHIND`] is twice the default clock bound and the store's time
     /// resolution, and a node with a wider bound draws further behind. The random step keeps
-    /// within the floor's budget: at most 256 a start, a quarter of a millisecond's 1024, and a
-    /// start is at least one store round trip.
+    /// within the floor's budget: at most 1024 a start (512 on average), a millisecond's worth,
+    /// and a start is at least one store round trip; to climb past the floor of now, one lock
+    /// would need some 10,000 starts within the 5 s.
     ///
     /// On older formats `previous + 1`: builds of those formats number so, and a drawn number
     /// above theirs would make their next number go back. Drawing costs the clock check a
