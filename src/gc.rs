@@ -10,11 +10,12 @@
 //!   manifests nobody writes any more.
 //! - **Released locks and deleted records** older than an age: their history is trimmed to
 //!   the tombstone alone ([`Manifest::trim`] with 1). The tombstone itself is **never**
-//!   deleted. It keeps the lock's last fencing token, so the next acquirer's is higher. Were it deleted, the next acquirer would create the lock
-//!   afresh at a floor drawn from time (`src/clock.rs` (`floor`)): still above every earlier
-//!   token, but only as far as clocks agree, while the tombstone needs no clock. Likewise a deleted record keeps its version so a
-//!   stale `put_if_newer` stays stale. Keeping one small object per name is the price. Under
-//!   etag CAS a manifest is one object already, so there is nothing to trim.
+//!   deleted. It keeps the lock's last fencing token, so the next acquirer's is higher.
+//!   Were it deleted, the next acquirer would create the lock afresh at a floor drawn from
+//!   time (`src/clock.rs` (`floor`)): still above every earlier token, but only as far as
+//!   clocks agree, while the tombstone needs no clock. Likewise a deleted record keeps its
+//!   version so a stale `put_if_newer` stays stale. Keeping one small object per name is
+//!   the price. Under etag CAS a manifest is one object already, so there is nothing to trim.
 //! - **Nodes that left** longer ago than an age: removed entirely
 //!   ([`crate::node::Nodes::forget`] explains why that is harmless for members).
 //! - **Event log entries** of a topic below a sequence number, never the newest entry

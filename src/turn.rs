@@ -663,7 +663,7 @@ impl Turns {
             Some(c) => (
                 self.collection
                     .manifests()
-                    .next_start(m.key(), "turn number", c.body.turn)
+                    .next_start(m.key(), "turn number", c.body.turn, 0)
                     .await?,
                 c.body.window_ms,
                 c.body.jitter_ms,

@@ -302,22 +302,15 @@ impl Locks {
             let version = m.next_version(current.as_ref()).await?;
             let token = FencingToken(match current.as_ref() {
                 // Above the last holder's token, and (format 3) drawn from time, so that a
-                // holder whose versions vanished is below us (`Manifests::next_start`).
-                Some(c) if self.collection.manifests().draws_numbers() => {
+                // holder whose versions vanished is below us; on earlier formats the version
+                // it is acquired at, as their builds number it (`Manifests::next_start`).
+                Some(c) => {
+                    let last = c.body.fencing_token.0;
                     self.collection
                         .manifests()
-                        .next_start(m.key(), "fencing token", c.body.fencing_token.0)
+                        .next_start(m.key(), "fencing token", last, version)
                         .await?
                 }
-                // Earlier formats: the token is the version it was acquired at, as their builds
-                // number it; and never at or below the last holder's, should a prefix once of
-                // format 3 have been re-created at an earlier one (its tokens are above its
-                // versions).
-                Some(c) => version.max(clock::next_number(
-                    m.key(),
-                    "fencing token",
-                    c.body.fencing_token.0,
-                )?),
                 None => version,
             });
             let now = clock.now();

@@ -180,14 +180,10 @@ impl Manifests {
         node_family(self.format)
     }
 
-    /// Whether numbers that start something are drawn from time on this prefix (format 3 and
-    /// later; [`Self::next_start`]).
-    pub(crate) fn draws_numbers(&self) -> bool {
-        draws_numbers(self.format)
-    }
-
     /// The number a write that starts something takes after `previous` (a fencing token after
-    /// the last holder's, a turn after the last turn), at `key`.
+    /// the last holder's, a turn after the last turn), at `key`; `earlier_rule` is what builds
+    /// of formats 1 and 2 number it at when that is more than `previous + 1` (a lock's token:
+    /// the version it is acquired at; 0 where they number `previous + 1`).
     ///
     /// On a prefix of format 3 and later: the floor of now less [`DRAW_BEHIND`] (`src/clock.rs`
     /// (`floor`) of [`Self::floor_time`]) when that is above `previous`, else `previous` + a
@@ -216,8 +212,10 @@ impl Manifests {
     /// and a start is at least one store round trip; to climb past the floor of now, one lock
     /// would need some 10,000 starts within the 5 s.
     ///
-    /// On older formats `previous + 1`: builds of those formats number so, and a drawn number
-    /// above theirs would make their next number go back. Drawing costs the clock check a
+    /// On older formats `previous + 1`, or `earlier_rule` when that is higher: builds of those
+    /// formats number so, and a drawn number above theirs would make their next number go
+    /// back; and never at or below `previous`, should a prefix once of format 3 (whose tokens
+    /// are above their versions) have been re-created at an earlier one. Drawing costs the clock check a
     /// floor takes when no recent one serves (two requests, once in 15 minutes); its error is
     /// returned and nothing is written.
     pub(crate) async fn next_start(
@@ -225,10 +223,11 @@ impl Manifests {
         key: &(impl std::fmt::Display + Sync),
         what: &'static str,
         previous: u64,
+        earlier_rule: u64,
     ) -> Result<u64> {
         let next = next_number(key, what, previous)?;
         if !draws_numbers(self.format) {
-            return Ok(next);
+            return Ok(next.max(earlier_rule));
         }
         let behind =
             chrono::Duration::from_std(self.draw_behind()).unwrap_or(chrono::Duration::MAX);
