@@ -160,6 +160,16 @@ async fn plant_record(store: &Arc<dyn ObjectStore>, prefix: &str, strategy: Stra
         .unwrap();
 }
 
+/// [`watching`], built on etag CAS: no field of the record but the one a test rewrites (not
+/// the chain's `gc_min_age`) can differ.
+async fn watching_etag(store: &Arc<dyn ObjectStore>) -> Cairn {
+    watching(store)
+        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
+        .build()
+        .await
+        .unwrap()
+}
+
 /// The operator's `cairn protocol recreate` on `prefix`.
 async fn recreate(store: &Arc<dyn ObjectStore>, prefix: &str) -> Cairn {
     Cairn::builder(Arc::clone(store))
@@ -435,12 +445,7 @@ async fn recreating_a_deleted_record_keeps_the_format_the_objects_show() {
 #[tokio::test(start_paused = true)]
 async fn a_running_node_stops_when_the_record_moves_its_nodes() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    // Etag CAS, so that no other field of the record (the chain's `gc_min_age`) differs.
-    let a = watching(&store)
-        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
-        .build()
-        .await
-        .unwrap();
+    let a = watching_etag(&store).await;
     let strategy = a.strategy();
     assert_eq!(strategy, Strategy::EtagCas);
     plant_record(&store, "p", strategy, 1).await;
@@ -466,11 +471,7 @@ async fn a_running_node_stops_when_the_record_moves_its_nodes() {
 #[tokio::test(start_paused = true)]
 async fn a_heartbeating_node_stops_when_the_record_changes_and_says_why() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let a = watching(&store)
-        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
-        .build()
-        .await
-        .unwrap();
+    let a = watching_etag(&store).await;
     let hb = a.nodes(NodeOptions::default()).join().await.unwrap();
     plant_record(&store, "p", Strategy::EtagCas, 2).await;
     let end = tokio::time::timeout(Duration::from_secs(60), hb.ended())
@@ -498,11 +499,7 @@ async fn a_heartbeating_node_stops_when_the_record_changes_and_says_why() {
 #[tokio::test(start_paused = true)]
 async fn a_held_lease_is_lost_at_once_when_the_record_changes() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let a = watching(&store)
-        .strategy(StrategyChoice::Fixed(Strategy::EtagCas))
-        .build()
-        .await
-        .unwrap();
+    let a = watching_etag(&store).await;
     let locks = a.locks(cairn::LockOptions::default()).unwrap();
     let cairn::Acquire::Held(lease) = locks
         .try_acquire(&cairn::Name::new("l").unwrap())

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use cairn::error::Error;
-use cairn::lock::{Acquire, LockOptions};
+use cairn::lock::{Acquire, HeldLock, LockOptions, Locks};
 use cairn::manifest::{Change, Strategy, Write};
 use cairn::record::Put;
 use cairn::turn::{Claim, TurnOptions};
@@ -127,34 +127,43 @@ impl World {
         self.clock.set_skew(chrono::Duration::milliseconds(skew));
     }
 
-    /// Deletes every object under `folder` (below the prefix) as a foreign client would,
-    /// and returns how many there were (at least one, or the test proves nothing).
-    async fn vanish(&self, folder: &str) -> usize {
+    /// Lock `db`, which must be free (`why` it is, else the test fails).
+    async fn take(&self, locks: &Locks, why: &str) -> HeldLock {
+        match locks.try_acquire(&name("db")).await.unwrap() {
+            Acquire::Held(l) => l,
+            Acquire::Busy(b) => panic!("{}: {why}; busy: {b:?}", self.label),
+        }
+    }
+
+    /// Every object under `folder` (below the prefix), as a foreign client lists them.
+    async fn listed(&self, folder: &str) -> Vec<object_store::ObjectMeta> {
         let under = Path::from(format!("{PREFIX}/{folder}"));
-        let listed: Vec<_> = self
-            .store
+        self.store
             .list(Some(&under))
             .try_collect()
             .await
-            .expect("list");
+            .expect("list")
+    }
+
+    /// Deletes every object under `folder` (below the prefix) as a foreign client would,
+    /// and returns how many there were (at least one, or the test proves nothing).
+    async fn vanish(&self, folder: &str) -> usize {
+        let listed = self.listed(folder).await;
         for o in &listed {
             self.store.delete(&o.location).await.expect("delete");
         }
-        assert!(!listed.is_empty(), "{}: nothing under {under}", self.label);
+        assert!(
+            !listed.is_empty(),
+            "{}: nothing under {PREFIX}/{folder}",
+            self.label
+        );
         listed.len()
     }
 
     /// Every object under `folder` (below the prefix) with its bytes, as a backup keeps them.
     async fn backup(&self, folder: &str) -> Vec<(Path, bytes::Bytes)> {
-        let under = Path::from(format!("{PREFIX}/{folder}"));
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&under))
-            .try_collect()
-            .await
-            .expect("list");
         let mut kept = Vec::new();
-        for o in listed {
+        for o in self.listed(folder).await {
             let bytes = self.store.get(&o.location).await.expect("get");
             kept.push((o.location, bytes.bytes().await.expect("bytes")));
         }
@@ -202,23 +211,19 @@ async fn should_give_a_higher_fencing_token_than_the_live_holder_after_the_lock_
         let a = w.node("a").await.locks(LockOptions::default()).unwrap();
         // A few acquire/release rounds, so that the live holder's token is not the first.
         for _ in 0..2 {
-            let Acquire::Held(l) = a.try_acquire(&name("db")).await.unwrap() else {
-                panic!("{}: a free lock", w.label)
-            };
+            let l = w.take(&a, "a free lock").await;
             l.release().await.unwrap();
         }
-        let Acquire::Held(held) = a.try_acquire(&name("db")).await.unwrap() else {
-            panic!("{}: a free lock", w.label)
-        };
+        let held = w.take(&a, "a free lock").await;
         let live = held.fencing_token();
 
         w.later(1_000);
         w.vanish("locks/db").await;
 
         let b = w.node("b").await.locks(LockOptions::default()).unwrap();
-        let Acquire::Held(theirs) = b.try_acquire(&name("db")).await.unwrap() else {
-            panic!("{}: the lock's objects are gone, so it is free", w.label)
-        };
+        let theirs = w
+            .take(&b, "the lock's objects are gone, so it is free")
+            .await;
         assert!(
             theirs.fencing_token() > live,
             "{}: the lock created again gave token {} to b while a holds {live}",
@@ -239,17 +244,15 @@ async fn should_not_hand_a_stale_chain_writer_a_token_below_a_chain_created_agai
     for w in World::all() {
         let a = w.node("a").await.locks(LockOptions::default()).unwrap();
         for _ in 0..2 {
-            let Acquire::Held(l) = a.try_acquire(&name("db")).await.unwrap() else {
-                panic!("{}: a free lock", w.label)
-            };
+            let l = w.take(&a, "a free lock").await;
             l.release().await.unwrap();
         }
         w.later(1_000);
         w.vanish("locks/db").await;
         let b = w.node("b").await.locks(LockOptions::default()).unwrap();
-        let Acquire::Held(theirs) = b.try_acquire(&name("db")).await.unwrap() else {
-            panic!("{}: the lock's objects are gone, so it is free", w.label)
-        };
+        let theirs = w
+            .take(&b, "the lock's objects are gone, so it is free")
+            .await;
         // a's knowledge of the released head is fresh: it acquires without a listing.
         match a.try_acquire(&name("db")).await.unwrap() {
             Acquire::Held(ours) => panic!(
@@ -278,9 +281,7 @@ async fn should_floor_above_the_vanished_numbers_from_a_node_whose_clock_runs_be
     for w in World::all() {
         let a = w.node("a").await;
         let locks = a.locks(LockOptions::default()).unwrap();
-        let Acquire::Held(held) = locks.try_acquire(&name("db")).await.unwrap() else {
-            panic!("{}: a free lock", w.label)
-        };
+        let held = w.take(&locks, "a free lock").await;
         let live = held.fencing_token();
         let topic = name("deploys");
         let last = a
@@ -295,15 +296,12 @@ async fn should_floor_above_the_vanished_numbers_from_a_node_whose_clock_runs_be
         w.vanish("log/deploys").await;
 
         let b = w.node_behind("b", 60_000).await;
-        let Acquire::Held(theirs) = b
-            .locks(LockOptions::default())
-            .unwrap()
-            .try_acquire(&name("db"))
-            .await
-            .unwrap()
-        else {
-            panic!("{}: the lock's objects are gone, so it is free", w.label)
-        };
+        let theirs = w
+            .take(
+                &b.locks(LockOptions::default()).unwrap(),
+                "the lock's objects are gone, so it is free",
+            )
+            .await;
         assert!(
             theirs.fencing_token() > live,
             "{}: a node a minute behind created the lock again with token {} while a holds {live}",
@@ -404,25 +402,21 @@ async fn should_give_a_higher_token_than_a_holder_whose_versions_a_restore_took_
         let a = w.node("a").await.locks(LockOptions::default()).unwrap();
         let b = w.node("b").await.locks(LockOptions::default()).unwrap();
         for l in [&a, &b] {
-            let Acquire::Held(held) = l.try_acquire(&name("db")).await.unwrap() else {
-                panic!("{}: a free lock", w.label)
-            };
+            let held = w.take(l, "a free lock").await;
             held.release().await.unwrap();
         }
         // Past the 5 s after the lock's creation during which drawn numbers are still its
         // first + 1 (docs/GUARANTEES.md, "Numbers never go backwards").
         w.later(10_000);
         let backup = w.backup("locks/db").await;
-        let Acquire::Held(live) = a.try_acquire(&name("db")).await.unwrap() else {
-            panic!("{}: a free lock", w.label)
-        };
+        let live = w.take(&a, "a free lock").await;
 
         w.later(1_000);
         w.restore("locks/db", &backup).await;
 
-        let Acquire::Held(theirs) = b.try_acquire(&name("db")).await.unwrap() else {
-            panic!("{}: the lock is released again, so it is free", w.label)
-        };
+        let theirs = w
+            .take(&b, "the lock is released again, so it is free")
+            .await;
         assert!(
             theirs.fencing_token() > live.fencing_token(),
             "{}: b acquired with token {} while a holds {}",
@@ -515,45 +509,77 @@ async fn should_append_above_every_vanished_sequence() {
 /// A stale appender that checked its tail just before the topic was deleted whole writes one
 /// past it, below the first entry a fresh client created since (at the floor, in slot 1): a
 /// cold client must not take that stale entry for the newest and number below the first.
+/// The slot of sequence `seq` in topic `deploys`.
+fn log_slot(seq: u64) -> Path {
+    Path::from(format!("{PREFIX}/log/deploys/{seq:020}.json"))
+}
+
+/// A topic deleted whole under a stale appender.
+struct Stale {
+    /// The stale appender `a`, which appended up to `last`.
+    log: cairn::log::EventLog,
+    topic: Name,
+    last: u64,
+    /// The first entry `b` appended after the deletion.
+    first: u64,
+    /// The bytes of `a`'s tail entry, as they were before the deletion.
+    tail: bytes::Bytes,
+}
+
+/// `a` appends three entries to `deploys`; the topic is deleted whole; `b` appends a first
+/// entry again (at a floor above `last + 1`); and `a`'s create of `last + 1`, which raced the
+/// deletion, lands below it.
+async fn stale_appender(w: &World) -> Stale {
+    let log = w.node("a").await.event_log();
+    let topic = name("deploys");
+    let mut last = 0;
+    for i in 0..3 {
+        last = log.append(&topic, json!({ "i": i })).await.unwrap();
+    }
+    let tail = w
+        .store
+        .get(&log_slot(last))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+
+    w.later(1_000);
+    w.vanish("log/deploys").await;
+    let first = w
+        .node("b")
+        .await
+        .event_log()
+        .append(&topic, json!({ "i": 3 }))
+        .await
+        .unwrap();
+    assert!(first > last + 1, "{}", w.label);
+    let mut stale: serde_json::Value = serde_json::from_slice(&tail).unwrap();
+    stale["version"] = (last + 1).into();
+    stale["write_id"] = uuid::Uuid::new_v4().to_string().into();
+    w.store
+        .put(
+            &log_slot(last + 1),
+            serde_json::to_vec(&stale).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    Stale {
+        log,
+        topic,
+        last,
+        first,
+        tail,
+    }
+}
+
 #[tokio::test]
 async fn should_append_above_a_first_entry_created_again_when_a_stale_appender_wrote_below_it() {
     for w in World::all() {
-        let log = w.node("a").await.event_log();
-        let topic = name("deploys");
-        let mut last = 0;
-        for i in 0..3 {
-            last = log.append(&topic, json!({ "i": i })).await.unwrap();
-        }
-        let slot = |seq: u64| Path::from(format!("{PREFIX}/log/deploys/{seq:020}.json"));
-        let tail: serde_json::Value = serde_json::from_slice(
-            &w.store
-                .get(&slot(last))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-        )
-        .unwrap();
-
-        w.later(1_000);
-        w.vanish("log/deploys").await;
-        let first = w
-            .node("b")
-            .await
-            .event_log()
-            .append(&topic, json!({ "i": 3 }))
-            .await
-            .unwrap();
-        assert!(first > last + 1, "{}", w.label);
-        // The stale appender's create of `last + 1` lands now, below `first`.
-        let mut stale = tail.clone();
-        stale["version"] = (last + 1).into();
-        stale["write_id"] = uuid::Uuid::new_v4().to_string().into();
-        w.store
-            .put(&slot(last + 1), serde_json::to_vec(&stale).unwrap().into())
-            .await
-            .unwrap();
+        let Stale {
+            log, topic, first, ..
+        } = stale_appender(&w).await;
 
         let cold = w.node("c").await.event_log();
         assert_eq!(
@@ -598,42 +624,15 @@ async fn should_append_above_a_first_entry_created_again_when_a_stale_appender_w
 #[tokio::test]
 async fn should_bring_a_stale_appender_above_a_first_entry_created_again() {
     for w in World::all() {
-        let log = w.node("a").await.event_log();
-        let topic = name("deploys");
-        let mut last = 0;
-        for i in 0..3 {
-            last = log.append(&topic, json!({ "i": i })).await.unwrap();
-        }
-        let slot = |seq: u64| Path::from(format!("{PREFIX}/log/deploys/{seq:020}.json"));
-        let tail = w.backup("log/deploys").await;
-        let (_, tail_bytes) = tail
-            .iter()
-            .find(|(p, _)| *p == slot(last))
-            .expect("the tail entry")
-            .clone();
-
-        w.later(1_000);
-        w.vanish("log/deploys").await;
-        let first = w
-            .node("b")
-            .await
-            .event_log()
-            .append(&topic, json!({ "i": 3 }))
-            .await
-            .unwrap();
-        assert!(first > last + 1, "{}", w.label);
-        // The stale appender's tail, and its create of `last + 1`, below `first`.
-        w.store
-            .put(&slot(last), tail_bytes.clone().into())
-            .await
-            .unwrap();
-        let mut stale: serde_json::Value = serde_json::from_slice(&tail_bytes).unwrap();
-        stale["version"] = (last + 1).into();
-        stale["write_id"] = uuid::Uuid::new_v4().to_string().into();
-        w.store
-            .put(&slot(last + 1), serde_json::to_vec(&stale).unwrap().into())
-            .await
-            .unwrap();
+        let Stale {
+            log,
+            topic,
+            last,
+            first,
+            tail,
+        } = stale_appender(&w).await;
+        // The stale appender's own tail, put back as it was.
+        w.store.put(&log_slot(last), tail.into()).await.unwrap();
 
         let next = log.append(&topic, json!({ "i": 4 })).await.unwrap();
         assert_eq!(
